@@ -1,0 +1,144 @@
+//! Batch normalisation (Ioffe & Szegedy 2015) over the batch axis of (batch, features):
+//! y = γ·(x − μ_B)/√(σ²_B + ε) + β, with μ_B, σ²_B the batch mean and (biased) variance.
+//!
+//! Written from basic tensor ops so every parameter gets a gradient.
+
+use candle_core::{Tensor, Var};
+
+use crate::Result;
+
+/// Which statistics BN normalises with, and how its gradient treats them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum BnMode {
+    /// Batch statistics, held constant in the backward pass: each sample's
+    /// output is a function of that sample alone, so the gradient of Σᵢ f(xᵢ)
+    /// with respect to xᵢ is the per-sample gradient df(xᵢ)/dxᵢ.
+    #[default]
+    PerSample,
+    /// Batch statistics with the gradient taken straight through them (what
+    /// autograd gives in training mode): samples are coupled, and dxᵢ of Σⱼ f(xⱼ)
+    /// includes the effect of xᵢ on μ_B and σ²_B.
+    Full,
+    /// Running statistics (inference mode): a fixed affine map per feature.
+    Eval,
+}
+
+impl BnMode {
+    pub const ALL: [BnMode; 3] = [BnMode::PerSample, BnMode::Full, BnMode::Eval];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BnMode::PerSample => "per-sample",
+            BnMode::Full => "full",
+            BnMode::Eval => "eval",
+        }
+    }
+}
+
+impl std::fmt::Display for BnMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for BnMode {
+    type Err = crate::NetError;
+    fn from_str(s: &str) -> Result<Self> {
+        BnMode::ALL
+            .into_iter()
+            .find(|m| m.name() == s.trim())
+            .ok_or_else(|| {
+                crate::NetError::parse("BN gradient mode", s, "known: per-sample, full, eval")
+            })
+    }
+}
+
+crate::parse::serde_via_str!(BnMode);
+
+/// PyTorch's default ε.
+pub const BN_EPS: f64 = 1e-5;
+
+#[derive(Clone, Debug)]
+pub struct BatchNorm {
+    weight: Var,
+    bias: Var,
+    running_mean: Var,
+    running_var: Var,
+    eps: f64,
+}
+
+impl BatchNorm {
+    pub fn new(weight: Var, bias: Var, running_mean: Var, running_var: Var) -> Self {
+        BatchNorm {
+            weight,
+            bias,
+            running_mean,
+            running_var,
+            eps: BN_EPS,
+        }
+    }
+
+    pub fn forward(&self, x: &Tensor, mode: BnMode) -> Result<Tensor> {
+        let (mean, var) = match mode {
+            BnMode::Eval => (
+                self.running_mean.as_tensor().clone(),
+                self.running_var.as_tensor().clone(),
+            ),
+            BnMode::PerSample => batch_stats(&x.detach())?,
+            BnMode::Full => batch_stats(x)?,
+        };
+        let xhat = x
+            .broadcast_sub(&mean)?
+            .broadcast_div(&(var + self.eps)?.sqrt()?)?;
+        Ok(xhat
+            .broadcast_mul(&self.weight)?
+            .broadcast_add(&self.bias)?)
+    }
+
+    /// Set the running statistics to this batch's mean and biased variance,
+    /// then normalise with them: afterwards [`BnMode::Eval`] on this batch
+    /// computes exactly what [`BnMode::PerSample`] does.
+    pub fn calibrate(&self, x: &Tensor) -> Result<Tensor> {
+        let (mean, var) = batch_stats(&x.detach())?;
+        self.running_mean.set(&mean)?;
+        self.running_var.set(&var)?;
+        self.forward(x, BnMode::Eval)
+    }
+
+    pub fn weight(&self) -> &Var {
+        &self.weight
+    }
+
+    pub fn bias(&self) -> &Var {
+        &self.bias
+    }
+
+    pub fn running_mean(&self) -> &Var {
+        &self.running_mean
+    }
+
+    pub fn running_var(&self) -> &Var {
+        &self.running_var
+    }
+
+    pub fn eps(&self) -> f64 {
+        self.eps
+    }
+
+    pub(crate) fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(String, &Var)) {
+        f(format!("{prefix}.weight"), &self.weight);
+        f(format!("{prefix}.bias"), &self.bias);
+    }
+
+    pub(crate) fn visit_buffers(&self, prefix: &str, f: &mut dyn FnMut(String, &Var)) {
+        f(format!("{prefix}.running_mean"), &self.running_mean);
+        f(format!("{prefix}.running_var"), &self.running_var);
+    }
+}
+
+/// Batch mean and biased variance over axis 0, each of shape (features,).
+fn batch_stats(x: &Tensor) -> Result<(Tensor, Tensor)> {
+    let mean = x.mean_keepdim(0)?;
+    let var = x.broadcast_sub(&mean)?.sqr()?.mean_keepdim(0)?;
+    Ok((mean.squeeze(0)?, var.squeeze(0)?))
+}

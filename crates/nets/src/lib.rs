@@ -1,0 +1,44 @@
+//! Candle models for gradient studies, built from a validated spec.
+//!
+//! ```
+//! use gradscope_nets::{Arch, BnMode, Mlp, NetParams};
+//! use candle_core::{Device, Tensor};
+//!
+//! let spec = NetParams { arch: Arch::RESNET_BN, depth: 4, width: 16, ..Default::default() }.check()?;
+//! let net = Mlp::new(&spec)?;
+//! let x = Tensor::from_vec(vec![-1.0f32, 0.0, 1.0], (3, 1), &Device::Cpu)?;
+//! let y = net.forward(&x, BnMode::PerSample)?;
+//! assert_eq!(y.dims(), &[3, 1]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod activation;
+mod batch_norm;
+mod block;
+mod dense;
+mod error;
+mod init;
+mod linear;
+mod mlp;
+mod parse;
+mod residual;
+mod seed;
+mod sequential;
+mod spec;
+mod weights;
+
+pub use activation::Activation;
+pub use batch_norm::{BN_EPS, BatchNorm, BnMode};
+pub use block::Block;
+pub use dense::Dense;
+pub use error::{NetError, Result};
+pub use init::{BiasInit, WeightInit, tensor_rng};
+pub use linear::Linear;
+pub use mlp::{Mlp, Trace};
+pub use residual::Residual;
+pub use seed::derive_seed;
+pub use sequential::{Layer, Sequential};
+pub use spec::{Arch, MAX_DEPTH, MAX_PARAMETERS, MAX_WIDTH, NetParams, NetSpec, Norm, Precision};
+pub use weights::SPEC_METADATA_KEY;
+
+pub use candle_core;

@@ -1,0 +1,79 @@
+//! A named list of layers applied in order: the body of a plain block and the
+//! branch F of a residual block.
+
+use candle_core::{Tensor, Var};
+
+use crate::{Activation, BatchNorm, BnMode, Linear, Result};
+
+/// One step of a [`Sequential`].
+#[derive(Clone, Debug)]
+pub enum Layer {
+    Linear(Linear),
+    BatchNorm(BatchNorm),
+    Act(Activation),
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Sequential {
+    layers: Vec<(String, Layer)>,
+}
+
+impl Sequential {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Append a layer; `name` is its state-dict name (`fc1`, `bn2`, …).
+    pub fn push(&mut self, name: impl Into<String>, layer: Layer) {
+        self.layers.push((name.into(), layer));
+    }
+
+    pub fn layers(&self) -> &[(String, Layer)] {
+        &self.layers
+    }
+
+    pub fn forward(&self, x: &Tensor, mode: BnMode) -> Result<Tensor> {
+        self.run(x, &|bn, h| bn.forward(h, mode))
+    }
+
+    /// Forward pass that sets every BN's running statistics to its batch's
+    /// (see [`BatchNorm::calibrate`]).
+    pub fn calibrate(&self, x: &Tensor) -> Result<Tensor> {
+        self.run(x, &|bn, h| bn.calibrate(h))
+    }
+
+    fn run(
+        &self,
+        x: &Tensor,
+        norm: &dyn Fn(&BatchNorm, &Tensor) -> Result<Tensor>,
+    ) -> Result<Tensor> {
+        let mut h = x.clone();
+        for (_, layer) in &self.layers {
+            h = match layer {
+                Layer::Linear(l) => l.forward(&h)?,
+                Layer::BatchNorm(bn) => norm(bn, &h)?,
+                Layer::Act(a) => a.forward(&h)?,
+            };
+        }
+        Ok(h)
+    }
+
+    pub(crate) fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(String, &Var)) {
+        for (name, layer) in &self.layers {
+            let p = format!("{prefix}.{name}");
+            match layer {
+                Layer::Linear(l) => l.visit_parameters(&p, f),
+                Layer::BatchNorm(bn) => bn.visit_parameters(&p, f),
+                Layer::Act(_) => {}
+            }
+        }
+    }
+
+    pub(crate) fn visit_buffers(&self, prefix: &str, f: &mut dyn FnMut(String, &Var)) {
+        for (name, layer) in &self.layers {
+            if let Layer::BatchNorm(bn) = layer {
+                bn.visit_buffers(&format!("{prefix}.{name}"), f);
+            }
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! Structure of built nets: names, counts, prefixes, weights files.
+
+use candle_core::{Device, Tensor};
+use gradscope_nets::{Arch, BiasInit, BnMode, Mlp, NetParams, Precision};
+
+fn archs() -> Vec<Arch> {
+    [
+        "plain",
+        "plain-bn",
+        "resnet",
+        "resnet-bn",
+        "resnet1",
+        "resnet1-bn",
+        "resnet-bn:alpha=0.5",
+        "resnet:branch=3,norm=bn",
+    ]
+    .iter()
+    .map(|s| s.parse().unwrap())
+    .collect()
+}
+
+fn grid(n: usize) -> Tensor {
+    let v: Vec<f64> = (0..n)
+        .map(|i| -2.0 + 4.0 * i as f64 / (n - 1) as f64)
+        .collect();
+    Tensor::from_vec(v, (n, 1), &Device::Cpu).unwrap()
+}
+
+fn params(arch: Arch, depth: usize) -> NetParams {
+    NetParams {
+        arch,
+        depth,
+        width: 8,
+        precision: Precision::F64,
+        seed: 3,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn parameter_count_matches_the_built_net() {
+    for arch in archs() {
+        let spec = params(arch, 3).check().unwrap();
+        let net = Mlp::new(&spec).unwrap();
+        let built: usize = net.parameters().iter().map(|(_, v)| v.elem_count()).sum();
+        assert_eq!(built as u64, spec.parameter_count(), "{arch}");
+    }
+}
+
+#[test]
+fn state_dict_names_follow_pytorch() {
+    let net = Mlp::new(&params(Arch::RESNET_BN, 2).check().unwrap()).unwrap();
+    let names: Vec<String> = net.state_dict().into_iter().map(|(n, _)| n).collect();
+    for expected in [
+        "stem.weight",
+        "stem.bias",
+        "layers.0.bn1.weight",
+        "layers.0.bn1.bias",
+        "layers.0.fc1.weight",
+        "layers.0.bn2.weight",
+        "layers.1.fc2.weight",
+        "layers.1.fc2.bias",
+        "head.weight",
+        "head.bias",
+        "layers.1.bn2.running_var",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "missing {expected} in {names:?}"
+        );
+    }
+    // A linear layer feeding BN carries no bias.
+    assert!(!names.iter().any(|n| n == "layers.0.fc1.bias"));
+    let plain = Mlp::new(&params(Arch::PLAIN, 1).check().unwrap()).unwrap();
+    let names: Vec<String> = plain.parameters().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(
+        names,
+        [
+            "stem.weight",
+            "stem.bias",
+            "layers.0.fc.weight",
+            "layers.0.fc.bias",
+            "head.weight",
+            "head.bias"
+        ]
+    );
+}
+
+#[test]
+fn a_shallower_net_is_the_prefix_of_a_deeper_one() {
+    for arch in archs() {
+        let deep = Mlp::new(&params(arch, 6).check().unwrap()).unwrap();
+        let shallow = Mlp::new(&deep.spec().with_depth(3).unwrap()).unwrap();
+        let x = grid(16);
+        let a = deep
+            .trace_to(&x, BnMode::PerSample, 3, None)
+            .unwrap()
+            .output;
+        let b = shallow.forward(&x, BnMode::PerSample).unwrap();
+        let (a, b) = (
+            a.flatten_all().unwrap().to_vec1::<f64>().unwrap(),
+            b.flatten_all().unwrap().to_vec1::<f64>().unwrap(),
+        );
+        assert_eq!(a, b, "{arch}");
+    }
+}
+
+#[test]
+fn same_seed_same_net_other_seed_other_net() {
+    let x = grid(9);
+    let out = |seed| {
+        let spec = NetParams {
+            seed,
+            ..params(Arch::RESNET, 4)
+        }
+        .check()
+        .unwrap();
+        Mlp::new(&spec)
+            .unwrap()
+            .forward(&x, BnMode::PerSample)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap()
+    };
+    assert_eq!(out(1), out(1));
+    assert_ne!(out(1), out(2));
+}
+
+#[test]
+fn f32_and_f64_nets_share_their_weights_to_rounding() {
+    let p = params(Arch::RESNET_BN, 5);
+    let n64 = Mlp::new(&p.check().unwrap()).unwrap();
+    let n32 = Mlp::new(
+        &NetParams {
+            precision: Precision::F32,
+            ..p
+        }
+        .check()
+        .unwrap(),
+    )
+    .unwrap();
+    let x = grid(32);
+    let a = n64
+        .forward(&x, BnMode::Full)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f64>()
+        .unwrap();
+    let b = n32
+        .forward(&x, BnMode::Full)
+        .unwrap()
+        .to_dtype(candle_core::DType::F64)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f64>()
+        .unwrap();
+    let scale = a.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    for (u, v) in a.iter().zip(&b) {
+        assert!((u - v).abs() <= 1e-4 * scale, "{u} vs {v}");
+    }
+}
+
+#[test]
+fn calibrated_eval_mode_equals_per_sample_mode() {
+    for arch in [Arch::PLAIN_BN, Arch::RESNET_BN, Arch::RESNET1_BN] {
+        let net = Mlp::new(&params(arch, 4).check().unwrap()).unwrap();
+        let x = grid(20);
+        let per_sample = net.forward(&x, BnMode::PerSample).unwrap();
+        let eval_before = net.forward(&x, BnMode::Eval).unwrap();
+        net.calibrate_batch_norm(&x).unwrap();
+        let eval_after = net.forward(&x, BnMode::Eval).unwrap();
+        let diff = |a: &Tensor, b: &Tensor| {
+            (a - b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f64>()
+                .unwrap()
+        };
+        assert!(diff(&per_sample, &eval_after) < 1e-12, "{arch}");
+        // Before calibration the running statistics (0, 1) are not the batch's.
+        assert!(diff(&per_sample, &eval_before) > 1e-3, "{arch}");
+    }
+}
+
+#[test]
+fn weights_round_trip_through_safetensors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.safetensors");
+    let a = Mlp::new(&params(Arch::RESNET_BN, 3).check().unwrap()).unwrap();
+    a.calibrate_batch_norm(&grid(8)).unwrap();
+    std::fs::write(&path, a.to_safetensors().unwrap()).unwrap();
+    let b = Mlp::new(
+        &NetParams {
+            seed: 99,
+            ..params(Arch::RESNET_BN, 3)
+        }
+        .check()
+        .unwrap(),
+    )
+    .unwrap();
+    let x = grid(11);
+    assert_ne!(
+        a.forward(&x, BnMode::Eval)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap(),
+        b.forward(&x, BnMode::Eval)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap()
+    );
+    b.load_safetensors(&path).unwrap();
+    for mode in BnMode::ALL {
+        assert_eq!(
+            a.forward(&x, mode)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f64>()
+                .unwrap(),
+            b.forward(&x, mode)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f64>()
+                .unwrap(),
+            "{mode}"
+        );
+    }
+    // The file names every tensor of the net and is deterministic.
+    assert_eq!(std::fs::read(&path).unwrap(), a.to_safetensors().unwrap());
+}
+
+#[test]
+fn mismatched_weights_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.safetensors");
+    let deep = Mlp::new(&params(Arch::RESNET_BN, 3).check().unwrap()).unwrap();
+    std::fs::write(&path, deep.to_safetensors().unwrap()).unwrap();
+
+    let shallow = Mlp::new(&params(Arch::RESNET_BN, 2).check().unwrap()).unwrap();
+    let e = shallow.load_safetensors(&path).unwrap_err().to_string();
+    assert!(e.contains("layers.2") && e.contains("does not have"), "{e}");
+
+    let deeper = Mlp::new(&params(Arch::RESNET_BN, 4).check().unwrap()).unwrap();
+    let e = deeper.load_safetensors(&path).unwrap_err().to_string();
+    assert!(e.contains("`layers.3.") && e.contains("missing"), "{e}");
+
+    let wider = Mlp::new(
+        &NetParams {
+            width: 9,
+            ..params(Arch::RESNET_BN, 3)
+        }
+        .check()
+        .unwrap(),
+    )
+    .unwrap();
+    let e = wider.load_safetensors(&path).unwrap_err().to_string();
+    assert!(e.contains("shape"), "{e}");
+
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    let e = deep.load_safetensors(&path).unwrap_err().to_string();
+    assert!(e.contains("not a valid safetensors"), "{e}");
+
+    let e = deep
+        .load_safetensors(&dir.path().join("absent.safetensors"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("absent.safetensors"), "{e}");
+}
+
+#[test]
+fn zero_bias_is_an_option_and_torch_the_default() {
+    assert_eq!(NetParams::default().bias_init, BiasInit::Torch);
+    let spec = NetParams {
+        bias_init: BiasInit::Zero,
+        ..params(Arch::PLAIN, 2)
+    }
+    .check()
+    .unwrap();
+    let net = Mlp::new(&spec).unwrap();
+    for (name, v) in net.parameters() {
+        if name.ends_with(".bias") {
+            assert_eq!(
+                v.sqr()
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .to_scalar::<f64>()
+                    .unwrap(),
+                0.0,
+                "{name}"
+            );
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! One forward and backward pass with everything a study may want from it.
+//!
+//! The objective is the sum of the net's outputs over the batch,
+//! L = Σᵢ Σₖ fₖ(xᵢ). When samples do not interact (no BN, or BN in
+//! [`BnMode::PerSample`] or [`BnMode::Eval`]) its gradient with respect to xᵢ is
+//! the per-sample input gradient g(xᵢ) = ∂f(xᵢ)/∂xᵢ of Balduzzi et al. 2017.
+
+use candle_core::{DType, Device, Tensor, Var};
+use gradscope_nets::{BnMode, Mlp};
+use ndarray::{Array2, ArrayView2};
+
+use crate::{ProbeError, Result};
+
+/// What to capture.
+#[derive(Clone, Copy, Debug)]
+pub struct CaptureOpts {
+    /// How BN layers normalise, and how their gradient treats the statistics.
+    pub bn_mode: BnMode,
+    /// Run the depth-`d` prefix of the net (first d blocks, then the head);
+    /// `None` for the whole net.
+    pub depth: Option<usize>,
+    /// Keep the full dL/dh_l arrays, not only their norms.
+    pub keep_layer_grads: bool,
+}
+
+impl Default for CaptureOpts {
+    fn default() -> Self {
+        CaptureOpts {
+            bn_mode: BnMode::PerSample,
+            depth: None,
+            keep_layer_grads: false,
+        }
+    }
+}
+
+/// Which pass a numerical fault appeared in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pass {
+    Forward,
+    Backward,
+}
+
+/// A layer whose activations (forward) or gradients (backward) hold NaN or ±inf.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fault {
+    pub pass: Pass,
+    /// Index of the hidden state: 0 for the stem's output h_0, l for block l's output.
+    pub layer: usize,
+    pub name: String,
+    /// True when a NaN is present (otherwise the values overflowed to ±inf).
+    pub nan: bool,
+}
+
+/// Per hidden state h_l: its name, ‖h_l‖_F and ‖∂L/∂h_l‖_F over the batch.
+#[derive(Clone, Debug)]
+pub struct LayerStat {
+    pub name: String,
+    pub activation_norm: f64,
+    pub grad_norm: f64,
+}
+
+/// Per parameter tensor: ‖θ‖_F and ‖∂L/∂θ‖_F; `has_grad` is false when the
+/// backward pass did not reach it (which a test treats as a bug).
+#[derive(Clone, Debug)]
+pub struct ParamStat {
+    pub name: String,
+    pub value_norm: f64,
+    pub grad_norm: f64,
+    pub has_grad: bool,
+}
+
+/// Everything one forward/backward pass gives.
+#[derive(Clone, Debug)]
+pub struct Capture {
+    /// f(xᵢ), shape (batch, output_dim).
+    pub output: Array2<f64>,
+    /// ∂L/∂xᵢ, shape (batch, input_dim).
+    pub input_grads: Array2<f64>,
+    /// h_0 … h_L.
+    pub layers: Vec<LayerStat>,
+    /// ∂L/∂h_l for each l, when asked for, each (batch, width).
+    pub layer_grads: Option<Vec<Array2<f64>>>,
+    pub params: Vec<ParamStat>,
+    /// NaN/inf by layer, in the order found (forward first, then backward).
+    pub faults: Vec<Fault>,
+}
+
+impl Capture {
+    /// The first layer (lowest index) whose forward values are not finite.
+    pub fn first_forward_fault(&self) -> Option<&Fault> {
+        self.faults.iter().find(|f| f.pass == Pass::Forward)
+    }
+
+    /// The first layer the backward pass reached (highest index) whose
+    /// gradient is not finite.
+    pub fn first_backward_fault(&self) -> Option<&Fault> {
+        self.faults
+            .iter()
+            .filter(|f| f.pass == Pass::Backward)
+            .max_by_key(|f| f.layer)
+    }
+
+    /// ‖∂L/∂h_l‖ for l = 0 … L.
+    pub fn layer_grad_norms(&self) -> Vec<f64> {
+        self.layers.iter().map(|l| l.grad_norm).collect()
+    }
+}
+
+/// The name of hidden state `l`: `stem` for h_0, `layers.{l-1}` for block outputs.
+pub fn hidden_name(l: usize) -> String {
+    if l == 0 {
+        "stem".to_string()
+    } else {
+        format!("layers.{}", l - 1)
+    }
+}
+
+/// Run `net` on the batch `x` (batch, input_dim) with gradient capture.
+pub fn capture(net: &Mlp, x: ArrayView2<f64>, opts: &CaptureOpts) -> Result<Capture> {
+    let (n, d) = x.dim();
+    let spec = net.spec();
+    if d != spec.input_dim {
+        return Err(ProbeError::Input(format!(
+            "inputs have {d} columns, the net takes {}",
+            spec.input_dim
+        )));
+    }
+    if n == 0 {
+        return Err(ProbeError::Input("empty batch".into()));
+    }
+    let depth = opts.depth.unwrap_or(net.depth());
+    let dtype = net.dtype();
+    let dev = Device::Cpu;
+
+    let x_t = Tensor::from_iter(x.iter().copied(), &dev)?
+        .reshape((n, d))?
+        .to_dtype(dtype)?;
+    let x_var = Var::from_tensor(&x_t)?;
+    let probes = (0..=depth)
+        .map(|_| Var::zeros((n, spec.width), dtype, &dev))
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    let trace = net.trace_to(x_var.as_tensor(), opts.bn_mode, depth, Some(&probes))?;
+    let grads = trace.output.sum_all()?.backward()?;
+
+    let mut faults = Vec::new();
+    let mut layers = Vec::with_capacity(depth + 1);
+    let mut layer_grads = opts.keep_layer_grads.then(Vec::new);
+    for (l, (h, p)) in trace.hidden.iter().zip(&probes).enumerate() {
+        let name = hidden_name(l);
+        let activation_norm = frobenius(h)?;
+        let grad = grads.get(p.as_tensor());
+        let grad_norm = match grad {
+            Some(g) => frobenius(g)?,
+            None => 0.0,
+        };
+        if let (Some(keep), Some(g)) = (layer_grads.as_mut(), grad) {
+            keep.push(to_array2(g)?);
+        }
+        layers.push(LayerStat {
+            name,
+            activation_norm,
+            grad_norm,
+        });
+    }
+    for (pass, values) in [
+        (
+            Pass::Forward,
+            layers.iter().map(|s| s.activation_norm).collect::<Vec<_>>(),
+        ),
+        (Pass::Backward, layers.iter().map(|s| s.grad_norm).collect()),
+    ] {
+        for (l, v) in values.into_iter().enumerate() {
+            if !v.is_finite() {
+                faults.push(Fault {
+                    pass,
+                    layer: l,
+                    name: hidden_name(l),
+                    nan: v.is_nan(),
+                });
+            }
+        }
+    }
+
+    let mut params = Vec::new();
+    for (name, var) in net.parameters() {
+        if !used_at_depth(&name, depth) {
+            continue;
+        }
+        let g = grads.get(var.as_tensor());
+        params.push(ParamStat {
+            value_norm: frobenius(var.as_tensor())?,
+            grad_norm: match g {
+                Some(g) => frobenius(g)?,
+                None => 0.0,
+            },
+            has_grad: g.is_some(),
+            name,
+        });
+    }
+
+    let input_grads = match grads.get(x_var.as_tensor()) {
+        Some(g) => to_array2(g)?,
+        None => Array2::zeros((n, d)),
+    };
+    Ok(Capture {
+        output: to_array2(&trace.output)?,
+        input_grads,
+        layers,
+        layer_grads,
+        params,
+        faults,
+    })
+}
+
+/// Whether parameter `name` belongs to the stem, the head or one of the first `depth` blocks.
+fn used_at_depth(name: &str, depth: usize) -> bool {
+    match name.strip_prefix("layers.") {
+        Some(rest) => rest
+            .split('.')
+            .next()
+            .and_then(|i| i.parse::<usize>().ok())
+            .is_some_and(|i| i < depth),
+        None => true,
+    }
+}
+
+/// ‖t‖_F, accumulated in f64 so squares of large f32 values do not overflow.
+pub fn frobenius(t: &Tensor) -> Result<f64> {
+    Ok(t.to_dtype(DType::F64)?
+        .sqr()?
+        .sum_all()?
+        .to_scalar::<f64>()?
+        .sqrt())
+}
+
+/// A rank-2 tensor as an f64 ndarray.
+pub fn to_array2(t: &Tensor) -> Result<Array2<f64>> {
+    let (r, c) = t.dims2()?;
+    let v = t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+    Ok(Array2::from_shape_vec((r, c), v).expect("shape matches the tensor's"))
+}

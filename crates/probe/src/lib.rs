@@ -1,0 +1,15 @@
+//! Gradient capture for gradscope nets: input gradients df/dx, per-layer
+//! ∂L/∂h (through zero "probe" `Var`s added to each hidden state, since candle
+//! keeps gradients only for `Var`s), per-parameter gradients, and the layers
+//! where NaN or inf first appear.
+
+mod capture;
+mod error;
+mod grid;
+
+pub use capture::{
+    Capture, CaptureOpts, Fault, LayerStat, ParamStat, Pass, capture, frobenius, hidden_name,
+    to_array2,
+};
+pub use error::{ProbeError, Result};
+pub use grid::scalar_grid;
