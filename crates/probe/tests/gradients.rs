@@ -285,7 +285,11 @@ fn every_parameter_of_every_arch_receives_a_nonzero_gradient() {
                 let missing: Vec<_> = cap
                     .params
                     .iter()
-                    .filter(|p| !p.has_grad || p.grad_norm.is_nan() || p.grad_norm <= 1e-6 * p.value_norm.max(1e-3))
+                    .filter(|p| {
+                        !p.has_grad
+                            || p.grad_norm.is_nan()
+                            || p.grad_norm <= 1e-6 * p.value_norm.max(1e-3)
+                    })
                     .map(|p| format!("{} (grad {:e})", p.name, p.grad_norm))
                     .collect();
                 assert!(

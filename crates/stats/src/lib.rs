@@ -1,1 +1,35 @@
-//! placeholder
+//! Statistics of gradient signals on ndarray views: correlation along a grid
+//! and across seeds, power spectra and slopes, decay-law fits, calibration
+//! noise and theory curves. Knows nothing of nets: any signal will do.
+//!
+//! ```
+//! use gradscope_stats::{adjacent_correlation, power_spectrum, spectral_slope, Band, brown_noise};
+//! use rand::SeedableRng;
+//!
+//! let g = brown_noise(256, &mut rand::rngs::StdRng::seed_from_u64(0));
+//! let r1 = adjacent_correlation(g.view())?;
+//! let slope = spectral_slope(power_spectrum(g.view())?.view(), Band::default_for(256))?.slope;
+//! assert!(r1 > 0.8 && slope < -1.0);
+//! # Ok::<(), gradscope_stats::StatsError>(())
+//! ```
+
+mod correlation;
+mod error;
+mod fit;
+pub mod nan;
+mod noise;
+mod spectrum;
+mod summary;
+pub mod theory;
+
+pub use correlation::{
+    adjacent_correlation, autocorrelation, correlation_matrix, covariance_matrix, pearson,
+};
+pub use error::{Result, StatsError};
+pub use fit::{
+    DecayComparison, DecayFit, DecayLaw, LineFit, compare_decay, fit_exponential, fit_power_law,
+    linear_fit,
+};
+pub use noise::{brown_noise, white_noise};
+pub use spectrum::{Band, Spectrum, power_spectrum, spectral_slope};
+pub use summary::{MeanStd, quantile};

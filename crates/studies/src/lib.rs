@@ -1,1 +1,12 @@
-//! placeholder
+//! Studies: a configuration comes in, is validated once, runs as independent
+//! cells in parallel, and its results are written as JSON, CSV and NPY under
+//! `notebooks-data/<study>/`.
+
+mod error;
+pub mod output;
+pub mod provenance;
+pub mod runner;
+pub mod shattered;
+
+pub use error::{Result, StudyError};
+pub use runner::{Progress, RunOptions, default_threads, run_cells};

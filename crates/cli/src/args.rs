@@ -1,0 +1,164 @@
+//! Command-line arguments, kept apart from what the commands do.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use gradscope_nets::{Arch, BiasInit, BnMode, Precision, WeightInit};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "gradscope",
+    version,
+    about = "A research workbench for the gradients of deep networks",
+    long_about = "A research workbench for the gradients of deep networks: vanishing and exploding \
+                  gradients, shattered gradients, and why residual nets train.\n\n\
+                  Results go to notebooks-data/<study>/ (JSON, CSV, NPY) and reports/<study>/ \
+                  (PNG, SVG, HTML, Markdown)."
+)]
+pub struct Cli {
+    /// Worker threads for independent cells (each net runs single-threaded).
+    #[arg(long, global = true, value_name = "N")]
+    pub threads: Option<usize>,
+    /// No progress bars or log lines.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Shattered gradients: correlation and spectra of df/dx over an input grid (Balduzzi et al. 2017).
+    Shattered(ShatteredArgs),
+    /// Run the default studies and build every report.
+    Reproduce(ReproduceArgs),
+    /// Rebuild the reports from notebooks-data alone (no recomputation).
+    Report(Folders),
+    /// List the architectures and the spec grammar.
+    Archs,
+}
+
+/// Where results and reports go.
+#[derive(Debug, Clone, Args)]
+pub struct Folders {
+    /// Data folder (one subfolder per study).
+    #[arg(long, default_value = "notebooks-data", value_name = "DIR")]
+    pub out: PathBuf,
+    /// Report folder (one subfolder per study, plus index.html).
+    #[arg(long, default_value = "reports", value_name = "DIR")]
+    pub reports: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ReproduceArgs {
+    /// Small sizes: a first look in seconds.
+    #[arg(long)]
+    pub quick: bool,
+    #[command(flatten)]
+    pub folders: Folders,
+}
+
+#[derive(Debug, Args)]
+pub struct ShatteredArgs {
+    /// Architectures, comma-separated (e.g. plain-bn,resnet-bn,resnet:branch=1,norm=bn).
+    #[arg(long, value_parser = parse_arch_list, value_name = "LIST")]
+    pub archs: Option<ArchList>,
+    /// Depths, comma-separated.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub depths: Option<Vec<usize>>,
+    /// Hidden width.
+    #[arg(long)]
+    pub width: Option<usize>,
+    /// Grid points on [x-min, x-max].
+    #[arg(long)]
+    pub points: Option<usize>,
+    /// Nets per (arch, depth).
+    #[arg(long)]
+    pub seeds: Option<usize>,
+    /// Base seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// f32 or f64.
+    #[arg(long)]
+    pub dtype: Option<Precision>,
+    /// BN gradient mode: per-sample (statistics held constant), full (through the statistics) or eval.
+    #[arg(long)]
+    pub bn_mode: Option<BnMode>,
+    /// Weight init: he, lecun, xavier, normal(σ_w²).
+    #[arg(long)]
+    pub weight_init: Option<WeightInit>,
+    /// Bias init: torch (default), zero, normal(σ), uniform(b).
+    #[arg(long)]
+    pub bias_init: Option<BiasInit>,
+    /// Small sizes: a first look in seconds.
+    #[arg(long)]
+    pub quick: bool,
+    /// Save each (arch, seed)'s deepest net as safetensors in this folder.
+    #[arg(long, value_name = "DIR")]
+    pub save_weights: Option<PathBuf>,
+    /// Evaluate one net with these weights (needs one arch, one depth, --seeds 1).
+    #[arg(long, value_name = "FILE")]
+    pub load_weights: Option<PathBuf>,
+    /// Only write the data, not the report.
+    #[arg(long)]
+    pub no_report: bool,
+    #[command(flatten)]
+    pub folders: Folders,
+}
+
+/// A list of architectures.
+#[derive(Debug, Clone)]
+pub struct ArchList(pub Vec<Arch>);
+
+/// Split `a,b:k=v,k=v,c` into archs: a piece holding `=` continues the options
+/// of the arch before it (arch names never contain `=`).
+pub fn parse_arch_list(s: &str) -> Result<ArchList, String> {
+    let mut items: Vec<String> = Vec::new();
+    for piece in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match items.last_mut() {
+            Some(last) if piece.contains('=') && !piece.contains(':') => {
+                last.push(',');
+                last.push_str(piece);
+            }
+            _ => items.push(piece.to_string()),
+        }
+    }
+    if items.is_empty() {
+        return Err("list at least one architecture".into());
+    }
+    items
+        .iter()
+        .map(|i| i.parse::<Arch>().map_err(|e| e.to_string()))
+        .collect::<Result<_, _>>()
+        .map(ArchList)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arch_lists_split_between_archs_not_options() {
+        let l = parse_arch_list("plain-bn,resnet:branch=3,norm=bn,resnet-bn:alpha=0.5,plain")
+            .unwrap()
+            .0;
+        let s: Vec<String> = l.iter().map(|a| a.to_string()).collect();
+        assert_eq!(
+            s,
+            [
+                "plain-bn",
+                "resnet:branch=3,norm=bn",
+                "resnet-bn:alpha=0.5",
+                "plain"
+            ]
+        );
+        assert!(parse_arch_list("").is_err());
+        assert!(parse_arch_list("plain,mlp").unwrap_err().contains("mlp"));
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}
