@@ -12,7 +12,24 @@ use clap::Parser;
 /// Parse the command line, run, and turn any error into one line on stderr
 /// and a non-zero exit code.
 pub fn main() -> ExitCode {
-    let cli = args::Cli::parse();
+    let cli = match args::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version.
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // clap's message, on one line; `--help` has the rest.
+            let text = e.render().to_string();
+            let first = text
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("error: bad arguments");
+            eprintln!("{first} (see --help)");
+            return ExitCode::from(2);
+        }
+    };
     match run::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

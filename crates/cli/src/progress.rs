@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use gradscope_studies::Progress;
+use gradscope_studies::{Progress, ProgressFn};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 pub struct Bar {
@@ -29,7 +29,7 @@ impl Bar {
     }
 
     /// A callback for the study runner.
-    pub fn callback(&self) -> Arc<dyn Fn(Progress<'_>) + Send + Sync> {
+    pub fn callback(&self) -> ProgressFn {
         let bar = self.bar.clone();
         Arc::new(move |p: Progress<'_>| {
             bar.set_position(p.done as u64);

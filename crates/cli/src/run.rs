@@ -1,6 +1,5 @@
 //! What each command does, given parsed arguments.
 
-use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -36,10 +35,7 @@ pub fn run(cli: Cli) -> Result<()> {
             ));
             Ok(())
         }
-        Command::Report(f) => {
-            let _ = f;
-            Ok(())
-        }
+        Command::Report(f) => build_reports(&ctx, &f),
         Command::Archs => {
             print!("{}", archs_text());
             Ok(())
@@ -128,8 +124,20 @@ fn run_shattered(
     Ok(())
 }
 
-fn build_reports(_ctx: &Ctx, _folders: &Folders) -> Result<()> {
-    let _ = Path::new("");
+fn build_reports(ctx: &Ctx, folders: &Folders) -> Result<()> {
+    let t = Instant::now();
+    let cards = gradscope_report::rebuild_all(&folders.out, &folders.reports)?;
+    ctx.log(&format!(
+        "report: {} ({}) in {:.1} s → {}",
+        cards
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        cards.len(),
+        t.elapsed().as_secs_f64(),
+        folders.reports.join("index.html").display()
+    ));
     Ok(())
 }
 

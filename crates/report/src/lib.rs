@@ -1,1 +1,43 @@
-//! placeholder
+//! Figures (PNG + SVG), HTML and Markdown reports, drawn from
+//! `notebooks-data/<study>/` alone: a report can be rebuilt without
+//! recomputing, or drawn from data made elsewhere.
+
+mod card;
+pub mod doc;
+mod error;
+pub mod figure;
+pub mod pages;
+pub mod shattered;
+pub mod style;
+
+use std::path::Path;
+
+pub use card::StudyCard;
+pub use error::{ReportError, Result};
+
+/// Every study with a report, by folder name.
+pub const STUDIES: &[&str] = &[gradscope_studies::shattered::NAME];
+
+/// Build the report of study `name` from `data_root/name` into `reports_root/name`.
+pub fn build_study(name: &str, data_root: &Path, reports_root: &Path) -> Result<StudyCard> {
+    let (data, out) = (data_root.join(name), reports_root.join(name));
+    match name {
+        n if n == gradscope_studies::shattered::NAME => shattered::build(&data, &out),
+        _ => Err(ReportError::NoData(data)),
+    }
+}
+
+/// Rebuild the report of every study that has data, and the index.
+pub fn rebuild_all(data_root: &Path, reports_root: &Path) -> Result<Vec<StudyCard>> {
+    let mut cards = Vec::new();
+    for name in STUDIES {
+        if data_root.join(name).join("summary.json").exists() {
+            cards.push(build_study(name, data_root, reports_root)?);
+        }
+    }
+    if cards.is_empty() {
+        return Err(ReportError::NoData(data_root.to_path_buf()));
+    }
+    pages::write_index(reports_root, &cards)?;
+    Ok(cards)
+}

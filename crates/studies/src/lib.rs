@@ -9,4 +9,4 @@ pub mod runner;
 pub mod shattered;
 
 pub use error::{Result, StudyError};
-pub use runner::{Progress, RunOptions, default_threads, run_cells};
+pub use runner::{Progress, ProgressFn, RunOptions, default_threads, run_cells};

@@ -20,13 +20,16 @@ pub struct Progress<'a> {
     pub key: &'a str,
 }
 
+/// Called from the worker threads as each cell finishes.
+pub type ProgressFn = Arc<dyn Fn(Progress<'_>) + Send + Sync>;
+
 /// How to run the cells.
 #[derive(Clone)]
 pub struct RunOptions {
     /// Worker threads (≥ 1).
     pub threads: usize,
     /// Called from the worker threads as each cell finishes.
-    pub progress: Option<Arc<dyn Fn(Progress<'_>) + Send + Sync>>,
+    pub progress: Option<ProgressFn>,
     /// Set to stop taking new cells (e.g. on Ctrl-C); cells in flight finish.
     pub cancel: Option<Arc<AtomicBool>>,
     /// The command line, recorded in the provenance.

@@ -59,8 +59,8 @@ pub struct ShatteredParams {
     pub bias_init: BiasInit,
     /// Spectral-slope band (inclusive bins); default N/64 ..= N/4.
     pub band: Option<Band>,
-    /// Largest ACF lag stored.
-    pub max_lag: usize,
+    /// Largest ACF lag stored; default min(32, N/4).
+    pub max_lag: Option<usize>,
     /// Evaluate one net with these weights (safetensors) instead of drawing them.
     pub load_weights: Option<PathBuf>,
     /// Save each (arch, seed)'s deepest net here as safetensors.
@@ -85,7 +85,7 @@ impl Default for ShatteredParams {
             weight_init: WeightInit::He,
             bias_init: BiasInit::Torch,
             band: None,
-            max_lag: 32,
+            max_lag: None,
             load_weights: None,
             save_weights: None,
             memory_limit_gib: 8.0,
@@ -101,7 +101,6 @@ impl ShatteredParams {
             width: 48,
             points: 128,
             seeds: 4,
-            max_lag: 16,
             ..Default::default()
         }
     }
@@ -143,6 +142,12 @@ impl ShatteredParams {
         }
         p.depths.sort_unstable();
         p.depths.dedup();
+        if p.depths[0] == 0 {
+            return Err(StudyError::config(
+                "depths",
+                "every depth must be at least 1, got 0",
+            ));
+        }
         if !(16..=1 << 16).contains(&p.points) {
             return Err(StudyError::config(
                 "points",
@@ -161,12 +166,14 @@ impl ShatteredParams {
                 format!("need finite x_min < x_max, got {} .. {}", p.x_min, p.x_max),
             ));
         }
-        if p.max_lag == 0 || p.max_lag >= p.points {
+        let max_lag = p.max_lag.unwrap_or((p.points / 4).min(32));
+        if max_lag == 0 || max_lag >= p.points {
             return Err(StudyError::config(
                 "max_lag",
-                format!("must be 1..{}, got {}", p.points, p.max_lag),
+                format!("must be 1..{}, got {max_lag}", p.points),
             ));
         }
+        p.max_lag = Some(max_lag);
         let band = p.band.unwrap_or_else(|| Band::default_for(p.points));
         band.check(p.points / 2 + 1)
             .map_err(|e| StudyError::config("band", e.to_string()))?;
@@ -215,6 +222,12 @@ pub struct ShatteredConfig {
     /// One spec per arch, at the largest depth (seed filled in per cell).
     nets: Vec<NetSpec>,
     band: Band,
+}
+
+impl ShatteredConfig {
+    fn max_lag(&self) -> usize {
+        self.params.max_lag.expect("set by check")
+    }
 }
 
 /// One unit of work: every depth of one (arch, seed).
@@ -329,14 +342,14 @@ impl ShatteredConfig {
                         adjacent_correlation(g.view())?,
                         spectral_slope(spectrum.view(), self.band).ok(),
                         spectrum,
-                        autocorrelation(g.view(), p.max_lag)?,
+                        autocorrelation(g.view(), self.max_lag())?,
                     )
                 } else {
                     (
                         f64::NAN,
                         None,
                         Array1::from_elem(p.points / 2 + 1, f64::NAN),
-                        Array1::from_elem(p.max_lag + 1, f64::NAN),
+                        Array1::from_elem(self.max_lag() + 1, f64::NAN),
                     )
                 };
                 Ok(DepthResult {
@@ -392,7 +405,7 @@ impl ShatteredConfig {
         let bins = n / 2 + 1;
         let mut input_gradients = Array4::<f64>::zeros((na, nd, ns, n));
         let mut power_spectra = Array4::<f64>::zeros((na, nd, ns, bins));
-        let mut acfs = Array4::<f64>::zeros((na, nd, ns, p.max_lag + 1));
+        let mut acfs = Array4::<f64>::zeros((na, nd, ns, self.max_lag() + 1));
         let mut by_cell: Vec<Vec<Option<DepthResult>>> = vec![vec![None; ns]; na * nd];
         for (cell, per_depth) in cells.iter().zip(results) {
             for (d, r) in per_depth.into_iter().enumerate() {

@@ -1,0 +1,16 @@
+//! What the index page shows of a study.
+
+/// A study's entry on `reports/index.html`.
+#[derive(Clone, Debug)]
+pub struct StudyCard {
+    pub name: String,
+    pub title: String,
+    /// Page, relative to the reports root.
+    pub href: String,
+    /// Thumbnail image, relative to the reports root.
+    pub thumbnail: Option<String>,
+    /// One paragraph: what the data show.
+    pub finding: String,
+    /// Key numbers, label → value.
+    pub numbers: Vec<(String, String)>,
+}

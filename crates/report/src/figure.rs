@@ -1,0 +1,607 @@
+//! Figures: each kind of plot is a value that draws itself on any plotters
+//! backend, saved side by side as PNG and SVG.
+
+use std::path::{Path, PathBuf};
+
+use plotters::coord::Shift;
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
+use plotters::prelude::*;
+
+use crate::style::{self, FONT};
+use crate::{ReportError, Result};
+
+/// Anything that can draw itself into a drawing area.
+pub trait Plot {
+    fn draw<DB: DrawingBackend>(
+        &self,
+        area: &DrawingArea<DB, Shift>,
+    ) -> std::result::Result<(), String>;
+}
+
+/// The two files of a saved figure, relative to the report folder.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FigureFiles {
+    pub png: String,
+    pub svg: String,
+}
+
+/// Draw `plot` to `dir/name.png` and `dir/name.svg`, each written atomically.
+pub fn save(plot: &impl Plot, dir: &Path, name: &str, size: (u32, u32)) -> Result<FigureFiles> {
+    style::register_fonts();
+    let png = dir.join(format!("{name}.png"));
+    let svg = dir.join(format!("{name}.svg"));
+    let draw_err = |path: &Path, reason: String| ReportError::Draw {
+        path: path.to_path_buf(),
+        reason,
+    };
+
+    // PNG: the encoder picks the format from the extension, so the temp name ends in .png.
+    let tmp_png: PathBuf = dir.join(format!(".{name}.tmp-{}.png", std::process::id()));
+    {
+        let root = BitMapBackend::new(&tmp_png, size).into_drawing_area();
+        let r = root
+            .fill(&WHITE)
+            .map_err(|e| e.to_string())
+            .and_then(|_| plot.draw(&root))
+            .and_then(|_| root.present().map_err(|e| e.to_string()));
+        if let Err(e) = r {
+            let _ = std::fs::remove_file(&tmp_png);
+            return Err(draw_err(&png, e));
+        }
+    }
+    std::fs::rename(&tmp_png, &png).map_err(|e| ReportError::Io {
+        path: png.clone(),
+        source: e,
+    })?;
+
+    let mut text = String::new();
+    {
+        let root = SVGBackend::with_string(&mut text, size).into_drawing_area();
+        root.fill(&WHITE)
+            .map_err(|e| e.to_string())
+            .and_then(|_| plot.draw(&root))
+            .and_then(|_| root.present().map_err(|e| e.to_string()))
+            .map_err(|e| draw_err(&svg, e))?;
+    }
+    gradscope_studies::output::write_atomic(&svg, text.as_bytes())?;
+    Ok(FigureFiles {
+        png: format!("{name}.png"),
+        svg: format!("{name}.svg"),
+    })
+}
+
+/// How a series is drawn.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Mark {
+    Line,
+    Dashed,
+    Points,
+    LinePoints,
+}
+
+#[derive(Clone, Debug)]
+pub struct Series {
+    pub label: Option<String>,
+    pub points: Vec<(f64, f64)>,
+    /// ± error per point (drawn as vertical bars).
+    pub error: Option<Vec<f64>>,
+    pub color: RGBColor,
+    pub mark: Mark,
+    pub width: u32,
+}
+
+impl Series {
+    pub fn line(label: impl Into<String>, points: Vec<(f64, f64)>, color: RGBColor) -> Self {
+        Series {
+            label: Some(label.into()),
+            points,
+            error: None,
+            color,
+            mark: Mark::Line,
+            width: 2,
+        }
+    }
+
+    pub fn mark(mut self, mark: Mark) -> Self {
+        self.mark = mark;
+        self
+    }
+
+    pub fn errors(mut self, e: Vec<f64>) -> Self {
+        self.error = Some(e);
+        self
+    }
+
+    pub fn width(mut self, w: u32) -> Self {
+        self.width = w;
+        self
+    }
+
+    pub fn unlabelled(mut self) -> Self {
+        self.label = None;
+        self
+    }
+}
+
+/// Where the legend sits.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Legend {
+    UpperRight,
+    UpperLeft,
+    LowerLeft,
+    LowerRight,
+    None,
+}
+
+/// An x–y chart with optional log axes.
+#[derive(Clone, Debug)]
+pub struct LineChart {
+    pub title: String,
+    pub x_label: String,
+    pub y_label: String,
+    pub x_log: bool,
+    pub y_log: bool,
+    /// Base of the log x axis' ticks (2 suits depths and frequency bins).
+    pub x_base: f64,
+    pub x_range: Option<(f64, f64)>,
+    pub y_range: Option<(f64, f64)>,
+    pub series: Vec<Series>,
+    pub legend: Legend,
+    /// Title font size (smaller inside panels).
+    pub title_size: u32,
+}
+
+impl LineChart {
+    pub fn new(
+        title: impl Into<String>,
+        x_label: impl Into<String>,
+        y_label: impl Into<String>,
+    ) -> Self {
+        LineChart {
+            title: title.into(),
+            x_label: x_label.into(),
+            y_label: y_label.into(),
+            x_log: false,
+            y_log: false,
+            x_base: 10.0,
+            x_range: None,
+            y_range: None,
+            series: Vec::new(),
+            legend: Legend::UpperRight,
+            title_size: style::TITLE_SIZE,
+        }
+    }
+
+    pub fn log_x(mut self) -> Self {
+        self.x_log = true;
+        self
+    }
+
+    /// Log x axis with ticks at powers of 2.
+    pub fn log2_x(mut self) -> Self {
+        self.x_log = true;
+        self.x_base = 2.0;
+        self
+    }
+
+    pub fn log_y(mut self) -> Self {
+        self.y_log = true;
+        self
+    }
+
+    pub fn legend(mut self, l: Legend) -> Self {
+        self.legend = l;
+        self
+    }
+
+    pub fn y_range(mut self, lo: f64, hi: f64) -> Self {
+        self.y_range = Some((lo, hi));
+        self
+    }
+
+    pub fn x_range(mut self, lo: f64, hi: f64) -> Self {
+        self.x_range = Some((lo, hi));
+        self
+    }
+
+    pub fn push(&mut self, s: Series) {
+        self.series.push(s);
+    }
+
+    fn usable(&self, (x, y): (f64, f64)) -> bool {
+        x.is_finite() && y.is_finite() && (!self.x_log || x > 0.0) && (!self.y_log || y > 0.0)
+    }
+
+    /// Data ranges over drawable points (with the error bars), padded.
+    fn ranges(&self) -> ((f64, f64), (f64, f64)) {
+        let mut xs = (f64::INFINITY, f64::NEG_INFINITY);
+        let mut ys = (f64::INFINITY, f64::NEG_INFINITY);
+        for s in &self.series {
+            for (i, &p) in s.points.iter().enumerate() {
+                if !self.usable(p) {
+                    continue;
+                }
+                let e = s
+                    .error
+                    .as_ref()
+                    .map_or(0.0, |e| if e[i].is_finite() { e[i] } else { 0.0 });
+                xs = (xs.0.min(p.0), xs.1.max(p.0));
+                let lo = if self.y_log && p.1 - e <= 0.0 {
+                    p.1
+                } else {
+                    p.1 - e
+                };
+                ys = (ys.0.min(lo), ys.1.max(p.1 + e));
+            }
+        }
+        if !xs.0.is_finite() {
+            xs = if self.x_log { (1.0, 10.0) } else { (0.0, 1.0) };
+        }
+        if !ys.0.is_finite() {
+            ys = if self.y_log { (1.0, 10.0) } else { (0.0, 1.0) };
+        }
+        let pad = |(lo, hi): (f64, f64), log: bool| {
+            if log {
+                let (l, h) = (lo.log10(), hi.log10().max(lo.log10() + 1e-9));
+                let d = (h - l).max(0.2) * 0.05;
+                (10f64.powf(l - d), 10f64.powf(h + d))
+            } else {
+                let d = ((hi - lo).abs() * 0.05).max(1e-9 * lo.abs().max(1.0));
+                (lo - d, hi + d)
+            }
+        };
+        (
+            self.x_range.unwrap_or_else(|| pad(xs, self.x_log)),
+            self.y_range.unwrap_or_else(|| pad(ys, self.y_log)),
+        )
+    }
+}
+
+impl Plot for LineChart {
+    fn draw<DB: DrawingBackend>(
+        &self,
+        area: &DrawingArea<DB, Shift>,
+    ) -> std::result::Result<(), String> {
+        let ((x0, x1), (y0, y1)) = self.ranges();
+        match (self.x_log, self.y_log) {
+            (false, false) => draw_chart(self, area, x0..x1, y0..y1),
+            (true, false) => draw_chart(self, area, (x0..x1).log_scale().base(self.x_base), y0..y1),
+            (false, true) => draw_chart(self, area, x0..x1, (y0..y1).log_scale()),
+            (true, true) => draw_chart(
+                self,
+                area,
+                (x0..x1).log_scale().base(self.x_base),
+                (y0..y1).log_scale(),
+            ),
+        }
+    }
+}
+
+fn draw_chart<DB, X, Y>(
+    c: &LineChart,
+    area: &DrawingArea<DB, Shift>,
+    x: X,
+    y: Y,
+) -> std::result::Result<(), String>
+where
+    DB: DrawingBackend,
+    X: AsRangedCoord<Value = f64>,
+    Y: AsRangedCoord<Value = f64>,
+    X::CoordDescType: ValueFormatter<f64>,
+    Y::CoordDescType: ValueFormatter<f64>,
+{
+    let e = |e: &dyn std::fmt::Display| e.to_string();
+    let mut chart = ChartBuilder::on(area)
+        .caption(&c.title, (FONT, c.title_size))
+        .margin(12)
+        .x_label_area_size(52)
+        .y_label_area_size(80)
+        .build_cartesian_2d(x, y)
+        .map_err(|x| e(&x))?;
+    let fmt = |v: &f64| style::tick(*v);
+    chart
+        .configure_mesh()
+        .light_line_style(style::GRID)
+        .bold_line_style(style::GRID)
+        .x_desc(&c.x_label)
+        .y_desc(&c.y_label)
+        .axis_desc_style((FONT, style::AXIS_DESC_SIZE))
+        .label_style((FONT, style::LABEL_SIZE))
+        .x_label_formatter(&fmt)
+        .y_label_formatter(&fmt)
+        .x_labels(8)
+        .y_labels(8)
+        .draw()
+        .map_err(|x| e(&x))?;
+
+    let mut labelled = false;
+    for s in &c.series {
+        let pts: Vec<(f64, f64)> = s.points.iter().copied().filter(|&p| c.usable(p)).collect();
+        let st = ShapeStyle::from(&s.color).stroke_width(s.width);
+        if let Some(err) = &s.error {
+            let bars = s
+                .points
+                .iter()
+                .zip(err)
+                .filter(|(p, e)| c.usable(**p) && e.is_finite())
+                .map(|(&(px, py), &e)| {
+                    let lo = if c.y_log && py - e <= 0.0 { py } else { py - e };
+                    ErrorBar::new_vertical(px, lo, py, py + e, st, 8)
+                });
+            chart.draw_series(bars).map_err(|x| e(&x))?;
+        }
+        let anno = match s.mark {
+            Mark::Line => chart.draw_series(LineSeries::new(pts.clone(), st)),
+            Mark::Dashed => chart.draw_series(DashedLineSeries::new(pts.clone(), 10, 6, st)),
+            Mark::Points => chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, st.filled()))),
+            Mark::LinePoints => {
+                chart
+                    .draw_series(pts.iter().map(|&p| Circle::new(p, 4, st.filled())))
+                    .map_err(|x| e(&x))?;
+                chart.draw_series(LineSeries::new(pts.clone(), st))
+            }
+        }
+        .map_err(|x| e(&x))?;
+        if let Some(label) = &s.label {
+            labelled = true;
+            let (color, mark, width) = (s.color, s.mark, s.width);
+            anno.label(label)
+                .legend(move |(lx, ly)| -> DynElement<'static, DB, (i32, i32)> {
+                    let st = ShapeStyle::from(&color).stroke_width(width.max(2));
+                    match mark {
+                        Mark::Points => Circle::new((lx + 10, ly), 4, st.filled()).into_dyn(),
+                        Mark::Dashed => plotters::element::DashedPathElement::new(
+                            vec![(lx, ly), (lx + 22, ly)],
+                            7,
+                            4,
+                            st,
+                        )
+                        .into_dyn(),
+                        _ => PathElement::new(vec![(lx, ly), (lx + 20, ly)], st).into_dyn(),
+                    }
+                });
+        }
+    }
+    let pos = match c.legend {
+        Legend::UpperRight => SeriesLabelPosition::UpperRight,
+        Legend::UpperLeft => SeriesLabelPosition::UpperLeft,
+        Legend::LowerLeft => SeriesLabelPosition::LowerLeft,
+        Legend::LowerRight => SeriesLabelPosition::LowerRight,
+        Legend::None => return Ok(()),
+    };
+    if labelled {
+        chart
+            .configure_series_labels()
+            .position(pos)
+            .label_font((FONT, style::LEGEND_SIZE))
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(180, 180, 180))
+            .draw()
+            .map_err(|x| e(&x))?;
+    }
+    Ok(())
+}
+
+/// A grid of plots under one title.
+pub struct Panels<P: Plot> {
+    pub title: String,
+    pub rows: usize,
+    pub cols: usize,
+    pub panels: Vec<P>,
+}
+
+impl<P: Plot> Plot for Panels<P> {
+    fn draw<DB: DrawingBackend>(
+        &self,
+        area: &DrawingArea<DB, Shift>,
+    ) -> std::result::Result<(), String> {
+        let body = if self.title.is_empty() {
+            area.clone()
+        } else {
+            area.titled(&self.title, (FONT, style::TITLE_SIZE))
+                .map_err(|e| e.to_string())?
+        };
+        for (cell, p) in body
+            .split_evenly((self.rows, self.cols))
+            .iter()
+            .zip(&self.panels)
+        {
+            p.draw(cell)?;
+        }
+        Ok(())
+    }
+}
+
+/// A square matrix as coloured cells on [−1, 1] (correlations).
+#[derive(Clone, Debug)]
+pub struct Heatmap {
+    pub title: String,
+    /// Row-major, n × n, already reduced to a drawable size.
+    pub values: Vec<f64>,
+    pub n: usize,
+    /// Axis label and the data range the axis spans.
+    pub axis_label: String,
+    pub axis_range: (f64, f64),
+}
+
+impl Plot for Heatmap {
+    fn draw<DB: DrawingBackend>(
+        &self,
+        area: &DrawingArea<DB, Shift>,
+    ) -> std::result::Result<(), String> {
+        let e = |e: &dyn std::fmt::Display| e.to_string();
+        let (a0, a1) = self.axis_range;
+        let mut chart = ChartBuilder::on(area)
+            .caption(&self.title, (FONT, style::PANEL_TITLE_SIZE))
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(50)
+            .build_cartesian_2d(a0..a1, a0..a1)
+            .map_err(|x| e(&x))?;
+        let fmt = |v: &f64| style::tick(*v);
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_desc(&self.axis_label)
+            .axis_desc_style((FONT, style::LABEL_SIZE))
+            .label_style((FONT, style::LABEL_SIZE - 2))
+            .x_label_formatter(&fmt)
+            .y_label_formatter(&fmt)
+            .x_labels(5)
+            .y_labels(5)
+            .draw()
+            .map_err(|x| e(&x))?;
+        let step = (a1 - a0) / self.n as f64;
+        chart
+            .draw_series((0..self.n * self.n).map(|k| {
+                let (i, j) = (k / self.n, k % self.n);
+                let (x, y) = (a0 + j as f64 * step, a0 + i as f64 * step);
+                Rectangle::new(
+                    [(x, y), (x + step, y + step)],
+                    style::diverging(self.values[k]).filled(),
+                )
+            }))
+            .map_err(|x| e(&x))?;
+        Ok(())
+    }
+}
+
+/// Average an n × n matrix in blocks down to at most `max` × `max` cells.
+pub fn reduce_matrix(m: &[f64], n: usize, max: usize) -> (Vec<f64>, usize) {
+    let k = n.div_ceil(max).max(1);
+    let out_n = n.div_ceil(k);
+    let mut out = vec![0.0; out_n * out_n];
+    for bi in 0..out_n {
+        for bj in 0..out_n {
+            let (mut sum, mut cnt) = (0.0, 0usize);
+            for i in bi * k..((bi + 1) * k).min(n) {
+                for j in bj * k..((bj + 1) * k).min(n) {
+                    let v = m[i * n + j];
+                    if v.is_finite() {
+                        sum += v;
+                        cnt += 1;
+                    }
+                }
+            }
+            out[bi * out_n + bj] = if cnt > 0 { sum / cnt as f64 } else { f64::NAN };
+        }
+    }
+    (out, out_n)
+}
+
+/// A colour bar for [−1, 1], drawn as a thin chart.
+pub struct ColorBar {
+    pub label: String,
+}
+
+impl Plot for ColorBar {
+    fn draw<DB: DrawingBackend>(
+        &self,
+        area: &DrawingArea<DB, Shift>,
+    ) -> std::result::Result<(), String> {
+        let e = |e: &dyn std::fmt::Display| e.to_string();
+        let mut chart = ChartBuilder::on(area)
+            .margin(20)
+            .x_label_area_size(40)
+            .y_label_area_size(10)
+            .build_cartesian_2d(-1.0f64..1.0f64, 0.0f64..1.0f64)
+            .map_err(|x| e(&x))?;
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .disable_y_axis()
+            .x_desc(&self.label)
+            .axis_desc_style((FONT, style::LABEL_SIZE))
+            .label_style((FONT, style::LABEL_SIZE - 2))
+            .x_labels(5)
+            .draw()
+            .map_err(|x| e(&x))?;
+        let steps = 100;
+        chart
+            .draw_series((0..steps).map(|i| {
+                let x = -1.0 + 2.0 * i as f64 / steps as f64;
+                Rectangle::new(
+                    [(x, 0.0), (x + 2.0 / steps as f64, 1.0)],
+                    style::diverging(x + 1.0 / steps as f64).filled(),
+                )
+            }))
+            .map_err(|x| e(&x))?;
+        Ok(())
+    }
+}
+
+/// Heatmaps in a grid with one shared colour bar underneath.
+pub struct HeatmapGrid {
+    pub title: String,
+    pub rows: usize,
+    pub cols: usize,
+    pub maps: Vec<Heatmap>,
+    pub bar_label: String,
+}
+
+impl Plot for HeatmapGrid {
+    fn draw<DB: DrawingBackend>(
+        &self,
+        area: &DrawingArea<DB, Shift>,
+    ) -> std::result::Result<(), String> {
+        let body = area
+            .titled(&self.title, (FONT, style::TITLE_SIZE))
+            .map_err(|e| e.to_string())?;
+        let (_, h) = body.dim_in_pixel();
+        let (grid, bar) = body.split_vertically(h.saturating_sub(90));
+        for (cell, m) in grid
+            .split_evenly((self.rows, self.cols))
+            .iter()
+            .zip(&self.maps)
+        {
+            m.draw(cell)?;
+        }
+        let (w, _) = bar.dim_in_pixel();
+        let margin = w / 4;
+        let (_, rest) = bar.split_horizontally(margin);
+        let (mid, _) = rest.split_horizontally(w - 2 * margin);
+        ColorBar {
+            label: self.bar_label.clone(),
+        }
+        .draw(&mid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matrix_reduction_averages_blocks() {
+        let m: Vec<f64> = (0..16).map(|v| v as f64).collect();
+        let (r, n) = reduce_matrix(&m, 4, 2);
+        assert_eq!(n, 2);
+        assert_eq!(r, vec![2.5, 4.5, 10.5, 12.5]);
+        let (same, n) = reduce_matrix(&m, 4, 8);
+        assert_eq!((same, n), (m, 4));
+    }
+
+    #[test]
+    fn a_chart_renders_to_png_and_svg() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = LineChart::new("test μ σ² ∇", "x", "y").log_y();
+        c.push(
+            Series::line(
+                "a",
+                vec![(1.0, 1.0), (2.0, 10.0), (3.0, 0.0)],
+                style::color(0),
+            )
+            .errors(vec![0.1, 1.0, 0.0]),
+        );
+        c.push(
+            Series::line("b", vec![(1.0, 5.0), (3.0, 50.0)], style::color(1)).mark(Mark::Dashed),
+        );
+        let f = save(&c, dir.path(), "fig", (400, 300)).unwrap();
+        let png = std::fs::read(dir.path().join(&f.png)).unwrap();
+        assert_eq!(&png[1..4], b"PNG");
+        let svg = std::fs::read_to_string(dir.path().join(&f.svg)).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("test μ σ² ∇"));
+        // No temp files are left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+}

@@ -1,0 +1,63 @@
+//! Writing pages, the provenance block, and the index of all studies.
+
+use std::path::Path;
+
+use gradscope_studies::output::{create_dir, write_atomic};
+use gradscope_studies::provenance::Provenance;
+
+use crate::Result;
+use crate::card::StudyCard;
+use crate::doc::{Block, Doc};
+
+/// Write `index.html` and `report.md` of a page into `dir`.
+pub fn write(doc: &Doc, dir: &Path) -> Result<()> {
+    write_atomic(&dir.join("index.html"), doc.to_html().as_bytes())?;
+    write_atomic(&dir.join("report.md"), doc.to_markdown().as_bytes())?;
+    Ok(())
+}
+
+/// The provenance section every study page ends with.
+pub fn provenance(doc: &mut Doc, p: &Provenance, config_json: &str) {
+    doc.heading("Provenance");
+    doc.push(Block::Facts(vec![
+        ("gradscope".into(), p.version.clone()),
+        (
+            "git commit".into(),
+            p.git_commit
+                .clone()
+                .unwrap_or_else(|| "not recorded (not run from a git checkout)".into()),
+        ),
+        ("started (UTC)".into(), p.started.clone()),
+        ("run time".into(), format!("{:.1} s", p.seconds)),
+        ("threads".into(), p.threads.to_string()),
+        (
+            "command".into(),
+            p.command.clone().unwrap_or_else(|| "library call".into()),
+        ),
+    ]));
+    doc.paragraph("Configuration:");
+    doc.push(Block::Code(config_json.to_string()));
+    doc.paragraph("Data files:");
+}
+
+/// Write `reports/index.html` and `reports/README.md` linking every study.
+pub fn write_index(root: &Path, cards: &[StudyCard]) -> Result<()> {
+    create_dir(root)?;
+    let mut doc = Doc::new("gradscope reports");
+    doc.paragraph(
+        "Why plain deep nets are hard to train and residual nets are not, measured. Each study below links to its page \
+         (figures as PNG and SVG, tables, provenance); the data behind every figure is in notebooks-data/.",
+    );
+    for c in cards {
+        doc.push(Block::Card {
+            title: c.title.clone(),
+            href: c.href.clone(),
+            thumbnail: c.thumbnail.clone(),
+            finding: c.finding.clone(),
+            numbers: c.numbers.clone(),
+        });
+    }
+    write_atomic(&root.join("index.html"), doc.to_html().as_bytes())?;
+    write_atomic(&root.join("index.md"), doc.to_markdown().as_bytes())?;
+    Ok(())
+}

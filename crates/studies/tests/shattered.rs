@@ -1,0 +1,302 @@
+//! The shattered-gradients study reproduces the paper's orderings, is
+//! deterministic, and refuses bad configurations.
+
+use gradscope_nets::{Arch, BnMode};
+use gradscope_studies::RunOptions;
+use gradscope_studies::shattered::{ShatteredData, ShatteredParams};
+
+fn paper_setup() -> ShatteredParams {
+    // The paper's sizes (width 200, 256 points) on the two BN nets it contrasts.
+    ShatteredParams {
+        archs: vec![Arch::PLAIN_BN, Arch::RESNET_BN],
+        depths: vec![1, 16],
+        seeds: 4,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn feedforward_bn_shatters_and_resnet_bn_decays_far_slower() {
+    let res = paper_setup()
+        .check()
+        .unwrap()
+        .run(&RunOptions::with_threads(2))
+        .unwrap();
+    let r1 = |arch: &str, depth: usize| {
+        res.summary
+            .results
+            .iter()
+            .find(|r| r.arch == arch && r.depth == depth)
+            .unwrap()
+            .adjacent_correlation
+    };
+    // Reference (theory sheet): plain-bn 0.992 at L = 1, ≈ 0 at L = 16; resnet-bn 0.406 at L = 16.
+    assert!(r1("plain-bn", 1).mean > 0.95, "{:?}", r1("plain-bn", 1));
+    assert!(
+        r1("plain-bn", 16).mean.abs() < 0.15,
+        "{:?}",
+        r1("plain-bn", 16)
+    );
+    assert!(r1("resnet-bn", 1).mean > 0.9, "{:?}", r1("resnet-bn", 1));
+    let res16 = r1("resnet-bn", 16);
+    assert!(res16.mean > 0.25 && res16.mean < 0.6, "{res16:?}");
+    assert!(res16.mean - r1("plain-bn", 16).mean > 0.2);
+    // The calibration signals land where they should.
+    let (white, brown) = (&res.summary.references[0], &res.summary.references[1]);
+    assert!(white.adjacent_correlation.mean.abs() < 0.15);
+    assert!(brown.adjacent_correlation.mean > 0.9);
+    assert!(brown.spectral_slope.mean < -1.4 && white.spectral_slope.mean.abs() < 0.5);
+    // Shattered feedforward gradients are white: flat spectrum.
+    let slope = res
+        .summary
+        .results
+        .iter()
+        .find(|r| r.arch == "plain-bn" && r.depth == 16)
+        .unwrap()
+        .spectral_slope;
+    assert!(slope.mean.abs() < 0.5, "{slope:?}");
+}
+
+#[test]
+fn full_bn_gradients_decorrelate_faster_than_per_sample_ones() {
+    let base = ShatteredParams {
+        archs: vec![Arch::RESNET_BN],
+        depths: vec![16],
+        seeds: 4,
+        width: 128,
+        ..Default::default()
+    };
+    let run = |bn_mode| {
+        let p = ShatteredParams {
+            bn_mode,
+            ..base.clone()
+        };
+        p.check()
+            .unwrap()
+            .run(&RunOptions::with_threads(2))
+            .unwrap()
+            .summary
+            .results[0]
+            .adjacent_correlation
+            .mean
+    };
+    let (per_sample, full) = (run(BnMode::PerSample), run(BnMode::Full));
+    assert!(
+        full < per_sample - 0.1,
+        "full {full} vs per-sample {per_sample}"
+    );
+}
+
+#[test]
+fn results_do_not_depend_on_the_thread_count() {
+    let p = ShatteredParams::quick().check().unwrap();
+    let a = p.run(&RunOptions::with_threads(1)).unwrap();
+    let b = p.run(&RunOptions::with_threads(3)).unwrap();
+    assert_eq!(a.summary.results, b.summary.results);
+    assert_eq!(a.input_gradients, b.input_gradients);
+    // Another base seed gives other nets.
+    let c = ShatteredParams {
+        seed: 1,
+        ..ShatteredParams::quick()
+    }
+    .check()
+    .unwrap()
+    .run(&RunOptions::with_threads(2))
+    .unwrap();
+    assert_ne!(a.input_gradients, c.input_gradients);
+}
+
+#[test]
+fn a_written_folder_reads_back_identically() {
+    let dir = tempfile::tempdir().unwrap();
+    let res = ShatteredParams::quick()
+        .check()
+        .unwrap()
+        .run(&RunOptions::with_threads(2))
+        .unwrap();
+    res.write(dir.path()).unwrap();
+    let back = ShatteredData::read(dir.path()).unwrap();
+    // Compared field by field: a failure should not print the whole summary.
+    assert!(
+        back.summary == res.summary,
+        "summary differs after a round trip"
+    );
+    assert_eq!(back.input_gradients, res.input_gradients);
+    assert_eq!(back.noise, res.noise);
+    let csv = std::fs::read_to_string(dir.path().join("per_seed.csv")).unwrap();
+    let p = ShatteredParams::quick();
+    assert_eq!(
+        csv.lines().count(),
+        1 + p.archs.len() * p.depths.len() * p.seeds
+    );
+    // Nothing but the documented files (no temporaries).
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "autocorrelation.npy",
+            "correlation_matrices.npy",
+            "fits.csv",
+            "grid.npy",
+            "input_gradients.npy",
+            "layer_norms.csv",
+            "noise.npy",
+            "per_seed.csv",
+            "power_spectra.npy",
+            "summary.csv",
+            "summary.json"
+        ]
+    );
+}
+
+#[test]
+fn params_round_trip_through_toml_and_unknown_keys_are_refused() {
+    let p = ShatteredParams {
+        archs: vec!["resnet-bn:alpha=0.5".parse().unwrap(), Arch::PLAIN],
+        depths: vec![3, 7],
+        ..Default::default()
+    };
+    let text = toml::to_string(&p).unwrap();
+    assert!(text.contains("\"resnet-bn:alpha=0.5\""), "{text}");
+    assert_eq!(toml::from_str::<ShatteredParams>(&text).unwrap(), p);
+    let partial: ShatteredParams = toml::from_str("depths = [2, 4]\nbn_mode = \"full\"\n").unwrap();
+    assert_eq!(
+        (partial.depths, partial.bn_mode, partial.width),
+        (vec![2, 4], BnMode::Full, 200)
+    );
+    let e = toml::from_str::<ShatteredParams>("widht = 3")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("unknown field `widht`"), "{e}");
+    let e = toml::from_str::<ShatteredParams>("archs = [\"mlp\"]")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("mlp"), "{e}");
+}
+
+#[test]
+fn bad_configurations_are_clear_errors() {
+    let ok = ShatteredParams::quick();
+    let cases: Vec<(ShatteredParams, &str)> = vec![
+        (
+            ShatteredParams {
+                archs: vec![],
+                ..ok.clone()
+            },
+            "archs",
+        ),
+        (
+            ShatteredParams {
+                archs: vec![Arch::PLAIN, Arch::PLAIN],
+                ..ok.clone()
+            },
+            "twice",
+        ),
+        (
+            ShatteredParams {
+                depths: vec![],
+                ..ok.clone()
+            },
+            "depths",
+        ),
+        (
+            ShatteredParams {
+                depths: vec![0, 2],
+                ..ok.clone()
+            },
+            "depth",
+        ),
+        (
+            ShatteredParams {
+                width: 0,
+                ..ok.clone()
+            },
+            "width",
+        ),
+        (
+            ShatteredParams {
+                points: 3,
+                ..ok.clone()
+            },
+            "points",
+        ),
+        (
+            ShatteredParams {
+                seeds: 0,
+                ..ok.clone()
+            },
+            "seeds",
+        ),
+        (
+            ShatteredParams {
+                x_min: 1.0,
+                x_max: -1.0,
+                ..ok.clone()
+            },
+            "x range",
+        ),
+        (
+            ShatteredParams {
+                x_min: f64::NAN,
+                ..ok.clone()
+            },
+            "x range",
+        ),
+        (
+            ShatteredParams {
+                max_lag: Some(0),
+                ..ok.clone()
+            },
+            "max_lag",
+        ),
+        (
+            ShatteredParams {
+                max_lag: Some(128),
+                ..ok.clone()
+            },
+            "max_lag",
+        ),
+        (
+            ShatteredParams {
+                band: Some(gradscope_stats::Band { lo: 0, hi: 3 }),
+                ..ok.clone()
+            },
+            "band",
+        ),
+        (
+            ShatteredParams {
+                width: 60_000,
+                depths: vec![500],
+                ..ok.clone()
+            },
+            "parameters",
+        ),
+        (
+            ShatteredParams {
+                width: 4000,
+                depths: vec![40],
+                points: 60_000,
+                ..ok.clone()
+            },
+            "GiB",
+        ),
+        (
+            ShatteredParams {
+                load_weights: Some("w.safetensors".into()),
+                ..ok.clone()
+            },
+            "one arch",
+        ),
+    ];
+    for (p, needle) in cases {
+        let e = p.check().unwrap_err().to_string();
+        assert!(
+            e.contains(needle) && !e.contains('\n'),
+            "expected `{needle}` in: {e}"
+        );
+    }
+}

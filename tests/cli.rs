@@ -1,0 +1,253 @@
+//! End to end through the `gradscope` binary: outputs, reports, weights,
+//! determinism and clean failures.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn gradscope(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gradscope"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn assert_ok(o: &Output) {
+    assert!(
+        o.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Every `src`/`href` of a page that points at a local file exists and is non-empty.
+fn check_links(page: &Path) -> usize {
+    let html = std::fs::read_to_string(page).unwrap();
+    let dir = page.parent().unwrap();
+    let mut n = 0;
+    for attr in ["src=\"", "href=\""] {
+        for piece in html.split(attr).skip(1) {
+            let target = &piece[..piece.find('"').unwrap()];
+            if target.starts_with('#') || target.contains("://") {
+                continue;
+            }
+            let f: PathBuf = dir.join(target);
+            let len = std::fs::metadata(&f)
+                .unwrap_or_else(|_| panic!("{} links to missing {}", page.display(), f.display()))
+                .len();
+            assert!(len > 0, "{} is empty", f.display());
+            if target.ends_with(".png") {
+                assert_eq!(&std::fs::read(&f).unwrap()[1..4], b"PNG");
+                assert!(len > 10_000, "{} is suspiciously small", f.display());
+            }
+            if target.ends_with(".svg") {
+                assert!(std::fs::read_to_string(&f).unwrap().starts_with("<svg"));
+            }
+            n += 1;
+        }
+    }
+    n
+}
+
+#[test]
+fn reproduce_writes_data_and_reports_and_report_rebuilds_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, reports) = (tmp.path().join("data"), tmp.path().join("reports"));
+    assert_ok(&gradscope(&[
+        "reproduce",
+        "--quick",
+        "--out",
+        path(&data),
+        "--reports",
+        path(&reports),
+    ]));
+    for f in [
+        "summary.json",
+        "summary.csv",
+        "per_seed.csv",
+        "layer_norms.csv",
+        "fits.csv",
+        "input_gradients.npy",
+        "power_spectra.npy",
+    ] {
+        assert!(
+            std::fs::metadata(data.join("shattered").join(f))
+                .unwrap()
+                .len()
+                > 0,
+            "{f}"
+        );
+    }
+    assert!(check_links(&reports.join("index.html")) >= 2);
+    let figures = check_links(&reports.join("shattered/index.html"));
+    assert!(figures >= 14, "only {figures} links on the study page");
+    let md = std::fs::read_to_string(reports.join("shattered/report.md")).unwrap();
+    assert!(md.contains("![") && md.contains("r1_vs_depth.png"));
+
+    // The report is rebuilt from the data folder alone.
+    std::fs::remove_dir_all(&reports).unwrap();
+    assert_ok(&gradscope(&[
+        "report",
+        "--out",
+        path(&data),
+        "--reports",
+        path(&reports),
+    ]));
+    assert!(check_links(&reports.join("shattered/index.html")) >= 14);
+}
+
+#[test]
+fn the_same_seed_gives_the_same_summary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |name: &str, threads: &str| {
+        let out = tmp.path().join(name);
+        assert_ok(&gradscope(&[
+            "--threads",
+            threads,
+            "shattered",
+            "--quick",
+            "--no-report",
+            "--out",
+            path(&out),
+        ]));
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("shattered/summary.json")).unwrap())
+                .unwrap();
+        v.as_object_mut().unwrap().remove("provenance");
+        (
+            v,
+            std::fs::read(out.join("shattered/input_gradients.npy")).unwrap(),
+        )
+    };
+    let (a, ga) = run("a", "1");
+    let (b, gb) = run("b", "2");
+    assert!(a == b, "summaries differ");
+    assert!(ga == gb, "gradients differ");
+}
+
+#[test]
+fn weights_saved_by_one_run_reproduce_it_in_another() {
+    let tmp = tempfile::tempdir().unwrap();
+    let w = tmp.path().join("weights");
+    let common = [
+        "shattered",
+        "--archs",
+        "resnet-bn",
+        "--depths",
+        "3",
+        "--seeds",
+        "1",
+        "--width",
+        "16",
+        "--points",
+        "32",
+        "--no-report",
+        "--dtype",
+        "f64",
+    ];
+    let d1 = tmp.path().join("d1");
+    let mut a = common.to_vec();
+    a.extend(["--save-weights", path(&w), "--out", path(&d1)]);
+    assert_ok(&gradscope(&a));
+    let file = w.join("resnet-bn-depth3-seed0.safetensors");
+    assert!(file.exists());
+
+    // Another seed draws other weights, unless the saved ones are loaded.
+    let d2 = tmp.path().join("d2");
+    let mut b = common.to_vec();
+    b.extend(["--seed", "99", "--out", path(&d2)]);
+    assert_ok(&gradscope(&b));
+    let d3 = tmp.path().join("d3");
+    let mut c = common.to_vec();
+    c.extend([
+        "--seed",
+        "99",
+        "--load-weights",
+        path(&file),
+        "--out",
+        path(&d3),
+    ]);
+    assert_ok(&gradscope(&c));
+    let grads = |d: &Path| std::fs::read(d.join("shattered/input_gradients.npy")).unwrap();
+    assert_ne!(grads(&d1), grads(&d2));
+    assert_eq!(grads(&d1), grads(&d3));
+}
+
+#[test]
+fn bad_input_fails_with_one_line_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let o = path(&out);
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["shattered", "--archs", "mlp", "--out", o],
+        vec!["shattered", "--archs", "resnet:branch=0", "--out", o],
+        vec!["shattered", "--depths", "0", "--out", o],
+        vec!["shattered", "--depths", "x", "--out", o],
+        vec!["shattered", "--width", "0", "--out", o],
+        vec!["shattered", "--width", "-3", "--out", o],
+        vec!["shattered", "--points", "8", "--out", o],
+        vec!["shattered", "--seeds", "0", "--out", o],
+        vec!["shattered", "--dtype", "f16", "--out", o],
+        vec!["shattered", "--bias-init", "normal(nan)", "--out", o],
+        vec!["shattered", "--weight-init", "normal(-1)", "--out", o],
+        vec!["shattered", "--bn-mode", "sometimes", "--out", o],
+        vec![
+            "shattered",
+            "--width",
+            "100000",
+            "--depths",
+            "1000",
+            "--out",
+            o,
+        ],
+        vec![
+            "shattered",
+            "--load-weights",
+            "missing.safetensors",
+            "--out",
+            o,
+        ],
+        vec![
+            "shattered",
+            "--archs",
+            "plain",
+            "--depths",
+            "2",
+            "--seeds",
+            "1",
+            "--load-weights",
+            "missing.safetensors",
+            "--out",
+            o,
+        ],
+        vec!["--threads", "0", "shattered", "--out", o],
+        vec!["report", "--out", o, "--reports", o],
+        vec!["frobnicate"],
+        vec!["shattered", "--unknown-flag"],
+    ];
+    for args in cases {
+        let r = gradscope(&args);
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(!r.status.success(), "{args:?} succeeded");
+        assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+        let first = err.lines().next().unwrap_or("");
+        assert!(first.starts_with("error"), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        let leftover: Vec<_> = walk(&out);
+        assert!(leftover.is_empty(), "{args:?} left {leftover:?}");
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return vec![];
+    };
+    rd.flat_map(|e| {
+        let p = e.unwrap().path();
+        if p.is_dir() { walk(&p) } else { vec![p] }
+    })
+    .collect()
+}
