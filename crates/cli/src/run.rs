@@ -3,8 +3,8 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use gradscope_studies::shattered::{self, ShatteredParams};
-use gradscope_studies::{RunOptions, default_threads};
+use gradscope_studies::shattered::ShatteredParams;
+use gradscope_studies::{RunOptions, Study, StudyResults, default_threads, run_study};
 
 use crate::args::{Cli, Command, Folders, ShatteredArgs};
 use crate::progress::Bar;
@@ -102,25 +102,31 @@ fn run_shattered(
     folders: &Folders,
     report: bool,
 ) -> Result<()> {
-    let config = params.check()?;
-    let cells = config.cells();
-    let bar = Bar::new(shattered::NAME, cells.len(), ctx.quiet);
+    execute(ctx, &params.check()?, folders)?;
+    if report {
+        build_reports(ctx, folders)?;
+    }
+    Ok(())
+}
+
+/// Run every cell of a validated study with a progress bar and write its
+/// folder under the data root.
+fn execute<S: Study>(ctx: &Ctx, study: &S, folders: &Folders) -> Result<()> {
+    let cells = study.cells().len();
+    let bar = Bar::new(S::NAME, cells, ctx.quiet);
     let t = Instant::now();
-    let results = config.run(&ctx.options(&bar))?;
+    let results = run_study(study, &ctx.options(&bar))?;
     bar.finish();
-    let dir = folders.out.join(shattered::NAME);
+    let dir = folders.out.join(S::NAME);
     results
         .write(&dir)
         .with_context(|| format!("writing {}", dir.display()))?;
     ctx.log(&format!(
-        "shattered: {} cells in {:.1} s → {}",
-        cells.len(),
+        "{}: {cells} cells in {:.1} s → {}",
+        S::NAME,
         t.elapsed().as_secs_f64(),
         dir.display()
     ));
-    if report {
-        build_reports(ctx, folders)?;
-    }
     Ok(())
 }
 

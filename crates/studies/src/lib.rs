@@ -7,6 +7,8 @@ pub mod output;
 pub mod provenance;
 pub mod runner;
 pub mod shattered;
+pub mod study;
 
 pub use error::{Result, StudyError};
 pub use runner::{Progress, ProgressFn, RunOptions, default_threads, run_cells};
+pub use study::{Study, StudyResults, run_study};

@@ -21,13 +21,14 @@ use gradscope_stats::{
     Band, DecayComparison, LineFit, MeanStd, Spectrum, adjacent_correlation, autocorrelation,
     brown_noise, compare_decay, correlation_matrix, spectral_slope, white_noise,
 };
-use ndarray::{Array1, Array3, Array4, Axis, s};
+use ndarray::{Array1, Array3, Array4, Axis, aview1, s};
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::output::{Csv, create_dir, num, write_atomic, write_json, write_npy};
-use crate::provenance::{Provenance, RunClock};
-use crate::runner::{RunOptions, run_cells};
+use crate::provenance::Provenance;
+use crate::runner::RunOptions;
+use crate::study::{Study, StudyResults, run_study};
 use crate::{Result, StudyError};
 
 /// Folder name under the data and report roots.
@@ -238,14 +239,20 @@ pub struct Cell {
 }
 
 /// Results of one depth of one cell.
-#[derive(Clone, Debug)]
-struct DepthResult {
-    input_grads: Array1<f64>,
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DepthResult {
+    #[serde(with = "gradscope_stats::nan::vec")]
+    input_grads: Vec<f64>,
+    #[serde(with = "gradscope_stats::nan")]
     r1: f64,
     slope: Option<LineFit>,
-    spectrum: Array1<f64>,
-    acf: Array1<f64>,
+    #[serde(with = "gradscope_stats::nan::vec")]
+    spectrum: Vec<f64>,
+    #[serde(with = "gradscope_stats::nan::vec")]
+    acf: Vec<f64>,
+    #[serde(with = "gradscope_stats::nan::vec")]
     layer_grad_norms: Vec<f64>,
+    #[serde(with = "gradscope_stats::nan::vec")]
     activation_norms: Vec<f64>,
     faults: Vec<FaultRecord>,
 }
@@ -291,116 +298,24 @@ impl ShatteredConfig {
         threads.max(1) as f64 * per_net * bytes / (1u64 << 30) as f64
     }
 
-    pub fn cells(&self) -> Vec<Cell> {
-        (0..self.params.archs.len())
-            .flat_map(|arch| (0..self.params.seeds).map(move |seed| Cell { arch, seed }))
-            .collect()
-    }
-
-    pub fn cell_key(&self, c: &Cell) -> String {
-        format!("arch={},seed={}", self.params.archs[c.arch], c.seed)
-    }
-
     /// The seed of the nets of seed index `s` (shared by all archs and depths:
     /// common random numbers make the comparison between archs sharper).
     pub fn net_seed(&self, s: usize) -> u64 {
         derive_seed(self.params.seed, &format!("seed{s}"))
     }
 
-    fn run_cell(&self, cell: &Cell) -> Result<Vec<DepthResult>> {
-        let p = &self.params;
-        let spec = self.nets[cell.arch].with_seed(self.net_seed(cell.seed));
-        let net = Mlp::new(&spec)?;
-        if let Some(path) = &p.load_weights {
-            net.load_safetensors(path)?;
-        }
-        if let Some(dir) = &p.save_weights {
-            let name = format!(
-                "{}-depth{}-seed{}.safetensors",
-                file_stem(&p.archs[cell.arch].to_string()),
-                spec.depth,
-                cell.seed
-            );
-            write_atomic(&dir.join(name), &net.to_safetensors()?)?;
-        }
-        let grid = scalar_grid(p.points, p.x_min, p.x_max);
-        let plan = Spectrum::new(p.points)?;
-        p.depths
-            .iter()
-            .map(|&depth| {
-                let opts = CaptureOpts {
-                    bn_mode: p.bn_mode,
-                    depth: Some(depth),
-                    keep_layer_grads: false,
-                };
-                let cap = capture(&net, grid.view(), &opts)?;
-                let g = cap.input_grads.column(0).to_owned();
-                let finite = g.iter().all(|v| v.is_finite());
-                let (r1, slope, spectrum, acf) = if finite {
-                    let spectrum = plan.power(g.view())?;
-                    (
-                        adjacent_correlation(g.view())?,
-                        spectral_slope(spectrum.view(), self.band).ok(),
-                        spectrum,
-                        autocorrelation(g.view(), self.max_lag())?,
-                    )
-                } else {
-                    (
-                        f64::NAN,
-                        None,
-                        Array1::from_elem(p.points / 2 + 1, f64::NAN),
-                        Array1::from_elem(self.max_lag() + 1, f64::NAN),
-                    )
-                };
-                Ok(DepthResult {
-                    r1,
-                    slope,
-                    spectrum,
-                    acf,
-                    layer_grad_norms: cap.layers.iter().map(|l| l.grad_norm).collect(),
-                    activation_norms: cap.layers.iter().map(|l| l.activation_norm).collect(),
-                    faults: cap
-                        .faults
-                        .iter()
-                        .map(|f| FaultRecord {
-                            seed: cell.seed,
-                            pass: if f.pass == Pass::Forward {
-                                "forward"
-                            } else {
-                                "backward"
-                            }
-                            .into(),
-                            layer: f.layer,
-                            name: f.name.clone(),
-                            nan: f.nan,
-                        })
-                        .collect(),
-                    input_grads: g,
-                })
-            })
-            .collect()
-    }
-
-    /// Run every cell and summarise.
+    /// Run every cell and summarise (see [`run_study`]).
     pub fn run(&self, opts: &RunOptions) -> Result<ShatteredResults> {
-        let clock = RunClock::start();
-        if let Some(dir) = &self.params.save_weights {
-            create_dir(dir)?;
-        }
-        let cells = self.cells();
-        let keys: Vec<String> = cells.iter().map(|c| self.cell_key(c)).collect();
-        let results = run_cells(&cells, &keys, opts, |c| self.run_cell(c))?;
-        let mut out = self.summarise(&cells, results)?;
-        out.summary.provenance = clock.provenance(opts.threads, opts.command.clone());
-        Ok(out)
+        run_study(self, opts)
     }
 
-    fn summarise(
+    fn summarise_cells(
         &self,
-        cells: &[Cell],
         results: Vec<Vec<DepthResult>>,
+        provenance: Provenance,
     ) -> Result<ShatteredResults> {
         let p = &self.params;
+        let cells = self.cells();
         let (na, nd, ns, n) = (p.archs.len(), p.depths.len(), p.seeds, p.points);
         let bins = n / 2 + 1;
         let mut input_gradients = Array4::<f64>::zeros((na, nd, ns, n));
@@ -411,12 +326,12 @@ impl ShatteredConfig {
             for (d, r) in per_depth.into_iter().enumerate() {
                 input_gradients
                     .slice_mut(s![cell.arch, d, cell.seed, ..])
-                    .assign(&r.input_grads);
+                    .assign(&aview1(&r.input_grads));
                 power_spectra
                     .slice_mut(s![cell.arch, d, cell.seed, ..])
-                    .assign(&r.spectrum);
+                    .assign(&aview1(&r.spectrum));
                 acfs.slice_mut(s![cell.arch, d, cell.seed, ..])
-                    .assign(&r.acf);
+                    .assign(&aview1(&r.acf));
                 by_cell[cell.arch * nd + d][cell.seed] = Some(r);
             }
         }
@@ -506,14 +421,7 @@ impl ShatteredConfig {
             summary: ShatteredSummary {
                 schema: SCHEMA.into(),
                 study: NAME.into(),
-                provenance: Provenance {
-                    version: String::new(),
-                    git_commit: None,
-                    started: String::new(),
-                    seconds: 0.0,
-                    threads: 0,
-                    command: None,
-                },
+                provenance,
                 config: p.clone(),
                 band: self.band,
                 references: references.summaries,
@@ -528,6 +436,116 @@ impl ShatteredConfig {
             correlation,
             noise: references.signals,
         })
+    }
+}
+
+impl Study for ShatteredConfig {
+    const NAME: &'static str = NAME;
+    type Cell = Cell;
+    type CellOutput = Vec<DepthResult>;
+    type Results = ShatteredResults;
+
+    fn cells(&self) -> Vec<Cell> {
+        (0..self.params.archs.len())
+            .flat_map(|arch| (0..self.params.seeds).map(move |seed| Cell { arch, seed }))
+            .collect()
+    }
+
+    fn cell_key(&self, c: &Cell) -> String {
+        format!("arch={},seed={}", self.params.archs[c.arch], c.seed)
+    }
+
+    fn run_cell(&self, cell: &Cell) -> Result<Vec<DepthResult>> {
+        let p = &self.params;
+        let spec = self.nets[cell.arch].with_seed(self.net_seed(cell.seed));
+        let net = Mlp::new(&spec)?;
+        if let Some(path) = &p.load_weights {
+            net.load_safetensors(path)?;
+        }
+        if let Some(dir) = &p.save_weights {
+            let name = format!(
+                "{}-depth{}-seed{}.safetensors",
+                file_stem(&p.archs[cell.arch].to_string()),
+                spec.depth,
+                cell.seed
+            );
+            write_atomic(&dir.join(name), &net.to_safetensors()?)?;
+        }
+        let grid = scalar_grid(p.points, p.x_min, p.x_max);
+        let plan = Spectrum::new(p.points)?;
+        p.depths
+            .iter()
+            .map(|&depth| {
+                let opts = CaptureOpts {
+                    bn_mode: p.bn_mode,
+                    depth: Some(depth),
+                    keep_layer_grads: false,
+                };
+                let cap = capture(&net, grid.view(), &opts)?;
+                let g = cap.input_grads.column(0).to_owned();
+                let finite = g.iter().all(|v| v.is_finite());
+                let (r1, slope, spectrum, acf) = if finite {
+                    let spectrum = plan.power(g.view())?;
+                    (
+                        adjacent_correlation(g.view())?,
+                        spectral_slope(spectrum.view(), self.band).ok(),
+                        spectrum.to_vec(),
+                        autocorrelation(g.view(), self.max_lag())?.to_vec(),
+                    )
+                } else {
+                    (
+                        f64::NAN,
+                        None,
+                        vec![f64::NAN; p.points / 2 + 1],
+                        vec![f64::NAN; self.max_lag() + 1],
+                    )
+                };
+                Ok(DepthResult {
+                    r1,
+                    slope,
+                    spectrum,
+                    acf,
+                    layer_grad_norms: cap.layers.iter().map(|l| l.grad_norm).collect(),
+                    activation_norms: cap.layers.iter().map(|l| l.activation_norm).collect(),
+                    faults: cap
+                        .faults
+                        .iter()
+                        .map(|f| FaultRecord {
+                            seed: cell.seed,
+                            pass: if f.pass == Pass::Forward {
+                                "forward"
+                            } else {
+                                "backward"
+                            }
+                            .into(),
+                            layer: f.layer,
+                            name: f.name.clone(),
+                            nan: f.nan,
+                        })
+                        .collect(),
+                    input_grads: g.to_vec(),
+                })
+            })
+            .collect()
+    }
+
+    fn summarise(
+        &self,
+        outputs: Vec<Vec<DepthResult>>,
+        provenance: Provenance,
+    ) -> Result<ShatteredResults> {
+        self.summarise_cells(outputs, provenance)
+    }
+
+    fn config_json(&self) -> serde_json::Value {
+        serde_json::to_value(&self.params).expect("parameters serialise")
+    }
+
+    fn prepare(&self) -> Result<()> {
+        match &self.params.save_weights {
+            Some(dir) => create_dir(dir),
+            None => Ok(()),
+        }
     }
 }
 
@@ -683,10 +701,10 @@ pub mod files {
     pub const NOISE: &str = "noise.npy";
 }
 
-impl ShatteredResults {
+impl StudyResults for ShatteredResults {
     /// Write the study folder `dir` (created if missing); every file atomically,
     /// `summary.json` last, so its presence means the folder is complete.
-    pub fn write(&self, dir: &Path) -> Result<()> {
+    fn write(&self, dir: &Path) -> Result<()> {
         create_dir(dir)?;
         write_npy(&dir.join(files::GRID), &self.grid)?;
         write_npy(&dir.join(files::INPUT_GRADIENTS), &self.input_gradients)?;
@@ -704,7 +722,9 @@ impl ShatteredResults {
         self.fits_csv().write(&dir.join(files::FITS_CSV))?;
         write_json(&dir.join(files::SUMMARY), &self.summary)
     }
+}
 
+impl ShatteredResults {
     fn summary_csv(&self) -> Csv {
         let mut c = Csv::new(&[
             "arch",

@@ -2,7 +2,7 @@
 //! deterministic, and refuses bad configurations.
 
 use gradscope_nets::{Arch, BnMode};
-use gradscope_studies::RunOptions;
+use gradscope_studies::{RunOptions, StudyResults};
 use gradscope_studies::shattered::{ShatteredData, ShatteredParams};
 
 fn paper_setup() -> ShatteredParams {
