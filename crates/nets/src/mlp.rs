@@ -256,3 +256,21 @@ impl Init<'_> {
         })
     }
 }
+
+impl crate::Model for Mlp {
+    fn forward(&self, x: &Tensor, mode: BnMode) -> Result<Tensor> {
+        Mlp::forward(self, x, mode)
+    }
+
+    fn parameters(&self) -> Vec<(String, Var)> {
+        Mlp::parameters(self)
+    }
+
+    fn buffers(&self) -> Vec<(String, Var)> {
+        Mlp::buffers(self)
+    }
+
+    fn dtype(&self) -> DType {
+        Mlp::dtype(self)
+    }
+}
