@@ -9,6 +9,7 @@ pub mod figure;
 pub mod pages;
 pub mod shattered;
 pub mod style;
+pub mod training;
 
 use std::path::Path;
 
@@ -16,13 +17,17 @@ pub use card::StudyCard;
 pub use error::{ReportError, Result};
 
 /// Every study with a report, by folder name.
-pub const STUDIES: &[&str] = &[gradscope_studies::shattered::NAME];
+pub const STUDIES: &[&str] = &[
+    gradscope_studies::shattered::NAME,
+    gradscope_studies::training::NAME,
+];
 
 /// Build the report of study `name` from `data_root/name` into `reports_root/name`.
 pub fn build_study(name: &str, data_root: &Path, reports_root: &Path) -> Result<StudyCard> {
     let (data, out) = (data_root.join(name), reports_root.join(name));
     match name {
         n if n == gradscope_studies::shattered::NAME => shattered::build(&data, &out),
+        n if n == gradscope_studies::training::NAME => training::build(&data, &out),
         _ => Err(ReportError::NoData(data)),
     }
 }

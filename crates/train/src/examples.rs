@@ -87,6 +87,21 @@ impl Examples {
         Ok((t, idx.iter().map(|&i| self.y[i]).collect()))
     }
 
+    /// The same examples viewed with another shape of equal size (e.g. images
+    /// (1, 8, 8) flattened to (64) for an MLP).
+    pub fn reshaped(&self, shape: Vec<usize>) -> Result<Examples> {
+        if shape.iter().product::<usize>() != self.shape.iter().product::<usize>() {
+            return Err(TrainError::Data(format!(
+                "cannot view examples of shape {:?} as {shape:?}",
+                self.shape
+            )));
+        }
+        Ok(Examples {
+            shape,
+            ..self.clone()
+        })
+    }
+
     /// A subset, in the given order.
     pub fn select(&self, idx: &[usize]) -> Examples {
         let mut x = Vec::new();
