@@ -36,6 +36,8 @@ pub enum Command {
     Degradation(DegradationArgs),
     /// Train one net and log its gradients (one cell of the degradation study).
     Train(TrainArgs),
+    /// Residual nets as ensembles: lesions (delete or swap blocks) and gradient by path length (Veit et al. 2016).
+    Ensemble(EnsembleArgs),
     /// Run the default studies and build every report.
     Reproduce(ReproduceArgs),
     /// Rebuild the reports from notebooks-data alone (no recomputation).
@@ -194,6 +196,38 @@ pub struct TrainArgs {
     /// Where the run's files go (default: <out>/training/runs/<arch>-<depth>).
     #[arg(long, value_name = "DIR")]
     pub run_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub folders: Folders,
+}
+
+#[derive(Debug, Args)]
+pub struct EnsembleArgs {
+    /// Architectures, comma-separated (as for `degradation`).
+    #[arg(long, value_parser = parse_model_arch_list, value_name = "LIST")]
+    pub archs: Option<ModelArchList>,
+    /// Depth (MLP: blocks; conv: 6n+2 layers).
+    #[arg(long)]
+    pub depth: Option<usize>,
+    /// Nets per architecture.
+    #[arg(long)]
+    pub seeds: Option<usize>,
+    /// Evaluate these weights (safetensors, e.g. a training checkpoint) instead of training; needs one arch and --seeds 1.
+    #[arg(long, value_name = "FILE")]
+    pub load_weights: Option<PathBuf>,
+    /// Random draws per number of deleted blocks or swaps.
+    #[arg(long, value_name = "N")]
+    pub lesion_draws: Option<usize>,
+    /// Sampled paths per path length.
+    #[arg(long, value_name = "N")]
+    pub path_samples: Option<usize>,
+    /// Small sizes: a first look in seconds.
+    #[arg(long)]
+    pub quick: bool,
+    #[command(flatten)]
+    pub training: TrainingArgs,
+    /// Only write the data, not the report.
+    #[arg(long)]
+    pub no_report: bool,
     #[command(flatten)]
     pub folders: Folders,
 }

@@ -3,12 +3,15 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use gradscope_studies::ensemble::EnsembleParams;
 use gradscope_studies::shattered::ShatteredParams;
 use gradscope_studies::training::{self, TrainingParams};
 use gradscope_studies::{RunOptions, Study, StudyResults, default_threads, run_study};
 use gradscope_train::{Decay, OptimizerParams};
 
-use crate::args::{Cli, Command, DegradationArgs, Folders, ShatteredArgs, TrainArgs, TrainingArgs};
+use crate::args::{
+    Cli, Command, DegradationArgs, EnsembleArgs, Folders, ShatteredArgs, TrainArgs, TrainingArgs,
+};
 use crate::progress::Bar;
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -24,21 +27,10 @@ pub fn run(cli: Cli) -> Result<()> {
     };
     match cli.command {
         Command::Shattered(a) => shattered_command(&ctx, a),
-        Command::Reproduce(a) => {
-            let params = if a.quick {
-                ShatteredParams::quick()
-            } else {
-                ShatteredParams::default()
-            };
-            run_shattered(&ctx, &params, &a.folders, true)?;
-            ctx.log(&format!(
-                "reports written to {}",
-                a.folders.reports.display()
-            ));
-            Ok(())
-        }
+        Command::Reproduce(a) => reproduce(&ctx, a.quick, &a.folders),
         Command::Degradation(a) => degradation_command(&ctx, a),
         Command::Train(a) => train_command(&ctx, a),
+        Command::Ensemble(a) => ensemble_command(&ctx, a),
         Command::Report(f) => build_reports(&ctx, &f),
         Command::Archs => {
             print!("{}", archs_text());
@@ -160,7 +152,11 @@ fn archs_text() -> String {
      resnet1-bn  x + α·F(x), F = BN → φ → Linear\n\
      \n\
      options: name:key=value,…  norm=none|bn  branch=1..8  alpha=<branch scale>\n\
-     e.g. resnet-bn:alpha=0.5  resnet:branch=3,norm=bn\n"
+     e.g. resnet-bn:alpha=0.5  resnet:branch=3,norm=bn\n\
+     \n\
+     conv-plain   He 2016a CIFAR net without shortcuts: 3×3 stem, 3 stages (16/32/64), 6n+2 layers\n\
+     conv-resnet  the same with shortcuts, post-activation blocks; options block=basic|bottleneck (9n+2), shortcut=a|b\n\
+     (conv nets train in `degradation`, `train` and `ensemble` on image data)\n"
         .to_string()
 }
 
@@ -335,5 +331,92 @@ fn train_command(ctx: &Ctx, a: TrainArgs) -> Result<()> {
         if r.diverged > 0 { " (diverged)" } else { "" },
         dir.display()
     );
+    Ok(())
+}
+
+fn ensemble_command(ctx: &Ctx, a: EnsembleArgs) -> Result<()> {
+    let mut p = if a.quick {
+        EnsembleParams::quick()
+    } else {
+        EnsembleParams::default()
+    };
+    if let Some(v) = a.archs {
+        p.archs = v.0;
+    }
+    if let Some(v) = a.depth {
+        p.depth = v;
+    }
+    if let Some(v) = a.seeds {
+        p.seeds = v;
+    }
+    if let Some(v) = a.lesion_draws {
+        p.lesion_draws = v;
+    }
+    if let Some(v) = a.path_samples {
+        p.path_samples = v;
+    }
+    p.load_weights = a.load_weights;
+    // The training flags, applied through the training study's parameters.
+    let mut t = TrainingParams {
+        width: p.width,
+        seed: p.seed,
+        data: p.data.clone(),
+        max_train: p.max_train,
+        train: p.train.clone(),
+        dtype: p.dtype,
+        ..Default::default()
+    };
+    apply_training(&mut t, a.training, &a.folders)?;
+    (
+        p.width,
+        p.seed,
+        p.data,
+        p.max_train,
+        p.train,
+        p.dtype,
+        p.checkpoints,
+    ) = (
+        t.width,
+        t.seed,
+        t.data,
+        t.max_train,
+        t.train,
+        t.dtype,
+        t.checkpoints,
+    );
+    execute(ctx, &p.check()?, &a.folders)?;
+    if !a.no_report {
+        build_reports(ctx, &a.folders)?;
+    }
+    Ok(())
+}
+
+/// The default run of every study, then every report.
+fn reproduce(ctx: &Ctx, quick: bool, folders: &Folders) -> Result<()> {
+    let t = Instant::now();
+    fn pick<T>(quick: bool, q: fn() -> T, full: fn() -> T) -> T {
+        if quick { q() } else { full() }
+    }
+    execute(
+        ctx,
+        &pick(quick, ShatteredParams::quick, ShatteredParams::default).check()?,
+        folders,
+    )?;
+    execute(
+        ctx,
+        &pick(quick, TrainingParams::quick, TrainingParams::default).check()?,
+        folders,
+    )?;
+    execute(
+        ctx,
+        &pick(quick, EnsembleParams::quick, EnsembleParams::default).check()?,
+        folders,
+    )?;
+    build_reports(ctx, folders)?;
+    ctx.log(&format!(
+        "reproduce: all studies in {:.1} s; open {}",
+        t.elapsed().as_secs_f64(),
+        folders.reports.join("index.html").display()
+    ));
     Ok(())
 }

@@ -251,6 +251,15 @@ struct ConvUnit {
 
 impl ConvUnit {
     fn forward(&self, x: &Tensor, mode: BnMode) -> Result<Tensor> {
+        let h = self.main_path(x, mode)?;
+        Ok(match &self.shortcut {
+            Some(s) => (h + shortcut(s, x, mode)?)?.relu()?,
+            None => h.relu()?,
+        })
+    }
+
+    /// The convolutions up to the last BN, before the addition and ReLU.
+    fn main_path(&self, x: &Tensor, mode: BnMode) -> Result<Tensor> {
         let mut h = x.clone();
         let last = self.convs.len() - 1;
         for (i, (conv, bn)) in self.convs.iter().enumerate() {
@@ -259,10 +268,13 @@ impl ConvUnit {
                 h = h.relu()?;
             }
         }
-        if let Some(s) = &self.shortcut {
-            h = (h + shortcut(s, x, mode)?)?;
-        }
-        Ok(h.relu()?)
+        Ok(h)
+    }
+
+    fn keeps_shape(&self) -> bool {
+        let (first, last) = (&self.convs[0].0, &self.convs[self.convs.len() - 1].0);
+        self.convs.iter().all(|(c, _)| c.stride() == 1)
+            && first.weight().dim(1).ok() == last.weight().dim(0).ok()
     }
 }
 
@@ -388,21 +400,23 @@ impl ConvNet {
         &self.spec
     }
 
+    /// Blocks in order, across the stages.
+    fn unit(&self, b: usize) -> &ConvUnit {
+        self.stages
+            .iter()
+            .flatten()
+            .nth(b)
+            .expect("block index in range")
+    }
+
     /// Logits (batch, classes) for images (batch, in_channels, size, size).
     pub fn logits(&self, x: &Tensor, mode: BnMode) -> Result<Tensor> {
-        let x = x.to_dtype(self.dtype())?;
-        let mut h = self
-            .stem
-            .1
-            .forward(&self.stem.0.forward(&x)?, mode)?
-            .relu()?;
-        for stage in &self.stages {
-            for block in stage {
-                h = block.forward(&h, mode)?;
-            }
+        use crate::BlockNet;
+        let mut h = self.stem_forward(x, mode)?;
+        for block in self.stages.iter().flatten() {
+            h = block.forward(&h, mode)?;
         }
-        let pooled = h.mean((2, 3))?;
-        self.fc.forward(&pooled)
+        self.head_forward(&h, mode)
     }
 
     fn visit(&self, params: bool, f: &mut dyn FnMut(String, &Var)) {
@@ -518,5 +532,55 @@ impl ConvInit<'_> {
             self.var(draw("weight", fan_out * fan_in), &[fan_out, fan_in])?,
             Some(self.var(draw("bias", fan_out), &[fan_out])?),
         ))
+    }
+}
+
+impl crate::BlockNet for ConvNet {
+    fn num_blocks(&self) -> usize {
+        self.stages.iter().map(Vec::len).sum()
+    }
+
+    fn stem_forward(&self, x: &Tensor, mode: BnMode) -> Result<Tensor> {
+        let x = x.to_dtype(self.dtype())?;
+        Ok(self
+            .stem
+            .1
+            .forward(&self.stem.0.forward(&x)?, mode)?
+            .relu()?)
+    }
+
+    fn block_forward(&self, b: usize, h: &Tensor, mode: BnMode) -> Result<Tensor> {
+        self.unit(b).forward(h, mode)
+    }
+
+    fn block_parts(&self, b: usize, h: &Tensor, mode: BnMode) -> Result<Option<(Tensor, Tensor)>> {
+        let unit = self.unit(b);
+        Ok(match &unit.shortcut {
+            Some(s) => Some((unit.main_path(h, mode)?, shortcut(s, h, mode)?)),
+            None => None,
+        })
+    }
+
+    fn block_post(&self, _b: usize, pre: &Tensor) -> Result<Tensor> {
+        Ok(pre.relu()?)
+    }
+
+    fn keeps_shape(&self, b: usize) -> bool {
+        self.unit(b).keeps_shape()
+    }
+
+    fn block_group(&self, b: usize) -> usize {
+        let mut seen = 0;
+        for (s, stage) in self.stages.iter().enumerate() {
+            seen += stage.len();
+            if b < seen {
+                return s;
+            }
+        }
+        self.stages.len()
+    }
+
+    fn head_forward(&self, h: &Tensor, _mode: BnMode) -> Result<Tensor> {
+        self.fc.forward(&h.mean((2, 3))?)
     }
 }

@@ -41,7 +41,7 @@ pub use error::{NetError, Result};
 pub use init::{BiasInit, WeightInit, tensor_rng};
 pub use linear::Linear;
 pub use mlp::{Mlp, Trace};
-pub use model::Model;
+pub use model::{BlockNet, Model};
 pub use residual::Residual;
 pub use seed::derive_seed;
 pub use sequential::{Layer, Sequential};

@@ -3,6 +3,7 @@
 //! `notebooks-data/<study>/`.
 
 pub mod data;
+pub mod ensemble;
 mod error;
 pub mod output;
 pub mod provenance;

@@ -8,11 +8,11 @@
 //! behind the curves.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use gradscope_nets::{
-    Arch, ConvArch, ConvNet, ConvNetParams, Mlp, Model, NetParams, Precision, derive_seed,
+    Arch, BlockNet, ConvArch, ConvNet, ConvNetParams, Mlp, Model, NetParams, Precision, derive_seed,
 };
 use gradscope_stats::MeanStd;
 use gradscope_train::{
@@ -199,7 +199,7 @@ impl TrainingParams {
         // Every (arch, depth) must make a valid net for this data.
         for arch in &p.archs {
             for &depth in &p.depths {
-                model_spec(&p, *arch, depth, 0, &train)?;
+                check_net(*arch, depth, p.width, p.dtype, &train)?;
             }
         }
         Ok(TrainingConfig {
@@ -218,34 +218,66 @@ pub struct TrainingConfig {
     test: Examples,
 }
 
-/// A net ready to build: an MLP or a conv net spec.
-enum ModelSpec {
-    Mlp(gradscope_nets::NetSpec),
-    Conv(gradscope_nets::ConvNetSpec),
-}
-
-fn model_spec(
-    p: &TrainingParams,
+/// Build a net of `arch` and `depth` for examples shaped like `data`
+/// (MLPs take the flattened example, conv nets the image).
+pub(crate) fn build_net(
     arch: ModelArch,
     depth: usize,
+    width: usize,
+    dtype: Precision,
     seed: u64,
     data: &Examples,
-) -> Result<ModelSpec> {
+) -> Result<Box<dyn BlockNet>> {
+    Ok(match net_params(arch, depth, width, dtype, seed, data)? {
+        NetChoice::Mlp(p) => Box::new(Mlp::new(&p.check()?)?),
+        NetChoice::Conv(p) => Box::new(ConvNet::new(&p.check()?)?),
+    })
+}
+
+/// Validate a net's parameters without drawing its weights.
+pub(crate) fn check_net(
+    arch: ModelArch,
+    depth: usize,
+    width: usize,
+    dtype: Precision,
+    data: &Examples,
+) -> Result<()> {
+    match net_params(arch, depth, width, dtype, 0, data)? {
+        NetChoice::Mlp(p) => {
+            p.check()?;
+        }
+        NetChoice::Conv(p) => {
+            p.check()?;
+        }
+    }
+    Ok(())
+}
+
+enum NetChoice {
+    Mlp(NetParams),
+    Conv(ConvNetParams),
+}
+
+fn net_params(
+    arch: ModelArch,
+    depth: usize,
+    width: usize,
+    dtype: Precision,
+    seed: u64,
+    data: &Examples,
+) -> Result<NetChoice> {
     let shape = data.shape();
     Ok(match arch {
-        ModelArch::Mlp(arch) => ModelSpec::Mlp(
-            NetParams {
-                arch,
-                depth,
-                width: p.width,
-                input_dim: shape.iter().product(),
-                output_dim: data.classes(),
-                precision: p.dtype,
-                seed,
-                ..Default::default()
-            }
-            .check()?,
-        ),
+        ModelArch::Mlp(arch) => NetChoice::Mlp(NetParams {
+            arch,
+            depth,
+            width,
+            input_dim: shape.iter().product(),
+            output_dim: data.classes(),
+            precision: dtype,
+            seed,
+            ..Default::default()
+        }),
         ModelArch::Conv(c) => {
             if shape.len() != 3 || shape[1] != shape[2] {
                 return Err(StudyError::config(
@@ -255,21 +287,62 @@ fn model_spec(
                     ),
                 ));
             }
-            ModelSpec::Conv(
-                ConvNetParams {
-                    arch: c,
-                    depth,
-                    in_channels: shape[0],
-                    image_size: shape[1],
-                    classes: data.classes(),
-                    precision: p.dtype,
-                    seed,
-                    ..Default::default()
-                }
-                .check()?,
-            )
+            NetChoice::Conv(ConvNetParams {
+                arch: c,
+                depth,
+                in_channels: shape[0],
+                image_size: shape[1],
+                classes: data.classes(),
+                precision: dtype,
+                seed,
+                ..Default::default()
+            })
         }
     })
+}
+
+/// The examples as `arch` takes them: flattened for MLPs, images for conv nets.
+pub(crate) fn view_for(arch: ModelArch, data: &Examples) -> Result<Examples> {
+    match arch {
+        ModelArch::Mlp(_) => data
+            .reshaped(vec![data.shape().iter().product()])
+            .map_err(train_err),
+        ModelArch::Conv(_) => Ok(data.clone()),
+    }
+}
+
+/// Train `model`, checkpointing under `checkpoints` in a folder named by
+/// `key` and a hash of `identity` (everything that shapes the run), so a
+/// changed parameter starts afresh instead of refusing the folder.
+pub(crate) fn train_net(
+    model: &dyn Model,
+    key: &str,
+    identity: serde_json::Value,
+    params: &TrainParams,
+    train: &Examples,
+    test: &Examples,
+    checkpoints: Option<&Path>,
+) -> Result<History> {
+    let config = params.check(train.len()).map_err(train_err)?;
+    let checkpoint = checkpoints.map(|d| {
+        d.join(format!(
+            "{}-{:016x}",
+            crate::shattered::file_stem(key),
+            derive_seed(0, &identity.to_string())
+        ))
+    });
+    Trainer {
+        model,
+        label: key.to_string(),
+        config: &config,
+        train,
+        test,
+        checkpoint,
+        cancel: None,
+        on_epoch: None,
+    }
+    .run()
+    .map_err(train_err)
 }
 
 /// One training run.
@@ -338,49 +411,30 @@ impl Study for TrainingConfig {
         // Same seed index, same batch order for every arch and depth: the nets
         // differ, the data they see does not.
         let net_seed = derive_seed(p.seed, &format!("net{}", cell.seed));
-        let (model, train, test): (Box<dyn Model>, Examples, Examples) =
-            match model_spec(p, arch, p.depths[cell.depth], net_seed, &self.train)? {
-                ModelSpec::Mlp(spec) => {
-                    let flat = vec![self.train.shape().iter().product()];
-                    (
-                        Box::new(Mlp::new(&spec)?),
-                        self.train.reshaped(flat.clone()).map_err(train_err)?,
-                        self.test.reshaped(flat).map_err(train_err)?,
-                    )
-                }
-                ModelSpec::Conv(spec) => (
-                    Box::new(ConvNet::new(&spec)?),
-                    self.train.clone(),
-                    self.test.clone(),
-                ),
-            };
+        let model = build_net(
+            arch,
+            p.depths[cell.depth],
+            p.width,
+            p.dtype,
+            net_seed,
+            &self.train,
+        )?;
+        let (train, test) = (view_for(arch, &self.train)?, view_for(arch, &self.test)?);
         let train_params = TrainParams {
             seed: derive_seed(p.seed, &format!("batches{}", cell.seed)),
             ..p.train.clone()
         };
-        let config = train_params.check(train.len()).map_err(train_err)?;
-        // The folder name carries a hash of everything that shapes the run, so
-        // changing a parameter starts afresh instead of refusing the folder.
-        let identity = serde_json::json!({ "key": self.key(cell), "train": train_params, "width": p.width, "dtype": p.dtype, "data": p.data, "max_train": p.max_train, "seed": p.seed });
-        let checkpoint = p.checkpoints.as_ref().map(|d| {
-            d.join(format!(
-                "{}-{:016x}",
-                crate::shattered::file_stem(&self.key(cell)),
-                derive_seed(0, &identity.to_string())
-            ))
-        });
-        let history = Trainer {
-            model: model.as_ref(),
-            label: self.key(cell),
-            config: &config,
-            train: &train,
-            test: &test,
-            checkpoint,
-            cancel: None,
-            on_epoch: None,
-        }
-        .run()
-        .map_err(train_err)?;
+        let key = self.key(cell);
+        let identity = serde_json::json!({ "key": key, "train": train_params, "width": p.width, "dtype": p.dtype, "data": p.data, "max_train": p.max_train, "seed": p.seed });
+        let history = train_net(
+            model.as_ref(),
+            &key,
+            identity,
+            &train_params,
+            &train,
+            &test,
+            p.checkpoints.as_deref(),
+        )?;
         let parameters = model.parameters().iter().map(|(_, v)| v.elem_count()).sum();
         Ok(RunOutput {
             history,
