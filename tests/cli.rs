@@ -225,6 +225,39 @@ fn bad_input_fails_with_one_line_and_writes_nothing() {
         ],
         vec!["--threads", "0", "shattered", "--out", o],
         vec!["report", "--out", o, "--reports", o],
+        vec!["degradation", "--data", "imagenet", "--out", o],
+        vec!["degradation", "--schedule", "step:x", "--out", o],
+        vec!["degradation", "--lr", "-1", "--out", o],
+        vec![
+            "degradation",
+            "--optimizer",
+            "adam",
+            "--momentum",
+            "0.9",
+            "--out",
+            o,
+        ],
+        vec![
+            "degradation",
+            "--archs",
+            "conv-resnet",
+            "--depths",
+            "21",
+            "--out",
+            o,
+        ],
+        vec!["train", "--arch", "resnet-bn", "--depth", "0", "--out", o],
+        vec![
+            "train",
+            "--arch",
+            "plain",
+            "--depth",
+            "2",
+            "--batch-size",
+            "0",
+            "--out",
+            o,
+        ],
         vec!["frobnicate"],
         vec!["shattered", "--unknown-flag"],
     ];
@@ -250,4 +283,54 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         if p.is_dir() { walk(&p) } else { vec![p] }
     })
     .collect()
+}
+
+#[test]
+fn one_training_run_writes_its_history() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("data");
+    let r = gradscope(&[
+        "train",
+        "--arch",
+        "resnet-bn",
+        "--depth",
+        "3",
+        "--width",
+        "16",
+        "--epochs",
+        "2",
+        "--out",
+        path(&out),
+    ]);
+    assert_ok(&r);
+    let stdout = String::from_utf8_lossy(&r.stdout);
+    assert!(stdout.contains("final train error"), "{stdout}");
+    let run = out.join("training/runs/resnet-bn-3");
+    let curves = std::fs::read_to_string(run.join("curves.csv")).unwrap();
+    assert_eq!(curves.lines().count(), 3, "{curves}");
+    assert!(run.join("summary.json").exists());
+    // Its checkpoint lets the same command finish at once from the saved state.
+    assert!(
+        std::fs::read_dir(out.join("training/checkpoints"))
+            .unwrap()
+            .count()
+            == 1
+    );
+    assert_ok(&gradscope(&[
+        "train",
+        "--arch",
+        "resnet-bn",
+        "--depth",
+        "3",
+        "--width",
+        "16",
+        "--epochs",
+        "2",
+        "--out",
+        path(&out),
+    ]));
+    assert_eq!(
+        std::fs::read_to_string(run.join("curves.csv")).unwrap(),
+        curves
+    );
 }

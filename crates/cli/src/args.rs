@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use gradscope_nets::{Arch, BiasInit, BnMode, Precision, WeightInit};
+use gradscope_studies::data::DataSource;
+use gradscope_studies::training::ModelArch;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -30,6 +32,12 @@ pub struct Cli {
 pub enum Command {
     /// Shattered gradients: correlation and spectra of df/dx over an input grid (Balduzzi et al. 2017).
     Shattered(ShatteredArgs),
+    /// The degradation problem: plain vs residual nets trained at several depths (He et al. 2016a).
+    Degradation(DegradationArgs),
+    /// Train one net and log its gradients (one cell of the degradation study).
+    Train(TrainArgs),
+    /// Residual nets as ensembles: lesions (delete or swap blocks) and gradient by path length (Veit et al. 2016).
+    Ensemble(EnsembleArgs),
     /// Run the default studies and build every report.
     Reproduce(ReproduceArgs),
     /// Rebuild the reports from notebooks-data alone (no recomputation).
@@ -106,6 +114,137 @@ pub struct ShatteredArgs {
     pub folders: Folders,
 }
 
+/// How to train (shared by `degradation` and `train`).
+#[derive(Debug, Args)]
+pub struct TrainingArgs {
+    /// Data: digits (embedded), mnist:DIR (IDX files), cifar10:DIR (binary batches).
+    #[arg(long, value_name = "SOURCE")]
+    pub data: Option<DataSource>,
+    /// Train on at most this many examples.
+    #[arg(long, value_name = "N")]
+    pub max_train: Option<usize>,
+    /// MLP width.
+    #[arg(long)]
+    pub width: Option<usize>,
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// sgd or adam.
+    #[arg(long, value_parser = ["sgd", "adam"])]
+    pub optimizer: Option<String>,
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// SGD momentum.
+    #[arg(long)]
+    pub momentum: Option<f64>,
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// Learning-rate decay: constant, cosine, or step:E1,E2 (÷10 at those epochs).
+    #[arg(long, value_name = "DECAY")]
+    pub schedule: Option<String>,
+    /// Linear warm-up epochs.
+    #[arg(long)]
+    pub warmup: Option<usize>,
+    /// Log gradients every N steps (default: every epoch).
+    #[arg(long, value_name = "N")]
+    pub log_every: Option<usize>,
+    /// f32 or f64.
+    #[arg(long)]
+    pub dtype: Option<Precision>,
+    /// Base seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Checkpoint folder (default: <out>/training/checkpoints); runs resume from it.
+    #[arg(long, value_name = "DIR")]
+    pub checkpoints: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DegradationArgs {
+    /// Architectures, comma-separated: MLP specs (plain-bn, resnet-bn, …) or conv-plain, conv-resnet[:shortcut=b][,block=bottleneck].
+    #[arg(long, value_parser = parse_model_arch_list, value_name = "LIST")]
+    pub archs: Option<ModelArchList>,
+    /// Depths, comma-separated (MLP: blocks; conv: 6n+2 layers).
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub depths: Option<Vec<usize>>,
+    /// Runs per (arch, depth).
+    #[arg(long)]
+    pub seeds: Option<usize>,
+    /// Small sizes: a first look in seconds.
+    #[arg(long)]
+    pub quick: bool,
+    #[command(flatten)]
+    pub training: TrainingArgs,
+    /// Only write the data, not the report.
+    #[arg(long)]
+    pub no_report: bool,
+    #[command(flatten)]
+    pub folders: Folders,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Architecture (see `gradscope archs`; conv nets as conv-plain, conv-resnet).
+    #[arg(long, value_name = "SPEC")]
+    pub arch: ModelArch,
+    /// Depth (MLP: blocks; conv: 6n+2 layers).
+    #[arg(long)]
+    pub depth: usize,
+    #[command(flatten)]
+    pub training: TrainingArgs,
+    /// Where the run's files go (default: <out>/training/runs/<arch>-<depth>).
+    #[arg(long, value_name = "DIR")]
+    pub run_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub folders: Folders,
+}
+
+#[derive(Debug, Args)]
+pub struct EnsembleArgs {
+    /// Architectures, comma-separated (as for `degradation`).
+    #[arg(long, value_parser = parse_model_arch_list, value_name = "LIST")]
+    pub archs: Option<ModelArchList>,
+    /// Depth (MLP: blocks; conv: 6n+2 layers).
+    #[arg(long)]
+    pub depth: Option<usize>,
+    /// Nets per architecture.
+    #[arg(long)]
+    pub seeds: Option<usize>,
+    /// Evaluate these weights (safetensors, e.g. a training checkpoint) instead of training; needs one arch and --seeds 1.
+    #[arg(long, value_name = "FILE")]
+    pub load_weights: Option<PathBuf>,
+    /// Random draws per number of deleted blocks or swaps.
+    #[arg(long, value_name = "N")]
+    pub lesion_draws: Option<usize>,
+    /// Sampled paths per path length.
+    #[arg(long, value_name = "N")]
+    pub path_samples: Option<usize>,
+    /// Small sizes: a first look in seconds.
+    #[arg(long)]
+    pub quick: bool,
+    #[command(flatten)]
+    pub training: TrainingArgs,
+    /// Only write the data, not the report.
+    #[arg(long)]
+    pub no_report: bool,
+    #[command(flatten)]
+    pub folders: Folders,
+}
+
+/// A list of trainable architectures.
+#[derive(Debug, Clone)]
+pub struct ModelArchList(pub Vec<ModelArch>);
+
+/// Like [`parse_arch_list`], for MLP and conv architectures.
+pub fn parse_model_arch_list(s: &str) -> Result<ModelArchList, String> {
+    split_specs(s)?
+        .iter()
+        .map(|i| i.parse::<ModelArch>().map_err(|e| e.to_string()))
+        .collect::<Result<_, _>>()
+        .map(ModelArchList)
+}
+
 /// A list of architectures.
 #[derive(Debug, Clone)]
 pub struct ArchList(pub Vec<Arch>);
@@ -113,6 +252,15 @@ pub struct ArchList(pub Vec<Arch>);
 /// Split `a,b:k=v,k=v,c` into archs: a piece holding `=` continues the options
 /// of the arch before it (arch names never contain `=`).
 pub fn parse_arch_list(s: &str) -> Result<ArchList, String> {
+    split_specs(s)?
+        .iter()
+        .map(|i| i.parse::<Arch>().map_err(|e| e.to_string()))
+        .collect::<Result<_, _>>()
+        .map(ArchList)
+}
+
+/// Split a comma-separated list of specs, keeping `key=value` options with their spec.
+fn split_specs(s: &str) -> Result<Vec<String>, String> {
     let mut items: Vec<String> = Vec::new();
     for piece in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         match items.last_mut() {
@@ -126,11 +274,7 @@ pub fn parse_arch_list(s: &str) -> Result<ArchList, String> {
     if items.is_empty() {
         return Err("list at least one architecture".into());
     }
-    items
-        .iter()
-        .map(|i| i.parse::<Arch>().map_err(|e| e.to_string()))
-        .collect::<Result<_, _>>()
-        .map(ArchList)
+    Ok(items)
 }
 
 #[cfg(test)]

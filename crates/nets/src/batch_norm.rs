@@ -1,4 +1,5 @@
-//! Batch normalisation (Ioffe & Szegedy 2015) over the batch axis of (batch, features):
+//! Batch normalisation (Ioffe & Szegedy 2015) over the batch axis of (batch, features),
+//! or over (batch, height, width) of images (batch, channels, height, width):
 //! y = γ·(x − μ_B)/√(σ²_B + ε) + β, with μ_B, σ²_B the batch mean and (biased) variance.
 //!
 //! Written from basic tensor ops so every parameter gets a gradient.
@@ -21,9 +22,14 @@ pub enum BnMode {
     Full,
     /// Running statistics (inference mode): a fixed affine map per feature.
     Eval,
+    /// Training: batch statistics with the gradient through them (as
+    /// [`BnMode::Full`]), and the running statistics updated with momentum
+    /// [`BN_MOMENTUM`] (unbiased variance, as PyTorch).
+    Train,
 }
 
 impl BnMode {
+    /// The modes that leave the net unchanged (every mode but `Train`).
     pub const ALL: [BnMode; 3] = [BnMode::PerSample, BnMode::Full, BnMode::Eval];
 
     pub fn name(self) -> &'static str {
@@ -31,6 +37,7 @@ impl BnMode {
             BnMode::PerSample => "per-sample",
             BnMode::Full => "full",
             BnMode::Eval => "eval",
+            BnMode::Train => "train",
         }
     }
 }
@@ -57,6 +64,8 @@ crate::parse::serde_via_str!(BnMode);
 
 /// PyTorch's default ε.
 pub const BN_EPS: f64 = 1e-5;
+/// PyTorch's default momentum of the running statistics.
+pub const BN_MOMENTUM: f64 = 0.1;
 
 #[derive(Clone, Debug)]
 pub struct BatchNorm {
@@ -86,13 +95,35 @@ impl BatchNorm {
             ),
             BnMode::PerSample => batch_stats(&x.detach())?,
             BnMode::Full => batch_stats(x)?,
+            BnMode::Train => {
+                let (mean, var) = batch_stats(x)?;
+                self.update_running_stats(x, &mean.detach(), &var.detach())?;
+                (mean, var)
+            }
         };
+        let shape = |v: &Tensor| per_channel(v, x);
         let xhat = x
-            .broadcast_sub(&mean)?
-            .broadcast_div(&(var + self.eps)?.sqrt()?)?;
+            .broadcast_sub(&shape(&mean)?)?
+            .broadcast_div(&shape(&(var + self.eps)?.sqrt()?)?)?;
         Ok(xhat
-            .broadcast_mul(&self.weight)?
-            .broadcast_add(&self.bias)?)
+            .broadcast_mul(&shape(self.weight.as_tensor())?)?
+            .broadcast_add(&shape(self.bias.as_tensor())?)?)
+    }
+
+    /// running ← (1 − m)·running + m·batch, with the unbiased batch variance.
+    fn update_running_stats(&self, x: &Tensor, mean: &Tensor, var: &Tensor) -> Result<()> {
+        let n = (x.elem_count() / mean.elem_count()) as f64;
+        let unbiased = if n > 1.0 {
+            (var * (n / (n - 1.0)))?
+        } else {
+            var.clone()
+        };
+        let m = BN_MOMENTUM;
+        let rm = ((self.running_mean.as_tensor() * (1.0 - m))? + (mean * m)?)?;
+        let rv = ((self.running_var.as_tensor() * (1.0 - m))? + (unbiased * m)?)?;
+        self.running_mean.set(&rm)?;
+        self.running_var.set(&rv)?;
+        Ok(())
     }
 
     /// Set the running statistics to this batch's mean and biased variance,
@@ -136,9 +167,21 @@ impl BatchNorm {
     }
 }
 
-/// Batch mean and biased variance over axis 0, each of shape (features,).
+/// Batch mean and biased variance per feature (axis 1), over every other axis:
+/// (batch) for (batch, features), (batch, height, width) for images.
 fn batch_stats(x: &Tensor) -> Result<(Tensor, Tensor)> {
-    let mean = x.mean_keepdim(0)?;
-    let var = x.broadcast_sub(&mean)?.sqr()?.mean_keepdim(0)?;
-    Ok((mean.squeeze(0)?, var.squeeze(0)?))
+    let c = x.dim(1)?;
+    let dims: &[usize] = if x.rank() == 4 { &[0, 2, 3] } else { &[0] };
+    let mean = x.mean_keepdim(dims)?;
+    let var = x.broadcast_sub(&mean)?.sqr()?.mean_keepdim(dims)?;
+    Ok((mean.reshape(c)?, var.reshape(c)?))
+}
+
+/// A per-feature vector (C) shaped to broadcast against `x`: (C) for
+/// (batch, C), (C, 1, 1) for (batch, C, height, width).
+fn per_channel(v: &Tensor, x: &Tensor) -> Result<Tensor> {
+    match x.rank() {
+        4 => Ok(v.reshape((v.elem_count(), 1, 1))?),
+        _ => Ok(v.clone()),
+    }
 }

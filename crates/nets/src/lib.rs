@@ -15,11 +15,15 @@
 mod activation;
 mod batch_norm;
 mod block;
+mod conv;
+mod convnet;
 mod dense;
 mod error;
+pub mod fs;
 mod init;
 mod linear;
 mod mlp;
+mod model;
 mod parse;
 mod residual;
 mod seed;
@@ -28,17 +32,20 @@ mod spec;
 mod weights;
 
 pub use activation::Activation;
-pub use batch_norm::{BN_EPS, BatchNorm, BnMode};
+pub use batch_norm::{BN_EPS, BN_MOMENTUM, BatchNorm, BnMode};
 pub use block::Block;
+pub use conv::Conv2d;
+pub use convnet::{ConvArch, ConvBlock, ConvNet, ConvNetParams, ConvNetSpec, Shortcut};
 pub use dense::Dense;
 pub use error::{NetError, Result};
 pub use init::{BiasInit, WeightInit, tensor_rng};
 pub use linear::Linear;
 pub use mlp::{Mlp, Trace};
+pub use model::{BlockNet, Model};
 pub use residual::Residual;
 pub use seed::derive_seed;
 pub use sequential::{Layer, Sequential};
 pub use spec::{Arch, MAX_DEPTH, MAX_PARAMETERS, MAX_WIDTH, NetParams, NetSpec, Norm, Precision};
-pub use weights::SPEC_METADATA_KEY;
+pub use weights::{SPEC_METADATA_KEY, load_safetensors, to_safetensors};
 
 pub use candle_core;

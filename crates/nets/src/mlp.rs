@@ -256,3 +256,66 @@ impl Init<'_> {
         })
     }
 }
+
+impl crate::Model for Mlp {
+    fn forward(&self, x: &Tensor, mode: BnMode) -> Result<Tensor> {
+        Mlp::forward(self, x, mode)
+    }
+
+    fn parameters(&self) -> Vec<(String, Var)> {
+        Mlp::parameters(self)
+    }
+
+    fn buffers(&self) -> Vec<(String, Var)> {
+        Mlp::buffers(self)
+    }
+
+    fn dtype(&self) -> DType {
+        Mlp::dtype(self)
+    }
+}
+
+impl crate::BlockNet for Mlp {
+    fn num_blocks(&self) -> usize {
+        self.blocks.len()
+    }
+
+    fn stem_forward(&self, x: &Tensor, _mode: BnMode) -> Result<Tensor> {
+        self.stem.forward(&x.to_dtype(self.dtype())?)
+    }
+
+    fn block_forward(&self, b: usize, h: &Tensor, mode: BnMode) -> Result<Tensor> {
+        self.blocks[b].forward(h, mode)
+    }
+
+    fn block_parts(&self, b: usize, h: &Tensor, mode: BnMode) -> Result<Option<(Tensor, Tensor)>> {
+        Ok(match &self.blocks[b] {
+            Block::Residual(r) => {
+                let f = r.branch().forward(h, mode)?;
+                let f = if r.alpha() == 1.0 {
+                    f
+                } else {
+                    (f * r.alpha())?
+                };
+                Some((f, h.clone()))
+            }
+            Block::Dense(_) => None,
+        })
+    }
+
+    fn block_post(&self, _b: usize, pre: &Tensor) -> Result<Tensor> {
+        Ok(pre.clone())
+    }
+
+    fn keeps_shape(&self, _b: usize) -> bool {
+        true
+    }
+
+    fn block_group(&self, _b: usize) -> usize {
+        0
+    }
+
+    fn head_forward(&self, h: &Tensor, _mode: BnMode) -> Result<Tensor> {
+        self.head.forward(h)
+    }
+}

@@ -4,33 +4,42 @@
 
 mod card;
 pub mod doc;
+pub mod ensemble;
 mod error;
 pub mod figure;
 pub mod pages;
 pub mod shattered;
 pub mod style;
+pub mod training;
 
 use std::path::Path;
 
 pub use card::StudyCard;
 pub use error::{ReportError, Result};
 
-/// Every study with a report, by folder name.
-pub const STUDIES: &[&str] = &[gradscope_studies::shattered::NAME];
+/// Builds a study's pages from its data folder into its report folder.
+pub type Builder = fn(&Path, &Path) -> Result<StudyCard>;
+
+/// Every study with a report: its folder name and page builder, in index order.
+pub const STUDIES: &[(&str, Builder)] = &[
+    (gradscope_studies::shattered::NAME, shattered::build),
+    (gradscope_studies::training::NAME, training::build),
+    (gradscope_studies::ensemble::NAME, ensemble::build),
+];
 
 /// Build the report of study `name` from `data_root/name` into `reports_root/name`.
 pub fn build_study(name: &str, data_root: &Path, reports_root: &Path) -> Result<StudyCard> {
     let (data, out) = (data_root.join(name), reports_root.join(name));
-    match name {
-        n if n == gradscope_studies::shattered::NAME => shattered::build(&data, &out),
-        _ => Err(ReportError::NoData(data)),
+    match STUDIES.iter().find(|(n, _)| *n == name) {
+        Some((_, build)) => build(&data, &out),
+        None => Err(ReportError::NoData(data)),
     }
 }
 
 /// Rebuild the report of every study that has data, and the index.
 pub fn rebuild_all(data_root: &Path, reports_root: &Path) -> Result<Vec<StudyCard>> {
     let mut cards = Vec::new();
-    for name in STUDIES {
+    for (name, _) in STUDIES {
         if data_root.join(name).join("summary.json").exists() {
             cards.push(build_study(name, data_root, reports_root)?);
         }

@@ -47,3 +47,9 @@ impl StudyError {
 }
 
 pub type Result<T> = std::result::Result<T, StudyError>;
+
+impl From<candle_core::Error> for StudyError {
+    fn from(e: candle_core::Error) -> Self {
+        StudyError::Net(gradscope_nets::NetError::Candle(e))
+    }
+}

@@ -2,12 +2,15 @@
 //! cells in parallel, and its results are written as JSON, CSV and NPY under
 //! `notebooks-data/<study>/`.
 
+pub mod data;
+pub mod ensemble;
 mod error;
 pub mod output;
 pub mod provenance;
 pub mod runner;
 pub mod shattered;
 pub mod study;
+pub mod training;
 
 pub use error::{Result, StudyError};
 pub use runner::{Progress, ProgressFn, RunOptions, default_threads, run_cells};

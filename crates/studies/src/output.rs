@@ -2,9 +2,7 @@
 //! folder, flushed to disk and renamed into place, so a reader (or a crash)
 //! never sees half a file.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use ndarray::{ArrayBase, Data, Dimension};
 use ndarray_npy::WriteNpyExt;
@@ -12,39 +10,9 @@ use serde::Serialize;
 
 use crate::{Result, StudyError};
 
-static COUNTER: AtomicU64 = AtomicU64::new(0);
-
 /// Write `bytes` to `path` atomically: temp file in the same folder, fsync, rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| StudyError::io(path, std::io::Error::other("not a file path")))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}-{}",
-        name.to_string_lossy(),
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)?;
-        // Make the rename itself durable.
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    result.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        StudyError::io(path, e)
-    })
+    gradscope_nets::fs::write_atomic(path, bytes).map_err(|e| StudyError::io(path, e))
 }
 
 /// Create a folder (and its parents), with the path in the error.

@@ -1,0 +1,586 @@
+//! Convolutional nets for small images in the style of He et al. 2016a
+//! ("Deep Residual Learning for Image Recognition", CVPR, §4.2): a 3×3 stem,
+//! three stages of n blocks at widths 16, 32, 64 (stride 2 between stages),
+//! global average pooling and a linear classifier; 6n + 2 layers with basic
+//! blocks (ResNet-20/32/44/56/110), 9n + 2 with bottleneck blocks (ResNet-164).
+//!
+//! Blocks are post-activation as in the original paper: basic
+//! y = φ(BN(conv(φ(BN(conv(x))))) + s(x)); bottleneck 1×1 → 3×3 → 1×1 with
+//! 4× expansion. The plain nets are the same without s(x). When a stage
+//! changes the shape, the shortcut s is option A (identity on every other
+//! pixel, extra channels zero-padded: no parameters) or option B (1×1
+//! convolution and BN).
+
+use std::fmt;
+use std::str::FromStr;
+
+use candle_core::{DType, Device, Tensor, Var};
+use serde::{Deserialize, Serialize};
+
+use crate::init::tensor_rng;
+use crate::parse::serde_via_str;
+use crate::{BatchNorm, BnMode, Conv2d, Linear, Model, NetError, Precision, Result, WeightInit};
+
+/// Shortcut when a block changes the shape (He 2016a, §4.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Shortcut {
+    /// Identity with stride-2 subsampling and zero-padded channels.
+    #[default]
+    A,
+    /// 1×1 convolution and BN.
+    B,
+}
+
+/// Residual block shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ConvBlock {
+    /// Two 3×3 convolutions.
+    #[default]
+    Basic,
+    /// 1×1 (narrow) → 3×3 → 1×1 (4× wide).
+    Bottleneck,
+}
+
+/// A convolutional architecture: `plain` or `resnet`, with options
+/// `block=basic|bottleneck` and `shortcut=a|b`, e.g. `resnet:shortcut=b`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvArch {
+    pub residual: bool,
+    pub block: ConvBlock,
+    pub shortcut: Shortcut,
+}
+
+impl ConvArch {
+    pub const PLAIN: ConvArch = ConvArch {
+        residual: false,
+        block: ConvBlock::Basic,
+        shortcut: Shortcut::A,
+    };
+    pub const RESNET: ConvArch = ConvArch {
+        residual: true,
+        block: ConvBlock::Basic,
+        shortcut: Shortcut::A,
+    };
+
+    /// Layers per block with weights (convolutions on the main path).
+    pub fn convs_per_block(&self) -> usize {
+        match self.block {
+            ConvBlock::Basic => 2,
+            ConvBlock::Bottleneck => 3,
+        }
+    }
+}
+
+impl fmt::Display for ConvArch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.residual { "resnet" } else { "plain" })?;
+        let mut opts = Vec::new();
+        if self.block == ConvBlock::Bottleneck {
+            opts.push("block=bottleneck");
+        }
+        if self.shortcut == Shortcut::B {
+            opts.push("shortcut=b");
+        }
+        if !opts.is_empty() {
+            write!(f, ":{}", opts.join(","))?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for ConvArch {
+    type Err = NetError;
+    fn from_str(input: &str) -> Result<Self> {
+        const WHAT: &str = "conv architecture";
+        let (name, opts) = match input.trim().split_once(':') {
+            Some((n, o)) => (n.trim(), Some(o)),
+            None => (input.trim(), None),
+        };
+        let mut a = match name {
+            "plain" => Self::PLAIN,
+            "resnet" => Self::RESNET,
+            _ => {
+                return Err(NetError::parse(
+                    WHAT,
+                    input,
+                    "unknown name (known: plain, resnet)",
+                ));
+            }
+        };
+        for opt in opts.into_iter().flat_map(|o| o.split(',')) {
+            match opt
+                .split_once('=')
+                .map(|(k, v)| (k.trim(), v.trim().to_ascii_lowercase()))
+            {
+                Some(("block", v)) if v == "basic" => a.block = ConvBlock::Basic,
+                Some(("block", v)) if v == "bottleneck" => a.block = ConvBlock::Bottleneck,
+                Some(("shortcut", v)) if v == "a" => a.shortcut = Shortcut::A,
+                Some(("shortcut", v)) if v == "b" => a.shortcut = Shortcut::B,
+                _ => {
+                    return Err(NetError::parse(
+                        WHAT,
+                        input,
+                        format!("bad option `{opt}` (known: block=basic|bottleneck, shortcut=a|b)"),
+                    ));
+                }
+            }
+        }
+        Ok(a)
+    }
+}
+
+serde_via_str!(ConvArch);
+
+/// Unchecked parameters of a convolutional net.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConvNetParams {
+    pub arch: ConvArch,
+    /// Weighted layers: 6n + 2 (basic) or 9n + 2 (bottleneck).
+    pub depth: usize,
+    /// Stage widths (bottleneck stages output 4× these).
+    pub widths: [usize; 3],
+    pub in_channels: usize,
+    /// Input height = width.
+    pub image_size: usize,
+    pub classes: usize,
+    pub weight_init: WeightInit,
+    #[serde(rename = "dtype")]
+    pub precision: Precision,
+    pub seed: u64,
+}
+
+impl Default for ConvNetParams {
+    fn default() -> Self {
+        ConvNetParams {
+            arch: ConvArch::RESNET,
+            depth: 20,
+            widths: [16, 32, 64],
+            in_channels: 3,
+            image_size: 32,
+            classes: 10,
+            weight_init: WeightInit::He,
+            precision: Precision::F32,
+            seed: 0,
+        }
+    }
+}
+
+impl ConvNetParams {
+    /// Blocks per stage n, if the depth has the form 6n + 2 (9n + 2 for bottlenecks).
+    pub fn blocks_per_stage(&self) -> Option<usize> {
+        let per = 3 * self.arch.convs_per_block();
+        (self.depth >= per + 2 && (self.depth - 2) % per == 0).then(|| (self.depth - 2) / per)
+    }
+
+    pub fn check(&self) -> Result<ConvNetSpec> {
+        let per = 3 * self.arch.convs_per_block();
+        if self.blocks_per_stage().is_none() {
+            return Err(NetError::invalid(
+                "depth",
+                format!(
+                    "a {} net has {per}n + 2 layers (n ≥ 1), got {}",
+                    self.arch, self.depth
+                ),
+            ));
+        }
+        if self.depth > 2000 {
+            return Err(NetError::invalid(
+                "depth",
+                format!("must be at most 2000, got {}", self.depth),
+            ));
+        }
+        for (field, v, max) in [
+            ("in_channels", self.in_channels, 64),
+            ("image_size", self.image_size, 512),
+            ("classes", self.classes, 100_000),
+        ] {
+            if v == 0 || v > max {
+                return Err(NetError::invalid(
+                    field,
+                    format!("must be 1..={max}, got {v}"),
+                ));
+            }
+        }
+        if self.widths.iter().any(|&w| w == 0 || w > 4096) {
+            return Err(NetError::invalid(
+                "widths",
+                format!("must be 1..=4096, got {:?}", self.widths),
+            ));
+        }
+        if self.image_size < 4 {
+            return Err(NetError::invalid(
+                "image_size",
+                format!(
+                    "must be at least 4 (two stride-2 stages), got {}",
+                    self.image_size
+                ),
+            ));
+        }
+        Ok(ConvNetSpec(self.clone()))
+    }
+}
+
+/// Validated conv-net parameters.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct ConvNetSpec(ConvNetParams);
+
+impl std::ops::Deref for ConvNetSpec {
+    type Target = ConvNetParams;
+    fn deref(&self) -> &ConvNetParams {
+        &self.0
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Downsample {
+    /// Identity: same shape.
+    Identity,
+    /// Option A: stride-2 subsampling, zero-padded channels.
+    Pad { stride: usize, extra: usize },
+    /// Option B: 1×1 convolution and BN.
+    Project(Conv2d, BatchNorm),
+}
+
+#[derive(Clone, Debug)]
+struct ConvUnit {
+    convs: Vec<(Conv2d, BatchNorm)>,
+    shortcut: Option<Downsample>,
+}
+
+impl ConvUnit {
+    fn forward(&self, x: &Tensor, mode: BnMode) -> Result<Tensor> {
+        let h = self.main_path(x, mode)?;
+        Ok(match &self.shortcut {
+            Some(s) => (h + shortcut(s, x, mode)?)?.relu()?,
+            None => h.relu()?,
+        })
+    }
+
+    /// The convolutions up to the last BN, before the addition and ReLU.
+    fn main_path(&self, x: &Tensor, mode: BnMode) -> Result<Tensor> {
+        let mut h = x.clone();
+        let last = self.convs.len() - 1;
+        for (i, (conv, bn)) in self.convs.iter().enumerate() {
+            h = bn.forward(&conv.forward(&h)?, mode)?;
+            if i < last {
+                h = h.relu()?;
+            }
+        }
+        Ok(h)
+    }
+
+    fn keeps_shape(&self) -> bool {
+        let (first, last) = (&self.convs[0].0, &self.convs[self.convs.len() - 1].0);
+        self.convs.iter().all(|(c, _)| c.stride() == 1)
+            && first.weight().dim(1).ok() == last.weight().dim(0).ok()
+    }
+}
+
+fn shortcut(s: &Downsample, x: &Tensor, mode: BnMode) -> Result<Tensor> {
+    Ok(match s {
+        Downsample::Identity => x.clone(),
+        Downsample::Pad { stride, extra } => {
+            let sub = subsample(x, *stride)?;
+            let left = extra / 2;
+            sub.pad_with_zeros(1, left, extra - left)?
+        }
+        Downsample::Project(conv, bn) => bn.forward(&conv.forward(x)?, mode)?,
+    })
+}
+
+/// Every `stride`-th pixel from the first, x[:, :, ::s, ::s].
+fn subsample(x: &Tensor, stride: usize) -> Result<Tensor> {
+    if stride == 1 {
+        return Ok(x.clone());
+    }
+    let (_, _, h, w) = x.dims4()?;
+    let idx = |n: usize| {
+        Tensor::from_vec(
+            (0..n).step_by(stride).map(|i| i as u32).collect::<Vec<_>>(),
+            n.div_ceil(stride),
+            x.device(),
+        )
+    };
+    Ok(x.index_select(&idx(h)?, 2)?.index_select(&idx(w)?, 3)?)
+}
+
+/// A plain or residual convolutional net for classification.
+#[derive(Clone, Debug)]
+pub struct ConvNet {
+    spec: ConvNetSpec,
+    stem: (Conv2d, BatchNorm),
+    /// Stages of blocks, named `layer{1,2,3}.{b}`.
+    stages: Vec<Vec<ConvUnit>>,
+    fc: Linear,
+}
+
+impl ConvNet {
+    pub fn new(spec: &ConvNetSpec) -> Result<Self> {
+        let init = ConvInit {
+            spec,
+            dtype: spec.precision.dtype(),
+        };
+        let n = spec.blocks_per_stage().expect("checked");
+        let expansion = if spec.arch.block == ConvBlock::Bottleneck {
+            4
+        } else {
+            1
+        };
+        let stem = (
+            init.conv("conv1", spec.in_channels, spec.widths[0], 3, 1)?,
+            init.bn(spec.widths[0])?,
+        );
+        let mut c_in = spec.widths[0];
+        let mut stages = Vec::new();
+        for (s, &w) in spec.widths.iter().enumerate() {
+            let mut blocks = Vec::new();
+            for b in 0..n {
+                let p = format!("layer{}.{b}", s + 1);
+                let stride = if s > 0 && b == 0 { 2 } else { 1 };
+                let c_out = w * expansion;
+                let convs = match spec.arch.block {
+                    ConvBlock::Basic => vec![
+                        (
+                            init.conv(&format!("{p}.conv1"), c_in, w, 3, stride)?,
+                            init.bn(w)?,
+                        ),
+                        (init.conv(&format!("{p}.conv2"), w, w, 3, 1)?, init.bn(w)?),
+                    ],
+                    ConvBlock::Bottleneck => vec![
+                        (
+                            init.conv(&format!("{p}.conv1"), c_in, w, 1, 1)?,
+                            init.bn(w)?,
+                        ),
+                        (
+                            init.conv(&format!("{p}.conv2"), w, w, 3, stride)?,
+                            init.bn(w)?,
+                        ),
+                        (
+                            init.conv(&format!("{p}.conv3"), w, c_out, 1, 1)?,
+                            init.bn(c_out)?,
+                        ),
+                    ],
+                };
+                let shortcut = spec.arch.residual.then(|| -> Result<Downsample> {
+                    Ok(if stride == 1 && c_in == c_out {
+                        Downsample::Identity
+                    } else {
+                        match spec.arch.shortcut {
+                            Shortcut::A if c_out >= c_in => Downsample::Pad {
+                                stride,
+                                extra: c_out - c_in,
+                            },
+                            _ => Downsample::Project(
+                                init.conv(&format!("{p}.downsample.0"), c_in, c_out, 1, stride)?,
+                                init.bn(c_out)?,
+                            ),
+                        }
+                    })
+                });
+                blocks.push(ConvUnit {
+                    convs,
+                    shortcut: shortcut.transpose()?,
+                });
+                c_in = c_out;
+            }
+            stages.push(blocks);
+        }
+        let fc = init.linear("fc", c_in, spec.classes)?;
+        Ok(ConvNet {
+            spec: spec.clone(),
+            stem,
+            stages,
+            fc,
+        })
+    }
+
+    pub fn spec(&self) -> &ConvNetSpec {
+        &self.spec
+    }
+
+    /// Blocks in order, across the stages.
+    fn unit(&self, b: usize) -> &ConvUnit {
+        self.stages
+            .iter()
+            .flatten()
+            .nth(b)
+            .expect("block index in range")
+    }
+
+    /// Logits (batch, classes) for images (batch, in_channels, size, size).
+    pub fn logits(&self, x: &Tensor, mode: BnMode) -> Result<Tensor> {
+        use crate::BlockNet;
+        let mut h = self.stem_forward(x, mode)?;
+        for block in self.stages.iter().flatten() {
+            h = block.forward(&h, mode)?;
+        }
+        self.head_forward(&h, mode)
+    }
+
+    fn visit(&self, params: bool, f: &mut dyn FnMut(String, &Var)) {
+        let visit_bn = |bn: &BatchNorm, p: &str, f: &mut dyn FnMut(String, &Var)| {
+            if params {
+                bn.visit_parameters(p, f)
+            } else {
+                bn.visit_buffers(p, f)
+            }
+        };
+        if params {
+            self.stem.0.visit_parameters("conv1", f);
+        }
+        visit_bn(&self.stem.1, "bn1", f);
+        for (s, stage) in self.stages.iter().enumerate() {
+            for (b, block) in stage.iter().enumerate() {
+                let p = format!("layer{}.{b}", s + 1);
+                for (i, (conv, bn)) in block.convs.iter().enumerate() {
+                    if params {
+                        conv.visit_parameters(&format!("{p}.conv{}", i + 1), f);
+                    }
+                    visit_bn(bn, &format!("{p}.bn{}", i + 1), f);
+                }
+                if let Some(Downsample::Project(conv, bn)) = &block.shortcut {
+                    if params {
+                        conv.visit_parameters(&format!("{p}.downsample.0"), f);
+                    }
+                    visit_bn(bn, &format!("{p}.downsample.1"), f);
+                }
+            }
+        }
+        if params {
+            self.fc.visit_parameters("fc", f);
+        }
+    }
+}
+
+impl Model for ConvNet {
+    fn forward(&self, x: &Tensor, mode: BnMode) -> Result<Tensor> {
+        self.logits(x, mode)
+    }
+
+    fn parameters(&self) -> Vec<(String, Var)> {
+        let mut out = Vec::new();
+        self.visit(true, &mut |n, v| out.push((n, v.clone())));
+        out
+    }
+
+    fn buffers(&self) -> Vec<(String, Var)> {
+        let mut out = Vec::new();
+        self.visit(false, &mut |n, v| out.push((n, v.clone())));
+        out
+    }
+
+    fn dtype(&self) -> DType {
+        self.spec.precision.dtype()
+    }
+}
+
+struct ConvInit<'a> {
+    spec: &'a ConvNetSpec,
+    dtype: DType,
+}
+
+impl ConvInit<'_> {
+    fn var(&self, values: Vec<f64>, shape: &[usize]) -> Result<Var> {
+        let t = Tensor::from_vec(values, shape, &Device::Cpu)?.to_dtype(self.dtype)?;
+        Ok(Var::from_tensor(&t)?)
+    }
+
+    /// He et al. draw convolution weights with fan_in = in·k·k; no bias (BN follows).
+    fn conv(
+        &self,
+        name: &str,
+        c_in: usize,
+        c_out: usize,
+        k: usize,
+        stride: usize,
+    ) -> Result<Conv2d> {
+        let w = self.spec.weight_init.draw(
+            c_out,
+            c_in * k * k,
+            &mut tensor_rng(self.spec.seed, &format!("{name}.weight")),
+        );
+        Ok(Conv2d::new(
+            self.var(w, &[c_out, c_in, k, k])?,
+            None,
+            stride,
+            k / 2,
+        ))
+    }
+
+    fn bn(&self, c: usize) -> Result<BatchNorm> {
+        Ok(BatchNorm::new(
+            self.var(vec![1.0; c], &[c])?,
+            self.var(vec![0.0; c], &[c])?,
+            self.var(vec![0.0; c], &[c])?,
+            self.var(vec![1.0; c], &[c])?,
+        ))
+    }
+
+    /// PyTorch's `nn.Linear` default init for the classifier: U(±1/√fan_in).
+    fn linear(&self, name: &str, fan_in: usize, fan_out: usize) -> Result<Linear> {
+        let bound = 1.0 / (fan_in as f64).sqrt();
+        let draw = |suffix: &str, n: usize| {
+            crate::BiasInit::Uniform { bound }.draw(
+                n,
+                fan_in,
+                &mut tensor_rng(self.spec.seed, &format!("{name}.{suffix}")),
+            )
+        };
+        Ok(Linear::new(
+            self.var(draw("weight", fan_out * fan_in), &[fan_out, fan_in])?,
+            Some(self.var(draw("bias", fan_out), &[fan_out])?),
+        ))
+    }
+}
+
+impl crate::BlockNet for ConvNet {
+    fn num_blocks(&self) -> usize {
+        self.stages.iter().map(Vec::len).sum()
+    }
+
+    fn stem_forward(&self, x: &Tensor, mode: BnMode) -> Result<Tensor> {
+        let x = x.to_dtype(self.dtype())?;
+        Ok(self
+            .stem
+            .1
+            .forward(&self.stem.0.forward(&x)?, mode)?
+            .relu()?)
+    }
+
+    fn block_forward(&self, b: usize, h: &Tensor, mode: BnMode) -> Result<Tensor> {
+        self.unit(b).forward(h, mode)
+    }
+
+    fn block_parts(&self, b: usize, h: &Tensor, mode: BnMode) -> Result<Option<(Tensor, Tensor)>> {
+        let unit = self.unit(b);
+        Ok(match &unit.shortcut {
+            Some(s) => Some((unit.main_path(h, mode)?, shortcut(s, h, mode)?)),
+            None => None,
+        })
+    }
+
+    fn block_post(&self, _b: usize, pre: &Tensor) -> Result<Tensor> {
+        Ok(pre.relu()?)
+    }
+
+    fn keeps_shape(&self, b: usize) -> bool {
+        self.unit(b).keeps_shape()
+    }
+
+    fn block_group(&self, b: usize) -> usize {
+        let mut seen = 0;
+        for (s, stage) in self.stages.iter().enumerate() {
+            seen += stage.len();
+            if b < seen {
+                return s;
+            }
+        }
+        self.stages.len()
+    }
+
+    fn head_forward(&self, h: &Tensor, _mode: BnMode) -> Result<Tensor> {
+        self.fc.forward(&h.mean((2, 3))?)
+    }
+}

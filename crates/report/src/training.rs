@@ -1,0 +1,405 @@
+//! The training report: error curves of plain vs residual nets at several
+//! depths (He et al. 2016a, Figure 1) and the gradients behind them.
+
+use std::path::Path;
+
+use gradscope_studies::output::create_dir;
+use gradscope_studies::training::{self, CellRecord, TrainingData};
+
+use crate::card::StudyCard;
+use crate::doc::{Block, Doc};
+use crate::figure::{Legend, LineChart, Mark, Panels, Series, save};
+use crate::style::{self, color};
+use crate::{Result, pages};
+
+fn pct(v: f64) -> String {
+    if v.is_finite() {
+        format!("{:.1} %", 100.0 * v)
+    } else {
+        "n/a".into()
+    }
+}
+
+/// Build `report_dir` from `data_dir`.
+pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
+    let d = TrainingData::read(data_dir)?;
+    create_dir(report_dir)?;
+    let s = &d.summary;
+    let c = &s.config;
+    let depths = &c.depths;
+    let archs: Vec<String> = c.archs.iter().map(|a| a.to_string()).collect();
+    let (shallow, deep) = (depths[0], depths[depths.len() - 1]);
+    let mark_of = |depth: usize| {
+        if depth == deep && depths.len() > 1 {
+            Mark::Line
+        } else {
+            Mark::Dashed
+        }
+    };
+    let width_of = |depth: usize| if depth == deep { 3 } else { 2 };
+    let result = |a: usize, di: usize| &s.results[a * depths.len() + di];
+
+    let mut doc = Doc::new("Training: the degradation problem");
+    doc.back = Some("../index.html".into());
+    let mut finding = Vec::new();
+    for cmp in &s.comparisons {
+        finding.push(format!(
+            "{}: final training error {} at depth {} and {} at depth {}{}",
+            cmp.arch,
+            pct(cmp.shallow_train_error),
+            cmp.shallow_depth,
+            pct(cmp.deep_train_error),
+            cmp.deep_depth,
+            if cmp.degrades {
+                " — the deeper net trains worse"
+            } else {
+                " — depth does not hurt"
+            }
+        ));
+    }
+    let finding = format!(
+        "Same data, same recipe, more layers. {}. A deeper plain net fitting its training set worse than a shallower one is the degradation problem that motivated residual learning (He et al. 2016a); the training error, not the test error, shows it is an optimisation failure rather than overfitting.",
+        finding.join("; ")
+    );
+    doc.push(Block::Lead(finding.clone()));
+    doc.paragraph(format!(
+        "Setup: {} ({} training and {} test examples of shape {:?}, {} classes); MLP width {} (conv nets: 16/32/64 channels); {} epochs, batch {}, {}; {} seed(s) per net; BN nets train with batch statistics and are evaluated with running statistics. Errors are measured on the whole training and test sets after each epoch.",
+        s.data.source,
+        s.data.train,
+        s.data.test,
+        s.data.shape,
+        s.data.classes,
+        c.width,
+        c.train.epochs,
+        c.train.batch_size,
+        optimizer_text(&c.train.optimizer),
+        c.seeds
+    ));
+
+    // Error curves.
+    let mut panels = Vec::new();
+    for (title, pick) in [("Training error", 0usize), ("Test error", 1)] {
+        let mut ch = LineChart::new(title, "epoch", "error (%)").legend(Legend::UpperRight);
+        ch.title_size = style::PANEL_TITLE_SIZE;
+        for (a, name) in archs.iter().enumerate() {
+            for (di, &depth) in depths.iter().enumerate() {
+                let r = result(a, di);
+                let curve = if pick == 0 {
+                    &r.train_error_curve
+                } else {
+                    &r.test_error_curve
+                };
+                let pts = curve
+                    .iter()
+                    .enumerate()
+                    .map(|(e, v)| ((e + 1) as f64, 100.0 * v))
+                    .collect();
+                ch.push(
+                    Series::line(format!("{name}, depth {depth}"), pts, color(a))
+                        .mark(mark_of(depth))
+                        .width(width_of(depth)),
+                );
+            }
+        }
+        panels.push(ch);
+    }
+    let fig = save(
+        &Panels {
+            title: "Error during training (mean over seeds)".into(),
+            rows: 1,
+            cols: 2,
+            panels,
+        },
+        report_dir,
+        "error_curves",
+        (1600, 650),
+    )?;
+    doc.heading("Error curves");
+    doc.figure(
+        fig,
+        "Training and test error against epoch for plain and residual nets at each depth",
+        format!(
+            "The shape of He et al. 2016a's Figure 1: dashed lines are the shallower nets, solid the deepest (depth {deep}), one colour per architecture. \
+             In the paper, plain-56 has higher training and test error than plain-20 on CIFAR-10 while ResNet-56 beats ResNet-20; here the same \
+             comparison runs at depths {shallow} and {deep} on {}.",
+            s.data.source
+        ),
+    );
+
+    let mut loss = LineChart::new("Training loss (mean over seeds)", "epoch", "cross-entropy")
+        .log_y()
+        .legend(Legend::UpperRight);
+    for (a, name) in archs.iter().enumerate() {
+        for (di, &depth) in depths.iter().enumerate() {
+            let pts = result(a, di)
+                .train_loss_curve
+                .iter()
+                .enumerate()
+                .map(|(e, v)| ((e + 1) as f64, *v))
+                .collect();
+            loss.push(
+                Series::line(format!("{name}, depth {depth}"), pts, color(a))
+                    .mark(mark_of(depth))
+                    .width(width_of(depth)),
+            );
+        }
+    }
+    let fig = save(&loss, report_dir, "loss_curves", style::SIZE)?;
+    doc.figure(
+        fig,
+        "Training loss against epoch",
+        "Cross-entropy on the whole training set after each epoch, log scale.",
+    );
+
+    let mut rows = Vec::new();
+    for r in &s.results {
+        rows.push(vec![
+            r.arch.clone(),
+            r.depth.to_string(),
+            r.parameters.to_string(),
+            format!(
+                "{} ± {}",
+                pct(r.final_train_error.mean),
+                pct(r.final_train_error.std)
+            ),
+            format!(
+                "{} ± {}",
+                pct(r.final_test_error.mean),
+                pct(r.final_test_error.std)
+            ),
+            format!("{:.4}", r.final_train_loss.mean),
+            r.diverged.to_string(),
+        ]);
+    }
+    doc.push(Block::Table {
+        header: [
+            "arch",
+            "depth",
+            "parameters",
+            "final training error",
+            "final test error",
+            "training loss",
+            "diverged runs",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows,
+    });
+    doc.paragraph(format!(
+        "A deeper net counts as degraded when its final training error exceeds the shallower net's by more than {} (absolute).",
+        pct(training::DEGRADATION_MARGIN)
+    ));
+
+    // Gradients behind the curves: per-layer norms of the deepest nets.
+    let runs_of = |arch: &str, depth: usize| -> Vec<&CellRecord> {
+        d.runs
+            .iter()
+            .filter(|r| r.arch == arch && r.depth == depth)
+            .collect()
+    };
+    let mut norm_panels = Vec::new();
+    for (a, name) in archs.iter().enumerate() {
+        let Some(run) = runs_of(name, deep).into_iter().next() else {
+            continue;
+        };
+        let h = &run.output.history;
+        let mut ch = LineChart::new(
+            format!("{name}, depth {deep} (seed 0)"),
+            "weight layer (input → output)",
+            "‖∂L/∂θ‖ of the layer",
+        )
+        .log_y()
+        .legend(Legend::UpperRight);
+        ch.title_size = style::PANEL_TITLE_SIZE;
+        // Weight layers only (linear and convolution); BN scales and shifts are a different kind of parameter.
+        let keep: Vec<usize> = h
+            .layers
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| is_weight_layer(n))
+            .map(|(i, _)| i)
+            .collect();
+        let picks = [0, h.logs.len() / 2, h.logs.len().saturating_sub(1)];
+        for (k, &i) in picks.iter().enumerate() {
+            let Some(log) = h.logs.get(i) else { continue };
+            let epoch = (log.step as f64
+                / (run
+                    .output
+                    .history
+                    .epochs
+                    .first()
+                    .map_or(1, |e| e.step.max(1))) as f64)
+                .round();
+            let pts = keep
+                .iter()
+                .enumerate()
+                .map(|(k, &l)| (k as f64, log.layer_grad_norms[l]))
+                .collect();
+            ch.push(
+                Series::line(format!("epoch {epoch}"), pts, style::ramp(k as f64 / 2.0)).width(2),
+            );
+        }
+        let _ = a;
+        norm_panels.push(ch);
+    }
+    if !norm_panels.is_empty() {
+        let cols = norm_panels.len().min(2);
+        let rows_n = norm_panels.len().div_ceil(cols);
+        let fig = save(
+            &Panels {
+                title: "Gradient norm per layer, deepest nets".into(),
+                rows: rows_n,
+                cols,
+                panels: norm_panels,
+            },
+            report_dir,
+            "layer_grad_norms",
+            (800 * cols as u32, 520 * rows_n as u32 + 60),
+        )?;
+        doc.heading("Gradients during training");
+        doc.figure(
+            fig,
+            "Per-layer gradient norms of the deepest nets at the start, middle and end of training",
+            "‖∂L/∂θ‖ per linear or convolution layer (its weights and bias together) on a fixed batch of training examples, with BN using batch \
+             statistics. Values for every layer (BN parameters included) and logging step are in grad_norms.csv.",
+        );
+    }
+
+    // Shattering and gradient similarity over training.
+    let mut probe_panels = Vec::new();
+    for (title, y_label, pick) in [
+        ("Shattering along an input line", "r₁ of df/dt", 0usize),
+        ("Per-example gradient similarity", "mean cosine", 1),
+    ] {
+        let mut ch = LineChart::new(title, "epoch", y_label).legend(Legend::LowerLeft);
+        ch.title_size = style::PANEL_TITLE_SIZE;
+        for (a, name) in archs.iter().enumerate() {
+            for &depth in depths {
+                let Some(run) = runs_of(name, depth).into_iter().next() else {
+                    continue;
+                };
+                let h = &run.output.history;
+                let steps_per_epoch = h.epochs.first().map_or(1, |e| e.step.max(1)) as f64;
+                let pts = h
+                    .logs
+                    .iter()
+                    .map(|l| {
+                        (
+                            l.step as f64 / steps_per_epoch,
+                            if pick == 0 { l.line_r1 } else { l.mean_cosine },
+                        )
+                    })
+                    .collect();
+                ch.push(
+                    Series::line(format!("{name}, depth {depth}"), pts, color(a))
+                        .mark(mark_of(depth))
+                        .width(width_of(depth)),
+                );
+            }
+        }
+        probe_panels.push(ch);
+    }
+    let fig = save(
+        &Panels {
+            title: "Gradient structure during training (seed 0)".into(),
+            rows: 1,
+            cols: 2,
+            panels: probe_panels,
+        },
+        report_dir,
+        "gradient_probes",
+        (1600, 600),
+    )?;
+    doc.figure(
+        fig,
+        "Shattering metric along an input line and per-example gradient cosine against epoch",
+        format!(
+            "Left: r₁ of g(t) = d f_y(a + t(b − a))/dt over {} points between two training examples of different classes (BN with running statistics): the \
+             foundation study's shattering metric, near 1 for a smooth gradient, near 0 for white noise. Right: mean cosine between the loss gradients \
+             (all parameters) of {} distinct training examples. Both at every logging step.",
+            c.train.probe_points, c.train.similarity_examples
+        ),
+    );
+
+    doc.heading("Reproducing He et al. 2016a on CIFAR-10");
+    doc.paragraph(
+        "With the CIFAR-10 binary batches on disk, `gradscope degradation --data cifar10:DIR --archs conv-plain,conv-resnet --depths 20,56 --epochs 164 --batch-size 128 --lr 0.1 --momentum 0.9 --weight-decay 1e-4 --schedule step:82,123` runs the paper's recipe (see README for the expected time); checkpoints let it resume.",
+    );
+
+    pages::provenance(
+        &mut doc,
+        &s.provenance,
+        &serde_json::to_string_pretty(&s.config).unwrap_or_default(),
+    );
+    doc.push(Block::List(
+        [
+            training::files::SUMMARY,
+            training::files::RUNS,
+            training::files::CURVES_CSV,
+            training::files::FINAL_CSV,
+            training::files::GRAD_NORMS_CSV,
+            training::files::PROBES_CSV,
+        ]
+        .iter()
+        .map(|f| format!("{}/{}", data_dir.display(), f))
+        .collect(),
+    ));
+    pages::write(&doc, report_dir)?;
+
+    let numbers = s
+        .comparisons
+        .iter()
+        .map(|c| {
+            (
+                format!(
+                    "{} train error L={} → L={}",
+                    c.arch, c.shallow_depth, c.deep_depth
+                ),
+                format!(
+                    "{} → {}",
+                    pct(c.shallow_train_error),
+                    pct(c.deep_train_error)
+                ),
+            )
+        })
+        .collect();
+    Ok(StudyCard {
+        name: training::NAME.into(),
+        title: "Training: the degradation problem".into(),
+        href: format!("{}/index.html", training::NAME),
+        thumbnail: Some(format!("{}/error_curves.png", training::NAME)),
+        finding,
+        numbers,
+    })
+}
+
+/// Linear and convolution layers, not BN (`bn1`, `layers.3.bn2`, `downsample.1`).
+fn is_weight_layer(name: &str) -> bool {
+    let last = name.rsplit('.').next().unwrap_or(name);
+    !(last.starts_with("bn") || name.ends_with("downsample.1"))
+}
+
+fn optimizer_text(o: &gradscope_train::OptimizerParams) -> String {
+    match o {
+        gradscope_train::OptimizerParams::Sgd {
+            lr,
+            momentum,
+            weight_decay,
+            nesterov,
+        } => {
+            format!(
+                "SGD lr {lr}, momentum {momentum}{}, weight decay {weight_decay}",
+                if *nesterov { " (Nesterov)" } else { "" }
+            )
+        }
+        gradscope_train::OptimizerParams::Adam {
+            lr,
+            beta1,
+            beta2,
+            weight_decay,
+            ..
+        } => {
+            format!("Adam lr {lr}, β₁ {beta1}, β₂ {beta2}, decoupled weight decay {weight_decay}")
+        }
+    }
+}

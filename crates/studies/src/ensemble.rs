@@ -1,0 +1,756 @@
+//! Residual nets as ensembles of relatively shallow paths (Veit, Wilber &
+//! Belongie 2016, "Residual Networks Behave Like Ensembles of Relatively
+//! Shallow Networks", NeurIPS).
+//!
+//! Unrolled, a resnet of n blocks x_{l+1} = x_l + F_l(x_l) is a sum over 2^n
+//! paths, each taking the branch F_l or the shortcut at every block; path
+//! lengths (branches taken) follow Binomial(n, ½). Two views of a trained net:
+//! **lesions** — test error after deleting one block, k random blocks, or
+//! swapping blocks (a resnet degrades smoothly, a plain net collapses) — and
+//! **gradient by path length** — sample paths through exactly k branches,
+//! back-propagate only along them, and weigh the gradient reaching the input
+//! by the C(n, k) paths of that length: most gradient comes from short paths.
+
+use std::path::PathBuf;
+
+use candle_core::{DType, Tensor, Var};
+use gradscope_nets::{BlockNet, BnMode, Precision, derive_seed};
+use gradscope_stats::MeanStd;
+use gradscope_train::{Examples, TrainParams, cross_entropy, epoch_batches, error_rate};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::index::sample;
+use serde::{Deserialize, Serialize};
+
+use crate::data::DataSource;
+use crate::output::{Csv, create_dir, num, write_json};
+use crate::provenance::Provenance;
+use crate::study::{Study, StudyResults};
+use crate::training::{ModelArch, TrainingParams, build_net, check_net, train_net, view_for};
+use crate::{Result, StudyError};
+
+pub const NAME: &str = "ensemble";
+pub const SCHEMA: &str = "gradscope.ensemble/1";
+
+/// Unchecked parameters; defaults train on the embedded digits in seconds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnsembleParams {
+    pub archs: Vec<ModelArch>,
+    /// Blocks (MLP) or layers (conv, 6n + 2).
+    pub depth: usize,
+    pub width: usize,
+    pub seeds: usize,
+    pub seed: u64,
+    pub data: DataSource,
+    pub max_train: Option<usize>,
+    pub train: TrainParams,
+    pub dtype: Precision,
+    /// Evaluate these weights (safetensors) instead of training (one arch, seeds = 1).
+    pub load_weights: Option<PathBuf>,
+    /// Random draws per number of deleted blocks and per number of swaps.
+    pub lesion_draws: usize,
+    /// Sampled paths per path length (all of them when there are fewer).
+    pub path_samples: usize,
+    /// Training examples in the batch whose input gradient is measured.
+    pub path_batch: usize,
+    pub checkpoints: Option<PathBuf>,
+}
+
+impl Default for EnsembleParams {
+    fn default() -> Self {
+        let t = TrainingParams::default();
+        EnsembleParams {
+            archs: t.archs.clone(),
+            depth: 16,
+            width: 64,
+            seeds: 2,
+            seed: 0,
+            data: DataSource::Digits,
+            max_train: None,
+            train: TrainParams {
+                probe_points: 0,
+                similarity_examples: 0,
+                ..t.train
+            },
+            dtype: Precision::F32,
+            load_weights: None,
+            lesion_draws: 20,
+            path_samples: 24,
+            path_batch: 64,
+            checkpoints: None,
+        }
+    }
+}
+
+impl EnsembleParams {
+    pub fn quick() -> Self {
+        let d = Self::default();
+        EnsembleParams {
+            depth: 8,
+            width: 32,
+            seeds: 1,
+            train: TrainParams {
+                epochs: 6,
+                ..d.train.clone()
+            },
+            lesion_draws: 6,
+            path_samples: 8,
+            path_batch: 32,
+            ..d
+        }
+    }
+
+    pub fn check(&self) -> Result<EnsembleConfig> {
+        let p = self.clone();
+        if p.archs.is_empty() {
+            return Err(StudyError::config(
+                "archs",
+                "list at least one architecture",
+            ));
+        }
+        if !(1..=1000).contains(&p.seeds) {
+            return Err(StudyError::config(
+                "seeds",
+                format!("must be 1..=1000, got {}", p.seeds),
+            ));
+        }
+        for (field, v) in [
+            ("lesion_draws", p.lesion_draws),
+            ("path_samples", p.path_samples),
+            ("path_batch", p.path_batch),
+        ] {
+            if !(1..=100_000).contains(&v) {
+                return Err(StudyError::config(
+                    field,
+                    format!("must be 1..=100000, got {v}"),
+                ));
+            }
+        }
+        if p.load_weights.is_some() && (p.archs.len() != 1 || p.seeds != 1) {
+            return Err(StudyError::config(
+                "load_weights",
+                "a weights file is one net: give exactly one arch and seeds = 1",
+            ));
+        }
+        let (train, test) = p.data.load()?;
+        let train = match p.max_train {
+            Some(0) => return Err(StudyError::config("max_train", "must be at least 1")),
+            Some(m) if m < train.len() => train.select(
+                &epoch_batches(train.len(), train.len(), derive_seed(p.seed, "subset"))[0][..m],
+            ),
+            _ => train,
+        };
+        p.train
+            .check(train.len())
+            .map_err(|e| StudyError::config("train", e.to_string()))?;
+        for arch in &p.archs {
+            check_net(*arch, p.depth, p.width, p.dtype, &train)?;
+        }
+        Ok(EnsembleConfig {
+            params: p,
+            train,
+            test,
+        })
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct EnsembleConfig {
+    params: EnsembleParams,
+    train: Examples,
+    test: Examples,
+}
+
+#[derive(Clone, Debug)]
+pub struct Cell {
+    pub arch: usize,
+    pub seed: usize,
+}
+
+/// Test error under one kind of lesion, over random draws.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LesionCurve {
+    /// Number of blocks deleted, or of swaps.
+    pub count: Vec<usize>,
+    pub error: Vec<MeanStd>,
+}
+
+/// What one trained net shows.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NetOutput {
+    pub blocks: usize,
+    #[serde(with = "gradscope_stats::nan")]
+    pub intact_error: f64,
+    /// Test error with block b deleted (NaN where a plain block changes shape).
+    #[serde(with = "gradscope_stats::nan::vec")]
+    pub single_deletion: Vec<f64>,
+    pub random_deletion: LesionCurve,
+    pub reordering: LesionCurve,
+    /// Mean ‖∂L/∂x‖ through paths of length k = 0 … n (residual nets only).
+    #[serde(with = "gradscope_stats::nan::vec")]
+    pub path_gradient: Vec<f64>,
+    /// Paths measured per length.
+    pub path_measured: Vec<usize>,
+}
+
+impl EnsembleConfig {
+    pub fn params(&self) -> &EnsembleParams {
+        &self.params
+    }
+
+    pub fn run(&self, opts: &crate::RunOptions) -> Result<EnsembleResults> {
+        crate::run_study(self, opts)
+    }
+
+    fn key(&self, c: &Cell) -> String {
+        format!(
+            "arch={},depth={},seed={}",
+            self.params.archs[c.arch], self.params.depth, c.seed
+        )
+    }
+}
+
+/// Evaluate the net with a lesion plan: blocks applied in `order`; a block in
+/// `deleted` keeps only its shortcut, post(s(h)) (a plain block is skipped).
+pub fn lesioned_error(
+    net: &dyn BlockNet,
+    data: &Examples,
+    order: &[usize],
+    deleted: &[bool],
+) -> Result<f64> {
+    let idx: Vec<usize> = (0..data.len()).collect();
+    let mut wrong = 0.0;
+    for chunk in idx.chunks(256) {
+        let (x, y) = data
+            .batch(chunk, net.dtype())
+            .map_err(|e| StudyError::config("data", e.to_string()))?;
+        let mut h = net.stem_forward(&x, BnMode::Eval)?;
+        for &b in order {
+            h = if deleted[b] {
+                match net.block_parts(b, &h, BnMode::Eval)? {
+                    Some((_, s)) => net.block_post(b, &s)?,
+                    None => h,
+                }
+            } else {
+                net.block_forward(b, &h, BnMode::Eval)?
+            };
+        }
+        let logits = net.head_forward(&h, BnMode::Eval)?;
+        wrong += error_rate(&logits, &y).map_err(|e| StudyError::config("data", e.to_string()))?
+            * chunk.len() as f64;
+    }
+    Ok(wrong / data.len() as f64)
+}
+
+/// Blocks that can be deleted: every residual block; plain blocks that keep their shape.
+fn deletable(net: &dyn BlockNet, h0: &Tensor) -> Result<Vec<usize>> {
+    let mut out = Vec::new();
+    let mut h = h0.clone();
+    for b in 0..net.num_blocks() {
+        if net.block_parts(b, &h, BnMode::Eval)?.is_some() || net.keeps_shape(b) {
+            out.push(b);
+        }
+        h = net.block_forward(b, &h, BnMode::Eval)?;
+    }
+    Ok(out)
+}
+
+/// Vector–Jacobian product: gᵀ ∂f(a)/∂a.
+fn vjp(
+    f: impl Fn(&Tensor) -> gradscope_nets::Result<Tensor>,
+    at: &Tensor,
+    g: &Tensor,
+) -> Result<Tensor> {
+    let v = Var::from_tensor(&at.detach())?;
+    let out = f(v.as_tensor())?;
+    let grads = (out * g)?.sum_all()?.backward()?;
+    Ok(grads
+        .get(v.as_tensor())
+        .cloned()
+        .unwrap_or(v.as_tensor().zeros_like()?))
+}
+
+/// The input gradient ∂L/∂x carried by one path: at each block in `branch`
+/// the gradient goes through the branch F_b only, at the others through the
+/// shortcut only (Veit et al. 2016, §6). BN in eval mode, so the net is a
+/// fixed function of each example. Every block must be residual.
+pub fn path_input_gradient(
+    net: &dyn BlockNet,
+    x: &Tensor,
+    y: &[u32],
+    branch: &[bool],
+) -> Result<Tensor> {
+    let mode = BnMode::Eval;
+    let mut hs = vec![net.stem_forward(x, mode)?];
+    for b in 0..net.num_blocks() {
+        let h = net.block_forward(b, &hs[b], mode)?;
+        hs.push(h);
+    }
+    let loss_of = |h: &Tensor| -> gradscope_nets::Result<Tensor> {
+        let logits = net.head_forward(h, mode)?;
+        cross_entropy(&logits, y)
+            .map_err(|e| gradscope_nets::NetError::Candle(candle_core::Error::Msg(e.to_string())))
+    };
+    let mut g = vjp(
+        loss_of,
+        &hs[net.num_blocks()],
+        &Tensor::ones((), hs[0].dtype(), hs[0].device())?,
+    )?;
+    for b in (0..net.num_blocks()).rev() {
+        let h = &hs[b];
+        let Some((f, s)) = net.block_parts(b, h, mode)? else {
+            return Err(StudyError::config(
+                "archs",
+                "path gradients need a residual net",
+            ));
+        };
+        // Through the activation after the addition, at its actual input.
+        let pre = (f + s)?;
+        let g_pre = vjp(|t| net.block_post(b, t), &pre, &g)?;
+        let part = |t: &Tensor| -> gradscope_nets::Result<Tensor> {
+            let (f, s) = net.block_parts(b, t, mode)?.expect("residual block");
+            Ok(if branch[b] { f } else { s })
+        };
+        g = vjp(part, h, &g_pre)?;
+    }
+    vjp(|t| net.stem_forward(t, mode), x, &g)
+}
+
+fn frobenius(t: &Tensor) -> Result<f64> {
+    Ok(t.to_dtype(DType::F64)?
+        .sqr()?
+        .sum_all()?
+        .to_scalar::<f64>()?
+        .sqrt())
+}
+
+/// C(n, k) as a float (exact up to 2^53).
+pub fn binomial(n: usize, k: usize) -> f64 {
+    if k > n {
+        return 0.0;
+    }
+    let k = k.min(n - k);
+    (0..k)
+        .fold(1.0, |acc, i| acc * (n - i) as f64 / (i + 1) as f64)
+        .round()
+}
+
+/// Share of the 2^n paths with length k: C(n, k)/2^n.
+pub fn path_length_share(n: usize, k: usize) -> f64 {
+    binomial(n, k) / 2f64.powi(n as i32)
+}
+
+/// All k-subsets of 0..n in lexicographic order (only called when there are few).
+fn all_subsets(n: usize, k: usize) -> Vec<Vec<usize>> {
+    fn rec(start: usize, n: usize, k: usize, cur: &mut Vec<usize>, out: &mut Vec<Vec<usize>>) {
+        if cur.len() == k {
+            out.push(cur.clone());
+            return;
+        }
+        for i in start..n {
+            if n - i < k - cur.len() {
+                break;
+            }
+            cur.push(i);
+            rec(i + 1, n, k, cur, out);
+            cur.pop();
+        }
+    }
+    let mut out = Vec::new();
+    rec(0, n, k, &mut Vec::new(), &mut out);
+    out
+}
+
+/// The paths of length k to measure: all of them when there are at most
+/// `samples`, else `samples` drawn uniformly.
+pub fn paths_of_length(n: usize, k: usize, samples: usize, rng: &mut StdRng) -> Vec<Vec<usize>> {
+    if binomial(n, k) <= samples as f64 {
+        all_subsets(n, k)
+    } else {
+        (0..samples)
+            .map(|_| {
+                let mut v = sample(rng, n, k).into_vec();
+                v.sort_unstable();
+                v
+            })
+            .collect()
+    }
+}
+
+impl Study for EnsembleConfig {
+    const NAME: &'static str = NAME;
+    type Cell = Cell;
+    type CellOutput = NetOutput;
+    type Results = EnsembleResults;
+
+    fn cells(&self) -> Vec<Cell> {
+        (0..self.params.archs.len())
+            .flat_map(|arch| (0..self.params.seeds).map(move |seed| Cell { arch, seed }))
+            .collect()
+    }
+
+    fn cell_key(&self, cell: &Cell) -> String {
+        self.key(cell)
+    }
+
+    fn run_cell(&self, cell: &Cell) -> Result<NetOutput> {
+        let p = &self.params;
+        let arch = p.archs[cell.arch];
+        let key = self.key(cell);
+        let net = build_net(
+            arch,
+            p.depth,
+            p.width,
+            p.dtype,
+            derive_seed(p.seed, &format!("net{}", cell.seed)),
+            &self.train,
+        )?;
+        let (train, test) = (view_for(arch, &self.train)?, view_for(arch, &self.test)?);
+        match &p.load_weights {
+            Some(path) => gradscope_nets::load_safetensors(net.as_ref(), path)?,
+            None => {
+                let train_params = TrainParams {
+                    seed: derive_seed(p.seed, &format!("batches{}", cell.seed)),
+                    ..p.train.clone()
+                };
+                let identity = serde_json::json!({ "key": key, "train": train_params, "width": p.width, "dtype": p.dtype, "data": p.data, "max_train": p.max_train, "seed": p.seed, "study": NAME });
+                let h = train_net(
+                    net.as_ref(),
+                    &key,
+                    identity,
+                    &train_params,
+                    &train,
+                    &test,
+                    p.checkpoints.as_deref(),
+                )?;
+                if let Some(step) = h.diverged_at {
+                    return Err(StudyError::config(
+                        "training",
+                        format!("{key} diverged at step {step}; lower the learning rate"),
+                    ));
+                }
+            }
+        }
+        let n = net.num_blocks();
+        let order: Vec<usize> = (0..n).collect();
+        let none = vec![false; n];
+        let intact_error = lesioned_error(net.as_ref(), &test, &order, &none)?;
+        let (x1, _) = test
+            .batch(&[0], net.dtype())
+            .map_err(|e| StudyError::config("data", e.to_string()))?;
+        let can_delete = deletable(net.as_ref(), &net.stem_forward(&x1, BnMode::Eval)?)?;
+
+        let mut single_deletion = vec![f64::NAN; n];
+        for &b in &can_delete {
+            let mut del = none.clone();
+            del[b] = true;
+            single_deletion[b] = lesioned_error(net.as_ref(), &test, &order, &del)?;
+        }
+
+        let mut rng = StdRng::seed_from_u64(derive_seed(p.seed, &format!("lesion:{key}")));
+        let mut random_deletion = LesionCurve {
+            count: Vec::new(),
+            error: Vec::new(),
+        };
+        for k in 0..=can_delete.len() {
+            let draws = if k == 0 { 1 } else { p.lesion_draws };
+            let errs = (0..draws)
+                .map(|_| {
+                    let mut del = none.clone();
+                    for i in sample(&mut rng, can_delete.len(), k) {
+                        del[can_delete[i]] = true;
+                    }
+                    lesioned_error(net.as_ref(), &test, &order, &del)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            random_deletion.count.push(k);
+            random_deletion.error.push(MeanStd::of(errs));
+        }
+
+        // Swap pairs of shape-keeping blocks of the same group.
+        let movable: Vec<usize> = (0..n).filter(|&b| net.keeps_shape(b)).collect();
+        let mut reordering = LesionCurve {
+            count: Vec::new(),
+            error: Vec::new(),
+        };
+        let max_swaps = movable.len() / 2;
+        let mut swaps = 1;
+        while swaps <= max_swaps {
+            let errs = (0..p.lesion_draws)
+                .map(|_| {
+                    let mut ord = order.clone();
+                    let mut done = 0;
+                    let mut guard = 0;
+                    while done < swaps && guard < 100 * swaps {
+                        guard += 1;
+                        let pick = sample(&mut rng, movable.len(), 2).into_vec();
+                        let (a, b) = (movable[pick[0]], movable[pick[1]]);
+                        if net.block_group(a) == net.block_group(b) {
+                            ord.swap(a, b);
+                            done += 1;
+                        }
+                    }
+                    lesioned_error(net.as_ref(), &test, &ord, &none)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            reordering.count.push(swaps);
+            reordering.error.push(MeanStd::of(errs));
+            swaps *= 2;
+        }
+
+        let (mut path_gradient, mut path_measured) = (vec![f64::NAN; n + 1], vec![0; n + 1]);
+        if arch.is_residual() {
+            let batch = epoch_batches(
+                train.len(),
+                p.path_batch.min(train.len()),
+                derive_seed(p.seed, "path-batch"),
+            )[0]
+            .clone();
+            let (x, y) = train
+                .batch(&batch, net.dtype())
+                .map_err(|e| StudyError::config("data", e.to_string()))?;
+            let mut prng = StdRng::seed_from_u64(derive_seed(p.seed, &format!("paths:{key}")));
+            for k in 0..=n {
+                let paths = paths_of_length(n, k, p.path_samples, &mut prng);
+                let norms = paths
+                    .iter()
+                    .map(|set| {
+                        let mut branch = vec![false; n];
+                        for &b in set {
+                            branch[b] = true;
+                        }
+                        frobenius(&path_input_gradient(net.as_ref(), &x, &y, &branch)?)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                path_measured[k] = norms.len();
+                path_gradient[k] = MeanStd::of(norms).mean;
+            }
+        }
+        Ok(NetOutput {
+            blocks: n,
+            intact_error,
+            single_deletion,
+            random_deletion,
+            reordering,
+            path_gradient,
+            path_measured,
+        })
+    }
+
+    fn summarise(
+        &self,
+        outputs: Vec<NetOutput>,
+        provenance: Provenance,
+    ) -> Result<EnsembleResults> {
+        let p = &self.params;
+        let cells = self.cells();
+        let mut archs = Vec::new();
+        for (a, arch) in p.archs.iter().enumerate() {
+            let nets: Vec<&NetOutput> = cells
+                .iter()
+                .zip(&outputs)
+                .filter(|(c, _)| c.arch == a)
+                .map(|(_, o)| o)
+                .collect();
+            let n = nets[0].blocks;
+            let mean_of = |f: &dyn Fn(&NetOutput) -> Vec<f64>| -> Vec<f64> {
+                let vs: Vec<Vec<f64>> = nets.iter().map(|o| f(o)).collect();
+                (0..vs[0].len())
+                    .map(|i| MeanStd::of(vs.iter().map(|v| v[i])).mean)
+                    .collect()
+            };
+            let path_gradient = mean_of(&|o| o.path_gradient.clone());
+            let total: Vec<f64> = path_gradient
+                .iter()
+                .enumerate()
+                .map(|(k, g)| g * binomial(n, k))
+                .collect();
+            archs.push(ArchEnsemble {
+                arch: arch.to_string(),
+                residual: arch.is_residual(),
+                blocks: n,
+                intact_error: MeanStd::of(nets.iter().map(|o| o.intact_error)),
+                single_deletion: mean_of(&|o| o.single_deletion.clone()),
+                random_deletion: pool(nets.iter().map(|o| &o.random_deletion)),
+                reordering: pool(nets.iter().map(|o| &o.reordering)),
+                path_length_share: (0..=n).map(|k| path_length_share(n, k)).collect(),
+                effective_range: effective_range(&total, 0.9),
+                path_gradient,
+                total_gradient: total,
+            });
+        }
+        Ok(EnsembleResults {
+            summary: EnsembleSummary {
+                schema: SCHEMA.into(),
+                study: NAME.into(),
+                provenance,
+                config: p.clone(),
+                archs,
+            },
+            nets: cells.iter().map(|c| self.key(c)).zip(outputs).collect(),
+        })
+    }
+
+    fn config_json(&self) -> serde_json::Value {
+        serde_json::to_value(&self.params).expect("parameters serialise")
+    }
+
+    fn prepare(&self) -> Result<()> {
+        match &self.params.checkpoints {
+            Some(dir) => create_dir(dir),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Pool lesion curves of several nets: the mean of the per-net means, with
+/// the spread of the draws of all nets.
+fn pool<'a>(curves: impl Iterator<Item = &'a LesionCurve>) -> LesionCurve {
+    let curves: Vec<&LesionCurve> = curves.collect();
+    let count = curves[0].count.clone();
+    let error = (0..count.len())
+        .map(|i| {
+            let parts: Vec<MeanStd> = curves
+                .iter()
+                .filter_map(|c| c.error.get(i).copied())
+                .collect();
+            let mut m = MeanStd::of(parts.iter().map(|m| m.mean));
+            m.std = (parts.iter().map(|m| m.std * m.std).sum::<f64>() / parts.len() as f64).sqrt();
+            m
+        })
+        .collect();
+    LesionCurve { count, error }
+}
+
+/// The shortest range of path lengths [lo, hi] holding at least `share` of the
+/// total gradient Σ_k C(n, k)·E‖g_k‖ (NaN entries count as zero).
+pub fn effective_range(total: &[f64], share: f64) -> Option<(usize, usize)> {
+    let t: Vec<f64> = total
+        .iter()
+        .map(|v| if v.is_finite() { *v } else { 0.0 })
+        .collect();
+    let sum: f64 = t.iter().sum();
+    if sum <= 0.0 {
+        return None;
+    }
+    let mut best: Option<(usize, usize)> = None;
+    for lo in 0..t.len() {
+        let mut acc = 0.0;
+        for (hi, v) in t.iter().enumerate().skip(lo) {
+            acc += v;
+            if acc >= share * sum {
+                if best.is_none_or(|(a, b)| hi - lo < b - a) {
+                    best = Some((lo, hi));
+                }
+                break;
+            }
+        }
+    }
+    best
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ArchEnsemble {
+    pub arch: String,
+    pub residual: bool,
+    pub blocks: usize,
+    pub intact_error: MeanStd,
+    #[serde(with = "gradscope_stats::nan::vec")]
+    pub single_deletion: Vec<f64>,
+    pub random_deletion: LesionCurve,
+    pub reordering: LesionCurve,
+    /// C(n, k)/2^n for k = 0 … n.
+    pub path_length_share: Vec<f64>,
+    /// Mean ‖∂L/∂x‖ of one path of length k.
+    #[serde(with = "gradscope_stats::nan::vec")]
+    pub path_gradient: Vec<f64>,
+    /// C(n, k)·mean: the gradient all paths of length k carry.
+    #[serde(with = "gradscope_stats::nan::vec")]
+    pub total_gradient: Vec<f64>,
+    /// Shortest range of lengths carrying 90 % of the total gradient.
+    pub effective_range: Option<(usize, usize)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EnsembleSummary {
+    pub schema: String,
+    pub study: String,
+    pub provenance: Provenance,
+    pub config: EnsembleParams,
+    pub archs: Vec<ArchEnsemble>,
+}
+
+#[derive(Clone, Debug)]
+pub struct EnsembleResults {
+    pub summary: EnsembleSummary,
+    pub nets: Vec<(String, NetOutput)>,
+}
+
+pub mod files {
+    pub const SUMMARY: &str = "summary.json";
+    pub const NETS: &str = "nets.json";
+    pub const DELETION_CSV: &str = "deletion.csv";
+    pub const PATHS_CSV: &str = "paths.csv";
+}
+
+impl StudyResults for EnsembleResults {
+    fn write(&self, dir: &std::path::Path) -> Result<()> {
+        create_dir(dir)?;
+        write_json(&dir.join(files::NETS), &self.nets)?;
+        let mut del = Csv::new(&["arch", "kind", "count", "error_mean", "error_std"]);
+        let mut paths = Csv::new(&[
+            "arch",
+            "length",
+            "share_of_paths",
+            "gradient_per_path",
+            "total_gradient",
+        ]);
+        for a in &self.summary.archs {
+            for (b, e) in a.single_deletion.iter().enumerate() {
+                del.row(&[
+                    a.arch.clone(),
+                    "single".into(),
+                    b.to_string(),
+                    num(*e),
+                    String::new(),
+                ]);
+            }
+            for (kind, curve) in [("random", &a.random_deletion), ("swaps", &a.reordering)] {
+                for (c, e) in curve.count.iter().zip(&curve.error) {
+                    del.row(&[
+                        a.arch.clone(),
+                        kind.into(),
+                        c.to_string(),
+                        num(e.mean),
+                        num(e.std),
+                    ]);
+                }
+            }
+            for k in 0..a.path_length_share.len() {
+                paths.row(&[
+                    a.arch.clone(),
+                    k.to_string(),
+                    num(a.path_length_share[k]),
+                    num(a.path_gradient[k]),
+                    num(a.total_gradient[k]),
+                ]);
+            }
+        }
+        del.write(&dir.join(files::DELETION_CSV))?;
+        paths.write(&dir.join(files::PATHS_CSV))?;
+        write_json(&dir.join(files::SUMMARY), &self.summary)
+    }
+}
+
+/// A study folder read back.
+pub fn read_summary(dir: &std::path::Path) -> Result<EnsembleSummary> {
+    let s: EnsembleSummary = crate::output::read_json(&dir.join(files::SUMMARY))?;
+    if s.schema != SCHEMA {
+        return Err(StudyError::Data {
+            path: dir.join(files::SUMMARY),
+            reason: format!("schema `{}`, this version reads `{SCHEMA}`", s.schema),
+        });
+    }
+    Ok(s)
+}

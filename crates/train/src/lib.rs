@@ -1,0 +1,19 @@
+//! Training on candle: SGD with momentum and weight decay, Adam(W),
+//! learning-rate schedules, cross-entropy, fixed-seed mini-batches, train and
+//! test error per epoch, gradient logging (per-layer norms, the shattering
+//! metrics along an input line, per-example gradient cosines), and
+//! checkpoints from which a run resumes exactly.
+
+mod error;
+mod examples;
+mod loss;
+mod optim;
+mod schedule;
+mod trainer;
+
+pub use error::{Result, TrainError};
+pub use examples::{Examples, epoch_batches};
+pub use loss::{cross_entropy, cross_entropy_per_example, error_rate, log_softmax};
+pub use optim::{Optimizer, OptimizerParams};
+pub use schedule::{Decay, Schedule};
+pub use trainer::{EpochRecord, GradLog, History, TrainConfig, TrainParams, Trainer};

@@ -1,0 +1,547 @@
+//! The training loop: mini-batch SGD/Adam on cross-entropy, train and test
+//! error per epoch, gradient logging every k steps, and checkpoints after
+//! every epoch from which a run resumes exactly where it stopped.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use candle_core::{DType, Device, Tensor, Var};
+use gradscope_nets::{
+    BnMode, Model, derive_seed, fs::write_atomic, load_safetensors, to_safetensors,
+};
+use gradscope_stats::{Band, adjacent_correlation, power_spectrum, spectral_slope};
+use serde::{Deserialize, Serialize};
+
+use crate::examples::{Examples, epoch_batches};
+use crate::loss::{cross_entropy, error_rate};
+use crate::optim::{Optimizer, OptimizerParams};
+use crate::schedule::Schedule;
+use crate::{Result, TrainError};
+
+/// Unchecked training parameters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainParams {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub optimizer: OptimizerParams,
+    pub schedule: Schedule,
+    /// Seed of the batch order (epoch e uses `derive_seed(seed, "epoch{e}")`).
+    pub seed: u64,
+    /// Log gradients every this many steps (and at step 0); 0: once per epoch.
+    pub log_every: usize,
+    /// Points on the input line whose df/dt gives the shattering metrics; 0 turns it off.
+    pub probe_points: usize,
+    /// Examples whose per-example gradient cosines are logged; 0 turns it off.
+    pub similarity_examples: usize,
+}
+
+impl Default for TrainParams {
+    fn default() -> Self {
+        TrainParams {
+            epochs: 20,
+            batch_size: 64,
+            optimizer: OptimizerParams::default(),
+            schedule: Schedule::default(),
+            seed: 0,
+            log_every: 0,
+            probe_points: 128,
+            similarity_examples: 16,
+        }
+    }
+}
+
+impl TrainParams {
+    /// Validate against a training set of `n` examples.
+    pub fn check(&self, n: usize) -> Result<TrainConfig> {
+        if !(1..=100_000).contains(&self.epochs) {
+            return Err(TrainError::config(
+                "epochs",
+                format!("must be 1..=100000, got {}", self.epochs),
+            ));
+        }
+        if self.batch_size == 0 || self.batch_size > 1 << 16 {
+            return Err(TrainError::config(
+                "batch_size",
+                format!("must be 1..=65536, got {}", self.batch_size),
+            ));
+        }
+        if n < 2 {
+            return Err(TrainError::config(
+                "training set",
+                format!("needs at least 2 examples, got {n}"),
+            ));
+        }
+        if self.probe_points != 0 && !(16..=4096).contains(&self.probe_points) {
+            return Err(TrainError::config(
+                "probe_points",
+                format!("must be 0 or 16..=4096, got {}", self.probe_points),
+            ));
+        }
+        if self.similarity_examples == 1 || self.similarity_examples > 1024 {
+            return Err(TrainError::config(
+                "similarity_examples",
+                format!("must be 0 or 2..=1024, got {}", self.similarity_examples),
+            ));
+        }
+        self.optimizer.check()?;
+        self.schedule.check(self.epochs)?;
+        Ok(TrainConfig {
+            params: self.clone(),
+            steps_per_epoch: n.div_ceil(self.batch_size),
+        })
+    }
+}
+
+/// Validated training parameters for a training set of a given size.
+#[derive(Clone, Debug)]
+pub struct TrainConfig {
+    params: TrainParams,
+    steps_per_epoch: usize,
+}
+
+impl TrainConfig {
+    pub fn params(&self) -> &TrainParams {
+        &self.params
+    }
+
+    pub fn steps_per_epoch(&self) -> usize {
+        self.steps_per_epoch
+    }
+
+    pub fn total_steps(&self) -> usize {
+        self.steps_per_epoch * self.params.epochs
+    }
+
+    /// The learning rate at a step.
+    pub fn lr(&self, step: usize) -> f64 {
+        self.params.schedule.lr(
+            self.params.optimizer.lr(),
+            step,
+            self.steps_per_epoch,
+            self.params.epochs,
+        )
+    }
+}
+
+/// Errors and loss after an epoch (both sets evaluated with BN in eval mode).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// 1-based.
+    pub epoch: usize,
+    /// Optimiser steps so far.
+    pub step: usize,
+    #[serde(with = "gradscope_stats::nan")]
+    pub lr: f64,
+    #[serde(with = "gradscope_stats::nan")]
+    pub train_loss: f64,
+    #[serde(with = "gradscope_stats::nan")]
+    pub train_error: f64,
+    #[serde(with = "gradscope_stats::nan")]
+    pub test_loss: f64,
+    #[serde(with = "gradscope_stats::nan")]
+    pub test_error: f64,
+}
+
+/// Gradients at one step, on a fixed batch of training examples.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GradLog {
+    pub step: usize,
+    /// ‖∂L/∂θ‖ per layer (weights and biases together), in [`History::layers`] order.
+    #[serde(with = "gradscope_stats::nan::vec")]
+    pub layer_grad_norms: Vec<f64>,
+    /// r₁ of df_y/dt along the straight line between two training examples
+    /// (the shattering metric of the foundation study), NaN when off.
+    #[serde(with = "gradscope_stats::nan")]
+    pub line_r1: f64,
+    /// Spectral slope of the same signal.
+    #[serde(with = "gradscope_stats::nan")]
+    pub line_slope: f64,
+    /// Mean cosine between the per-example loss gradients of distinct examples.
+    #[serde(with = "gradscope_stats::nan")]
+    pub mean_cosine: f64,
+}
+
+/// Everything a run records.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+pub struct History {
+    /// Layer names (parameter names without `.weight`/`.bias`), input to output.
+    pub layers: Vec<String>,
+    pub epochs: Vec<EpochRecord>,
+    pub logs: Vec<GradLog>,
+    /// The step at which the loss stopped being finite, if it did.
+    pub diverged_at: Option<usize>,
+}
+
+impl History {
+    pub fn final_epoch(&self) -> Option<&EpochRecord> {
+        self.epochs.last()
+    }
+}
+
+/// One training run of a model on a data set.
+pub struct Trainer<'a> {
+    pub model: &'a dyn Model,
+    /// Recorded in the weights files.
+    pub label: String,
+    pub config: &'a TrainConfig,
+    pub train: &'a Examples,
+    pub test: &'a Examples,
+    /// Save after every epoch here, and resume from here.
+    pub checkpoint: Option<PathBuf>,
+    /// Set to stop after the current epoch (its checkpoint is written).
+    pub cancel: Option<Arc<AtomicBool>>,
+    /// Called after each epoch.
+    pub on_epoch: Option<&'a (dyn Fn(&EpochRecord) + Sync)>,
+}
+
+const STATE: &str = "state.json";
+const SCHEMA: &str = "gradscope.checkpoint/1";
+
+#[derive(Serialize, Deserialize)]
+struct CheckpointState {
+    schema: String,
+    config: serde_json::Value,
+    epoch: usize,
+    optimizer_steps: u64,
+    history: History,
+}
+
+impl Trainer<'_> {
+    pub fn run(&self) -> Result<History> {
+        let p = &self.config.params;
+        if self.train.shape() != self.test.shape() || self.train.classes() != self.test.classes() {
+            return Err(TrainError::Data(
+                "training and test sets differ in shape or classes".into(),
+            ));
+        }
+        let params = self.model.parameters();
+        let mut opt = Optimizer::new(p.optimizer.clone())?;
+        let (mut history, start) = match self.resume(&mut opt)? {
+            Some(found) => found,
+            None => (
+                History {
+                    layers: layer_names(&params),
+                    ..Default::default()
+                },
+                0,
+            ),
+        };
+        let log_batch = self.log_batch();
+        if start == 0 && history.logs.is_empty() {
+            history.logs.push(self.grad_log(0, &log_batch)?);
+        }
+        let mut step = start * self.config.steps_per_epoch;
+        'epochs: for epoch in start..p.epochs {
+            for batch in epoch_batches(
+                self.train.len(),
+                p.batch_size,
+                derive_seed(p.seed, &format!("epoch{epoch}")),
+            ) {
+                let lr = self.config.lr(step);
+                let (x, y) = self.train.batch(&batch, self.model.dtype())?;
+                let loss = cross_entropy(&self.model.forward(&x, BnMode::Train)?, &y)?;
+                if !loss.to_dtype(DType::F64)?.to_scalar::<f64>()?.is_finite() {
+                    history.diverged_at = Some(step);
+                    break 'epochs;
+                }
+                opt.step(&params, &loss.backward()?, lr)?;
+                step += 1;
+                if p.log_every > 0 && step % p.log_every == 0 {
+                    history.logs.push(self.grad_log(step, &log_batch)?);
+                }
+            }
+            if p.log_every == 0 {
+                history.logs.push(self.grad_log(step, &log_batch)?);
+            }
+            let (train_loss, train_error) = self.evaluate(self.train)?;
+            let (test_loss, test_error) = self.evaluate(self.test)?;
+            let record = EpochRecord {
+                epoch: epoch + 1,
+                step,
+                lr: self.config.lr(step.saturating_sub(1)),
+                train_loss,
+                train_error,
+                test_loss,
+                test_error,
+            };
+            if let Some(f) = self.on_epoch {
+                f(&record);
+            }
+            history.epochs.push(record);
+            if let Some(dir) = &self.checkpoint {
+                self.save(dir, epoch + 1, &opt, &history)?;
+            }
+            if self
+                .cancel
+                .as_ref()
+                .is_some_and(|c| c.load(Ordering::Relaxed))
+                && epoch + 1 < p.epochs
+            {
+                return Err(TrainError::Interrupted);
+            }
+        }
+        Ok(history)
+    }
+
+    /// Mean loss and error over a set, BN in eval mode, in chunks.
+    fn evaluate(&self, set: &Examples) -> Result<(f64, f64)> {
+        let (mut loss, mut wrong) = (0.0, 0.0);
+        let idx: Vec<usize> = (0..set.len()).collect();
+        for chunk in idx.chunks(256) {
+            let (x, y) = set.batch(chunk, self.model.dtype())?;
+            let logits = self.model.forward(&x, BnMode::Eval)?;
+            loss += cross_entropy(&logits, &y)?
+                .to_dtype(DType::F64)?
+                .to_scalar::<f64>()?
+                * chunk.len() as f64;
+            wrong += error_rate(&logits, &y)? * chunk.len() as f64;
+        }
+        Ok((loss / set.len() as f64, wrong / set.len() as f64))
+    }
+
+    /// A fixed batch of training examples (seeded), the same at every log.
+    fn log_batch(&self) -> Vec<usize> {
+        let n = self.config.params.batch_size.min(self.train.len());
+        epoch_batches(
+            self.train.len(),
+            n,
+            derive_seed(self.config.params.seed, "log-batch"),
+        )[0]
+        .clone()
+    }
+
+    fn grad_log(&self, step: usize, batch: &[usize]) -> Result<GradLog> {
+        let params = self.model.parameters();
+        let (x, y) = self.train.batch(batch, self.model.dtype())?;
+        // Full BN mode: the training gradient, without touching the running statistics.
+        let grads = cross_entropy(&self.model.forward(&x, BnMode::Full)?, &y)?.backward()?;
+        let mut norms: BTreeMap<String, f64> = BTreeMap::new();
+        for (name, var) in &params {
+            let sq = match grads.get(var.as_tensor()) {
+                Some(g) => g
+                    .to_dtype(DType::F64)?
+                    .sqr()?
+                    .sum_all()?
+                    .to_scalar::<f64>()?,
+                None => 0.0,
+            };
+            *norms.entry(layer_of(name).to_string()).or_default() += sq;
+        }
+        let layers = layer_names(&params);
+        let layer_grad_norms = layers.iter().map(|l| norms[l].sqrt()).collect();
+        let (line_r1, line_slope) = self.line_probe(batch)?;
+        Ok(GradLog {
+            step,
+            layer_grad_norms,
+            line_r1,
+            line_slope,
+            mean_cosine: self.mean_cosine(batch)?,
+        })
+    }
+
+    /// r₁ and spectral slope of g(t) = d f_y(a + t(b − a))/dt on t ∈ [0, 1],
+    /// a and b the first two examples of the log batch with different labels
+    /// (BN in eval mode: the function the net computes at test time).
+    fn line_probe(&self, batch: &[usize]) -> Result<(f64, f64)> {
+        let points = self.config.params.probe_points;
+        let labels = self.train.labels();
+        let Some(&j) = batch.iter().find(|&&j| labels[j] != labels[batch[0]]) else {
+            return Ok((f64::NAN, f64::NAN));
+        };
+        if points == 0 {
+            return Ok((f64::NAN, f64::NAN));
+        }
+        let (a, b) = (self.train.example(batch[0]), self.train.example(j));
+        let d: Vec<f64> = a.iter().zip(b).map(|(u, v)| (v - u) as f64).collect();
+        let mut data = Vec::with_capacity(points * a.len());
+        for k in 0..points {
+            let t = k as f64 / (points - 1) as f64;
+            data.extend(a.iter().zip(&d).map(|(u, dv)| *u as f64 + t * dv));
+        }
+        let mut dims = vec![points];
+        dims.extend_from_slice(self.train.shape());
+        let x = Var::from_tensor(
+            &Tensor::from_vec(data, dims, &Device::Cpu)?.to_dtype(self.model.dtype())?,
+        )?;
+        let logits = self.model.forward(x.as_tensor(), BnMode::Eval)?;
+        let class = labels[batch[0]] as usize;
+        let grads = logits.narrow(1, class, 1)?.sum_all()?.backward()?;
+        let Some(gx) = grads.get(x.as_tensor()) else {
+            return Ok((f64::NAN, f64::NAN));
+        };
+        let gx = gx.to_dtype(DType::F64)?.flatten_from(1)?.to_vec2::<f64>()?;
+        let g: ndarray::Array1<f64> = gx
+            .iter()
+            .map(|row| row.iter().zip(&d).map(|(u, v)| u * v).sum())
+            .collect();
+        if g.iter().any(|v| !v.is_finite()) {
+            return Ok((f64::NAN, f64::NAN));
+        }
+        let r1 = adjacent_correlation(g.view())?;
+        let slope = spectral_slope(power_spectrum(g.view())?.view(), Band::default_for(points))
+            .map_or(f64::NAN, |f| f.slope);
+        Ok((r1, slope))
+    }
+
+    /// Mean off-diagonal cosine of per-example loss gradients (all parameters),
+    /// on the first examples of the log batch, BN in eval mode.
+    fn mean_cosine(&self, batch: &[usize]) -> Result<f64> {
+        let m = self.config.params.similarity_examples.min(batch.len());
+        if m < 2 {
+            return Ok(f64::NAN);
+        }
+        let params = self.model.parameters();
+        let mut grads: Vec<Vec<f64>> = Vec::with_capacity(m);
+        for &i in &batch[..m] {
+            let (x, y) = self.train.batch(&[i], self.model.dtype())?;
+            let g = cross_entropy(&self.model.forward(&x, BnMode::Eval)?, &y)?.backward()?;
+            let mut flat = Vec::new();
+            for (_, v) in &params {
+                match g.get(v.as_tensor()) {
+                    Some(t) => {
+                        flat.extend(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?)
+                    }
+                    None => flat.extend(std::iter::repeat_n(0.0, v.elem_count())),
+                }
+            }
+            grads.push(flat);
+        }
+        let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        let (mut sum, mut count) = (0.0, 0);
+        for i in 0..m {
+            for j in i + 1..m {
+                let dot: f64 = grads[i].iter().zip(&grads[j]).map(|(a, b)| a * b).sum();
+                let c = dot / (norm(&grads[i]) * norm(&grads[j]));
+                if c.is_finite() {
+                    sum += c;
+                    count += 1;
+                }
+            }
+        }
+        Ok(if count > 0 {
+            sum / count as f64
+        } else {
+            f64::NAN
+        })
+    }
+
+    fn save(&self, dir: &Path, epoch: usize, opt: &Optimizer, history: &History) -> Result<()> {
+        let err = |path: &Path, e: std::io::Error| TrainError::Checkpoint {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        };
+        std::fs::create_dir_all(dir).map_err(|e| err(dir, e))?;
+        let model_path = dir.join(format!("model-e{epoch}.safetensors"));
+        write_atomic(
+            &model_path,
+            &to_safetensors(self.model, self.label.clone())?,
+        )
+        .map_err(|e| err(&model_path, e))?;
+        let opt_path = dir.join(format!("optimizer-e{epoch}.safetensors"));
+        let bytes = safetensors::serialize(opt.state().iter().map(|(k, v)| (k.as_str(), v)), None)
+            .map_err(|e| TrainError::Checkpoint {
+                path: opt_path.clone(),
+                reason: e.to_string(),
+            })?;
+        write_atomic(&opt_path, &bytes).map_err(|e| err(&opt_path, e))?;
+        // The state file is the commit point: it names the epoch whose files are complete.
+        let state = CheckpointState {
+            schema: SCHEMA.into(),
+            config: self.config_json(),
+            epoch,
+            optimizer_steps: opt.steps(),
+            history: history.clone(),
+        };
+        let state_path = dir.join(STATE);
+        write_atomic(
+            &state_path,
+            &serde_json::to_vec_pretty(&state).expect("state serialises"),
+        )
+        .map_err(|e| err(&state_path, e))?;
+        if epoch > 1 {
+            for old in [
+                format!("model-e{}.safetensors", epoch - 1),
+                format!("optimizer-e{}.safetensors", epoch - 1),
+            ] {
+                let _ = std::fs::remove_file(dir.join(old));
+            }
+        }
+        Ok(())
+    }
+
+    fn config_json(&self) -> serde_json::Value {
+        serde_json::json!({ "train": self.config.params, "model": self.label, "examples": self.train.len() })
+    }
+
+    /// Load the latest checkpoint, if there is one for this configuration.
+    fn resume(&self, opt: &mut Optimizer) -> Result<Option<(History, usize)>> {
+        let Some(dir) = &self.checkpoint else {
+            return Ok(None);
+        };
+        let path = dir.join(STATE);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(TrainError::Checkpoint {
+                    path,
+                    reason: e.to_string(),
+                });
+            }
+        };
+        let bad = |reason: String| TrainError::Checkpoint {
+            path: path.clone(),
+            reason,
+        };
+        let state: CheckpointState =
+            serde_json::from_slice(&bytes).map_err(|e| bad(format!("unreadable ({e})")))?;
+        if state.schema != SCHEMA {
+            return Err(bad(format!(
+                "schema `{}`, expected `{SCHEMA}`",
+                state.schema
+            )));
+        }
+        if state.config != self.config_json() {
+            return Err(bad(
+                "was written by a run with another configuration; use another folder".into(),
+            ));
+        }
+        load_safetensors(
+            self.model,
+            &dir.join(format!("model-e{}.safetensors", state.epoch)),
+        )?;
+        let opt_path = dir.join(format!("optimizer-e{}.safetensors", state.epoch));
+        let opt_bytes = std::fs::read(&opt_path).map_err(|e| TrainError::Checkpoint {
+            path: opt_path.clone(),
+            reason: e.to_string(),
+        })?;
+        let tensors =
+            candle_core::safetensors::load_buffer(&opt_bytes, &Device::Cpu).map_err(|e| {
+                TrainError::Checkpoint {
+                    path: opt_path.clone(),
+                    reason: e.to_string(),
+                }
+            })?;
+        opt.restore(tensors.into_iter().collect(), state.optimizer_steps);
+        Ok(Some((state.history, state.epoch)))
+    }
+}
+
+/// `layers.3.fc1.weight` → `layers.3.fc1`.
+fn layer_of(name: &str) -> &str {
+    name.rsplit_once('.').map_or(name, |(l, _)| l)
+}
+
+fn layer_names(params: &[(String, Var)]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for (n, _) in params {
+        let l = layer_of(n);
+        if !out.iter().any(|o| o == l) {
+            out.push(l.to_string());
+        }
+    }
+    out
+}
