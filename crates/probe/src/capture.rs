@@ -8,6 +8,7 @@
 use candle_core::{DType, Device, Tensor, Var};
 use gradscope_nets::{BnMode, Mlp};
 use ndarray::{Array2, ArrayView2};
+use num_traits::ToPrimitive;
 
 use crate::{ProbeError, Result};
 
@@ -162,24 +163,7 @@ pub fn capture(net: &Mlp, x: ArrayView2<f64>, opts: &CaptureOpts) -> Result<Capt
             grad_norm,
         });
     }
-    for (pass, values) in [
-        (
-            Pass::Forward,
-            layers.iter().map(|s| s.activation_norm).collect::<Vec<_>>(),
-        ),
-        (Pass::Backward, layers.iter().map(|s| s.grad_norm).collect()),
-    ] {
-        for (l, v) in values.into_iter().enumerate() {
-            if !v.is_finite() {
-                faults.push(Fault {
-                    pass,
-                    layer: l,
-                    name: hidden_name(l),
-                    nan: v.is_nan(),
-                });
-            }
-        }
-    }
+    faults.extend(find_faults(&layers));
 
     let mut params = Vec::new();
     for (name, var) in net.parameters() {
@@ -210,6 +194,101 @@ pub fn capture(net: &Mlp, x: ArrayView2<f64>, opts: &CaptureOpts) -> Result<Capt
         params,
         faults,
     })
+}
+
+/// Layers whose activation (forward) or gradient (backward) norm is not finite.
+pub(crate) fn find_faults(layers: &[LayerStat]) -> Vec<Fault> {
+    let mut faults = Vec::new();
+    for pass in [Pass::Forward, Pass::Backward] {
+        for (l, s) in layers.iter().enumerate() {
+            let v = if pass == Pass::Forward {
+                s.activation_norm
+            } else {
+                s.grad_norm
+            };
+            if !v.is_finite() {
+                faults.push(Fault {
+                    pass,
+                    layer: l,
+                    name: hidden_name(l),
+                    nan: v.is_nan(),
+                });
+            }
+        }
+    }
+    faults
+}
+
+/// Captures of the depth-d prefixes of `net` for every d in `depths`, sharing
+/// one forward pass: the dense fast path ([`dense`](crate::dense)) when it
+/// applies (BN per-sample or eval, f32/f64, the block kinds it covers), else
+/// one candle capture per depth. Parameter gradients are not computed on the
+/// fast path (`params` is empty); everything else is the same to rounding.
+pub fn capture_depths(
+    net: &Mlp,
+    x: ArrayView2<f64>,
+    depths: &[usize],
+    bn_mode: BnMode,
+) -> Result<Vec<Capture>> {
+    let fast = match net.dtype() {
+        DType::F32 => crate::dense::DenseMlp::<f32>::from_mlp(net, bn_mode)
+            .ok()
+            .map(|d| dense_captures(&d, x.mapv(|v| v as f32).view(), depths)),
+        DType::F64 => crate::dense::DenseMlp::<f64>::from_mlp(net, bn_mode)
+            .ok()
+            .map(|d| dense_captures(&d, x, depths)),
+        _ => None,
+    };
+    match fast {
+        Some(caps) => Ok(caps),
+        None => depths
+            .iter()
+            .map(|&d| {
+                capture(
+                    net,
+                    x,
+                    &CaptureOpts {
+                        bn_mode,
+                        depth: Some(d),
+                        keep_layer_grads: false,
+                    },
+                )
+            })
+            .collect(),
+    }
+}
+
+fn dense_captures<T: crate::dense::Real>(
+    net: &crate::dense::DenseMlp<T>,
+    x: ArrayView2<T>,
+    depths: &[usize],
+) -> Vec<Capture> {
+    use crate::dense::frobenius_dense;
+    let fwd = net.forward(x);
+    let as_f64 = |a: &Array2<T>| a.mapv(|v| ToPrimitive::to_f64(&v).unwrap_or(f64::NAN));
+    depths
+        .iter()
+        .map(|&depth| {
+            let (grads, dx) = net.backward(&fwd, depth);
+            let layers: Vec<LayerStat> = grads
+                .iter()
+                .enumerate()
+                .map(|(l, g)| LayerStat {
+                    name: hidden_name(l),
+                    activation_norm: frobenius_dense(&fwd.hidden[l]),
+                    grad_norm: frobenius_dense(g),
+                })
+                .collect();
+            Capture {
+                output: as_f64(&net.output(&fwd, depth)),
+                input_grads: as_f64(&dx),
+                faults: find_faults(&layers),
+                layers,
+                layer_grads: None,
+                params: Vec::new(),
+            }
+        })
+        .collect()
 }
 
 /// Whether parameter `name` belongs to the stem, the head or one of the first `depth` blocks.

@@ -4,12 +4,13 @@
 //! where NaN or inf first appear.
 
 mod capture;
+pub mod dense;
 mod error;
 mod grid;
 
 pub use capture::{
-    Capture, CaptureOpts, Fault, LayerStat, ParamStat, Pass, capture, frobenius, hidden_name,
-    to_array2,
+    Capture, CaptureOpts, Fault, LayerStat, ParamStat, Pass, capture, capture_depths, frobenius,
+    hidden_name, to_array2,
 };
 pub use error::{ProbeError, Result};
 pub use grid::scalar_grid;
