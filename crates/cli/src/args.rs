@@ -38,6 +38,8 @@ pub enum Command {
     Train(TrainArgs),
     /// Residual nets as ensembles: lesions (delete or swap blocks) and gradient by path length (Veit et al. 2016).
     Ensemble(EnsembleArgs),
+    /// Benchmarks: gradscope's fast paths beside a PyTorch peer doing the same work.
+    Bench(BenchArgs),
     /// Run the default studies and build every report.
     Reproduce(ReproduceArgs),
     /// Rebuild the reports from notebooks-data alone (no recomputation).
@@ -230,6 +232,42 @@ pub struct EnsembleArgs {
     pub no_report: bool,
     #[command(flatten)]
     pub folders: Folders,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Timed runs per workload (after one warm-up).
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    /// Thread counts to run every workload at.
+    #[arg(
+        long = "at-threads",
+        value_delimiter = ',',
+        default_value = "1,2",
+        value_name = "LIST"
+    )]
+    pub at_threads: Vec<usize>,
+    /// Workloads (default: all; see --list).
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub workloads: Option<Vec<String>>,
+    /// List the workloads and exit.
+    #[arg(long)]
+    pub list: bool,
+    /// Python with torch for the peer runs (default: python3 if it imports torch); `off` to skip.
+    #[arg(long, value_name = "PYTHON")]
+    pub peer: Option<String>,
+    /// The peer script.
+    #[arg(long, default_value = "benches/peer/peer.py", value_name = "FILE")]
+    pub peer_script: PathBuf,
+    /// Also write the results as JSON here.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Internal: time one workload in this process and print JSON.
+    #[arg(long, hide = true, value_name = "WORKLOAD")]
+    pub worker: Option<String>,
+    /// Internal: measure the GEMM rate in this process and print it.
+    #[arg(long, hide = true)]
+    pub gemm_worker: bool,
 }
 
 /// A list of trainable architectures.

@@ -2,6 +2,7 @@
 //! high-level runs ([`run`]).
 
 pub mod args;
+mod bench;
 mod progress;
 pub mod run;
 

@@ -31,6 +31,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Degradation(a) => degradation_command(&ctx, a),
         Command::Train(a) => train_command(&ctx, a),
         Command::Ensemble(a) => ensemble_command(&ctx, a),
+        Command::Bench(a) => crate::bench::bench_command(&ctx.quiet, a),
         Command::Report(f) => build_reports(&ctx, &f),
         Command::Archs => {
             print!("{}", archs_text());

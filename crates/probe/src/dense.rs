@@ -23,7 +23,15 @@ use crate::{ProbeError, Result};
 
 /// The float types the fast path runs in.
 pub trait Real:
-    ndarray::LinalgScalar + Float + FromPrimitive + candle_core::WithDType + Send + Sync + std::iter::Sum + std::ops::MulAssign
+    ndarray::LinalgScalar
+    + Float
+    + FromPrimitive
+    + candle_core::WithDType
+    + Send
+    + Sync
+    + std::iter::Sum
+    + num_traits::NumAssign
+    + 'static
 {
 }
 impl Real for f32 {}
@@ -32,9 +40,19 @@ impl Real for f64 {}
 #[derive(Clone, Debug)]
 enum Op<T> {
     /// y = x Wᵀ + b, W stored transposed (in × out) for the product.
-    Linear { name: String, wt: Array2<T>, b: Option<Array1<T>> },
+    Linear {
+        name: String,
+        wt: Array2<T>,
+        b: Option<Array1<T>>,
+    },
     /// y = (x − μ)/σ·γ + β with μ, σ from the batch (per-sample mode) or the running statistics.
-    Norm { name: String, gamma: Array1<T>, beta: Array1<T>, running: Option<(Array1<T>, Array1<T>)>, eps: T },
+    Norm {
+        name: String,
+        gamma: Array1<T>,
+        beta: Array1<T>,
+        running: Option<(Array1<T>, Array1<T>)>,
+        eps: T,
+    },
     Act(Activation),
 }
 
@@ -58,9 +76,12 @@ enum Saved<T> {
     /// The input, when parameter gradients were asked for.
     Linear { input: Option<Array2<T>> },
     /// γ/σ per feature, and the normalised input x̂ when parameter gradients were asked for.
-    Norm { scale: Array1<T>, xhat: Option<Array2<T>> },
-    /// The op's input (pre-activation) and output.
-    Act { pre: Array2<T>, post: Array2<T> },
+    Norm {
+        scale: Array1<T>,
+        xhat: Option<Array2<T>>,
+    },
+    /// The op's output y = φ(z): φ'(z) follows from y for every activation here.
+    Act { post: Array2<T> },
 }
 
 /// The forward pass of the deepest net, kept for backward passes from any depth.
@@ -75,7 +96,9 @@ pub struct DenseForward<T> {
 /// What a backward pass returns.
 #[derive(Clone, Debug)]
 pub struct DenseGrads<T> {
-    /// ∂L/∂h_l for l = 0 … depth.
+    /// ‖∂L/∂h_l‖_F for l = 0 … depth.
+    pub hidden_norms: Vec<f64>,
+    /// ∂L/∂h_l for l = 0 … depth, when asked for (empty otherwise).
     pub hidden: Vec<Array2<T>>,
     /// ∂L/∂x.
     pub input: Array2<T>,
@@ -87,9 +110,12 @@ pub struct DenseGrads<T> {
     pub gram: Vec<(String, Array2<f64>)>,
 }
 
-/// Which gradients a backward pass collects besides the hidden states and input.
+/// Which gradients a backward pass collects besides the input gradient and
+/// the hidden-state gradient norms.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Want {
+    /// The hidden-state gradients themselves.
+    pub hidden: bool,
     pub params: bool,
     pub gram: bool,
 }
@@ -101,15 +127,23 @@ fn to_array<T: Real>(t: &Tensor) -> Result<Array2<T>> {
 }
 
 fn to_vec<T: Real>(t: &Tensor) -> Result<Array1<T>> {
-    Ok(Array1::from_vec(t.to_dtype(T::DTYPE)?.flatten_all()?.to_vec1::<T>()?))
+    Ok(Array1::from_vec(
+        t.to_dtype(T::DTYPE)?.flatten_all()?.to_vec1::<T>()?,
+    ))
 }
 
 fn unsupported(what: &str) -> ProbeError {
-    ProbeError::Input(format!("the dense fast path does not cover {what}; use the candle path"))
+    ProbeError::Input(format!(
+        "the dense fast path does not cover {what}; use the candle path"
+    ))
 }
 
 fn linear<T: Real>(name: String, l: &gradscope_nets::Linear) -> Result<Op<T>> {
-    Ok(Op::Linear { name, wt: to_array::<T>(l.weight().as_tensor())?.t().to_owned(), b: l.bias().map(|b| to_vec(b.as_tensor())).transpose()? })
+    Ok(Op::Linear {
+        name,
+        wt: to_array::<T>(l.weight().as_tensor())?.t().to_owned(),
+        b: l.bias().map(|b| to_vec(b.as_tensor())).transpose()?,
+    })
 }
 
 fn convert<T: Real>(prefix: &str, seq: &Sequential, mode: BnMode) -> Result<Vec<Op<T>>> {
@@ -123,14 +157,20 @@ fn convert<T: Real>(prefix: &str, seq: &Sequential, mode: BnMode) -> Result<Vec<
                     gamma: to_vec(bn.weight().as_tensor())?,
                     beta: to_vec(bn.bias().as_tensor())?,
                     running: match mode {
-                        BnMode::Eval => Some((to_vec(bn.running_mean().as_tensor())?, to_vec(bn.running_var().as_tensor())?)),
+                        BnMode::Eval => Some((
+                            to_vec(bn.running_mean().as_tensor())?,
+                            to_vec(bn.running_var().as_tensor())?,
+                        )),
                         BnMode::PerSample => None,
                         other => return Err(unsupported(&format!("BN in `{other}` mode"))),
                     },
                     eps: <T as FromPrimitive>::from_f64(bn.eps()).expect("eps is representable"),
                 },
                 Layer::Act(a) => match a {
-                    Activation::Relu | Activation::Tanh | Activation::Sigmoid | Activation::Identity => Op::Act(*a),
+                    Activation::Relu
+                    | Activation::Tanh
+                    | Activation::Sigmoid
+                    | Activation::Identity => Op::Act(*a),
                     #[allow(unreachable_patterns)]
                     other => return Err(unsupported(&format!("the activation {other}"))),
                 },
@@ -145,7 +185,11 @@ impl<T: Real> DenseMlp<T> {
     /// The net's weights as matrices, for BN mode `mode` (per-sample or eval).
     pub fn from_mlp(net: &Mlp, mode: BnMode) -> Result<Self> {
         if net.dtype() != T::DTYPE {
-            return Err(ProbeError::Input(format!("net is {:?}, the fast path was asked for {:?}", net.dtype(), T::DTYPE)));
+            return Err(ProbeError::Input(format!(
+                "net is {:?}, the fast path was asked for {:?}",
+                net.dtype(),
+                T::DTYPE
+            )));
         }
         let blocks = net
             .blocks()
@@ -164,7 +208,11 @@ impl<T: Real> DenseMlp<T> {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(DenseMlp { stem: vec![linear("stem".into(), net.stem())?], blocks, head: vec![linear("head".into(), net.head())?] })
+        Ok(DenseMlp {
+            stem: vec![linear("stem".into(), net.stem())?],
+            blocks,
+            head: vec![linear("head".into(), net.head())?],
+        })
     }
 
     pub fn depth(&self) -> usize {
@@ -198,18 +246,35 @@ impl<T: Real> DenseMlp<T> {
             hidden.push(h.clone());
             blocks.push(s);
         }
-        DenseForward { hidden, stem, blocks }
+        DenseForward {
+            hidden,
+            stem,
+            blocks,
+        }
     }
 
     /// The net's outputs at `depth` (head applied to h_depth).
     pub fn output(&self, fwd: &DenseForward<T>, depth: usize) -> Array2<T> {
-        run_ops(&self.head, fwd.hidden[depth].clone(), &mut Vec::new(), false)
+        run_ops(
+            &self.head,
+            fwd.hidden[depth].clone(),
+            &mut Vec::new(),
+            false,
+        )
     }
 
     /// Reverse mode for the depth-`depth` net and L = Σᵢ Σₖ fₖ(xᵢ): returns
     /// ∂L/∂h_l for l = 0 … depth and ∂L/∂x.
     pub fn backward(&self, fwd: &DenseForward<T>, depth: usize) -> (Vec<Array2<T>>, Array2<T>) {
-        let g = self.backward_with(fwd, depth, None, Want::default());
+        let g = self.backward_with(
+            fwd,
+            depth,
+            None,
+            Want {
+                hidden: true,
+                ..Want::default()
+            },
+        );
         (g.hidden, g.input)
     }
 
@@ -217,7 +282,13 @@ impl<T: Real> DenseMlp<T> {
     /// (batch × outputs; all ones when `None`, i.e. L = Σ outputs). Row i of
     /// `out_grad` is example i's own loss gradient, so per-example gradients
     /// and their Gram matrices are well defined (samples do not interact).
-    pub fn backward_with(&self, fwd: &DenseForward<T>, depth: usize, out_grad: Option<ArrayView2<T>>, want: Want) -> DenseGrads<T> {
+    pub fn backward_with(
+        &self,
+        fwd: &DenseForward<T>,
+        depth: usize,
+        out_grad: Option<ArrayView2<T>>,
+        want: Want,
+    ) -> DenseGrads<T> {
         let n = fwd.hidden[0].nrows();
         let outs = match &self.head[0] {
             Op::Linear { wt, .. } => wt.ncols(),
@@ -227,30 +298,55 @@ impl<T: Real> DenseMlp<T> {
             Some(g) => g.to_owned(),
             None => Array2::from_elem((n, outs), T::one()),
         };
-        let mut sink = Sink { want, params: Vec::new(), gram: Vec::new() };
+        let mut sink = Sink {
+            want,
+            params: Vec::new(),
+            gram: Vec::new(),
+        };
         // The head's saved input is h_depth.
-        let head_saved = vec![Saved::Linear { input: (want.params || want.gram).then(|| fwd.hidden[depth].clone()) }];
+        let head_saved = vec![Saved::Linear {
+            input: (want.params || want.gram).then(|| fwd.hidden[depth].clone()),
+        }];
         let mut g = back_ops(&self.head, &head_saved, g_out, &mut sink);
-        let mut hidden = vec![Array2::zeros((0, 0)); depth + 1];
+        let mut hidden = Vec::new();
+        let mut hidden_norms = vec![0.0; depth + 1];
         for (l, unit) in self.blocks[..depth].iter().enumerate().rev() {
-            hidden[l + 1] = g.clone();
+            hidden_norms[l + 1] = frobenius_dense(&g);
+            if want.hidden {
+                hidden.push(g.clone());
+            }
             g = match unit {
                 Unit::Plain(ops) => back_ops(ops, &fwd.blocks[l], g, &mut sink),
                 Unit::Residual { branch, alpha } => {
-                    let mut through = back_ops(branch, &fwd.blocks[l], g.mapv(|v| v * *alpha), &mut sink);
+                    let scaled = if *alpha == T::one() {
+                        g.clone()
+                    } else {
+                        g.mapv(|v| v * *alpha)
+                    };
+                    let mut through = back_ops(branch, &fwd.blocks[l], scaled, &mut sink);
                     through += &g;
                     through
                 }
             };
         }
-        hidden[0] = g.clone();
+        hidden_norms[0] = frobenius_dense(&g);
+        if want.hidden {
+            hidden.push(g.clone());
+            hidden.reverse();
+        }
         let input = back_ops(&self.stem, &fwd.stem, g, &mut sink);
         // Collected output-to-input; report in state-dict (input-to-output) order.
         let mut params: Vec<(String, Vec<T>)> = sink.params;
         params.reverse();
         let mut gram = sink.gram;
         gram.reverse();
-        DenseGrads { hidden, input, params, gram }
+        DenseGrads {
+            hidden_norms,
+            hidden,
+            input,
+            params,
+            gram,
+        }
     }
 
     /// Forward mode along input direction `v` (input_dim): the directional
@@ -294,155 +390,359 @@ fn to_f64<T: Real>(a: &Array2<T>) -> Array2<f64> {
     a.mapv(|v| ToPrimitive::to_f64(&v).unwrap_or(f64::NAN))
 }
 
+/// Threads for one product: `MATMUL_NUM_THREADS` (default 1: studies run
+/// cells in parallel instead).
+fn gemm_threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| {
+        std::env::var("MATMUL_NUM_THREADS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1)
+            .max(1)
+    })
+}
+
+/// a·b into a new row-major array (the elementwise loops rely on that
+/// layout), with the GEMM kernels candle uses; any strides. With more than
+/// one thread the rows of a (and c) are split between them.
+fn matmul<T: Real>(a: ArrayView2<T>, b: ArrayView2<T>) -> Array2<T> {
+    let ((m, k), n) = (a.dim(), b.ncols());
+    assert_eq!(k, b.nrows(), "inner dimensions agree");
+    let mut c = Array2::<T>::uninit((m, n));
+    let threads = gemm_threads();
+    let chunk = if threads > 1 && m >= 64 * threads {
+        m.div_ceil(threads)
+    } else {
+        m.max(1)
+    };
+    let c_ptr = c.as_mut_ptr() as usize;
+    let rows = |lo: usize| {
+        let hi = (lo + chunk).min(m);
+        // SAFETY: rows lo..hi of a and c; the pointers and strides describe
+        // a (m×k), b (k×n) and c (m×n, row-major), the row ranges are
+        // disjoint, and with read_dst = false gemm writes every element of
+        // its rows of c without reading them.
+        unsafe {
+            gemm::gemm(
+                hi - lo,
+                n,
+                k,
+                (c_ptr as *mut T).add(lo * n),
+                1,
+                n as isize,
+                false,
+                a.as_ptr().offset(lo as isize * a.strides()[0]),
+                a.strides()[1],
+                a.strides()[0],
+                b.as_ptr(),
+                b.strides()[1],
+                b.strides()[0],
+                T::zero(),
+                T::one(),
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+    };
+    if chunk < m {
+        rayon::scope(|s| {
+            for lo in (0..m).step_by(chunk) {
+                let rows = &rows;
+                s.spawn(move |_| rows(lo));
+            }
+        });
+    } else if m > 0 {
+        rows(0);
+    }
+    // SAFETY: every row range was written above.
+    unsafe { c.assume_init() }
+}
+
 fn affine<T: Real>(x: ArrayView2<T>, wt: &Array2<T>, b: Option<&Array1<T>>) -> Array2<T> {
-    let mut y = x.dot(wt);
+    let mut y = matmul(x, wt.view());
     if let Some(b) = b {
         y += b;
     }
     y
 }
 
-/// Per-feature γ/σ and the shift, for batch or running statistics.
-fn norm_scale<T: Real>(x: &Array2<T>, gamma: &Array1<T>, beta: &Array1<T>, running: &Option<(Array1<T>, Array1<T>)>, eps: T) -> (Array1<T>, Array1<T>, Array1<T>) {
+/// Per-feature γ/σ, the shift β − μγ/σ, and μ, for batch or running statistics.
+fn norm_scale<T: Real>(
+    x: &Array2<T>,
+    gamma: &Array1<T>,
+    beta: &Array1<T>,
+    running: &Option<(Array1<T>, Array1<T>)>,
+    eps: T,
+) -> (Array1<T>, Array1<T>, Array1<T>) {
     let (mean, var) = match running {
         Some((m, v)) => (m.clone(), v.clone()),
         None => {
-            let n = T::from_usize(x.nrows()).expect("batch size");
-            let mean = x.sum_axis(Axis(0)).mapv(|s| s / n);
-            let var = Zip::from(x.columns()).and(&mean).map_collect(|c, &m| c.iter().map(|&v| (v - m) * (v - m)).sum::<T>() / n);
-            (mean, var)
+            // Row by row over contiguous memory; two passes for an accurate variance.
+            let (n, w) = x.dim();
+            let nt = T::from_usize(n).expect("batch size");
+            let mut mean = vec![T::zero(); w];
+            let mut var = vec![T::zero(); w];
+            for row in rows(x) {
+                for (m, &v) in mean.iter_mut().zip(row) {
+                    *m += v;
+                }
+            }
+            mean.iter_mut().for_each(|m| *m /= nt);
+            for row in rows(x) {
+                for ((s, &v), &m) in var.iter_mut().zip(row).zip(&mean) {
+                    *s += (v - m) * (v - m);
+                }
+            }
+            var.iter_mut().for_each(|s| *s /= nt);
+            (Array1::from_vec(mean), Array1::from_vec(var))
         }
     };
-    let inv = var.mapv(|v| T::one() / (v + eps).sqrt());
-    let scale = &inv * gamma;
-    let shift = Zip::from(beta).and(&mean).and(&scale).map_collect(|&b, &m, &s| b - m * s);
+    let scale = Zip::from(&var)
+        .and(gamma)
+        .map_collect(|&v, &g| g / (v + eps).sqrt());
+    let shift = Zip::from(beta)
+        .and(&mean)
+        .and(&scale)
+        .map_collect(|&b, &m, &s| b - m * s);
     (scale, shift, mean)
 }
 
-fn act<T: Real>(a: Activation, z: T) -> T {
-    let one = T::one();
-    match a {
-        Activation::Relu => Float::max(z, T::zero()),
-        Activation::Tanh => z.tanh(),
-        Activation::Sigmoid => one / (one + (-z).exp()),
-        _ => z,
+/// The rows of a row-major array as slices.
+fn rows<T: Real>(x: &Array2<T>) -> std::slice::ChunksExact<'_, T> {
+    let w = x.ncols().max(1);
+    x.as_slice().expect("row-major").chunks_exact(w)
+}
+
+/// Run `f` on row blocks of `x` (and the matching rows of `y`), split
+/// between the product threads when there are several.
+fn par_rows<T: Real>(
+    x: &mut Array2<T>,
+    y: Option<&Array2<T>>,
+    f: impl Fn(&mut [T], Option<&[T]>, usize) + Sync,
+) {
+    let w = x.ncols().max(1);
+    let threads = gemm_threads();
+    let xs = x.as_slice_mut().expect("row-major");
+    let ys = y.map(|y| y.as_slice().expect("row-major"));
+    if threads > 1 && xs.len() >= 16_384 {
+        let rows_per = (xs.len() / w).div_ceil(threads);
+        rayon::scope(|s| {
+            for (i, xc) in xs.chunks_mut(rows_per * w).enumerate() {
+                let yc = ys.map(|y| &y[i * rows_per * w..i * rows_per * w + xc.len()]);
+                let f = &f;
+                s.spawn(move |_| f(xc, yc, w));
+            }
+        });
+    } else {
+        f(xs, ys, w);
     }
 }
 
-/// φ'(z) from the input z and output y = φ(z).
-fn act_slope<T: Real>(a: Activation, z: T, y: T) -> T {
-    let one = T::one();
-    match a {
-        Activation::Relu => {
-            if z > T::zero() {
-                one
-            } else {
-                T::zero()
+/// y = x·scale + shift per feature, in place.
+fn apply_affine<T: Real>(h: &mut Array2<T>, scale: &Array1<T>, shift: &Array1<T>) {
+    let (s, b) = (
+        scale.as_slice().expect("contiguous"),
+        shift.as_slice().expect("contiguous"),
+    );
+    par_rows(h, None, |xs, _, w| {
+        for row in xs.chunks_exact_mut(w) {
+            for ((v, &s), &b) in row.iter_mut().zip(s).zip(b) {
+                *v = *v * s + b;
             }
         }
-        Activation::Tanh => one - y * y,
-        Activation::Sigmoid => y * (one - y),
-        _ => one,
-    }
+    });
 }
 
-fn run_ops<T: Real>(ops: &[Op<T>], mut h: Array2<T>, saved: &mut Vec<Saved<T>>, inputs: bool) -> Array2<T> {
+/// x ← x·scale per feature, in place.
+fn scale_rows<T: Real>(h: &mut Array2<T>, scale: &Array1<T>) {
+    let s = scale.as_slice().expect("contiguous");
+    par_rows(h, None, |xs, _, w| {
+        for row in xs.chunks_exact_mut(w) {
+            for (v, &s) in row.iter_mut().zip(s) {
+                *v *= s;
+            }
+        }
+    });
+}
+
+/// φ applied in place; one loop per activation so each vectorises.
+fn apply_act<T: Real>(a: Activation, h: &mut Array2<T>) {
+    let one = T::one();
+    par_rows(h, None, |v, _, _| match a {
+        Activation::Relu => v.iter_mut().for_each(|z| *z = Float::max(*z, T::zero())),
+        Activation::Tanh => v.iter_mut().for_each(|z| *z = z.tanh()),
+        Activation::Sigmoid => v.iter_mut().for_each(|z| *z = one / (one + (-*z).exp())),
+        _ => {}
+    });
+}
+
+/// g ← g ⊙ φ'(z), with φ'(z) read from the output y = φ(z) (for ReLU, z > 0
+/// exactly when y > 0).
+fn mul_act_slope<T: Real>(a: Activation, g: &mut Array2<T>, y: &Array2<T>) {
+    let (zero, one) = (T::zero(), T::one());
+    par_rows(g, Some(y), |g, y, _| {
+        let y = y.expect("paired rows");
+        match a {
+            Activation::Relu => g
+                .iter_mut()
+                .zip(y)
+                .for_each(|(g, &y)| *g = if y > zero { *g } else { zero }),
+            Activation::Tanh => g.iter_mut().zip(y).for_each(|(g, &y)| *g *= one - y * y),
+            Activation::Sigmoid => g.iter_mut().zip(y).for_each(|(g, &y)| *g *= y * (one - y)),
+            _ => {}
+        }
+    });
+}
+
+fn run_ops<T: Real>(
+    ops: &[Op<T>],
+    mut h: Array2<T>,
+    saved: &mut Vec<Saved<T>>,
+    inputs: bool,
+) -> Array2<T> {
     for op in ops {
-        h = match op {
+        match op {
             Op::Linear { wt, b, .. } => {
                 let y = affine(h.view(), wt, b.as_ref());
-                saved.push(Saved::Linear { input: inputs.then_some(h) });
-                y
+                saved.push(Saved::Linear {
+                    input: inputs.then_some(h),
+                });
+                h = y;
             }
-            Op::Norm { gamma, beta, running, eps, .. } => {
+            Op::Norm {
+                gamma,
+                beta,
+                running,
+                eps,
+                ..
+            } => {
                 let (scale, shift, mean) = norm_scale(&h, gamma, beta, running, *eps);
-                let y = &h * &scale + &shift;
-                // x̂ = (x − μ)/σ = (y − β)/γ, kept for γ's gradient.
+                // x̂ = (x − μ)/σ, kept for γ's gradient.
                 let xhat = inputs.then(|| {
                     let inv = Zip::from(&scale).and(gamma).map_collect(|&s, &g| s / g);
-                    (&h - &mean) * &inv
+                    let neg = Zip::from(&mean)
+                        .and(&inv)
+                        .map_collect(|&m, &i| T::zero() - m * i);
+                    let mut xh = h.clone();
+                    apply_affine(&mut xh, &inv, &neg);
+                    xh
                 });
+                apply_affine(&mut h, &scale, &shift);
                 saved.push(Saved::Norm { scale, xhat });
-                y
             }
             Op::Act(a) => {
-                let y = h.mapv(|z| act(*a, z));
-                saved.push(Saved::Act { pre: h, post: y.clone() });
-                y
+                apply_act(*a, &mut h);
+                saved.push(Saved::Act { post: h.clone() });
             }
-        };
+        }
     }
     h
 }
 
-fn back_ops<T: Real>(ops: &[Op<T>], saved: &[Saved<T>], mut g: Array2<T>, sink: &mut Sink<T>) -> Array2<T> {
+fn back_ops<T: Real>(
+    ops: &[Op<T>],
+    saved: &[Saved<T>],
+    mut g: Array2<T>,
+    sink: &mut Sink<T>,
+) -> Array2<T> {
     for (op, s) in ops.iter().zip(saved).rev() {
-        g = match (op, s) {
+        match (op, s) {
             (Op::Linear { name, wt, b }, Saved::Linear { input }) => {
                 if let Some(a) = input {
                     if sink.want.params {
                         if b.is_some() {
-                            sink.params.push((format!("{name}.bias"), g.sum_axis(Axis(0)).to_vec()));
+                            sink.params
+                                .push((format!("{name}.bias"), g.sum_axis(Axis(0)).to_vec()));
                         }
                         // ∂L/∂W = gᵀ a, stored (out × in) as the weight is.
-                        sink.params.push((format!("{name}.weight"), g.t().dot(a).iter().copied().collect()));
+                        sink.params.push((
+                            format!("{name}.weight"),
+                            matmul(g.t(), a.view()).into_raw_vec_and_offset().0,
+                        ));
                     }
                     if sink.want.gram {
                         // Per-example gradient of W is δᵢ aᵢᵀ: ⟨gᵢ, gⱼ⟩ = (aᵢ·aⱼ)(δᵢ·δⱼ), plus δᵢ·δⱼ for b.
-                        let (aa, dd) = (to_f64(&a.dot(&a.t())), to_f64(&g.dot(&g.t())));
+                        let (aa, dd) = (
+                            to_f64(&matmul(a.view(), a.t())),
+                            to_f64(&matmul(g.view(), g.t())),
+                        );
                         let bias = if b.is_some() { 1.0 } else { 0.0 };
                         sink.gram.push((name.clone(), (aa + bias) * dd));
                     }
                 }
-                g.dot(&wt.t())
+                g = matmul(g.view(), wt.t());
             }
             (Op::Norm { name, .. }, Saved::Norm { scale, xhat }) => {
                 if let Some(xh) = xhat {
                     let gx = &g * xh;
                     if sink.want.params {
-                        sink.params.push((format!("{name}.bias"), g.sum_axis(Axis(0)).to_vec()));
-                        sink.params.push((format!("{name}.weight"), gx.sum_axis(Axis(0)).to_vec()));
+                        sink.params
+                            .push((format!("{name}.bias"), g.sum_axis(Axis(0)).to_vec()));
+                        sink.params
+                            .push((format!("{name}.weight"), gx.sum_axis(Axis(0)).to_vec()));
                     }
                     if sink.want.gram {
                         // Per example: ∂/∂γ = δᵢ ⊙ x̂ᵢ, ∂/∂β = δᵢ.
-                        sink.gram.push((name.clone(), to_f64(&gx.dot(&gx.t())) + to_f64(&g.dot(&g.t()))));
+                        sink.gram.push((
+                            name.clone(),
+                            to_f64(&matmul(gx.view(), gx.t())) + to_f64(&matmul(g.view(), g.t())),
+                        ));
                     }
                 }
-                g * scale
+                scale_rows(&mut g, scale);
             }
-            (Op::Act(a), Saved::Act { pre, post }) => {
-                Zip::from(&mut g).and(pre).and(post).for_each(|g, &z, &y| *g *= act_slope(*a, z, y));
-                g
-            }
+            (Op::Act(a), Saved::Act { post }) => mul_act_slope(*a, &mut g, post),
             _ => unreachable!("saved entries follow the ops"),
-        };
+        }
     }
     g
 }
 
-fn tangent_ops<T: Real>(ops: &[Op<T>], mut h: Array2<T>, mut t: Array2<T>) -> (Array2<T>, Array2<T>) {
+fn tangent_ops<T: Real>(
+    ops: &[Op<T>],
+    mut h: Array2<T>,
+    mut t: Array2<T>,
+) -> (Array2<T>, Array2<T>) {
     for op in ops {
         match op {
             Op::Linear { wt, b, .. } => {
                 h = affine(h.view(), wt, b.as_ref());
-                t = t.dot(wt);
+                t = matmul(t.view(), wt.view());
             }
-            Op::Norm { gamma, beta, running, eps, .. } => {
+            Op::Norm {
+                gamma,
+                beta,
+                running,
+                eps,
+                ..
+            } => {
                 let (scale, shift, _) = norm_scale(&h, gamma, beta, running, *eps);
-                h = &h * &scale + &shift;
-                t *= &scale;
+                apply_affine(&mut h, &scale, &shift);
+                scale_rows(&mut t, &scale);
             }
             Op::Act(a) => {
-                let y = h.mapv(|z| act(*a, z));
-                Zip::from(&mut t).and(&h).and(&y).for_each(|t, &z, &y| *t *= act_slope(*a, z, y));
-                h = y;
+                apply_act(*a, &mut h);
+                mul_act_slope(*a, &mut t, &h);
             }
         }
     }
     (h, t)
 }
 
-/// ‖a‖_F in f64.
+/// ‖a‖_F, accumulated in f64.
 pub fn frobenius_dense<T: Real>(a: &Array2<T>) -> f64 {
-    a.iter().map(|v| ToPrimitive::to_f64(v).unwrap_or(f64::NAN).powi(2)).sum::<f64>().sqrt()
+    let sum: f64 = match a.as_slice() {
+        Some(v) => v
+            .iter()
+            .map(|x| ToPrimitive::to_f64(x).unwrap_or(f64::NAN).powi(2))
+            .sum(),
+        None => a
+            .iter()
+            .map(|x| ToPrimitive::to_f64(x).unwrap_or(f64::NAN).powi(2))
+            .sum(),
+    };
+    sum.sqrt()
 }

@@ -162,25 +162,63 @@ fn parameter_gradients_and_per_example_grams_equal_the_naive_computation() {
     use gradscope_probe::dense::Want;
     let x = Array2::from_shape_fn((7, 3), |(i, j)| ((i * 5 + j * 3) % 7) as f64 / 3.0 - 1.0);
     for arch in archs() {
-        let p = NetParams { arch, depth: 3, width: 6, input_dim: 3, output_dim: 2, bias_init: BiasInit::Normal { std: 0.2 }, precision: Precision::F64, seed: 8, ..Default::default() };
+        let p = NetParams {
+            arch,
+            depth: 3,
+            width: 6,
+            input_dim: 3,
+            output_dim: 2,
+            bias_init: BiasInit::Normal { std: 0.2 },
+            precision: Precision::F64,
+            seed: 8,
+            ..Default::default()
+        };
         let m = Mlp::new(&p.check().unwrap()).unwrap();
         // Per-sample BN holds the batch statistics fixed: eval mode on calibrated statistics.
-        let xt = Tensor::from_iter(x.iter().copied(), &Device::Cpu).unwrap().reshape((7, 3)).unwrap();
+        let xt = Tensor::from_iter(x.iter().copied(), &Device::Cpu)
+            .unwrap()
+            .reshape((7, 3))
+            .unwrap();
         m.calibrate_batch_norm(&xt).unwrap();
         let dense = DenseMlp::<f64>::from_mlp(&m, BnMode::PerSample).unwrap();
         let fwd = dense.forward_keeping(x.view(), true);
         // A per-example loss gradient with distinct rows.
-        let out_grad = Array2::from_shape_fn((7, 2), |(i, k)| (i as f64 + 1.0) * if k == 0 { 1.0 } else { -0.5 });
-        let got = dense.backward_with(&fwd, 3, Some(out_grad.view()), Want { params: true, gram: true });
+        let out_grad = Array2::from_shape_fn((7, 2), |(i, k)| {
+            (i as f64 + 1.0) * if k == 0 { 1.0 } else { -0.5 }
+        });
+        let got = dense.backward_with(
+            &fwd,
+            3,
+            Some(out_grad.view()),
+            Want {
+                params: true,
+                gram: true,
+                ..Want::default()
+            },
+        );
 
         // Whole-batch gradients from candle: L = Σᵢₖ out_grad[i,k]·f_k(xᵢ).
-        let w = Tensor::from_iter(out_grad.iter().copied(), &Device::Cpu).unwrap().reshape((7, 2)).unwrap();
-        let grads = (m.forward(&xt, BnMode::Eval).unwrap() * &w).unwrap().sum_all().unwrap().backward().unwrap();
+        let w = Tensor::from_iter(out_grad.iter().copied(), &Device::Cpu)
+            .unwrap()
+            .reshape((7, 2))
+            .unwrap();
+        let grads = (m.forward(&xt, BnMode::Eval).unwrap() * &w)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
         let params = m.parameters();
         assert_eq!(got.params.len(), params.len(), "{arch}");
         for ((name, g), (want_name, var)) in got.params.iter().zip(&params) {
             assert_eq!(name, want_name);
-            let want = grads.get(var.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+            let want = grads
+                .get(var.as_tensor())
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f64>()
+                .unwrap();
             close(g, &want, 1e-10, &format!("{arch} ∂L/∂{name}"));
         }
 
@@ -189,8 +227,26 @@ fn parameter_gradients_and_per_example_grams_equal_the_naive_computation() {
             .map(|i| {
                 let xi = xt.narrow(0, i, 1).unwrap();
                 let wi = w.narrow(0, i, 1).unwrap();
-                let g = (m.forward(&xi, BnMode::Eval).unwrap() * &wi).unwrap().sum_all().unwrap().backward().unwrap();
-                params.iter().map(|(n, v)| (n.clone(), g.get(v.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap())).collect()
+                let g = (m.forward(&xi, BnMode::Eval).unwrap() * &wi)
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .backward()
+                    .unwrap();
+                params
+                    .iter()
+                    .map(|(n, v)| {
+                        (
+                            n.clone(),
+                            g.get(v.as_tensor())
+                                .unwrap()
+                                .flatten_all()
+                                .unwrap()
+                                .to_vec1::<f64>()
+                                .unwrap(),
+                        )
+                    })
+                    .collect()
             })
             .collect();
         for (layer, gram) in &got.gram {
@@ -199,16 +255,29 @@ fn parameter_gradients_and_per_example_grams_equal_the_naive_computation() {
                     let dot: f64 = per_example[i]
                         .iter()
                         .zip(&per_example[j])
-                        .filter(|((n, _), _)| n.rsplit_once('.').map(|(l, _)| l) == Some(layer.as_str()))
+                        .filter(|((n, _), _)| {
+                            n.rsplit_once('.').map(|(l, _)| l) == Some(layer.as_str())
+                        })
                         .map(|((_, a), (_, b))| a.iter().zip(b).map(|(u, v)| u * v).sum::<f64>())
                         .sum();
                     // On the scale of |gᵢ||gⱼ| (Cauchy–Schwarz), as entries can cancel to ~0.
                     let scale = (gram[[i, i]] * gram[[j, j]]).sqrt().max(1e-300);
-                    assert!((gram[[i, j]] - dot).abs() <= 1e-10 * scale, "{arch} {layer} [{i},{j}]: {} vs {dot}", gram[[i, j]]);
+                    assert!(
+                        (gram[[i, j]] - dot).abs() <= 1e-10 * scale,
+                        "{arch} {layer} [{i},{j}]: {} vs {dot}",
+                        gram[[i, j]]
+                    );
                 }
             }
         }
-        let layers_with_params: std::collections::BTreeSet<&str> = params.iter().map(|(n, _)| n.rsplit_once('.').unwrap().0).collect();
-        assert_eq!(got.gram.len(), layers_with_params.len(), "{arch}: one Gram per layer with parameters");
+        let layers_with_params: std::collections::BTreeSet<&str> = params
+            .iter()
+            .map(|(n, _)| n.rsplit_once('.').unwrap().0)
+            .collect();
+        assert_eq!(
+            got.gram.len(),
+            layers_with_params.len(),
+            "{arch}: one Gram per layer with parameters"
+        );
     }
 }

@@ -1,0 +1,271 @@
+#!/usr/bin/env python3
+"""PyTorch peer of `gradscope bench`: the same workloads, written as a PyTorch
+user would, timed the same way (one warm-up, then --runs timed runs; median,
+min, max), printed as one JSON object.
+
+    python3 benches/peer/peer.py --workload shattered-net --threads 1 --runs 5
+"""
+import argparse
+import json
+import math
+import resource
+import statistics
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class BN(nn.Module):
+    """BatchNorm over the batch with statistics held constant in the backward
+    pass (gradscope's per-sample mode): each sample's output is a function of
+    that sample alone."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(width))
+        self.bias = nn.Parameter(torch.zeros(width))
+
+    def forward(self, x):
+        xd = x.detach()
+        mean = xd.mean(0)
+        var = xd.var(0, unbiased=False)
+        return (x - mean) / torch.sqrt(var + 1e-5) * self.weight + self.bias
+
+
+def he_linear(i, o, bias=True):
+    lin = nn.Linear(i, o, bias=bias)
+    nn.init.normal_(lin.weight, std=math.sqrt(2.0 / i))
+    return lin
+
+
+class Plain(nn.Module):
+    def __init__(self, width, bn):
+        super().__init__()
+        self.fc = he_linear(width, width, bias=not bn)
+        self.bn = BN(width) if bn else None
+
+    def forward(self, x):
+        h = self.fc(x)
+        if self.bn is not None:
+            h = self.bn(h)
+        return torch.relu(h)
+
+
+class Residual(nn.Module):
+    """x + F(x), pre-activation branch of `branch` layers ([BN] → ReLU → Linear)."""
+
+    def __init__(self, width, bn, branch=2):
+        super().__init__()
+        self.bns = nn.ModuleList([BN(width) for _ in range(branch)]) if bn else None
+        self.fcs = nn.ModuleList([he_linear(width, width, bias=(not bn) or i == branch - 1) for i in range(branch)])
+
+    def forward(self, x):
+        h = x
+        for i, fc in enumerate(self.fcs):
+            if self.bns is not None:
+                h = self.bns[i](h)
+            h = fc(torch.relu(h))
+        return x + h
+
+
+class Mlp(nn.Module):
+    def __init__(self, arch, depth, width, inp=1, out=1):
+        super().__init__()
+        bn = arch.endswith("-bn")
+        self.stem = he_linear(inp, width, bias=arch != "plain-bn")
+        if arch.startswith("plain"):
+            self.layers = nn.ModuleList([Plain(width, bn) for _ in range(depth)])
+        else:
+            self.layers = nn.ModuleList([Residual(width, bn) for _ in range(depth)])
+        self.head = he_linear(width, out)
+
+    def hidden(self, x, depth=None):
+        hs = [self.stem(x)]
+        for layer in self.layers[: depth if depth is not None else len(self.layers)]:
+            hs.append(layer(hs[-1]))
+        return hs
+
+    def forward(self, x):
+        return self.head(self.hidden(x)[-1])
+
+
+def grid(n=256):
+    return torch.linspace(-2.0, 2.0, n).unsqueeze(1)
+
+
+def r1_and_spectrum(g):
+    g = g - g.mean()
+    spec = np.abs(np.fft.rfft(g)) ** 2 / len(g)
+    return np.corrcoef(g[:-1], g[1:])[0, 1], spec
+
+
+def shattered_net():
+    """Input gradients and every ‖∂L/∂h_l‖, resnet-bn depth 50 width 200."""
+    net = Mlp("resnet-bn", 50, 200)
+    for p in net.parameters():
+        p.requires_grad_(False)
+    x0 = grid()
+
+    def run():
+        x = x0.clone().requires_grad_(True)
+        hs = net.hidden(x)
+        for h in hs:
+            h.retain_grad()
+        net.head(hs[-1]).sum().backward()
+        norms = [h.grad.norm().item() for h in hs]
+        return x.grad, norms
+
+    return run
+
+
+def depth_sweep_backward():
+    """One net per depth (shared prefix), a backward pass each: r₁ and spectrum at depths 1..50."""
+    nets = [Mlp(a, 50, 200) for a in ("resnet-bn", "plain-bn") for _ in range(8)]
+    for n in nets:
+        for p in n.parameters():
+            p.requires_grad_(False)
+    x0 = grid()
+
+    def run():
+        out = 0.0
+        for net in nets:
+            for depth in range(1, 51):
+                x = x0.clone().requires_grad_(True)
+                net.head(net.hidden(x, depth)[-1]).sum().backward()
+                r1, _ = r1_and_spectrum(x.grad[:, 0].numpy())
+                out += r1
+        return out
+
+    return run
+
+
+def depth_sweep_jvp():
+    """Forward mode (torch.func.jvp) through the deepest net, all depths' outputs at once."""
+    from torch.func import jvp
+
+    nets = [Mlp(a, 50, 200) for a in ("resnet-bn", "plain-bn") for _ in range(8)]
+    x0 = grid()
+
+    def all_depths(net):
+        def f(x):
+            hs = net.hidden(x)
+            return torch.stack([net.head(h)[:, 0] for h in hs[1:]])
+
+        return f
+
+    def run():
+        out = 0.0
+        with torch.no_grad():
+            for net in nets:
+                _, tangents = jvp(all_depths(net), (x0,), (torch.ones_like(x0),))
+                for g in tangents.numpy():
+                    r1, _ = r1_and_spectrum(g)
+                    out += r1
+        return out
+
+    return run
+
+
+def training_step(arch, depth, width):
+    net = Mlp(arch, depth, width, inp=width, out=width)
+    x = torch.rand(256, width) * 2 - 1
+
+    def run():
+        net.zero_grad(set_to_none=True)
+        net(x).sum().backward()
+
+    return run
+
+
+def gram_vmap():
+    """Per-example gradients with torch.func (vmap of grad), then the Gram matrices."""
+    from torch.func import functional_call, grad, vmap
+
+    net = Mlp("plain", 8, 256, inp=64, out=10)
+    params = {k: v.detach() for k, v in net.named_parameters()}
+    x = torch.rand(256, 64) * 2 - 1
+    y = torch.arange(256) % 10
+
+    def loss(p, xi, yi):
+        z = functional_call(net, p, (xi.unsqueeze(0),))
+        return nn.functional.cross_entropy(z, yi.unsqueeze(0))
+
+    def run():
+        g = vmap(grad(loss), in_dims=(None, 0, 0))(params, x, y)
+        layers = {}
+        for k, v in g.items():
+            flat = v.reshape(256, -1)
+            layers.setdefault(k.rsplit(".", 1)[0], []).append(flat @ flat.T)
+        per_layer = {k: sum(v) for k, v in layers.items()}
+        return sum(per_layer.values())
+
+    return run
+
+
+def gram_trick():
+    """The per-layer Gram trick by hand: (A Aᵀ + 1) ⊙ (Δ Δᵀ) from hooks."""
+    net = Mlp("plain", 8, 256, inp=64, out=10)
+    x = torch.rand(256, 64) * 2 - 1
+    y = torch.arange(256) % 10
+    linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
+    acts, grads = {}, {}
+    for m in linears:
+        m.register_forward_hook(lambda mod, i, o: acts.__setitem__(mod, i[0].detach()))
+        m.register_full_backward_hook(lambda mod, gi, go: grads.__setitem__(mod, go[0].detach()))
+
+    def run():
+        net.zero_grad(set_to_none=True)
+        # Sum of per-example losses: each row of Δ is that example's own gradient.
+        nn.functional.cross_entropy(net(x), y, reduction="sum").backward()
+        total = 0
+        for m in linears:
+            a, d = acts[m], grads[m]
+            total = total + (a @ a.T + 1.0) * (d @ d.T)
+        return total
+
+    return run
+
+
+WORKLOADS = {
+    "shattered-net": shattered_net,
+    "depth-sweep": depth_sweep_jvp,
+    "depth-sweep-per-depth": depth_sweep_backward,
+    "mlp-512x10": lambda: training_step("plain", 10, 512),
+    "resnet-256x50": lambda: training_step("resnet", 50, 256),
+    "gram-256x8": gram_trick,
+    "gram-256x8-vmap": gram_vmap,
+}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--workload", required=True, choices=sorted(WORKLOADS))
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--runs", type=int, default=5)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    run = WORKLOADS[a.workload]()
+    run()
+    times = []
+    for _ in range(a.runs):
+        t = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t)
+    times.sort()
+    print(json.dumps({
+        "workload": a.workload,
+        "threads": a.threads,
+        "runs": len(times),
+        "median_s": statistics.median(times),
+        "min_s": times[0],
+        "max_s": times[-1],
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "flops": None,
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,292 @@
+//! Benchmark workloads, each timed in its own process (so peak memory is the
+//! workload's own) and, when PyTorch is installed, beside a peer script doing
+//! the same work (`benches/peer/peer.py`).
+//!
+//! Timing: one warm-up run, then `runs` timed runs; median, min and max.
+
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use gradscope_nets::{Arch, BnMode, Mlp, NetParams, Precision, derive_seed};
+use gradscope_probe::dense::{DenseMlp, Want};
+use gradscope_probe::scalar_grid;
+use gradscope_stats::{Spectrum, adjacent_correlation};
+use ndarray::{Array2, Axis};
+use serde::{Deserialize, Serialize};
+
+/// Errors of a benchmark run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("unknown workload `{0}` (known: {1})")]
+    Unknown(String, String),
+    #[error("{0}")]
+    Run(String),
+}
+
+pub type Result<T> = std::result::Result<T, BenchError>;
+
+fn run_err(e: impl std::fmt::Display) -> BenchError {
+    BenchError::Run(e.to_string())
+}
+
+/// One run of a workload, prepared.
+pub type Run = Box<dyn FnMut() -> Result<()>>;
+
+/// A workload: what it does, and its arithmetic if it is dense.
+pub struct Workload {
+    pub name: &'static str,
+    pub about: &'static str,
+    /// Floating-point operations of one run (dense GEMMs only), if counted.
+    pub flops: Option<f64>,
+    setup: fn(threads: usize) -> Result<Run>,
+}
+
+/// One workload's timings, as both sides report them.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Timing {
+    pub workload: String,
+    pub threads: usize,
+    pub runs: usize,
+    pub median_s: f64,
+    pub min_s: f64,
+    pub max_s: f64,
+    /// Peak resident memory of the process, in MiB.
+    pub peak_rss_mib: f64,
+    pub flops: Option<f64>,
+}
+
+/// 2·m·k·n.
+fn gemm_flops(m: usize, k: usize, n: usize) -> f64 {
+    2.0 * (m * k * n) as f64
+}
+
+fn mlp(
+    arch: Arch,
+    depth: usize,
+    width: usize,
+    input: usize,
+    output: usize,
+    precision: Precision,
+    seed: u64,
+) -> Result<Mlp> {
+    let p = NetParams {
+        arch,
+        depth,
+        width,
+        input_dim: input,
+        output_dim: output,
+        precision,
+        seed,
+        ..Default::default()
+    };
+    Mlp::new(&p.check().map_err(run_err)?).map_err(run_err)
+}
+
+fn random_inputs(n: usize, d: usize, seed: u64) -> Array2<f32> {
+    let mut state = derive_seed(seed, "inputs");
+    Array2::from_shape_fn((n, d), |_| {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    })
+}
+
+/// The workloads, in the order of the issue that set them.
+pub fn workloads() -> Vec<Workload> {
+    vec![
+        Workload {
+            name: "shattered-net",
+            about: "resnet-bn, depth 50, width 200, 256 points (f32): input gradients and every ‖∂L/∂h_l‖",
+            // Forward and input-gradient backward: 2 GEMMs of 256×200×200 per linear layer (100 of them).
+            flops: Some(2.0 * 100.0 * gemm_flops(256, 200, 200)),
+            setup: |_| {
+                let net = mlp(Arch::RESNET_BN, 50, 200, 1, 1, Precision::F32, 1)?;
+                let dense = DenseMlp::<f32>::from_mlp(&net, BnMode::PerSample).map_err(run_err)?;
+                let x = scalar_grid(256, -2.0, 2.0).mapv(|v| v as f32);
+                Ok(Box::new(move || {
+                    let fwd = dense.forward(x.view());
+                    let grads = dense.backward_with(&fwd, 50, None, Want::default());
+                    std::hint::black_box((grads.hidden_norms, grads.input));
+                    Ok(())
+                }))
+            },
+        },
+        Workload {
+            name: "depth-sweep",
+            about: "r₁ and spectrum of df/dx at every depth 1..50 of resnet-bn and plain-bn, 8 seeds each (f32, one forward-mode pass per net)",
+            flops: None,
+            setup: |threads| {
+                let nets = [Arch::RESNET_BN, Arch::PLAIN_BN]
+                    .iter()
+                    .flat_map(|&a| (0..8).map(move |s| (a, s)))
+                    .map(|(a, s)| {
+                        mlp(a, 50, 200, 1, 1, Precision::F32, s).and_then(|n| {
+                            DenseMlp::<f32>::from_mlp(&n, BnMode::PerSample).map_err(run_err)
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .map_err(run_err)?;
+                let x = scalar_grid(256, -2.0, 2.0).mapv(|v| v as f32);
+                let plan = Spectrum::new(256).map_err(run_err)?;
+                Ok(Box::new(move || {
+                    use rayon::prelude::*;
+                    let r1: f64 = pool.install(|| {
+                        nets.par_iter()
+                            .map(|d| {
+                                let sweep = d.tangent_sweep(x.view(), &[1.0]);
+                                sweep
+                                    .axis_iter(Axis(0))
+                                    .skip(1)
+                                    .map(|g| {
+                                        let g = g.mapv(|v| v as f64);
+                                        let _ = plan.power(g.view());
+                                        adjacent_correlation(g.view()).unwrap_or(f64::NAN)
+                                    })
+                                    .sum::<f64>()
+                            })
+                            .sum()
+                    });
+                    std::hint::black_box(r1);
+                    Ok(())
+                }))
+            },
+        },
+        Workload {
+            name: "mlp-512x10",
+            about: "plain MLP, width 512, depth 10, batch 256 (f32): forward and backward with weight gradients",
+            // Per hidden layer: forward, input gradient, weight gradient.
+            flops: Some(3.0 * 10.0 * gemm_flops(256, 512, 512)),
+            setup: |_| dense_training_step(Arch::PLAIN, 10, 512),
+        },
+        Workload {
+            name: "resnet-256x50",
+            about: "residual MLP (two-layer branch), width 256, 50 blocks, batch 256 (f32): forward and backward with weight gradients",
+            flops: Some(3.0 * 100.0 * gemm_flops(256, 256, 256)),
+            setup: |_| dense_training_step(Arch::RESNET, 50, 256),
+        },
+        Workload {
+            name: "gram-256x8",
+            about: "per-example parameter-gradient Gram matrices (per layer and total), batch 256, MLP width 256, depth 8 (f32)",
+            flops: None,
+            setup: |_| {
+                let net = mlp(Arch::PLAIN, 8, 256, 64, 10, Precision::F32, 3)?;
+                let dense = DenseMlp::<f32>::from_mlp(&net, BnMode::PerSample).map_err(run_err)?;
+                let x = random_inputs(256, 64, 3);
+                let labels: Vec<usize> = (0..256).map(|i| i % 10).collect();
+                Ok(Box::new(move || {
+                    let fwd = dense.forward_keeping(x.view(), true);
+                    // Per-example cross-entropy: ∂ℓᵢ/∂zᵢ = softmax(zᵢ) − e_{yᵢ}.
+                    let z = dense.output(&fwd, 8);
+                    let mut g = z.clone();
+                    for (i, mut row) in g.axis_iter_mut(Axis(0)).enumerate() {
+                        let m = row.fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+                        row.mapv_inplace(|v| (v - m).exp());
+                        let s = row.sum();
+                        row.mapv_inplace(|v| v / s);
+                        row[labels[i]] -= 1.0;
+                    }
+                    let grads = dense.backward_with(
+                        &fwd,
+                        8,
+                        Some(g.view()),
+                        Want {
+                            gram: true,
+                            ..Want::default()
+                        },
+                    );
+                    let total = grads
+                        .gram
+                        .iter()
+                        .fold(Array2::<f64>::zeros((256, 256)), |acc, (_, m)| acc + m);
+                    std::hint::black_box(total);
+                    Ok(())
+                }))
+            },
+        },
+    ]
+}
+
+fn dense_training_step(
+    arch: Arch,
+    depth: usize,
+    width: usize,
+) -> Result<Box<dyn FnMut() -> Result<()>>> {
+    let net = mlp(arch, depth, width, width, width, Precision::F32, 2)?;
+    let dense = DenseMlp::<f32>::from_mlp(&net, BnMode::PerSample).map_err(run_err)?;
+    let x = random_inputs(256, width, 2);
+    Ok(Box::new(move || {
+        let fwd = dense.forward_keeping(x.view(), true);
+        let grads = dense.backward_with(
+            &fwd,
+            depth,
+            None,
+            Want {
+                params: true,
+                ..Want::default()
+            },
+        );
+        std::hint::black_box(grads.params.len());
+        Ok(())
+    }))
+}
+
+/// The machine's dense f32 GEMM rate, GFLOP/s, from a 2048³ product (candle's gemm).
+pub fn gemm_peak(runs: usize) -> Result<f64> {
+    let n = 2048;
+    let a = Tensor::ones((n, n), candle_core::DType::F32, &Device::Cpu).map_err(run_err)?;
+    let b = (a.clone() * 0.5).map_err(run_err)?;
+    let _ = a.matmul(&b).map_err(run_err)?;
+    let mut best = f64::INFINITY;
+    for _ in 0..runs.max(1) {
+        let t = Instant::now();
+        std::hint::black_box(a.matmul(&b).map_err(run_err)?);
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    Ok(gemm_flops(n, n, n) / best / 1e9)
+}
+
+/// Time one workload in this process.
+pub fn time_workload(name: &str, threads: usize, runs: usize) -> Result<Timing> {
+    let all = workloads();
+    let Some(w) = all.iter().find(|w| w.name == name) else {
+        return Err(BenchError::Unknown(
+            name.into(),
+            all.iter().map(|w| w.name).collect::<Vec<_>>().join(", "),
+        ));
+    };
+    let mut f = (w.setup)(threads)?;
+    f()?;
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs.max(1) {
+        let t = Instant::now();
+        f()?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(Timing {
+        workload: name.into(),
+        threads,
+        runs: times.len(),
+        median_s: times[times.len() / 2],
+        min_s: times[0],
+        max_s: times[times.len() - 1],
+        peak_rss_mib: peak_rss_mib(),
+        flops: w.flops,
+    })
+}
+
+/// Peak resident set size of this process (Linux: VmHWM), MiB; NaN elsewhere.
+pub fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}

@@ -1,0 +1,198 @@
+//! `gradscope bench`: every workload timed in a child process of its own (at
+//! each thread count), then the PyTorch peer on the same workload, side by side.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use gradscope_bench::{Timing, gemm_peak, time_workload, workloads};
+
+use crate::args::BenchArgs;
+
+pub fn bench_command(quiet: &bool, a: BenchArgs) -> Result<()> {
+    if a.list {
+        for w in workloads() {
+            println!("{:<16} {}", w.name, w.about);
+        }
+        return Ok(());
+    }
+    let threads_here = || {
+        std::env::var("MATMUL_NUM_THREADS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1)
+    };
+    if let Some(w) = &a.worker {
+        println!(
+            "{}",
+            serde_json::to_string(&time_workload(w, threads_here(), a.runs)?)?
+        );
+        return Ok(());
+    }
+    if a.gemm_worker {
+        println!("{}", gemm_peak(a.runs)?);
+        return Ok(());
+    }
+    if a.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    if a.at_threads.iter().any(|&t| t == 0) {
+        bail!("--at-threads: thread counts must be at least 1");
+    }
+    let names: Vec<String> = match a.workloads {
+        Some(w) => w,
+        None => workloads().iter().map(|w| w.name.to_string()).collect(),
+    };
+    let known: Vec<&str> = workloads().iter().map(|w| w.name).collect::<Vec<_>>();
+    if let Some(bad) = names.iter().find(|n| !known.contains(&n.as_str())) {
+        bail!("unknown workload `{bad}` (known: {})", known.join(", "));
+    }
+    let python = match a.peer.as_deref() {
+        Some("off") => None,
+        Some(p) => Some(p.to_string()),
+        None => Some("python3".to_string()).filter(|p| {
+            Command::new(p)
+                .args(["-c", "import torch"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        }),
+    };
+    if python.is_some() && !a.peer_script.exists() {
+        bail!(
+            "peer script {} not found (run from the repository root, or pass --peer-script)",
+            a.peer_script.display()
+        );
+    }
+    let exe = std::env::current_exe().context("finding the gradscope binary")?;
+    let mut results = serde_json::Map::new();
+    for &t in &a.at_threads {
+        let peak: f64 = child(&exe, t, &["bench", "--gemm-worker", "--runs", "3"])?
+            .trim()
+            .parse()
+            .context("GEMM rate")?;
+        if !quiet {
+            eprintln!("{t} thread(s): dense f32 GEMM peak {peak:.1} GFLOP/s");
+        }
+        println!("\n{t} thread(s); GEMM peak {peak:.1} GFLOP/s (2048³, f32)");
+        println!(
+            "{:<16} {:>22} {:>22} {:>10} {:>16} {:>13}",
+            "workload",
+            "gradscope median (min–max)",
+            "PyTorch median (min–max)",
+            "ratio",
+            "GFLOP/s (% peak)",
+            "peak RSS (MiB)"
+        );
+        let mut rows = Vec::new();
+        for name in &names {
+            let ours: Timing = serde_json::from_str(&child(
+                &exe,
+                t,
+                &["bench", "--worker", name, "--runs", &a.runs.to_string()],
+            )?)
+            .with_context(|| format!("reading the timing of {name}"))?;
+            let peer = match &python {
+                Some(py) => Some(peer_run(py, &a.peer_script, name, t, a.runs)?),
+                None => None,
+            };
+            let rate = ours.flops.map(|f| f / ours.median_s / 1e9);
+            println!(
+                "{:<16} {:>22} {:>22} {:>10} {:>16} {:>13}",
+                name,
+                span(&ours),
+                peer.as_ref().map_or("—".into(), span),
+                peer.as_ref().map_or("—".into(), |p| format!(
+                    "{:.2}×",
+                    ours.median_s / p.median_s
+                )),
+                rate.map_or("—".into(), |r| format!(
+                    "{r:.1} ({:.0} %)",
+                    100.0 * r / peak
+                )),
+                format!(
+                    "{:.0} / {}",
+                    ours.peak_rss_mib,
+                    peer.as_ref()
+                        .map_or("—".into(), |p| format!("{:.0}", p.peak_rss_mib))
+                ),
+            );
+            rows.push(serde_json::json!({ "gradscope": ours, "pytorch": peer, "gflops": rate }));
+        }
+        results.insert(
+            format!("threads={t}"),
+            serde_json::json!({ "gemm_peak_gflops": peak, "workloads": rows }),
+        );
+    }
+    println!("\nratio = gradscope time / PyTorch time (below 1: gradscope is faster).");
+    if let Some(path) = a.json {
+        gradscope_nets::fs::write_atomic(&path, serde_json::to_string_pretty(&results)?.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn span(t: &Timing) -> String {
+    let f = |s: f64| {
+        if s < 1.0 {
+            format!("{:.1} ms", s * 1e3)
+        } else {
+            format!("{s:.2} s")
+        }
+    };
+    format!("{} ({}–{})", f(t.median_s), f(t.min_s), f(t.max_s))
+}
+
+/// Run `gradscope <args>` with every thread pool at `threads`; its stdout.
+fn child(exe: &Path, threads: usize, args: &[&str]) -> Result<String> {
+    let t = threads.to_string();
+    let out = Command::new(exe)
+        .args(args)
+        .env("RAYON_NUM_THREADS", &t)
+        .env("CANDLE_NUM_THREADS", &t)
+        .env("MATMUL_NUM_THREADS", &t)
+        .output()
+        .with_context(|| format!("running {}", exe.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn peer_run(
+    python: &str,
+    script: &Path,
+    workload: &str,
+    threads: usize,
+    runs: usize,
+) -> Result<Timing> {
+    let t = threads.to_string();
+    let out = Command::new(python)
+        .arg(script)
+        .args([
+            "--workload",
+            workload,
+            "--threads",
+            &t,
+            "--runs",
+            &runs.to_string(),
+        ])
+        .env("OMP_NUM_THREADS", &t)
+        .env("MKL_NUM_THREADS", &t)
+        .output()
+        .with_context(|| format!("running {python} {}", script.display()))?;
+    if !out.status.success() {
+        bail!(
+            "peer {workload}: {}",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("failed")
+        );
+    }
+    serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("reading the peer's timing of {workload}"))
+}
