@@ -36,7 +36,7 @@ pub fn bench_command(quiet: &bool, a: BenchArgs) -> Result<()> {
     if a.runs == 0 {
         bail!("--runs must be at least 1");
     }
-    if a.at_threads.iter().any(|&t| t == 0) {
+    if a.at_threads.contains(&0) {
         bail!("--at-threads: thread counts must be at least 1");
     }
     let names: Vec<String> = match a.workloads {
