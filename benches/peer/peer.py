@@ -228,7 +228,172 @@ def gram_trick():
     return run
 
 
+def digits():
+    """The embedded digits (crates/data/digits/digits.csv.gz), split 80/20 with a fixed permutation."""
+    import gzip
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[2] / "crates" / "data" / "digits" / "digits.csv.gz"
+    data = np.loadtxt(gzip.open(path, "rt"), delimiter=",", dtype=np.float32)
+    x, y = torch.from_numpy(data[:, :64] / 16.0), torch.from_numpy(data[:, 64]).long()
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
+    n_test = round(len(y) * 0.2)
+    test, train = order[:n_test], order[n_test:]
+    return x[train], y[train], x[test], y[test]
+
+
+class TrainBN(nn.Module):
+    """BatchNorm for training: batch statistics with gradient, running statistics for eval."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.bn = nn.BatchNorm1d(width)
+
+    def forward(self, x):
+        return self.bn(x)
+
+
+class Classifier(nn.Module):
+    """gradscope's MLP shapes for classification: stem, blocks, head (pre-activation residual blocks)."""
+
+    def __init__(self, arch, depth, width=64, inp=64, out=10):
+        super().__init__()
+        self.residual = arch.startswith("resnet")
+        self.stem = nn.Linear(inp, width, bias=arch != "plain-bn")
+        blocks = []
+        for _ in range(depth):
+            if self.residual:
+                blocks.append(nn.Sequential(TrainBN(width), nn.ReLU(), nn.Linear(width, width, bias=False),
+                                            TrainBN(width), nn.ReLU(), nn.Linear(width, width)))
+            else:
+                blocks.append(nn.Sequential(nn.Linear(width, width, bias=False), TrainBN(width), nn.ReLU()))
+        self.blocks = nn.ModuleList(blocks)
+        self.head = nn.Linear(width, out)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, std=math.sqrt(2.0 / m.in_features))
+
+    def forward(self, x, skip=None, order=None):
+        h = self.stem(x)
+        for b in order if order is not None else range(len(self.blocks)):
+            if skip is not None and skip[b]:
+                continue
+            h = h + self.blocks[b](h) if self.residual else self.blocks[b](h)
+        return self.head(h)
+
+
+def train(net, xtr, ytr, xte, yte, epochs=20, lr=0.01, probe=128, sim=16):
+    """SGD with momentum; per epoch: errors on both sets, per-layer gradient norms,
+    the line probe and per-example cosines, as gradscope's trainer logs them."""
+    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9)
+    log_batch = torch.randperm(len(ytr))[:64]
+    for _ in range(epochs):
+        net.train()
+        for idx in torch.randperm(len(ytr)).split(64):
+            opt.zero_grad()
+            nn.functional.cross_entropy(net(xtr[idx]), ytr[idx]).backward()
+            opt.step()
+        net.eval()
+        with torch.no_grad():
+            for x, y in ((xtr, ytr), (xte, yte)):
+                z = net(x)
+                _ = nn.functional.cross_entropy(z, y).item(), (z.argmax(1) != y).float().mean().item()
+        net.zero_grad()
+        nn.functional.cross_entropy(net(xtr[log_batch]), ytr[log_batch]).backward()
+        _ = [p.grad.norm().item() for p in net.parameters()]
+        if probe:
+            a, b = xtr[log_batch[0]], xtr[log_batch[1]]
+            t = torch.linspace(0, 1, probe).unsqueeze(1)
+            line = (a + t * (b - a)).requires_grad_(True)
+            net(line)[:, ytr[log_batch[0]]].sum().backward()
+            g = (line.grad * (b - a)).sum(1).detach().numpy()
+            r1_and_spectrum(g)
+        if sim:
+            grads = []
+            for i in log_batch[:sim]:
+                net.zero_grad()
+                nn.functional.cross_entropy(net(xtr[i : i + 1]), ytr[i : i + 1]).backward()
+                grads.append(torch.cat([p.grad.flatten() for p in net.parameters()]))
+            g = torch.stack(grads)
+            g = g / g.norm(dim=1, keepdim=True)
+            _ = (g @ g.T).mean().item()
+
+
+def reproduce():
+    """gradscope reproduce's default studies, as PyTorch code would run them."""
+    torch.set_default_dtype(torch.float64)
+    xtr, ytr, xte, yte = digits()
+    xtr, xte = xtr.double(), xte.double()
+
+    def run():
+        # Shattered gradients: 5 archs × 8 depths × 8 seeds, 256 points, width 200, f64.
+        for arch in ("plain", "plain-bn", "resnet", "resnet-bn", "resnet1-bn"):
+            for _ in range(8):
+                net = Mlp(arch if arch != "resnet1-bn" else "resnet-bn", 50, 200)
+                for p in net.parameters():
+                    p.requires_grad_(False)
+                for depth in (1, 2, 4, 8, 16, 24, 32, 50):
+                    x = grid().requires_grad_(True)
+                    hs = net.hidden(x, depth)
+                    for h in hs:
+                        h.retain_grad()
+                    net.head(hs[-1]).sum().backward()
+                    _ = [h.grad.norm().item() for h in hs]
+                    g = x.grad[:, 0].numpy()
+                    r1_and_spectrum(g)
+                    np.correlate(g - g.mean(), g - g.mean(), "full")
+        # Degradation: plain-bn and resnet-bn at depths 4 and 32, 2 seeds, 20 epochs.
+        torch.set_default_dtype(torch.float32)
+        xf, xtf = xtr.float(), xte.float()
+        for arch in ("plain-bn", "resnet-bn"):
+            for depth in (4, 32):
+                for _ in range(2):
+                    train(Classifier(arch, depth), xf, ytr, xtf, yte)
+        # Ensemble: depth 16, 2 seeds: train, lesions (single, random k, swaps), path gradients.
+        for arch in ("plain-bn", "resnet-bn"):
+            for _ in range(2):
+                net = Classifier(arch, 16)
+                train(net, xf, ytr, xtf, yte, probe=0, sim=0)
+                net.eval()
+                with torch.no_grad():
+                    def err(skip=None, order=None):
+                        return (net(xtf, skip, order).argmax(1) != yte).float().mean().item()
+                    for b in range(16):
+                        err([i == b for i in range(16)])
+                    for k in range(17):
+                        for _ in range(1 if k == 0 else 20):
+                            dead = set(torch.randperm(16)[:k].tolist())
+                            err([i in dead for i in range(16)])
+                    for swaps in (1, 2, 4, 8):
+                        for _ in range(20):
+                            order = list(range(16))
+                            for _ in range(swaps):
+                                i, j = torch.randperm(16)[:2].tolist()
+                                order[i], order[j] = order[j], order[i]
+                            err(order=order)
+                if net.residual:
+                    xb, yb = xf[:64], ytr[:64]
+                    hs = [net.stem(xb)]
+                    for blk in net.blocks:
+                        hs.append(hs[-1] + blk(hs[-1]))
+                    for k in range(17):
+                        for _ in range(24):
+                            through = set(torch.randperm(16)[:k].tolist())
+                            h = hs[-1].detach().requires_grad_(True)
+                            g = torch.autograd.grad(nn.functional.cross_entropy(net.head(h), yb), h)[0]
+                            for b in reversed(range(16)):
+                                if b in through:
+                                    hb = hs[b].detach().requires_grad_(True)
+                                    g = torch.autograd.grad(net.blocks[b](hb), hb, g)[0]
+                            xin = xb.clone().requires_grad_(True)
+                            torch.autograd.grad(net.stem(xin), xin, g)[0].norm().item()
+        torch.set_default_dtype(torch.float64)
+
+    return run
+
+
 WORKLOADS = {
+    "reproduce": reproduce,
     "shattered-net": shattered_net,
     "depth-sweep": depth_sweep_jvp,
     "depth-sweep-per-depth": depth_sweep_backward,

@@ -38,6 +38,8 @@ pub struct Workload {
     pub about: &'static str,
     /// Floating-point operations of one run (dense GEMMs only), if counted.
     pub flops: Option<f64>,
+    /// The peer script's workloads doing the same work (several ways to write it).
+    pub peers: &'static [&'static str],
     setup: fn(threads: usize) -> Result<Run>,
 }
 
@@ -92,6 +94,9 @@ fn random_inputs(n: usize, d: usize, seed: u64) -> Array2<f32> {
     })
 }
 
+/// `gradscope reproduce` end to end: timed by the bench command as a child process.
+pub const REPRODUCE: &str = "reproduce";
+
 /// The workloads, in the order of the issue that set them.
 pub fn workloads() -> Vec<Workload> {
     vec![
@@ -100,6 +105,7 @@ pub fn workloads() -> Vec<Workload> {
             about: "resnet-bn, depth 50, width 200, 256 points (f32): input gradients and every ‖∂L/∂h_l‖",
             // Forward and input-gradient backward: 2 GEMMs of 256×200×200 per linear layer (100 of them).
             flops: Some(2.0 * 100.0 * gemm_flops(256, 200, 200)),
+            peers: &["shattered-net"],
             setup: |_| {
                 let net = mlp(Arch::RESNET_BN, 50, 200, 1, 1, Precision::F32, 1)?;
                 let dense = DenseMlp::<f32>::from_mlp(&net, BnMode::PerSample).map_err(run_err)?;
@@ -116,6 +122,7 @@ pub fn workloads() -> Vec<Workload> {
             name: "depth-sweep",
             about: "r₁ and spectrum of df/dx at every depth 1..50 of resnet-bn and plain-bn, 8 seeds each (f32, one forward-mode pass per net)",
             flops: None,
+            peers: &["depth-sweep", "depth-sweep-per-depth"],
             setup: |threads| {
                 let nets = [Arch::RESNET_BN, Arch::PLAIN_BN]
                     .iter()
@@ -160,18 +167,21 @@ pub fn workloads() -> Vec<Workload> {
             about: "plain MLP, width 512, depth 10, batch 256 (f32): forward and backward with weight gradients",
             // Per hidden layer: forward, input gradient, weight gradient.
             flops: Some(3.0 * 10.0 * gemm_flops(256, 512, 512)),
+            peers: &["mlp-512x10"],
             setup: |_| dense_training_step(Arch::PLAIN, 10, 512),
         },
         Workload {
             name: "resnet-256x50",
             about: "residual MLP (two-layer branch), width 256, 50 blocks, batch 256 (f32): forward and backward with weight gradients",
             flops: Some(3.0 * 100.0 * gemm_flops(256, 256, 256)),
+            peers: &["resnet-256x50"],
             setup: |_| dense_training_step(Arch::RESNET, 50, 256),
         },
         Workload {
             name: "gram-256x8",
             about: "per-example parameter-gradient Gram matrices (per layer and total), batch 256, MLP width 256, depth 8 (f32)",
             flops: None,
+            peers: &["gram-256x8", "gram-256x8-vmap"],
             setup: |_| {
                 let net = mlp(Arch::PLAIN, 8, 256, 64, 10, Precision::F32, 3)?;
                 let dense = DenseMlp::<f32>::from_mlp(&net, BnMode::PerSample).map_err(run_err)?;
@@ -205,6 +215,17 @@ pub fn workloads() -> Vec<Workload> {
                     std::hint::black_box(total);
                     Ok(())
                 }))
+            },
+        },
+        Workload {
+            name: REPRODUCE,
+            about: "`gradscope reproduce` end to end (every default study and report), against the same studies written in PyTorch",
+            flops: None,
+            peers: &["reproduce"],
+            setup: |_| {
+                Err(BenchError::Run(
+                    "`reproduce` is timed as a whole process by `gradscope bench`".into(),
+                ))
             },
         },
     ]

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
-use gradscope_bench::{Timing, gemm_peak, time_workload, workloads};
+use gradscope_bench::{REPRODUCE, Timing, gemm_peak, time_workload, workloads};
 
 use crate::args::BenchArgs;
 
@@ -84,39 +84,70 @@ pub fn bench_command(quiet: &bool, a: BenchArgs) -> Result<()> {
             "peak RSS (MiB)"
         );
         let mut rows = Vec::new();
+        let all = workloads();
         for name in &names {
-            let ours: Timing = serde_json::from_str(&child(
-                &exe,
-                t,
-                &["bench", "--worker", name, "--runs", &a.runs.to_string()],
-            )?)
-            .with_context(|| format!("reading the timing of {name}"))?;
-            let peer = match &python {
-                Some(py) => Some(peer_run(py, &a.peer_script, name, t, a.runs)?),
-                None => None,
+            let w = all.iter().find(|w| w.name == name).expect("checked above");
+            let ours: Timing = if name == REPRODUCE {
+                time_reproduce(&exe, t, a.runs.min(3))?
+            } else {
+                let runs = a.runs.to_string();
+                serde_json::from_str(&child(
+                    &exe,
+                    t,
+                    &["bench", "--worker", name, "--runs", &runs],
+                )?)
+                .with_context(|| format!("reading the timing of {name}"))?
             };
             let rate = ours.flops.map(|f| f / ours.median_s / 1e9);
-            println!(
-                "{:<16} {:>22} {:>22} {:>10} {:>16} {:>13}",
-                name,
-                span(&ours),
-                peer.as_ref().map_or("—".into(), span),
-                peer.as_ref().map_or("—".into(), |p| format!(
-                    "{:.2}×",
-                    ours.median_s / p.median_s
-                )),
-                rate.map_or("—".into(), |r| format!(
-                    "{r:.1} ({:.0} %)",
-                    100.0 * r / peak
-                )),
-                format!(
-                    "{:.0} / {}",
-                    ours.peak_rss_mib,
-                    peer.as_ref()
-                        .map_or("—".into(), |p| format!("{:.0}", p.peak_rss_mib))
-                ),
-            );
-            rows.push(serde_json::json!({ "gradscope": ours, "pytorch": peer, "gflops": rate }));
+            let peers: Vec<Option<Timing>> = match &python {
+                // Slow peers (minutes per run) get at most three runs.
+                Some(py) => w
+                    .peers
+                    .iter()
+                    .map(|p| {
+                        let runs = if p.ends_with("per-depth") || *p == REPRODUCE {
+                            a.runs.min(3)
+                        } else {
+                            a.runs
+                        };
+                        peer_run(py, &a.peer_script, p, t, runs).map(Some)
+                    })
+                    .collect::<Result<_>>()?,
+                None => vec![None],
+            };
+            for (i, peer) in peers.iter().enumerate() {
+                let first = i == 0;
+                println!(
+                    "{:<16} {:>22} {:>22} {:>10} {:>16} {:>13}",
+                    if first {
+                        name.clone()
+                    } else {
+                        format!("  vs {}", w.peers[i])
+                    },
+                    if first { span(&ours) } else { String::new() },
+                    peer.as_ref().map_or("—".into(), span),
+                    peer.as_ref().map_or("—".into(), |p| format!(
+                        "{:.2}×",
+                        ours.median_s / p.median_s
+                    )),
+                    match (first, rate) {
+                        (true, Some(r)) => format!("{r:.1} ({:.0} %)", 100.0 * r / peak),
+                        (true, None) => "—".into(),
+                        _ => String::new(),
+                    },
+                    format!(
+                        "{} / {}",
+                        if first {
+                            format!("{:.0}", ours.peak_rss_mib)
+                        } else {
+                            String::new()
+                        },
+                        peer.as_ref()
+                            .map_or("—".into(), |p| format!("{:.0}", p.peak_rss_mib))
+                    ),
+                );
+            }
+            rows.push(serde_json::json!({ "gradscope": ours, "pytorch": peers, "peer_workloads": w.peers, "gflops": rate }));
         }
         results.insert(
             format!("threads={t}"),
@@ -129,6 +160,44 @@ pub fn bench_command(quiet: &bool, a: BenchArgs) -> Result<()> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
+}
+
+/// `gradscope reproduce` into a temporary folder, timed as a whole process.
+fn time_reproduce(exe: &Path, threads: usize, runs: usize) -> Result<Timing> {
+    let tmp =
+        std::env::temp_dir().join(format!("gradscope-bench-reproduce-{}", std::process::id()));
+    let (data, reports) = (tmp.join("data"), tmp.join("reports"));
+    let args = [
+        "--threads",
+        &threads.to_string(),
+        "reproduce",
+        "-q",
+        "--out",
+        data.to_str().unwrap_or("data"),
+        "--reports",
+        reports.to_str().unwrap_or("reports"),
+    ]
+    .map(String::from);
+    let mut times = Vec::new();
+    for _ in 0..runs.max(1) {
+        let _ = std::fs::remove_dir_all(&tmp);
+        let t = std::time::Instant::now();
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        child(exe, 1, &refs)?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    times.sort_by(f64::total_cmp);
+    Ok(Timing {
+        workload: REPRODUCE.into(),
+        threads,
+        runs: times.len(),
+        median_s: times[times.len() / 2],
+        min_s: times[0],
+        max_s: times[times.len() - 1],
+        peak_rss_mib: f64::NAN,
+        flops: None,
+    })
 }
 
 fn span(t: &Timing) -> String {
