@@ -2,26 +2,9 @@
 //! determinism and clean failures.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn gradscope(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gradscope"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn assert_ok(o: &Output) {
-    assert!(
-        o.status.success(),
-        "failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
+mod common;
+use common::{assert_ok, gradscope, path};
 
 /// Every `src`/`href` of a page that points at a local file exists and is non-empty.
 fn check_links(page: &Path) -> usize {

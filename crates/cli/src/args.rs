@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use gradscope_nets::{Arch, BiasInit, BnMode, Precision, WeightInit};
+use gradscope_studies::Shard;
 use gradscope_studies::data::DataSource;
 use gradscope_studies::training::ModelArch;
 
@@ -42,10 +43,28 @@ pub enum Command {
     Bench(BenchArgs),
     /// Run the default studies and build every report.
     Reproduce(ReproduceArgs),
+    /// Run any study from a TOML file (`study = "shattered"` and its parameters; see examples/studies/).
+    Run(RunArgs),
+    /// Summarise a study whose cells were computed by shards (`--shard i/n`), then build its report.
+    Merge(MergeArgs),
     /// Rebuild the reports from notebooks-data alone (no recomputation).
     Report(Folders),
     /// List the architectures and the spec grammar.
     Archs,
+}
+
+/// How a study's cells are run: reused, recomputed, or one shard of them.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RunFlags {
+    /// Reuse cells stored by an earlier or interrupted run of the same configuration (the default).
+    #[arg(long, overrides_with = "force")]
+    pub resume: bool,
+    /// Recompute every cell, ignoring stored ones.
+    #[arg(long)]
+    pub force: bool,
+    /// Run only slice i of n of the cells and store them (e.g. a Slurm array task); `gradscope merge` makes the summary.
+    #[arg(long, value_name = "i/n")]
+    pub shard: Option<Shard>,
 }
 
 /// Where results and reports go.
@@ -64,6 +83,8 @@ pub struct ReproduceArgs {
     /// Small sizes: a first look in seconds.
     #[arg(long)]
     pub quick: bool,
+    #[command(flatten)]
+    pub run: RunFlags,
     #[command(flatten)]
     pub folders: Folders,
 }
@@ -109,6 +130,35 @@ pub struct ShatteredArgs {
     /// Evaluate one net with these weights (needs one arch, one depth, --seeds 1).
     #[arg(long, value_name = "FILE")]
     pub load_weights: Option<PathBuf>,
+    /// Only write the data, not the report.
+    #[arg(long)]
+    pub no_report: bool,
+    #[command(flatten)]
+    pub run: RunFlags,
+    #[command(flatten)]
+    pub folders: Folders,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The study file.
+    pub file: PathBuf,
+    /// Use the study's small sizes instead of its defaults for keys the file leaves out.
+    #[arg(long)]
+    pub quick: bool,
+    /// Only write the data, not the report.
+    #[arg(long)]
+    pub no_report: bool,
+    #[command(flatten)]
+    pub run: RunFlags,
+    #[command(flatten)]
+    pub folders: Folders,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The study folder name under --out (shattered, training, ensemble).
+    pub study: String,
     /// Only write the data, not the report.
     #[arg(long)]
     pub no_report: bool,
@@ -182,6 +232,8 @@ pub struct DegradationArgs {
     #[arg(long)]
     pub no_report: bool,
     #[command(flatten)]
+    pub run: RunFlags,
+    #[command(flatten)]
     pub folders: Folders,
 }
 
@@ -230,6 +282,8 @@ pub struct EnsembleArgs {
     /// Only write the data, not the report.
     #[arg(long)]
     pub no_report: bool,
+    #[command(flatten)]
+    pub run: RunFlags,
     #[command(flatten)]
     pub folders: Folders,
 }

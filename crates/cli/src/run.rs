@@ -4,15 +4,32 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use gradscope_studies::ensemble::EnsembleParams;
+use gradscope_studies::registry::{Params, STUDY_NAMES, params_from_table, parse_study_file};
 use gradscope_studies::shattered::ShatteredParams;
+use gradscope_studies::study::PARAMS_FILE;
 use gradscope_studies::training::{self, TrainingParams};
-use gradscope_studies::{RunOptions, Study, StudyResults, default_threads, run_study};
+use gradscope_studies::{
+    CellCache, RunOptions, Study, StudyResults, default_threads, merge_study, run_shard, run_study,
+};
 use gradscope_train::{Decay, OptimizerParams};
 
 use crate::args::{
-    Cli, Command, DegradationArgs, EnsembleArgs, Folders, ShatteredArgs, TrainArgs, TrainingArgs,
+    Cli, Command, DegradationArgs, EnsembleArgs, Folders, MergeArgs, RunArgs, RunFlags,
+    ShatteredArgs, TrainArgs, TrainingArgs,
 };
 use crate::progress::Bar;
+
+/// A run stopped by Ctrl-C or SIGTERM (exit code 130).
+#[derive(Debug)]
+pub struct Interrupted(pub String);
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Interrupted {}
 
 pub fn run(cli: Cli) -> Result<()> {
     let threads = match cli.threads {
@@ -20,18 +37,28 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(n) => n,
         None => default_threads(),
     };
+    let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // The first signal asks running studies to stop after the cells in flight; a second exits.
+        signal_hook::flag::register_conditional_shutdown(signal, 130, cancel.clone())
+            .context("signal handler")?;
+        signal_hook::flag::register(signal, cancel.clone()).context("signal handler")?;
+    }
     let ctx = Ctx {
         threads,
         quiet: cli.quiet,
         command: std::env::args().collect::<Vec<_>>().join(" "),
+        cancel,
     };
     match cli.command {
         Command::Shattered(a) => shattered_command(&ctx, a),
-        Command::Reproduce(a) => reproduce(&ctx, a.quick, &a.folders),
+        Command::Reproduce(a) => reproduce(&ctx, a.quick, &a.folders, &a.run),
         Command::Degradation(a) => degradation_command(&ctx, a),
         Command::Train(a) => train_command(&ctx, a),
         Command::Ensemble(a) => ensemble_command(&ctx, a),
         Command::Bench(a) => crate::bench::bench_command(&ctx.quiet, a),
+        Command::Run(a) => run_file(&ctx, a),
+        Command::Merge(a) => merge_command(&ctx, a),
         Command::Report(f) => build_reports(&ctx, &f),
         Command::Archs => {
             print!("{}", archs_text());
@@ -44,6 +71,8 @@ struct Ctx {
     threads: usize,
     quiet: bool,
     command: String,
+    /// Set by Ctrl-C or SIGTERM: no new cells start; a second signal exits at once.
+    cancel: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Ctx {
@@ -54,11 +83,18 @@ impl Ctx {
     }
 
     fn options(&self, bar: &Bar) -> RunOptions {
+        let quiet = self.quiet;
         RunOptions {
             threads: self.threads,
             progress: Some(bar.callback()),
-            cancel: None,
+            cancel: Some(self.cancel.clone()),
             command: Some(self.command.clone()),
+            log: Some(std::sync::Arc::new(move |m: &str| {
+                if !quiet {
+                    eprintln!("{m}");
+                }
+            })),
+            ..Default::default()
         }
     }
 }
@@ -90,41 +126,147 @@ fn shattered_command(ctx: &Ctx, a: ShatteredArgs) -> Result<()> {
     );
     p.save_weights = a.save_weights;
     p.load_weights = a.load_weights;
-    run_shattered(ctx, &p, &a.folders, !a.no_report)
+    run_params(ctx, &p, &a.folders, &a.run, !a.no_report)
 }
 
-fn run_shattered(
+/// Validate `params`, run the study (reusing stored cells unless told
+/// otherwise), write its folder and, when asked, the reports.
+fn run_params<P: Params>(
     ctx: &Ctx,
-    params: &ShatteredParams,
+    params: &P,
     folders: &Folders,
+    flags: &RunFlags,
     report: bool,
 ) -> Result<()> {
-    execute(ctx, &params.check()?, folders)?;
-    if report {
+    if execute(ctx, &params.check()?, folders, flags)? && report {
         build_reports(ctx, folders)?;
     }
     Ok(())
 }
 
-/// Run every cell of a validated study with a progress bar and write its
-/// folder under the data root.
-fn execute<S: Study>(ctx: &Ctx, study: &S, folders: &Folders) -> Result<()> {
-    let cells = study.cells().len();
-    let bar = Bar::new(S::NAME, cells, ctx.quiet);
-    let t = Instant::now();
-    let results = run_study(study, &ctx.options(&bar))?;
-    bar.finish();
+/// Run every cell of a validated study with a progress bar, each stored in
+/// `<out>/<study>/cells/` as it finishes, and write the study folder.
+/// Returns false for a shard, which stores its cells and writes no summary.
+fn execute<S: Study>(ctx: &Ctx, study: &S, folders: &Folders, flags: &RunFlags) -> Result<bool> {
     let dir = folders.out.join(S::NAME);
+    let cells_dir = dir.join("cells");
+    let total = study.cells().len();
+    let todo = flags
+        .shard
+        .map_or(total, |s| (0..total).filter(|&p| s.contains(p)).count());
+    let bar = Bar::new(S::NAME, todo, ctx.quiet);
+    let t = Instant::now();
+    let mut opts = ctx.options(&bar);
+    opts.cache = Some(CellCache {
+        dir: cells_dir.clone(),
+        resume: !flags.force,
+    });
+    opts.shard = flags.shard;
+    let interrupted = |e: gradscope_studies::StudyError| match e {
+        gradscope_studies::StudyError::Interrupted => anyhow::Error::new(Interrupted(format!(
+            "interrupted: finished cells are stored in {}; run the same command again to resume",
+            cells_dir.display()
+        ))),
+        other => other.into(),
+    };
+    if let Some(shard) = flags.shard {
+        let r = run_shard(study, &opts).map_err(interrupted)?;
+        bar.finish();
+        ctx.log(&format!(
+            "{}: shard {}/{}: {} cells ({} reused) of {} stored in {} in {:.1} s; when every shard is done: gradscope merge {} --out {}",
+            S::NAME,
+            shard.index,
+            shard.count,
+            r.cells,
+            r.reused,
+            r.total,
+            cells_dir.display(),
+            t.elapsed().as_secs_f64(),
+            S::NAME,
+            folders.out.display()
+        ));
+        return Ok(false);
+    }
+    let results = run_study(study, &opts).map_err(interrupted)?;
+    bar.finish();
     results
         .write(&dir)
         .with_context(|| format!("writing {}", dir.display()))?;
     ctx.log(&format!(
-        "{}: {cells} cells in {:.1} s → {}",
+        "{}: {total} cells in {:.1} s → {}",
         S::NAME,
         t.elapsed().as_secs_f64(),
         dir.display()
     ));
-    Ok(())
+    Ok(true)
+}
+
+/// `gradscope run FILE`: the study named in the file, with its parameters.
+fn run_file(ctx: &Ctx, a: RunArgs) -> Result<()> {
+    let text = std::fs::read_to_string(&a.file)
+        .with_context(|| format!("reading {}", a.file.display()))?;
+    let (name, table) = parse_study_file(&text, &a.file)?;
+    fn go<P: Params>(ctx: &Ctx, a: &RunArgs, table: toml::Table) -> Result<()> {
+        let mut p: P = params_from_table(table.clone(), &a.file)?;
+        if a.quick {
+            // Keys the file gives win over the small defaults.
+            let mut merged = toml::Table::try_from(P::quick()).context("quick parameters")?;
+            merged.extend(table);
+            p = params_from_table(merged, &a.file)?;
+        }
+        run_params(ctx, &p, &a.folders, &a.run, !a.no_report)
+    }
+    match name.as_str() {
+        gradscope_studies::shattered::NAME => go::<ShatteredParams>(ctx, &a, table),
+        training::NAME => go::<TrainingParams>(ctx, &a, table),
+        gradscope_studies::ensemble::NAME => go::<EnsembleParams>(ctx, &a, table),
+        other => anyhow::bail!("{}: no runner for study `{other}`", a.file.display()),
+    }
+}
+
+/// `gradscope merge STUDY`: summarise stored cells with the parameters the shards stored.
+fn merge_command(ctx: &Ctx, a: MergeArgs) -> Result<()> {
+    fn go<P: Params>(ctx: &Ctx, a: &MergeArgs) -> Result<()> {
+        let dir = a.folders.out.join(&a.study);
+        let cells_dir = dir.join("cells");
+        let params_path = cells_dir.join(PARAMS_FILE);
+        let params: P = gradscope_studies::output::read_json(&params_path)?;
+        let study = params.check()?;
+        let t = Instant::now();
+        let opts = RunOptions {
+            threads: ctx.threads,
+            command: Some(ctx.command.clone()),
+            cache: Some(CellCache {
+                dir: cells_dir,
+                resume: true,
+            }),
+            ..Default::default()
+        };
+        let results = merge_study(&study, &opts)?;
+        results
+            .write(&dir)
+            .with_context(|| format!("writing {}", dir.display()))?;
+        ctx.log(&format!(
+            "{}: merged {} cells in {:.1} s → {}",
+            a.study,
+            study.cells().len(),
+            t.elapsed().as_secs_f64(),
+            dir.display()
+        ));
+        if !a.no_report {
+            build_reports(ctx, &a.folders)?;
+        }
+        Ok(())
+    }
+    match a.study.as_str() {
+        gradscope_studies::shattered::NAME => go::<ShatteredParams>(ctx, &a),
+        training::NAME => go::<TrainingParams>(ctx, &a),
+        gradscope_studies::ensemble::NAME => go::<EnsembleParams>(ctx, &a),
+        other => anyhow::bail!(
+            "unknown study `{other}` (known: {})",
+            STUDY_NAMES.join(", ")
+        ),
+    }
 }
 
 fn build_reports(ctx: &Ctx, folders: &Folders) -> Result<()> {
@@ -287,11 +429,7 @@ fn degradation_command(ctx: &Ctx, a: DegradationArgs) -> Result<()> {
         p.seeds = v;
     }
     apply_training(&mut p, a.training, &a.folders)?;
-    execute(ctx, &p.check()?, &a.folders)?;
-    if !a.no_report {
-        build_reports(ctx, &a.folders)?;
-    }
-    Ok(())
+    run_params(ctx, &p, &a.folders, &a.run, !a.no_report)
 }
 
 fn train_command(ctx: &Ctx, a: TrainArgs) -> Result<()> {
@@ -385,15 +523,11 @@ fn ensemble_command(ctx: &Ctx, a: EnsembleArgs) -> Result<()> {
         t.dtype,
         t.checkpoints,
     );
-    execute(ctx, &p.check()?, &a.folders)?;
-    if !a.no_report {
-        build_reports(ctx, &a.folders)?;
-    }
-    Ok(())
+    run_params(ctx, &p, &a.folders, &a.run, !a.no_report)
 }
 
 /// The default run of every study, then every report.
-fn reproduce(ctx: &Ctx, quick: bool, folders: &Folders) -> Result<()> {
+fn reproduce(ctx: &Ctx, quick: bool, folders: &Folders, flags: &RunFlags) -> Result<()> {
     let t = Instant::now();
     fn pick<T>(quick: bool, q: fn() -> T, full: fn() -> T) -> T {
         if quick { q() } else { full() }
@@ -402,16 +536,19 @@ fn reproduce(ctx: &Ctx, quick: bool, folders: &Folders) -> Result<()> {
         ctx,
         &pick(quick, ShatteredParams::quick, ShatteredParams::default).check()?,
         folders,
+        flags,
     )?;
     execute(
         ctx,
         &pick(quick, TrainingParams::quick, TrainingParams::default).check()?,
         folders,
+        flags,
     )?;
     execute(
         ctx,
         &pick(quick, EnsembleParams::quick, EnsembleParams::default).check()?,
         folders,
+        flags,
     )?;
     build_reports(ctx, folders)?;
     ctx.log(&format!(

@@ -7,11 +7,14 @@ pub mod ensemble;
 mod error;
 pub mod output;
 pub mod provenance;
+pub mod registry;
 pub mod runner;
 pub mod shattered;
 pub mod study;
 pub mod training;
 
 pub use error::{Result, StudyError};
-pub use runner::{Progress, ProgressFn, RunOptions, default_threads, run_cells};
-pub use study::{Study, StudyResults, run_study};
+pub use runner::{
+    CellCache, LogFn, Progress, ProgressFn, RunOptions, Shard, default_threads, run_cells,
+};
+pub use study::{ShardReport, Study, StudyResults, merge_study, run_shard, run_study};

@@ -34,6 +34,59 @@ pub struct RunOptions {
     pub cancel: Option<Arc<AtomicBool>>,
     /// The command line, recorded in the provenance.
     pub command: Option<String>,
+    /// Store each cell's output as it finishes, and reuse stored ones.
+    pub cache: Option<CellCache>,
+    /// Run only this slice of the cells (for several machines; see [`run_shard`](crate::run_shard)).
+    pub shard: Option<Shard>,
+    /// One-line messages for the user (cells resumed, skipped, recomputed).
+    pub log: Option<LogFn>,
+}
+
+/// Receives one-line messages.
+pub type LogFn = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Where cells are stored, and whether stored ones are reused.
+#[derive(Clone, Debug)]
+pub struct CellCache {
+    /// `<out>/<study>/cells`.
+    pub dir: std::path::PathBuf,
+    /// Reuse stored cells (`--resume`, the default); false recomputes them (`--force`).
+    pub resume: bool,
+}
+
+/// Slice `index` (1-based) of `count`: the cells whose position p has p mod count = index − 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Shard {
+    pub fn new(index: usize, count: usize) -> Result<Self> {
+        if count == 0 || index == 0 || index > count {
+            return Err(StudyError::config(
+                "shard",
+                format!("expected i/n with 1 ≤ i ≤ n, got {index}/{count}"),
+            ));
+        }
+        Ok(Shard { index, count })
+    }
+
+    pub fn contains(&self, position: usize) -> bool {
+        position % self.count == self.index - 1
+    }
+}
+
+impl std::str::FromStr for Shard {
+    type Err = StudyError;
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || StudyError::config("shard", format!("expected i/n such as 2/8, got `{s}`"));
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        Shard::new(
+            i.trim().parse().map_err(|_| bad())?,
+            n.trim().parse().map_err(|_| bad())?,
+        )
+    }
 }
 
 impl Default for RunOptions {
@@ -43,6 +96,9 @@ impl Default for RunOptions {
             progress: None,
             cancel: None,
             command: None,
+            cache: None,
+            shard: None,
+            log: None,
         }
     }
 }
@@ -70,6 +126,12 @@ impl RunOptions {
         }
     }
 
+    pub(crate) fn log(&self, msg: &str) {
+        if let Some(f) = &self.log {
+            f(msg);
+        }
+    }
+
     fn cancelled(&self) -> bool {
         self.cancel
             .as_ref()
@@ -77,8 +139,24 @@ impl RunOptions {
     }
 }
 
-/// Run `f` on every cell; results come back in cell order.
+/// Run `f` on every cell; results come back in cell order. `f` also gets
+/// the cell's position, so it can store its result as it finishes.
 pub fn run_cells<C, R, F>(cells: &[C], keys: &[String], opts: &RunOptions, f: F) -> Result<Vec<R>>
+where
+    C: Sync,
+    R: Send,
+    F: Fn(&C) -> Result<R> + Sync,
+{
+    let indexed: Vec<(usize, &C)> = cells.iter().enumerate().collect();
+    run_indexed(&indexed, keys, opts, |(_, c)| f(c))
+}
+
+pub(crate) fn run_indexed<C, R, F>(
+    cells: &[C],
+    keys: &[String],
+    opts: &RunOptions,
+    f: F,
+) -> Result<Vec<R>>
 where
     C: Sync,
     R: Send,

@@ -539,6 +539,16 @@ impl Study for ShatteredConfig {
         serde_json::to_value(&self.params).expect("parameters serialise")
     }
 
+    /// Where weights are saved and the memory limit change no cell.
+    fn cell_identity(&self) -> serde_json::Value {
+        let mut v = self.config_json();
+        if let Some(m) = v.as_object_mut() {
+            m.remove("save_weights");
+            m.remove("memory_limit_gib");
+        }
+        v
+    }
+
     fn prepare(&self) -> Result<()> {
         match &self.params.save_weights {
             Some(dir) => create_dir(dir),

@@ -10,9 +10,10 @@ use std::path::Path;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::Result;
+use crate::output::{create_dir, write_atomic, write_json};
 use crate::provenance::{Provenance, RunClock};
-use crate::runner::{RunOptions, run_cells};
+use crate::runner::{RunOptions, run_indexed};
+use crate::{Result, StudyError};
 
 /// A validated study configuration.
 pub trait Study: Sync {
@@ -37,8 +38,14 @@ pub trait Study: Sync {
         outputs: Vec<Self::CellOutput>,
         provenance: Provenance,
     ) -> Result<Self::Results>;
-    /// The configuration as JSON (provenance, and the identity of cached cells).
+    /// The configuration as JSON (provenance).
     fn config_json(&self) -> serde_json::Value;
+    /// What a cell's output depends on besides its key: the identity of
+    /// stored cells. By default the whole configuration; a study leaves out
+    /// what does not change any cell (output paths, memory limits).
+    fn cell_identity(&self) -> serde_json::Value {
+        self.config_json()
+    }
     /// Work before the first cell (e.g. creating a folder the cells write into).
     fn prepare(&self) -> Result<()> {
         Ok(())
@@ -52,15 +59,218 @@ pub trait StudyResults {
     fn write(&self, dir: &Path) -> Result<()>;
 }
 
-/// Run every cell of `study` in parallel and summarise.
+/// Run every cell of `study` in parallel and summarise. With a cell cache
+/// in `opts`, stored cells are reused (unless `resume` is off) and every
+/// finished cell is stored at once, so an interrupted run loses at most the
+/// cells in flight.
 pub fn run_study<S: Study>(study: &S, opts: &RunOptions) -> Result<S::Results> {
+    if let Some(shard) = opts.shard {
+        return Err(StudyError::config(
+            "shard",
+            format!(
+                "shard {}/{} writes cells only; use run_shard, then merge",
+                shard.index, shard.count
+            ),
+        ));
+    }
     let clock = RunClock::start();
-    study.prepare()?;
-    let cells = study.cells();
-    let keys: Vec<String> = cells.iter().map(|c| study.cell_key(c)).collect();
-    let outputs = run_cells(&cells, &keys, opts, |c| study.run_cell(c))?;
+    let outputs = collect(study, opts, |_| true)?;
+    let outputs = outputs
+        .into_iter()
+        .map(|o| o.expect("every cell collected"))
+        .collect();
     study.summarise(
         outputs,
         clock.provenance(opts.threads, opts.command.clone()),
     )
+}
+
+/// What a shard run did.
+#[derive(Clone, Debug)]
+pub struct ShardReport {
+    /// Cells of this shard.
+    pub cells: usize,
+    /// Of those, found already stored.
+    pub reused: usize,
+    /// Cells of the whole study.
+    pub total: usize,
+}
+
+/// Run the cells of `opts.shard` and store them (needs `opts.cache`); the
+/// summary comes from [`merge_study`] once every shard is done.
+pub fn run_shard<S: Study>(study: &S, opts: &RunOptions) -> Result<ShardReport> {
+    let shard = opts
+        .shard
+        .ok_or_else(|| StudyError::config("shard", "no shard given"))?;
+    if opts.cache.is_none() {
+        return Err(StudyError::config(
+            "shard",
+            "a shard stores its cells: give a cell cache",
+        ));
+    }
+    let total = study.cells().len();
+    let mut reused = 0;
+    let found = collect_counting(study, opts, |p| shard.contains(p), &mut reused)?;
+    Ok(ShardReport {
+        cells: found.iter().filter(|o| o.is_some()).count(),
+        reused,
+        total,
+    })
+}
+
+/// Summarise a study whose cells are all stored (by shards, or an
+/// interrupted run): nothing is computed. Missing cells are an error naming
+/// how many are missing.
+pub fn merge_study<S: Study>(study: &S, opts: &RunOptions) -> Result<S::Results> {
+    let clock = RunClock::start();
+    let cache = opts
+        .cache
+        .as_ref()
+        .ok_or_else(|| StudyError::config("merge", "no cell folder given"))?;
+    let cells = study.cells();
+    let identity = study.cell_identity();
+    let mut outputs = Vec::with_capacity(cells.len());
+    let mut missing = Vec::new();
+    for c in &cells {
+        let key = study.cell_key(c);
+        match load_cell::<S>(&cache.dir, &identity, &key) {
+            Some(o) => outputs.push(o),
+            None => missing.push(key),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(StudyError::Data {
+            path: cache.dir.clone(),
+            reason: format!(
+                "{} of {} cells are not stored yet (first: {}); run the missing shards first",
+                missing.len(),
+                cells.len(),
+                missing[0]
+            ),
+        });
+    }
+    study.summarise(
+        outputs,
+        clock.provenance(opts.threads, opts.command.clone()),
+    )
+}
+
+fn collect<S: Study>(
+    study: &S,
+    opts: &RunOptions,
+    select: impl Fn(usize) -> bool + Sync,
+) -> Result<Vec<Option<S::CellOutput>>> {
+    let mut reused = 0;
+    collect_counting(study, opts, select, &mut reused)
+}
+
+/// Outputs of the selected cells (None for the others), stored ones reused.
+fn collect_counting<S: Study>(
+    study: &S,
+    opts: &RunOptions,
+    select: impl Fn(usize) -> bool + Sync,
+    reused: &mut usize,
+) -> Result<Vec<Option<S::CellOutput>>> {
+    study.prepare()?;
+    let cells = study.cells();
+    let keys: Vec<String> = cells.iter().map(|c| study.cell_key(c)).collect();
+    let identity = study.cell_identity();
+    // The cell folder appears with the first stored cell, so a run that
+    // fails before any cell finishes leaves nothing behind.
+    let cache_ready = std::sync::Mutex::new(false);
+    let mut outputs: Vec<Option<S::CellOutput>> = (0..cells.len()).map(|_| None).collect();
+    let mut todo = Vec::new();
+    for (p, key) in keys.iter().enumerate() {
+        if !select(p) {
+            continue;
+        }
+        let stored = match &opts.cache {
+            Some(cache) if cache.resume => load_cell::<S>(&cache.dir, &identity, key),
+            _ => None,
+        };
+        match stored {
+            Some(o) => {
+                outputs[p] = Some(o);
+                *reused += 1;
+            }
+            None => todo.push(p),
+        }
+    }
+    if *reused > 0 {
+        opts.log(&format!(
+            "{}: resumed {} stored cell(s), computing {}",
+            S::NAME,
+            *reused,
+            todo.len()
+        ));
+    }
+    let todo_cells: Vec<(usize, &S::Cell)> = todo.iter().map(|&p| (p, &cells[p])).collect();
+    let todo_keys: Vec<String> = todo.iter().map(|&p| keys[p].clone()).collect();
+    let computed = run_indexed(&todo_cells, &todo_keys, opts, |&(p, c)| {
+        let out = study.run_cell(c)?;
+        if let Some(cache) = &opts.cache {
+            {
+                let mut ready = cache_ready.lock().unwrap_or_else(|e| e.into_inner());
+                if !*ready {
+                    create_dir(&cache.dir)?;
+                    write_json(&cache.dir.join(PARAMS_FILE), &study.config_json())?;
+                    *ready = true;
+                }
+            }
+            store_cell::<S>(&cache.dir, &identity, &keys[p], &out)?;
+        }
+        Ok(out)
+    })?;
+    for (p, o) in todo.into_iter().zip(computed) {
+        outputs[p] = Some(o);
+    }
+    Ok(outputs)
+}
+
+/// The study's parameters, stored beside its cells (for `merge`).
+pub const PARAMS_FILE: &str = "params.json";
+
+const CELL_SCHEMA: &str = "gradscope.cell/1";
+
+#[derive(Serialize, serde::Deserialize)]
+struct StoredCell<T> {
+    schema: String,
+    study: String,
+    key: String,
+    output: T,
+}
+
+/// The file of a cell: a hash of the study's cell identity and the cell key.
+pub fn cell_path(dir: &Path, identity: &serde_json::Value, key: &str) -> std::path::PathBuf {
+    dir.join(format!(
+        "{:016x}.json",
+        gradscope_nets::derive_seed(0, &format!("{identity}\n{key}"))
+    ))
+}
+
+fn store_cell<S: Study>(
+    dir: &Path,
+    identity: &serde_json::Value,
+    key: &str,
+    output: &S::CellOutput,
+) -> Result<()> {
+    let cell = StoredCell {
+        schema: CELL_SCHEMA.into(),
+        study: S::NAME.into(),
+        key: key.into(),
+        output,
+    };
+    let bytes = serde_json::to_vec(&cell).map_err(|e| StudyError::io(dir, e.into()))?;
+    write_atomic(&cell_path(dir, identity, key), &bytes)
+}
+
+/// A stored cell, if there is a readable one for this identity and key.
+fn load_cell<S: Study>(
+    dir: &Path,
+    identity: &serde_json::Value,
+    key: &str,
+) -> Option<S::CellOutput> {
+    let bytes = std::fs::read(cell_path(dir, identity, key)).ok()?;
+    let cell: StoredCell<S::CellOutput> = serde_json::from_slice(&bytes).ok()?;
+    (cell.schema == CELL_SCHEMA && cell.study == S::NAME && cell.key == key).then_some(cell.output)
 }

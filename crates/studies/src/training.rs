@@ -554,6 +554,15 @@ impl Study for TrainingConfig {
         serde_json::to_value(&self.params).expect("parameters serialise")
     }
 
+    /// The checkpoint folder changes no cell.
+    fn cell_identity(&self) -> serde_json::Value {
+        let mut v = self.config_json();
+        if let Some(m) = v.as_object_mut() {
+            m.remove("checkpoints");
+        }
+        v
+    }
+
     fn prepare(&self) -> Result<()> {
         match &self.params.checkpoints {
             Some(dir) => create_dir(dir),
