@@ -317,3 +317,83 @@ fn one_training_run_writes_its_history() {
         curves
     );
 }
+
+/// An IDX file of unsigned bytes (MNIST's format).
+fn idx(dims: &[u32], data: &[u8]) -> Vec<u8> {
+    let mut b = vec![0, 0, 0x08, dims.len() as u8];
+    for d in dims {
+        b.extend(d.to_be_bytes());
+    }
+    b.extend(data);
+    b
+}
+
+#[test]
+fn degradation_trains_on_mnist_files_and_names_missing_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("mnist");
+    std::fs::create_dir(&dir).unwrap();
+    // A tiny 28×28 "MNIST": class k is a bright row k; separable.
+    for (prefix, n) in [("train", 40u32), ("t10k", 20)] {
+        let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+        let pixels: Vec<u8> = labels
+            .iter()
+            .flat_map(|&l| (0..784).map(move |p| if p / 28 == 2 * l as usize { 255 } else { 0 }))
+            .collect();
+        std::fs::write(
+            dir.join(format!("{prefix}-images-idx3-ubyte")),
+            idx(&[n, 28, 28], &pixels),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join(format!("{prefix}-labels-idx1-ubyte")),
+            idx(&[n], &labels),
+        )
+        .unwrap();
+    }
+    let out = tmp.path().join("out");
+    let data = format!("mnist:{}", path(&dir));
+    let args = [
+        "degradation",
+        "--data",
+        &data,
+        "--archs",
+        "resnet-bn",
+        "--depths",
+        "2",
+        "--width",
+        "32",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "10",
+        "--seeds",
+        "1",
+        "--no-report",
+        "--out",
+        path(&out),
+    ];
+    assert_ok(&gradscope(&args));
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("training/summary.json")).unwrap()).unwrap();
+    assert_eq!(s["data"]["train"], 40);
+    assert_eq!(s["data"]["test"], 20);
+    assert_eq!(s["data"]["shape"], serde_json::json!([1, 28, 28]));
+    let train_error = s["results"][0]["final_train_error"]["mean"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        train_error < 0.2,
+        "separable toy MNIST: train error {train_error}"
+    );
+
+    std::fs::remove_file(dir.join("t10k-labels-idx1-ubyte")).unwrap();
+    let r = gradscope(&args);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        !r.status.success()
+            && err.contains("t10k-labels-idx1-ubyte")
+            && err.trim_end().lines().count() == 1,
+        "{err}"
+    );
+}

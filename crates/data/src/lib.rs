@@ -1,24 +1,70 @@
-//! Data sets for training studies.
+//! Data sets for training studies: the embedded 8×8 digits, and readers for
+//! the user's own copies of MNIST (IDX files) and CIFAR-10 (binary batches).
+//! Nothing is downloaded.
 
 use std::io::Read;
+use std::path::{Path, PathBuf};
+
+mod files;
+
+pub use files::{cifar10, mnist};
 
 /// Errors reading a data set.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
+    /// The data is there but not in the expected format.
     #[error("{name}: {reason}")]
-    Corrupt { name: String, reason: String },
+    Corrupt {
+        /// Which data set or file.
+        name: String,
+        /// What is wrong, in one line.
+        reason: String,
+    },
+    /// A file of the data set could not be read.
+    #[error("{}: {reason}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The system's reason (e.g. no such file).
+        reason: String,
+    },
 }
 
+impl DataError {
+    pub(crate) fn io(path: &Path, e: std::io::Error) -> Self {
+        DataError::Io {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+/// Result with a [`DataError`].
 pub type Result<T> = std::result::Result<T, DataError>;
+
+/// A train and a test set.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Split {
+    /// The training examples.
+    pub train: LabelledImages,
+    /// The held-out examples.
+    pub test: LabelledImages,
+}
 
 /// Labelled images: `images` is row-major (n, channels, height, width) in [0, 1].
 #[derive(Clone, Debug, PartialEq)]
 pub struct LabelledImages {
+    /// Pixels, (n, channels, height, width) row-major, in [0, 1].
     pub images: Vec<f32>,
+    /// Class of each image, in 0..classes.
     pub labels: Vec<u32>,
+    /// Colour channels (1 or 3).
     pub channels: usize,
+    /// Image height in pixels.
     pub height: usize,
+    /// Image width in pixels.
     pub width: usize,
+    /// Number of classes.
     pub classes: usize,
 }
 

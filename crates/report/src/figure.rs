@@ -492,6 +492,30 @@ pub fn reduce_matrix(m: &[f64], n: usize, max: usize) -> (Vec<f64>, usize) {
 /// A colour bar for [−1, 1], drawn as a thin chart.
 pub struct ColorBar {
     pub label: String,
+    /// The values at the bar's two ends.
+    pub range: (f64, f64),
+    /// Colour of a position t in [0, 1] along the bar.
+    pub color: fn(f64) -> RGBColor,
+}
+
+impl ColorBar {
+    /// Correlations: blue (−1) → white → red (+1).
+    pub fn correlation(label: impl Into<String>) -> Self {
+        ColorBar {
+            label: label.into(),
+            range: (-1.0, 1.0),
+            color: |t| style::diverging(2.0 * t - 1.0),
+        }
+    }
+
+    /// Any quantity on `range`, light to dark.
+    pub fn sequential(label: impl Into<String>, range: (f64, f64)) -> Self {
+        ColorBar {
+            label: label.into(),
+            range,
+            color: style::ramp,
+        }
+    }
 }
 
 impl Plot for ColorBar {
@@ -500,12 +524,14 @@ impl Plot for ColorBar {
         area: &DrawingArea<DB, Shift>,
     ) -> std::result::Result<(), String> {
         let e = |e: &dyn std::fmt::Display| e.to_string();
+        let (lo, hi) = self.range;
         let mut chart = ChartBuilder::on(area)
             .margin(20)
             .x_label_area_size(40)
             .y_label_area_size(10)
-            .build_cartesian_2d(-1.0f64..1.0f64, 0.0f64..1.0f64)
+            .build_cartesian_2d(lo..hi, 0.0f64..1.0f64)
             .map_err(|x| e(&x))?;
+        let fmt = |v: &f64| style::tick(*v);
         chart
             .configure_mesh()
             .disable_mesh()
@@ -513,16 +539,18 @@ impl Plot for ColorBar {
             .x_desc(&self.label)
             .axis_desc_style((FONT, style::LABEL_SIZE))
             .label_style((FONT, style::LABEL_SIZE - 2))
+            .x_label_formatter(&fmt)
             .x_labels(5)
             .draw()
             .map_err(|x| e(&x))?;
         let steps = 100;
+        let w = (hi - lo) / steps as f64;
         chart
             .draw_series((0..steps).map(|i| {
-                let x = -1.0 + 2.0 * i as f64 / steps as f64;
+                let x = lo + i as f64 * w;
                 Rectangle::new(
-                    [(x, 0.0), (x + 2.0 / steps as f64, 1.0)],
-                    style::diverging(x + 1.0 / steps as f64).filled(),
+                    [(x, 0.0), (x + w, 1.0)],
+                    (self.color)((i as f64 + 0.5) / steps as f64).filled(),
                 )
             }))
             .map_err(|x| e(&x))?;
@@ -530,16 +558,80 @@ impl Plot for ColorBar {
     }
 }
 
-/// Heatmaps in a grid with one shared colour bar underneath.
-pub struct HeatmapGrid {
+/// A rows × cols matrix of values as coloured cells (e.g. log gradient norm
+/// over layer × training step), light to dark over `value_range`; NaN and
+/// ±inf are grey.
+#[derive(Clone, Debug)]
+pub struct Raster {
+    pub title: String,
+    pub x_label: String,
+    pub y_label: String,
+    /// Data range of the columns (left edge of the first, right edge of the last).
+    pub x_range: (f64, f64),
+    pub rows: usize,
+    pub cols: usize,
+    /// Row-major; row 0 is drawn at the bottom.
+    pub values: Vec<f64>,
+    pub value_range: (f64, f64),
+}
+
+impl Plot for Raster {
+    fn draw<DB: DrawingBackend>(
+        &self,
+        area: &DrawingArea<DB, Shift>,
+    ) -> std::result::Result<(), String> {
+        let e = |e: &dyn std::fmt::Display| e.to_string();
+        let (x0, x1) = self.x_range;
+        let mut chart = ChartBuilder::on(area)
+            .caption(&self.title, (FONT, style::PANEL_TITLE_SIZE))
+            .margin(10)
+            .x_label_area_size(45)
+            .y_label_area_size(55)
+            .build_cartesian_2d(x0..x1, 0.0..self.rows as f64)
+            .map_err(|x| e(&x))?;
+        let fmt = |v: &f64| style::tick(*v);
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_desc(&self.x_label)
+            .y_desc(&self.y_label)
+            .axis_desc_style((FONT, style::LABEL_SIZE))
+            .label_style((FONT, style::LABEL_SIZE - 2))
+            .x_label_formatter(&fmt)
+            .y_label_formatter(&|v| format!("{}", *v as usize))
+            .x_labels(6)
+            .y_labels(6.min(self.rows + 1))
+            .draw()
+            .map_err(|x| e(&x))?;
+        let (lo, hi) = self.value_range;
+        let dx = (x1 - x0) / self.cols.max(1) as f64;
+        chart
+            .draw_series((0..self.rows * self.cols).map(|k| {
+                let (r, c) = (k / self.cols, k % self.cols);
+                let v = self.values[k];
+                let color = if v.is_finite() {
+                    style::ramp(if hi > lo { (v - lo) / (hi - lo) } else { 0.5 })
+                } else {
+                    RGBColor(160, 160, 160)
+                };
+                let x = x0 + c as f64 * dx;
+                Rectangle::new([(x, r as f64), (x + dx, r as f64 + 1.0)], color.filled())
+            }))
+            .map_err(|x| e(&x))?;
+        Ok(())
+    }
+}
+
+/// Heatmaps (or rasters) in a grid with one shared colour bar underneath.
+pub struct HeatmapGrid<P: Plot = Heatmap> {
     pub title: String,
     pub rows: usize,
     pub cols: usize,
-    pub maps: Vec<Heatmap>,
-    pub bar_label: String,
+    pub maps: Vec<P>,
+    pub bar: ColorBar,
 }
 
-impl Plot for HeatmapGrid {
+impl<P: Plot> Plot for HeatmapGrid<P> {
     fn draw<DB: DrawingBackend>(
         &self,
         area: &DrawingArea<DB, Shift>,
@@ -560,10 +652,7 @@ impl Plot for HeatmapGrid {
         let margin = w / 4;
         let (_, rest) = bar.split_horizontally(margin);
         let (mid, _) = rest.split_horizontally(w - 2 * margin);
-        ColorBar {
-            label: self.bar_label.clone(),
-        }
-        .draw(&mid)
+        self.bar.draw(&mid)
     }
 }
 

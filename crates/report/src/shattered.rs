@@ -11,7 +11,7 @@ use ndarray::{Axis, s};
 use crate::card::StudyCard;
 use crate::doc::{Block, Doc};
 use crate::figure::{
-    Heatmap, HeatmapGrid, Legend, LineChart, Mark, Panels, Series, reduce_matrix, save,
+    ColorBar, Heatmap, HeatmapGrid, Legend, LineChart, Mark, Panels, Series, reduce_matrix, save,
 };
 use crate::style::{self, color, ramp};
 use crate::{Result, pages};
@@ -611,7 +611,7 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
                     rows,
                     cols,
                     maps,
-                    bar_label: "correlation".into(),
+                    bar: ColorBar::correlation("correlation"),
                 },
                 report_dir,
                 "correlation",
