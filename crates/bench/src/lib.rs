@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! Benchmark workloads, each timed in its own process (so peak memory is the
 //! workload's own) and, when PyTorch is installed, beside a peer script doing
 //! the same work (`benches/peer/peer.py`).
@@ -17,12 +18,15 @@ use serde::{Deserialize, Serialize};
 /// Errors of a benchmark run.
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
+    /// A workload name that does not exist (name, the known ones).
     #[error("unknown workload `{0}` (known: {1})")]
     Unknown(String, String),
+    /// A workload failed to run.
     #[error("{0}")]
     Run(String),
 }
 
+/// Result with a [`BenchError`].
 pub type Result<T> = std::result::Result<T, BenchError>;
 
 fn run_err(e: impl std::fmt::Display) -> BenchError {
@@ -34,7 +38,9 @@ pub type Run = Box<dyn FnMut() -> Result<()>>;
 
 /// A workload: what it does, and its arithmetic if it is dense.
 pub struct Workload {
+    /// Name on the command line and in the table.
     pub name: &'static str,
+    /// What the workload computes, in one line.
     pub about: &'static str,
     /// Floating-point operations of one run (dense GEMMs only), if counted.
     pub flops: Option<f64>,
@@ -46,14 +52,21 @@ pub struct Workload {
 /// One workload's timings, as both sides report them.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Timing {
+    /// The workload's name.
     pub workload: String,
+    /// Threads the work ran on.
     pub threads: usize,
+    /// Timed runs (after one warm-up).
     pub runs: usize,
+    /// Median wall time of a run, seconds.
     pub median_s: f64,
+    /// Fastest run, seconds.
     pub min_s: f64,
+    /// Slowest run, seconds.
     pub max_s: f64,
     /// Peak resident memory of the process, in MiB.
     pub peak_rss_mib: f64,
+    /// Floating-point operations of one run, for dense workloads.
     pub flops: Option<f64>,
 }
 

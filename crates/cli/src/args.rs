@@ -178,18 +178,22 @@ pub struct TrainingArgs {
     /// MLP width.
     #[arg(long)]
     pub width: Option<usize>,
+    /// Passes over the training set.
     #[arg(long)]
     pub epochs: Option<usize>,
+    /// Examples per optimiser step.
     #[arg(long)]
     pub batch_size: Option<usize>,
     /// sgd or adam.
     #[arg(long, value_parser = ["sgd", "adam"])]
     pub optimizer: Option<String>,
+    /// Base learning rate.
     #[arg(long)]
     pub lr: Option<f64>,
     /// SGD momentum.
     #[arg(long)]
     pub momentum: Option<f64>,
+    /// L2 weight decay (SGD) or decoupled weight decay (Adam).
     #[arg(long)]
     pub weight_decay: Option<f64>,
     /// Learning-rate decay: constant, cosine, or step:E1,E2 (÷10 at those epochs).

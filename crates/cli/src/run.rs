@@ -31,6 +31,7 @@ impl std::fmt::Display for Interrupted {
 
 impl std::error::Error for Interrupted {}
 
+/// Run the parsed command line: the whole `gradscope` binary after parsing.
 pub fn run(cli: Cli) -> Result<()> {
     let threads = match cli.threads {
         Some(0) => anyhow::bail!("--threads must be at least 1"),

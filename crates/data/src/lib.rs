@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! Data sets for training studies: the embedded 8×8 digits, and readers for
 //! the user's own copies of MNIST (IDX files) and CIFAR-10 (binary batches).
 //! Nothing is downloaded.

@@ -23,8 +23,10 @@ pub enum Activation {
 }
 
 impl Activation {
+    /// Every activation, for listings and tests.
     pub const ALL: [Activation; 4] = [Self::Relu, Self::Tanh, Self::Sigmoid, Self::Identity];
 
+    /// φ(x), elementwise, built from differentiable tensor ops.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(match self {
             Self::Relu => x.relu()?,

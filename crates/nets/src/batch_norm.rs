@@ -32,6 +32,7 @@ impl BnMode {
     /// The modes that leave the net unchanged (every mode but `Train`).
     pub const ALL: [BnMode; 3] = [BnMode::PerSample, BnMode::Full, BnMode::Eval];
 
+    /// The mode's name as the CLI and the outputs spell it.
     pub fn name(self) -> &'static str {
         match self {
             BnMode::PerSample => "per-sample",
@@ -68,6 +69,7 @@ pub const BN_EPS: f64 = 1e-5;
 pub const BN_MOMENTUM: f64 = 0.1;
 
 #[derive(Clone, Debug)]
+/// Batch normalisation (Ioffe & Szegedy 2015), y = γ·(x − μ)/√(σ² + ε) + β, over the batch axis, built from basic tensor ops so the backward pass reaches every parameter.
 pub struct BatchNorm {
     weight: Var,
     bias: Var,
@@ -77,6 +79,7 @@ pub struct BatchNorm {
 }
 
 impl BatchNorm {
+    /// A BN layer from its scale γ, shift β and running statistics.
     pub fn new(weight: Var, bias: Var, running_mean: Var, running_var: Var) -> Self {
         BatchNorm {
             weight,
@@ -87,6 +90,7 @@ impl BatchNorm {
         }
     }
 
+    /// Normalise `x` (batch, features) as `mode` says (see [`BnMode`]).
     pub fn forward(&self, x: &Tensor, mode: BnMode) -> Result<Tensor> {
         let (mean, var) = match mode {
             BnMode::Eval => (
@@ -136,22 +140,27 @@ impl BatchNorm {
         self.forward(x, BnMode::Eval)
     }
 
+    /// Scale γ.
     pub fn weight(&self) -> &Var {
         &self.weight
     }
 
+    /// Shift β.
     pub fn bias(&self) -> &Var {
         &self.bias
     }
 
+    /// Running mean (eval mode).
     pub fn running_mean(&self) -> &Var {
         &self.running_mean
     }
 
+    /// Running variance (eval mode).
     pub fn running_var(&self) -> &Var {
         &self.running_var
     }
 
+    /// ε added to the variance.
     pub fn eps(&self) -> f64 {
         self.eps
     }

@@ -5,12 +5,16 @@ use candle_core::{Tensor, Var};
 use crate::{BnMode, Dense, Residual, Result};
 
 #[derive(Clone, Debug)]
+/// One block of an MLP: a plain layer stack or a residual block.
 pub enum Block {
+    /// h ↦ F(h) (plain).
     Dense(Dense),
+    /// h ↦ h + α·F(h) (residual).
     Residual(Residual),
 }
 
 impl Block {
+    /// The block's output for input `x`.
     pub fn forward(&self, x: &Tensor, mode: BnMode) -> Result<Tensor> {
         match self {
             Block::Dense(b) => b.forward(x, mode),

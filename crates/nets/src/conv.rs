@@ -5,6 +5,7 @@ use candle_core::{Tensor, Var};
 use crate::Result;
 
 #[derive(Clone, Debug)]
+/// A 2-D convolution (NCHW, square kernel) with optional bias.
 pub struct Conv2d {
     weight: Var,
     bias: Option<Var>,
@@ -13,6 +14,7 @@ pub struct Conv2d {
 }
 
 impl Conv2d {
+    /// A convolution with weights (out, in, k, k).
     pub fn new(weight: Var, bias: Option<Var>, stride: usize, padding: usize) -> Self {
         Conv2d {
             weight,
@@ -31,10 +33,12 @@ impl Conv2d {
         })
     }
 
+    /// The kernel, (out, in, k, k).
     pub fn weight(&self) -> &Var {
         &self.weight
     }
 
+    /// Stride in both directions.
     pub fn stride(&self) -> usize {
         self.stride
     }

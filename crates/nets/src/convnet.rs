@@ -45,17 +45,22 @@ pub enum ConvBlock {
 /// `block=basic|bottleneck` and `shortcut=a|b`, e.g. `resnet:shortcut=b`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvArch {
+    /// Residual (ResNet-n) or plain (plain-n).
     pub residual: bool,
+    /// Basic (two 3×3) or bottleneck (1×1, 3×3, 1×1) blocks.
     pub block: ConvBlock,
+    /// Shortcut where the shape changes: A (zero-padded identity) or B (projection).
     pub shortcut: Shortcut,
 }
 
 impl ConvArch {
+    /// plain-n of He et al. 2016a.
     pub const PLAIN: ConvArch = ConvArch {
         residual: false,
         block: ConvBlock::Basic,
         shortcut: Shortcut::A,
     };
+    /// ResNet-n of He et al. 2016a (option A, basic blocks).
     pub const RESNET: ConvArch = ConvArch {
         residual: true,
         block: ConvBlock::Basic,
@@ -135,18 +140,24 @@ serde_via_str!(ConvArch);
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConvNetParams {
+    /// Plain or residual, block and shortcut kind.
     pub arch: ConvArch,
     /// Weighted layers: 6n + 2 (basic) or 9n + 2 (bottleneck).
     pub depth: usize,
     /// Stage widths (bottleneck stages output 4× these).
     pub widths: [usize; 3],
+    /// Input channels (1 for MNIST, 3 for CIFAR-10).
     pub in_channels: usize,
     /// Input height = width.
     pub image_size: usize,
+    /// Output classes.
     pub classes: usize,
+    /// Weight initialisation.
     pub weight_init: WeightInit,
     #[serde(rename = "dtype")]
+    /// f32 or f64.
     pub precision: Precision,
+    /// Seed of every weight draw (per tensor name).
     pub seed: u64,
 }
 
@@ -173,6 +184,7 @@ impl ConvNetParams {
         (self.depth >= per + 2 && (self.depth - 2) % per == 0).then(|| (self.depth - 2) / per)
     }
 
+    /// Validate into a [`ConvNetSpec`]: depth of the form 6n + 2 (9n + 2), positive sizes.
     pub fn check(&self) -> Result<ConvNetSpec> {
         let per = 3 * self.arch.convs_per_block();
         if self.blocks_per_stage().is_none() {
@@ -317,6 +329,7 @@ pub struct ConvNet {
 }
 
 impl ConvNet {
+    /// Build the net from a validated spec, weights drawn from its seed.
     pub fn new(spec: &ConvNetSpec) -> Result<Self> {
         let init = ConvInit {
             spec,
@@ -396,6 +409,7 @@ impl ConvNet {
         })
     }
 
+    /// The spec the net was built from.
     pub fn spec(&self) -> &ConvNetSpec {
         &self.spec
     }

@@ -5,17 +5,30 @@ use std::path::PathBuf;
 pub enum NetError {
     /// A parameter is out of its valid range.
     #[error("invalid {field}: {reason}")]
-    InvalidParam { field: &'static str, reason: String },
+    InvalidParam {
+        /// The parameter.
+        field: &'static str,
+        /// Why the value is refused.
+        reason: String,
+    },
     /// A spec string (architecture, init, activation …) could not be parsed.
     #[error("cannot parse {what} `{input}`: {reason}")]
     Parse {
+        /// What was being parsed.
         what: &'static str,
+        /// The text given.
         input: String,
+        /// Why it does not parse.
         reason: String,
     },
     /// A weights file could not be read, or does not match the net.
     #[error("weights file {}: {reason}", path.display())]
-    Weights { path: PathBuf, reason: String },
+    Weights {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// An error from candle's tensor operations.
     #[error("tensor operation failed: {0}")]
     Candle(#[from] candle_core::Error),
@@ -38,4 +51,5 @@ impl NetError {
     }
 }
 
+/// Result with a [`NetError`].
 pub type Result<T> = std::result::Result<T, NetError>;

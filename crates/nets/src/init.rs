@@ -24,7 +24,10 @@ pub enum WeightInit {
     /// Xavier/Glorot normal: W ~ N(0, 2/(fan_in + fan_out)) (Glorot & Bengio 2010).
     Xavier,
     /// W ~ N(0, σ_w²/fan_in), the mean-field parametrisation (Poole et al. 2016).
-    Normal { sigma_w2: f64 },
+    Normal {
+        /// σ_w², the weight variance times fan_in.
+        sigma_w2: f64,
+    },
 }
 
 impl WeightInit {
@@ -112,12 +115,19 @@ serde_via_str!(WeightInit);
 /// x < 0, one for x > 0) at every depth: it cannot shatter.
 #[derive(Clone, Copy, Debug, PartialEq, Default)]
 pub enum BiasInit {
+    /// b = 0.
     #[default]
     Zero,
     /// b ~ N(0, σ²).
-    Normal { std: f64 },
+    Normal {
+        /// Standard deviation σ.
+        std: f64,
+    },
     /// b ~ U(-bound, bound).
-    Uniform { bound: f64 },
+    Uniform {
+        /// Half-width of the interval.
+        bound: f64,
+    },
     /// PyTorch's `nn.Linear` default: b ~ U(-1/√fan_in, 1/√fan_in).
     Torch,
 }
@@ -138,6 +148,7 @@ impl BiasInit {
         Ok(())
     }
 
+    /// Draw `n` values for a layer with `fan_in` inputs.
     pub fn draw(&self, n: usize, fan_in: usize, rng: &mut impl Rng) -> Vec<f64> {
         match *self {
             Self::Zero => vec![0.0; n],

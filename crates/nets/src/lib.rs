@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! Candle models for gradient studies, built from a validated spec.
 //!
 //! ```

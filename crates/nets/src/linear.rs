@@ -5,12 +5,14 @@ use candle_core::{Tensor, Var};
 use crate::Result;
 
 #[derive(Clone, Debug)]
+/// y = x·Wᵀ + b, with W stored (out, in) as in `torch.nn.Linear`.
 pub struct Linear {
     weight: Var,
     bias: Option<Var>,
 }
 
 impl Linear {
+    /// A linear layer of weight (out, in) and optional bias (out).
     pub fn new(weight: Var, bias: Option<Var>) -> Self {
         Linear { weight, bias }
     }
@@ -24,10 +26,12 @@ impl Linear {
         })
     }
 
+    /// Weight W, (out, in).
     pub fn weight(&self) -> &Var {
         &self.weight
     }
 
+    /// Bias b, (out), when the layer has one.
     pub fn bias(&self) -> Option<&Var> {
         self.bias.as_ref()
     }

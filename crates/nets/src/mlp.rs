@@ -13,6 +13,7 @@ use crate::{
 };
 
 #[derive(Clone, Debug)]
+/// An MLP of the shattered-gradients families: linear stem, `depth` blocks, linear head.
 pub struct Mlp {
     spec: NetSpec,
     stem: Linear,
@@ -24,7 +25,9 @@ pub struct Mlp {
 /// (h_0 the stem's output, h_l the output of block l).
 #[derive(Clone, Debug)]
 pub struct Trace {
+    /// f(x), (batch, output_dim).
     pub output: Tensor,
+    /// h_0 (stem output) … h_L (last block output), each (batch, width).
     pub hidden: Vec<Tensor>,
 }
 
@@ -52,26 +55,32 @@ impl Mlp {
         })
     }
 
+    /// The validated spec.
     pub fn spec(&self) -> &NetSpec {
         &self.spec
     }
 
+    /// Number of blocks L.
     pub fn depth(&self) -> usize {
         self.blocks.len()
     }
 
+    /// Element type of every tensor.
     pub fn dtype(&self) -> DType {
         self.spec.precision.dtype()
     }
 
+    /// The input layer (scalar or vector input → width).
     pub fn stem(&self) -> &Linear {
         &self.stem
     }
 
+    /// The blocks, input to output.
     pub fn blocks(&self) -> &[Block] {
         &self.blocks
     }
 
+    /// The output layer (width → output_dim).
     pub fn head(&self) -> &Linear {
         &self.head
     }

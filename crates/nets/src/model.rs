@@ -25,6 +25,7 @@ pub trait Model: Send + Sync {
 /// A model that is a stem, a chain of blocks and a head: what lesion studies
 /// and the path view of residual nets (Veit et al. 2016) need.
 pub trait BlockNet: Model {
+    /// Number of blocks n (2^n paths in a residual net).
     fn num_blocks(&self) -> usize;
     /// h₀ = stem(x).
     fn stem_forward(&self, x: &Tensor, mode: BnMode) -> Result<Tensor>;

@@ -10,16 +10,19 @@ use candle_core::{Tensor, Var};
 use crate::{BnMode, Result, Sequential};
 
 #[derive(Clone, Debug)]
+/// A residual block y = x + α·F(x) (He et al. 2016b), F the branch.
 pub struct Residual {
     branch: Sequential,
     alpha: f64,
 }
 
 impl Residual {
+    /// A residual block of `branch` with branch scale `alpha`.
     pub fn new(branch: Sequential, alpha: f64) -> Self {
         Residual { branch, alpha }
     }
 
+    /// The branch F.
     pub fn branch(&self) -> &Sequential {
         &self.branch
     }
@@ -29,10 +32,12 @@ impl Residual {
         self.alpha
     }
 
+    /// x + α·F(x).
     pub fn forward(&self, x: &Tensor, mode: BnMode) -> Result<Tensor> {
         self.add_shortcut(x, self.branch.forward(x, mode)?)
     }
 
+    /// Forward pass that sets BN running statistics from this batch (calibration).
     pub fn calibrate(&self, x: &Tensor) -> Result<Tensor> {
         self.add_shortcut(x, self.branch.calibrate(x)?)
     }

@@ -8,17 +8,22 @@ use crate::{Activation, BatchNorm, BnMode, Linear, Result};
 /// One step of a [`Sequential`].
 #[derive(Clone, Debug)]
 pub enum Layer {
+    /// A linear layer.
     Linear(Linear),
+    /// A batch normalisation layer.
     BatchNorm(BatchNorm),
+    /// An elementwise activation.
     Act(Activation),
 }
 
 #[derive(Clone, Debug, Default)]
+/// Named layers applied in order.
 pub struct Sequential {
     layers: Vec<(String, Layer)>,
 }
 
 impl Sequential {
+    /// An empty stack.
     pub fn new() -> Self {
         Self::default()
     }
@@ -28,10 +33,12 @@ impl Sequential {
         self.layers.push((name.into(), layer));
     }
 
+    /// The layers with their names, in order.
     pub fn layers(&self) -> &[(String, Layer)] {
         &self.layers
     }
 
+    /// The layers applied in order to `x`.
     pub fn forward(&self, x: &Tensor, mode: BnMode) -> Result<Tensor> {
         self.run(x, &|bn, h| bn.forward(h, mode))
     }

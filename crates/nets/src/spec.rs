@@ -16,6 +16,7 @@ use crate::{Activation, BiasInit, NetError, Result, WeightInit};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Norm {
     #[default]
+    /// No normalisation.
     None,
     /// Batch normalisation over the batch axis (Ioffe & Szegedy 2015).
     Batch,
@@ -59,12 +60,18 @@ impl FromStr for Norm {
 /// `alpha=<branch scale α>` (residual only).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Arch {
+    /// Linear → (BN) → ReLU per block.
     Plain {
+        /// Normaliser after each linear layer.
         norm: Norm,
     },
+    /// x + α·F(x), F a pre-activation branch of `branch` layers.
     Residual {
+        /// Layers in the branch (1 or 2).
         branch: usize,
+        /// Normaliser before each activation of the branch.
         norm: Norm,
+        /// Branch scale α.
         alpha: f64,
     },
 }
@@ -72,10 +79,15 @@ pub enum Arch {
 const PRESETS: &str = "plain, plain-bn, resnet, resnet-bn, resnet1, resnet1-bn";
 
 impl Arch {
+    /// `plain`: Linear → ReLU.
     pub const PLAIN: Arch = Arch::Plain { norm: Norm::None };
+    /// `plain-bn`: Linear → BN → ReLU.
     pub const PLAIN_BN: Arch = Arch::Plain { norm: Norm::Batch };
+    /// `resnet`: x + F(x), F = ReLU → Linear → ReLU → Linear.
     pub const RESNET: Arch = Arch::residual(2, Norm::None);
+    /// `resnet-bn`: F = BN → ReLU → Linear → BN → ReLU → Linear.
     pub const RESNET_BN: Arch = Arch::residual(2, Norm::Batch);
+    /// `resnet1-bn`: F = BN → ReLU → Linear.
     pub const RESNET1_BN: Arch = Arch::residual(1, Norm::Batch);
 
     const fn residual(branch: usize, norm: Norm) -> Arch {
@@ -97,12 +109,14 @@ impl Arch {
         ]
     }
 
+    /// The normaliser the arch uses.
     pub fn norm(&self) -> Norm {
         match *self {
             Arch::Plain { norm } | Arch::Residual { norm, .. } => norm,
         }
     }
 
+    /// Whether blocks have an identity shortcut.
     pub fn is_residual(&self) -> bool {
         matches!(self, Arch::Residual { .. })
     }
@@ -247,11 +261,14 @@ serde_via_str!(Arch);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Precision {
     #[default]
+    /// 32-bit floats.
     F32,
+    /// 64-bit floats (finite-difference checks, long chains).
     F64,
 }
 
 impl Precision {
+    /// The candle dtype.
     pub fn dtype(self) -> DType {
         match self {
             Precision::F32 => DType::F32,
@@ -295,16 +312,26 @@ pub const MAX_WIDTH: usize = 1 << 16;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NetParams {
+    /// Architecture family and options.
     pub arch: Arch,
+    /// Number of blocks L.
     pub depth: usize,
+    /// Hidden width W.
     pub width: usize,
+    /// Input dimension (1: a scalar on a grid).
     pub input_dim: usize,
+    /// Output dimension.
     pub output_dim: usize,
+    /// Hidden activation φ.
     pub activation: Activation,
+    /// Weight initialisation.
     pub weight_init: WeightInit,
+    /// Bias initialisation.
     pub bias_init: BiasInit,
     #[serde(rename = "dtype")]
+    /// f32 or f64.
     pub precision: Precision,
+    /// Seed of every weight draw (per tensor name).
     pub seed: u64,
 }
 
@@ -326,6 +353,7 @@ impl Default for NetParams {
 }
 
 impl NetParams {
+    /// Defaults for `arch`.
     pub fn new(arch: Arch) -> Self {
         NetParams {
             arch,
@@ -430,6 +458,7 @@ impl NetSpec {
         })
     }
 
+    /// The validated parameters.
     pub fn params(&self) -> &NetParams {
         &self.0
     }

@@ -37,16 +37,20 @@ impl Default for CaptureOpts {
 /// Which pass a numerical fault appeared in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pass {
+    /// In the forward pass (activations).
     Forward,
+    /// In the backward pass (gradients).
     Backward,
 }
 
 /// A layer whose activations (forward) or gradients (backward) hold NaN or ±inf.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Fault {
+    /// Forward or backward.
     pub pass: Pass,
     /// Index of the hidden state: 0 for the stem's output h_0, l for block l's output.
     pub layer: usize,
+    /// Name of the hidden state (`h0`, `h1`, …).
     pub name: String,
     /// True when a NaN is present (otherwise the values overflowed to ±inf).
     pub nan: bool,
@@ -55,8 +59,11 @@ pub struct Fault {
 /// Per hidden state h_l: its name, ‖h_l‖_F and ‖∂L/∂h_l‖_F over the batch.
 #[derive(Clone, Debug)]
 pub struct LayerStat {
+    /// Name of the hidden state (`h0`, `h1`, …).
     pub name: String,
+    /// ‖h_l‖_F over the batch.
     pub activation_norm: f64,
+    /// ‖∂L/∂h_l‖_F over the batch.
     pub grad_norm: f64,
 }
 
@@ -64,9 +71,13 @@ pub struct LayerStat {
 /// backward pass did not reach it (which a test treats as a bug).
 #[derive(Clone, Debug)]
 pub struct ParamStat {
+    /// The parameter's `state_dict` name.
     pub name: String,
+    /// ‖θ‖_F.
     pub value_norm: f64,
+    /// ‖∂L/∂θ‖_F.
     pub grad_norm: f64,
+    /// Whether the backward pass reached the parameter.
     pub has_grad: bool,
 }
 
@@ -81,6 +92,7 @@ pub struct Capture {
     pub layers: Vec<LayerStat>,
     /// ∂L/∂h_l for each l, when asked for, each (batch, width).
     pub layer_grads: Option<Vec<Array2<f64>>>,
+    /// Every parameter tensor (empty on the dense fast path).
     pub params: Vec<ParamStat>,
     /// NaN/inf by layer, in the order found (forward first, then backward).
     pub faults: Vec<Fault>,

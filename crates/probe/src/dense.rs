@@ -116,7 +116,9 @@ pub struct DenseGrads<T> {
 pub struct Want {
     /// The hidden-state gradients themselves.
     pub hidden: bool,
+    /// Per-tensor parameter gradients.
     pub params: bool,
+    /// Per-example gradient Gram matrices, per layer and total.
     pub gram: bool,
 }
 
@@ -215,6 +217,7 @@ impl<T: Real> DenseMlp<T> {
         })
     }
 
+    /// Number of blocks.
     pub fn depth(&self) -> usize {
         self.blocks.len()
     }

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! Gradient capture for gradscope nets: input gradients df/dx, per-layer
 //! ∂L/∂h (through zero "probe" `Var`s added to each hidden state, since candle
 //! keeps gradients only for `Var`s), per-parameter gradients, and the layers

@@ -3,7 +3,9 @@
 /// A study's entry on `reports/index.html`.
 #[derive(Clone, Debug)]
 pub struct StudyCard {
+    /// Study folder name (`shattered`, `training`, …).
     pub name: String,
+    /// Title shown on the index.
     pub title: String,
     /// Page, relative to the reports root.
     pub href: String,

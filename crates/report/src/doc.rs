@@ -6,42 +6,62 @@ use crate::figure::FigureFiles;
 /// One piece of a page.
 #[derive(Clone, Debug)]
 pub enum Block {
+    /// A section heading.
     Heading(String),
+    /// A paragraph of text.
     Paragraph(String),
     /// A highlighted paragraph (the finding).
     Lead(String),
+    /// A bulleted list.
     List(Vec<String>),
+    /// A table of text cells.
     Table {
+        /// Column names.
         header: Vec<String>,
+        /// Rows of cells, as many as columns.
         rows: Vec<Vec<String>>,
     },
+    /// A figure (PNG shown, SVG linked) with its caption.
     Figure {
+        /// The figure's files, relative to the page.
         files: FigureFiles,
+        /// Alternative text: what the figure shows, in one line.
         alt: String,
+        /// What it shows and how it compares to the theory or paper.
         caption: String,
     },
+    /// Preformatted text (configurations).
     Code(String),
     /// A labelled set of facts (provenance).
     Facts(Vec<(String, String)>),
     /// A study on the index page.
     Card {
+        /// The study's title.
         title: String,
+        /// Its page, relative to the index.
         href: String,
+        /// A figure shown small, relative to the index.
         thumbnail: Option<String>,
+        /// The finding in one paragraph.
         finding: String,
+        /// Key numbers: (label, value).
         numbers: Vec<(String, String)>,
     },
 }
 
 #[derive(Clone, Debug)]
+/// A report page as blocks, written out as HTML and as Markdown.
 pub struct Doc {
+    /// Page title.
     pub title: String,
     /// Link back to the index, relative to the page.
     pub back: Option<String>,
+    /// The page's content, in order.
     pub blocks: Vec<Block>,
 }
 
 impl Doc {
+    /// An empty page titled `title`.
     pub fn new(title: impl Into<String>) -> Self {
         Doc {
             title: title.into(),
@@ -50,18 +70,22 @@ impl Doc {
         }
     }
 
+    /// Append a block.
     pub fn push(&mut self, b: Block) {
         self.blocks.push(b);
     }
 
+    /// Append a section heading.
     pub fn heading(&mut self, s: impl Into<String>) {
         self.push(Block::Heading(s.into()));
     }
 
+    /// Append a paragraph.
     pub fn paragraph(&mut self, s: impl Into<String>) {
         self.push(Block::Paragraph(s.into()));
     }
 
+    /// Append a figure with its alternative text and caption.
     pub fn figure(
         &mut self,
         files: FigureFiles,
@@ -75,6 +99,7 @@ impl Doc {
         });
     }
 
+    /// A static, self-contained HTML page; every text is HTML-escaped.
     pub fn to_html(&self) -> String {
         let mut b = String::new();
         if let Some(back) = &self.back {
@@ -157,6 +182,7 @@ impl Doc {
         )
     }
 
+    /// The same page as Markdown, for papers and issues.
     pub fn to_markdown(&self) -> String {
         let mut m = format!("# {}\n\n", md_inline(&self.title));
         for block in &self.blocks {

@@ -19,6 +19,7 @@ fn pct(v: f64) -> String {
     }
 }
 
+/// Draw the ensemble study's figures and write its pages from the data folder alone.
 pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
     let s = read_summary(data_dir)?;
     create_dir(report_dir)?;

@@ -12,6 +12,7 @@ use crate::{ReportError, Result};
 
 /// Anything that can draw itself into a drawing area.
 pub trait Plot {
+    /// Draw into `area`; plotters' errors come back as text.
     fn draw<DB: DrawingBackend>(
         &self,
         area: &DrawingArea<DB, Shift>,
@@ -21,7 +22,9 @@ pub trait Plot {
 /// The two files of a saved figure, relative to the report folder.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FigureFiles {
+    /// The PNG file name.
     pub png: String,
+    /// The SVG file name.
     pub svg: String,
 }
 
@@ -73,24 +76,35 @@ pub fn save(plot: &impl Plot, dir: &Path, name: &str, size: (u32, u32)) -> Resul
 /// How a series is drawn.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Mark {
+    /// A solid line.
     Line,
+    /// A dashed line (theory curves).
     Dashed,
+    /// Markers only.
     Points,
+    /// A line with markers.
     LinePoints,
 }
 
 #[derive(Clone, Debug)]
+/// One curve of a chart.
 pub struct Series {
+    /// Legend entry; none keeps it out of the legend.
     pub label: Option<String>,
+    /// (x, y) points, in drawing order.
     pub points: Vec<(f64, f64)>,
     /// ± error per point (drawn as vertical bars).
     pub error: Option<Vec<f64>>,
+    /// Line and marker colour.
     pub color: RGBColor,
+    /// How the points are drawn.
     pub mark: Mark,
+    /// Line width in pixels.
     pub width: u32,
 }
 
 impl Series {
+    /// A solid line through `points`.
     pub fn line(label: impl Into<String>, points: Vec<(f64, f64)>, color: RGBColor) -> Self {
         Series {
             label: Some(label.into()),
@@ -102,21 +116,25 @@ impl Series {
         }
     }
 
+    /// Draw it as `mark`.
     pub fn mark(mut self, mark: Mark) -> Self {
         self.mark = mark;
         self
     }
 
+    /// Error bars: ± e per point.
     pub fn errors(mut self, e: Vec<f64>) -> Self {
         self.error = Some(e);
         self
     }
 
+    /// Line width in pixels.
     pub fn width(mut self, w: u32) -> Self {
         self.width = w;
         self
     }
 
+    /// Keep it out of the legend.
     pub fn unlabelled(mut self) -> Self {
         self.label = None;
         self
@@ -126,32 +144,47 @@ impl Series {
 /// Where the legend sits.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Legend {
+    /// Legend box at the upper right.
     UpperRight,
+    /// Legend box at the upper left.
     UpperLeft,
+    /// Legend box at the lower left.
     LowerLeft,
+    /// Legend box at the lower right.
     LowerRight,
+    /// No legend.
     None,
 }
 
 /// An x–y chart with optional log axes.
 #[derive(Clone, Debug)]
 pub struct LineChart {
+    /// Chart title.
     pub title: String,
+    /// x axis description.
     pub x_label: String,
+    /// y axis description.
     pub y_label: String,
+    /// Log-scaled x axis.
     pub x_log: bool,
+    /// Log-scaled y axis.
     pub y_log: bool,
     /// Base of the log x axis' ticks (2 suits depths and frequency bins).
     pub x_base: f64,
+    /// Fixed x range (default: the data's).
     pub x_range: Option<(f64, f64)>,
+    /// Fixed y range (default: the data's).
     pub y_range: Option<(f64, f64)>,
+    /// The curves.
     pub series: Vec<Series>,
+    /// Where the legend goes.
     pub legend: Legend,
     /// Title font size (smaller inside panels).
     pub title_size: u32,
 }
 
 impl LineChart {
+    /// An empty chart with a title and axis descriptions.
     pub fn new(
         title: impl Into<String>,
         x_label: impl Into<String>,
@@ -172,6 +205,7 @@ impl LineChart {
         }
     }
 
+    /// Log x axis with ticks at powers of 10.
     pub fn log_x(mut self) -> Self {
         self.x_log = true;
         self
@@ -184,26 +218,31 @@ impl LineChart {
         self
     }
 
+    /// Log y axis.
     pub fn log_y(mut self) -> Self {
         self.y_log = true;
         self
     }
 
+    /// Place the legend.
     pub fn legend(mut self, l: Legend) -> Self {
         self.legend = l;
         self
     }
 
+    /// Fix the y range.
     pub fn y_range(mut self, lo: f64, hi: f64) -> Self {
         self.y_range = Some((lo, hi));
         self
     }
 
+    /// Fix the x range.
     pub fn x_range(mut self, lo: f64, hi: f64) -> Self {
         self.x_range = Some((lo, hi));
         self
     }
 
+    /// Add a curve.
     pub fn push(&mut self, s: Series) {
         self.series.push(s);
     }
@@ -384,9 +423,13 @@ where
 
 /// A grid of plots under one title.
 pub struct Panels<P: Plot> {
+    /// Title over the grid (none when empty).
     pub title: String,
+    /// Rows of panels.
     pub rows: usize,
+    /// Columns of panels.
     pub cols: usize,
+    /// The panels, row by row.
     pub panels: Vec<P>,
 }
 
@@ -415,12 +458,15 @@ impl<P: Plot> Plot for Panels<P> {
 /// A square matrix as coloured cells on [−1, 1] (correlations).
 #[derive(Clone, Debug)]
 pub struct Heatmap {
+    /// Panel title.
     pub title: String,
     /// Row-major, n × n, already reduced to a drawable size.
     pub values: Vec<f64>,
+    /// Rows (and columns) of the matrix.
     pub n: usize,
     /// Axis label and the data range the axis spans.
     pub axis_label: String,
+    /// The data range both axes span.
     pub axis_range: (f64, f64),
 }
 
@@ -491,6 +537,7 @@ pub fn reduce_matrix(m: &[f64], n: usize, max: usize) -> (Vec<f64>, usize) {
 
 /// A colour bar for [−1, 1], drawn as a thin chart.
 pub struct ColorBar {
+    /// Description under the bar.
     pub label: String,
     /// The values at the bar's two ends.
     pub range: (f64, f64),
@@ -563,15 +610,21 @@ impl Plot for ColorBar {
 /// ±inf are grey.
 #[derive(Clone, Debug)]
 pub struct Raster {
+    /// Panel title.
     pub title: String,
+    /// x axis description.
     pub x_label: String,
+    /// y axis description.
     pub y_label: String,
     /// Data range of the columns (left edge of the first, right edge of the last).
     pub x_range: (f64, f64),
+    /// Rows of the matrix (drawn bottom to top).
     pub rows: usize,
+    /// Columns of the matrix.
     pub cols: usize,
     /// Row-major; row 0 is drawn at the bottom.
     pub values: Vec<f64>,
+    /// Values at the light and dark ends of the colour scale.
     pub value_range: (f64, f64),
 }
 
@@ -624,10 +677,15 @@ impl Plot for Raster {
 
 /// Heatmaps (or rasters) in a grid with one shared colour bar underneath.
 pub struct HeatmapGrid<P: Plot = Heatmap> {
+    /// Title over the grid.
     pub title: String,
+    /// Rows of maps.
     pub rows: usize,
+    /// Columns of maps.
     pub cols: usize,
+    /// The maps, row by row.
     pub maps: Vec<P>,
+    /// The colour bar under the grid.
     pub bar: ColorBar,
 }
 

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! Figures (PNG + SVG), HTML and Markdown reports, drawn from
 //! `notebooks-data/<study>/` alone: a report can be rebuilt without
 //! recomputing, or drawn from data made elsewhere.

@@ -10,10 +10,15 @@ pub const FONT: &str = "sans-serif";
 /// Default figure size in pixels (PNG; the SVG has the same geometry).
 pub const SIZE: (u32, u32) = (1200, 750);
 
+/// Font size of figure titles.
 pub const TITLE_SIZE: u32 = 28;
+/// Font size of panel titles.
 pub const PANEL_TITLE_SIZE: u32 = 21;
+/// Font size of axis descriptions.
 pub const AXIS_DESC_SIZE: u32 = 20;
+/// Font size of tick labels.
 pub const LABEL_SIZE: u32 = 16;
+/// Font size of legend entries.
 pub const LEGEND_SIZE: u32 = 16;
 
 /// Okabe–Ito colours, distinguishable with colour-vision deficiencies.
@@ -28,7 +33,9 @@ pub const PALETTE: [RGBColor; 8] = [
     RGBColor(0, 0, 0),
 ];
 
+/// Colour of grid lines.
 pub const GRID: RGBColor = RGBColor(225, 225, 225);
+/// Colour of theory curves.
 pub const THEORY: RGBColor = RGBColor(60, 60, 60);
 
 /// The i-th palette colour (cycling).

@@ -1,16 +1,30 @@
 /// Errors of the statistics.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum StatsError {
+    /// A statistic got fewer values than it needs.
     #[error("{what} needs at least {need} values, got {got}")]
     TooShort {
+        /// The statistic.
         what: &'static str,
+        /// The fewest values it accepts.
         need: usize,
+        /// The values it got.
         got: usize,
     },
+    /// A slope-fit band outside the spectrum or empty.
     #[error("invalid frequency band {lo}..={hi} for a spectrum of {bins} bins")]
-    Band { lo: usize, hi: usize, bins: usize },
+    Band {
+        /// First bin of the band.
+        lo: usize,
+        /// Last bin of the band (inclusive).
+        hi: usize,
+        /// Bins in the spectrum.
+        bins: usize,
+    },
+    /// Arrays whose shapes do not fit together.
     #[error("{0}")]
     Shape(String),
 }
 
+/// Result with a [`StatsError`].
 pub type Result<T> = std::result::Result<T, StatsError>;

@@ -8,8 +8,10 @@ use crate::{Result, StatsError};
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LineFit {
     #[serde(with = "crate::nan")]
+    /// Slope of the least-squares line.
     pub slope: f64,
     #[serde(with = "crate::nan")]
+    /// Intercept of the least-squares line.
     pub intercept: f64,
     /// 1 − SS_res/SS_tot (1 for a perfect fit; NaN when y is constant).
     #[serde(with = "crate::nan")]
@@ -67,15 +69,19 @@ pub struct DecayFit {
     /// R² of the fit of ln y (comparable between the two laws: same data, same scale).
     #[serde(with = "crate::nan")]
     pub r2: f64,
+    /// Points used in the fit.
     pub used: usize,
+    /// Points left out (y ≤ 0 or not finite: ln y undefined).
     pub excluded: usize,
 }
 
 impl DecayFit {
+    /// The fitted exponential law a·b^L at `depth`.
     pub fn exponential(&self, depth: f64) -> f64 {
         self.a * self.rate.powf(depth)
     }
 
+    /// The fitted power law a·L^−p at `depth`.
     pub fn power_law(&self, depth: f64) -> f64 {
         self.a * depth.powf(-self.rate)
     }
@@ -127,15 +133,20 @@ pub fn fit_power_law(depths: &[f64], values: &[f64]) -> Result<DecayFit> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DecayLaw {
+    /// y = a·b^L.
     Exponential,
+    /// y = a·L^−p.
     PowerLaw,
 }
 
 /// Both fits of one decay and the verdict (higher R² of ln y).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DecayComparison {
+    /// Fit of y = a·b^L.
     pub exponential: DecayFit,
+    /// Fit of y = a·L^−p.
     pub power_law: DecayFit,
+    /// The law with the higher R² of ln y.
     pub better: DecayLaw,
 }
 

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! Statistics of gradient signals on ndarray views: correlation along a grid
 //! and across seeds, power spectra and slopes, decay-law fits, calibration
 //! noise and theory curves. Knows nothing of nets: any signal will do.

@@ -26,6 +26,7 @@ pub struct Spectrum {
 }
 
 impl Spectrum {
+    /// A planner for signals of length `n` (at least 4).
     pub fn new(n: usize) -> Result<Self> {
         if n < 4 {
             return Err(StatsError::TooShort {
@@ -40,6 +41,7 @@ impl Spectrum {
         })
     }
 
+    /// Power spectrum of `g` (length n): see [`power_spectrum`].
     pub fn power(&self, g: ArrayView1<f64>) -> Result<Array1<f64>> {
         if g.len() != self.n {
             return Err(StatsError::Shape(format!(
@@ -61,7 +63,9 @@ impl Spectrum {
 /// An inclusive range of frequency bins lo..=hi for slope fits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Band {
+    /// First frequency bin of the band.
     pub lo: usize,
+    /// Last frequency bin of the band (inclusive).
     pub hi: usize,
 }
 

@@ -7,15 +7,20 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MeanStd {
     #[serde(with = "crate::nan")]
+    /// Mean of the finite values.
     pub mean: f64,
     /// Sample standard deviation (n − 1); 0 for a single value.
     #[serde(with = "crate::nan")]
     pub std: f64,
     #[serde(with = "crate::nan")]
+    /// Smallest finite value.
     pub min: f64,
     #[serde(with = "crate::nan")]
+    /// Largest finite value.
     pub max: f64,
+    /// Finite values summarised.
     pub n: usize,
+    /// NaN/inf values left out.
     pub excluded: usize,
 }
 

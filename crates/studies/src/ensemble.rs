@@ -29,22 +29,32 @@ use crate::study::{Study, StudyResults};
 use crate::training::{ModelArch, TrainingParams, build_net, check_net, train_net, view_for};
 use crate::{Result, StudyError};
 
+/// Folder name under the data and report roots.
 pub const NAME: &str = "ensemble";
+/// Layout version of `summary.json`.
 pub const SCHEMA: &str = "gradscope.ensemble/1";
 
 /// Unchecked parameters; defaults train on the embedded digits in seconds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EnsembleParams {
+    /// Architectures to train and lesion (MLP or conv).
     pub archs: Vec<ModelArch>,
     /// Blocks (MLP) or layers (conv, 6n + 2).
     pub depth: usize,
+    /// MLP width.
     pub width: usize,
+    /// Trained nets per arch.
     pub seeds: usize,
+    /// Base seed.
     pub seed: u64,
+    /// Data set.
     pub data: DataSource,
+    /// Train on at most this many examples (all when unset).
     pub max_train: Option<usize>,
+    /// Training recipe.
     pub train: TrainParams,
+    /// f32 or f64.
     pub dtype: Precision,
     /// Evaluate these weights (safetensors) instead of training (one arch, seeds = 1).
     pub load_weights: Option<PathBuf>,
@@ -54,6 +64,7 @@ pub struct EnsembleParams {
     pub path_samples: usize,
     /// Training examples in the batch whose input gradient is measured.
     pub path_batch: usize,
+    /// Checkpoint folder, so interrupted training resumes.
     pub checkpoints: Option<PathBuf>,
 }
 
@@ -84,6 +95,7 @@ impl Default for EnsembleParams {
 }
 
 impl EnsembleParams {
+    /// Small sizes, for tests and a first look.
     pub fn quick() -> Self {
         let d = Self::default();
         EnsembleParams {
@@ -101,6 +113,7 @@ impl EnsembleParams {
         }
     }
 
+    /// Validate and load the data: the only way to a runnable study.
     pub fn check(&self) -> Result<EnsembleConfig> {
         let p = self.clone();
         if p.archs.is_empty() {
@@ -156,6 +169,7 @@ impl EnsembleParams {
 }
 
 #[derive(Clone, Debug)]
+/// A validated ensemble study with its data loaded.
 pub struct EnsembleConfig {
     params: EnsembleParams,
     train: Examples,
@@ -163,8 +177,11 @@ pub struct EnsembleConfig {
 }
 
 #[derive(Clone, Debug)]
+/// One trained net: (arch, seed).
 pub struct Cell {
+    /// Index into the configured archs.
     pub arch: usize,
+    /// Seed index.
     pub seed: usize,
 }
 
@@ -173,19 +190,24 @@ pub struct Cell {
 pub struct LesionCurve {
     /// Number of blocks deleted, or of swaps.
     pub count: Vec<usize>,
+    /// Test error for each count, over draws.
     pub error: Vec<MeanStd>,
 }
 
 /// What one trained net shows.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NetOutput {
+    /// Blocks n of the net.
     pub blocks: usize,
     #[serde(with = "gradscope_stats::nan")]
+    /// Test error of the intact net.
     pub intact_error: f64,
     /// Test error with block b deleted (NaN where a plain block changes shape).
     #[serde(with = "gradscope_stats::nan::vec")]
     pub single_deletion: Vec<f64>,
+    /// Test error with k random blocks deleted.
     pub random_deletion: LesionCurve,
+    /// Test error after s random swaps of adjacent blocks.
     pub reordering: LesionCurve,
     /// Mean ‖∂L/∂x‖ through paths of length k = 0 … n (residual nets only).
     #[serde(with = "gradscope_stats::nan::vec")]
@@ -195,10 +217,12 @@ pub struct NetOutput {
 }
 
 impl EnsembleConfig {
+    /// The validated parameters.
     pub fn params(&self) -> &EnsembleParams {
         &self.params
     }
 
+    /// Run every cell and summarise (see [`run_study`](crate::run_study)).
     pub fn run(&self, opts: &crate::RunOptions) -> Result<EnsembleResults> {
         crate::run_study(self, opts)
     }
@@ -660,14 +684,22 @@ pub fn effective_range(total: &[f64], share: f64) -> Option<(usize, usize)> {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// One arch's lesion and path results over seeds.
 pub struct ArchEnsemble {
+    /// Architecture spec.
     pub arch: String,
+    /// Whether blocks have shortcuts.
     pub residual: bool,
+    /// Blocks n.
     pub blocks: usize,
+    /// Test error of the intact nets.
     pub intact_error: MeanStd,
     #[serde(with = "gradscope_stats::nan::vec")]
+    /// Mean test error with block b deleted.
     pub single_deletion: Vec<f64>,
+    /// Test error with k random blocks deleted.
     pub random_deletion: LesionCurve,
+    /// Test error after s random swaps.
     pub reordering: LesionCurve,
     /// C(n, k)/2^n for k = 0 … n.
     pub path_length_share: Vec<f64>,
@@ -682,24 +714,38 @@ pub struct ArchEnsemble {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// `summary.json` of the ensemble study.
 pub struct EnsembleSummary {
+    /// Layout version, `gradscope.ensemble/1`.
     pub schema: String,
+    /// Study name, `ensemble`.
     pub study: String,
+    /// Version, commit, time, threads and run time.
     pub provenance: Provenance,
+    /// The validated parameters the run used.
     pub config: EnsembleParams,
+    /// Per-arch results, in config order.
     pub archs: Vec<ArchEnsemble>,
 }
 
 #[derive(Clone, Debug)]
+/// Everything a run produced, before it is written.
 pub struct EnsembleResults {
+    /// What goes into summary.json.
     pub summary: EnsembleSummary,
+    /// Per-net results (cell key, output), for nets.json.
     pub nets: Vec<(String, NetOutput)>,
 }
 
+/// Files of the study folder.
 pub mod files {
+    /// Summary with provenance.
     pub const SUMMARY: &str = "summary.json";
+    /// Per-net lesion and path results.
     pub const NETS: &str = "nets.json";
+    /// Test error after deletions and swaps.
     pub const DELETION_CSV: &str = "deletion.csv";
+    /// Gradient by path length.
     pub const PATHS_CSV: &str = "paths.csv";
 }
 

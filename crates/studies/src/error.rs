@@ -5,24 +5,44 @@ use std::path::PathBuf;
 pub enum StudyError {
     /// A configuration value is out of range or inconsistent.
     #[error("invalid {field}: {reason}")]
-    Config { field: &'static str, reason: String },
+    Config {
+        /// The parameter.
+        field: &'static str,
+        /// Why the value is refused.
+        reason: String,
+    },
     /// A configuration file could not be read or parsed.
     #[error("{}: {reason}", path.display())]
-    ConfigFile { path: PathBuf, reason: String },
+    ConfigFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with the line when known.
+        reason: String,
+    },
     /// Reading or writing a results file failed.
     #[error("{}: {source}", path.display())]
     Io {
+        /// The file.
         path: PathBuf,
+        /// The system's error.
         #[source]
         source: std::io::Error,
     },
     /// A results file exists but is not what this version expects.
     #[error("{}: {reason}", path.display())]
-    Data { path: PathBuf, reason: String },
+    Data {
+        /// The file or folder.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Building or loading a net failed.
     #[error(transparent)]
     Net(#[from] gradscope_nets::NetError),
+    /// A gradient capture failed.
     #[error(transparent)]
     Probe(#[from] gradscope_probe::ProbeError),
+    /// A statistic failed.
     #[error(transparent)]
     Stats(#[from] gradscope_stats::StatsError),
     /// The run was interrupted; finished work is kept.
@@ -31,6 +51,7 @@ pub enum StudyError {
 }
 
 impl StudyError {
+    /// A [`StudyError::Config`] for `field`.
     pub fn config(field: &'static str, reason: impl Into<String>) -> Self {
         StudyError::Config {
             field,
@@ -38,6 +59,7 @@ impl StudyError {
         }
     }
 
+    /// A [`StudyError::Io`] for `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         StudyError::Io {
             path: path.into(),
@@ -46,6 +68,7 @@ impl StudyError {
     }
 }
 
+/// Result with a [`StudyError`].
 pub type Result<T> = std::result::Result<T, StudyError>;
 
 impl From<candle_core::Error> for StudyError {

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! Studies: a configuration comes in, is validated once, runs as independent
 //! cells in parallel, and its results are written as JSON, CSV and NPY under
 //! `notebooks-data/<study>/`.

@@ -50,6 +50,7 @@ pub struct Csv {
 }
 
 impl Csv {
+    /// A table with these column names.
     pub fn new(header: &[&str]) -> Self {
         let mut c = Csv {
             text: String::new(),
@@ -77,10 +78,12 @@ impl Csv {
         self.text.push('\n');
     }
 
+    /// The CSV text so far.
     pub fn as_str(&self) -> &str {
         &self.text
     }
 
+    /// Write the table to `path` atomically.
     pub fn write(&self, path: &Path) -> Result<()> {
         write_atomic(path, self.text.as_bytes())
     }

@@ -28,6 +28,7 @@ pub struct RunClock {
 }
 
 impl RunClock {
+    /// Start the clock now.
     pub fn start() -> Self {
         RunClock {
             started: SystemTime::now(),
@@ -35,6 +36,7 @@ impl RunClock {
         }
     }
 
+    /// Provenance of a run started at this clock's start and ending now.
     pub fn provenance(&self, threads: usize, command: Option<String>) -> Provenance {
         Provenance {
             version: env!("CARGO_PKG_VERSION").to_string(),

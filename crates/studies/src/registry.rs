@@ -14,6 +14,7 @@ use crate::{Result, StudyError};
 
 /// A study's unchecked parameters.
 pub trait Params: Clone + Default + Serialize + DeserializeOwned + Send + Sync {
+    /// The validated configuration the parameters check into.
     type Config: Study;
     /// Small sizes, for tests and a first look.
     fn quick() -> Self;

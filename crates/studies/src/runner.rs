@@ -15,8 +15,11 @@ use crate::{Result, StudyError};
 /// A cell finished: how many of how many, and its key.
 #[derive(Clone, Debug)]
 pub struct Progress<'a> {
+    /// Cells finished so far.
     pub done: usize,
+    /// Cells to run.
     pub total: usize,
+    /// Key of the cell that just finished.
     pub key: &'a str,
 }
 
@@ -57,11 +60,14 @@ pub struct CellCache {
 /// Slice `index` (1-based) of `count`: the cells whose position p has p mod count = index − 1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Shard {
+    /// Which slice, 1-based.
     pub index: usize,
+    /// Number of slices.
     pub count: usize,
 }
 
 impl Shard {
+    /// Slice `index` of `count`, with 1 ≤ index ≤ count.
     pub fn new(index: usize, count: usize) -> Result<Self> {
         if count == 0 || index == 0 || index > count {
             return Err(StudyError::config(
@@ -72,6 +78,7 @@ impl Shard {
         Ok(Shard { index, count })
     }
 
+    /// Whether the cell at `position` belongs to this slice.
     pub fn contains(&self, position: usize) -> bool {
         position % self.count == self.index - 1
     }
@@ -119,6 +126,7 @@ pub fn default_threads() -> usize {
 }
 
 impl RunOptions {
+    /// Options with `threads` worker threads and nothing else set.
     pub fn with_threads(threads: usize) -> Self {
         RunOptions {
             threads,

@@ -44,10 +44,13 @@ pub struct ShatteredParams {
     pub archs: Vec<Arch>,
     /// Depths (blocks between stem and head).
     pub depths: Vec<usize>,
+    /// Hidden width W.
     pub width: usize,
     /// Grid points N.
     pub points: usize,
+    /// Left end of the input grid.
     pub x_min: f64,
+    /// Right end of the input grid.
     pub x_max: f64,
     /// Independent nets per (arch, depth).
     pub seeds: usize,
@@ -59,7 +62,9 @@ pub struct ShatteredParams {
     pub dtype: Precision,
     /// How BN's batch statistics enter the gradient.
     pub bn_mode: BnMode,
+    /// Weight initialisation.
     pub weight_init: WeightInit,
+    /// Bias initialisation (zero makes ReLU nets homogeneous: see [`BiasInit`]).
     pub bias_init: BiasInit,
     /// Spectral-slope band (inclusive bins); default N/64 ..= N/4.
     pub band: Option<Band>,
@@ -237,7 +242,9 @@ impl ShatteredConfig {
 /// One unit of work: every depth of one (arch, seed).
 #[derive(Clone, Debug)]
 pub struct Cell {
+    /// Index into the configured archs.
     pub arch: usize,
+    /// Seed index, 0-based.
     pub seed: usize,
 }
 
@@ -263,18 +270,25 @@ pub struct DepthResult {
 /// NaN/inf found in a net: which pass, at which hidden state.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FaultRecord {
+    /// Seed index.
     pub seed: usize,
+    /// `forward` or `backward`.
     pub pass: String,
+    /// Index l of the hidden state h_l.
     pub layer: usize,
+    /// Name of the hidden state.
     pub name: String,
+    /// True for NaN, false for ±inf.
     pub nan: bool,
 }
 
 impl ShatteredConfig {
+    /// The validated parameters.
     pub fn params(&self) -> &ShatteredParams {
         &self.params
     }
 
+    /// The band of the spectral-slope fits.
     pub fn band(&self) -> Band {
         self.band
     }
@@ -609,7 +623,9 @@ fn noise_references(p: &ShatteredParams, band: Band) -> Result<References> {
 pub struct ShatteredSummary {
     /// Layout version, `gradscope.shattered/1`.
     pub schema: String,
+    /// Study name, `shattered`.
     pub study: String,
+    /// Version, commit, time, threads and run time.
     pub provenance: Provenance,
     /// The validated parameters the run used.
     pub config: ShatteredParams,
@@ -624,16 +640,22 @@ pub struct ShatteredSummary {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// Calibration noise through the study's statistics.
 pub struct NoiseReference {
+    /// `white` or `brown`.
     pub name: String,
+    /// r₁ over the noise draws.
     pub adjacent_correlation: MeanStd,
+    /// Spectral slope over the noise draws.
     pub spectral_slope: MeanStd,
 }
 
 /// Statistics of one (arch, depth) over seeds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DepthSummary {
+    /// Architecture spec.
     pub arch: String,
+    /// Depth L.
     pub depth: usize,
     /// r₁ of g over the grid.
     pub adjacent_correlation: MeanStd,
@@ -645,6 +667,7 @@ pub struct DepthSummary {
     #[serde(with = "gradscope_stats::nan::vec")]
     pub layer_grad_norm_mean: Vec<f64>,
     #[serde(with = "gradscope_stats::nan::vec")]
+    /// Standard deviation over seeds of ‖∂L/∂h_l‖.
     pub layer_grad_norm_std: Vec<f64>,
     /// ‖h_l‖, mean over seeds.
     #[serde(with = "gradscope_stats::nan::vec")]
@@ -656,29 +679,43 @@ pub struct DepthSummary {
 /// Decay of r₁, of the roughness 1 − r₁ and of ‖∂L/∂h₀‖ against depth.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ArchFits {
+    /// Architecture spec.
     pub arch: String,
+    /// Fits of r₁ against depth.
     pub adjacent_correlation: Option<DecayComparison>,
+    /// Fits of 1 − r₁ against depth.
     pub roughness: Option<DecayComparison>,
+    /// Fits of ‖∂L/∂h₀‖ against depth.
     pub input_grad_norm: Option<DecayComparison>,
 }
 
 /// One row of `per_seed.csv`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SeedRow {
+    /// Architecture spec.
     pub arch: String,
+    /// Depth L.
     pub depth: usize,
+    /// Seed index.
     pub seed: usize,
+    /// r₁ of g over the grid.
     pub adjacent_correlation: f64,
+    /// Log-log spectral slope over the band.
     pub spectral_slope: f64,
+    /// R² of the slope fit.
     pub spectral_slope_r2: f64,
+    /// ‖∂L/∂h₀‖.
     pub input_grad_norm: f64,
+    /// (‖∂L/∂h₀‖/‖∂L/∂h_L‖)^{1/L}.
     pub gradient_growth: f64,
 }
 
 /// Everything a run produced, before it is written.
 #[derive(Clone, Debug)]
 pub struct ShatteredResults {
+    /// What goes into summary.json.
     pub summary: ShatteredSummary,
+    /// Rows of per_seed.csv.
     pub per_seed: Vec<SeedRow>,
     /// (N,)
     pub grid: Array1<f64>,
@@ -696,16 +733,27 @@ pub struct ShatteredResults {
 
 /// Files of the study folder.
 pub mod files {
+    /// Summary with provenance.
     pub const SUMMARY: &str = "summary.json";
+    /// One row per (arch, depth).
     pub const SUMMARY_CSV: &str = "summary.csv";
+    /// One row per (arch, depth, seed).
     pub const PER_SEED_CSV: &str = "per_seed.csv";
+    /// Per-layer gradient and activation norms.
     pub const LAYER_NORMS_CSV: &str = "layer_norms.csv";
+    /// Decay-law fits.
     pub const FITS_CSV: &str = "fits.csv";
+    /// The input grid, (N,).
     pub const GRID: &str = "grid.npy";
+    /// df/dx, (archs, depths, seeds, N).
     pub const INPUT_GRADIENTS: &str = "input_gradients.npy";
+    /// Power spectra, (archs, depths, seeds, N/2 + 1).
     pub const POWER_SPECTRA: &str = "power_spectra.npy";
+    /// Autocorrelation functions, (archs, depths, seeds, max_lag + 1).
     pub const AUTOCORRELATION: &str = "autocorrelation.npy";
+    /// Correlation across seeds, (archs, depths, N, N), f32.
     pub const CORRELATION: &str = "correlation_matrices.npy";
+    /// Calibration noise, (2, seeds, N).
     pub const NOISE: &str = "noise.npy";
 }
 
@@ -868,12 +916,19 @@ pub fn seed_mean(a: &Array4<f64>, arch: usize, depth: usize) -> Array1<f64> {
 
 /// The arrays of a study folder, read back (for reports and notebooks).
 pub struct ShatteredData {
+    /// The summary.
     pub summary: ShatteredSummary,
+    /// The input grid, (N,).
     pub grid: Array1<f64>,
+    /// df/dx, (archs, depths, seeds, N).
     pub input_gradients: Array4<f64>,
+    /// Power spectra, (archs, depths, seeds, N/2 + 1).
     pub power_spectra: Array4<f64>,
+    /// Autocorrelation functions, (archs, depths, seeds, max_lag + 1).
     pub autocorrelation: Array4<f64>,
+    /// Correlation across seeds, (archs, depths, N, N); absent with one seed.
     pub correlation: Option<Array4<f32>>,
+    /// Calibration noise, (2, seeds, N).
     pub noise: Array3<f64>,
 }
 
@@ -924,10 +979,12 @@ impl ShatteredData {
             .position(|a| a.to_string() == arch)
     }
 
+    /// Position of `depth` in the configured depths.
     pub fn depth_index(&self, depth: usize) -> Option<usize> {
         self.summary.config.depths.iter().position(|&d| d == depth)
     }
 
+    /// The summary of (arch, depth), if it was run.
     pub fn result(&self, arch: &str, depth: usize) -> Option<&DepthSummary> {
         self.summary
             .results

@@ -35,7 +35,9 @@ pub const SCHEMA: &str = "gradscope.training/1";
 /// `conv-resnet:shortcut=b`, `conv-resnet:block=bottleneck`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum ModelArch {
+    /// An MLP of the shattered-gradients families.
     Mlp(Arch),
+    /// A convolutional net of He et al. 2016a.
     Conv(ConvArch),
 }
 
@@ -86,17 +88,23 @@ impl<'de> Deserialize<'de> for ModelArch {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainingParams {
+    /// Architectures to train.
     pub archs: Vec<ModelArch>,
     /// MLP: blocks; conv: weighted layers (6n + 2, or 9n + 2 for bottlenecks).
     pub depths: Vec<usize>,
     /// MLP width (conv nets use the paper's 16/32/64).
     pub width: usize,
+    /// Runs per (arch, depth).
     pub seeds: usize,
+    /// Base seed.
     pub seed: u64,
+    /// Data set.
     pub data: DataSource,
     /// Train on at most this many examples (all when unset).
     pub max_train: Option<usize>,
+    /// Training recipe.
     pub train: TrainParams,
+    /// f32 or f64.
     pub dtype: Precision,
     /// Keep a checkpoint per cell here, so an interrupted run resumes mid-training.
     pub checkpoints: Option<PathBuf>,
@@ -157,6 +165,7 @@ impl TrainingParams {
         }
     }
 
+    /// Validate and load the data: the only way to a runnable study.
     pub fn check(&self) -> Result<TrainingConfig> {
         let mut p = self.clone();
         if p.archs.is_empty() {
@@ -348,15 +357,20 @@ pub(crate) fn train_net(
 /// One training run.
 #[derive(Clone, Debug)]
 pub struct Cell {
+    /// Index into the configured archs.
     pub arch: usize,
+    /// Depth.
     pub depth: usize,
+    /// Seed index.
     pub seed: usize,
 }
 
 /// What a cell records.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunOutput {
+    /// Per-epoch errors and gradient logs.
     pub history: History,
+    /// Trainable parameters of the net.
     pub parameters: usize,
 }
 
@@ -366,10 +380,12 @@ impl TrainingConfig {
         crate::run_study(self, opts)
     }
 
+    /// The validated parameters.
     pub fn params(&self) -> &TrainingParams {
         &self.params
     }
 
+    /// The training examples (after `max_train`).
     pub fn train_examples(&self) -> &Examples {
         &self.train
     }
@@ -580,23 +596,36 @@ fn train_err(e: gradscope_train::TrainError) -> StudyError {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// The data set a study used.
 pub struct DataInfo {
+    /// `digits`, `mnist:DIR` or `cifar10:DIR`.
     pub source: String,
+    /// Training examples.
     pub train: usize,
+    /// Test examples.
     pub test: usize,
+    /// Shape of one example (channels, height, width).
     pub shape: Vec<usize>,
+    /// Number of classes.
     pub classes: usize,
 }
 
 /// Final numbers and mean curves of one (arch, depth) over seeds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ArchDepthResult {
+    /// Architecture spec.
     pub arch: String,
+    /// Depth.
     pub depth: usize,
+    /// Whether blocks have shortcuts.
     pub residual: bool,
+    /// Trainable parameters.
     pub parameters: usize,
+    /// Training error after the last epoch.
     pub final_train_error: MeanStd,
+    /// Test error after the last epoch.
     pub final_test_error: MeanStd,
+    /// Training loss after the last epoch.
     pub final_train_loss: MeanStd,
     /// Seeds whose loss stopped being finite (their errors are excluded).
     pub diverged: usize,
@@ -604,20 +633,27 @@ pub struct ArchDepthResult {
     #[serde(with = "gradscope_stats::nan::vec")]
     pub train_error_curve: Vec<f64>,
     #[serde(with = "gradscope_stats::nan::vec")]
+    /// Test error per epoch, mean over seeds.
     pub test_error_curve: Vec<f64>,
     #[serde(with = "gradscope_stats::nan::vec")]
+    /// Training loss per epoch, mean over seeds.
     pub train_loss_curve: Vec<f64>,
 }
 
 /// The deepest against the shallowest net of one arch.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DepthComparison {
+    /// Architecture spec.
     pub arch: String,
+    /// The shallowest configured depth.
     pub shallow_depth: usize,
+    /// The deepest configured depth.
     pub deep_depth: usize,
     #[serde(with = "gradscope_stats::nan")]
+    /// Final training error of the shallow net, mean over seeds.
     pub shallow_train_error: f64,
     #[serde(with = "gradscope_stats::nan")]
+    /// Final training error of the deep net, mean over seeds.
     pub deep_train_error: f64,
     /// Deep training error above shallow + [`DEGRADATION_MARGIN`] (or not finite).
     pub degrades: bool,
@@ -626,38 +662,59 @@ pub struct DepthComparison {
 /// `summary.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainingSummary {
+    /// Layout version, `gradscope.training/1`.
     pub schema: String,
+    /// Study name, `training`.
     pub study: String,
+    /// Version, commit, time, threads and run time.
     pub provenance: Provenance,
+    /// The validated parameters the run used.
     pub config: TrainingParams,
+    /// The data set.
     pub data: DataInfo,
+    /// One entry per (arch, depth).
     pub results: Vec<ArchDepthResult>,
+    /// Deepest against shallowest, per arch.
     pub comparisons: Vec<DepthComparison>,
 }
 
 /// One run's full history, in `runs.json`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CellRecord {
+    /// Cell key (arch, depth, seed).
     pub key: String,
+    /// Architecture spec.
     pub arch: String,
+    /// Depth.
     pub depth: usize,
+    /// Seed index.
     pub seed: usize,
+    /// History and size of the run.
     pub output: RunOutput,
 }
 
 #[derive(Clone, Debug)]
+/// Everything a run produced, before it is written.
 pub struct TrainingResults {
+    /// What goes into summary.json.
     pub summary: TrainingSummary,
+    /// Every run, for runs.json and the CSV tables.
     pub cells: Vec<CellRecord>,
 }
 
 /// Files of the study folder.
 pub mod files {
+    /// Summary with provenance.
     pub const SUMMARY: &str = "summary.json";
+    /// Every run's history.
     pub const RUNS: &str = "runs.json";
+    /// Per-epoch loss and error of every run.
     pub const CURVES_CSV: &str = "curves.csv";
+    /// Final errors per (arch, depth).
     pub const FINAL_CSV: &str = "final.csv";
+    /// Per-layer gradient norms over training.
     pub const GRAD_NORMS_CSV: &str = "grad_norms.csv";
+    /// Shattering and similarity probes over training.
     pub const PROBES_CSV: &str = "probes.csv";
 }
 
@@ -761,11 +818,14 @@ impl StudyResults for TrainingResults {
 
 /// A study folder read back.
 pub struct TrainingData {
+    /// The summary.
     pub summary: TrainingSummary,
+    /// Every run's history.
     pub runs: Vec<CellRecord>,
 }
 
 impl TrainingData {
+    /// Read a study folder written by a run.
     pub fn read(dir: &std::path::Path) -> Result<Self> {
         let summary: TrainingSummary = crate::output::read_json(&dir.join(files::SUMMARY))?;
         if summary.schema != SCHEMA {

@@ -3,23 +3,41 @@ use std::path::PathBuf;
 /// Errors of a training run.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
+    /// A training parameter is out of its valid range.
     #[error("invalid {field}: {reason}")]
-    Config { field: &'static str, reason: String },
+    Config {
+        /// The parameter.
+        field: &'static str,
+        /// Why the value is refused.
+        reason: String,
+    },
+    /// Examples that do not fit the net or each other.
     #[error("data: {0}")]
     Data(String),
+    /// A checkpoint could not be written, read, or does not match the run.
     #[error("checkpoint {}: {reason}", path.display())]
-    Checkpoint { path: PathBuf, reason: String },
+    Checkpoint {
+        /// The checkpoint file or folder.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Building or loading the net failed.
     #[error(transparent)]
     Net(#[from] gradscope_nets::NetError),
+    /// A gradient statistic failed.
     #[error(transparent)]
     Stats(#[from] gradscope_stats::StatsError),
+    /// A candle tensor operation failed.
     #[error("tensor operation failed: {0}")]
     Candle(#[from] candle_core::Error),
+    /// The run was asked to stop (Ctrl-C); its last checkpoint stands.
     #[error("interrupted")]
     Interrupted,
 }
 
 impl TrainError {
+    /// A [`TrainError::Config`] for `field`.
     pub fn config(field: &'static str, reason: impl Into<String>) -> Self {
         TrainError::Config {
             field,
@@ -28,4 +46,5 @@ impl TrainError {
     }
 }
 
+/// Result with a [`TrainError`].
 pub type Result<T> = std::result::Result<T, TrainError>;

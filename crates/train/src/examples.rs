@@ -18,6 +18,7 @@ pub struct Examples {
 }
 
 impl Examples {
+    /// Examples from flat features `x` of `shape` each, labels `y` in 0..classes.
     pub fn new(x: Vec<f32>, shape: Vec<usize>, y: Vec<u32>, classes: usize) -> Result<Self> {
         let per: usize = shape.iter().product();
         if per == 0 || shape.is_empty() {
@@ -48,14 +49,17 @@ impl Examples {
         })
     }
 
+    /// Number of examples.
     pub fn len(&self) -> usize {
         self.y.len()
     }
 
+    /// Whether there are no examples.
     pub fn is_empty(&self) -> bool {
         self.y.is_empty()
     }
 
+    /// Number of classes.
     pub fn classes(&self) -> usize {
         self.classes
     }
@@ -65,6 +69,7 @@ impl Examples {
         &self.shape
     }
 
+    /// Class of each example.
     pub fn labels(&self) -> &[u32] {
         &self.y
     }

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! Training on candle: SGD with momentum and weight decay, Adam(W),
 //! learning-rate schedules, cross-entropy, fixed-seed mini-batches, train and
 //! test error per epoch, gradient logging (per-layer norms, the shattering

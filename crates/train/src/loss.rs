@@ -9,7 +9,7 @@ fn label_index(labels: &[u32], device: &candle_core::Device) -> Result<Tensor> {
     Ok(Tensor::from_slice(labels, (labels.len(), 1), device)?)
 }
 
-/// Mean cross-entropy −(1/B) Σᵢ log softmax(zᵢ)[yᵢ] of logits z (batch, classes),
+/// Mean cross-entropy −(1/B) Σᵢ log softmax(zᵢ)\[yᵢ\] of logits z (batch, classes),
 /// with log softmax(z) = z − log Σ exp z computed stably.
 pub fn cross_entropy(logits: &Tensor, labels: &[u32]) -> Result<Tensor> {
     let log_probs = log_softmax(logits)?;

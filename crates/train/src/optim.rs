@@ -15,26 +15,35 @@ pub enum OptimizerParams {
     /// SGD with momentum (PyTorch's form): v ← μv + g + λθ; θ ← θ − η·v
     /// (Nesterov: θ ← θ − η·(g + λθ + μv)).
     Sgd {
+        /// Learning rate η.
         lr: f64,
         #[serde(default)]
+        /// Momentum μ.
         momentum: f64,
         #[serde(default)]
+        /// L2 weight decay λ.
         weight_decay: f64,
         #[serde(default)]
+        /// Nesterov momentum.
         nesterov: bool,
     },
     /// Adam (Kingma & Ba 2015): m ← β₁m + (1−β₁)g, v ← β₂v + (1−β₂)g²,
     /// θ ← θ − η·m̂/(√v̂ + ε) with bias-corrected m̂, v̂; weight decay λθ is
     /// decoupled (AdamW, Loshchilov & Hutter 2019): θ ← θ − ηλθ.
     Adam {
+        /// Learning rate η.
         lr: f64,
         #[serde(default = "beta1")]
+        /// β₁, decay of the first moment.
         beta1: f64,
         #[serde(default = "beta2")]
+        /// β₂, decay of the second moment.
         beta2: f64,
         #[serde(default = "adam_eps")]
+        /// ε in the denominator.
         eps: f64,
         #[serde(default)]
+        /// Decoupled weight decay λ.
         weight_decay: f64,
     },
 }
@@ -68,6 +77,7 @@ impl OptimizerParams {
         }
     }
 
+    /// Refuse non-positive or non-finite rates and moments outside [0, 1).
     pub fn check(&self) -> Result<()> {
         let pos = |f: &'static str, v: f64| {
             if v.is_finite() && v > 0.0 {
@@ -137,6 +147,7 @@ pub struct Optimizer {
 }
 
 impl Optimizer {
+    /// An optimiser with fresh state.
     pub fn new(params: OptimizerParams) -> Result<Self> {
         params.check()?;
         Ok(Optimizer {

@@ -8,15 +8,19 @@ use crate::{Result, TrainError};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Decay {
+    /// The base rate throughout.
     Constant,
     /// Multiply by `gamma` at each milestone epoch (He 2016a: ÷10 at 32k and 48k iterations).
     Step {
+        /// Epochs at which the rate is multiplied by `gamma`.
         milestones: Vec<usize>,
+        /// Factor at each milestone (0.1 in He 2016a).
         gamma: f64,
     },
     /// Cosine from the base rate down to `min_lr` at the last step (Loshchilov & Hutter 2017).
     Cosine {
         #[serde(default)]
+        /// Rate at the last step.
         min_lr: f64,
     },
 }
@@ -25,7 +29,9 @@ pub enum Decay {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Schedule {
+    /// Decay after warm-up.
     pub decay: Decay,
+    /// Epochs of linear warm-up from 0.
     pub warmup_epochs: usize,
 }
 
@@ -39,6 +45,7 @@ impl Default for Schedule {
 }
 
 impl Schedule {
+    /// Refuse milestones beyond `epochs`, bad factors and warm-ups longer than the run.
     pub fn check(&self, epochs: usize) -> Result<()> {
         if self.warmup_epochs > epochs {
             return Err(TrainError::config(

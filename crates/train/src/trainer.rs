@@ -24,9 +24,13 @@ use crate::{Result, TrainError};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainParams {
+    /// Passes over the training set.
     pub epochs: usize,
+    /// Examples per step.
     pub batch_size: usize,
+    /// Optimiser and its hyper-parameters.
     pub optimizer: OptimizerParams,
+    /// Learning-rate schedule.
     pub schedule: Schedule,
     /// Seed of the batch order (epoch e uses `derive_seed(seed, "epoch{e}")`).
     pub seed: u64,
@@ -103,14 +107,17 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
+    /// The validated parameters.
     pub fn params(&self) -> &TrainParams {
         &self.params
     }
 
+    /// Steps per epoch (the last batch may be smaller).
     pub fn steps_per_epoch(&self) -> usize {
         self.steps_per_epoch
     }
 
+    /// Steps of the whole run.
     pub fn total_steps(&self) -> usize {
         self.steps_per_epoch * self.params.epochs
     }
@@ -134,20 +141,26 @@ pub struct EpochRecord {
     /// Optimiser steps so far.
     pub step: usize,
     #[serde(with = "gradscope_stats::nan")]
+    /// Learning rate at the epoch's last step.
     pub lr: f64,
     #[serde(with = "gradscope_stats::nan")]
+    /// Mean cross-entropy on the training set.
     pub train_loss: f64,
     #[serde(with = "gradscope_stats::nan")]
+    /// Share of training examples misclassified.
     pub train_error: f64,
     #[serde(with = "gradscope_stats::nan")]
+    /// Mean cross-entropy on the test set.
     pub test_loss: f64,
     #[serde(with = "gradscope_stats::nan")]
+    /// Share of test examples misclassified.
     pub test_error: f64,
 }
 
 /// Gradients at one step, on a fixed batch of training examples.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GradLog {
+    /// Optimiser steps so far.
     pub step: usize,
     /// ‖∂L/∂θ‖ per layer (weights and biases together), in [`History::layers`] order.
     #[serde(with = "gradscope_stats::nan::vec")]
@@ -169,13 +182,16 @@ pub struct GradLog {
 pub struct History {
     /// Layer names (parameter names without `.weight`/`.bias`), input to output.
     pub layers: Vec<String>,
+    /// One record per finished epoch.
     pub epochs: Vec<EpochRecord>,
+    /// Gradient logs, every `log_every` steps.
     pub logs: Vec<GradLog>,
     /// The step at which the loss stopped being finite, if it did.
     pub diverged_at: Option<usize>,
 }
 
 impl History {
+    /// The last finished epoch.
     pub fn final_epoch(&self) -> Option<&EpochRecord> {
         self.epochs.last()
     }
@@ -183,11 +199,15 @@ impl History {
 
 /// One training run of a model on a data set.
 pub struct Trainer<'a> {
+    /// The net to train (its parameters are updated in place).
     pub model: &'a dyn Model,
     /// Recorded in the weights files.
     pub label: String,
+    /// Validated training configuration.
     pub config: &'a TrainConfig,
+    /// Training examples.
     pub train: &'a Examples,
+    /// Test examples.
     pub test: &'a Examples,
     /// Save after every epoch here, and resume from here.
     pub checkpoint: Option<PathBuf>,
@@ -210,6 +230,7 @@ struct CheckpointState {
 }
 
 impl Trainer<'_> {
+    /// Train (resuming from the last checkpoint if there is one) and return the history.
     pub fn run(&self) -> Result<History> {
         let p = &self.config.params;
         if self.train.shape() != self.test.shape() || self.train.classes() != self.test.classes() {
