@@ -397,3 +397,65 @@ fn degradation_trains_on_mnist_files_and_names_missing_ones() {
         "{err}"
     );
 }
+
+#[test]
+fn numerical_faults_are_data_unless_asked_to_be_fatal() {
+    let tmp = tempfile::tempdir().unwrap();
+    // σ_w² = 100 in f32: activations grow ×√50 per layer and overflow before depth 50.
+    let args = |out: &Path| -> Vec<String> {
+        [
+            "shattered",
+            "--archs",
+            "plain",
+            "--depths",
+            "2,50",
+            "--seeds",
+            "2",
+            "--dtype",
+            "f32",
+            "--weight-init",
+            "normal(100)",
+            "--no-report",
+            "--out",
+            path(out),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let data = tmp.path().join("data");
+    let a = args(&data);
+    assert_ok(&gradscope(
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+    ));
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data.join("shattered/summary.json")).unwrap())
+            .unwrap();
+    let (shallow, deep) = (&s["results"][0], &s["results"][1]);
+    assert_eq!(shallow["faults"].as_array().unwrap().len(), 0);
+    let faults = deep["faults"].as_array().unwrap();
+    assert!(!faults.is_empty());
+    // The first fault is in the forward pass, at a layer inside the net, and
+    // the statistics say how many values they left out.
+    assert_eq!(faults[0]["pass"], "forward");
+    let layer = faults[0]["layer"].as_u64().unwrap();
+    assert!((1..=50).contains(&layer), "{layer}");
+    assert_eq!(deep["adjacent_correlation"]["excluded"], 2);
+    assert_eq!(shallow["adjacent_correlation"]["n"], 2);
+
+    let fatal = tmp.path().join("fatal");
+    let mut b = args(&fatal);
+    b.push("--fatal-faults".into());
+    let r = gradscope(&b.iter().map(String::as_str).collect::<Vec<_>>());
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        !r.status.success() && err.trim_end().lines().count() == 1,
+        "{err}"
+    );
+    assert!(
+        err.contains("numerical fault")
+            && err.contains("depth 50")
+            && err.contains("first at layer"),
+        "{err}"
+    );
+    assert!(!fatal.join("shattered/summary.json").exists());
+}

@@ -311,3 +311,67 @@ fn config_text_is_escaped_on_report_pages() {
     let md = std::fs::read_to_string(reports.join("shattered/report.md")).unwrap();
     assert!(md.contains("alert"));
 }
+
+/// Every file of a folder (relative path → bytes), recursively.
+fn files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_output_is_bit_identical_across_thread_counts_and_reruns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |name: &str, threads: &str| {
+        let out = tmp.path().join(name);
+        assert_ok(&gradscope(&[
+            "--threads",
+            threads,
+            "reproduce",
+            "--quick",
+            "-q",
+            "--out",
+            path(&out),
+            "--reports",
+            path(&tmp.path().join(format!("{name}-reports"))),
+        ]));
+        out
+    };
+    let (one, two, again) = (run("one", "1"), run("two", "2"), run("again", "2"));
+    let (a, b, c) = (files(&one), files(&two), files(&again));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    let mut compared = 0;
+    for (name, bytes) in &a {
+        if name.ends_with("summary.json") {
+            // Provenance (time, threads, run time) differs; nothing else may.
+            let strip = |b: &[u8]| {
+                let mut v: serde_json::Value = serde_json::from_slice(b).unwrap();
+                v.as_object_mut().unwrap().remove("provenance");
+                v
+            };
+            assert!(
+                strip(bytes) == strip(&b[name]) && strip(bytes) == strip(&c[name]),
+                "{name}"
+            );
+        } else if name.contains("/cells/") || name.ends_with("state.json") {
+            // Stored cells and checkpoint bookkeeping carry no timings; compare too.
+            assert_eq!(bytes, &b[name], "{name}");
+        } else {
+            assert_eq!(bytes, &b[name], "{name} differs between 1 and 2 threads");
+            assert_eq!(bytes, &c[name], "{name} differs between reruns");
+        }
+        compared += 1;
+    }
+    assert!(compared >= 20, "{compared} files");
+}

@@ -1,4 +1,6 @@
 //! Helpers shared by the tests that drive the `gradscope` binary.
+// Each test crate uses its own subset.
+#![allow(dead_code)]
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -65,6 +65,9 @@ pub struct RunFlags {
     /// Run only slice i of n of the cells and store them (e.g. a Slurm array task); `gradscope merge` makes the summary.
     #[arg(long, value_name = "i/n")]
     pub shard: Option<Shard>,
+    /// Stop at the first NaN/inf in activations, gradients or the loss (naming where it appeared) instead of recording it as data.
+    #[arg(long)]
+    pub fatal_faults: bool,
 }
 
 /// Where results and reports go.

@@ -31,12 +31,7 @@ pub fn main() -> ExitCode {
         }
         Err(e) => {
             // clap's message, on one line; `--help` has the rest.
-            let text = e.render().to_string();
-            let first = text
-                .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("error: bad arguments");
-            eprintln!("{first} (see --help)");
+            eprintln!("{} (see --help)", clap_one_line(&e.render().to_string()));
             return ExitCode::from(2);
         }
     };
@@ -65,6 +60,26 @@ pub fn one_line(e: &anyhow::Error) -> String {
             }
             out.push_str(&s);
         }
+    }
+    out
+}
+
+/// clap's error message on one line: the first line, with the indented
+/// lines that continue it (e.g. the missing arguments), before the usage.
+fn clap_one_line(text: &str) -> String {
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let mut out = lines
+        .next()
+        .unwrap_or("error: bad arguments")
+        .trim_end()
+        .to_string();
+    let rest: Vec<&str> = lines
+        .take_while(|l| l.starts_with(' ') || l.starts_with('\t'))
+        .map(str::trim)
+        .collect();
+    if !rest.is_empty() {
+        out.push(' ');
+        out.push_str(&rest.join(", "));
     }
     out
 }

@@ -139,8 +139,28 @@ fn run_params<P: Params>(
     flags: &RunFlags,
     report: bool,
 ) -> Result<()> {
-    if execute(ctx, &params.check()?, folders, flags)? && report {
+    let study = params.check()?;
+    preflight(folders, report)?;
+    if execute(ctx, &study, folders, flags)? && report {
         build_reports(ctx, folders)?;
+    }
+    Ok(())
+}
+
+/// Fail before a long run, not after it, when an output folder cannot be
+/// written: create it and write and remove a probe file.
+fn preflight(folders: &Folders, report: bool) -> Result<()> {
+    let mut dirs = vec![&folders.out];
+    if report {
+        dirs.push(&folders.reports);
+    }
+    for dir in dirs {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the output folder {}", dir.display()))?;
+        let probe = dir.join(format!(".gradscope-write-test-{}", std::process::id()));
+        std::fs::write(&probe, b"")
+            .and_then(|_| std::fs::remove_file(&probe))
+            .with_context(|| format!("cannot write into the output folder {}", dir.display()))?;
     }
     Ok(())
 }
@@ -155,6 +175,17 @@ fn execute<S: Study>(ctx: &Ctx, study: &S, folders: &Folders, flags: &RunFlags) 
     let todo = flags
         .shard
         .map_or(total, |s| (0..total).filter(|&p| s.contains(p)).count());
+    // Large runs say what they will take before they start.
+    let threads = ctx.threads.min(todo.max(1));
+    if let Some(gib) = study
+        .memory_estimate_gib(threads)
+        .filter(|&g| g >= LARGE_RUN_GIB)
+    {
+        ctx.log(&format!(
+            "{}: {todo} cells on {threads} thread(s); estimated peak memory {gib:.1} GiB",
+            S::NAME
+        ));
+    }
     let bar = Bar::new(S::NAME, todo, ctx.quiet);
     let t = Instant::now();
     let mut opts = ctx.options(&bar);
@@ -163,6 +194,7 @@ fn execute<S: Study>(ctx: &Ctx, study: &S, folders: &Folders, flags: &RunFlags) 
         resume: !flags.force,
     });
     opts.shard = flags.shard;
+    opts.fatal_faults = flags.fatal_faults;
     let interrupted = |e: gradscope_studies::StudyError| match e {
         gradscope_studies::StudyError::Interrupted => anyhow::Error::new(Interrupted(format!(
             "interrupted: finished cells are stored in {}; run the same command again to resume",
@@ -201,6 +233,9 @@ fn execute<S: Study>(ctx: &Ctx, study: &S, folders: &Folders, flags: &RunFlags) 
     ));
     Ok(true)
 }
+
+/// Estimated peak memory from which a run announces it.
+const LARGE_RUN_GIB: f64 = 0.5;
 
 /// `gradscope run FILE`: the study named in the file, with its parameters.
 fn run_file(ctx: &Ctx, a: RunArgs) -> Result<()> {
@@ -533,24 +568,13 @@ fn reproduce(ctx: &Ctx, quick: bool, folders: &Folders, flags: &RunFlags) -> Res
     fn pick<T>(quick: bool, q: fn() -> T, full: fn() -> T) -> T {
         if quick { q() } else { full() }
     }
-    execute(
-        ctx,
-        &pick(quick, ShatteredParams::quick, ShatteredParams::default).check()?,
-        folders,
-        flags,
-    )?;
-    execute(
-        ctx,
-        &pick(quick, TrainingParams::quick, TrainingParams::default).check()?,
-        folders,
-        flags,
-    )?;
-    execute(
-        ctx,
-        &pick(quick, EnsembleParams::quick, EnsembleParams::default).check()?,
-        folders,
-        flags,
-    )?;
+    let shattered = pick(quick, ShatteredParams::quick, ShatteredParams::default).check()?;
+    let training = pick(quick, TrainingParams::quick, TrainingParams::default).check()?;
+    let ensemble = pick(quick, EnsembleParams::quick, EnsembleParams::default).check()?;
+    preflight(folders, true)?;
+    execute(ctx, &shattered, folders, flags)?;
+    execute(ctx, &training, folders, flags)?;
+    execute(ctx, &ensemble, folders, flags)?;
     build_reports(ctx, folders)?;
     ctx.log(&format!(
         "reproduce: all studies in {:.1} s; open {}",

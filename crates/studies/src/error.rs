@@ -45,6 +45,9 @@ pub enum StudyError {
     /// A statistic failed.
     #[error(transparent)]
     Stats(#[from] gradscope_stats::StatsError),
+    /// A numerical fault in a cell, with fatal faults asked for.
+    #[error("numerical fault (--fatal-faults): {0}")]
+    Fault(String),
     /// The run was interrupted; finished work is kept.
     #[error("interrupted")]
     Interrupted,

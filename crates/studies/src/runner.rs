@@ -43,6 +43,9 @@ pub struct RunOptions {
     pub shard: Option<Shard>,
     /// One-line messages for the user (cells resumed, skipped, recomputed).
     pub log: Option<LogFn>,
+    /// Stop at the first cell with a numerical fault (NaN/inf in activations,
+    /// gradients or the loss) instead of recording it as data.
+    pub fatal_faults: bool,
 }
 
 /// Receives one-line messages.
@@ -106,6 +109,7 @@ impl Default for RunOptions {
             cache: None,
             shard: None,
             log: None,
+            fatal_faults: false,
         }
     }
 }

@@ -472,6 +472,30 @@ impl Study for ShatteredConfig {
         format!("arch={},seed={}", self.params.archs[c.arch], c.seed)
     }
 
+    fn memory_estimate_gib(&self, threads: usize) -> Option<f64> {
+        Some(ShatteredConfig::memory_estimate_gib(self, threads))
+    }
+
+    fn cell_faults(&self, cell: &Cell, output: &Vec<DepthResult>) -> Vec<String> {
+        output
+            .iter()
+            .zip(&self.params.depths)
+            .flat_map(|(r, depth)| {
+                r.faults.iter().map(move |f| {
+                    format!(
+                        "{} at depth {depth}, seed {}: {} in the {} pass, first at layer {} ({})",
+                        self.params.archs[cell.arch],
+                        f.seed,
+                        if f.nan { "NaN" } else { "inf" },
+                        f.pass,
+                        f.layer,
+                        f.name
+                    )
+                })
+            })
+            .collect()
+    }
+
     fn run_cell(&self, cell: &Cell) -> Result<Vec<DepthResult>> {
         let p = &self.params;
         let spec = self.nets[cell.arch].with_seed(self.net_seed(cell.seed));

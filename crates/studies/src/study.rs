@@ -46,6 +46,16 @@ pub trait Study: Sync {
     fn cell_identity(&self) -> serde_json::Value {
         self.config_json()
     }
+    /// The numerical faults of a cell's output, one line each (where NaN or
+    /// inf first appeared); empty when every value is finite.
+    fn cell_faults(&self, _cell: &Self::Cell, _output: &Self::CellOutput) -> Vec<String> {
+        Vec::new()
+    }
+    /// Rough peak memory, in GiB, of a run on `threads` threads (shown before
+    /// the run); None when the study does not estimate it.
+    fn memory_estimate_gib(&self, _threads: usize) -> Option<f64> {
+        None
+    }
     /// Work before the first cell (e.g. creating a folder the cells write into).
     fn prepare(&self) -> Result<()> {
         Ok(())
@@ -188,6 +198,13 @@ fn collect_counting<S: Study>(
             Some(cache) if cache.resume => load_cell::<S>(&cache.dir, &identity, key),
             _ => None,
         };
+        let stored = match stored {
+            Some(o) if opts.fatal_faults => {
+                check_faults(study, &cells[p], &o)?;
+                Some(o)
+            }
+            other => other,
+        };
         match stored {
             Some(o) => {
                 outputs[p] = Some(o);
@@ -208,6 +225,9 @@ fn collect_counting<S: Study>(
     let todo_keys: Vec<String> = todo.iter().map(|&p| keys[p].clone()).collect();
     let computed = run_indexed(&todo_cells, &todo_keys, opts, |&(p, c)| {
         let out = study.run_cell(c)?;
+        if opts.fatal_faults {
+            check_faults(study, c, &out)?;
+        }
         if let Some(cache) = &opts.cache {
             {
                 let mut ready = cache_ready.lock().unwrap_or_else(|e| e.into_inner());
@@ -225,6 +245,19 @@ fn collect_counting<S: Study>(
         outputs[p] = Some(o);
     }
     Ok(outputs)
+}
+
+/// With fatal faults on: an error naming the first fault of a cell, if any.
+fn check_faults<S: Study>(study: &S, cell: &S::Cell, out: &S::CellOutput) -> Result<()> {
+    let faults = study.cell_faults(cell, out);
+    match faults.first() {
+        None => Ok(()),
+        Some(first) if faults.len() == 1 => Err(StudyError::Fault(first.clone())),
+        Some(first) => Err(StudyError::Fault(format!(
+            "{first} (and {} more in this cell)",
+            faults.len() - 1
+        ))),
+    }
 }
 
 /// The study's parameters, stored beside its cells (for `merge`).

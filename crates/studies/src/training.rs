@@ -108,6 +108,8 @@ pub struct TrainingParams {
     pub dtype: Precision,
     /// Keep a checkpoint per cell here, so an interrupted run resumes mid-training.
     pub checkpoints: Option<PathBuf>,
+    /// Refuse runs whose estimated peak memory exceeds this many GiB.
+    pub memory_limit_gib: f64,
 }
 
 impl Default for TrainingParams {
@@ -143,6 +145,7 @@ impl Default for TrainingParams {
             },
             dtype: Precision::F32,
             checkpoints: None,
+            memory_limit_gib: 8.0,
         }
     }
 }
@@ -211,11 +214,28 @@ impl TrainingParams {
                 check_net(*arch, depth, p.width, p.dtype, &train)?;
             }
         }
-        Ok(TrainingConfig {
+        if !(p.memory_limit_gib.is_finite() && p.memory_limit_gib > 0.0) {
+            return Err(StudyError::config(
+                "memory_limit_gib",
+                format!("must be a positive number, got {}", p.memory_limit_gib),
+            ));
+        }
+        let config = TrainingConfig {
             params: p,
             train,
             test,
-        })
+        };
+        let need = config.memory_estimate_gib(1);
+        if need > config.params.memory_limit_gib {
+            return Err(StudyError::config(
+                "size",
+                format!(
+                    "one net and the data need about {need:.1} GiB, above the limit of {} GiB (memory_limit_gib)",
+                    config.params.memory_limit_gib
+                ),
+            ));
+        }
+        Ok(config)
     }
 }
 
@@ -390,6 +410,43 @@ impl TrainingConfig {
         &self.train
     }
 
+    /// Rough peak memory of `threads` nets training at once, plus the data:
+    /// parameters four times (weights, gradients, two optimiser moments) and
+    /// the activations of a batch kept for the backward pass (about eight
+    /// tensors per layer).
+    pub fn memory_estimate_gib(&self, threads: usize) -> f64 {
+        let p = &self.params;
+        let bytes = if p.dtype == Precision::F32 { 4.0 } else { 8.0 };
+        let batch = p.train.batch_size as f64;
+        let per_net = p
+            .archs
+            .iter()
+            .flat_map(|&a| p.depths.iter().map(move |&d| (a, d)))
+            .map(
+                |(arch, depth)| match net_params(arch, depth, p.width, p.dtype, 0, &self.train) {
+                    Ok(NetChoice::Mlp(n)) => {
+                        let layers = (depth * n.arch.layers_per_block() + 2) as f64;
+                        4.0 * n.parameter_count() as f64 + 8.0 * layers * batch * p.width as f64
+                    }
+                    Ok(NetChoice::Conv(c)) => {
+                        // Three stages of (depth − 2)/3 layers at full, half and quarter size.
+                        let s = c.image_size as f64;
+                        let per_stage = (depth.saturating_sub(2) / 3) as f64;
+                        let acts = c.widths[0] as f64 * s * s
+                            + c.widths[1] as f64 * s * s / 4.0
+                            + c.widths[2] as f64 * s * s / 16.0;
+                        8.0 * per_stage * batch * acts
+                    }
+                    Err(_) => 0.0,
+                },
+            )
+            .fold(0.0, f64::max);
+        let data = (self.train.len() + self.test.len()) as f64
+            * self.train.shape().iter().product::<usize>() as f64
+            * 4.0;
+        (threads.max(1) as f64 * per_net * bytes + data) / (1u64 << 30) as f64
+    }
+
     fn key(&self, c: &Cell) -> String {
         format!(
             "arch={},depth={},seed={}",
@@ -419,6 +476,36 @@ impl Study for TrainingConfig {
 
     fn cell_key(&self, cell: &Cell) -> String {
         self.key(cell)
+    }
+
+    fn memory_estimate_gib(&self, threads: usize) -> Option<f64> {
+        Some(TrainingConfig::memory_estimate_gib(self, threads))
+    }
+
+    fn cell_faults(&self, cell: &Cell, output: &RunOutput) -> Vec<String> {
+        let h = &output.history;
+        let mut faults = Vec::new();
+        // The first logged step where a layer's gradient norm is not finite.
+        if let Some((log, l)) = h.logs.iter().find_map(|log| {
+            log.layer_grad_norms
+                .iter()
+                .position(|v| !v.is_finite())
+                .map(|l| (log, l))
+        }) {
+            faults.push(format!(
+                "{}: ‖∂L/∂θ‖ of layer {} not finite at step {}",
+                self.key(cell),
+                h.layers.get(l).map_or("?", String::as_str),
+                log.step
+            ));
+        }
+        if let Some(step) = h.diverged_at {
+            faults.push(format!(
+                "{}: the training loss is not finite from step {step}",
+                self.key(cell)
+            ));
+        }
+        faults
     }
 
     fn run_cell(&self, cell: &Cell) -> Result<RunOutput> {
@@ -575,6 +662,7 @@ impl Study for TrainingConfig {
         let mut v = self.config_json();
         if let Some(m) = v.as_object_mut() {
             m.remove("checkpoints");
+            m.remove("memory_limit_gib");
         }
         v
     }
