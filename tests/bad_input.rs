@@ -844,3 +844,54 @@ fn truncated_data_and_result_files_are_refused() {
     );
     assert!(cases >= 200, "{cases}");
 }
+
+/// A full disk, simulated for any user (root included) by a file-size limit:
+/// every write past 64 KiB fails with EFBIG, as a write to a full disk fails
+/// with ENOSPC.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_disk_is_a_one_line_error_with_no_partial_file() {
+    use std::os::unix::process::CommandExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gradscope"));
+    cmd.args(["shattered", "--quick", "--no-report", "--out", path(&out)]);
+    // SAFETY: only async-signal-safe libc calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 64 << 10,
+                rlim_max: 64 << 10,
+            };
+            libc::setrlimit(libc::RLIMIT_FSIZE, &limit);
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let r = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success(), "succeeded on a full disk");
+    assert!(
+        !err.contains("panicked") && err.trim_end().lines().count() == 1,
+        "{err}"
+    );
+    assert!(
+        err.contains("too large") || err.contains("File too large"),
+        "{err}"
+    );
+    // Whatever was written is whole: no temp files, no summary without its arrays.
+    let left = walk(&out);
+    assert!(
+        left.iter()
+            .all(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.')),
+        "{left:?}"
+    );
+    assert!(!out.join("shattered/summary.json").exists());
+    for p in &left {
+        assert!(
+            std::fs::metadata(p).unwrap().len() <= 64 << 10,
+            "{}",
+            p.display()
+        );
+    }
+}

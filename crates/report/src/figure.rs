@@ -52,10 +52,17 @@ pub fn save(plot: &impl Plot, dir: &Path, name: &str, size: (u32, u32)) -> Resul
             return Err(draw_err(&png, e));
         }
     }
-    std::fs::rename(&tmp_png, &png).map_err(|e| ReportError::Io {
-        path: png.clone(),
-        source: e,
-    })?;
+    // plotters wrote the temp file; make it durable before it takes the name.
+    std::fs::File::open(&tmp_png)
+        .and_then(|f| f.sync_all())
+        .and_then(|_| std::fs::rename(&tmp_png, &png))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp_png);
+            ReportError::Io {
+                path: png.clone(),
+                source: e,
+            }
+        })?;
 
     let mut text = String::new();
     {
