@@ -12,6 +12,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
+use gradscope_studies::correlation::CorrelationParams;
 use gradscope_studies::ensemble::EnsembleParams;
 use gradscope_studies::registry::{Params, params_from_table, parse_study_file};
 use gradscope_studies::shattered::ShatteredParams;
@@ -44,6 +45,7 @@ fn validate(text: &str) -> Outcome {
         "shattered" => check::<ShatteredParams>(table, file),
         "training" => check::<TrainingParams>(table, file),
         "ensemble" => check::<EnsembleParams>(table, file),
+        "correlation" => check::<CorrelationParams>(table, file),
         other => Outcome::Refused(format!("unknown study `{other}`")),
     }
 }
@@ -69,6 +71,7 @@ fn seeds() -> Vec<(String, toml::Table)> {
         defaults::<ShatteredParams>("shattered"),
         defaults::<TrainingParams>("training"),
         defaults::<EnsembleParams>("ensemble"),
+        defaults::<CorrelationParams>("correlation"),
     ];
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/studies");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -108,6 +111,8 @@ fn set(t: &mut toml::Table, key: &[String], v: toml::Value) {
 /// Keys that are counts or sizes: zero, negative and absurd values must be refused.
 const SIZES: &[&str] = &[
     "width",
+    "side",
+    "examples",
     "points",
     "seeds",
     "depth",

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use gradscope_studies::correlation::CorrelationParams;
 use gradscope_studies::ensemble::EnsembleParams;
 use gradscope_studies::registry::{Params, params_from_table, parse_study_file};
 use gradscope_studies::shattered::ShatteredParams;
@@ -42,6 +43,7 @@ fn every_example_study_file_parses_and_validates() {
             "shattered" => check::<ShatteredParams>(table, &file),
             "training" => check::<TrainingParams>(table, &file),
             "ensemble" => check::<EnsembleParams>(table, &file),
+            "correlation" => check::<CorrelationParams>(table, &file),
             other => panic!("{}: no check for study `{other}`", file.display()),
         }
         n += 1;

@@ -39,6 +39,8 @@ pub enum Command {
     Train(TrainArgs),
     /// Residual nets as ensembles: lesions (delete or swap blocks) and gradient by path length (Veit et al. 2016).
     Ensemble(EnsembleArgs),
+    /// Gradient correlation beyond one dimension: 2-D gradient pictures and per-example gradient similarity on the digits.
+    Correlation(CorrelationArgs),
     /// Benchmarks: gradscope's fast paths beside a PyTorch peer doing the same work.
     Bench(BenchArgs),
     /// Run the default studies and build every report.
@@ -133,6 +135,44 @@ pub struct ShatteredArgs {
     /// Evaluate one net with these weights (needs one arch, one depth, --seeds 1).
     #[arg(long, value_name = "FILE")]
     pub load_weights: Option<PathBuf>,
+    /// Only write the data, not the report.
+    #[arg(long)]
+    pub no_report: bool,
+    #[command(flatten)]
+    pub run: RunFlags,
+    #[command(flatten)]
+    pub folders: Folders,
+}
+
+#[derive(Debug, Args)]
+pub struct CorrelationArgs {
+    /// Architectures, comma-separated (MLP specs).
+    #[arg(long, value_parser = parse_arch_list, value_name = "LIST")]
+    pub archs: Option<ArchList>,
+    /// Depths, comma-separated.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub depths: Option<Vec<usize>>,
+    /// Hidden width.
+    #[arg(long)]
+    pub width: Option<usize>,
+    /// Grid side H: pictures of H × H points on [−extent, extent]².
+    #[arg(long)]
+    pub side: Option<usize>,
+    /// Digits whose per-example gradients are compared.
+    #[arg(long)]
+    pub examples: Option<usize>,
+    /// Nets per (arch, depth).
+    #[arg(long)]
+    pub seeds: Option<usize>,
+    /// Base seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// f32 or f64.
+    #[arg(long)]
+    pub dtype: Option<Precision>,
+    /// Small sizes: a first look in seconds.
+    #[arg(long)]
+    pub quick: bool,
     /// Only write the data, not the report.
     #[arg(long)]
     pub no_report: bool,

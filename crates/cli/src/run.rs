@@ -3,6 +3,7 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use gradscope_studies::correlation::CorrelationParams;
 use gradscope_studies::ensemble::EnsembleParams;
 use gradscope_studies::registry::{Params, STUDY_NAMES, params_from_table, parse_study_file};
 use gradscope_studies::shattered::ShatteredParams;
@@ -14,8 +15,8 @@ use gradscope_studies::{
 use gradscope_train::{Decay, OptimizerParams};
 
 use crate::args::{
-    Cli, Command, DegradationArgs, EnsembleArgs, Folders, MergeArgs, RunArgs, RunFlags,
-    ShatteredArgs, TrainArgs, TrainingArgs,
+    Cli, Command, CorrelationArgs, DegradationArgs, EnsembleArgs, Folders, MergeArgs, RunArgs,
+    RunFlags, ShatteredArgs, TrainArgs, TrainingArgs,
 };
 use crate::progress::Bar;
 
@@ -57,6 +58,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Degradation(a) => degradation_command(&ctx, a),
         Command::Train(a) => train_command(&ctx, a),
         Command::Ensemble(a) => ensemble_command(&ctx, a),
+        Command::Correlation(a) => correlation_command(&ctx, a),
         Command::Bench(a) => crate::bench::bench_command(&ctx.quiet, a),
         Command::Run(a) => run_file(&ctx, a),
         Command::Merge(a) => merge_command(&ctx, a),
@@ -127,6 +129,22 @@ fn shattered_command(ctx: &Ctx, a: ShatteredArgs) -> Result<()> {
     );
     p.save_weights = a.save_weights;
     p.load_weights = a.load_weights;
+    run_params(ctx, &p, &a.folders, &a.run, !a.no_report)
+}
+
+fn correlation_command(ctx: &Ctx, a: CorrelationArgs) -> Result<()> {
+    let mut p = if a.quick {
+        CorrelationParams::quick()
+    } else {
+        CorrelationParams::default()
+    };
+    if let Some(v) = a.archs {
+        p.archs = v.0;
+    }
+    macro_rules! set {
+        ($($f:ident),*) => { $( if let Some(v) = a.$f { p.$f = v; } )* };
+    }
+    set!(depths, width, side, examples, seeds, seed, dtype);
     run_params(ctx, &p, &a.folders, &a.run, !a.no_report)
 }
 
@@ -256,6 +274,7 @@ fn run_file(ctx: &Ctx, a: RunArgs) -> Result<()> {
         gradscope_studies::shattered::NAME => go::<ShatteredParams>(ctx, &a, table),
         training::NAME => go::<TrainingParams>(ctx, &a, table),
         gradscope_studies::ensemble::NAME => go::<EnsembleParams>(ctx, &a, table),
+        gradscope_studies::correlation::NAME => go::<CorrelationParams>(ctx, &a, table),
         other => anyhow::bail!("{}: no runner for study `{other}`", a.file.display()),
     }
 }
@@ -298,6 +317,7 @@ fn merge_command(ctx: &Ctx, a: MergeArgs) -> Result<()> {
         gradscope_studies::shattered::NAME => go::<ShatteredParams>(ctx, &a),
         training::NAME => go::<TrainingParams>(ctx, &a),
         gradscope_studies::ensemble::NAME => go::<EnsembleParams>(ctx, &a),
+        gradscope_studies::correlation::NAME => go::<CorrelationParams>(ctx, &a),
         other => anyhow::bail!(
             "unknown study `{other}` (known: {})",
             STUDY_NAMES.join(", ")
@@ -571,10 +591,12 @@ fn reproduce(ctx: &Ctx, quick: bool, folders: &Folders, flags: &RunFlags) -> Res
     let shattered = pick(quick, ShatteredParams::quick, ShatteredParams::default).check()?;
     let training = pick(quick, TrainingParams::quick, TrainingParams::default).check()?;
     let ensemble = pick(quick, EnsembleParams::quick, EnsembleParams::default).check()?;
+    let correlation = pick(quick, CorrelationParams::quick, CorrelationParams::default).check()?;
     preflight(folders, true)?;
     execute(ctx, &shattered, folders, flags)?;
     execute(ctx, &training, folders, flags)?;
     execute(ctx, &ensemble, folders, flags)?;
+    execute(ctx, &correlation, folders, flags)?;
     build_reports(ctx, folders)?;
     ctx.log(&format!(
         "reproduce: all studies in {:.1} s; open {}",

@@ -4,6 +4,7 @@
 //! recomputing, or drawn from data made elsewhere.
 
 mod card;
+pub mod correlation;
 pub mod doc;
 pub mod ensemble;
 mod error;
@@ -26,6 +27,7 @@ pub const STUDIES: &[(&str, Builder)] = &[
     (gradscope_studies::shattered::NAME, shattered::build),
     (gradscope_studies::training::NAME, training::build),
     (gradscope_studies::ensemble::NAME, ensemble::build),
+    (gradscope_studies::correlation::NAME, correlation::build),
 ];
 
 /// Build the report of study `name` from `data_root/name` into `reports_root/name`.

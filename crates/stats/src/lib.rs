@@ -17,8 +17,10 @@
 mod correlation;
 mod error;
 mod fit;
+mod gram;
 pub mod nan;
 mod noise;
+mod plane;
 mod spectrum;
 mod summary;
 pub mod theory;
@@ -31,6 +33,11 @@ pub use fit::{
     DecayComparison, DecayFit, DecayLaw, LineFit, compare_decay, fit_exponential, fit_power_law,
     linear_fit,
 };
+pub use gram::{coherence, cosine_from_gram, gradient_snr, mean_off_diagonal};
 pub use noise::{brown_noise, white_noise};
+pub use plane::{
+    adjacent_correlation_2d, power_law_field, power_spectrum_2d, radial_autocorrelation,
+    radial_average, radial_power_spectrum, radial_slope,
+};
 pub use spectrum::{Band, Spectrum, power_spectrum, spectral_slope};
 pub use summary::{MeanStd, quantile};

@@ -3,6 +3,7 @@
 //! cells in parallel, and its results are written as JSON, CSV and NPY under
 //! `notebooks-data/<study>/`.
 
+pub mod correlation;
 pub mod data;
 pub mod ensemble;
 mod error;
@@ -13,6 +14,7 @@ pub mod runner;
 pub mod shattered;
 pub mod study;
 pub mod training;
+mod validate;
 
 pub use error::{Result, StudyError};
 pub use runner::{

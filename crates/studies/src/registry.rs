@@ -6,6 +6,7 @@ use std::path::Path;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::correlation::{CorrelationConfig, CorrelationParams};
 use crate::ensemble::{EnsembleConfig, EnsembleParams};
 use crate::shattered::{ShatteredConfig, ShatteredParams};
 use crate::study::Study;
@@ -52,11 +53,22 @@ impl Params for EnsembleParams {
     }
 }
 
+impl Params for CorrelationParams {
+    type Config = CorrelationConfig;
+    fn quick() -> Self {
+        CorrelationParams::quick()
+    }
+    fn check(&self) -> Result<CorrelationConfig> {
+        CorrelationParams::check(self)
+    }
+}
+
 /// The studies `run` and `merge` know, by the name a TOML file gives in `study = "…"`.
 pub const STUDY_NAMES: &[&str] = &[
     crate::shattered::NAME,
     crate::training::NAME,
     crate::ensemble::NAME,
+    crate::correlation::NAME,
 ];
 
 /// Split a study file into its study name and its parameters table.

@@ -132,31 +132,8 @@ impl ShatteredParams {
     /// Validate; the only way to a [`ShatteredConfig`].
     pub fn check(&self) -> Result<ShatteredConfig> {
         let mut p = self.clone();
-        if p.archs.is_empty() {
-            return Err(StudyError::config(
-                "archs",
-                "list at least one architecture",
-            ));
-        }
-        for (i, a) in p.archs.iter().enumerate() {
-            if p.archs[..i].contains(a) {
-                return Err(StudyError::config(
-                    "archs",
-                    format!("`{a}` is listed twice"),
-                ));
-            }
-        }
-        if p.depths.is_empty() {
-            return Err(StudyError::config("depths", "list at least one depth"));
-        }
-        p.depths.sort_unstable();
-        p.depths.dedup();
-        if p.depths[0] == 0 {
-            return Err(StudyError::config(
-                "depths",
-                "every depth must be at least 1, got 0",
-            ));
-        }
+        crate::validate::check_archs(&p.archs, true)?;
+        crate::validate::check_depths(&mut p.depths)?;
         if !(16..=1 << 16).contains(&p.points) {
             return Err(StudyError::config(
                 "points",

@@ -171,23 +171,8 @@ impl TrainingParams {
     /// Validate and load the data: the only way to a runnable study.
     pub fn check(&self) -> Result<TrainingConfig> {
         let mut p = self.clone();
-        if p.archs.is_empty() {
-            return Err(StudyError::config(
-                "archs",
-                "list at least one architecture",
-            ));
-        }
-        if p.depths.is_empty() {
-            return Err(StudyError::config("depths", "list at least one depth"));
-        }
-        p.depths.sort_unstable();
-        p.depths.dedup();
-        if p.depths[0] == 0 {
-            return Err(StudyError::config(
-                "depths",
-                "every depth must be at least 1, got 0",
-            ));
-        }
+        crate::validate::check_archs(&p.archs, false)?;
+        crate::validate::check_depths(&mut p.depths)?;
         if !(1..=1000).contains(&p.seeds) {
             return Err(StudyError::config(
                 "seeds",

@@ -1,0 +1,528 @@
+//! The correlation report: 2-D gradient pictures and per-example gradient
+//! similarity on the digits.
+
+use std::path::Path;
+
+use gradscope_studies::correlation::{self, CorrelationData, DepthSummary};
+use gradscope_studies::output::create_dir;
+use ndarray::s;
+
+use crate::card::StudyCard;
+use crate::doc::{Block, Doc};
+use crate::figure::{
+    ColorBar, Heatmap, HeatmapGrid, Legend, LineChart, Mark, Panels, Raster, Series, reduce_matrix,
+    save,
+};
+use crate::style::{self, color};
+use crate::{Result, pages};
+
+fn f3(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.3}")
+    } else {
+        "n/a".into()
+    }
+}
+
+fn f2(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.2}")
+    } else {
+        "n/a".into()
+    }
+}
+
+/// Draw the correlation study's figures and write its pages from the data folder alone.
+pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
+    let d = CorrelationData::read(data_dir)?;
+    create_dir(report_dir)?;
+    let s = &d.summary;
+    let c = &s.config;
+    let archs: Vec<String> = c.archs.iter().map(|a| a.to_string()).collect();
+    let result = |arch: &str, depth: usize| -> Option<&DepthSummary> {
+        s.results
+            .iter()
+            .find(|r| r.arch == arch && r.depth == depth)
+    };
+    let (shallow, deep) = (c.depths[0], *c.depths.last().unwrap_or(&1));
+    let reference = |name: &str| s.references.iter().find(|r| r.name == name);
+    let (white, brown) = (reference("white"), reference("brown"));
+    let mut doc = Doc::new("Gradient correlation in two dimensions and across examples");
+    doc.back = Some("../index.html".into());
+
+    let mut parts = Vec::new();
+    for a in &archs {
+        if let (Some(r0), Some(r1)) = (result(a, shallow), result(a, deep)) {
+            parts.push(format!(
+                "{a}: r₁ of the ∂f/∂x₁ picture {} at depth {shallow} → {} at depth {deep}, radial slope {} → {}",
+                f2(r0.adjacent_correlation.mean),
+                f2(r1.adjacent_correlation.mean),
+                f2(r0.radial_slope.mean),
+                f2(r1.radial_slope.mean)
+            ));
+        }
+    }
+    let mut cos_parts = Vec::new();
+    for a in &archs {
+        if let (Some(r0), Some(r1)) = (result(a, shallow), result(a, deep)) {
+            cos_parts.push(format!(
+                "{a} {} → {}",
+                f3(r0.mean_cosine.mean),
+                f3(r1.mean_cosine.mean)
+            ));
+        }
+    }
+    let finding = format!(
+        "Over an input plane the same story holds as on a line: {} (white noise: r₁ {}, slope {}; smooth brown-like field: {}, {}). \
+         Per-example gradients of the loss on {} digits grow more orthogonal with depth — mean off-diagonal cosine {} — with coherence \
+         falling toward 1/B = {}.",
+        parts.join("; "),
+        white.map_or("n/a".into(), |w| f2(w.adjacent_correlation.mean)),
+        white.map_or("n/a".into(), |w| f2(w.radial_slope.mean)),
+        brown.map_or("n/a".into(), |w| f2(w.adjacent_correlation.mean)),
+        brown.map_or("n/a".into(), |w| f2(w.radial_slope.mean)),
+        c.examples,
+        cos_parts.join(", "),
+        f3(1.0 / c.examples as f64)
+    );
+    doc.push(Block::Lead(finding.clone()));
+    doc.paragraph(format!(
+        "Setup: nets of width {} with a 2-D input over a {}×{} grid of [−{e}, {e}]² (the grid is the batch; BN in per-sample mode, its \
+         statistics held constant in the backward pass), {} seeds, {:?}. Per-example similarity: the same architectures with a 64-pixel \
+         input and 10 outputs on {} digits (a fixed, seeded choice), at initialisation; gᵢ = ∂ℓᵢ/∂θ of example i's cross-entropy over \
+         every parameter, compared through the per-layer Gram trick ⟨gᵢ, gⱼ⟩ = Σ_layers (aᵢ·aⱼ)(δᵢ·δⱼ).",
+        c.width,
+        c.side,
+        c.side,
+        c.seeds,
+        c.dtype,
+        c.examples,
+        e = c.extent
+    ));
+
+    // The pictures: ∂f/∂x₁ of seed 0, each scaled to its own largest magnitude.
+    let (lo_x, hi_x) = (-c.extent, c.extent);
+    let n = c.side;
+    let mut maps = Vec::new();
+    let mut norm_maps = Vec::new();
+    for (a, arch) in archs.iter().enumerate() {
+        for (k, &depth) in c.depths.iter().enumerate() {
+            let pic = d.pictures.slice(s![a, k, 0, .., ..]);
+            let scale = pic.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            let values: Vec<f64> = pic
+                .iter()
+                .map(|v| if scale > 0.0 { v / scale } else { f64::NAN })
+                .collect();
+            let (values, m) = reduce_matrix(&values, n, 96);
+            maps.push(Heatmap {
+                title: format!("{arch}, depth {depth}"),
+                values,
+                n: m,
+                axis_label: "x₁ (x₂ up)".into(),
+                axis_range: (lo_x, hi_x),
+            });
+            let norm = d.norm_pictures.slice(s![a, k, 0, .., ..]);
+            let logs: Vec<f64> = norm.iter().map(|v| v.log10()).collect();
+            let finite: Vec<f64> = logs.iter().copied().filter(|v| v.is_finite()).collect();
+            let mean = finite.iter().sum::<f64>() / finite.len().max(1) as f64;
+            norm_maps.push(Raster {
+                title: format!("{arch}, depth {depth}"),
+                x_label: "x₁".into(),
+                y_label: "x₂ (grid row)".into(),
+                x_range: (lo_x, hi_x),
+                rows: n,
+                cols: n,
+                // Relative to the picture's mean: the texture, not the overall scale.
+                values: logs.iter().map(|v| v - mean).collect(),
+                value_range: (-1.0, 1.0),
+            });
+        }
+    }
+    let (rows, cols) = (archs.len(), c.depths.len());
+    let size = (420 * cols as u32, 420 * rows as u32 + 140);
+    let fig = save(
+        &HeatmapGrid {
+            title: "∂f/∂x₁ over the input plane (seed 0)".into(),
+            rows,
+            cols,
+            maps,
+            bar: ColorBar::correlation("∂f/∂x₁ / max |∂f/∂x₁|"),
+        },
+        report_dir,
+        "pictures",
+        size,
+    )?;
+    doc.heading("What the gradients look like");
+    doc.figure(
+        fig,
+        "Pictures of ∂f/∂x₁ over the input plane for each architecture and depth",
+        "Balduzzi et al. 2017 (Figure 1 and §2) show the gradient of a feedforward net turning into noise as depth grows, while a \
+         resnet's stays structured. Each panel is scaled to its own largest magnitude (red positive, blue negative).",
+    );
+    let fig = save(
+        &HeatmapGrid {
+            title: "log₁₀ ‖∇ₓf‖ relative to its mean over the plane (seed 0)".into(),
+            rows,
+            cols,
+            maps: norm_maps,
+            bar: ColorBar::sequential("log₁₀ ‖∇ₓf‖ − mean", (-1.0, 1.0)),
+        },
+        report_dir,
+        "gradient_norms",
+        size,
+    )?;
+    doc.figure(
+        fig,
+        "Pictures of the gradient norm over the input plane",
+        "The norm of the whole input gradient, on a log scale relative to its mean over the plane, so that texture is comparable \
+         between depths whose overall scale differs.",
+    );
+
+    // Spectra and correlation against distance.
+    let (band_lo, band_hi) = (s.radial_band[0], s.radial_band[1]);
+    let mut spectra = Vec::new();
+    for (a, arch) in archs.iter().enumerate() {
+        let mut ch = LineChart::new(
+            arch.clone(),
+            "radial frequency k (cycles per side)",
+            "power (mean over seeds)",
+        )
+        .log_x()
+        .log_y()
+        .legend(Legend::LowerLeft);
+        ch.title_size = style::PANEL_TITLE_SIZE;
+        for (k, &depth) in c.depths.iter().enumerate() {
+            let sp = d.radial_spectra.slice(s![a, k, .., ..]);
+            let radii = sp.ncols();
+            let pts: Vec<(f64, f64)> = (1..radii)
+                .map(|r| {
+                    let v: Vec<f64> = sp
+                        .column(r)
+                        .iter()
+                        .copied()
+                        .filter(|v| v.is_finite())
+                        .collect();
+                    (r as f64, v.iter().sum::<f64>() / v.len().max(1) as f64)
+                })
+                .filter(|(_, y)| *y > 0.0)
+                .collect();
+            let slope = result(arch, depth).map_or(f64::NAN, |r| r.radial_slope.mean);
+            ch.push(
+                Series::line(
+                    format!("depth {depth} (slope {})", f2(slope)),
+                    pts,
+                    style::ramp(k as f64 / (cols.max(2) - 1) as f64),
+                )
+                .width(2),
+            );
+        }
+        spectra.push(ch);
+    }
+    let mut acf = LineChart::new(
+        "Correlation against distance",
+        "distance (grid steps)",
+        "radially averaged autocorrelation",
+    )
+    .legend(Legend::UpperRight);
+    acf.title_size = style::PANEL_TITLE_SIZE;
+    for (a, arch) in archs.iter().enumerate() {
+        for (k, &depth) in c.depths.iter().enumerate() {
+            if let Some(r) = result(arch, depth) {
+                acf.push(
+                    Series::line(
+                        format!("{arch}, depth {depth}"),
+                        r.radial_acf_mean
+                            .iter()
+                            .enumerate()
+                            .take(n / 4 + 1)
+                            .map(|(i, v)| (i as f64, *v))
+                            .collect(),
+                        color(a),
+                    )
+                    .mark(if k == 0 { Mark::Dashed } else { Mark::Line })
+                    .width(1 + k as u32),
+                );
+            }
+        }
+    }
+    let mut panels = spectra;
+    panels.push(acf);
+    let cols_n = panels.len();
+    let fig = save(
+        &Panels {
+            title: "Radially averaged power spectra and autocorrelation of ∂f/∂x₁".into(),
+            rows: 1,
+            cols: cols_n,
+            panels,
+        },
+        report_dir,
+        "spectra",
+        (600 * cols_n as u32, 560),
+    )?;
+    doc.heading("Spectra and correlation with distance");
+    doc.figure(
+        fig,
+        "Radial power spectra of the pictures (log-log) and their autocorrelation against distance",
+        format!(
+            "The 2-D power spectrum |FFT₂(g − ḡ)|²/H² averaged over rings of radius k; slopes fitted over k = {band_lo}…{band_hi}. \
+             White noise is flat (slope 0); the smooth reference field (power ∝ k⁻²) has slope −2. The last panel is the inverse \
+             transform of the same spectrum, averaged over rings: the correlation of ∂f/∂x₁ at two points as a function of their distance."
+        ),
+    );
+    let mut rows_t = Vec::new();
+    for r in &s.results {
+        rows_t.push(vec![
+            r.arch.clone(),
+            r.depth.to_string(),
+            format!(
+                "{} ± {}",
+                f3(r.adjacent_correlation.mean),
+                f3(r.adjacent_correlation.std)
+            ),
+            format!("{} ± {}", f2(r.radial_slope.mean), f2(r.radial_slope.std)),
+            format!("{} ± {}", f3(r.mean_cosine.mean), f3(r.mean_cosine.std)),
+            f3(r.coherence.mean),
+            f2(r.snr.mean),
+        ]);
+    }
+    for r in &s.references {
+        rows_t.push(vec![
+            format!("{} noise (β = {})", r.name, r.beta),
+            "—".into(),
+            format!(
+                "{} ± {}",
+                f3(r.adjacent_correlation.mean),
+                f3(r.adjacent_correlation.std)
+            ),
+            format!("{} ± {}", f2(r.radial_slope.mean), f2(r.radial_slope.std)),
+            "—".into(),
+            "—".into(),
+            "—".into(),
+        ]);
+    }
+    doc.push(Block::Table {
+        header: [
+            "arch",
+            "depth",
+            "picture r₁",
+            "radial slope",
+            "mean cosine",
+            "coherence",
+            "SNR of ḡ",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows: rows_t,
+    });
+
+    // Per-example similarity.
+    let b = c.examples;
+    let mut cos_maps = Vec::new();
+    for (a, arch) in archs.iter().enumerate() {
+        for (k, &depth) in c.depths.iter().enumerate() {
+            let m: Vec<f64> = d
+                .cosines
+                .slice(s![a, k, .., ..])
+                .iter()
+                .map(|&v| v as f64)
+                .collect();
+            let (values, m_n) = reduce_matrix(&m, b, 160);
+            cos_maps.push(Heatmap {
+                title: format!("{arch}, depth {depth}"),
+                values,
+                n: m_n,
+                axis_label: "example".into(),
+                axis_range: (0.0, b as f64),
+            });
+        }
+    }
+    let fig = save(
+        &HeatmapGrid {
+            title: "Cosine similarity of per-example loss gradients (seed 0)".into(),
+            rows,
+            cols,
+            maps: cos_maps,
+            bar: ColorBar::correlation("cosine"),
+        },
+        report_dir,
+        "cosines",
+        size,
+    )?;
+    doc.heading("Per-example gradient similarity on the digits");
+    doc.figure(
+        fig,
+        "B × B cosine matrices of per-example parameter gradients",
+        "Entry (i, j) is cos(gᵢ, gⱼ) for the loss gradients of examples i and j with respect to every parameter; the diagonal is 1; \
+         examples are sorted by class (0 to 9), so same-class agreement shows as blocks along the diagonal. At initialisation a shallow \
+         net's gradients agree within a class (the blocks) and point apart across some classes (blue); with depth the blocks fade and \
+         the gradients of all examples become nearly orthogonal — the parameter-space face of shattering. Residual nets keep the class \
+         blocks deeper than plain ones.",
+    );
+    let mut by_depth = LineChart::new(
+        "Mean off-diagonal cosine",
+        "depth",
+        "mean cos(gᵢ, gⱼ), i ≠ j",
+    )
+    .log2_x()
+    .legend(Legend::UpperRight);
+    let mut coh = LineChart::new("Gradient coherence", "depth", "‖ḡ‖² / mean ‖gᵢ‖²")
+        .log2_x()
+        .log_y()
+        .legend(Legend::UpperRight);
+    let mut dist = LineChart::new(
+        "Cosine against input distance",
+        "‖xᵢ − xⱼ‖ (bin centre)",
+        "mean cosine",
+    )
+    .legend(Legend::UpperRight);
+    for (a, arch) in archs.iter().enumerate() {
+        let rs: Vec<&DepthSummary> = c.depths.iter().filter_map(|&dd| result(arch, dd)).collect();
+        by_depth.push(
+            Series::line(
+                arch.clone(),
+                rs.iter()
+                    .map(|r| (r.depth as f64, r.mean_cosine.mean))
+                    .collect(),
+                color(a),
+            )
+            .mark(Mark::LinePoints)
+            .errors(rs.iter().map(|r| r.mean_cosine.std).collect()),
+        );
+        coh.push(
+            Series::line(
+                arch.clone(),
+                rs.iter()
+                    .map(|r| (r.depth as f64, r.coherence.mean))
+                    .collect(),
+                color(a),
+            )
+            .mark(Mark::LinePoints),
+        );
+        for (k, r) in rs.iter().enumerate() {
+            let e = &s.distance_edges;
+            dist.push(
+                Series::line(
+                    format!("{arch}, depth {}", r.depth),
+                    r.cosine_by_distance_mean
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| ((e[i] + e[i + 1]) / 2.0, *v))
+                        .collect(),
+                    color(a),
+                )
+                .mark(if k == 0 {
+                    Mark::Dashed
+                } else {
+                    Mark::LinePoints
+                })
+                .width(1 + k as u32),
+            );
+        }
+    }
+    coh.push(
+        Series::line(
+            format!("1/B = {}", f3(1.0 / b as f64)),
+            c.depths
+                .iter()
+                .map(|&dd| (dd as f64, 1.0 / b as f64))
+                .collect(),
+            style::THEORY,
+        )
+        .mark(Mark::Dashed),
+    );
+    for ch in [&mut by_depth, &mut coh, &mut dist] {
+        ch.title_size = style::PANEL_TITLE_SIZE;
+    }
+    let fig = save(
+        &Panels {
+            title: "How similar are the gradients of different examples?".into(),
+            rows: 1,
+            cols: 3,
+            panels: vec![by_depth, coh, dist],
+        },
+        report_dir,
+        "similarity",
+        (1800, 600),
+    )?;
+    doc.figure(
+        fig,
+        "Mean cosine and coherence against depth, and cosine against the distance between inputs",
+        "Left: the mean off-diagonal cosine (± sd over seeds). Middle: coherence ‖ḡ‖²/mean‖gᵢ‖², 1 when all examples agree and 1/B \
+         (dashed) when their gradients are orthogonal; the signal-to-noise ratio of the mean gradient, B·coh/(1 − coh), is in the table. \
+         Right: the mean cosine of example pairs binned by the Euclidean distance of their images (equal-count bins): nearby inputs have \
+         similar gradients in shallow nets, and the range over which they do shrinks with depth.",
+    );
+    let mut rows_l = Vec::new();
+    for r in &s.results {
+        let first = r.layer_cosine_mean.first().copied().unwrap_or(f64::NAN);
+        let last = r.layer_cosine_mean.last().copied().unwrap_or(f64::NAN);
+        rows_l.push(vec![
+            r.arch.clone(),
+            r.depth.to_string(),
+            r.layer_names.len().to_string(),
+            f3(first),
+            f3(last),
+        ]);
+    }
+    doc.push(Block::Table {
+        header: [
+            "arch",
+            "depth",
+            "layers with parameters",
+            "mean cosine, first layer",
+            "mean cosine, head",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows: rows_l,
+    });
+
+    pages::provenance(
+        &mut doc,
+        &s.provenance,
+        &serde_json::to_string_pretty(&s.config).unwrap_or_default(),
+    );
+    doc.push(Block::List(
+        [
+            correlation::files::SUMMARY,
+            correlation::files::SUMMARY_CSV,
+            correlation::files::PER_SEED_CSV,
+            correlation::files::LAYER_COSINE_CSV,
+            correlation::files::COSINE_DISTANCE_CSV,
+            correlation::files::PICTURES,
+            correlation::files::NORM_PICTURES,
+            correlation::files::RADIAL_SPECTRA,
+            correlation::files::COSINES,
+        ]
+        .iter()
+        .map(|f| format!("{}/{}", data_dir.display(), f))
+        .collect(),
+    ));
+    pages::write(&doc, report_dir)?;
+
+    let mut numbers = Vec::new();
+    for a in &archs {
+        if let (Some(r0), Some(r1)) = (result(a, shallow), result(a, deep)) {
+            numbers.push((
+                format!("{a} picture r₁ L={shallow} → L={deep}"),
+                format!(
+                    "{} → {}",
+                    f2(r0.adjacent_correlation.mean),
+                    f2(r1.adjacent_correlation.mean)
+                ),
+            ));
+            numbers.push((
+                format!("{a} mean cosine L={shallow} → L={deep}"),
+                format!("{} → {}", f3(r0.mean_cosine.mean), f3(r1.mean_cosine.mean)),
+            ));
+        }
+    }
+    Ok(StudyCard {
+        name: correlation::NAME.into(),
+        title: "Gradient correlation in 2-D and across examples".into(),
+        href: format!("{}/index.html", correlation::NAME),
+        thumbnail: Some(format!("{}/pictures.png", correlation::NAME)),
+        finding,
+        numbers,
+    })
+}

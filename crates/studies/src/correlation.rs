@@ -1,0 +1,847 @@
+//! Gradient correlation beyond one dimension.
+//!
+//! Two views of the shattering of Balduzzi et al. 2017 ("The Shattered
+//! Gradients Problem", ICML, arXiv:1702.08591) that a 1-D grid does not give:
+//!
+//! - **Pictures**: a net on 2-D inputs over an H × H grid of the plane; the
+//!   picture of ∂f/∂x₁ and of ‖∇ₓf‖, its lag-1 correlation along both axes,
+//!   its radially averaged power spectrum P(k) with its log-log slope
+//!   (0: white noise; ≈ −2 or steeper: smooth) and its radially averaged
+//!   autocorrelation. The paper's figures show feedforward pictures turning
+//!   to noise with depth while resnet pictures stay smooth.
+//! - **Per-example similarity on real data**: for B training examples of the
+//!   embedded digits, the per-example gradients of the cross-entropy loss
+//!   with respect to all parameters, their B × B Gram and cosine matrices per
+//!   layer and for the whole net (computed from the per-layer Gram trick, never
+//!   B gradient copies), the mean off-diagonal cosine against depth, the
+//!   gradient coherence ‖ḡ‖²/mean‖gᵢ‖² and the signal-to-noise ratio of the
+//!   mean gradient, and the cosine as a function of the distance between inputs.
+//!
+//! A cell is one (arch, seed): one net per view serves every depth (the
+//! depth-L net is the first L blocks of the deepest one).
+
+use gradscope_nets::{Arch, BiasInit, BnMode, Mlp, NetParams, Precision, WeightInit, derive_seed};
+use gradscope_probe::capture_depths;
+use gradscope_probe::dense::{DenseMlp, Want};
+use gradscope_stats::{
+    LineFit, MeanStd, adjacent_correlation_2d, coherence, cosine_from_gram, gradient_snr,
+    mean_off_diagonal, power_law_field, quantile, radial_autocorrelation, radial_power_spectrum,
+    radial_slope,
+};
+use ndarray::{Array1, Array2, Array4, Array5, ArrayView2, s};
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+use crate::output::{Csv, create_dir, num, write_json, write_npy};
+use crate::provenance::Provenance;
+use crate::runner::RunOptions;
+use crate::study::{Study, StudyResults, run_study};
+use crate::{Result, StudyError};
+
+/// Folder name under the data and report roots.
+pub const NAME: &str = "correlation";
+/// Version of `summary.json`'s layout.
+pub const SCHEMA: &str = "gradscope.correlation/1";
+
+/// Unchecked parameters; every field has a default.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorrelationParams {
+    /// Architectures (MLP specs, see `gradscope archs`).
+    pub archs: Vec<Arch>,
+    /// Depths (blocks between stem and head).
+    pub depths: Vec<usize>,
+    /// Hidden width.
+    pub width: usize,
+    /// Grid side H: the picture has H × H points.
+    pub side: usize,
+    /// The grid spans [−extent, extent]² of the input plane.
+    pub extent: f64,
+    /// Examples B of the digits whose per-example gradients are compared.
+    pub examples: usize,
+    /// Distance bins of the cosine-against-distance curve (equal counts).
+    pub distance_bins: usize,
+    /// Independent nets per (arch, depth).
+    pub seeds: usize,
+    /// Base seed.
+    pub seed: u64,
+    /// f32 or f64.
+    pub dtype: Precision,
+    /// Weight initialisation.
+    pub weight_init: WeightInit,
+    /// Bias initialisation.
+    pub bias_init: BiasInit,
+}
+
+impl Default for CorrelationParams {
+    fn default() -> Self {
+        CorrelationParams {
+            archs: vec![Arch::PLAIN_BN, Arch::RESNET_BN],
+            depths: vec![1, 4, 16, 50],
+            width: 128,
+            side: 64,
+            extent: 2.0,
+            examples: 128,
+            distance_bins: 8,
+            seeds: 4,
+            seed: 0,
+            dtype: Precision::F64,
+            weight_init: WeightInit::He,
+            bias_init: BiasInit::Torch,
+        }
+    }
+}
+
+impl CorrelationParams {
+    /// Small sizes, for tests and a first look.
+    pub fn quick() -> Self {
+        CorrelationParams {
+            depths: vec![1, 4, 16],
+            width: 32,
+            side: 24,
+            examples: 32,
+            distance_bins: 4,
+            seeds: 2,
+            ..Default::default()
+        }
+    }
+
+    /// Validate and load the examples: the only way to a runnable study.
+    pub fn check(&self) -> Result<CorrelationConfig> {
+        let mut p = self.clone();
+        crate::validate::check_archs(&p.archs, true)?;
+        crate::validate::check_depths(&mut p.depths)?;
+        if !(8..=512).contains(&p.side) {
+            return Err(StudyError::config(
+                "side",
+                format!("must be 8..=512, got {}", p.side),
+            ));
+        }
+        if !(p.extent.is_finite() && p.extent > 0.0) {
+            return Err(StudyError::config(
+                "extent",
+                format!("must be a positive number, got {}", p.extent),
+            ));
+        }
+        if !(1..=1_000).contains(&p.seeds) {
+            return Err(StudyError::config(
+                "seeds",
+                format!("must be 1..=1000, got {}", p.seeds),
+            ));
+        }
+        let digits =
+            gradscope_data::digits().map_err(|e| StudyError::config("data", e.to_string()))?;
+        let n = digits.labels.len();
+        if !(4..=n.min(2048)).contains(&p.examples) {
+            return Err(StudyError::config(
+                "examples",
+                format!("must be 4..={}, got {}", n.min(2048), p.examples),
+            ));
+        }
+        if !(1..=64).contains(&p.distance_bins) {
+            return Err(StudyError::config(
+                "distance_bins",
+                format!("must be 1..=64, got {}", p.distance_bins),
+            ));
+        }
+        let max_depth = *p.depths.last().expect("non-empty");
+        let (mut plane_nets, mut digit_nets) = (vec![], vec![]);
+        for &arch in &p.archs {
+            plane_nets.push(p.net_params(arch, max_depth, 2, 1).check()?);
+            digit_nets.push(p.net_params(arch, max_depth, 64, 10).check()?);
+        }
+        // A fixed, seeded choice of B examples (the same for every net).
+        let order =
+            gradscope_train::epoch_batches(n, n, derive_seed(p.seed, "examples"))[0].clone();
+        // Sorted by class, so that class structure shows as blocks in the cosine matrices.
+        let mut pick = order[..p.examples].to_vec();
+        pick.sort_by_key(|&i| (digits.labels[i], i));
+        let x = Array2::from_shape_fn((p.examples, 64), |(i, j)| {
+            digits.images[pick[i] * 64 + j] as f64
+        });
+        let y: Vec<usize> = pick.iter().map(|&i| digits.labels[i] as usize).collect();
+        // Distance bins with equal numbers of pairs.
+        let distances: Vec<f64> = pairs(p.examples)
+            .map(|(i, j)| distance(x.row(i), x.row(j)))
+            .collect();
+        let edges: Vec<f64> = (0..=p.distance_bins)
+            .map(|k| quantile(&distances, k as f64 / p.distance_bins as f64))
+            .collect();
+        Ok(CorrelationConfig {
+            params: p,
+            plane_nets,
+            digit_nets,
+            x,
+            y,
+            edges,
+        })
+    }
+
+    fn net_params(
+        &self,
+        arch: Arch,
+        depth: usize,
+        input_dim: usize,
+        output_dim: usize,
+    ) -> NetParams {
+        NetParams {
+            arch,
+            depth,
+            width: self.width,
+            input_dim,
+            output_dim,
+            activation: Default::default(),
+            weight_init: self.weight_init,
+            bias_init: self.bias_init,
+            precision: self.dtype,
+            seed: 0,
+        }
+    }
+}
+
+/// (layer name, B × B Gram matrix) for every layer with parameters.
+type LayerGrams = Vec<(String, Array2<f64>)>;
+
+fn pairs(n: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..n).flat_map(move |i| (i + 1..n).map(move |j| (i, j)))
+}
+
+fn distance(a: ndarray::ArrayView1<f64>, b: ndarray::ArrayView1<f64>) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(u, v)| (u - v).powi(2))
+        .sum::<f64>()
+        .sqrt()
+}
+
+/// A validated correlation study with its examples.
+#[derive(Clone, Debug)]
+pub struct CorrelationConfig {
+    params: CorrelationParams,
+    plane_nets: Vec<gradscope_nets::NetSpec>,
+    digit_nets: Vec<gradscope_nets::NetSpec>,
+    /// The B digits, (B, 64) in [0, 1].
+    x: Array2<f64>,
+    y: Vec<usize>,
+    /// Edges of the distance bins (distance_bins + 1 values).
+    edges: Vec<f64>,
+}
+
+/// One unit of work: every depth of one (arch, seed).
+#[derive(Clone, Debug)]
+pub struct Cell {
+    /// Index into the configured archs.
+    pub arch: usize,
+    /// Seed index.
+    pub seed: usize,
+}
+
+/// What one depth of one cell gives.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DepthOutput {
+    /// ∂f/∂x₁ over the grid, row-major (x₂ down the rows, x₁ along them).
+    #[serde(with = "gradscope_stats::nan::vec")]
+    picture: Vec<f64>,
+    /// ‖∇ₓf‖ over the grid.
+    #[serde(with = "gradscope_stats::nan::vec")]
+    norm_picture: Vec<f64>,
+    #[serde(with = "gradscope_stats::nan")]
+    r1: f64,
+    slope: Option<LineFit>,
+    #[serde(with = "gradscope_stats::nan::vec")]
+    radial_spectrum: Vec<f64>,
+    #[serde(with = "gradscope_stats::nan::vec")]
+    radial_acf: Vec<f64>,
+    #[serde(with = "gradscope_stats::nan")]
+    mean_cosine: f64,
+    #[serde(with = "gradscope_stats::nan::vec")]
+    layer_cosine: Vec<f64>,
+    layer_names: Vec<String>,
+    #[serde(with = "gradscope_stats::nan")]
+    coherence: f64,
+    #[serde(with = "gradscope_stats::nan")]
+    snr: f64,
+    #[serde(with = "gradscope_stats::nan::vec")]
+    cosine_by_distance: Vec<f64>,
+    /// The whole-net cosine matrix, for seed 0 only.
+    cosine: Option<Vec<f32>>,
+}
+
+impl CorrelationConfig {
+    /// The validated parameters.
+    pub fn params(&self) -> &CorrelationParams {
+        &self.params
+    }
+
+    /// Run every cell and summarise (see [`run_study`]).
+    pub fn run(&self, opts: &RunOptions) -> Result<CorrelationResults> {
+        run_study(self, opts)
+    }
+
+    /// Radial band of the slope fits: radii 2 ..= side/4.
+    pub fn radial_band(&self) -> (usize, usize) {
+        (2, (self.params.side / 4).max(3))
+    }
+
+    /// Centres of the grid's cells along one axis.
+    pub fn axis(&self) -> Array1<f64> {
+        let (n, e) = (self.params.side, self.params.extent);
+        Array1::from_shape_fn(n, |i| -e + 2.0 * e * i as f64 / (n - 1) as f64)
+    }
+
+    fn net_seed(&self, s: usize) -> u64 {
+        derive_seed(self.params.seed, &format!("seed{s}"))
+    }
+
+    fn plane(&self, cell: &Cell) -> Result<Vec<(Array2<f64>, Array2<f64>)>> {
+        let p = &self.params;
+        let net = Mlp::new(&self.plane_nets[cell.arch].with_seed(self.net_seed(cell.seed)))?;
+        let axis = self.axis();
+        let n = p.side;
+        let grid =
+            Array2::from_shape_fn(
+                (n * n, 2),
+                |(k, d)| if d == 0 { axis[k % n] } else { axis[k / n] },
+            );
+        let caps = capture_depths(&net, grid.view(), &p.depths, BnMode::PerSample)?;
+        Ok(caps
+            .into_iter()
+            .map(|c| {
+                let g = &c.input_grads;
+                let d1 = Array2::from_shape_fn((n, n), |(i, j)| g[[i * n + j, 0]]);
+                let norm = Array2::from_shape_fn((n, n), |(i, j)| {
+                    g[[i * n + j, 0]].hypot(g[[i * n + j, 1]])
+                });
+                (d1, norm)
+            })
+            .collect())
+    }
+
+    /// Per-example loss gradients' Gram matrices per layer at every depth.
+    fn grams(&self, cell: &Cell) -> Result<Vec<LayerGrams>> {
+        let p = &self.params;
+        let net = Mlp::new(&self.digit_nets[cell.arch].with_seed(self.net_seed(cell.seed)))?;
+        let dense = DenseMlp::<f64>::from_mlp(&net, BnMode::PerSample)?;
+        let fwd = dense.forward_keeping(self.x.view(), true);
+        Ok(p.depths
+            .iter()
+            .map(|&depth| {
+                // ∂ℓᵢ/∂zᵢ = softmax(zᵢ) − onehot(yᵢ): example i's own loss.
+                let z = dense.output(&fwd, depth);
+                let mut d = z.clone();
+                for (i, mut row) in d.rows_mut().into_iter().enumerate() {
+                    let m = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    row.mapv_inplace(|v| (v - m).exp());
+                    let s: f64 = row.sum();
+                    row.mapv_inplace(|v| v / s);
+                    row[self.y[i]] -= 1.0;
+                }
+                dense
+                    .backward_with(
+                        &fwd,
+                        depth,
+                        Some(d.view()),
+                        Want {
+                            gram: true,
+                            ..Want::default()
+                        },
+                    )
+                    .gram
+            })
+            .collect())
+    }
+
+    fn cosine_by_distance(&self, c: ArrayView2<f64>) -> Vec<f64> {
+        let bins = self.params.distance_bins;
+        let (mut sum, mut count) = (vec![0.0; bins], vec![0usize; bins]);
+        for (i, j) in pairs(self.params.examples) {
+            let dist = distance(self.x.row(i), self.x.row(j));
+            let b = self.edges[1..bins].iter().filter(|&&e| dist > e).count();
+            if c[[i, j]].is_finite() {
+                sum[b] += c[[i, j]];
+                count[b] += 1;
+            }
+        }
+        sum.iter()
+            .zip(&count)
+            .map(|(s, &k)| if k > 0 { s / k as f64 } else { f64::NAN })
+            .collect()
+    }
+}
+
+impl Study for CorrelationConfig {
+    const NAME: &'static str = NAME;
+    type Cell = Cell;
+    type CellOutput = Vec<DepthOutput>;
+    type Results = CorrelationResults;
+
+    fn cells(&self) -> Vec<Cell> {
+        (0..self.params.archs.len())
+            .flat_map(|arch| (0..self.params.seeds).map(move |seed| Cell { arch, seed }))
+            .collect()
+    }
+
+    fn cell_key(&self, c: &Cell) -> String {
+        format!("arch={},seed={}", self.params.archs[c.arch], c.seed)
+    }
+
+    fn run_cell(&self, cell: &Cell) -> Result<Vec<DepthOutput>> {
+        let (lo, hi) = self.radial_band();
+        let pictures = self.plane(cell)?;
+        let grams = self.grams(cell)?;
+        pictures
+            .into_iter()
+            .zip(grams)
+            .map(|((d1, norm), layers)| {
+                let finite = d1.iter().all(|v| v.is_finite());
+                let (r1, slope, radial_spectrum, radial_acf) = if finite {
+                    let spectrum = radial_power_spectrum(d1.view())?;
+                    (
+                        adjacent_correlation_2d(d1.view())?,
+                        radial_slope(&spectrum, lo, hi).ok(),
+                        spectrum.to_vec(),
+                        radial_autocorrelation(d1.view())
+                            .map(|a| a.to_vec())
+                            .unwrap_or_default(),
+                    )
+                } else {
+                    (f64::NAN, None, vec![], vec![])
+                };
+                let b = self.params.examples;
+                let total = layers
+                    .iter()
+                    .fold(Array2::<f64>::zeros((b, b)), |acc, (_, g)| acc + g);
+                let cos = cosine_from_gram(total.view())?;
+                let layer_cosine = layers
+                    .iter()
+                    .map(|(_, g)| {
+                        cosine_from_gram(g.view()).and_then(|c| mean_off_diagonal(c.view()))
+                    })
+                    .collect::<std::result::Result<Vec<f64>, _>>()?;
+                Ok(DepthOutput {
+                    picture: d1.iter().copied().collect(),
+                    norm_picture: norm.iter().copied().collect(),
+                    r1,
+                    slope,
+                    radial_spectrum,
+                    radial_acf,
+                    mean_cosine: mean_off_diagonal(cos.view())?,
+                    layer_cosine,
+                    layer_names: layers.iter().map(|(n, _)| n.clone()).collect(),
+                    coherence: coherence(total.view())?,
+                    snr: gradient_snr(total.view())?,
+                    cosine_by_distance: self.cosine_by_distance(cos.view()),
+                    cosine: (cell.seed == 0).then(|| cos.iter().map(|&v| v as f32).collect()),
+                })
+            })
+            .collect()
+    }
+
+    fn summarise(
+        &self,
+        outputs: Vec<Vec<DepthOutput>>,
+        provenance: Provenance,
+    ) -> Result<CorrelationResults> {
+        let p = &self.params;
+        let (na, nd, ns, n, b) = (p.archs.len(), p.depths.len(), p.seeds, p.side, p.examples);
+        let radii = n / 2 + 1;
+        let mut pictures = Array5::<f64>::zeros((na, nd, ns, n, n));
+        let mut norm_pictures = Array5::<f64>::zeros((na, nd, ns, n, n));
+        let mut spectra = Array4::<f64>::from_elem((na, nd, ns, radii), f64::NAN);
+        let mut cosines = Array4::<f32>::from_elem((na, nd, b, b), f32::NAN);
+        let mut by: Vec<Vec<Option<DepthOutput>>> = vec![vec![None; ns]; na * nd];
+        for (cell, per_depth) in self.cells().iter().zip(outputs) {
+            for (d, o) in per_depth.into_iter().enumerate() {
+                let to2 =
+                    |v: &[f64]| ndarray::ArrayView2::from_shape((n, n), v).map(|a| a.to_owned());
+                pictures
+                    .slice_mut(s![cell.arch, d, cell.seed, .., ..])
+                    .assign(&to2(&o.picture).map_err(shape)?);
+                norm_pictures
+                    .slice_mut(s![cell.arch, d, cell.seed, .., ..])
+                    .assign(&to2(&o.norm_picture).map_err(shape)?);
+                if o.radial_spectrum.len() == radii {
+                    spectra
+                        .slice_mut(s![cell.arch, d, cell.seed, ..])
+                        .assign(&ndarray::aview1(&o.radial_spectrum));
+                }
+                if let Some(c) = &o.cosine {
+                    let m = ndarray::ArrayView2::from_shape((b, b), c.as_slice()).map_err(shape)?;
+                    cosines.slice_mut(s![cell.arch, d, .., ..]).assign(&m);
+                }
+                by[cell.arch * nd + d][cell.seed] = Some(o);
+            }
+        }
+        let mut results = Vec::new();
+        let mut per_seed = Vec::new();
+        for (a, arch) in p.archs.iter().enumerate() {
+            for (d, &depth) in p.depths.iter().enumerate() {
+                let outs: Vec<&DepthOutput> = by[a * nd + d].iter().flatten().collect();
+                let mean_of =
+                    |f: &dyn Fn(&DepthOutput) -> f64| MeanStd::of(outs.iter().map(|o| f(o)));
+                let mean_vec = |f: &dyn Fn(&DepthOutput) -> &Vec<f64>| -> Vec<f64> {
+                    let len = outs.iter().map(|o| f(o).len()).max().unwrap_or(0);
+                    (0..len)
+                        .map(|k| MeanStd::of(outs.iter().filter_map(|o| f(o).get(k).copied())).mean)
+                        .collect()
+                };
+                for (s, o) in outs.iter().enumerate() {
+                    per_seed.push(SeedRow {
+                        arch: arch.to_string(),
+                        depth,
+                        seed: s,
+                        r1: o.r1,
+                        radial_slope: o.slope.map_or(f64::NAN, |f| f.slope),
+                        mean_cosine: o.mean_cosine,
+                        coherence: o.coherence,
+                        snr: o.snr,
+                    });
+                }
+                results.push(DepthSummary {
+                    arch: arch.to_string(),
+                    depth,
+                    adjacent_correlation: mean_of(&|o| o.r1),
+                    radial_slope: mean_of(&|o| o.slope.map_or(f64::NAN, |f| f.slope)),
+                    radial_acf_mean: mean_vec(&|o| &o.radial_acf),
+                    mean_cosine: mean_of(&|o| o.mean_cosine),
+                    layer_names: outs
+                        .first()
+                        .map(|o| o.layer_names.clone())
+                        .unwrap_or_default(),
+                    layer_cosine_mean: mean_vec(&|o| &o.layer_cosine),
+                    coherence: mean_of(&|o| o.coherence),
+                    snr: mean_of(&|o| o.snr),
+                    cosine_by_distance_mean: mean_vec(&|o| &o.cosine_by_distance),
+                });
+            }
+        }
+        // Calibration: white and brown-like fields through the same statistics.
+        let (lo, hi) = self.radial_band();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(derive_seed(p.seed, "noise"));
+        let references = [("white", 0.0), ("brown", 2.0)]
+            .into_iter()
+            .map(|(name, beta)| {
+                let fields: Vec<Array2<f64>> = (0..ns)
+                    .map(|_| power_law_field(n, beta, &mut rng))
+                    .collect();
+                Ok(PlaneReference {
+                    name: name.into(),
+                    beta,
+                    adjacent_correlation: MeanStd::of(
+                        fields
+                            .iter()
+                            .map(|f| adjacent_correlation_2d(f.view()).unwrap_or(f64::NAN)),
+                    ),
+                    radial_slope: MeanStd::of(fields.iter().map(|f| {
+                        radial_power_spectrum(f.view())
+                            .and_then(|r| radial_slope(&r, lo, hi))
+                            .map_or(f64::NAN, |l| l.slope)
+                    })),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(CorrelationResults {
+            summary: CorrelationSummary {
+                schema: SCHEMA.into(),
+                study: NAME.into(),
+                provenance,
+                config: p.clone(),
+                radial_band: [lo, hi],
+                distance_edges: self.edges.clone(),
+                references,
+                results,
+            },
+            per_seed,
+            axis: self.axis(),
+            pictures,
+            norm_pictures,
+            radial_spectra: spectra,
+            cosines,
+        })
+    }
+
+    fn config_json(&self) -> serde_json::Value {
+        serde_json::to_value(&self.params).expect("parameters serialise")
+    }
+
+    fn memory_estimate_gib(&self, threads: usize) -> Option<f64> {
+        let p = &self.params;
+        let bytes = if p.dtype == Precision::F32 { 4.0 } else { 8.0 };
+        let layers = (*p.depths.last().unwrap_or(&1) * 2 + 2) as f64;
+        // The dense path keeps about three (points × width) buffers per layer (measured: 1.2 GiB per net at the defaults).
+        let per_net = 3.0 * layers * (p.side * p.side).max(p.examples) as f64 * p.width as f64;
+        Some(threads.max(1) as f64 * per_net * bytes / (1u64 << 30) as f64)
+    }
+}
+
+fn shape(e: ndarray::ShapeError) -> StudyError {
+    StudyError::Data {
+        path: "cell".into(),
+        reason: format!("a stored cell has the wrong size: {e}"),
+    }
+}
+
+/// White and brown-like random fields through the same statistics.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PlaneReference {
+    /// `white` or `brown`.
+    pub name: String,
+    /// Exponent β of the field's power spectrum ∝ |k|^−β.
+    pub beta: f64,
+    /// Lag-1 correlation along both axes.
+    pub adjacent_correlation: MeanStd,
+    /// Slope of the radial spectrum over the band.
+    pub radial_slope: MeanStd,
+}
+
+/// Statistics of one (arch, depth) over seeds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DepthSummary {
+    /// Architecture spec.
+    pub arch: String,
+    /// Depth.
+    pub depth: usize,
+    /// Lag-1 correlation of the ∂f/∂x₁ picture along both axes.
+    pub adjacent_correlation: MeanStd,
+    /// Log-log slope of its radially averaged power spectrum over the band.
+    pub radial_slope: MeanStd,
+    /// Radially averaged autocorrelation, by distance in grid steps (mean over seeds).
+    #[serde(with = "gradscope_stats::nan::vec")]
+    pub radial_acf_mean: Vec<f64>,
+    /// Mean off-diagonal cosine between per-example gradients (all parameters).
+    pub mean_cosine: MeanStd,
+    /// Layers with parameters, input to output.
+    pub layer_names: Vec<String>,
+    /// Mean off-diagonal cosine per layer (mean over seeds).
+    #[serde(with = "gradscope_stats::nan::vec")]
+    pub layer_cosine_mean: Vec<f64>,
+    /// ‖ḡ‖² / mean‖gᵢ‖² of the B per-example gradients.
+    pub coherence: MeanStd,
+    /// ‖ḡ‖² / (tr Σ / B): signal-to-noise of the mean gradient.
+    pub snr: MeanStd,
+    /// Mean cosine of example pairs in each distance bin (mean over seeds).
+    #[serde(with = "gradscope_stats::nan::vec")]
+    pub cosine_by_distance_mean: Vec<f64>,
+}
+
+/// `summary.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CorrelationSummary {
+    /// Layout version, `gradscope.correlation/1`.
+    pub schema: String,
+    /// Study name, `correlation`.
+    pub study: String,
+    /// Version, commit, time, threads and run time.
+    pub provenance: Provenance,
+    /// The validated parameters the run used.
+    pub config: CorrelationParams,
+    /// Radii of the slope fits (inclusive).
+    pub radial_band: [usize; 2],
+    /// Edges of the input-distance bins (Euclidean, pixels in [0, 1]).
+    pub distance_edges: Vec<f64>,
+    /// Calibration fields.
+    pub references: Vec<PlaneReference>,
+    /// One entry per (arch, depth), archs in config order, depths ascending.
+    pub results: Vec<DepthSummary>,
+}
+
+/// One row of `per_seed.csv`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SeedRow {
+    /// Architecture spec.
+    pub arch: String,
+    /// Depth.
+    pub depth: usize,
+    /// Seed index.
+    pub seed: usize,
+    /// Lag-1 correlation of the picture.
+    pub r1: f64,
+    /// Radial spectral slope.
+    pub radial_slope: f64,
+    /// Mean off-diagonal cosine.
+    pub mean_cosine: f64,
+    /// Gradient coherence.
+    pub coherence: f64,
+    /// Signal-to-noise of the mean gradient.
+    pub snr: f64,
+}
+
+/// Everything a run produced, before it is written.
+#[derive(Clone, Debug)]
+pub struct CorrelationResults {
+    /// What goes into summary.json.
+    pub summary: CorrelationSummary,
+    /// Rows of per_seed.csv.
+    pub per_seed: Vec<SeedRow>,
+    /// Grid coordinates along each axis, (H,).
+    pub axis: Array1<f64>,
+    /// ∂f/∂x₁, (archs, depths, seeds, H, H).
+    pub pictures: Array5<f64>,
+    /// ‖∇ₓf‖, (archs, depths, seeds, H, H).
+    pub norm_pictures: Array5<f64>,
+    /// Radial power spectra, (archs, depths, seeds, H/2 + 1).
+    pub radial_spectra: Array4<f64>,
+    /// Whole-net cosine matrices of seed 0, (archs, depths, B, B), f32.
+    pub cosines: Array4<f32>,
+}
+
+/// Files of the study folder.
+pub mod files {
+    /// Summary with provenance.
+    pub const SUMMARY: &str = "summary.json";
+    /// One row per (arch, depth).
+    pub const SUMMARY_CSV: &str = "summary.csv";
+    /// One row per (arch, depth, seed).
+    pub const PER_SEED_CSV: &str = "per_seed.csv";
+    /// Mean cosine per layer.
+    pub const LAYER_COSINE_CSV: &str = "layer_cosine.csv";
+    /// Mean cosine per input-distance bin.
+    pub const COSINE_DISTANCE_CSV: &str = "cosine_by_distance.csv";
+    /// Grid coordinates, (H,).
+    pub const AXIS: &str = "axis.npy";
+    /// ∂f/∂x₁ pictures.
+    pub const PICTURES: &str = "pictures.npy";
+    /// ‖∇ₓf‖ pictures.
+    pub const NORM_PICTURES: &str = "norm_pictures.npy";
+    /// Radial power spectra.
+    pub const RADIAL_SPECTRA: &str = "radial_spectra.npy";
+    /// Cosine matrices of seed 0.
+    pub const COSINES: &str = "cosine_matrices.npy";
+}
+
+impl StudyResults for CorrelationResults {
+    fn write(&self, dir: &std::path::Path) -> Result<()> {
+        create_dir(dir)?;
+        write_npy(&dir.join(files::AXIS), &self.axis)?;
+        write_npy(&dir.join(files::PICTURES), &self.pictures)?;
+        write_npy(&dir.join(files::NORM_PICTURES), &self.norm_pictures)?;
+        write_npy(&dir.join(files::RADIAL_SPECTRA), &self.radial_spectra)?;
+        write_npy(&dir.join(files::COSINES), &self.cosines)?;
+        let mut c = Csv::new(&[
+            "arch",
+            "depth",
+            "r1_mean",
+            "r1_std",
+            "radial_slope_mean",
+            "radial_slope_std",
+            "mean_cosine_mean",
+            "mean_cosine_std",
+            "coherence_mean",
+            "snr_mean",
+            "seeds",
+        ]);
+        for r in &self.summary.results {
+            c.row(&[
+                r.arch.clone(),
+                r.depth.to_string(),
+                num(r.adjacent_correlation.mean),
+                num(r.adjacent_correlation.std),
+                num(r.radial_slope.mean),
+                num(r.radial_slope.std),
+                num(r.mean_cosine.mean),
+                num(r.mean_cosine.std),
+                num(r.coherence.mean),
+                num(r.snr.mean),
+                r.adjacent_correlation.n.to_string(),
+            ]);
+        }
+        c.write(&dir.join(files::SUMMARY_CSV))?;
+        let mut c = Csv::new(&[
+            "arch",
+            "depth",
+            "seed",
+            "r1",
+            "radial_slope",
+            "mean_cosine",
+            "coherence",
+            "snr",
+        ]);
+        for r in &self.per_seed {
+            c.row(&[
+                r.arch.clone(),
+                r.depth.to_string(),
+                r.seed.to_string(),
+                num(r.r1),
+                num(r.radial_slope),
+                num(r.mean_cosine),
+                num(r.coherence),
+                num(r.snr),
+            ]);
+        }
+        c.write(&dir.join(files::PER_SEED_CSV))?;
+        let mut c = Csv::new(&["arch", "depth", "layer", "name", "mean_cosine"]);
+        for r in &self.summary.results {
+            for (l, (name, v)) in r.layer_names.iter().zip(&r.layer_cosine_mean).enumerate() {
+                c.row(&[
+                    r.arch.clone(),
+                    r.depth.to_string(),
+                    l.to_string(),
+                    name.clone(),
+                    num(*v),
+                ]);
+            }
+        }
+        c.write(&dir.join(files::LAYER_COSINE_CSV))?;
+        let mut c = Csv::new(&[
+            "arch",
+            "depth",
+            "bin",
+            "distance_lo",
+            "distance_hi",
+            "mean_cosine",
+        ]);
+        let e = &self.summary.distance_edges;
+        for r in &self.summary.results {
+            for (k, v) in r.cosine_by_distance_mean.iter().enumerate() {
+                c.row(&[
+                    r.arch.clone(),
+                    r.depth.to_string(),
+                    k.to_string(),
+                    num(e[k]),
+                    num(e[k + 1]),
+                    num(*v),
+                ]);
+            }
+        }
+        c.write(&dir.join(files::COSINE_DISTANCE_CSV))?;
+        write_json(&dir.join(files::SUMMARY), &self.summary)
+    }
+}
+
+/// A study folder read back (for reports and notebooks).
+pub struct CorrelationData {
+    /// The summary.
+    pub summary: CorrelationSummary,
+    /// Grid coordinates.
+    pub axis: Array1<f64>,
+    /// ∂f/∂x₁ pictures.
+    pub pictures: Array5<f64>,
+    /// ‖∇ₓf‖ pictures.
+    pub norm_pictures: Array5<f64>,
+    /// Radial power spectra.
+    pub radial_spectra: Array4<f64>,
+    /// Cosine matrices of seed 0.
+    pub cosines: Array4<f32>,
+}
+
+impl CorrelationData {
+    /// Read a study folder written by a run.
+    pub fn read(dir: &std::path::Path) -> Result<Self> {
+        let summary: CorrelationSummary = crate::output::read_json(&dir.join(files::SUMMARY))?;
+        if summary.schema != SCHEMA {
+            return Err(StudyError::Data {
+                path: dir.join(files::SUMMARY),
+                reason: format!("schema `{}`, this version reads `{SCHEMA}`", summary.schema),
+            });
+        }
+        use crate::shattered::read_npy;
+        Ok(CorrelationData {
+            axis: read_npy(&dir.join(files::AXIS))?,
+            pictures: read_npy(&dir.join(files::PICTURES))?,
+            norm_pictures: read_npy(&dir.join(files::NORM_PICTURES))?,
+            radial_spectra: read_npy(&dir.join(files::RADIAL_SPECTRA))?,
+            cosines: read_npy(&dir.join(files::COSINES))?,
+            summary,
+        })
+    }
+}
