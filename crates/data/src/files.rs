@@ -73,9 +73,20 @@ fn idx(path: &Path, dims: usize) -> Result<(Vec<usize>, Vec<u8>)> {
     let data = bytes[4 + 4 * dims..].to_vec();
     let want = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
     if want != Some(data.len()) {
+        let header = 4 + 4 * dims;
         return Err(corrupt(
             path,
-            format!("header says {shape:?} but {} data bytes follow", data.len()),
+            match want {
+                Some(w) if w > data.len() => format!(
+                    "truncated at byte {}: the header says {shape:?}, {} bytes in all",
+                    bytes.len(),
+                    header + w
+                ),
+                _ => format!(
+                    "header says {shape:?} but {} data bytes follow (from byte {header})",
+                    data.len()
+                ),
+            },
         ));
     }
     Ok((shape, data))
@@ -125,11 +136,15 @@ fn cifar_batches(dir: &Path, names: &[String]) -> Result<LabelledImages> {
         let path = find(dir, name)?;
         let bytes = read(&path)?;
         if bytes.is_empty() || bytes.len() % CIFAR_RECORD != 0 {
+            let whole = bytes.len() / CIFAR_RECORD;
             return Err(corrupt(
                 &path,
                 format!(
-                    "{} bytes is not a whole number of {CIFAR_RECORD}-byte records",
-                    bytes.len()
+                    "{} bytes is not a whole number of {CIFAR_RECORD}-byte records: record {} starting at byte {} is cut after {} bytes",
+                    bytes.len(),
+                    whole,
+                    whole * CIFAR_RECORD,
+                    bytes.len() % CIFAR_RECORD
                 ),
             ));
         }
@@ -230,11 +245,10 @@ mod tests {
         let f = tmp.path().join("train-images-idx3-ubyte");
         // Truncated data, wrong magic, label count mismatch, label out of range.
         std::fs::write(&f, idx_bytes(&[3, 2, 2], &[0; 11])).unwrap();
+        let e = mnist(tmp.path()).unwrap_err().to_string();
         assert!(
-            mnist(tmp.path())
-                .unwrap_err()
-                .to_string()
-                .contains("11 data bytes")
+            e.contains("truncated at byte 27") && e.contains("28 bytes in all"),
+            "{e}"
         );
         std::fs::write(&f, b"PK\x03\x04 this is a zip, not IDX").unwrap();
         assert!(
