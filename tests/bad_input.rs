@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use gradscope_studies::correlation::CorrelationParams;
 use gradscope_studies::ensemble::EnsembleParams;
+use gradscope_studies::norms::NormsParams;
 use gradscope_studies::registry::{Params, params_from_table, parse_study_file};
 use gradscope_studies::shattered::ShatteredParams;
 use gradscope_studies::training::TrainingParams;
@@ -46,6 +47,7 @@ fn validate(text: &str) -> Outcome {
         "training" => check::<TrainingParams>(table, file),
         "ensemble" => check::<EnsembleParams>(table, file),
         "correlation" => check::<CorrelationParams>(table, file),
+        "norms" => check::<NormsParams>(table, file),
         other => Outcome::Refused(format!("unknown study `{other}`")),
     }
 }
@@ -72,6 +74,7 @@ fn seeds() -> Vec<(String, toml::Table)> {
         defaults::<TrainingParams>("training"),
         defaults::<EnsembleParams>("ensemble"),
         defaults::<CorrelationParams>("correlation"),
+        defaults::<NormsParams>("norms"),
     ];
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/studies");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -113,6 +116,10 @@ const SIZES: &[&str] = &[
     "width",
     "side",
     "examples",
+    "batch",
+    "chain_depth",
+    "jacobian_width",
+    "jacobian_depths",
     "points",
     "seeds",
     "depth",

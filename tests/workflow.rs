@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use gradscope_studies::correlation::CorrelationParams;
 use gradscope_studies::ensemble::EnsembleParams;
+use gradscope_studies::norms::NormsParams;
 use gradscope_studies::registry::{Params, params_from_table, parse_study_file};
 use gradscope_studies::shattered::ShatteredParams;
 use gradscope_studies::training::TrainingParams;
@@ -44,6 +45,7 @@ fn every_example_study_file_parses_and_validates() {
             "training" => check::<TrainingParams>(table, &file),
             "ensemble" => check::<EnsembleParams>(table, &file),
             "correlation" => check::<CorrelationParams>(table, &file),
+            "norms" => check::<NormsParams>(table, &file),
             other => panic!("{}: no check for study `{other}`", file.display()),
         }
         n += 1;

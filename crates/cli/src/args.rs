@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use gradscope_nets::{Arch, BiasInit, BnMode, Precision, WeightInit};
+use gradscope_nets::{Activation, Arch, BiasInit, BnMode, Precision, WeightInit};
 use gradscope_studies::Shard;
 use gradscope_studies::data::DataSource;
 use gradscope_studies::training::ModelArch;
@@ -39,6 +39,8 @@ pub enum Command {
     Train(TrainArgs),
     /// Residual nets as ensembles: lesions (delete or swap blocks) and gradient by path length (Veit et al. 2016).
     Ensemble(EnsembleArgs),
+    /// Gradient norms through depth: per-layer norms against mean-field theory, the scalar chain, the σ_w² × depth phase diagram, Jacobian spectra.
+    Norms(NormsArgs),
     /// Gradient correlation beyond one dimension: 2-D gradient pictures and per-example gradient similarity on the digits.
     Correlation(CorrelationArgs),
     /// Benchmarks: gradscope's fast paths beside a PyTorch peer doing the same work.
@@ -135,6 +137,47 @@ pub struct ShatteredArgs {
     /// Evaluate one net with these weights (needs one arch, one depth, --seeds 1).
     #[arg(long, value_name = "FILE")]
     pub load_weights: Option<PathBuf>,
+    /// Only write the data, not the report.
+    #[arg(long)]
+    pub no_report: bool,
+    #[command(flatten)]
+    pub run: RunFlags,
+    #[command(flatten)]
+    pub folders: Folders,
+}
+
+#[derive(Debug, Args)]
+pub struct NormsArgs {
+    /// Parts to run, comma-separated: layers (per-layer norms vs mean-field theory), chain (the scalar chain), phase (σ_w² × depth diagram), jacobian (singular values). Default: all.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub parts: Option<Vec<String>>,
+    /// Architectures, comma-separated (MLP specs).
+    #[arg(long, value_parser = parse_arch_list, value_name = "LIST")]
+    pub archs: Option<ArchList>,
+    /// Activations, comma-separated: relu, leaky-relu(a), elu, selu, gelu, softplus, tanh, sigmoid, identity.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub activations: Option<Vec<Activation>>,
+    /// Weight inits, comma-separated: he, he-fan-out, lecun, xavier, xavier-uniform, normal(σ_w²), uniform(σ_w²), orthogonal(gain).
+    #[arg(long, value_delimiter = ';', value_name = "LIST")]
+    pub inits: Option<Vec<WeightInit>>,
+    /// Blocks.
+    #[arg(long)]
+    pub depth: Option<usize>,
+    /// Hidden width.
+    #[arg(long)]
+    pub width: Option<usize>,
+    /// Nets per configuration.
+    #[arg(long)]
+    pub seeds: Option<usize>,
+    /// Base seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// f32 or f64 (f32 shows where overflow happens).
+    #[arg(long)]
+    pub dtype: Option<Precision>,
+    /// Small sizes: a first look in seconds.
+    #[arg(long)]
+    pub quick: bool,
     /// Only write the data, not the report.
     #[arg(long)]
     pub no_report: bool,

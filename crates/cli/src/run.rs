@@ -5,6 +5,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use gradscope_studies::correlation::CorrelationParams;
 use gradscope_studies::ensemble::EnsembleParams;
+use gradscope_studies::norms::NormsParams;
 use gradscope_studies::registry::{Params, STUDY_NAMES, params_from_table, parse_study_file};
 use gradscope_studies::shattered::ShatteredParams;
 use gradscope_studies::study::PARAMS_FILE;
@@ -15,8 +16,8 @@ use gradscope_studies::{
 use gradscope_train::{Decay, OptimizerParams};
 
 use crate::args::{
-    Cli, Command, CorrelationArgs, DegradationArgs, EnsembleArgs, Folders, MergeArgs, RunArgs,
-    RunFlags, ShatteredArgs, TrainArgs, TrainingArgs,
+    Cli, Command, CorrelationArgs, DegradationArgs, EnsembleArgs, Folders, MergeArgs, NormsArgs,
+    RunArgs, RunFlags, ShatteredArgs, TrainArgs, TrainingArgs,
 };
 use crate::progress::Bar;
 
@@ -59,6 +60,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Train(a) => train_command(&ctx, a),
         Command::Ensemble(a) => ensemble_command(&ctx, a),
         Command::Correlation(a) => correlation_command(&ctx, a),
+        Command::Norms(a) => norms_command(&ctx, a),
         Command::Bench(a) => crate::bench::bench_command(&ctx.quiet, a),
         Command::Run(a) => run_file(&ctx, a),
         Command::Merge(a) => merge_command(&ctx, a),
@@ -129,6 +131,22 @@ fn shattered_command(ctx: &Ctx, a: ShatteredArgs) -> Result<()> {
     );
     p.save_weights = a.save_weights;
     p.load_weights = a.load_weights;
+    run_params(ctx, &p, &a.folders, &a.run, !a.no_report)
+}
+
+fn norms_command(ctx: &Ctx, a: NormsArgs) -> Result<()> {
+    let mut p = if a.quick {
+        NormsParams::quick()
+    } else {
+        NormsParams::default()
+    };
+    if let Some(v) = a.archs {
+        p.archs = v.0;
+    }
+    macro_rules! set {
+        ($($f:ident),*) => { $( if let Some(v) = a.$f { p.$f = v; } )* };
+    }
+    set!(parts, activations, inits, depth, width, seeds, seed, dtype);
     run_params(ctx, &p, &a.folders, &a.run, !a.no_report)
 }
 
@@ -275,6 +293,7 @@ fn run_file(ctx: &Ctx, a: RunArgs) -> Result<()> {
         training::NAME => go::<TrainingParams>(ctx, &a, table),
         gradscope_studies::ensemble::NAME => go::<EnsembleParams>(ctx, &a, table),
         gradscope_studies::correlation::NAME => go::<CorrelationParams>(ctx, &a, table),
+        gradscope_studies::norms::NAME => go::<NormsParams>(ctx, &a, table),
         other => anyhow::bail!("{}: no runner for study `{other}`", a.file.display()),
     }
 }
@@ -318,6 +337,7 @@ fn merge_command(ctx: &Ctx, a: MergeArgs) -> Result<()> {
         training::NAME => go::<TrainingParams>(ctx, &a),
         gradscope_studies::ensemble::NAME => go::<EnsembleParams>(ctx, &a),
         gradscope_studies::correlation::NAME => go::<CorrelationParams>(ctx, &a),
+        gradscope_studies::norms::NAME => go::<NormsParams>(ctx, &a),
         other => anyhow::bail!(
             "unknown study `{other}` (known: {})",
             STUDY_NAMES.join(", ")
@@ -592,11 +612,13 @@ fn reproduce(ctx: &Ctx, quick: bool, folders: &Folders, flags: &RunFlags) -> Res
     let training = pick(quick, TrainingParams::quick, TrainingParams::default).check()?;
     let ensemble = pick(quick, EnsembleParams::quick, EnsembleParams::default).check()?;
     let correlation = pick(quick, CorrelationParams::quick, CorrelationParams::default).check()?;
+    let norms = pick(quick, NormsParams::quick, NormsParams::default).check()?;
     preflight(folders, true)?;
     execute(ctx, &shattered, folders, flags)?;
     execute(ctx, &training, folders, flags)?;
     execute(ctx, &ensemble, folders, flags)?;
     execute(ctx, &correlation, folders, flags)?;
+    execute(ctx, &norms, folders, flags)?;
     build_reports(ctx, folders)?;
     ctx.log(&format!(
         "reproduce: all studies in {:.1} s; open {}",

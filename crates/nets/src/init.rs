@@ -28,6 +28,21 @@ pub enum WeightInit {
         /// σ_w², the weight variance times fan_in.
         sigma_w2: f64,
     },
+    /// W ~ U(−b, b) with the same variance σ_w²/fan_in (b = √(3σ_w²/fan_in)).
+    Uniform {
+        /// σ_w², the weight variance times fan_in.
+        sigma_w2: f64,
+    },
+    /// Xavier/Glorot uniform: U(±√(6/(fan_in + fan_out))).
+    XavierUniform,
+    /// Kaiming/He normal, fan-out: W ~ N(0, 2/fan_out) (preserves the backward pass).
+    HeFanOut,
+    /// A random (semi-)orthogonal matrix times `gain` (Saxe et al. 2014): all
+    /// singular values equal `gain`. Gain 1 for linear and tanh nets, √2 for ReLU.
+    Orthogonal {
+        /// Scale of the orthogonal matrix.
+        gain: f64,
+    },
 }
 
 impl WeightInit {
@@ -38,26 +53,47 @@ impl WeightInit {
             Self::He => 2.0 / fi,
             Self::LeCun => 1.0 / fi,
             Self::Xavier => 2.0 / (fi + fo),
-            Self::Normal { sigma_w2 } => sigma_w2 / fi,
+            Self::Normal { sigma_w2 } | Self::Uniform { sigma_w2 } => sigma_w2 / fi,
+            Self::XavierUniform => 2.0 / (fi + fo),
+            Self::HeFanOut => 2.0 / fo,
+            // Rows (or columns) of unit norm: each entry has variance 1/max(fan_in, fan_out).
+            Self::Orthogonal { gain } => gain * gain / fi.max(fo),
         }
     }
 
     pub(crate) fn check(&self) -> Result<()> {
-        if let Self::Normal { sigma_w2 } = *self
-            && !(sigma_w2.is_finite() && sigma_w2 > 0.0)
-        {
-            return Err(NetError::invalid(
-                "weight_init",
-                format!("σ_w² must be a positive finite number, got {sigma_w2}"),
-            ));
+        match *self {
+            Self::Normal { sigma_w2 } | Self::Uniform { sigma_w2 }
+                if !(sigma_w2.is_finite() && sigma_w2 > 0.0) =>
+            {
+                Err(NetError::invalid(
+                    "weight_init",
+                    format!("σ_w² must be a positive finite number, got {sigma_w2}"),
+                ))
+            }
+            Self::Orthogonal { gain } if !(gain.is_finite() && gain > 0.0) => {
+                Err(NetError::invalid(
+                    "weight_init",
+                    format!("the orthogonal gain must be a positive finite number, got {gain}"),
+                ))
+            }
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// Draw a row-major fan_out × fan_in matrix.
     pub fn draw(&self, fan_out: usize, fan_in: usize, rng: &mut impl Rng) -> Vec<f64> {
-        let std = self.variance(fan_in, fan_out).sqrt();
-        normal(fan_out * fan_in, std, rng)
+        let var = self.variance(fan_in, fan_out);
+        match *self {
+            Self::Uniform { .. } | Self::XavierUniform => {
+                let b = (3.0 * var).sqrt();
+                (0..fan_out * fan_in)
+                    .map(|_| rng.random_range(-b..b))
+                    .collect()
+            }
+            Self::Orthogonal { gain } => orthogonal(fan_out, fan_in, gain, rng),
+            _ => normal(fan_out * fan_in, var.sqrt(), rng),
+        }
     }
 }
 
@@ -68,6 +104,10 @@ impl fmt::Display for WeightInit {
             Self::LeCun => f.write_str("lecun"),
             Self::Xavier => f.write_str("xavier"),
             Self::Normal { sigma_w2 } => write!(f, "normal({sigma_w2})"),
+            Self::Uniform { sigma_w2 } => write!(f, "uniform({sigma_w2})"),
+            Self::XavierUniform => f.write_str("xavier-uniform"),
+            Self::HeFanOut => f.write_str("he-fan-out"),
+            Self::Orthogonal { gain } => write!(f, "orthogonal({gain})"),
         }
     }
 }
@@ -81,6 +121,26 @@ impl FromStr for WeightInit {
             "he" | "kaiming" => Self::He,
             "lecun" => Self::LeCun,
             "xavier" | "glorot" => Self::Xavier,
+            "xavier-uniform" | "glorot-uniform" => Self::XavierUniform,
+            "he-fan-out" | "kaiming-fan-out" => Self::HeFanOut,
+            "uniform" | "orthogonal" => {
+                let v = match arg {
+                    Some(a) => finite(WHAT, s, a)?,
+                    None if name == "orthogonal" => 1.0,
+                    None => {
+                        return Err(NetError::parse(
+                            WHAT,
+                            s,
+                            "write uniform(σ_w²), e.g. uniform(2)",
+                        ));
+                    }
+                };
+                return Ok(if name == "uniform" {
+                    Self::Uniform { sigma_w2: v }
+                } else {
+                    Self::Orthogonal { gain: v }
+                });
+            }
             "normal" => {
                 let Some(arg) = arg else {
                     return Err(NetError::parse(
@@ -97,7 +157,7 @@ impl FromStr for WeightInit {
                 return Err(NetError::parse(
                     WHAT,
                     s,
-                    "unknown name (known: he, lecun, xavier, normal(σ_w²))",
+                    "unknown name (known: he, he-fan-out, lecun, xavier, xavier-uniform, normal(σ_w²), uniform(σ_w²), orthogonal(gain))",
                 ));
             }
         };
@@ -107,6 +167,38 @@ impl FromStr for WeightInit {
 }
 
 serde_via_str!(WeightInit);
+
+/// A fan_out × fan_in matrix (row-major) with orthonormal rows or columns,
+/// whichever are fewer, times `gain`: Gram–Schmidt on a Gaussian matrix,
+/// with signs fixed so the draw is Haar-distributed.
+fn orthogonal(fan_out: usize, fan_in: usize, gain: f64, rng: &mut impl Rng) -> Vec<f64> {
+    let (long, short) = (fan_out.max(fan_in), fan_out.min(fan_in));
+    // `short` orthonormal vectors of length `long`.
+    let mut q: Vec<Vec<f64>> = Vec::with_capacity(short);
+    while q.len() < short {
+        let mut v = normal(long, 1.0, rng);
+        for _ in 0..2 {
+            // Twice, for orthogonality to rounding.
+            for u in &q {
+                let d: f64 = v.iter().zip(u).map(|(a, b)| a * b).sum();
+                v.iter_mut().zip(u).for_each(|(a, b)| *a -= d * b);
+            }
+        }
+        let norm = v.iter().map(|a| a * a).sum::<f64>().sqrt();
+        if norm > 1e-8 {
+            q.push(v.into_iter().map(|a| a / norm).collect());
+        }
+    }
+    let mut w = vec![0.0; fan_out * fan_in];
+    for (k, u) in q.iter().enumerate() {
+        for (l, &x) in u.iter().enumerate() {
+            // Rows of W when fan_out ≤ fan_in, columns otherwise.
+            let (i, j) = if fan_out <= fan_in { (k, l) } else { (l, k) };
+            w[i * fan_in + j] = gain * x;
+        }
+    }
+    w
+}
 
 /// How biases are drawn.
 ///
@@ -262,5 +354,58 @@ mod tests {
         assert!("he(2)".parse::<WeightInit>().is_err());
         assert!("normal(nan)".parse::<BiasInit>().is_err());
         assert!("gauss".parse::<BiasInit>().is_err());
+    }
+
+    #[test]
+    fn orthogonal_draws_are_orthogonal_and_other_inits_have_their_variance() {
+        let mut rng = StdRng::seed_from_u64(5);
+        for (out, inp) in [(64, 64), (32, 64), (64, 32)] {
+            let w = WeightInit::Orthogonal { gain: 1.5 }.draw(out, inp, &mut rng);
+            // The smaller Gram matrix (W Wᵀ or Wᵀ W) is gain² I.
+            let (rows, by_rows) = if out <= inp {
+                (out, true)
+            } else {
+                (inp, false)
+            };
+            for a in 0..rows {
+                for b in 0..rows {
+                    let dot: f64 = if by_rows {
+                        (0..inp).map(|j| w[a * inp + j] * w[b * inp + j]).sum()
+                    } else {
+                        (0..out).map(|i| w[i * inp + a] * w[i * inp + b]).sum()
+                    };
+                    let want = if a == b { 2.25 } else { 0.0 };
+                    assert!((dot - want).abs() < 1e-10, "{out}×{inp} ({a}, {b}): {dot}");
+                }
+            }
+        }
+        for init in [
+            WeightInit::Uniform { sigma_w2: 2.0 },
+            WeightInit::XavierUniform,
+            WeightInit::HeFanOut,
+        ] {
+            let w = init.draw(300, 100, &mut rng);
+            let var = w.iter().map(|x| x * x).sum::<f64>() / w.len() as f64;
+            let want = init.variance(100, 300);
+            assert!((var / want - 1.0).abs() < 0.03, "{init}: {var} vs {want}");
+            assert_eq!(init.to_string().parse::<WeightInit>().unwrap(), init);
+        }
+        let b = (3.0f64 * 2.0 / 100.0).sqrt();
+        assert!(
+            WeightInit::Uniform { sigma_w2: 2.0 }
+                .draw(100, 100, &mut rng)
+                .iter()
+                .all(|x| x.abs() <= b)
+        );
+        for bad in [
+            "orthogonal(0)",
+            "uniform",
+            "uniform(-1)",
+            "orthogonal(nan)",
+            "he(2)",
+        ] {
+            let parsed = bad.parse::<WeightInit>();
+            assert!(parsed.is_err() || parsed.unwrap().check().is_err(), "{bad}");
+        }
     }
 }

@@ -135,6 +135,8 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
                 // Relative to the picture's mean: the texture, not the overall scale.
                 values: logs.iter().map(|v| v - mean).collect(),
                 value_range: (-1.0, 1.0),
+                color: style::ramp,
+                hline: None,
             });
         }
     }

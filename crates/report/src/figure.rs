@@ -633,6 +633,10 @@ pub struct Raster {
     pub values: Vec<f64>,
     /// Values at the light and dark ends of the colour scale.
     pub value_range: (f64, f64),
+    /// Colour of a position t in [0, 1] of the value range.
+    pub color: fn(f64) -> RGBColor,
+    /// A dashed horizontal line at this row coordinate (e.g. a critical value).
+    pub hline: Option<f64>,
 }
 
 impl Plot for Raster {
@@ -670,7 +674,11 @@ impl Plot for Raster {
                 let (r, c) = (k / self.cols, k % self.cols);
                 let v = self.values[k];
                 let color = if v.is_finite() {
-                    style::ramp(if hi > lo { (v - lo) / (hi - lo) } else { 0.5 })
+                    (self.color)(if hi > lo {
+                        ((v - lo) / (hi - lo)).clamp(0.0, 1.0)
+                    } else {
+                        0.5
+                    })
                 } else {
                     RGBColor(160, 160, 160)
                 };
@@ -678,6 +686,16 @@ impl Plot for Raster {
                 Rectangle::new([(x, r as f64), (x + dx, r as f64 + 1.0)], color.filled())
             }))
             .map_err(|x| e(&x))?;
+        if let Some(y) = self.hline {
+            chart
+                .draw_series(DashedLineSeries::new(
+                    vec![(x0, y), (x1, y)],
+                    8,
+                    5,
+                    ShapeStyle::from(&style::THEORY).stroke_width(3),
+                ))
+                .map_err(|x| e(&x))?;
+        }
         Ok(())
     }
 }

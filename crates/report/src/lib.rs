@@ -9,6 +9,7 @@ pub mod doc;
 pub mod ensemble;
 mod error;
 pub mod figure;
+pub mod norms;
 pub mod pages;
 pub mod shattered;
 pub mod style;
@@ -25,6 +26,7 @@ pub type Builder = fn(&Path, &Path) -> Result<StudyCard>;
 /// Every study with a report: its folder name and page builder, in index order.
 pub const STUDIES: &[(&str, Builder)] = &[
     (gradscope_studies::shattered::NAME, shattered::build),
+    (gradscope_studies::norms::NAME, norms::build),
     (gradscope_studies::training::NAME, training::build),
     (gradscope_studies::ensemble::NAME, ensemble::build),
     (gradscope_studies::correlation::NAME, correlation::build),

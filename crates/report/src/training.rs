@@ -306,6 +306,8 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
                 cols: h.logs.len(),
                 values,
                 value_range: (0.0, 0.0),
+                color: style::ramp,
+                hline: None,
             });
         }
     }

@@ -7,6 +7,7 @@ pub mod correlation;
 pub mod data;
 pub mod ensemble;
 mod error;
+pub mod norms;
 pub mod output;
 pub mod provenance;
 pub mod registry;

@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 
 use crate::correlation::{CorrelationConfig, CorrelationParams};
 use crate::ensemble::{EnsembleConfig, EnsembleParams};
+use crate::norms::{NormsConfig, NormsParams};
 use crate::shattered::{ShatteredConfig, ShatteredParams};
 use crate::study::Study;
 use crate::training::{TrainingConfig, TrainingParams};
@@ -63,12 +64,23 @@ impl Params for CorrelationParams {
     }
 }
 
+impl Params for NormsParams {
+    type Config = NormsConfig;
+    fn quick() -> Self {
+        NormsParams::quick()
+    }
+    fn check(&self) -> Result<NormsConfig> {
+        NormsParams::check(self)
+    }
+}
+
 /// The studies `run` and `merge` know, by the name a TOML file gives in `study = "…"`.
 pub const STUDY_NAMES: &[&str] = &[
     crate::shattered::NAME,
     crate::training::NAME,
     crate::ensemble::NAME,
     crate::correlation::NAME,
+    crate::norms::NAME,
 ];
 
 /// Split a study file into its study name and its parameters table.
