@@ -163,6 +163,12 @@ pub struct NormsArgs {
     /// Blocks.
     #[arg(long)]
     pub depth: Option<usize>,
+    /// Inputs: gaussian (a batch of N(0, I) vectors) or grid (scalars on [−2, 2]; needs --input-dim 1).
+    #[arg(long)]
+    pub input: Option<String>,
+    /// Dimension of the Gaussian inputs.
+    #[arg(long)]
+    pub input_dim: Option<usize>,
     /// Hidden width.
     #[arg(long)]
     pub width: Option<usize>,

@@ -146,7 +146,18 @@ fn norms_command(ctx: &Ctx, a: NormsArgs) -> Result<()> {
     macro_rules! set {
         ($($f:ident),*) => { $( if let Some(v) = a.$f { p.$f = v; } )* };
     }
-    set!(parts, activations, inits, depth, width, seeds, seed, dtype);
+    set!(
+        parts,
+        activations,
+        inits,
+        depth,
+        input,
+        input_dim,
+        width,
+        seeds,
+        seed,
+        dtype
+    );
     run_params(ctx, &p, &a.folders, &a.run, !a.no_report)
 }
 

@@ -66,6 +66,10 @@ pub struct NormsParams {
     pub width: usize,
     /// Dimension of the Gaussian inputs.
     pub input_dim: usize,
+    /// The inputs of the layers and phase parts: `gaussian` (a batch of
+    /// N(0, I) vectors of `input_dim`) or `grid` (`batch` evenly spaced
+    /// scalars on [−2, 2], as in the shattered study; needs input_dim = 1).
+    pub input: String,
     /// Inputs in the batch.
     pub batch: usize,
     /// Nets per configuration.
@@ -102,6 +106,7 @@ impl Default for NormsParams {
             depth: 50,
             width: 128,
             input_dim: 64,
+            input: "gaussian".into(),
             batch: 64,
             seeds: 6,
             seed: 0,
@@ -148,7 +153,7 @@ impl NormsParams {
         if let Some(bad) = p.parts.iter().find(|x| !PARTS.contains(&x.as_str())) {
             return Err(StudyError::config(
                 "parts",
-                format!("unknown part `{bad}` (known: {})", PARTS.join(", ")),
+                format!("unknown part {bad:?} (known: {})", PARTS.join(", ")),
             ));
         }
         crate::validate::check_archs(&p.archs, true)?;
@@ -176,6 +181,22 @@ impl NormsParams {
                 ))
             }
         };
+        match p.input.as_str() {
+            "gaussian" => {}
+            "grid" if p.input_dim == 1 => {}
+            "grid" => {
+                return Err(StudyError::config(
+                    "input",
+                    "a grid input is scalar: set input_dim = 1",
+                ));
+            }
+            other => {
+                return Err(StudyError::config(
+                    "input",
+                    format!("unknown input {other:?} (known: gaussian, grid)"),
+                ));
+            }
+        }
         range("depth", p.depth, 1, 500)?;
         range("batch", p.batch, 2, 8192)?;
         range("input_dim", p.input_dim, 1, 65536)?;
@@ -352,6 +373,9 @@ impl NormsConfig {
 
     fn inputs(&self, seed: u64) -> Array2<f64> {
         let p = &self.params;
+        if p.input == "grid" {
+            return gradscope_probe::scalar_grid(p.batch, -2.0, 2.0);
+        }
         let mut rng = rand::rngs::StdRng::seed_from_u64(derive_seed(seed, "inputs"));
         Array2::from_shape_fn((p.batch, p.input_dim), |_| StandardNormal.sample(&mut rng))
     }

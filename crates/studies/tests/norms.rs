@@ -78,6 +78,24 @@ fn per_layer_ratios_match_mean_field_and_sigmoid_obeys_the_quarter_bound() {
 }
 
 #[test]
+fn the_scalar_grid_input_gives_the_same_mean_field_ratio() {
+    let p = NormsParams {
+        input: "grid".into(),
+        input_dim: 1,
+        inits: vec![WeightInit::Normal { sigma_w2: 1.5 }],
+        ..small()
+    };
+    let s = p
+        .check()
+        .unwrap()
+        .run(&RunOptions::with_threads(2))
+        .unwrap()
+        .summary;
+    let m = s.layers[0].backward_ratio.mean;
+    assert!((m * m / 0.75 - 1.0).abs() < 0.05, "ratio² {}", m * m);
+}
+
+#[test]
 fn a_residual_relu_net_without_bn_grows_the_gradient_by_root_two_per_block() {
     let p = NormsParams {
         archs: vec![Arch::RESNET],
@@ -205,6 +223,20 @@ fn bad_parameters_are_clear_errors() {
                 ..small()
             },
             "parts",
+        ),
+        (
+            NormsParams {
+                input: "grid".into(),
+                ..small()
+            },
+            "input_dim",
+        ),
+        (
+            NormsParams {
+                input: "images".into(),
+                ..small()
+            },
+            "input",
         ),
         (
             NormsParams {
