@@ -479,7 +479,7 @@ mod tests {
             s,
             [
                 "plain-bn",
-                "resnet:branch=3,norm=bn",
+                "resnet-bn:branch=3",
                 "resnet-bn:alpha=0.5",
                 "plain"
             ]

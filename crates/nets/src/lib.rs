@@ -20,6 +20,7 @@ mod conv;
 mod convnet;
 mod dense;
 mod error;
+mod feature_norm;
 pub mod fs;
 mod init;
 mod linear;
@@ -30,6 +31,7 @@ mod residual;
 mod seed;
 mod sequential;
 mod spec;
+mod weight_norm;
 mod weights;
 
 pub use activation::Activation;
@@ -39,14 +41,19 @@ pub use conv::Conv2d;
 pub use convnet::{ConvArch, ConvBlock, ConvNet, ConvNetParams, ConvNetSpec, Shortcut};
 pub use dense::Dense;
 pub use error::{NetError, Result};
+pub use feature_norm::{FeatureNorm, FeatureNormKind, NORM_EPS};
 pub use init::{BiasInit, WeightInit, tensor_rng};
 pub use linear::Linear;
 pub use mlp::{Mlp, Trace};
 pub use model::{BlockNet, Model};
-pub use residual::Residual;
+pub use residual::{Residual, ResidualShortcut, ShortcutDropout};
 pub use seed::derive_seed;
 pub use sequential::{Layer, Sequential};
-pub use spec::{Arch, MAX_DEPTH, MAX_PARAMETERS, MAX_WIDTH, NetParams, NetSpec, Norm, Precision};
+pub use spec::{
+    Arch, BranchInit, GATE_BIAS, MAX_DEPTH, MAX_PARAMETERS, MAX_WIDTH, NetParams, NetSpec, Norm,
+    Order, Precision, Skip,
+};
+pub use weight_norm::WeightNormLinear;
 pub use weights::{SPEC_METADATA_KEY, load_safetensors, to_safetensors};
 
 pub use candle_core;

@@ -7,9 +7,11 @@
 use candle_core::{DType, Device, Tensor, Var};
 
 use crate::init::tensor_rng;
+use crate::spec::Step;
 use crate::{
-    Activation, Arch, BatchNorm, Block, BnMode, Dense, Layer, Linear, NetError, NetSpec, Norm,
-    Residual, Result, Sequential,
+    Arch, BatchNorm, Block, BnMode, BranchInit, Dense, FeatureNorm, Layer, Linear, NetError,
+    NetSpec, Norm, Order, Residual, ResidualShortcut, Result, Sequential, ShortcutDropout, Skip,
+    WeightNormLinear, derive_seed,
 };
 
 #[derive(Clone, Debug)]
@@ -41,7 +43,7 @@ impl Mlp {
         };
         // In plain-bn the stem feeds Linear → BN, which removes any constant
         // shift: a stem bias would be a parameter with no effect.
-        let stem_bias = spec.arch != Arch::PLAIN_BN;
+        let stem_bias = spec.arch.stem_bias();
         let stem = init.linear("stem", spec.input_dim, spec.width, stem_bias)?;
         let blocks = (0..spec.depth)
             .map(|l| init.block(&format!("layers.{l}")))
@@ -228,39 +230,185 @@ impl Init<'_> {
         ))
     }
 
+    /// The norm layer of the arch over `width` features: γ = 1, β = 0.
+    fn norm_layer(&self, width: usize) -> Result<Layer> {
+        let norm = self.spec.arch.norm();
+        Ok(match norm.feature_kind() {
+            Some(kind) => Layer::Norm(FeatureNorm::new(
+                kind,
+                self.var(vec![1.0; width], &[width])?,
+                kind.has_shift()
+                    .then(|| self.var(vec![0.0; width], &[width]))
+                    .transpose()?,
+            )),
+            None => Layer::BatchNorm(self.batch_norm(width)?),
+        })
+    }
+
+    /// A linear layer, weight-normalised when the arch says so (W = v at
+    /// init: g = ‖v‖ row by row), its weight drawn then multiplied by `scale`
+    /// (at 0 the bias is 0 too: Fixup's zero last layer).
+    fn fc(
+        &self,
+        name: &str,
+        fan_in: usize,
+        fan_out: usize,
+        bias: bool,
+        scale: f64,
+    ) -> Result<Layer> {
+        let mut l = self.linear(name, fan_in, fan_out, bias)?;
+        if scale != 1.0 {
+            let bias = match l.bias() {
+                Some(b) if scale == 0.0 => Some(Var::from_tensor(&b.as_tensor().zeros_like()?)?),
+                b => b.cloned(),
+            };
+            l = Linear::new(Var::from_tensor(&(l.weight().as_tensor() * scale)?)?, bias);
+        }
+        if self.spec.arch.norm() != Norm::Weight {
+            return Ok(Layer::Linear(l));
+        }
+        let v = l.weight().as_tensor();
+        let g = v.sqr()?.sum_keepdim(1)?.sqrt()?;
+        Ok(Layer::WeightNorm(WeightNormLinear::new(
+            Var::from_tensor(v)?,
+            Var::from_tensor(&g)?,
+            l.bias().cloned(),
+        )))
+    }
+
+    /// Looks-linear weights [M, −M] (Balduzzi et al. 2017): M from the weight
+    /// init of a W → W layer divided by √2, because CReLU doubles the fan-in
+    /// (He: Var M = 1/W; orthogonal(√2): M orthogonal).
+    fn mirrored(&self, name: &str, width: usize, bias: bool) -> Result<Layer> {
+        let half = self.linear(name, width, width, bias)?;
+        let m = (half.weight().as_tensor() * std::f64::consts::FRAC_1_SQRT_2)?;
+        let w = Tensor::cat(&[&m, &m.neg()?], 1)?;
+        Ok(Layer::Linear(Linear::new(
+            Var::from_tensor(&w)?,
+            half.bias().cloned(),
+        )))
+    }
+
     fn block(&self, prefix: &str) -> Result<Block> {
         let w = self.spec.width;
-        let act: Activation = self.spec.activation;
-        let bn = self.spec.arch.norm() == Norm::Batch;
-        Ok(match self.spec.arch {
-            // Linear → [BN] → φ; a linear layer feeding BN has no bias.
-            Arch::Plain { .. } => {
-                let mut body = Sequential::new();
-                body.push(
-                    "fc",
-                    Layer::Linear(self.linear(&format!("{prefix}.fc"), w, w, !bn)?),
-                );
-                if bn {
-                    body.push("bn", Layer::BatchNorm(self.batch_norm(w)?));
+        let arch = self.spec.arch;
+        let norm = arch.norm();
+        // Fixup: inner branch layers scaled by L^(−1/(2k−2)), the last one zero.
+        let fixup = |index: usize| match arch {
+            Arch::Residual {
+                init: BranchInit::Fixup,
+                branch: k,
+                ..
+            } => {
+                if index == k {
+                    0.0
+                } else {
+                    (self.spec.depth as f64).powf(-1.0 / (2.0 * k as f64 - 2.0))
                 }
-                body.push("act", Layer::Act(act));
-                Block::Dense(Dense::new(body))
             }
-            // k × ([BN] → φ → Linear), pre-activation order.
-            Arch::Residual { branch, alpha, .. } => {
-                let mut f = Sequential::new();
-                for i in 1..=branch {
-                    if bn {
-                        f.push(format!("bn{i}"), Layer::BatchNorm(self.batch_norm(w)?));
-                    }
-                    f.push(format!("act{i}"), Layer::Act(act));
-                    let has_bias = !bn || i == branch;
-                    f.push(
-                        format!("fc{i}"),
-                        Layer::Linear(self.linear(&format!("{prefix}.fc{i}"), w, w, has_bias)?),
-                    );
+            _ => 1.0,
+        };
+        let suffix = |i: usize| if i == 0 { String::new() } else { i.to_string() };
+        let mut body = Sequential::new();
+        for step in arch.block_steps(w) {
+            match step {
+                Step::Fc {
+                    index,
+                    fan_in,
+                    fan_out,
+                    bias,
+                } => {
+                    let name = format!("fc{}", suffix(index));
+                    let full = format!("{prefix}.{name}");
+                    let layer = match arch {
+                        Arch::Plain {
+                            looks_linear: true, ..
+                        } => self.mirrored(&full, w, bias)?,
+                        _ => self.fc(&full, fan_in, fan_out, bias, fixup(index))?,
+                    };
+                    body.push(name, layer);
                 }
-                Block::Residual(Residual::new(f, alpha))
+                Step::Norm { index, width } => body.push(
+                    format!("{}{}", norm.tag(), suffix(index)),
+                    self.norm_layer(width)?,
+                ),
+                Step::Act { index } => body.push(
+                    format!("act{}", suffix(index)),
+                    Layer::Act(self.spec.activation),
+                ),
+                Step::CRelu => body.push("crelu", Layer::CRelu),
+            }
+        }
+        let gate = |b: f64| -> Result<Linear> {
+            let g = self.linear(&format!("{prefix}.gate"), w, w, false)?;
+            Ok(Linear::new(
+                g.weight().clone(),
+                Some(self.var(vec![b; w], &[w])?),
+            ))
+        };
+        Ok(match arch {
+            Arch::Plain { .. } => Block::Dense(Dense::new(body)),
+            Arch::Highway { gate_bias } => Block::Residual(Residual::new(body, 1.0).with_shortcut(
+                ResidualShortcut::Gate {
+                    gate: gate(gate_bias)?,
+                    exclusive: true,
+                },
+            )),
+            Arch::Residual {
+                order,
+                alpha,
+                skip,
+                init,
+                repeat,
+                ..
+            } => {
+                let shortcut = match skip {
+                    Skip::Identity => ResidualShortcut::Identity,
+                    Skip::Scale(l) => ResidualShortcut::Scale(l),
+                    Skip::Gate(b) => ResidualShortcut::Gate {
+                        gate: gate(b)?,
+                        exclusive: true,
+                    },
+                    Skip::ShortcutGate(b) => ResidualShortcut::Gate {
+                        gate: gate(b)?,
+                        exclusive: false,
+                    },
+                    Skip::Projection => ResidualShortcut::Projection(self.linear(
+                        &format!("{prefix}.proj"),
+                        w,
+                        w,
+                        false,
+                    )?),
+                    Skip::Dropout(p) => ResidualShortcut::Dropout(ShortcutDropout::new(
+                        p,
+                        derive_seed(self.spec.seed, &format!("{prefix}.dropout")),
+                    )),
+                };
+                let mut after = Sequential::new();
+                let mut recursions = Vec::new();
+                match order {
+                    Order::Post => after.push("act_out", Layer::Act(self.spec.activation)),
+                    Order::PostNorm if norm.is_layer() => {
+                        for j in 1..=repeat {
+                            let mut n = Sequential::new();
+                            n.push(format!("post{j}"), self.norm_layer(w)?);
+                            if j == 1 {
+                                after = n;
+                            } else {
+                                recursions.push(n);
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+                let mut block = Residual::new(body, alpha)
+                    .with_shortcut(shortcut)
+                    .with_after(after)
+                    .with_recursions(recursions);
+                if let Some(c) = init.gain() {
+                    block = block.with_gain(self.var(vec![c], &[1])?);
+                }
+                Block::Residual(block)
             }
         })
     }
@@ -299,7 +447,7 @@ impl crate::BlockNet for Mlp {
 
     fn block_parts(&self, b: usize, h: &Tensor, mode: BnMode) -> Result<Option<(Tensor, Tensor)>> {
         Ok(match &self.blocks[b] {
-            Block::Residual(r) => {
+            Block::Residual(r) if r.is_plain_sum() => {
                 let f = r.branch().forward(h, mode)?;
                 let f = if r.alpha() == 1.0 {
                     f
@@ -308,7 +456,7 @@ impl crate::BlockNet for Mlp {
                 };
                 Some((f, h.clone()))
             }
-            Block::Dense(_) => None,
+            _ => None,
         })
     }
 

@@ -3,7 +3,7 @@
 
 use candle_core::{Tensor, Var};
 
-use crate::{Activation, BatchNorm, BnMode, Linear, Result};
+use crate::{Activation, BatchNorm, BnMode, FeatureNorm, Linear, Result, WeightNormLinear};
 
 /// One step of a [`Sequential`].
 #[derive(Clone, Debug)]
@@ -14,6 +14,41 @@ pub enum Layer {
     BatchNorm(BatchNorm),
     /// An elementwise activation.
     Act(Activation),
+    /// A per-sample normaliser (layer, group or RMS norm).
+    Norm(FeatureNorm),
+    /// A weight-normalised linear layer.
+    WeightNorm(WeightNormLinear),
+    /// CReLU(h) = [max(h, 0), max(−h, 0)], doubling the width (Shang et al.
+    /// 2016); with mirrored weights [M, −M] after it, M·h exactly (looks-linear).
+    CRelu,
+}
+
+impl Layer {
+    /// The layer applied to `h`, BN layers through `norm`.
+    pub(crate) fn apply(
+        &self,
+        h: &Tensor,
+        norm: &dyn Fn(&BatchNorm, &Tensor) -> Result<Tensor>,
+    ) -> Result<Tensor> {
+        Ok(match self {
+            Layer::Linear(l) => l.forward(h)?,
+            Layer::BatchNorm(bn) => norm(bn, h)?,
+            Layer::Act(a) => a.forward(h)?,
+            Layer::Norm(n) => n.forward(h)?,
+            Layer::WeightNorm(l) => l.forward(h)?,
+            Layer::CRelu => Tensor::cat(&[h.relu()?, h.neg()?.relu()?], 1)?,
+        })
+    }
+
+    pub(crate) fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(String, &Var)) {
+        match self {
+            Layer::Linear(l) => l.visit_parameters(prefix, f),
+            Layer::BatchNorm(bn) => bn.visit_parameters(prefix, f),
+            Layer::Norm(n) => n.visit_parameters(prefix, f),
+            Layer::WeightNorm(l) => l.visit_parameters(prefix, f),
+            Layer::Act(_) | Layer::CRelu => {}
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -49,30 +84,21 @@ impl Sequential {
         self.run(x, &|bn, h| bn.calibrate(h))
     }
 
-    fn run(
+    pub(crate) fn run(
         &self,
         x: &Tensor,
         norm: &dyn Fn(&BatchNorm, &Tensor) -> Result<Tensor>,
     ) -> Result<Tensor> {
         let mut h = x.clone();
         for (_, layer) in &self.layers {
-            h = match layer {
-                Layer::Linear(l) => l.forward(&h)?,
-                Layer::BatchNorm(bn) => norm(bn, &h)?,
-                Layer::Act(a) => a.forward(&h)?,
-            };
+            h = layer.apply(&h, norm)?;
         }
         Ok(h)
     }
 
     pub(crate) fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(String, &Var)) {
         for (name, layer) in &self.layers {
-            let p = format!("{prefix}.{name}");
-            match layer {
-                Layer::Linear(l) => l.visit_parameters(&p, f),
-                Layer::BatchNorm(bn) => bn.visit_parameters(&p, f),
-                Layer::Act(_) => {}
-            }
+            layer.visit_parameters(&format!("{prefix}.{name}"), f);
         }
     }
 

@@ -3,20 +3,9 @@
 use candle_core::{Device, Tensor};
 use gradscope_nets::{Arch, BiasInit, BnMode, Mlp, NetParams, Precision};
 
+/// Every variant the nets crate builds (block kinds, norms, shortcuts, inits).
 fn archs() -> Vec<Arch> {
-    [
-        "plain",
-        "plain-bn",
-        "resnet",
-        "resnet-bn",
-        "resnet1",
-        "resnet1-bn",
-        "resnet-bn:alpha=0.5",
-        "resnet:branch=3,norm=bn",
-    ]
-    .iter()
-    .map(|s| s.parse().unwrap())
-    .collect()
+    Arch::VARIANTS.iter().map(|s| s.parse().unwrap()).collect()
 }
 
 fn grid(n: usize) -> Tensor {

@@ -176,7 +176,6 @@ fn convert<T: Real>(prefix: &str, seq: &Sequential, mode: BnMode) -> Result<Vec<
                     #[allow(unreachable_patterns)]
                     other => return Err(unsupported(&format!("the activation {other}"))),
                 },
-                #[allow(unreachable_patterns)]
                 _ => return Err(unsupported("this layer kind")),
             })
         })
@@ -201,11 +200,10 @@ impl<T: Real> DenseMlp<T> {
                 let prefix = format!("layers.{l}");
                 Ok(match b {
                     Block::Dense(d) => Unit::Plain(convert(&prefix, d.body(), mode)?),
-                    Block::Residual(r) => Unit::Residual {
+                    Block::Residual(r) if r.is_plain_sum() => Unit::Residual {
                         branch: convert(&prefix, r.branch(), mode)?,
                         alpha: <T as FromPrimitive>::from_f64(r.alpha()).expect("alpha"),
                     },
-                    #[allow(unreachable_patterns)]
                     _ => return Err(unsupported("this block kind")),
                 })
             })

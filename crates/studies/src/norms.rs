@@ -948,6 +948,7 @@ impl NormsConfig {
         let predicted_ratio = match arch {
             Arch::Plain {
                 norm: gradscope_nets::Norm::None,
+                looks_linear: false,
             } => {
                 let chis: Vec<f64> = (1..n_h)
                     .map(|l| {

@@ -1,0 +1,50 @@
+//! Weight normalisation (Salimans & Kingma 2016): W = g·v/‖v‖ row by row, so
+//! the length g of each unit's weight vector is a parameter of its own.
+
+use candle_core::{Tensor, Var};
+
+use crate::Result;
+
+#[derive(Clone, Debug)]
+/// y = x·Wᵀ + b with W_i = g_i·v_i/‖v_i‖ (Salimans & Kingma 2016); names as
+/// PyTorch's `weight_norm`: `weight_g` (out, 1), `weight_v` (out, in).
+pub struct WeightNormLinear {
+    weight_g: Var,
+    weight_v: Var,
+    bias: Option<Var>,
+}
+
+impl WeightNormLinear {
+    /// A layer from its direction v (out, in), length g (out, 1) and optional bias (out).
+    pub fn new(weight_v: Var, weight_g: Var, bias: Option<Var>) -> Self {
+        WeightNormLinear {
+            weight_g,
+            weight_v,
+            bias,
+        }
+    }
+
+    /// The effective weight W = g·v/‖v‖, (out, in).
+    pub fn weight(&self) -> Result<Tensor> {
+        let v = self.weight_v.as_tensor();
+        let norms = v.sqr()?.sum_keepdim(1)?.sqrt()?;
+        Ok(v.broadcast_mul(&self.weight_g.as_tensor().broadcast_div(&norms)?)?)
+    }
+
+    /// x: (batch, in) → (batch, out).
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = x.matmul(&self.weight()?.t()?)?;
+        Ok(match &self.bias {
+            Some(b) => y.broadcast_add(b.as_tensor())?,
+            None => y,
+        })
+    }
+
+    pub(crate) fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(String, &Var)) {
+        if let Some(b) = &self.bias {
+            f(format!("{prefix}.bias"), b);
+        }
+        f(format!("{prefix}.weight_g"), &self.weight_g);
+        f(format!("{prefix}.weight_v"), &self.weight_v);
+    }
+}
