@@ -17,6 +17,7 @@ use gradscope_studies::ensemble::EnsembleParams;
 use gradscope_studies::norms::NormsParams;
 use gradscope_studies::registry::{Params, params_from_table, parse_study_file};
 use gradscope_studies::shattered::ShatteredParams;
+use gradscope_studies::skips::SkipsParams;
 use gradscope_studies::training::TrainingParams;
 
 mod common;
@@ -48,6 +49,7 @@ fn validate(text: &str) -> Outcome {
         "ensemble" => check::<EnsembleParams>(table, file),
         "correlation" => check::<CorrelationParams>(table, file),
         "norms" => check::<NormsParams>(table, file),
+        "skips" => check::<SkipsParams>(table, file),
         other => Outcome::Refused(format!("unknown study `{other}`")),
     }
 }
@@ -75,6 +77,7 @@ fn seeds() -> Vec<(String, toml::Table)> {
         defaults::<EnsembleParams>("ensemble"),
         defaults::<CorrelationParams>("correlation"),
         defaults::<NormsParams>("norms"),
+        defaults::<SkipsParams>("skips"),
     ];
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/studies");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)

@@ -10,6 +10,7 @@ use gradscope_studies::ensemble::EnsembleParams;
 use gradscope_studies::norms::NormsParams;
 use gradscope_studies::registry::{Params, params_from_table, parse_study_file};
 use gradscope_studies::shattered::ShatteredParams;
+use gradscope_studies::skips::SkipsParams;
 use gradscope_studies::training::TrainingParams;
 
 mod common;
@@ -46,6 +47,7 @@ fn every_example_study_file_parses_and_validates() {
             "ensemble" => check::<EnsembleParams>(table, &file),
             "correlation" => check::<CorrelationParams>(table, &file),
             "norms" => check::<NormsParams>(table, &file),
+            "skips" => check::<SkipsParams>(table, &file),
             other => panic!("{}: no check for study `{other}`", file.display()),
         }
         n += 1;

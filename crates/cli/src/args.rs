@@ -41,6 +41,8 @@ pub enum Command {
     Ensemble(EnsembleArgs),
     /// Gradient norms through depth: per-layer norms against mean-field theory, the scalar chain, the σ_w² × depth phase diagram, Jacobian spectra.
     Norms(NormsArgs),
+    /// Skip connections and normalisers compared (r₁, spectra, per-layer norms), and a λ sweep of xSkip, xSkip+LN and rSkip+LN.
+    Skips(SkipsArgs),
     /// Gradient correlation beyond one dimension: 2-D gradient pictures and per-example gradient similarity on the digits.
     Correlation(CorrelationArgs),
     /// Benchmarks: gradscope's fast paths beside a PyTorch peer doing the same work.
@@ -181,6 +183,53 @@ pub struct NormsArgs {
     /// f32 or f64 (f32 shows where overflow happens).
     #[arg(long)]
     pub dtype: Option<Precision>,
+    /// Small sizes: a first look in seconds.
+    #[arg(long)]
+    pub quick: bool,
+    /// Only write the data, not the report.
+    #[arg(long)]
+    pub no_report: bool,
+    #[command(flatten)]
+    pub run: RunFlags,
+    #[command(flatten)]
+    pub folders: Folders,
+}
+
+#[derive(Debug, Args)]
+pub struct SkipsArgs {
+    /// Variants compared, comma-separated (see `gradscope archs`).
+    #[arg(long, value_parser = parse_arch_list, value_name = "LIST")]
+    pub archs: Option<ArchList>,
+    /// Depths of the comparison, comma-separated.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub depths: Option<Vec<usize>>,
+    /// λ of the xSkip and xSkip+LN sweep, comma-separated.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub lambdas: Option<Vec<f64>>,
+    /// λ of the rSkip+LN sweep (LN recursions), comma-separated.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub recursions: Option<Vec<usize>>,
+    /// Depth of the λ sweep.
+    #[arg(long)]
+    pub sweep_depth: Option<usize>,
+    /// Hidden width.
+    #[arg(long)]
+    pub width: Option<usize>,
+    /// Grid points.
+    #[arg(long)]
+    pub points: Option<usize>,
+    /// Nets per (variant, depth).
+    #[arg(long)]
+    pub seeds: Option<usize>,
+    /// Base seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// f32 or f64.
+    #[arg(long)]
+    pub dtype: Option<Precision>,
+    /// BN gradient mode: per-sample, full, eval.
+    #[arg(long)]
+    pub bn_mode: Option<BnMode>,
     /// Small sizes: a first look in seconds.
     #[arg(long)]
     pub quick: bool,

@@ -8,6 +8,7 @@ use gradscope_studies::ensemble::EnsembleParams;
 use gradscope_studies::norms::NormsParams;
 use gradscope_studies::registry::{Params, STUDY_NAMES, params_from_table, parse_study_file};
 use gradscope_studies::shattered::ShatteredParams;
+use gradscope_studies::skips::SkipsParams;
 use gradscope_studies::study::PARAMS_FILE;
 use gradscope_studies::training::{self, TrainingParams};
 use gradscope_studies::{
@@ -17,7 +18,7 @@ use gradscope_train::{Decay, OptimizerParams};
 
 use crate::args::{
     Cli, Command, CorrelationArgs, DegradationArgs, EnsembleArgs, Folders, MergeArgs, NormsArgs,
-    RunArgs, RunFlags, ShatteredArgs, TrainArgs, TrainingArgs,
+    RunArgs, RunFlags, ShatteredArgs, SkipsArgs, TrainArgs, TrainingArgs,
 };
 use crate::progress::Bar;
 
@@ -61,6 +62,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Ensemble(a) => ensemble_command(&ctx, a),
         Command::Correlation(a) => correlation_command(&ctx, a),
         Command::Norms(a) => norms_command(&ctx, a),
+        Command::Skips(a) => skips_command(&ctx, a),
         Command::Bench(a) => crate::bench::bench_command(&ctx.quiet, a),
         Command::Run(a) => run_file(&ctx, a),
         Command::Merge(a) => merge_command(&ctx, a),
@@ -157,6 +159,33 @@ fn norms_command(ctx: &Ctx, a: NormsArgs) -> Result<()> {
         seeds,
         seed,
         dtype
+    );
+    run_params(ctx, &p, &a.folders, &a.run, !a.no_report)
+}
+
+fn skips_command(ctx: &Ctx, a: SkipsArgs) -> Result<()> {
+    let mut p = if a.quick {
+        SkipsParams::quick()
+    } else {
+        SkipsParams::default()
+    };
+    if let Some(v) = a.archs {
+        p.archs = v.0;
+    }
+    macro_rules! set {
+        ($($f:ident),*) => { $( if let Some(v) = a.$f { p.$f = v; } )* };
+    }
+    set!(
+        depths,
+        lambdas,
+        recursions,
+        sweep_depth,
+        width,
+        points,
+        seeds,
+        seed,
+        dtype,
+        bn_mode
     );
     run_params(ctx, &p, &a.folders, &a.run, !a.no_report)
 }
@@ -305,6 +334,7 @@ fn run_file(ctx: &Ctx, a: RunArgs) -> Result<()> {
         gradscope_studies::ensemble::NAME => go::<EnsembleParams>(ctx, &a, table),
         gradscope_studies::correlation::NAME => go::<CorrelationParams>(ctx, &a, table),
         gradscope_studies::norms::NAME => go::<NormsParams>(ctx, &a, table),
+        gradscope_studies::skips::NAME => go::<SkipsParams>(ctx, &a, table),
         other => anyhow::bail!("{}: no runner for study `{other}`", a.file.display()),
     }
 }
@@ -349,6 +379,7 @@ fn merge_command(ctx: &Ctx, a: MergeArgs) -> Result<()> {
         gradscope_studies::ensemble::NAME => go::<EnsembleParams>(ctx, &a),
         gradscope_studies::correlation::NAME => go::<CorrelationParams>(ctx, &a),
         gradscope_studies::norms::NAME => go::<NormsParams>(ctx, &a),
+        gradscope_studies::skips::NAME => go::<SkipsParams>(ctx, &a),
         other => anyhow::bail!(
             "unknown study `{other}` (known: {})",
             STUDY_NAMES.join(", ")
@@ -374,20 +405,29 @@ fn build_reports(ctx: &Ctx, folders: &Folders) -> Result<()> {
 }
 
 fn archs_text() -> String {
-    "plain       Linear → φ, repeated\n\
-     plain-bn    Linear → BN → φ\n\
-     resnet      x + α·F(x), F = φ → Linear → φ → Linear\n\
-     resnet-bn   x + α·F(x), F = BN → φ → Linear → BN → φ → Linear (pre-activation)\n\
-     resnet1     x + α·F(x), F = φ → Linear\n\
-     resnet1-bn  x + α·F(x), F = BN → φ → Linear\n\
-     \n\
-     options: name:key=value,…  norm=none|bn  branch=1..8  alpha=<branch scale>\n\
-     e.g. resnet-bn:alpha=0.5  resnet:branch=3,norm=bn\n\
-     \n\
-     conv-plain   He 2016a CIFAR net without shortcuts: 3×3 stem, 3 stages (16/32/64), 6n+2 layers\n\
-     conv-resnet  the same with shortcuts, post-activation blocks; options block=basic|bottleneck (9n+2), shortcut=a|b\n\
-     (conv nets train in `degradation`, `train` and `ensemble` on image data)\n"
-        .to_string()
+    let mut s = String::new();
+    use gradscope_nets::Arch;
+    for (name, _, line) in Arch::PRESETS {
+        s.push_str(&format!("{name:<13}{line}\n"));
+    }
+    s.push_str(
+        "\noptions: name:key=value,…\n\
+         \x20 plain     norm=none|bn|ln|gn(g)|rms|wn  init=standard|looks-linear\n\
+         \x20 residual  norm=…  order=pre|post|postnorm  branch=1..8  bottleneck=r  alpha=<branch scale>\n\
+         \x20           skip=identity|scale(λ)|gate(b)|shortcut-gate(b)|proj|dropout(p)\n\
+         \x20           init=standard|fixup|skipinit|rezero;  lambda=λ for xskip, xskip-ln, rskip-ln\n\
+         \x20 highway   bias=<initial gate bias>\n\
+         \nexamples (one per block kind, norm, shortcut and init):\n",
+    );
+    for v in Arch::VARIANTS {
+        s.push_str(&format!("  {v}\n"));
+    }
+    s.push_str(
+        "\nconv-plain   He 2016a CIFAR net without shortcuts: 3×3 stem, 3 stages (16/32/64), 6n+2 layers\n\
+         conv-resnet  the same with shortcuts, post-activation blocks; options block=basic|bottleneck (9n+2), shortcut=a|b\n\
+         (conv nets train in `degradation`, `train` and `ensemble` on image data)\n",
+    );
+    s
 }
 
 /// Apply the training flags to study parameters.
@@ -624,12 +664,14 @@ fn reproduce(ctx: &Ctx, quick: bool, folders: &Folders, flags: &RunFlags) -> Res
     let ensemble = pick(quick, EnsembleParams::quick, EnsembleParams::default).check()?;
     let correlation = pick(quick, CorrelationParams::quick, CorrelationParams::default).check()?;
     let norms = pick(quick, NormsParams::quick, NormsParams::default).check()?;
+    let skips = pick(quick, SkipsParams::quick, SkipsParams::default).check()?;
     preflight(folders, true)?;
     execute(ctx, &shattered, folders, flags)?;
     execute(ctx, &training, folders, flags)?;
     execute(ctx, &ensemble, folders, flags)?;
     execute(ctx, &correlation, folders, flags)?;
     execute(ctx, &norms, folders, flags)?;
+    execute(ctx, &skips, folders, flags)?;
     build_reports(ctx, folders)?;
     ctx.log(&format!(
         "reproduce: all studies in {:.1} s; open {}",

@@ -12,6 +12,7 @@ pub mod figure;
 pub mod norms;
 pub mod pages;
 pub mod shattered;
+pub mod skips;
 pub mod style;
 pub mod training;
 
@@ -27,6 +28,7 @@ pub type Builder = fn(&Path, &Path) -> Result<StudyCard>;
 pub const STUDIES: &[(&str, Builder)] = &[
     (gradscope_studies::shattered::NAME, shattered::build),
     (gradscope_studies::norms::NAME, norms::build),
+    (gradscope_studies::skips::NAME, skips::build),
     (gradscope_studies::training::NAME, training::build),
     (gradscope_studies::ensemble::NAME, ensemble::build),
     (gradscope_studies::correlation::NAME, correlation::build),

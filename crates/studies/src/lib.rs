@@ -13,6 +13,7 @@ pub mod provenance;
 pub mod registry;
 pub mod runner;
 pub mod shattered;
+pub mod skips;
 pub mod study;
 pub mod training;
 mod validate;

@@ -10,6 +10,7 @@ use crate::correlation::{CorrelationConfig, CorrelationParams};
 use crate::ensemble::{EnsembleConfig, EnsembleParams};
 use crate::norms::{NormsConfig, NormsParams};
 use crate::shattered::{ShatteredConfig, ShatteredParams};
+use crate::skips::{SkipsConfig, SkipsParams};
 use crate::study::Study;
 use crate::training::{TrainingConfig, TrainingParams};
 use crate::{Result, StudyError};
@@ -74,6 +75,16 @@ impl Params for NormsParams {
     }
 }
 
+impl Params for SkipsParams {
+    type Config = SkipsConfig;
+    fn quick() -> Self {
+        SkipsParams::quick()
+    }
+    fn check(&self) -> Result<SkipsConfig> {
+        SkipsParams::check(self)
+    }
+}
+
 /// The studies `run` and `merge` know, by the name a TOML file gives in `study = "…"`.
 pub const STUDY_NAMES: &[&str] = &[
     crate::shattered::NAME,
@@ -81,6 +92,7 @@ pub const STUDY_NAMES: &[&str] = &[
     crate::ensemble::NAME,
     crate::correlation::NAME,
     crate::norms::NAME,
+    crate::skips::NAME,
 ];
 
 /// Split a study file into its study name and its parameters table.

@@ -303,7 +303,7 @@ impl ShatteredConfig {
         run_study(self, opts)
     }
 
-    fn summarise_cells(
+    pub(crate) fn summarise_cells(
         &self,
         results: Vec<Vec<DepthResult>>,
         provenance: Provenance,
