@@ -321,7 +321,9 @@ impl CorrelationConfig {
     fn grams(&self, cell: &Cell) -> Result<Vec<LayerGrams>> {
         let p = &self.params;
         let net = Mlp::new(&self.digit_nets[cell.arch].with_seed(self.net_seed(cell.seed)))?;
-        let dense = DenseMlp::<f64>::from_mlp(&net, BnMode::PerSample)?;
+        let Ok(dense) = DenseMlp::<f64>::from_mlp(&net, BnMode::PerSample) else {
+            return self.grams_by_example(&net);
+        };
         let fwd = dense.forward_keeping(self.x.view(), true);
         Ok(p.depths
             .iter()
@@ -349,6 +351,62 @@ impl CorrelationConfig {
                     .gram
             })
             .collect())
+    }
+
+    /// The same Gram matrices through candle's autograd, one example at a
+    /// time: for the blocks the dense path does not cover (gates, norms
+    /// after the sum, LN, …). BN runs in eval mode on statistics calibrated
+    /// on the whole batch, which is per-sample mode.
+    fn grams_by_example(&self, net: &Mlp) -> Result<Vec<LayerGrams>> {
+        use candle_core::{D, Device, Tensor};
+        let x = Tensor::from_iter(self.x.iter().copied(), &Device::Cpu)?.reshape(self.x.dim())?;
+        net.calibrate_batch_norm(&x)?;
+        let b = self.params.examples;
+        let params = net.parameters();
+        let layer_of = |name: &str| name.rsplit_once('.').map_or(name, |(l, _)| l).to_string();
+        self.params
+            .depths
+            .iter()
+            .map(|&depth| {
+                // Per example: each layer's flattened gradient of ℓᵢ = logsumexp(zᵢ) − zᵢ[yᵢ].
+                let mut per_example: Vec<Vec<(String, Vec<f64>)>> = Vec::with_capacity(b);
+                for i in 0..b {
+                    let xi = x.narrow(0, i, 1)?;
+                    let z = net.trace_to(&xi, BnMode::Eval, depth, None)?.output;
+                    let m = z.max_keepdim(D::Minus1)?.detach();
+                    let lse = (z.broadcast_sub(&m)?.exp()?.sum_all()?.log()? + m.sum_all()?)?;
+                    let loss = (lse - z.narrow(1, self.y[i], 1)?.sum_all()?)?;
+                    let grads = loss.backward()?;
+                    let mut layers: Vec<(String, Vec<f64>)> = Vec::new();
+                    for (name, var) in &params {
+                        let Some(g) = grads.get(var.as_tensor()) else {
+                            continue;
+                        };
+                        let g = g
+                            .flatten_all()?
+                            .to_dtype(candle_core::DType::F64)?
+                            .to_vec1::<f64>()?;
+                        let layer = layer_of(name);
+                        match layers.last_mut() {
+                            Some((l, v)) if *l == layer => v.extend(g),
+                            _ => layers.push((layer, g)),
+                        }
+                    }
+                    per_example.push(layers);
+                }
+                Ok(per_example[0]
+                    .iter()
+                    .enumerate()
+                    .map(|(k, (name, _))| {
+                        let g = Array2::from_shape_fn((b, b), |(i, j)| {
+                            let (u, v) = (&per_example[i][k].1, &per_example[j][k].1);
+                            u.iter().zip(v).map(|(a, c)| a * c).sum()
+                        });
+                        (name.clone(), g)
+                    })
+                    .collect())
+            })
+            .collect()
     }
 
     fn cosine_by_distance(&self, c: ArrayView2<f64>) -> Vec<f64> {
@@ -843,5 +901,46 @@ impl CorrelationData {
             cosines: read_npy(&dir.join(files::COSINES))?,
             summary,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The autograd fallback computes the dense path's Gram matrices, layer
+    /// by layer, for every block kind the dense path covers (BN included).
+    #[test]
+    fn per_example_autograd_grams_equal_the_dense_path() {
+        let p = CorrelationParams {
+            archs: ["plain-bn", "resnet", "resnet1-bn"]
+                .iter()
+                .map(|s| s.parse().unwrap())
+                .collect(),
+            depths: vec![1, 3],
+            width: 12,
+            examples: 6,
+            seeds: 1,
+            ..CorrelationParams::quick()
+        };
+        let c = p.check().unwrap();
+        for arch in 0..3 {
+            let cell = Cell { arch, seed: 0 };
+            let dense = c.grams(&cell).unwrap();
+            let net = Mlp::new(&c.digit_nets[arch].with_seed(c.net_seed(0))).unwrap();
+            let slow = c.grams_by_example(&net).unwrap();
+            for (d, (a, b)) in dense.iter().zip(&slow).enumerate() {
+                let names = |g: &LayerGrams| g.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+                assert_eq!(names(a), names(b), "arch {arch} depth {d}");
+                for ((name, ga), (_, gb)) in a.iter().zip(b) {
+                    let scale = ga.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+                    let err = (ga - gb).iter().fold(0.0f64, |m, v| m.max(v.abs()));
+                    assert!(
+                        err <= 1e-9 * scale.max(1e-12),
+                        "arch {arch} {name}: {err} of {scale}"
+                    );
+                }
+            }
+        }
     }
 }

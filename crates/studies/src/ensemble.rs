@@ -326,7 +326,7 @@ pub fn path_input_gradient(
         let Some((f, s)) = net.block_parts(b, h, mode)? else {
             return Err(StudyError::config(
                 "archs",
-                "path gradients need a residual net",
+                "path gradients need blocks x + α·F(x) (plain, gated, scaled or normalised-after-the-sum shortcuts have no path expansion)",
             ));
         };
         // Through the activation after the addition, at its actual input.
