@@ -885,13 +885,11 @@ pub struct CorrelationData {
 impl CorrelationData {
     /// Read a study folder written by a run.
     pub fn read(dir: &std::path::Path) -> Result<Self> {
-        let summary: CorrelationSummary = crate::output::read_json(&dir.join(files::SUMMARY))?;
-        if summary.schema != SCHEMA {
-            return Err(StudyError::Data {
-                path: dir.join(files::SUMMARY),
-                reason: format!("schema `{}`, this version reads `{SCHEMA}`", summary.schema),
-            });
-        }
+        let summary: CorrelationSummary = crate::output::read_summary(
+            &dir.join(files::SUMMARY),
+            SCHEMA,
+            |s: &CorrelationSummary| &s.schema,
+        )?;
         use crate::shattered::read_npy;
         Ok(CorrelationData {
             axis: read_npy(&dir.join(files::AXIS))?,

@@ -800,12 +800,7 @@ impl StudyResults for EnsembleResults {
 
 /// A study folder read back.
 pub fn read_summary(dir: &std::path::Path) -> Result<EnsembleSummary> {
-    let s: EnsembleSummary = crate::output::read_json(&dir.join(files::SUMMARY))?;
-    if s.schema != SCHEMA {
-        return Err(StudyError::Data {
-            path: dir.join(files::SUMMARY),
-            reason: format!("schema `{}`, this version reads `{SCHEMA}`", s.schema),
-        });
-    }
-    Ok(s)
+    crate::output::read_summary(&dir.join(files::SUMMARY), SCHEMA, |s: &EnsembleSummary| {
+        &s.schema
+    })
 }

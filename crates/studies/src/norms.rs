@@ -1326,12 +1326,7 @@ impl StudyResults for NormsResults {
 
 /// Read the summary of a study folder.
 pub fn read_summary(dir: &std::path::Path) -> Result<NormsSummary> {
-    let s: NormsSummary = crate::output::read_json(&dir.join(files::SUMMARY))?;
-    if s.schema != SCHEMA {
-        return Err(StudyError::Data {
-            path: dir.join(files::SUMMARY),
-            reason: format!("schema `{}`, this version reads `{SCHEMA}`", s.schema),
-        });
-    }
-    Ok(s)
+    crate::output::read_summary(&dir.join(files::SUMMARY), SCHEMA, |s: &NormsSummary| {
+        &s.schema
+    })
 }

@@ -107,6 +107,24 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     })
 }
 
+/// Read a study's `summary.json`, refusing any schema but `want` (a folder
+/// written by another version, or by another study).
+pub fn read_summary<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    want: &str,
+    schema_of: impl Fn(&T) -> &str,
+) -> Result<T> {
+    let summary: T = read_json(path)?;
+    let found = schema_of(&summary);
+    if found != want {
+        return Err(StudyError::Data {
+            path: path.to_path_buf(),
+            reason: format!("schema `{found}`, this version reads `{want}`"),
+        });
+    }
+    Ok(summary)
+}
+
 /// `dir/name`, refusing names that would leave `dir` (absolute paths, `..`).
 pub fn inside(dir: &Path, name: &str) -> Result<PathBuf> {
     let rel = Path::new(name);

@@ -936,13 +936,11 @@ pub struct ShatteredData {
 impl ShatteredData {
     /// Read a study folder written by [`ShatteredResults::write`].
     pub fn read(dir: &Path) -> Result<Self> {
-        let summary: ShatteredSummary = crate::output::read_json(&dir.join(files::SUMMARY))?;
-        if summary.schema != SCHEMA {
-            return Err(StudyError::Data {
-                path: dir.join(files::SUMMARY),
-                reason: format!("schema `{}`, this version reads `{SCHEMA}`", summary.schema),
-            });
-        }
+        let summary: ShatteredSummary = crate::output::read_summary(
+            &dir.join(files::SUMMARY),
+            SCHEMA,
+            |s: &ShatteredSummary| &s.schema,
+        )?;
         let corr_path = dir.join(files::CORRELATION);
         let data = ShatteredData {
             grid: read_npy(&dir.join(files::GRID))?,

@@ -533,12 +533,7 @@ impl StudyResults for SkipsResults {
 
 /// Read `summary.json` of a skips folder, checking its schema.
 pub fn read_summary(dir: &Path) -> Result<SkipsSummary> {
-    let s: SkipsSummary = crate::output::read_json(&dir.join(files::SUMMARY))?;
-    if s.schema != SCHEMA {
-        return Err(StudyError::Data {
-            path: dir.join(files::SUMMARY),
-            reason: format!("schema `{}`, this version reads `{SCHEMA}`", s.schema),
-        });
-    }
-    Ok(s)
+    crate::output::read_summary(&dir.join(files::SUMMARY), SCHEMA, |s: &SkipsSummary| {
+        &s.schema
+    })
 }

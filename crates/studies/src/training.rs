@@ -900,13 +900,11 @@ pub struct TrainingData {
 impl TrainingData {
     /// Read a study folder written by a run.
     pub fn read(dir: &std::path::Path) -> Result<Self> {
-        let summary: TrainingSummary = crate::output::read_json(&dir.join(files::SUMMARY))?;
-        if summary.schema != SCHEMA {
-            return Err(StudyError::Data {
-                path: dir.join(files::SUMMARY),
-                reason: format!("schema `{}`, this version reads `{SCHEMA}`", summary.schema),
-            });
-        }
+        let summary: TrainingSummary = crate::output::read_summary(
+            &dir.join(files::SUMMARY),
+            SCHEMA,
+            |s: &TrainingSummary| &s.schema,
+        )?;
         let runs = crate::output::read_json(&dir.join(files::RUNS))?;
         Ok(TrainingData { summary, runs })
     }
