@@ -245,8 +245,8 @@ impl Init<'_> {
         })
     }
 
-    /// A linear layer, weight-normalised when the arch says so (W = v at
-    /// init: g = ‖v‖ row by row), its weight drawn then multiplied by `scale`
+    /// A linear layer, weight-normalised when the arch says so, its weight
+    /// drawn then multiplied by `scale`
     /// (at 0 the bias is 0 too: Fixup's zero last layer).
     fn fc(
         &self,
@@ -264,16 +264,16 @@ impl Init<'_> {
             };
             l = Linear::new(Var::from_tensor(&(l.weight().as_tensor() * scale)?)?, bias);
         }
-        if self.spec.arch.norm() != Norm::Weight {
-            return Ok(Layer::Linear(l));
-        }
-        let v = l.weight().as_tensor();
-        let g = v.sqr()?.sum_keepdim(1)?.sqrt()?;
-        Ok(Layer::WeightNorm(WeightNormLinear::new(
-            Var::from_tensor(v)?,
-            Var::from_tensor(&g)?,
-            l.bias().cloned(),
-        )))
+        self.reparametrised(l)
+    }
+
+    /// `l` as a block layer: weight-normalised when the arch says so.
+    fn reparametrised(&self, l: Linear) -> Result<Layer> {
+        Ok(if self.spec.arch.norm() == Norm::Weight {
+            Layer::WeightNorm(WeightNormLinear::from_linear(&l)?)
+        } else {
+            Layer::Linear(l)
+        })
     }
 
     /// Looks-linear weights [M, −M] (Balduzzi et al. 2017): M from the weight
@@ -283,10 +283,7 @@ impl Init<'_> {
         let half = self.linear(name, width, width, bias)?;
         let m = (half.weight().as_tensor() * std::f64::consts::FRAC_1_SQRT_2)?;
         let w = Tensor::cat(&[&m, &m.neg()?], 1)?;
-        Ok(Layer::Linear(Linear::new(
-            Var::from_tensor(&w)?,
-            half.bias().cloned(),
-        )))
+        self.reparametrised(Linear::new(Var::from_tensor(&w)?, half.bias().cloned()))
     }
 
     fn block(&self, prefix: &str) -> Result<Block> {

@@ -205,13 +205,10 @@ impl FromStr for Skip {
                 no_arg(WHAT, s, arg)?;
                 Skip::Projection
             }
-            "scale" => Skip::Scale(value(f64::NAN).and_then(|v| {
-                if v.is_nan() {
-                    Err(NetError::parse(WHAT, s, "scale needs λ, e.g. scale(0.5)"))
-                } else {
-                    Ok(v)
-                }
-            })?),
+            "scale" => Skip::Scale(match arg {
+                Some(a) => finite(WHAT, s, a)?,
+                None => return Err(NetError::parse(WHAT, s, "scale needs λ, e.g. scale(0.5)")),
+            }),
             "gate" => Skip::Gate(value(GATE_BIAS)?),
             "shortcut-gate" => Skip::ShortcutGate(value(GATE_BIAS)?),
             "dropout" => Skip::Dropout(value(0.5)?),

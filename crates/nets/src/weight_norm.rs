@@ -3,7 +3,12 @@
 
 use candle_core::{Tensor, Var};
 
-use crate::Result;
+use crate::{Linear, Result};
+
+/// ‖v_i‖ of every row of v (out, in), as (out, 1).
+fn row_norms(v: &Tensor) -> Result<Tensor> {
+    Ok(v.sqr()?.sum_keepdim(1)?.sqrt()?)
+}
 
 #[derive(Clone, Debug)]
 /// y = x·Wᵀ + b with W_i = g_i·v_i/‖v_i‖ (Salimans & Kingma 2016); names as
@@ -24,11 +29,21 @@ impl WeightNormLinear {
         }
     }
 
+    /// The same map as `l`, reparametrised: v = W and g = ‖W_i‖ row by row
+    /// (PyTorch's `weight_norm` at creation).
+    pub fn from_linear(l: &Linear) -> Result<Self> {
+        let w = l.weight().as_tensor();
+        Ok(WeightNormLinear::new(
+            Var::from_tensor(w)?,
+            Var::from_tensor(&row_norms(w)?)?,
+            l.bias().cloned(),
+        ))
+    }
+
     /// The effective weight W = g·v/‖v‖, (out, in).
     pub fn weight(&self) -> Result<Tensor> {
         let v = self.weight_v.as_tensor();
-        let norms = v.sqr()?.sum_keepdim(1)?.sqrt()?;
-        Ok(v.broadcast_mul(&self.weight_g.as_tensor().broadcast_div(&norms)?)?)
+        Ok(v.broadcast_mul(&self.weight_g.as_tensor().broadcast_div(&row_norms(v)?)?)?)
     }
 
     /// x: (batch, in) → (batch, out).

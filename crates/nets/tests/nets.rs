@@ -28,7 +28,16 @@ fn params(arch: Arch, depth: usize) -> NetParams {
 
 #[test]
 fn parameter_count_matches_the_built_net() {
-    for arch in archs() {
+    // Every variant, and combinations of options the variants list leaves apart.
+    let combos = [
+        "looks-linear:norm=wn",
+        "looks-linear:norm=ln",
+        "resnet:norm=wn,order=post,bottleneck=2",
+        "xskip:norm=rms,skip=proj",
+        "resnet-bn:skip=gate(-1),init=skipinit",
+    ]
+    .map(|s| s.parse::<Arch>().unwrap());
+    for arch in archs().into_iter().chain(combos) {
         let spec = params(arch, 3).check().unwrap();
         let net = Mlp::new(&spec).unwrap();
         let built: usize = net.parameters().iter().map(|(_, v)| v.elem_count()).sum();
