@@ -17,19 +17,11 @@ use crate::style::{self, color};
 use crate::{Result, pages};
 
 fn f3(v: f64) -> String {
-    if v.is_finite() {
-        format!("{v:.3}")
-    } else {
-        "n/a".into()
-    }
+    style::fixed(v, 3, "n/a")
 }
 
 fn f2(v: f64) -> String {
-    if v.is_finite() {
-        format!("{v:.2}")
-    } else {
-        "n/a".into()
-    }
+    style::fixed(v, 2, "n/a")
 }
 
 /// Draw the correlation study's figures and write its pages from the data folder alone.

@@ -14,11 +14,7 @@ use crate::style::{self, color};
 use crate::{Result, pages};
 
 fn f3(v: f64) -> String {
-    if v.is_finite() {
-        format!("{v:.3}")
-    } else {
-        "—".into()
-    }
+    style::fixed(v, 3, "—")
 }
 
 /// Blue (negative, vanishing) → white → red (positive, exploding), for t in [0, 1].

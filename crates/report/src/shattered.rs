@@ -36,19 +36,11 @@ fn picks(d: &ShatteredData) -> Picks {
 }
 
 fn f2(v: f64) -> String {
-    if v.is_finite() {
-        format!("{v:.2}")
-    } else {
-        "n/a".into()
-    }
+    style::fixed(v, 2, "n/a")
 }
 
 fn f3(v: f64) -> String {
-    if v.is_finite() {
-        format!("{v:.3}")
-    } else {
-        "n/a".into()
-    }
+    style::fixed(v, 3, "n/a")
 }
 
 /// An exponent with a true minus sign: `−0.716`, `1.437`.

@@ -15,19 +15,11 @@ use crate::style::{self, color};
 use crate::{Result, pages};
 
 fn f2(v: f64) -> String {
-    if v.is_finite() {
-        format!("{v:.2}")
-    } else {
-        "—".into()
-    }
+    style::fixed(v, 2, "—")
 }
 
 fn f3(v: f64) -> String {
-    if v.is_finite() {
-        format!("{v:.3}")
-    } else {
-        "—".into()
-    }
+    style::fixed(v, 3, "—")
 }
 
 /// Draw the skips study's figures and write its pages from the data folder alone.

@@ -106,6 +106,15 @@ pub fn tick(v: f64) -> String {
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
+/// `v` with `places` decimals, or `missing` when it is NaN or infinite.
+pub fn fixed(v: f64, places: usize, missing: &str) -> String {
+    if v.is_finite() {
+        format!("{v:.places$}")
+    } else {
+        missing.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
