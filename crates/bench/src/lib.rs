@@ -34,7 +34,7 @@ fn run_err(e: impl std::fmt::Display) -> BenchError {
 }
 
 /// One run of a workload, prepared.
-pub type Run = Box<dyn FnMut() -> Result<()>>;
+pub type Run = Box<dyn FnMut() -> Result<()> + Send>;
 
 /// A workload: what it does, and its arithmetic if it is dense.
 pub struct Workload {
@@ -157,7 +157,8 @@ pub fn workloads() -> Vec<Workload> {
                     let r1: f64 = pool.install(|| {
                         nets.par_iter()
                             .map(|d| {
-                                let sweep = d.tangent_sweep(x.view(), &[1.0]);
+                                let sweep =
+                                    d.tangent_sweep(x.view(), &[1.0]).expect("per-sample mode");
                                 sweep
                                     .axis_iter(Axis(0))
                                     .skip(1)
@@ -244,11 +245,7 @@ pub fn workloads() -> Vec<Workload> {
     ]
 }
 
-fn dense_training_step(
-    arch: Arch,
-    depth: usize,
-    width: usize,
-) -> Result<Box<dyn FnMut() -> Result<()>>> {
+fn dense_training_step(arch: Arch, depth: usize, width: usize) -> Result<Run> {
     let net = mlp(arch, depth, width, width, width, Precision::F32, 2)?;
     let dense = DenseMlp::<f32>::from_mlp(&net, BnMode::PerSample).map_err(run_err)?;
     let x = random_inputs(256, width, 2);
@@ -293,13 +290,20 @@ pub fn time_workload(name: &str, threads: usize, runs: usize) -> Result<Timing> 
         ));
     };
     let mut f = (w.setup)(threads)?;
-    f()?;
     let mut times = Vec::with_capacity(runs);
-    for _ in 0..runs.max(1) {
-        let t = Instant::now();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(run_err)?;
+    pool.install(|| -> Result<()> {
         f()?;
-        times.push(t.elapsed().as_secs_f64());
-    }
+        for _ in 0..runs.max(1) {
+            let t = Instant::now();
+            f()?;
+            times.push(t.elapsed().as_secs_f64());
+        }
+        Ok(())
+    })?;
     times.sort_by(f64::total_cmp);
     Ok(Timing {
         workload: name.into(),

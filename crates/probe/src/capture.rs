@@ -233,7 +233,7 @@ pub(crate) fn find_faults(layers: &[LayerStat]) -> Vec<Fault> {
 
 /// Captures of the depth-d prefixes of `net` for every d in `depths`, sharing
 /// one forward pass: the dense fast path ([`dense`](crate::dense)) when it
-/// applies (BN per-sample or eval, f32/f64, the block kinds it covers), else
+/// applies (f32/f64, the block kinds it covers, any BN mode), else
 /// one candle capture per depth. Parameter gradients are not computed on the
 /// fast path (`params` is empty); everything else is the same to rounding.
 pub fn capture_depths(

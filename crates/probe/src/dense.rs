@@ -9,13 +9,16 @@
 //! nobody reads), and sharing the forward pass between depths: the depth-L
 //! net is the first L blocks of the deepest one plus the same head.
 //!
-//! Applies when samples do not interact: no BN, or BN with batch statistics
-//! held constant ([`BnMode::PerSample`]) or running statistics
-//! ([`BnMode::Eval`]). With [`BnMode::Full`] the gradient runs through the
-//! batch statistics and couples the samples; use [`capture`](crate::capture).
+//! Every BN mode: batch statistics held constant ([`BnMode::PerSample`]),
+//! running statistics ([`BnMode::Eval`]), or the gradient through the batch
+//! statistics ([`BnMode::Full`], and [`BnMode::Train`], whose forward pass
+//! also yields the running-statistics update). Per-example gradients (Gram
+//! matrices) and the forward-mode sweep need samples that do not interact:
+//! per-sample or eval mode. With parameter access, an optimiser step and
+//! [`DenseMlp::write_to`], the path also trains nets (`gradscope_train`).
 
 use candle_core::Tensor;
-use gradscope_nets::{Activation, Block, BnMode, Layer, Mlp, Sequential};
+use gradscope_nets::{Activation, BN_MOMENTUM, Block, BnMode, Layer, Mlp, Sequential};
 use ndarray::{Array1, Array2, ArrayView2, Axis, Zip};
 use num_traits::{Float, FromPrimitive, ToPrimitive};
 
@@ -39,18 +42,19 @@ impl Real for f64 {}
 
 #[derive(Clone, Debug)]
 enum Op<T> {
-    /// y = x Wᵀ + b, W stored transposed (in × out) for the product.
+    /// y = x Wᵀ + b, W (out × in) in the tensor's own layout.
     Linear {
         name: String,
-        wt: Array2<T>,
+        w: Array2<T>,
         b: Option<Array1<T>>,
     },
-    /// y = (x − μ)/σ·γ + β with μ, σ from the batch (per-sample mode) or the running statistics.
+    /// y = (x − μ)/σ·γ + β with μ, σ² from the batch or the running
+    /// statistics (mean, variance), as the net's BN mode says.
     Norm {
         name: String,
         gamma: Array1<T>,
         beta: Array1<T>,
-        running: Option<(Array1<T>, Array1<T>)>,
+        running: (Array1<T>, Array1<T>),
         eps: T,
     },
     Act(Activation),
@@ -68,6 +72,7 @@ pub struct DenseMlp<T> {
     stem: Vec<Op<T>>,
     blocks: Vec<Unit<T>>,
     head: Vec<Op<T>>,
+    mode: BnMode,
 }
 
 /// What the backward pass of one op needs from the forward pass.
@@ -75,10 +80,13 @@ pub struct DenseMlp<T> {
 enum Saved<T> {
     /// The input, when parameter gradients were asked for.
     Linear { input: Option<Array2<T>> },
-    /// γ/σ per feature, and the normalised input x̂ when parameter gradients were asked for.
+    /// γ/σ per feature; the normalised input x̂ when parameter gradients
+    /// were asked for or the statistics are in the gradient; the batch
+    /// (mean, biased variance) in training mode.
     Norm {
         scale: Array1<T>,
         xhat: Option<Array2<T>>,
+        batch: Option<(Array1<T>, Array1<T>)>,
     },
     /// The op's output y = φ(z): φ'(z) follows from y for every activation here.
     Act { post: Array2<T> },
@@ -143,12 +151,12 @@ fn unsupported(what: &str) -> ProbeError {
 fn linear<T: Real>(name: String, l: &gradscope_nets::Linear) -> Result<Op<T>> {
     Ok(Op::Linear {
         name,
-        wt: to_array::<T>(l.weight().as_tensor())?.t().to_owned(),
+        w: to_array::<T>(l.weight().as_tensor())?,
         b: l.bias().map(|b| to_vec(b.as_tensor())).transpose()?,
     })
 }
 
-fn convert<T: Real>(prefix: &str, seq: &Sequential, mode: BnMode) -> Result<Vec<Op<T>>> {
+fn convert<T: Real>(prefix: &str, seq: &Sequential) -> Result<Vec<Op<T>>> {
     seq.layers()
         .iter()
         .map(|(name, layer)| {
@@ -158,14 +166,10 @@ fn convert<T: Real>(prefix: &str, seq: &Sequential, mode: BnMode) -> Result<Vec<
                     name: format!("{prefix}.{name}"),
                     gamma: to_vec(bn.weight().as_tensor())?,
                     beta: to_vec(bn.bias().as_tensor())?,
-                    running: match mode {
-                        BnMode::Eval => Some((
-                            to_vec(bn.running_mean().as_tensor())?,
-                            to_vec(bn.running_var().as_tensor())?,
-                        )),
-                        BnMode::PerSample => None,
-                        other => return Err(unsupported(&format!("BN in `{other}` mode"))),
-                    },
+                    running: (
+                        to_vec(bn.running_mean().as_tensor())?,
+                        to_vec(bn.running_var().as_tensor())?,
+                    ),
                     eps: <T as FromPrimitive>::from_f64(bn.eps()).expect("eps is representable"),
                 },
                 Layer::Act(a) => match a {
@@ -183,7 +187,7 @@ fn convert<T: Real>(prefix: &str, seq: &Sequential, mode: BnMode) -> Result<Vec<
 }
 
 impl<T: Real> DenseMlp<T> {
-    /// The net's weights as matrices, for BN mode `mode` (per-sample or eval).
+    /// The net's weights and BN statistics as matrices; BN runs in `mode`.
     pub fn from_mlp(net: &Mlp, mode: BnMode) -> Result<Self> {
         if net.dtype() != T::DTYPE {
             return Err(ProbeError::Input(format!(
@@ -199,9 +203,9 @@ impl<T: Real> DenseMlp<T> {
             .map(|(l, b)| {
                 let prefix = format!("layers.{l}");
                 Ok(match b {
-                    Block::Dense(d) => Unit::Plain(convert(&prefix, d.body(), mode)?),
+                    Block::Dense(d) => Unit::Plain(convert(&prefix, d.body())?),
                     Block::Residual(r) if r.is_plain_sum() => Unit::Residual {
-                        branch: convert(&prefix, r.branch(), mode)?,
+                        branch: convert(&prefix, r.branch())?,
                         alpha: <T as FromPrimitive>::from_f64(r.alpha()).expect("alpha"),
                     },
                     _ => return Err(unsupported("this block kind")),
@@ -212,7 +216,158 @@ impl<T: Real> DenseMlp<T> {
             stem: vec![linear("stem".into(), net.stem())?],
             blocks,
             head: vec![linear("head".into(), net.head())?],
+            mode,
         })
+    }
+
+    /// The BN mode of every pass.
+    pub fn mode(&self) -> BnMode {
+        self.mode
+    }
+
+    /// Run BN in `mode` from now on.
+    pub fn set_mode(&mut self, mode: BnMode) {
+        self.mode = mode;
+    }
+
+    fn ops(&self) -> impl Iterator<Item = &Op<T>> {
+        let blocks = self.blocks.iter().flat_map(|u| match u {
+            Unit::Plain(ops) | Unit::Residual { branch: ops, .. } => ops.iter(),
+        });
+        self.stem.iter().chain(blocks).chain(&self.head)
+    }
+
+    fn ops_mut(&mut self) -> impl Iterator<Item = &mut Op<T>> {
+        let blocks = self.blocks.iter_mut().flat_map(|u| match u {
+            Unit::Plain(ops) | Unit::Residual { branch: ops, .. } => ops.iter_mut(),
+        });
+        self.stem.iter_mut().chain(blocks).chain(&mut self.head)
+    }
+
+    /// Every trainable parameter as (state-dict name, values in the tensor's
+    /// layout), in state-dict order: the order and layout of
+    /// [`DenseGrads::params`].
+    pub fn params_mut(&mut self) -> Vec<(String, &mut [T])> {
+        let mut out = Vec::new();
+        for op in self.ops_mut() {
+            match op {
+                Op::Linear { name, w, b } => {
+                    out.push((
+                        format!("{name}.weight"),
+                        w.as_slice_mut().expect("row-major"),
+                    ));
+                    if let Some(b) = b {
+                        out.push((
+                            format!("{name}.bias"),
+                            b.as_slice_mut().expect("contiguous"),
+                        ));
+                    }
+                }
+                Op::Norm {
+                    name, gamma, beta, ..
+                } => {
+                    out.push((
+                        format!("{name}.weight"),
+                        gamma.as_slice_mut().expect("contiguous"),
+                    ));
+                    out.push((
+                        format!("{name}.bias"),
+                        beta.as_slice_mut().expect("contiguous"),
+                    ));
+                }
+                Op::Act(_) => {}
+            }
+        }
+        out
+    }
+
+    /// After a forward pass in [`BnMode::Train`]: running ← (1 − m)·running +
+    /// m·batch with m = [`BN_MOMENTUM`] and the unbiased batch variance, as
+    /// the candle BN layer (and PyTorch) does.
+    pub fn update_running_stats(&mut self, fwd: &DenseForward<T>) {
+        let n = fwd.hidden[0].nrows();
+        let unbias = if n > 1 {
+            T::from_usize(n).expect("n") / T::from_usize(n - 1).expect("n")
+        } else {
+            T::one()
+        };
+        let m = <T as FromPrimitive>::from_f64(BN_MOMENTUM).expect("momentum");
+        let saved = fwd.stem.iter().chain(fwd.blocks.iter().flatten());
+        let norms = self
+            .ops_mut()
+            .filter_map(|op| match op {
+                Op::Norm { running, .. } => Some(running),
+                _ => None,
+            })
+            .zip(saved.filter_map(|s| match s {
+                Saved::Norm { batch, .. } => Some(batch),
+                _ => None,
+            }));
+        for ((rm, rv), batch) in norms {
+            if let Some((mean, var)) = batch {
+                Zip::from(rm)
+                    .and(mean)
+                    .for_each(|r, &b| *r = (T::one() - m) * *r + m * b);
+                Zip::from(rv)
+                    .and(var)
+                    .for_each(|r, &b| *r = (T::one() - m) * *r + m * b * unbias);
+            }
+        }
+    }
+
+    /// Write every parameter and BN running statistic back into `net` (the
+    /// net this one was made from, or one of the same shape).
+    pub fn write_to(&self, net: &Mlp) -> Result<()> {
+        let vars: std::collections::HashMap<String, candle_core::Var> =
+            net.state_dict().into_iter().collect();
+        let set = |name: String, data: &[T], dims: &[usize]| -> Result<()> {
+            let var = vars
+                .get(&name)
+                .ok_or_else(|| ProbeError::Input(format!("`{name}` is not in the net")))?;
+            let t = Tensor::from_slice(data, dims, var.device())?;
+            var.set(&t)?;
+            Ok(())
+        };
+        for op in self.ops() {
+            match op {
+                Op::Linear { name, w, b } => {
+                    set(
+                        format!("{name}.weight"),
+                        w.as_slice().expect("row-major"),
+                        w.shape(),
+                    )?;
+                    if let Some(b) = b {
+                        set(
+                            format!("{name}.bias"),
+                            b.as_slice().expect("contiguous"),
+                            b.shape(),
+                        )?;
+                    }
+                }
+                Op::Norm {
+                    name,
+                    gamma,
+                    beta,
+                    running: (rm, rv),
+                    ..
+                } => {
+                    for (part, v) in [
+                        ("weight", gamma),
+                        ("bias", beta),
+                        ("running_mean", rm),
+                        ("running_var", rv),
+                    ] {
+                        set(
+                            format!("{name}.{part}"),
+                            v.as_slice().expect("contiguous"),
+                            v.shape(),
+                        )?;
+                    }
+                }
+                Op::Act(_) => {}
+            }
+        }
+        Ok(())
     }
 
     /// Number of blocks.
@@ -230,16 +385,17 @@ impl<T: Real> DenseMlp<T> {
     /// gradients and per-example Gram matrices.
     pub fn forward_keeping(&self, x: ArrayView2<T>, inputs: bool) -> DenseForward<T> {
         let mut stem = Vec::new();
-        let mut h = run_ops(&self.stem, x.to_owned(), &mut stem, inputs);
+        let mode = self.mode;
+        let mut h = run_ops(&self.stem, x.to_owned(), &mut stem, inputs, mode);
         let mut hidden = Vec::with_capacity(self.blocks.len() + 1);
         let mut blocks = Vec::with_capacity(self.blocks.len());
         hidden.push(h.clone());
         for unit in &self.blocks {
             let mut s = Vec::new();
             h = match unit {
-                Unit::Plain(ops) => run_ops(ops, h, &mut s, inputs),
+                Unit::Plain(ops) => run_ops(ops, h, &mut s, inputs, mode),
                 Unit::Residual { branch, alpha } => {
-                    let f = run_ops(branch, h.clone(), &mut s, inputs);
+                    let f = run_ops(branch, h.clone(), &mut s, inputs, mode);
                     h.scaled_add(*alpha, &f);
                     h
                 }
@@ -261,6 +417,7 @@ impl<T: Real> DenseMlp<T> {
             fwd.hidden[depth].clone(),
             &mut Vec::new(),
             false,
+            self.mode,
         )
     }
 
@@ -282,7 +439,9 @@ impl<T: Real> DenseMlp<T> {
     /// Reverse mode for the depth-`depth` net with ∂L/∂output = `out_grad`
     /// (batch × outputs; all ones when `None`, i.e. L = Σ outputs). Row i of
     /// `out_grad` is example i's own loss gradient, so per-example gradients
-    /// and their Gram matrices are well defined (samples do not interact).
+    /// and their Gram matrices are well defined when samples do not interact
+    /// (per-sample or eval mode; in full and train mode the Gram matrices
+    /// are not per-example gradients and should not be asked for).
     pub fn backward_with(
         &self,
         fwd: &DenseForward<T>,
@@ -292,7 +451,7 @@ impl<T: Real> DenseMlp<T> {
     ) -> DenseGrads<T> {
         let n = fwd.hidden[0].nrows();
         let outs = match &self.head[0] {
-            Op::Linear { wt, .. } => wt.ncols(),
+            Op::Linear { w, .. } => w.nrows(),
             _ => unreachable!("the head is linear"),
         };
         let g_out = match out_grad {
@@ -301,6 +460,7 @@ impl<T: Real> DenseMlp<T> {
         };
         let mut sink = Sink {
             want,
+            mode: self.mode,
             params: Vec::new(),
             gram: Vec::new(),
         };
@@ -354,21 +514,29 @@ impl<T: Real> DenseMlp<T> {
     /// derivative of the net's output sum at every depth,
     /// D_v f_L(xᵢ) for L = 0 … depth (rows) and samples i (columns).
     /// With a scalar input and v = 1 this is df_L/dx for every L in one pass.
-    pub fn tangent_sweep(&self, x: ArrayView2<T>, v: &[T]) -> Array2<T> {
+    /// Needs samples that do not interact (per-sample or eval mode).
+    pub fn tangent_sweep(&self, x: ArrayView2<T>, v: &[T]) -> Result<Array2<T>> {
+        if coupled(self.mode) {
+            return Err(unsupported(&format!(
+                "the forward-mode sweep in BN `{}` mode",
+                self.mode
+            )));
+        }
         let n = x.nrows();
         let t0 = Array2::from_shape_fn((n, v.len()), |(_, j)| v[j]);
-        let (mut h, mut t) = tangent_ops(&self.stem, x.to_owned(), t0);
+        let mode = self.mode;
+        let (mut h, mut t) = tangent_ops(&self.stem, x.to_owned(), t0, mode);
         let w_sum = match &self.head[0] {
-            Op::Linear { wt, .. } => wt.sum_axis(Axis(1)),
+            Op::Linear { w, .. } => w.sum_axis(Axis(0)),
             _ => unreachable!("the head is linear"),
         };
         let mut out = Array2::zeros((self.blocks.len() + 1, n));
         out.row_mut(0).assign(&t.dot(&w_sum));
         for (l, unit) in self.blocks.iter().enumerate() {
             (h, t) = match unit {
-                Unit::Plain(ops) => tangent_ops(ops, h, t),
+                Unit::Plain(ops) => tangent_ops(ops, h, t, mode),
                 Unit::Residual { branch, alpha } => {
-                    let (fh, ft) = tangent_ops(branch, h.clone(), t.clone());
+                    let (fh, ft) = tangent_ops(branch, h.clone(), t.clone(), mode);
                     h.scaled_add(*alpha, &fh);
                     t.scaled_add(*alpha, &ft);
                     (h, t)
@@ -376,13 +544,14 @@ impl<T: Real> DenseMlp<T> {
             };
             out.row_mut(l + 1).assign(&t.dot(&w_sum));
         }
-        out
+        Ok(out)
     }
 }
 
 /// Where a backward pass puts parameter gradients and Gram matrices.
 struct Sink<T> {
     want: Want,
+    mode: BnMode,
     params: Vec<(String, Vec<T>)>,
     gram: Vec<(String, Array2<f64>)>,
 }
@@ -406,12 +575,17 @@ fn gemm_threads() -> usize {
 
 /// a·b into a new row-major array (the elementwise loops rely on that
 /// layout), with the GEMM kernels candle uses; any strides. With more than
-/// one thread the rows of a (and c) are split between them.
+/// one product thread the rows of a (and c) are split between them (best
+/// run inside the rayon pool, so the caller takes a share).
 fn matmul<T: Real>(a: ArrayView2<T>, b: ArrayView2<T>) -> Array2<T> {
+    matmul_on(a, b, gemm_threads())
+}
+
+/// [`matmul`] on at most `threads` threads.
+fn matmul_on<T: Real>(a: ArrayView2<T>, b: ArrayView2<T>, threads: usize) -> Array2<T> {
     let ((m, k), n) = (a.dim(), b.ncols());
     assert_eq!(k, b.nrows(), "inner dimensions agree");
     let mut c = Array2::<T>::uninit((m, n));
-    let threads = gemm_threads();
     let chunk = if threads > 1 && m >= 64 * threads {
         m.div_ceil(threads)
     } else {
@@ -462,22 +636,28 @@ fn matmul<T: Real>(a: ArrayView2<T>, b: ArrayView2<T>) -> Array2<T> {
     unsafe { c.assume_init() }
 }
 
-fn affine<T: Real>(x: ArrayView2<T>, wt: &Array2<T>, b: Option<&Array1<T>>) -> Array2<T> {
-    let mut y = matmul(x, wt.view());
+/// Whether the gradient runs through the batch statistics.
+fn coupled(mode: BnMode) -> bool {
+    matches!(mode, BnMode::Full | BnMode::Train)
+}
+
+fn affine<T: Real>(x: ArrayView2<T>, w: &Array2<T>, b: Option<&Array1<T>>) -> Array2<T> {
+    let mut y = matmul(x, w.t());
     if let Some(b) = b {
         y += b;
     }
     y
 }
 
-/// Per-feature γ/σ, the shift β − μγ/σ, and μ, for batch or running statistics.
+/// Per-feature γ/σ, the shift β − μγ/σ, μ and σ², for the batch
+/// statistics or, when given, the running ones.
 fn norm_scale<T: Real>(
     x: &Array2<T>,
     gamma: &Array1<T>,
     beta: &Array1<T>,
-    running: &Option<(Array1<T>, Array1<T>)>,
+    running: Option<&(Array1<T>, Array1<T>)>,
     eps: T,
-) -> (Array1<T>, Array1<T>, Array1<T>) {
+) -> (Array1<T>, Array1<T>, Array1<T>, Array1<T>) {
     let (mean, var) = match running {
         Some((m, v)) => (m.clone(), v.clone()),
         None => {
@@ -508,7 +688,7 @@ fn norm_scale<T: Real>(
         .and(&mean)
         .and(&scale)
         .map_collect(|&b, &m, &s| b - m * s);
-    (scale, shift, mean)
+    (scale, shift, mean, var)
 }
 
 /// The rows of a row-major array as slices.
@@ -603,11 +783,12 @@ fn run_ops<T: Real>(
     mut h: Array2<T>,
     saved: &mut Vec<Saved<T>>,
     inputs: bool,
+    mode: BnMode,
 ) -> Array2<T> {
     for op in ops {
         match op {
-            Op::Linear { wt, b, .. } => {
-                let y = affine(h.view(), wt, b.as_ref());
+            Op::Linear { w, b, .. } => {
+                let y = affine(h.view(), w, b.as_ref());
                 saved.push(Saved::Linear {
                     input: inputs.then_some(h),
                 });
@@ -620,9 +801,10 @@ fn run_ops<T: Real>(
                 eps,
                 ..
             } => {
-                let (scale, shift, mean) = norm_scale(&h, gamma, beta, running, *eps);
-                // x̂ = (x − μ)/σ, kept for γ's gradient.
-                let xhat = inputs.then(|| {
+                let stats = (mode == BnMode::Eval).then_some(running);
+                let (scale, shift, mean, var) = norm_scale(&h, gamma, beta, stats, *eps);
+                // x̂ = (x − μ)/σ, kept for γ's gradient and the coupled backward.
+                let xhat = (inputs || coupled(mode)).then(|| {
                     let inv = Zip::from(&scale).and(gamma).map_collect(|&s, &g| s / g);
                     let neg = Zip::from(&mean)
                         .and(&inv)
@@ -632,7 +814,8 @@ fn run_ops<T: Real>(
                     xh
                 });
                 apply_affine(&mut h, &scale, &shift);
-                saved.push(Saved::Norm { scale, xhat });
+                let batch = (mode == BnMode::Train).then_some((mean, var));
+                saved.push(Saved::Norm { scale, xhat, batch });
             }
             Op::Act(a) => {
                 apply_act(*a, &mut h);
@@ -649,20 +832,32 @@ fn back_ops<T: Real>(
     mut g: Array2<T>,
     sink: &mut Sink<T>,
 ) -> Array2<T> {
+    let coupled = coupled(sink.mode);
     for (op, s) in ops.iter().zip(saved).rev() {
         match (op, s) {
-            (Op::Linear { name, wt, b }, Saved::Linear { input }) => {
+            (Op::Linear { name, w, b }, Saved::Linear { input }) => {
+                let mut next = None;
                 if let Some(a) = input {
                     if sink.want.params {
                         if b.is_some() {
                             sink.params
                                 .push((format!("{name}.bias"), g.sum_axis(Axis(0)).to_vec()));
                         }
-                        // ∂L/∂W = gᵀ a, stored (out × in) as the weight is.
-                        sink.params.push((
-                            format!("{name}.weight"),
-                            matmul(g.t(), a.view()).into_raw_vec_and_offset().0,
-                        ));
+                        // ∂L/∂W = gᵀ a, stored (out × in) as the weight is;
+                        // with product threads it runs beside ∂L/∂x = g W,
+                        // two whole products instead of four halves.
+                        let (dw, dx) = if gemm_threads() > 1 {
+                            let (dw, dx) = rayon::join(
+                                || matmul_on(g.t(), a.view(), 1),
+                                || matmul_on(g.view(), w.view(), 1),
+                            );
+                            (dw, Some(dx))
+                        } else {
+                            (matmul(g.t(), a.view()), None)
+                        };
+                        next = dx;
+                        sink.params
+                            .push((format!("{name}.weight"), dw.into_raw_vec_and_offset().0));
                     }
                     if sink.want.gram {
                         // Per-example gradient of W is δᵢ aᵢᵀ: ⟨gᵢ, gⱼ⟩ = (aᵢ·aⱼ)(δᵢ·δⱼ), plus δᵢ·δⱼ for b.
@@ -674,10 +869,15 @@ fn back_ops<T: Real>(
                         sink.gram.push((name.clone(), (aa + bias) * dd));
                     }
                 }
-                g = matmul(g.view(), wt.t());
+                g = match next {
+                    Some(dx) => dx,
+                    None => matmul(g.view(), w.view()),
+                };
             }
-            (Op::Norm { name, .. }, Saved::Norm { scale, xhat }) => {
-                if let Some(xh) = xhat {
+            (Op::Norm { name, .. }, Saved::Norm { scale, xhat, .. }) => {
+                if let Some(xh) = xhat
+                    && (sink.want.params || sink.want.gram)
+                {
                     let gx = &g * xh;
                     if sink.want.params {
                         sink.params
@@ -693,7 +893,10 @@ fn back_ops<T: Real>(
                         ));
                     }
                 }
-                scale_rows(&mut g, scale);
+                match xhat {
+                    Some(xh) if coupled => batch_norm_backward(&mut g, xh, scale),
+                    _ => scale_rows(&mut g, scale),
+                }
             }
             (Op::Act(a), Saved::Act { post }) => mul_act_slope(*a, &mut g, post),
             _ => unreachable!("saved entries follow the ops"),
@@ -706,12 +909,13 @@ fn tangent_ops<T: Real>(
     ops: &[Op<T>],
     mut h: Array2<T>,
     mut t: Array2<T>,
+    mode: BnMode,
 ) -> (Array2<T>, Array2<T>) {
     for op in ops {
         match op {
-            Op::Linear { wt, b, .. } => {
-                h = affine(h.view(), wt, b.as_ref());
-                t = matmul(t.view(), wt.view());
+            Op::Linear { w, b, .. } => {
+                h = affine(h.view(), w, b.as_ref());
+                t = matmul(t.view(), w.t());
             }
             Op::Norm {
                 gamma,
@@ -720,7 +924,8 @@ fn tangent_ops<T: Real>(
                 eps,
                 ..
             } => {
-                let (scale, shift, _) = norm_scale(&h, gamma, beta, running, *eps);
+                let stats = (mode == BnMode::Eval).then_some(running);
+                let (scale, shift, ..) = norm_scale(&h, gamma, beta, stats, *eps);
                 apply_affine(&mut h, &scale, &shift);
                 scale_rows(&mut t, &scale);
             }
@@ -731,6 +936,32 @@ fn tangent_ops<T: Real>(
         }
     }
     (h, t)
+}
+
+/// The gradient through batch normalisation with the statistics in it:
+/// with y = γx̂ + β, x̂ = (x − μ)/σ over a batch of n,
+/// ∂L/∂x = (γ/σ)·(g − mean(g) − x̂·mean(g ⊙ x̂)) per feature
+/// (Ioffe & Szegedy 2015), in place of g.
+fn batch_norm_backward<T: Real>(g: &mut Array2<T>, xhat: &Array2<T>, scale: &Array1<T>) {
+    let w = g.ncols();
+    let nt = T::from_usize(g.nrows().max(1)).expect("batch size");
+    let (mut mg, mut mgx) = (vec![T::zero(); w], vec![T::zero(); w]);
+    for (gr, xr) in rows(g).zip(rows(xhat)) {
+        for (((a, b), &gv), &xv) in mg.iter_mut().zip(&mut mgx).zip(gr).zip(xr) {
+            *a += gv;
+            *b += gv * xv;
+        }
+    }
+    mg.iter_mut().chain(&mut mgx).for_each(|v| *v /= nt);
+    let s = scale.as_slice().expect("contiguous");
+    par_rows(g, Some(xhat), |gs, xs, w| {
+        let xs = xs.expect("paired rows");
+        for (gr, xr) in gs.chunks_exact_mut(w).zip(xs.chunks_exact(w)) {
+            for ((((gv, &xv), &s), &a), &b) in gr.iter_mut().zip(xr).zip(s).zip(&mg).zip(&mgx) {
+                *gv = s * (*gv - a - xv * b);
+            }
+        }
+    });
 }
 
 /// ‖a‖_F, accumulated in f64.

@@ -138,11 +138,37 @@ impl OptimizerParams {
     }
 }
 
-/// An optimiser and its state: per-parameter tensors named `{param}.{slot}`.
+/// The float types parameters are updated in.
+pub trait Scalar: candle_core::WithDType + num_traits::Float + num_traits::NumAssign {
+    #[doc(hidden)]
+    fn slots(state: &mut Slots) -> &mut BTreeMap<String, Vec<Self>>;
+}
+
+/// Optimiser state per dtype, named `{param}.{slot}`.
+#[derive(Debug, Default)]
+pub struct Slots {
+    f32: BTreeMap<String, Vec<f32>>,
+    f64: BTreeMap<String, Vec<f64>>,
+    shapes: BTreeMap<String, Vec<usize>>,
+}
+
+impl Scalar for f32 {
+    fn slots(state: &mut Slots) -> &mut BTreeMap<String, Vec<f32>> {
+        &mut state.f32
+    }
+}
+impl Scalar for f64 {
+    fn slots(state: &mut Slots) -> &mut BTreeMap<String, Vec<f64>> {
+        &mut state.f64
+    }
+}
+
+/// An optimiser and its state: per-parameter slots named `{param}.{slot}`
+/// (`momentum`; `exp_avg`, `exp_avg_sq`), kept in the parameter's dtype.
 #[derive(Debug)]
 pub struct Optimizer {
     params: OptimizerParams,
-    state: BTreeMap<String, Tensor>,
+    state: Slots,
     steps: u64,
 }
 
@@ -152,7 +178,7 @@ impl Optimizer {
         params.check()?;
         Ok(Optimizer {
             params,
-            state: BTreeMap::new(),
+            state: Slots::default(),
             steps: 0,
         })
     }
@@ -162,84 +188,153 @@ impl Optimizer {
         self.steps
     }
 
-    /// The state tensors, named `{param}.{slot}` (for checkpoints).
-    pub fn state(&self) -> &BTreeMap<String, Tensor> {
-        &self.state
+    /// The state as tensors named `{param}.{slot}` (for checkpoints).
+    pub fn state(&self) -> Result<BTreeMap<String, Tensor>> {
+        let dev = candle_core::Device::Cpu;
+        let mut out = BTreeMap::new();
+        for (k, v) in &self.state.f32 {
+            out.insert(
+                k.clone(),
+                Tensor::from_slice(v, self.state.shapes[k].as_slice(), &dev)?,
+            );
+        }
+        for (k, v) in &self.state.f64 {
+            out.insert(
+                k.clone(),
+                Tensor::from_slice(v, self.state.shapes[k].as_slice(), &dev)?,
+            );
+        }
+        Ok(out)
     }
 
     /// Restore state saved by [`state`](Self::state) after `steps` steps.
-    pub fn restore(&mut self, state: BTreeMap<String, Tensor>, steps: u64) {
-        self.state = state;
+    pub fn restore(&mut self, state: BTreeMap<String, Tensor>, steps: u64) -> Result<()> {
+        let mut slots = Slots::default();
+        for (k, t) in state {
+            slots.shapes.insert(k.clone(), t.dims().to_vec());
+            let flat = t.flatten_all()?;
+            match t.dtype() {
+                candle_core::DType::F64 => {
+                    slots.f64.insert(k, flat.to_vec1::<f64>()?);
+                }
+                _ => {
+                    slots
+                        .f32
+                        .insert(k, flat.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?);
+                }
+            }
+        }
+        self.state = slots;
         self.steps = steps;
+        Ok(())
     }
 
     /// One update of every parameter that has a gradient, at learning rate `lr`.
     pub fn step(&mut self, params: &[(String, Var)], grads: &GradStore, lr: f64) -> Result<()> {
-        self.steps += 1;
-        let t = self.steps as i32;
+        self.begin_step();
         for (name, var) in params {
             let Some(g) = grads.get(var.as_tensor()) else {
                 continue;
             };
-            let w = var.as_tensor().detach();
-            let g = g.detach();
-            let new = match self.params {
-                OptimizerParams::Sgd {
-                    momentum,
-                    weight_decay,
-                    nesterov,
-                    ..
-                } => {
-                    let g = if weight_decay > 0.0 {
-                        (g + (&w * weight_decay)?)?
-                    } else {
-                        g
-                    };
-                    let dir = if momentum > 0.0 {
-                        let key = format!("{name}.momentum");
-                        let v = match self.state.get(&key) {
-                            Some(v) => ((v * momentum)? + &g)?,
-                            None => g.clone(),
-                        };
-                        self.state.insert(key, v.clone());
-                        if nesterov { (g + (v * momentum)?)? } else { v }
-                    } else {
-                        g
-                    };
-                    (w - (dir * lr)?)?
-                }
-                OptimizerParams::Adam {
-                    beta1,
-                    beta2,
-                    eps,
-                    weight_decay,
-                    ..
-                } => {
-                    let (km, kv) = (format!("{name}.exp_avg"), format!("{name}.exp_avg_sq"));
-                    let m = match self.state.get(&km) {
-                        Some(m) => ((m * beta1)? + (&g * (1.0 - beta1))?)?,
-                        None => (&g * (1.0 - beta1))?,
-                    };
-                    let v = match self.state.get(&kv) {
-                        Some(v) => ((v * beta2)? + (g.sqr()? * (1.0 - beta2))?)?,
-                        None => (g.sqr()? * (1.0 - beta2))?,
-                    };
-                    self.state.insert(km, m.clone());
-                    self.state.insert(kv, v.clone());
-                    let m_hat = (m / (1.0 - beta1.powi(t)))?;
-                    let v_hat = (v / (1.0 - beta2.powi(t)))?;
-                    let update = m_hat.div(&(v_hat.sqrt()? + eps)?)?;
-                    let w = if weight_decay > 0.0 {
-                        (&w * (1.0 - lr * weight_decay))?
-                    } else {
-                        w
-                    };
-                    (w - (update * lr)?)?
-                }
+            let dims = var.dims().to_vec();
+            let new = match var.dtype() {
+                candle_core::DType::F64 => self.update_tensor::<f64>(name, var, g, lr)?,
+                _ => self.update_tensor::<f32>(name, var, g, lr)?,
             };
-            var.set(&new)?;
+            var.set(&new.reshape(dims)?)?;
         }
         Ok(())
+    }
+
+    fn update_tensor<T: Scalar>(
+        &mut self,
+        name: &str,
+        var: &Var,
+        g: &Tensor,
+        lr: f64,
+    ) -> Result<Tensor> {
+        let mut w = var
+            .as_tensor()
+            .flatten_all()?
+            .to_dtype(T::DTYPE)?
+            .to_vec1::<T>()?;
+        let g = g.flatten_all()?.to_dtype(T::DTYPE)?.to_vec1::<T>()?;
+        self.update(name, var.dims(), &mut w, &g, lr);
+        Ok(Tensor::from_vec(w, var.elem_count(), var.device())?.to_dtype(var.dtype())?)
+    }
+
+    /// Start a step: call once before the [`update`](Self::update)s of its
+    /// parameters (Adam's bias correction counts steps).
+    pub fn begin_step(&mut self) {
+        self.steps += 1;
+    }
+
+    /// Update one parameter `w` (of shape `dims`, flattened) with its
+    /// gradient `g` at learning rate `lr`, in place. The rules are those of
+    /// [`OptimizerParams`], computed in the parameter's dtype.
+    pub fn update<T: Scalar>(&mut self, name: &str, dims: &[usize], w: &mut [T], g: &[T], lr: f64) {
+        let c = |v: f64| T::from(v).expect("representable");
+        let t = self.steps.max(1) as i32;
+        match self.params {
+            OptimizerParams::Sgd {
+                momentum,
+                weight_decay,
+                nesterov,
+                ..
+            } => {
+                let (mu, wd, lr) = (c(momentum), c(weight_decay), c(lr));
+                let key = format!("{name}.momentum");
+                if momentum > 0.0 && !T::slots(&mut self.state).contains_key(&key) {
+                    self.state.shapes.insert(key.clone(), dims.to_vec());
+                    // v starts at the first gradient (PyTorch): v = 0·μ + g.
+                    T::slots(&mut self.state).insert(key.clone(), vec![T::zero(); w.len()]);
+                }
+                let mut v = T::slots(&mut self.state).get_mut(&key);
+                for (i, (w, &g)) in w.iter_mut().zip(g).enumerate() {
+                    let g = if weight_decay > 0.0 { g + *w * wd } else { g };
+                    let dir = match v.as_deref_mut() {
+                        Some(v) => {
+                            v[i] = v[i] * mu + g;
+                            if nesterov { g + v[i] * mu } else { v[i] }
+                        }
+                        None => g,
+                    };
+                    *w -= dir * lr;
+                }
+            }
+            OptimizerParams::Adam {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+                ..
+            } => {
+                let (km, kv) = (format!("{name}.exp_avg"), format!("{name}.exp_avg_sq"));
+                for k in [&km, &kv] {
+                    if !T::slots(&mut self.state).contains_key(k) {
+                        self.state.shapes.insert(k.clone(), dims.to_vec());
+                        T::slots(&mut self.state).insert(k.clone(), vec![T::zero(); w.len()]);
+                    }
+                }
+                let slots = T::slots(&mut self.state);
+                let mut m = slots.remove(&km).expect("inserted");
+                let v = slots.get_mut(&kv).expect("inserted");
+                let (b1, b2) = (c(beta1), c(beta2));
+                let (c1, c2) = (c(1.0 - beta1.powi(t)), c(1.0 - beta2.powi(t)));
+                let decay = c(1.0 - lr * weight_decay);
+                let (eps, lr) = (c(eps), c(lr));
+                for (((w, &g), m), v) in w.iter_mut().zip(g).zip(&mut m).zip(v.iter_mut()) {
+                    *m = *m * b1 + g * (T::one() - b1);
+                    *v = *v * b2 + g * g * (T::one() - b2);
+                    let update = (*m / c1) / ((*v / c2).sqrt() + eps);
+                    if weight_decay > 0.0 {
+                        *w *= decay;
+                    }
+                    *w -= update * lr;
+                }
+                slots.insert(km, m);
+            }
+        }
     }
 }
 
@@ -283,7 +378,7 @@ mod tests {
         let v2 = 0.9 * 2.01 * 1.0 + 2.01 * w1[0];
         assert!((w.as_tensor().to_vec1::<f64>().unwrap()[0] - (w1[0] - 0.1 * v2)).abs() < 1e-15);
         assert_eq!(opt.steps(), 2);
-        assert!(opt.state().contains_key("w.momentum"));
+        assert!(opt.state().unwrap().contains_key("w.momentum"));
     }
 
     #[test]

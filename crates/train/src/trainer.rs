@@ -7,15 +7,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use candle_core::{DType, Device, Tensor, Var};
-use gradscope_nets::{
-    BnMode, Model, derive_seed, fs::write_atomic, load_safetensors, to_safetensors,
-};
+use candle_core::{Device, Var};
+use gradscope_nets::{Model, derive_seed, fs::write_atomic, load_safetensors, to_safetensors};
 use gradscope_stats::{Band, adjacent_correlation, power_spectrum, spectral_slope};
 use serde::{Deserialize, Serialize};
 
+use crate::backend::{Backend, backend_for};
 use crate::examples::{Examples, epoch_batches};
-use crate::loss::{cross_entropy, error_rate};
 use crate::optim::{Optimizer, OptimizerParams};
 use crate::schedule::Schedule;
 use crate::{Result, TrainError};
@@ -230,8 +228,20 @@ struct CheckpointState {
 }
 
 impl Trainer<'_> {
-    /// Train (resuming from the last checkpoint if there is one) and return the history.
+    /// Train (resuming from the last checkpoint if there is one) and return
+    /// the history. MLPs the dense fast path covers train on it (the same
+    /// numbers as candle's autograd to rounding, several times faster);
+    /// every other model on candle.
     pub fn run(&self) -> Result<History> {
+        self.run_on(true)
+    }
+
+    /// [`run`](Self::run) on candle's autograd whatever the model.
+    pub fn run_on_candle(&self) -> Result<History> {
+        self.run_on(false)
+    }
+
+    fn run_on(&self, dense: bool) -> Result<History> {
         let p = &self.config.params;
         if self.train.shape() != self.test.shape() || self.train.classes() != self.test.classes() {
             return Err(TrainError::Data(
@@ -250,9 +260,11 @@ impl Trainer<'_> {
                 0,
             ),
         };
+        let mut backend = backend_for(self.model, dense);
+        let be = backend.as_mut();
         let log_batch = self.log_batch();
         if start == 0 && history.logs.is_empty() {
-            history.logs.push(self.grad_log(0, &log_batch)?);
+            history.logs.push(self.grad_log(be, 0, &log_batch)?);
         }
         let mut step = start * self.config.steps_per_epoch;
         'epochs: for epoch in start..p.epochs {
@@ -262,23 +274,20 @@ impl Trainer<'_> {
                 derive_seed(p.seed, &format!("epoch{epoch}")),
             ) {
                 let lr = self.config.lr(step);
-                let (x, y) = self.train.batch(&batch, self.model.dtype())?;
-                let loss = cross_entropy(&self.model.forward(&x, BnMode::Train)?, &y)?;
-                if !loss.to_dtype(DType::F64)?.to_scalar::<f64>()?.is_finite() {
+                if !be.step(self.train, &batch, &mut opt, lr)?.is_finite() {
                     history.diverged_at = Some(step);
                     break 'epochs;
                 }
-                opt.step(&params, &loss.backward()?, lr)?;
                 step += 1;
                 if p.log_every > 0 && step % p.log_every == 0 {
-                    history.logs.push(self.grad_log(step, &log_batch)?);
+                    history.logs.push(self.grad_log(be, step, &log_batch)?);
                 }
             }
             if p.log_every == 0 {
-                history.logs.push(self.grad_log(step, &log_batch)?);
+                history.logs.push(self.grad_log(be, step, &log_batch)?);
             }
-            let (train_loss, train_error) = self.evaluate(self.train)?;
-            let (test_loss, test_error) = self.evaluate(self.test)?;
+            let (train_loss, train_error) = be.evaluate(self.train)?;
+            let (test_loss, test_error) = be.evaluate(self.test)?;
             let record = EpochRecord {
                 epoch: epoch + 1,
                 step,
@@ -293,6 +302,7 @@ impl Trainer<'_> {
             }
             history.epochs.push(record);
             if let Some(dir) = &self.checkpoint {
+                be.sync()?;
                 self.save(dir, epoch + 1, &opt, &history)?;
             }
             if self
@@ -304,23 +314,8 @@ impl Trainer<'_> {
                 return Err(TrainError::Interrupted);
             }
         }
+        be.sync()?;
         Ok(history)
-    }
-
-    /// Mean loss and error over a set, BN in eval mode, in chunks.
-    fn evaluate(&self, set: &Examples) -> Result<(f64, f64)> {
-        let (mut loss, mut wrong) = (0.0, 0.0);
-        let idx: Vec<usize> = (0..set.len()).collect();
-        for chunk in idx.chunks(256) {
-            let (x, y) = set.batch(chunk, self.model.dtype())?;
-            let logits = self.model.forward(&x, BnMode::Eval)?;
-            loss += cross_entropy(&logits, &y)?
-                .to_dtype(DType::F64)?
-                .to_scalar::<f64>()?
-                * chunk.len() as f64;
-            wrong += error_rate(&logits, &y)? * chunk.len() as f64;
-        }
-        Ok((loss / set.len() as f64, wrong / set.len() as f64))
     }
 
     /// A fixed batch of training examples (seeded), the same at every log.
@@ -334,39 +329,27 @@ impl Trainer<'_> {
         .clone()
     }
 
-    fn grad_log(&self, step: usize, batch: &[usize]) -> Result<GradLog> {
-        let params = self.model.parameters();
-        let (x, y) = self.train.batch(batch, self.model.dtype())?;
-        // Full BN mode: the training gradient, without touching the running statistics.
-        let grads = cross_entropy(&self.model.forward(&x, BnMode::Full)?, &y)?.backward()?;
+    fn grad_log(&self, be: &mut dyn Backend, step: usize, batch: &[usize]) -> Result<GradLog> {
         let mut norms: BTreeMap<String, f64> = BTreeMap::new();
-        for (name, var) in &params {
-            let sq = match grads.get(var.as_tensor()) {
-                Some(g) => g
-                    .to_dtype(DType::F64)?
-                    .sqr()?
-                    .sum_all()?
-                    .to_scalar::<f64>()?,
-                None => 0.0,
-            };
-            *norms.entry(layer_of(name).to_string()).or_default() += sq;
+        for (name, sq) in be.param_sq_norms(self.train, batch)? {
+            *norms.entry(layer_of(&name).to_string()).or_default() += sq;
         }
-        let layers = layer_names(&params);
+        let layers = layer_names(&self.model.parameters());
         let layer_grad_norms = layers.iter().map(|l| norms[l].sqrt()).collect();
-        let (line_r1, line_slope) = self.line_probe(batch)?;
+        let (line_r1, line_slope) = self.line_probe(be, batch)?;
         Ok(GradLog {
             step,
             layer_grad_norms,
             line_r1,
             line_slope,
-            mean_cosine: self.mean_cosine(batch)?,
+            mean_cosine: self.mean_cosine(be, batch)?,
         })
     }
 
     /// r₁ and spectral slope of g(t) = d f_y(a + t(b − a))/dt on t ∈ [0, 1],
     /// a and b the first two examples of the log batch with different labels
     /// (BN in eval mode: the function the net computes at test time).
-    fn line_probe(&self, batch: &[usize]) -> Result<(f64, f64)> {
+    fn line_probe(&self, be: &mut dyn Backend, batch: &[usize]) -> Result<(f64, f64)> {
         let points = self.config.params.probe_points;
         let labels = self.train.labels();
         let Some(&j) = batch.iter().find(|&&j| labels[j] != labels[batch[0]]) else {
@@ -377,25 +360,14 @@ impl Trainer<'_> {
         }
         let (a, b) = (self.train.example(batch[0]), self.train.example(j));
         let d: Vec<f64> = a.iter().zip(b).map(|(u, v)| (v - u) as f64).collect();
-        let mut data = Vec::with_capacity(points * a.len());
-        for k in 0..points {
+        let line = ndarray::Array2::from_shape_fn((points, a.len()), |(k, c)| {
             let t = k as f64 / (points - 1) as f64;
-            data.extend(a.iter().zip(&d).map(|(u, dv)| *u as f64 + t * dv));
-        }
-        let mut dims = vec![points];
-        dims.extend_from_slice(self.train.shape());
-        let x = Var::from_tensor(
-            &Tensor::from_vec(data, dims, &Device::Cpu)?.to_dtype(self.model.dtype())?,
-        )?;
-        let logits = self.model.forward(x.as_tensor(), BnMode::Eval)?;
-        let class = labels[batch[0]] as usize;
-        let grads = logits.narrow(1, class, 1)?.sum_all()?.backward()?;
-        let Some(gx) = grads.get(x.as_tensor()) else {
-            return Ok((f64::NAN, f64::NAN));
-        };
-        let gx = gx.to_dtype(DType::F64)?.flatten_from(1)?.to_vec2::<f64>()?;
+            a[c] as f64 + t * d[c]
+        });
+        let gx = be.input_gradients(line, self.train.shape(), labels[batch[0]] as usize)?;
         let g: ndarray::Array1<f64> = gx
-            .iter()
+            .rows()
+            .into_iter()
             .map(|row| row.iter().zip(&d).map(|(u, v)| u * v).sum())
             .collect();
         if g.iter().any(|v| !v.is_finite()) {
@@ -409,33 +381,16 @@ impl Trainer<'_> {
 
     /// Mean off-diagonal cosine of per-example loss gradients (all parameters),
     /// on the first examples of the log batch, BN in eval mode.
-    fn mean_cosine(&self, batch: &[usize]) -> Result<f64> {
+    fn mean_cosine(&self, be: &mut dyn Backend, batch: &[usize]) -> Result<f64> {
         let m = self.config.params.similarity_examples.min(batch.len());
         if m < 2 {
             return Ok(f64::NAN);
         }
-        let params = self.model.parameters();
-        let mut grads: Vec<Vec<f64>> = Vec::with_capacity(m);
-        for &i in &batch[..m] {
-            let (x, y) = self.train.batch(&[i], self.model.dtype())?;
-            let g = cross_entropy(&self.model.forward(&x, BnMode::Eval)?, &y)?.backward()?;
-            let mut flat = Vec::new();
-            for (_, v) in &params {
-                match g.get(v.as_tensor()) {
-                    Some(t) => {
-                        flat.extend(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?)
-                    }
-                    None => flat.extend(std::iter::repeat_n(0.0, v.elem_count())),
-                }
-            }
-            grads.push(flat);
-        }
-        let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        let cos = be.example_cosines(self.train, &batch[..m])?;
         let (mut sum, mut count) = (0.0, 0);
         for i in 0..m {
             for j in i + 1..m {
-                let dot: f64 = grads[i].iter().zip(&grads[j]).map(|(a, b)| a * b).sum();
-                let c = dot / (norm(&grads[i]) * norm(&grads[j]));
+                let c = cos[[i, j]];
                 if c.is_finite() {
                     sum += c;
                     count += 1;
@@ -462,7 +417,7 @@ impl Trainer<'_> {
         )
         .map_err(|e| err(&model_path, e))?;
         let opt_path = dir.join(format!("optimizer-e{epoch}.safetensors"));
-        let bytes = safetensors::serialize(opt.state().iter().map(|(k, v)| (k.as_str(), v)), None)
+        let bytes = safetensors::serialize(opt.state()?.iter().map(|(k, v)| (k.as_str(), v)), None)
             .map_err(|e| TrainError::Checkpoint {
                 path: opt_path.clone(),
                 reason: e.to_string(),
@@ -546,7 +501,7 @@ impl Trainer<'_> {
                     reason: e.to_string(),
                 }
             })?;
-        opt.restore(tensors.into_iter().collect(), state.optimizer_steps);
+        opt.restore(tensors.into_iter().collect(), state.optimizer_steps)?;
         Ok(Some((state.history, state.epoch)))
     }
 }
