@@ -92,6 +92,11 @@ pub struct ReproduceArgs {
     /// Small sizes: a first look in seconds.
     #[arg(long)]
     pub quick: bool,
+    /// Only these studies, comma-separated (default: all of shattered,
+    /// training, ensemble, correlation, norms, skips); reports are built
+    /// from whatever data the folder holds.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub studies: Option<Vec<String>>,
     #[command(flatten)]
     pub run: RunFlags,
     #[command(flatten)]

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
-use gradscope_bench::{REPRODUCE, Timing, gemm_peak, time_workload, workloads};
+use gradscope_bench::{REPRODUCE, Timing, gemm_peak, reproduce_studies, time_workload, workloads};
 
 use crate::args::BenchArgs;
 
@@ -87,8 +87,8 @@ pub fn bench_command(quiet: &bool, a: BenchArgs) -> Result<()> {
         let all = workloads();
         for name in &names {
             let w = all.iter().find(|w| w.name == name).expect("checked above");
-            let ours: Timing = if name == REPRODUCE {
-                time_reproduce(&exe, t, a.runs.min(3))?
+            let ours: Timing = if let Some(studies) = reproduce_studies(name) {
+                time_reproduce(&exe, name, studies, t, a.runs.min(3))?
             } else {
                 let runs = a.runs.to_string();
                 serde_json::from_str(&child(
@@ -101,7 +101,7 @@ pub fn bench_command(quiet: &bool, a: BenchArgs) -> Result<()> {
             let rate = ours.flops.map(|f| f / ours.median_s / 1e9);
             let peers: Vec<Option<Timing>> = match &python {
                 // Slow peers (minutes per run) get at most three runs.
-                Some(py) => w
+                Some(py) if !w.peers.is_empty() => w
                     .peers
                     .iter()
                     .map(|p| {
@@ -113,7 +113,7 @@ pub fn bench_command(quiet: &bool, a: BenchArgs) -> Result<()> {
                         peer_run(py, &a.peer_script, p, t, runs).map(Some)
                     })
                     .collect::<Result<_>>()?,
-                None => vec![None],
+                _ => vec![None],
             };
             for (i, peer) in peers.iter().enumerate() {
                 let first = i == 0;
@@ -162,8 +162,15 @@ pub fn bench_command(quiet: &bool, a: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// `gradscope reproduce` into a temporary folder, timed as a whole process.
-fn time_reproduce(exe: &Path, threads: usize, runs: usize) -> Result<Timing> {
+/// `gradscope reproduce` (of `studies`, all when `None`) into a temporary
+/// folder, timed as a whole process.
+fn time_reproduce(
+    exe: &Path,
+    workload: &str,
+    studies: Option<&str>,
+    threads: usize,
+    runs: usize,
+) -> Result<Timing> {
     let tmp =
         std::env::temp_dir().join(format!("gradscope-bench-reproduce-{}", std::process::id()));
     let (data, reports) = (tmp.join("data"), tmp.join("reports"));
@@ -177,7 +184,10 @@ fn time_reproduce(exe: &Path, threads: usize, runs: usize) -> Result<Timing> {
         "--reports",
         reports.to_str().unwrap_or("reports"),
     ]
-    .map(String::from);
+    .map(String::from)
+    .into_iter()
+    .chain(studies.map(|s| format!("--studies={s}")))
+    .collect::<Vec<_>>();
     let mut times = Vec::new();
     for _ in 0..runs.max(1) {
         let _ = std::fs::remove_dir_all(&tmp);
@@ -189,7 +199,7 @@ fn time_reproduce(exe: &Path, threads: usize, runs: usize) -> Result<Timing> {
     let _ = std::fs::remove_dir_all(&tmp);
     times.sort_by(f64::total_cmp);
     Ok(Timing {
-        workload: REPRODUCE.into(),
+        workload: workload.into(),
         threads,
         runs: times.len(),
         median_s: times[times.len() / 2],

@@ -56,7 +56,7 @@ pub fn run(cli: Cli) -> Result<()> {
     };
     match cli.command {
         Command::Shattered(a) => shattered_command(&ctx, a),
-        Command::Reproduce(a) => reproduce(&ctx, a.quick, &a.folders, &a.run),
+        Command::Reproduce(a) => reproduce(&ctx, a.quick, a.studies.as_deref(), &a.folders, &a.run),
         Command::Degradation(a) => degradation_command(&ctx, a),
         Command::Train(a) => train_command(&ctx, a),
         Command::Ensemble(a) => ensemble_command(&ctx, a),
@@ -654,8 +654,25 @@ fn ensemble_command(ctx: &Ctx, a: EnsembleArgs) -> Result<()> {
 }
 
 /// The default run of every study, then every report.
-fn reproduce(ctx: &Ctx, quick: bool, folders: &Folders, flags: &RunFlags) -> Result<()> {
+fn reproduce(
+    ctx: &Ctx,
+    quick: bool,
+    only: Option<&[String]>,
+    folders: &Folders,
+    flags: &RunFlags,
+) -> Result<()> {
     let t = Instant::now();
+    if let Some(bad) = only
+        .into_iter()
+        .flatten()
+        .find(|s| !STUDY_NAMES.contains(&s.trim()))
+    {
+        anyhow::bail!(
+            "--studies: unknown study `{bad}` (known: {})",
+            STUDY_NAMES.join(", ")
+        );
+    }
+    let wanted = |name: &str| only.is_none_or(|o| o.iter().any(|s| s.trim() == name));
     fn pick<T>(quick: bool, q: fn() -> T, full: fn() -> T) -> T {
         if quick { q() } else { full() }
     }
@@ -666,15 +683,27 @@ fn reproduce(ctx: &Ctx, quick: bool, folders: &Folders, flags: &RunFlags) -> Res
     let norms = pick(quick, NormsParams::quick, NormsParams::default).check()?;
     let skips = pick(quick, SkipsParams::quick, SkipsParams::default).check()?;
     preflight(folders, true)?;
-    execute(ctx, &shattered, folders, flags)?;
-    execute(ctx, &training, folders, flags)?;
-    execute(ctx, &ensemble, folders, flags)?;
-    execute(ctx, &correlation, folders, flags)?;
-    execute(ctx, &norms, folders, flags)?;
-    execute(ctx, &skips, folders, flags)?;
+    if wanted(gradscope_studies::shattered::NAME) {
+        execute(ctx, &shattered, folders, flags)?;
+    }
+    if wanted(training::NAME) {
+        execute(ctx, &training, folders, flags)?;
+    }
+    if wanted(gradscope_studies::ensemble::NAME) {
+        execute(ctx, &ensemble, folders, flags)?;
+    }
+    if wanted(gradscope_studies::correlation::NAME) {
+        execute(ctx, &correlation, folders, flags)?;
+    }
+    if wanted(gradscope_studies::norms::NAME) {
+        execute(ctx, &norms, folders, flags)?;
+    }
+    if wanted(gradscope_studies::skips::NAME) {
+        execute(ctx, &skips, folders, flags)?;
+    }
     build_reports(ctx, folders)?;
     ctx.log(&format!(
-        "reproduce: all studies in {:.1} s; open {}",
+        "reproduce: studies in {:.1} s; open {}",
         t.elapsed().as_secs_f64(),
         folders.reports.join("index.html").display()
     ));

@@ -410,6 +410,68 @@ impl<T: Real> DenseMlp<T> {
         }
     }
 
+    /// The net's outputs with its blocks run in `order`, skipping those
+    /// marked in `deleted` (a lesion study, Veit et al. 2016: a deleted
+    /// residual block passes its input on through the identity shortcut; a
+    /// deleted plain block is left out).
+    pub fn lesioned_output(
+        &self,
+        x: ArrayView2<T>,
+        order: &[usize],
+        deleted: &[bool],
+    ) -> Array2<T> {
+        let mode = self.mode;
+        let mut h = run_ops(&self.stem, x.to_owned(), &mut Vec::new(), false, mode);
+        for &b in order.iter().filter(|&&b| !deleted[b]) {
+            h = match &self.blocks[b] {
+                Unit::Plain(ops) => run_ops(ops, h, &mut Vec::new(), false, mode),
+                Unit::Residual { branch, alpha } => {
+                    let f = run_ops(branch, h.clone(), &mut Vec::new(), false, mode);
+                    h.scaled_add(*alpha, &f);
+                    h
+                }
+            };
+        }
+        run_ops(&self.head, h, &mut Vec::new(), false, mode)
+    }
+
+    /// ∂L/∂x along one path of the unravelled residual net (Veit et al.
+    /// 2016): block b passes the gradient through its branch α·F when
+    /// `through_branch[b]`, else through its identity shortcut; L has
+    /// ∂L/∂output = `out_grad`, at the forward pass `fwd` of the whole net.
+    /// Needs samples that do not interact and every block residual.
+    pub fn path_input_gradient(
+        &self,
+        fwd: &DenseForward<T>,
+        out_grad: ArrayView2<T>,
+        through_branch: &[bool],
+    ) -> Result<Array2<T>> {
+        if coupled(self.mode) {
+            return Err(unsupported(&format!(
+                "path gradients in BN `{}` mode",
+                self.mode
+            )));
+        }
+        let mut sink = Sink {
+            want: Want::default(),
+            mode: self.mode,
+            params: Vec::new(),
+            gram: Vec::new(),
+        };
+        let head_saved = vec![Saved::Linear { input: None }];
+        let mut g = back_ops(&self.head, &head_saved, out_grad.to_owned(), &mut sink);
+        for (l, unit) in self.blocks.iter().enumerate().rev() {
+            let Unit::Residual { branch, alpha } = unit else {
+                return Err(unsupported("path gradients of a net with plain blocks"));
+            };
+            if through_branch.get(l).copied().unwrap_or(false) {
+                g.mapv_inplace(|v| v * *alpha);
+                g = back_ops(branch, &fwd.blocks[l], g, &mut sink);
+            }
+        }
+        Ok(back_ops(&self.stem, &fwd.stem, g, &mut sink))
+    }
+
     /// The net's outputs at `depth` (head applied to h_depth).
     pub fn output(&self, fwd: &DenseForward<T>, depth: usize) -> Array2<T> {
         run_ops(

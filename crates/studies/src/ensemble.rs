@@ -16,7 +16,10 @@ use std::path::PathBuf;
 use candle_core::{DType, Tensor, Var};
 use gradscope_nets::{BlockNet, BnMode, Precision, derive_seed};
 use gradscope_stats::MeanStd;
-use gradscope_train::{Examples, TrainParams, cross_entropy, epoch_batches, error_rate};
+use gradscope_train::{
+    Examples, TrainParams, cross_entropy, cross_entropy_gradient, epoch_batches, error_rate,
+    misclassified,
+};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::index::sample;
@@ -243,6 +246,16 @@ pub fn lesioned_error(
     order: &[usize],
     deleted: &[bool],
 ) -> Result<f64> {
+    if let Some(mlp) = net.as_mlp() {
+        let fast = match mlp.dtype() {
+            DType::F32 => dense_lesioned_error::<f32>(mlp, data, order, deleted),
+            DType::F64 => dense_lesioned_error::<f64>(mlp, data, order, deleted),
+            _ => None,
+        };
+        if let Some(e) = fast {
+            return Ok(e);
+        }
+    }
     let idx: Vec<usize> = (0..data.len()).collect();
     let mut wrong = 0.0;
     for chunk in idx.chunks(256) {
@@ -265,6 +278,24 @@ pub fn lesioned_error(
             * chunk.len() as f64;
     }
     Ok(wrong / data.len() as f64)
+}
+
+/// [`lesioned_error`] on the dense fast path, when it covers the net.
+fn dense_lesioned_error<T: gradscope_probe::dense::Real>(
+    mlp: &gradscope_nets::Mlp,
+    data: &Examples,
+    order: &[usize],
+    deleted: &[bool],
+) -> Option<f64> {
+    let dense = gradscope_probe::dense::DenseMlp::<T>::from_mlp(mlp, BnMode::Eval).ok()?;
+    let idx: Vec<usize> = (0..data.len()).collect();
+    let mut wrong = 0;
+    for chunk in idx.chunks(256) {
+        let (x, y) = data.matrix::<T>(chunk);
+        let z = dense.lesioned_output(x.view(), order, deleted);
+        wrong += misclassified(&z, &y);
+    }
+    Some(wrong as f64 / data.len() as f64)
 }
 
 /// Blocks that can be deleted: every residual block; plain blocks that keep their shape.
@@ -339,6 +370,57 @@ pub fn path_input_gradient(
         g = vjp(part, h, &g_pre)?;
     }
     vjp(|t| net.stem_forward(t, mode), x, &g)
+}
+
+/// ‖∂L/∂x‖_F along each path (see [`path_input_gradient`]) for the mean
+/// cross-entropy of examples `idx`: one forward pass and a backward pass per
+/// path on the dense fast path when it covers the net, else
+/// [`path_input_gradient`] per path.
+pub fn path_gradient_norms(
+    net: &dyn BlockNet,
+    data: &Examples,
+    idx: &[usize],
+    paths: &[Vec<bool>],
+) -> Result<Vec<f64>> {
+    if let Some(mlp) = net.as_mlp() {
+        let fast = match mlp.dtype() {
+            DType::F32 => dense_path_norms::<f32>(mlp, data, idx, paths),
+            DType::F64 => dense_path_norms::<f64>(mlp, data, idx, paths),
+            _ => None,
+        };
+        if let Some(norms) = fast {
+            return Ok(norms);
+        }
+    }
+    let (x, y) = data
+        .batch(idx, net.dtype())
+        .map_err(|e| StudyError::config("data", e.to_string()))?;
+    paths
+        .iter()
+        .map(|branch| frobenius(&path_input_gradient(net, &x, &y, branch)?))
+        .collect()
+}
+
+fn dense_path_norms<T: gradscope_probe::dense::Real>(
+    mlp: &gradscope_nets::Mlp,
+    data: &Examples,
+    idx: &[usize],
+    paths: &[Vec<bool>],
+) -> Option<Vec<f64>> {
+    let dense = gradscope_probe::dense::DenseMlp::<T>::from_mlp(mlp, BnMode::Eval).ok()?;
+    let (x, y) = data.matrix::<T>(idx);
+    let fwd = dense.forward(x.view());
+    let mut g = dense.output(&fwd, dense.depth());
+    cross_entropy_gradient(&mut g, &y);
+    let inv_n = T::one() / <T as candle_core::WithDType>::from_f64(idx.len() as f64);
+    g.mapv_inplace(|v| v * inv_n);
+    paths
+        .iter()
+        .map(|branch| {
+            let gx = dense.path_input_gradient(&fwd, g.view(), branch).ok()?;
+            Some(gradscope_probe::dense::frobenius_dense(&gx))
+        })
+        .collect()
 }
 
 fn frobenius(t: &Tensor) -> Result<f64> {
@@ -531,22 +613,19 @@ impl Study for EnsembleConfig {
                 derive_seed(p.seed, "path-batch"),
             )[0]
             .clone();
-            let (x, y) = train
-                .batch(&batch, net.dtype())
-                .map_err(|e| StudyError::config("data", e.to_string()))?;
             let mut prng = StdRng::seed_from_u64(derive_seed(p.seed, &format!("paths:{key}")));
             for k in 0..=n {
-                let paths = paths_of_length(n, k, p.path_samples, &mut prng);
-                let norms = paths
+                let paths: Vec<Vec<bool>> = paths_of_length(n, k, p.path_samples, &mut prng)
                     .iter()
                     .map(|set| {
                         let mut branch = vec![false; n];
                         for &b in set {
                             branch[b] = true;
                         }
-                        frobenius(&path_input_gradient(net.as_ref(), &x, &y, &branch)?)
+                        branch
                     })
-                    .collect::<Result<Vec<_>>>()?;
+                    .collect();
+                let norms = path_gradient_norms(net.as_ref(), &train, &batch, &paths)?;
                 path_measured[k] = norms.len();
                 path_gradient[k] = MeanStd::of(norms).mean;
             }

@@ -220,11 +220,8 @@ fn enough_samples_enumerate_every_path_of_a_length() {
     );
 }
 
-#[test]
-fn deleting_no_block_is_the_intact_net() {
-    let net = small_resnet(Arch::RESNET_BN, 4);
-    let (x, y) = batch();
-    net.calibrate_batch_norm(&x).unwrap();
+/// The batch as a data set (f32, as data sets hold it).
+fn examples(x: &Tensor, y: &[u32]) -> Examples {
     let xs = x
         .to_dtype(DType::F32)
         .unwrap()
@@ -232,7 +229,15 @@ fn deleting_no_block_is_the_intact_net() {
         .unwrap()
         .to_vec1::<f32>()
         .unwrap();
-    let data = Examples::new(xs, vec![3], y.clone(), 4).unwrap();
+    Examples::new(xs, vec![3], y.to_vec(), 4).unwrap()
+}
+
+#[test]
+fn deleting_no_block_is_the_intact_net() {
+    let net = small_resnet(Arch::RESNET_BN, 4);
+    let (x, y) = batch();
+    net.calibrate_batch_norm(&x).unwrap();
+    let data = examples(&x, &y);
     let intact = gradscope_train::error_rate(&net.forward(&x, BnMode::Eval).unwrap(), &y).unwrap();
     let order: Vec<usize> = (0..4).collect();
     assert_eq!(
@@ -294,4 +299,38 @@ fn a_trained_resnet_survives_lesions_that_break_a_plain_net() {
     assert!(plain.path_gradient.iter().all(|g| g.is_nan()));
     let (lo, hi) = resnet.effective_range.unwrap();
     assert!(hi < n && lo <= hi);
+}
+
+/// The dense fast path's path-gradient norms (one forward pass, a backward
+/// pass per path) equal candle's [`path_input_gradient`] path by path.
+#[test]
+fn dense_path_gradient_norms_equal_the_candle_paths() {
+    use gradscope_studies::ensemble::path_gradient_norms;
+    let (x, y) = batch();
+    let data = examples(&x, &y);
+    let idx: Vec<usize> = (0..data.len()).collect();
+    let (xt, yt) = data.batch(&idx, DType::F64).unwrap();
+    for arch in [Arch::RESNET_BN, "resnet:alpha=0.5".parse().unwrap()] {
+        let net = small_resnet(arch, 4);
+        net.calibrate_batch_norm(&xt).unwrap();
+        let paths: Vec<Vec<bool>> = (0..16u32)
+            .map(|m| (0..4).map(|b| m >> b & 1 == 1).collect())
+            .collect();
+        let fast = path_gradient_norms(&net, &data, &idx, &paths).unwrap();
+        for (branch, got) in paths.iter().zip(&fast) {
+            let want = path_input_gradient(&net, &xt, &yt, branch)
+                .unwrap()
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f64>()
+                .unwrap()
+                .sqrt();
+            assert!(
+                (got - want).abs() <= 1e-10 * want.max(1e-30),
+                "{arch} path {branch:?}: dense {got} vs candle {want}"
+            );
+        }
+    }
 }

@@ -10,7 +10,7 @@ use ndarray::{Array2, Axis};
 
 use crate::Result;
 use crate::examples::Examples;
-use crate::loss::{cross_entropy, error_rate};
+use crate::loss::{cross_entropy, cross_entropy_gradient, error_rate, misclassified};
 use crate::optim::{Optimizer, Scalar};
 
 /// What the trainer asks of a path.
@@ -179,15 +179,6 @@ impl<'a, T: Real + Scalar> DenseBackend<'a, T> {
         Some(DenseBackend { mlp, net, shapes })
     }
 
-    fn rows(set: &Examples, idx: &[usize]) -> (Array2<T>, Vec<u32>) {
-        let d = set.shape().iter().product::<usize>();
-        let x = Array2::from_shape_fn((idx.len(), d), |(r, c)| {
-            <T as num_traits::NumCast>::from(set.example(idx[r])[c]).expect("f32 fits")
-        });
-        let labels = set.labels();
-        (x, idx.iter().map(|&i| labels[i]).collect())
-    }
-
     /// The mean cross-entropy of batch `idx` with BN in `mode` and every
     /// parameter's gradient. Train mode also updates the running statistics,
     /// and skips the gradient of a non-finite loss (no step is taken).
@@ -197,7 +188,7 @@ impl<'a, T: Real + Scalar> DenseBackend<'a, T> {
         idx: &[usize],
         mode: BnMode,
     ) -> (f64, Option<gradscope_probe::dense::DenseGrads<T>>) {
-        let (x, y) = Self::rows(set, idx);
+        let (x, y) = set.matrix::<T>(idx);
         self.net.set_mode(mode);
         let fwd = self.net.forward_keeping(x.view(), true);
         if mode == BnMode::Train {
@@ -205,7 +196,7 @@ impl<'a, T: Real + Scalar> DenseBackend<'a, T> {
         }
         let depth = self.net.depth();
         let mut g = self.net.output(&fwd, depth);
-        let losses = softmax_cross_entropy(&mut g, &y);
+        let losses = cross_entropy_gradient(&mut g, &y);
         let loss = losses.iter().sum::<f64>() / losses.len() as f64;
         if mode == BnMode::Train && !loss.is_finite() {
             return (loss, None);
@@ -227,44 +218,11 @@ impl<'a, T: Real + Scalar> DenseBackend<'a, T> {
     }
 }
 
-/// Per-example cross-entropy −log softmax(zᵢ)[yᵢ] (in f64) and its gradient
-/// softmax(zᵢ) − e_{yᵢ} (in place of the logits), both computed stably.
-fn softmax_cross_entropy<T: Real>(logits: &mut Array2<T>, labels: &[u32]) -> Vec<f64> {
-    logits
-        .axis_iter_mut(Axis(0))
-        .zip(labels)
-        .map(|(mut z, &y)| {
-            let max = z.fold(T::neg_infinity(), |a, &b| num_traits::Float::max(a, b));
-            z.mapv_inplace(|v| (v - max).exp());
-            let sum = z.sum();
-            let p_y = z[y as usize] / sum;
-            z.mapv_inplace(|v| v / sum);
-            z[y as usize] -= T::one();
-            -<T as candle_core::WithDType>::to_f64(p_y).ln()
-        })
-        .collect()
-}
-
 /// Cosines from a Gram matrix (NaN where a diagonal entry is zero).
 fn cosines(gram: &Array2<f64>) -> Array2<f64> {
     Array2::from_shape_fn(gram.dim(), |(i, j)| {
         gram[[i, j]] / (gram[[i, i]].sqrt() * gram[[j, j]].sqrt())
     })
-}
-
-fn argmax_wrong<T: Real>(logits: &Array2<T>, labels: &[u32]) -> usize {
-    logits
-        .axis_iter(Axis(0))
-        .zip(labels)
-        .filter(|(z, y)| {
-            let best =
-                z.iter().enumerate().fold(
-                    (0, T::neg_infinity()),
-                    |b, (i, &v)| if v > b.1 { (i, v) } else { b },
-                );
-            best.0 != **y as usize
-        })
-        .count()
 }
 
 impl<T: Real + Scalar> Backend for DenseBackend<'_, T> {
@@ -286,10 +244,10 @@ impl<T: Real + Scalar> Backend for DenseBackend<'_, T> {
         let (mut loss, mut wrong) = (0.0, 0);
         let idx: Vec<usize> = (0..set.len()).collect();
         for chunk in idx.chunks(256) {
-            let (x, y) = Self::rows(set, chunk);
+            let (x, y) = set.matrix::<T>(chunk);
             let mut z = self.logits(&x);
-            wrong += argmax_wrong(&z, &y);
-            loss += softmax_cross_entropy(&mut z, &y).iter().sum::<f64>();
+            wrong += misclassified(&z, &y);
+            loss += cross_entropy_gradient(&mut z, &y).iter().sum::<f64>();
         }
         let n = set.len() as f64;
         Ok((loss / n, wrong as f64 / n))
@@ -332,12 +290,12 @@ impl<T: Real + Scalar> Backend for DenseBackend<'_, T> {
     }
 
     fn example_cosines(&mut self, set: &Examples, idx: &[usize]) -> Result<Array2<f64>> {
-        let (x, y) = Self::rows(set, idx);
+        let (x, y) = set.matrix::<T>(idx);
         self.net.set_mode(BnMode::Eval);
         let fwd = self.net.forward_keeping(x.view(), true);
         let depth = self.net.depth();
         let mut g = self.net.output(&fwd, depth);
-        softmax_cross_entropy(&mut g, &y);
+        cross_entropy_gradient(&mut g, &y);
         // Example i's parameter gradient is linear in row i, so scaling the
         // row leaves the cosines alone; at unit size the f32 products of a
         // well-fitted example (gradients near 1e-20) stay out of the

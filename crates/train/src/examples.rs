@@ -80,6 +80,16 @@ impl Examples {
         &self.x[i * per..(i + 1) * per]
     }
 
+    /// The examples at `idx` flattened, one per row, in the float type `T`,
+    /// and their labels.
+    pub fn matrix<T: num_traits::NumCast>(&self, idx: &[usize]) -> (ndarray::Array2<T>, Vec<u32>) {
+        let d = self.shape.iter().product::<usize>();
+        let x = ndarray::Array2::from_shape_fn((idx.len(), d), |(r, c)| {
+            T::from(self.example(idx[r])[c]).expect("an f32 converts")
+        });
+        (x, idx.iter().map(|&i| self.y[i]).collect())
+    }
+
     /// The examples at `idx` as a (batch, shape…) tensor, and their labels.
     pub fn batch(&self, idx: &[usize], dtype: DType) -> Result<(Tensor, Vec<u32>)> {
         let mut data = Vec::with_capacity(idx.len() * self.x.len() / self.len().max(1));

@@ -17,7 +17,10 @@ mod trainer;
 
 pub use error::{Result, TrainError};
 pub use examples::{Examples, epoch_batches};
-pub use loss::{cross_entropy, cross_entropy_per_example, error_rate, log_softmax};
+pub use loss::{
+    cross_entropy, cross_entropy_gradient, cross_entropy_per_example, error_rate, log_softmax,
+    misclassified,
+};
 pub use optim::{Optimizer, OptimizerParams};
 pub use schedule::{Decay, Schedule};
 pub use trainer::{EpochRecord, GradLog, History, TrainConfig, TrainParams, Trainer};

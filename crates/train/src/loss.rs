@@ -44,6 +44,45 @@ pub fn error_rate(logits: &Tensor, labels: &[u32]) -> Result<f64> {
     Ok(wrong as f64 / labels.len().max(1) as f64)
 }
 
+/// Per-example cross-entropy −log softmax(zᵢ)\[yᵢ\] (in f64) and its gradient
+/// softmax(zᵢ) − e_{yᵢ} (in place of the logits), both computed stably.
+pub fn cross_entropy_gradient<T: num_traits::Float + candle_core::WithDType>(
+    logits: &mut ndarray::Array2<T>,
+    labels: &[u32],
+) -> Vec<f64> {
+    logits
+        .axis_iter_mut(ndarray::Axis(0))
+        .zip(labels)
+        .map(|(mut z, &y)| {
+            let max = z.fold(T::neg_infinity(), |a, &b| num_traits::Float::max(a, b));
+            z.mapv_inplace(|v| (v - max).exp());
+            let sum = z.sum();
+            let p_y = z[y as usize] / sum;
+            z.mapv_inplace(|v| v / sum);
+            z[y as usize] -= T::one();
+            -<T as candle_core::WithDType>::to_f64(p_y).ln()
+        })
+        .collect()
+}
+
+/// How many rows of `logits` (batch, classes) have their first arg-max
+/// elsewhere than their label (as [`error_rate`], on a plain matrix).
+pub fn misclassified<T: num_traits::Float>(logits: &ndarray::Array2<T>, labels: &[u32]) -> usize {
+    logits
+        .rows()
+        .into_iter()
+        .zip(labels)
+        .filter(|(z, y)| {
+            let best =
+                z.iter().enumerate().fold(
+                    (0, T::neg_infinity()),
+                    |b, (i, &v)| if v > b.1 { (i, v) } else { b },
+                );
+            best.0 != **y as usize
+        })
+        .count()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

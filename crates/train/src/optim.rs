@@ -289,17 +289,20 @@ impl Optimizer {
                     // v starts at the first gradient (PyTorch): v = 0·μ + g.
                     T::slots(&mut self.state).insert(key.clone(), vec![T::zero(); w.len()]);
                 }
-                let mut v = T::slots(&mut self.state).get_mut(&key);
-                for (i, (w, &g)) in w.iter_mut().zip(g).enumerate() {
-                    let g = if weight_decay > 0.0 { g + *w * wd } else { g };
-                    let dir = match v.as_deref_mut() {
-                        Some(v) => {
-                            v[i] = v[i] * mu + g;
-                            if nesterov { g + v[i] * mu } else { v[i] }
+                let decayed = |w: T, g: T| if weight_decay > 0.0 { g + w * wd } else { g };
+                match T::slots(&mut self.state).get_mut(&key) {
+                    Some(v) => {
+                        for ((w, &g), v) in w.iter_mut().zip(g).zip(v.iter_mut()) {
+                            let g = decayed(*w, g);
+                            *v = *v * mu + g;
+                            *w -= if nesterov { g + *v * mu } else { *v } * lr;
                         }
-                        None => g,
-                    };
-                    *w -= dir * lr;
+                    }
+                    None => {
+                        for (w, &g) in w.iter_mut().zip(g) {
+                            *w -= decayed(*w, g) * lr;
+                        }
+                    }
                 }
             }
             OptimizerParams::Adam {
