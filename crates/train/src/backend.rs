@@ -6,6 +6,7 @@
 use candle_core::{DType, Device, Tensor, Var};
 use gradscope_nets::{BnMode, Mlp, Model};
 use gradscope_probe::dense::{DenseMlp, Real, Want};
+use gradscope_stats::cosine_from_gram;
 use ndarray::{Array2, Axis};
 
 use crate::Result;
@@ -151,9 +152,10 @@ impl Backend for CandleBackend<'_> {
             })
             .collect::<Result<Vec<_>>>()?;
         let m = grads.len();
-        Ok(cosines(&Array2::from_shape_fn((m, m), |(i, j)| {
+        let gram = Array2::from_shape_fn((m, m), |(i, j)| {
             grads[i].iter().zip(&grads[j]).map(|(a, b)| a * b).sum()
-        })))
+        });
+        Ok(cosine_from_gram(gram.view())?)
     }
 
     fn sync(&mut self) -> Result<()> {
@@ -216,13 +218,6 @@ impl<'a, T: Real + Scalar> DenseBackend<'a, T> {
         let fwd = self.net.forward(x.view());
         self.net.output(&fwd, self.net.depth())
     }
-}
-
-/// Cosines from a Gram matrix (NaN where a diagonal entry is zero).
-fn cosines(gram: &Array2<f64>) -> Array2<f64> {
-    Array2::from_shape_fn(gram.dim(), |(i, j)| {
-        gram[[i, j]] / (gram[[i, i]].sqrt() * gram[[j, j]].sqrt())
-    })
 }
 
 impl<T: Real + Scalar> Backend for DenseBackend<'_, T> {
@@ -315,10 +310,11 @@ impl<T: Real + Scalar> Backend for DenseBackend<'_, T> {
                 ..Want::default()
             },
         );
-        Ok(cosines(&grads.gram.into_iter().fold(
-            Array2::zeros((idx.len(), idx.len())),
-            |acc, (_, m)| acc + m,
-        )))
+        let gram = grads
+            .gram
+            .into_iter()
+            .fold(Array2::zeros((idx.len(), idx.len())), |acc, (_, m)| acc + m);
+        Ok(cosine_from_gram(gram.view())?)
     }
 
     fn sync(&mut self) -> Result<()> {

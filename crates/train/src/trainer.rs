@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::{Device, Var};
 use gradscope_nets::{Model, derive_seed, fs::write_atomic, load_safetensors, to_safetensors};
-use gradscope_stats::{Band, adjacent_correlation, power_spectrum, spectral_slope};
+use gradscope_stats::{
+    Band, adjacent_correlation, mean_off_diagonal, power_spectrum, spectral_slope,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, backend_for};
@@ -387,21 +389,7 @@ impl Trainer<'_> {
             return Ok(f64::NAN);
         }
         let cos = be.example_cosines(self.train, &batch[..m])?;
-        let (mut sum, mut count) = (0.0, 0);
-        for i in 0..m {
-            for j in i + 1..m {
-                let c = cos[[i, j]];
-                if c.is_finite() {
-                    sum += c;
-                    count += 1;
-                }
-            }
-        }
-        Ok(if count > 0 {
-            sum / count as f64
-        } else {
-            f64::NAN
-        })
+        Ok(mean_off_diagonal(cos.view())?)
     }
 
     fn save(&self, dir: &Path, epoch: usize, opt: &Optimizer, history: &History) -> Result<()> {
