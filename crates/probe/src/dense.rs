@@ -1,5 +1,5 @@
 //! A dense fast path for MLPs: the same net as plain matrices (ndarray +
-//! matrixmultiply), with a forward pass that keeps what the backward needs,
+//! the gemm kernels candle uses), with a forward pass that keeps what the backward needs,
 //! reverse-mode gradients from *any* depth (hidden states, input, and on
 //! request parameters and per-example Gram matrices), and a forward-mode
 //! (tangent) pass that gives df_L/dx for every depth L at once.
@@ -19,7 +19,7 @@
 
 use candle_core::Tensor;
 use gradscope_nets::{Activation, BN_MOMENTUM, Block, BnMode, Layer, Mlp, Sequential};
-use ndarray::{Array1, Array2, ArrayView2, Axis, Zip};
+use ndarray::{Array1, Array2, ArrayView2, Axis, CowArray, Ix2, Zip};
 use num_traits::{Float, FromPrimitive, ToPrimitive};
 
 use crate::{ProbeError, Result};
@@ -90,6 +90,10 @@ enum Saved<T> {
     },
     /// The op's output y = φ(z): φ'(z) follows from y for every activation here.
     Act { post: Array2<T> },
+    /// For ReLU, once the next op has read y: where y > 0 (φ' = 1 there,
+    /// 0 elsewhere). A quarter of the bytes of y (f32), so the backward
+    /// pass reads less and y can be freed or handed to the next op.
+    Relu { positive: Array2<u8> },
 }
 
 /// The forward pass of the deepest net, kept for backward passes from any depth.
@@ -386,23 +390,23 @@ impl<T: Real> DenseMlp<T> {
     pub fn forward_keeping(&self, x: ArrayView2<T>, inputs: bool) -> DenseForward<T> {
         let mut stem = Vec::new();
         let mode = self.mode;
-        let mut h = run_ops(&self.stem, x.to_owned(), &mut stem, inputs, mode);
+        let mut h = run_ops(&self.stem, Cur::In(x), &mut stem, inputs, mode);
         let mut hidden = Vec::with_capacity(self.blocks.len() + 1);
         let mut blocks = Vec::with_capacity(self.blocks.len());
-        hidden.push(h.clone());
         for unit in &self.blocks {
             let mut s = Vec::new();
-            h = match unit {
-                Unit::Plain(ops) => run_ops(ops, h, &mut s, inputs, mode),
+            let next = match unit {
+                Unit::Plain(ops) => run_ops(ops, Cur::In(h.view()), &mut s, inputs, mode),
                 Unit::Residual { branch, alpha } => {
-                    let f = run_ops(branch, h.clone(), &mut s, inputs, mode);
-                    h.scaled_add(*alpha, &f);
-                    h
+                    let f = run_ops(branch, Cur::In(h.view()), &mut s, inputs, mode);
+                    add_skip(f, &h, *alpha)
                 }
             };
-            hidden.push(h.clone());
+            // h_l is kept as it is (moved, not copied): the block only read it.
+            hidden.push(std::mem::replace(&mut h, next));
             blocks.push(s);
         }
+        hidden.push(h);
         DenseForward {
             hidden,
             stem,
@@ -421,18 +425,17 @@ impl<T: Real> DenseMlp<T> {
         deleted: &[bool],
     ) -> Array2<T> {
         let mode = self.mode;
-        let mut h = run_ops(&self.stem, x.to_owned(), &mut Vec::new(), false, mode);
+        let mut h = run_ops(&self.stem, Cur::In(x), &mut Vec::new(), false, mode);
         for &b in order.iter().filter(|&&b| !deleted[b]) {
             h = match &self.blocks[b] {
-                Unit::Plain(ops) => run_ops(ops, h, &mut Vec::new(), false, mode),
+                Unit::Plain(ops) => run_ops(ops, Cur::Own(h), &mut Vec::new(), false, mode),
                 Unit::Residual { branch, alpha } => {
-                    let f = run_ops(branch, h.clone(), &mut Vec::new(), false, mode);
-                    h.scaled_add(*alpha, &f);
-                    h
+                    let f = run_ops(branch, Cur::In(h.view()), &mut Vec::new(), false, mode);
+                    add_skip(f, &h, *alpha)
                 }
             };
         }
-        run_ops(&self.head, h, &mut Vec::new(), false, mode)
+        run_ops(&self.head, Cur::Own(h), &mut Vec::new(), false, mode)
     }
 
     /// ∂L/∂x along one path of the unravelled residual net (Veit et al.
@@ -459,7 +462,7 @@ impl<T: Real> DenseMlp<T> {
             gram: Vec::new(),
         };
         let head_saved = vec![Saved::Linear { input: None }];
-        let mut g = back_ops(&self.head, &head_saved, out_grad.to_owned(), &mut sink);
+        let mut g = back_ops(&self.head, &head_saved, out_grad, &mut sink);
         for (l, unit) in self.blocks.iter().enumerate().rev() {
             let Unit::Residual { branch, alpha } = unit else {
                 return Err(unsupported("path gradients of a net with plain blocks"));
@@ -476,7 +479,7 @@ impl<T: Real> DenseMlp<T> {
     pub fn output(&self, fwd: &DenseForward<T>, depth: usize) -> Array2<T> {
         run_ops(
             &self.head,
-            fwd.hidden[depth].clone(),
+            Cur::In(fwd.hidden[depth].view()),
             &mut Vec::new(),
             false,
             self.mode,
@@ -542,9 +545,9 @@ impl<T: Real> DenseMlp<T> {
                 Unit::Plain(ops) => back_ops(ops, &fwd.blocks[l], g, &mut sink),
                 Unit::Residual { branch, alpha } => {
                     let scaled = if *alpha == T::one() {
-                        g.clone()
+                        CowArray::from(g.view())
                     } else {
-                        g.mapv(|v| v * *alpha)
+                        CowArray::from(g.mapv(|v| v * *alpha))
                     };
                     let mut through = back_ops(branch, &fwd.blocks[l], scaled, &mut sink);
                     through += &g;
@@ -753,6 +756,11 @@ fn norm_scale<T: Real>(
     (scale, shift, mean, var)
 }
 
+/// A row-major array's elements.
+fn row_major<U>(x: &Array2<U>) -> &[U] {
+    x.as_slice().expect("row-major")
+}
+
 /// The rows of a row-major array as slices.
 fn rows<T: Real>(x: &Array2<T>) -> std::slice::ChunksExact<'_, T> {
     let w = x.ncols().max(1);
@@ -761,39 +769,66 @@ fn rows<T: Real>(x: &Array2<T>) -> std::slice::ChunksExact<'_, T> {
 
 /// Run `f` on row blocks of `x` (and the matching rows of `y`), split
 /// between the product threads when there are several.
-fn par_rows<T: Real>(
+fn par_rows<T: Real, U: Sync>(
     x: &mut Array2<T>,
-    y: Option<&Array2<T>>,
-    f: impl Fn(&mut [T], Option<&[T]>, usize) + Sync,
+    y: Option<&[U]>,
+    f: impl Fn(&mut [T], Option<&[U]>, usize) + Sync,
 ) {
     let w = x.ncols().max(1);
     let threads = gemm_threads();
     let xs = x.as_slice_mut().expect("row-major");
-    let ys = y.map(|y| y.as_slice().expect("row-major"));
     if threads > 1 && xs.len() >= 16_384 {
         let rows_per = (xs.len() / w).div_ceil(threads);
         rayon::scope(|s| {
             for (i, xc) in xs.chunks_mut(rows_per * w).enumerate() {
-                let yc = ys.map(|y| &y[i * rows_per * w..i * rows_per * w + xc.len()]);
+                let yc = y.map(|y| &y[i * rows_per * w..i * rows_per * w + xc.len()]);
                 let f = &f;
                 s.spawn(move |_| f(xc, yc, w));
             }
         });
     } else {
-        f(xs, ys, w);
+        f(xs, y, w);
     }
 }
 
 /// y = x·scale + shift per feature, in place.
 fn apply_affine<T: Real>(h: &mut Array2<T>, scale: &Array1<T>, shift: &Array1<T>) {
+    map_affine(h, scale, shift, |v| v);
+}
+
+/// y = φ(x·scale + shift) per feature (φ = identity when `None`), in place.
+fn apply_affine_act<T: Real>(
+    a: Option<Activation>,
+    h: &mut Array2<T>,
+    scale: &Array1<T>,
+    shift: &Array1<T>,
+) {
+    // `move`: a captured reference could alias the row and stop vectorisation.
+    let (zero, one) = (T::zero(), T::one());
+    match a {
+        Some(Activation::Relu) => map_affine(h, scale, shift, move |v| Float::max(v, zero)),
+        Some(Activation::Tanh) => map_affine(h, scale, shift, |v| v.tanh()),
+        Some(Activation::Sigmoid) => map_affine(h, scale, shift, move |v| one / (one + (-v).exp())),
+        _ => map_affine(h, scale, shift, |v| v),
+    }
+}
+
+/// y = f(x·scale + shift) per feature, in place; generic in f so that each
+/// activation gets its own vectorised loop.
+fn map_affine<T: Real>(
+    h: &mut Array2<T>,
+    scale: &Array1<T>,
+    shift: &Array1<T>,
+    f: impl Fn(T) -> T + Sync,
+) {
     let (s, b) = (
         scale.as_slice().expect("contiguous"),
         shift.as_slice().expect("contiguous"),
     );
-    par_rows(h, None, |xs, _, w| {
+    par_rows(h, None::<&[T]>, |xs, _, w| {
         for row in xs.chunks_exact_mut(w) {
             for ((v, &s), &b) in row.iter_mut().zip(s).zip(b) {
-                *v = *v * s + b;
+                *v = f(*v * s + b);
             }
         }
     });
@@ -802,7 +837,7 @@ fn apply_affine<T: Real>(h: &mut Array2<T>, scale: &Array1<T>, shift: &Array1<T>
 /// x ← x·scale per feature, in place.
 fn scale_rows<T: Real>(h: &mut Array2<T>, scale: &Array1<T>) {
     let s = scale.as_slice().expect("contiguous");
-    par_rows(h, None, |xs, _, w| {
+    par_rows(h, None::<&[T]>, |xs, _, w| {
         for row in xs.chunks_exact_mut(w) {
             for (v, &s) in row.iter_mut().zip(s) {
                 *v *= s;
@@ -814,7 +849,7 @@ fn scale_rows<T: Real>(h: &mut Array2<T>, scale: &Array1<T>) {
 /// φ applied in place; one loop per activation so each vectorises.
 fn apply_act<T: Real>(a: Activation, h: &mut Array2<T>) {
     let one = T::one();
-    par_rows(h, None, |v, _, _| match a {
+    par_rows(h, None::<&[T]>, |v, _, _| match a {
         Activation::Relu => v.iter_mut().for_each(|z| *z = Float::max(*z, T::zero())),
         Activation::Tanh => v.iter_mut().for_each(|z| *z = z.tanh()),
         Activation::Sigmoid => v.iter_mut().for_each(|z| *z = one / (one + (-*z).exp())),
@@ -822,39 +857,134 @@ fn apply_act<T: Real>(a: Activation, h: &mut Array2<T>) {
     });
 }
 
-/// g ← g ⊙ φ'(z), with φ'(z) read from the output y = φ(z) (for ReLU, z > 0
+/// g ← g ⊙ φ'(z) (⊙ s per feature when a BN's γ/σ is given, the BN
+/// before φ), with φ'(z) read from the output y = φ(z) (for ReLU, z > 0
 /// exactly when y > 0).
-fn mul_act_slope<T: Real>(a: Activation, g: &mut Array2<T>, y: &Array2<T>) {
+fn mul_act_slope<T: Real>(a: Activation, g: &mut Array2<T>, y: &Array2<T>, s: Option<&Array1<T>>) {
+    // `move`: a captured reference could alias the row and stop vectorisation.
     let (zero, one) = (T::zero(), T::one());
-    par_rows(g, Some(y), |g, y, _| {
-        let y = y.expect("paired rows");
-        match a {
-            Activation::Relu => g
-                .iter_mut()
-                .zip(y)
-                .for_each(|(g, &y)| *g = if y > zero { *g } else { zero }),
-            Activation::Tanh => g.iter_mut().zip(y).for_each(|(g, &y)| *g *= one - y * y),
-            Activation::Sigmoid => g.iter_mut().zip(y).for_each(|(g, &y)| *g *= y * (one - y)),
-            _ => {}
+    match a {
+        Activation::Relu => map_slope(g, y, s, move |g, y| if y > zero { g } else { zero }),
+        Activation::Tanh => map_slope(g, y, s, move |g, y| g * (one - y * y)),
+        Activation::Sigmoid => map_slope(g, y, s, move |g, y| g * (y * (one - y))),
+        _ => map_slope(g, y, s, |g, _| g),
+    }
+}
+
+/// g ← g ⊙ 1[y > 0] (⊙ s per feature when a BN's γ/σ is given), from
+/// where the ReLU output y was positive.
+fn mul_relu_slope<T: Real>(g: &mut Array2<T>, positive: &Array2<u8>, s: Option<&Array1<T>>) {
+    // A product with the 0/1 mask, not a branch: it vectorises (a branch on
+    // the random signs does not), and NaN/∞ propagate as in candle's backward.
+    map_slope(g, positive, s, |g, p| {
+        g * <T as candle_core::WithDType>::from_f64(f64::from(p))
+    });
+}
+
+/// g ← f(g, y) (· s per feature), row by row; generic in f so that each
+/// activation gets its own vectorised loop.
+fn map_slope<T: Real, U: Copy + Sync>(
+    g: &mut Array2<T>,
+    y: &Array2<U>,
+    s: Option<&Array1<T>>,
+    f: impl Fn(T, U) -> T + Sync,
+) {
+    let s = s.map(|s| s.as_slice().expect("contiguous"));
+    par_rows(g, Some(row_major(y)), |gs, ys, w| {
+        let ys = ys.expect("paired rows");
+        for (gr, yr) in gs.chunks_exact_mut(w).zip(ys.chunks_exact(w)) {
+            match s {
+                Some(s) => {
+                    for ((g, &y), &s) in gr.iter_mut().zip(yr).zip(s) {
+                        *g = f(*g, y) * s;
+                    }
+                }
+                None => {
+                    for (g, &y) in gr.iter_mut().zip(yr) {
+                        *g = f(*g, y);
+                    }
+                }
+            }
         }
     });
 }
 
+/// The array flowing through a chain of ops in the forward pass: the
+/// caller's (read, copied only when an op works in place), one of our own,
+/// or the output of the activation saved last (read where it is kept).
+enum Cur<'a, T> {
+    In(ArrayView2<'a, T>),
+    Own(Array2<T>),
+    Saved,
+}
+
+impl<T: Real> Cur<'_, T> {
+    fn view<'s>(&'s self, saved: &'s [Saved<T>]) -> ArrayView2<'s, T> {
+        match self {
+            Cur::In(v) => v.view(),
+            Cur::Own(a) => a.view(),
+            Cur::Saved => saved_post(saved).view(),
+        }
+    }
+
+    /// A row-major array of our own (the elementwise loops rely on that layout).
+    fn into_owned(self, saved: &[Saved<T>]) -> Array2<T> {
+        match self {
+            Cur::In(v) => v.as_standard_layout().into_owned(),
+            Cur::Own(a) => a,
+            Cur::Saved => saved_post(saved).clone(),
+        }
+    }
+}
+
+fn saved_post<T>(saved: &[Saved<T>]) -> &Array2<T> {
+    match saved.last() {
+        Some(Saved::Act { post }) => post,
+        _ => unreachable!("an activation was saved last"),
+    }
+}
+
+/// Replaces the ReLU output saved last by where it is positive, and
+/// returns the output itself when `keep` (the next op's saved input).
+fn keep_relu_mask<T: Real>(saved: &mut Vec<Saved<T>>, keep: bool) -> Option<Array2<T>> {
+    let Some(Saved::Act { post }) = saved.pop() else {
+        unreachable!("an activation was saved last")
+    };
+    let zero = T::zero();
+    saved.push(Saved::Relu {
+        positive: post.mapv(move |v| u8::from(v > zero)),
+    });
+    keep.then_some(post)
+}
+
+/// h + α·f, written over f.
+fn add_skip<T: Real>(mut f: Array2<T>, h: &Array2<T>, alpha: T) -> Array2<T> {
+    Zip::from(&mut f)
+        .and(h)
+        .for_each(|f, &h| *f = h + alpha * *f);
+    f
+}
+
 fn run_ops<T: Real>(
     ops: &[Op<T>],
-    mut h: Array2<T>,
+    x: Cur<'_, T>,
     saved: &mut Vec<Saved<T>>,
     inputs: bool,
     mode: BnMode,
 ) -> Array2<T> {
-    for op in ops {
-        match op {
+    let mut cur = x;
+    let mut i = 0;
+    while i < ops.len() {
+        match &ops[i] {
             Op::Linear { w, b, .. } => {
-                let y = affine(h.view(), w, b.as_ref());
-                saved.push(Saved::Linear {
-                    input: inputs.then_some(h),
-                });
-                h = y;
+                let y = affine(cur.view(saved), w, b.as_ref());
+                let relu_before = i > 0 && matches!(ops[i - 1], Op::Act(Activation::Relu));
+                let input = match cur {
+                    Cur::Saved if relu_before => keep_relu_mask(saved, inputs),
+                    cur => inputs.then(|| cur.into_owned(saved)),
+                };
+                saved.push(Saved::Linear { input });
+                cur = Cur::Own(y);
             }
             Op::Norm {
                 gamma,
@@ -863,6 +993,7 @@ fn run_ops<T: Real>(
                 eps,
                 ..
             } => {
+                let mut h = cur.into_owned(saved);
                 let stats = (mode == BnMode::Eval).then_some(running);
                 let (scale, shift, mean, var) = norm_scale(&h, gamma, beta, stats, *eps);
                 // x̂ = (x − μ)/σ, kept for γ's gradient and the coupled backward.
@@ -875,28 +1006,48 @@ fn run_ops<T: Real>(
                     apply_affine(&mut xh, &inv, &neg);
                     xh
                 });
-                apply_affine(&mut h, &scale, &shift);
                 let batch = (mode == BnMode::Train).then_some((mean, var));
+                // BN followed by φ: one pass over h for both.
+                let act = match ops.get(i + 1) {
+                    Some(Op::Act(a)) => Some(*a),
+                    _ => None,
+                };
+                apply_affine_act(act, &mut h, &scale, &shift);
                 saved.push(Saved::Norm { scale, xhat, batch });
+                if act.is_some() {
+                    saved.push(Saved::Act { post: h });
+                    cur = Cur::Saved;
+                    i += 1;
+                } else {
+                    cur = Cur::Own(h);
+                }
             }
             Op::Act(a) => {
+                let mut h = cur.into_owned(saved);
                 apply_act(*a, &mut h);
-                saved.push(Saved::Act { post: h.clone() });
+                saved.push(Saved::Act { post: h });
+                cur = Cur::Saved;
             }
         }
+        i += 1;
     }
-    h
+    cur.into_owned(saved)
 }
 
-fn back_ops<T: Real>(
+/// The backward pass through a chain of ops from ∂L/∂output = `g` (read in
+/// place when borrowed, copied only when an op works in place).
+fn back_ops<'a, T: Real>(
     ops: &[Op<T>],
     saved: &[Saved<T>],
-    mut g: Array2<T>,
+    g: impl Into<CowArray<'a, T, Ix2>>,
     sink: &mut Sink<T>,
 ) -> Array2<T> {
     let coupled = coupled(sink.mode);
-    for (op, s) in ops.iter().zip(saved).rev() {
-        match (op, s) {
+    let mut g: CowArray<'a, T, Ix2> = g.into();
+    let mut i = ops.len();
+    while i > 0 {
+        i -= 1;
+        match (&ops[i], &saved[i]) {
             (Op::Linear { name, w, b }, Saved::Linear { input }) => {
                 let mut next = None;
                 if let Some(a) = input {
@@ -931,10 +1082,10 @@ fn back_ops<T: Real>(
                         sink.gram.push((name.clone(), (aa + bias) * dd));
                     }
                 }
-                g = match next {
+                g = CowArray::from(match next {
                     Some(dx) => dx,
                     None => matmul(g.view(), w.view()),
-                };
+                });
             }
             (Op::Norm { name, .. }, Saved::Norm { scale, xhat, .. }) => {
                 if let Some(xh) = xhat
@@ -955,16 +1106,38 @@ fn back_ops<T: Real>(
                         ));
                     }
                 }
+                let mut g_own = g.into_owned();
                 match xhat {
-                    Some(xh) if coupled => batch_norm_backward(&mut g, xh, scale),
-                    _ => scale_rows(&mut g, scale),
+                    Some(xh) if coupled => batch_norm_backward(&mut g_own, xh, scale),
+                    _ => scale_rows(&mut g_own, scale),
                 }
+                g = CowArray::from(g_own);
             }
-            (Op::Act(a), Saved::Act { post }) => mul_act_slope(*a, &mut g, post),
+            (Op::Act(a), slope @ (Saved::Act { .. } | Saved::Relu { .. })) => {
+                // φ after a BN that only rescales (x̂ unused): one pass for both.
+                let bn_scale = match i.checked_sub(1).map(|j| (&ops[j], &saved[j])) {
+                    Some((Op::Norm { .. }, Saved::Norm { scale, xhat, .. }))
+                        if xhat.is_none() || !(coupled || sink.want.params || sink.want.gram) =>
+                    {
+                        Some(scale)
+                    }
+                    _ => None,
+                };
+                let mut g_own = g.into_owned();
+                match slope {
+                    Saved::Relu { positive } => mul_relu_slope(&mut g_own, positive, bn_scale),
+                    Saved::Act { post } => mul_act_slope(*a, &mut g_own, post, bn_scale),
+                    _ => unreachable!("matched above"),
+                }
+                if bn_scale.is_some() {
+                    i -= 1;
+                }
+                g = CowArray::from(g_own);
+            }
             _ => unreachable!("saved entries follow the ops"),
         }
     }
-    g
+    g.into_owned()
 }
 
 fn tangent_ops<T: Real>(
@@ -993,7 +1166,7 @@ fn tangent_ops<T: Real>(
             }
             Op::Act(a) => {
                 apply_act(*a, &mut h);
-                mul_act_slope(*a, &mut t, &h);
+                mul_act_slope(*a, &mut t, &h, None);
             }
         }
     }
@@ -1016,7 +1189,7 @@ fn batch_norm_backward<T: Real>(g: &mut Array2<T>, xhat: &Array2<T>, scale: &Arr
     }
     mg.iter_mut().chain(&mut mgx).for_each(|v| *v /= nt);
     let s = scale.as_slice().expect("contiguous");
-    par_rows(g, Some(xhat), |gs, xs, w| {
+    par_rows(g, Some(row_major(xhat)), |gs, xs, w| {
         let xs = xs.expect("paired rows");
         for (gr, xr) in gs.chunks_exact_mut(w).zip(xs.chunks_exact(w)) {
             for ((((gv, &xv), &s), &a), &b) in gr.iter_mut().zip(xr).zip(s).zip(&mg).zip(&mgx) {
@@ -1028,15 +1201,22 @@ fn batch_norm_backward<T: Real>(g: &mut Array2<T>, xhat: &Array2<T>, scale: &Arr
 
 /// ‖a‖_F, accumulated in f64.
 pub fn frobenius_dense<T: Real>(a: &Array2<T>) -> f64 {
+    let sq = |x: &T| ToPrimitive::to_f64(x).unwrap_or(f64::NAN).powi(2);
     let sum: f64 = match a.as_slice() {
-        Some(v) => v
-            .iter()
-            .map(|x| ToPrimitive::to_f64(x).unwrap_or(f64::NAN).powi(2))
-            .sum(),
-        None => a
-            .iter()
-            .map(|x| ToPrimitive::to_f64(x).unwrap_or(f64::NAN).powi(2))
-            .sum(),
+        // Eight running sums: one sum is a chain of dependent additions,
+        // eight vectorise (this runs once per layer in every backward pass).
+        Some(v) => {
+            let mut acc = [0.0f64; 8];
+            let chunks = v.chunks_exact(8);
+            let tail: f64 = chunks.remainder().iter().map(sq).sum();
+            for c in chunks {
+                for (s, x) in acc.iter_mut().zip(c) {
+                    *s += sq(x);
+                }
+            }
+            acc.iter().sum::<f64>() + tail
+        }
+        None => a.iter().map(sq).sum(),
     };
     sum.sqrt()
 }
