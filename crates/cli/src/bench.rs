@@ -138,12 +138,11 @@ pub fn bench_command(quiet: &bool, a: BenchArgs) -> Result<()> {
                     format!(
                         "{} / {}",
                         if first {
-                            format!("{:.0}", ours.peak_rss_mib)
+                            mib(ours.peak_rss_mib)
                         } else {
                             String::new()
                         },
-                        peer.as_ref()
-                            .map_or("—".into(), |p| format!("{:.0}", p.peak_rss_mib))
+                        peer.as_ref().map_or("—".into(), |p| mib(p.peak_rss_mib))
                     ),
                 );
             }
@@ -188,15 +187,18 @@ fn time_reproduce(
     .into_iter()
     .chain(studies.map(|s| format!("--studies={s}")))
     .collect::<Vec<_>>();
-    let mut times = Vec::new();
+    let log = tmp.with_extension("stderr");
+    let (mut times, mut peak) = (Vec::new(), f64::NAN);
     for _ in 0..runs.max(1) {
         let _ = std::fs::remove_dir_all(&tmp);
         let t = std::time::Instant::now();
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        child(exe, 1, &refs)?;
+        let rss = child_peak_rss(exe, 1, &refs, &log)?;
         times.push(t.elapsed().as_secs_f64());
+        peak = peak.max(rss);
     }
     let _ = std::fs::remove_dir_all(&tmp);
+    let _ = std::fs::remove_file(&log);
     times.sort_by(f64::total_cmp);
     Ok(Timing {
         workload: workload.into(),
@@ -205,9 +207,18 @@ fn time_reproduce(
         median_s: times[times.len() / 2],
         min_s: times[0],
         max_s: times[times.len() - 1],
-        peak_rss_mib: f64::NAN,
+        peak_rss_mib: peak,
         flops: None,
     })
+}
+
+/// A peak RSS in whole MiB, or a dash when it was not measured.
+fn mib(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.0}")
+    } else {
+        "—".into()
+    }
 }
 
 fn span(t: &Timing) -> String {
@@ -239,6 +250,55 @@ fn child(exe: &Path, threads: usize, args: &[&str]) -> Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Runs `exe args` to completion (stderr into `log`, read back on failure)
+/// and returns its peak resident set size in MiB: the child's own
+/// `ru_maxrss` from `wait4`, so the figure is of that process alone.
+#[cfg(target_os = "linux")]
+fn child_peak_rss(exe: &Path, threads: usize, args: &[&str], log: &Path) -> Result<f64> {
+    let t = threads.to_string();
+    let err = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    let child = Command::new(exe)
+        .args(args)
+        .env("RAYON_NUM_THREADS", &t)
+        .env("CANDLE_NUM_THREADS", &t)
+        .env("MATMUL_NUM_THREADS", &t)
+        .stdout(std::process::Stdio::null())
+        .stderr(err)
+        .spawn()
+        .with_context(|| format!("running {}", exe.display()))?;
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: rusage is plain data, valid when zeroed.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: `pid` is our child, not waited for by anyone else; status
+        // and usage point to live locals.
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if r == pid {
+            break;
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            bail!("waiting for {}: {e}", exe.display());
+        }
+    }
+    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+        bail!(
+            "{}: {}",
+            args.join(" "),
+            std::fs::read_to_string(log).unwrap_or_default().trim()
+        );
+    }
+    // ru_maxrss is in KiB on Linux.
+    Ok(usage.ru_maxrss as f64 / 1024.0)
+}
+
+/// Elsewhere: runs the child and reports no peak RSS.
+#[cfg(not(target_os = "linux"))]
+fn child_peak_rss(exe: &Path, threads: usize, args: &[&str], _log: &Path) -> Result<f64> {
+    child(exe, threads, args).map(|_| f64::NAN)
 }
 
 fn peer_run(
@@ -274,4 +334,35 @@ fn peer_run(
     }
     serde_json::from_slice(&out.stdout)
         .with_context(|| format!("reading the peer's timing of {workload}"))
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::child_peak_rss;
+
+    const CHILD: &str = "bench::tests::holds_64_mib_when_run_alone";
+
+    /// Run by itself (its name given as the filter), touches 64 MiB: the
+    /// child of the test below.
+    #[test]
+    fn holds_64_mib_when_run_alone() {
+        if std::env::args().any(|a| a == CHILD) {
+            let v = vec![1u8; 64 << 20];
+            assert_eq!(std::hint::black_box(&v)[v.len() - 1], 1);
+        }
+    }
+
+    #[test]
+    fn peak_rss_is_the_childs_own_and_a_failure_says_why() {
+        let exe = std::env::current_exe().unwrap();
+        let log = std::env::temp_dir().join(format!("gradscope-rss-{}.log", std::process::id()));
+        let held = child_peak_rss(&exe, 1, &[CHILD, "--exact"], &log).unwrap();
+        // 64 MiB touched, plus the test binary itself (a few MiB).
+        assert!((64.0..160.0).contains(&held), "child peak {held} MiB");
+        let idle = child_peak_rss(&exe, 1, &["no_test_has_this_name"], &log).unwrap();
+        assert!(idle < held - 48.0, "idle child {idle} MiB vs {held}");
+        let err = child_peak_rss(&exe, 1, &["--no-such-flag"], &log).unwrap_err();
+        assert!(err.to_string().contains("no-such-flag"), "{err}");
+        std::fs::remove_file(&log).unwrap();
+    }
 }

@@ -275,25 +275,27 @@ fn dense_captures<T: crate::dense::Real>(
     x: ArrayView2<T>,
     depths: &[usize],
 ) -> Vec<Capture> {
-    use crate::dense::frobenius_dense;
+    use crate::dense::{Want, frobenius_dense};
     let fwd = net.forward(x);
     let as_f64 = |a: &Array2<T>| a.mapv(|v| ToPrimitive::to_f64(&v).unwrap_or(f64::NAN));
     depths
         .iter()
         .map(|&depth| {
-            let (grads, dx) = net.backward(&fwd, depth);
+            // The norms only: the gradients themselves are not kept.
+            let grads = net.backward_with(&fwd, depth, None, Want::default());
             let layers: Vec<LayerStat> = grads
+                .hidden_norms
                 .iter()
                 .enumerate()
-                .map(|(l, g)| LayerStat {
+                .map(|(l, &grad_norm)| LayerStat {
                     name: hidden_name(l),
                     activation_norm: frobenius_dense(&fwd.hidden[l]),
-                    grad_norm: frobenius_dense(g),
+                    grad_norm,
                 })
                 .collect();
             Capture {
                 output: as_f64(&net.output(&fwd, depth)),
-                input_grads: as_f64(&dx),
+                input_grads: as_f64(&grads.input),
                 faults: find_faults(&layers),
                 layers,
                 layer_grads: None,

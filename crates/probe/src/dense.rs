@@ -1031,7 +1031,13 @@ fn run_ops<T: Real>(
         }
         i += 1;
     }
-    cur.into_owned(saved)
+    match cur {
+        // A chain ending in ReLU hands its output on and keeps the mask.
+        Cur::Saved if matches!(ops.last(), Some(Op::Act(Activation::Relu))) => {
+            keep_relu_mask(saved, true).expect("kept when asked")
+        }
+        cur => cur.into_owned(saved),
+    }
 }
 
 /// The backward pass through a chain of ops from ∂L/∂output = `g` (read in
