@@ -90,9 +90,10 @@ enum Saved<T> {
     },
     /// The op's output y = φ(z): φ'(z) follows from y for every activation here.
     Act { post: Array2<T> },
-    /// For ReLU, once the next op has read y: where y > 0 (φ' = 1 there,
-    /// 0 elsewhere). A quarter of the bytes of y (f32), so the backward
-    /// pass reads less and y can be freed or handed to the next op.
+    /// For ReLU, once the next op has read y: φ' as a byte, 1 where y > 0
+    /// and 0 elsewhere. A quarter of the bytes of y in f32 (an eighth in
+    /// f64), so the backward pass reads less and y is freed or kept as the
+    /// next op's input instead of copied.
     Relu { positive: Array2<u8> },
 }
 
