@@ -85,6 +85,11 @@ impl FeatureNorm {
         self.bias.as_ref()
     }
 
+    /// ε under the square root.
+    pub fn eps(&self) -> f64 {
+        self.eps
+    }
+
     /// Normalise each sample of `x` (batch, features) over its features.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, w) = x.dims2()?;

@@ -18,7 +18,9 @@
 //! [`DenseMlp::write_to`], the path also trains nets (`gradscope_train`).
 
 use candle_core::Tensor;
-use gradscope_nets::{Activation, BN_MOMENTUM, Block, BnMode, Layer, Mlp, Sequential};
+use gradscope_nets::{
+    Activation, BN_MOMENTUM, Block, BnMode, FeatureNormKind, Layer, Mlp, Sequential,
+};
 use ndarray::{Array1, Array2, ArrayView2, Axis, CowArray, Ix2, Zip};
 use num_traits::{Float, FromPrimitive, ToPrimitive};
 
@@ -57,7 +59,22 @@ enum Op<T> {
         running: (Array1<T>, Array1<T>),
         eps: T,
     },
+    FeatureNorm(FeatureNormOp<T>),
     Act(Activation),
+}
+
+/// A per-sample normaliser over the features of each row, in `groups`
+/// equal groups (LN: one group; Ba et al. 2016, Wu & He 2018):
+/// y = γ·x̂ + β, x̂ = (x − μ)/√(σ² + ε) with μ, σ² over the group, or for
+/// RMS norm (`centre` false, no β; Zhang & Sennrich 2019) x̂ = x/√(mean x² + ε).
+#[derive(Clone, Debug)]
+struct FeatureNormOp<T> {
+    name: String,
+    gamma: Array1<T>,
+    beta: Option<Array1<T>>,
+    groups: usize,
+    centre: bool,
+    eps: T,
 }
 
 #[derive(Clone, Debug)]
@@ -90,6 +107,8 @@ enum Saved<T> {
     },
     /// The op's output y = φ(z): φ'(z) follows from y for every activation here.
     Act { post: Array2<T> },
+    /// x̂ and 1/√(σ² + ε) per row and group (rows × groups).
+    FeatureNorm { xhat: Array2<T>, inv_std: Array2<T> },
     /// For ReLU, once the next op has read y: φ' as a byte, 1 where y > 0
     /// and 0 elsewhere. A quarter of the bytes of y in f32 (an eighth in
     /// f64), so the backward pass reads less and y is freed or kept as the
@@ -177,6 +196,21 @@ fn convert<T: Real>(prefix: &str, seq: &Sequential) -> Result<Vec<Op<T>>> {
                     ),
                     eps: <T as FromPrimitive>::from_f64(bn.eps()).expect("eps is representable"),
                 },
+                Layer::Norm(n) => {
+                    let (groups, centre) = match n.kind() {
+                        FeatureNormKind::Layer => (1, true),
+                        FeatureNormKind::Group(g) => (g, true),
+                        FeatureNormKind::Rms => (1, false),
+                    };
+                    Op::FeatureNorm(FeatureNormOp {
+                        name: format!("{prefix}.{name}"),
+                        gamma: to_vec(n.weight().as_tensor())?,
+                        beta: n.bias().map(|b| to_vec(b.as_tensor())).transpose()?,
+                        groups,
+                        centre,
+                        eps: <T as FromPrimitive>::from_f64(n.eps()).expect("eps is representable"),
+                    })
+                }
                 Layer::Act(a) => match a {
                     Activation::Relu
                     | Activation::Tanh
@@ -255,32 +289,28 @@ impl<T: Real> DenseMlp<T> {
     pub fn params_mut(&mut self) -> Vec<(String, &mut [T])> {
         let mut out = Vec::new();
         for op in self.ops_mut() {
-            match op {
+            let (name, w, b) = match op {
                 Op::Linear { name, w, b } => {
-                    out.push((
-                        format!("{name}.weight"),
-                        w.as_slice_mut().expect("row-major"),
-                    ));
-                    if let Some(b) = b {
-                        out.push((
-                            format!("{name}.bias"),
-                            b.as_slice_mut().expect("contiguous"),
-                        ));
-                    }
+                    (name, w.as_slice_mut().expect("row-major"), b.as_mut())
                 }
                 Op::Norm {
                     name, gamma, beta, ..
-                } => {
-                    out.push((
-                        format!("{name}.weight"),
-                        gamma.as_slice_mut().expect("contiguous"),
-                    ));
-                    out.push((
-                        format!("{name}.bias"),
-                        beta.as_slice_mut().expect("contiguous"),
-                    ));
-                }
-                Op::Act(_) => {}
+                } => (name, gamma.as_slice_mut().expect("contiguous"), Some(beta)),
+                Op::FeatureNorm(FeatureNormOp {
+                    name, gamma, beta, ..
+                }) => (
+                    name,
+                    gamma.as_slice_mut().expect("contiguous"),
+                    beta.as_mut(),
+                ),
+                Op::Act(_) => continue,
+            };
+            out.push((format!("{name}.weight"), w));
+            if let Some(b) = b {
+                out.push((
+                    format!("{name}.bias"),
+                    b.as_slice_mut().expect("contiguous"),
+                ));
             }
         }
         out
@@ -367,6 +397,19 @@ impl<T: Real> DenseMlp<T> {
                             v.as_slice().expect("contiguous"),
                             v.shape(),
                         )?;
+                    }
+                }
+                Op::FeatureNorm(FeatureNormOp {
+                    name, gamma, beta, ..
+                }) => {
+                    for (part, v) in [("weight", Some(gamma)), ("bias", beta.as_ref())] {
+                        if let Some(v) = v {
+                            set(
+                                format!("{name}.{part}"),
+                                v.as_slice().expect("contiguous"),
+                                v.shape(),
+                            )?;
+                        }
                     }
                 }
                 Op::Act(_) => {}
@@ -1023,6 +1066,14 @@ fn run_ops<T: Real>(
                     cur = Cur::Own(h);
                 }
             }
+            Op::FeatureNorm(n) => {
+                let mut xhat = cur.into_owned(saved);
+                let inv_std = n.normalise(&mut xhat);
+                let mut h = xhat.clone();
+                n.scale_shift(&mut h);
+                saved.push(Saved::FeatureNorm { xhat, inv_std });
+                cur = Cur::Own(h);
+            }
             Op::Act(a) => {
                 let mut h = cur.into_owned(saved);
                 apply_act(*a, &mut h);
@@ -1095,29 +1146,22 @@ fn back_ops<'a, T: Real>(
                 });
             }
             (Op::Norm { name, .. }, Saved::Norm { scale, xhat, .. }) => {
-                if let Some(xh) = xhat
-                    && (sink.want.params || sink.want.gram)
-                {
-                    let gx = &g * xh;
-                    if sink.want.params {
-                        sink.params
-                            .push((format!("{name}.bias"), g.sum_axis(Axis(0)).to_vec()));
-                        sink.params
-                            .push((format!("{name}.weight"), gx.sum_axis(Axis(0)).to_vec()));
-                    }
-                    if sink.want.gram {
-                        // Per example: ∂/∂γ = δᵢ ⊙ x̂ᵢ, ∂/∂β = δᵢ.
-                        sink.gram.push((
-                            name.clone(),
-                            to_f64(&matmul(gx.view(), gx.t())) + to_f64(&matmul(g.view(), g.t())),
-                        ));
-                    }
+                if let Some(xh) = xhat {
+                    scale_shift_grads(sink, name, g.view(), xh, true);
                 }
                 let mut g_own = g.into_owned();
                 match xhat {
                     Some(xh) if coupled => batch_norm_backward(&mut g_own, xh, scale),
                     _ => scale_rows(&mut g_own, scale),
                 }
+                g = CowArray::from(g_own);
+            }
+            (Op::FeatureNorm(n), Saved::FeatureNorm { xhat, inv_std }) => {
+                scale_shift_grads(sink, &n.name, g.view(), xhat, n.beta.is_some());
+                // ∂L/∂x̂ = g ⊙ γ, then through x ↦ x̂ (its Jacobian is symmetric).
+                let mut g_own = g.into_owned();
+                scale_rows(&mut g_own, &n.gamma);
+                n.jacobian(&mut g_own, xhat, inv_std);
                 g = CowArray::from(g_own);
             }
             (Op::Act(a), slope @ (Saved::Act { .. } | Saved::Relu { .. })) => {
@@ -1171,6 +1215,12 @@ fn tangent_ops<T: Real>(
                 apply_affine(&mut h, &scale, &shift);
                 scale_rows(&mut t, &scale);
             }
+            Op::FeatureNorm(n) => {
+                let inv_std = n.normalise(&mut h);
+                n.jacobian(&mut t, &h, &inv_std);
+                scale_rows(&mut t, &n.gamma);
+                n.scale_shift(&mut h);
+            }
             Op::Act(a) => {
                 apply_act(*a, &mut h);
                 mul_act_slope(*a, &mut t, &h, None);
@@ -1178,6 +1228,94 @@ fn tangent_ops<T: Real>(
         }
     }
     (h, t)
+}
+
+/// The parameter gradients of y = γ·x̂ (+ β) from g = ∂L/∂y, as asked for:
+/// ∂L/∂γ = Σᵢ gᵢ ⊙ x̂ᵢ and ∂L/∂β = Σᵢ gᵢ, or their per-example Gram matrix
+/// ⟨gᵢ ⊙ x̂ᵢ, gⱼ ⊙ x̂ⱼ⟩ (+ ⟨gᵢ, gⱼ⟩).
+fn scale_shift_grads<T: Real>(
+    sink: &mut Sink<T>,
+    name: &str,
+    g: ArrayView2<T>,
+    xhat: &Array2<T>,
+    shift: bool,
+) {
+    if !(sink.want.params || sink.want.gram) {
+        return;
+    }
+    let gx = &g * xhat;
+    if sink.want.params {
+        if shift {
+            sink.params
+                .push((format!("{name}.bias"), g.sum_axis(Axis(0)).to_vec()));
+        }
+        sink.params
+            .push((format!("{name}.weight"), gx.sum_axis(Axis(0)).to_vec()));
+    }
+    if sink.want.gram {
+        let mut gram = to_f64(&matmul(gx.view(), gx.t()));
+        if shift {
+            gram = gram + to_f64(&matmul(g, g.t()));
+        }
+        sink.gram.push((name.to_string(), gram));
+    }
+}
+
+impl<T: Real> FeatureNormOp<T> {
+    /// y = x·γ (+ β) per feature, in place.
+    fn scale_shift(&self, h: &mut Array2<T>) {
+        match &self.beta {
+            Some(b) => apply_affine(h, &self.gamma, b),
+            None => scale_rows(h, &self.gamma),
+        }
+    }
+
+    /// x ← x̂ per row and group; returns 1/√(σ² + ε) (rows × groups).
+    fn normalise(&self, x: &mut Array2<T>) -> Array2<T> {
+        let n = x.nrows();
+        let m = self.group_size(x.ncols());
+        let mt = T::from_usize(m).expect("group size");
+        let mut inv_std = Array2::zeros((n, self.groups));
+        let xs = x.as_slice_mut().expect("row-major");
+        for (grp, r) in xs.chunks_exact_mut(m).zip(inv_std.iter_mut()) {
+            if self.centre {
+                let mu = grp.iter().copied().sum::<T>() / mt;
+                grp.iter_mut().for_each(|v| *v -= mu);
+            }
+            let var = grp.iter().map(|&c| c * c).sum::<T>() / mt;
+            // Divided, not multiplied by 1/σ: the candle layer's rounding.
+            let sd = (var + self.eps).sqrt();
+            grp.iter_mut().for_each(|v| *v /= sd);
+            *r = T::one() / sd;
+        }
+        inv_std
+    }
+
+    /// v ← r·(v − mean v − x̂·mean(x̂ ⊙ v)) per row and group (without the
+    /// mean v term when not centred): the Jacobian of x ↦ x̂ applied to v.
+    /// It is symmetric, so this is both the forward-mode and the
+    /// reverse-mode step.
+    fn jacobian(&self, v: &mut Array2<T>, xhat: &Array2<T>, inv_std: &Array2<T>) {
+        let m = self.group_size(v.ncols());
+        let mt = T::from_usize(m).expect("group size");
+        let vs = v.as_slice_mut().expect("row-major");
+        let xs = row_major(xhat);
+        for ((vg, xg), &r) in vs.chunks_exact_mut(m).zip(xs.chunks_exact(m)).zip(inv_std) {
+            let mv = if self.centre {
+                vg.iter().copied().sum::<T>() / mt
+            } else {
+                T::zero()
+            };
+            let mxv = vg.iter().zip(xg).map(|(&a, &b)| a * b).sum::<T>() / mt;
+            for (a, &b) in vg.iter_mut().zip(xg) {
+                *a = r * (*a - mv - b * mxv);
+            }
+        }
+    }
+
+    fn group_size(&self, width: usize) -> usize {
+        (width / self.groups.max(1)).max(1)
+    }
 }
 
 /// The gradient through batch normalisation with the statistics in it:

@@ -17,10 +17,35 @@ fn archs() -> Vec<Arch> {
         "resnet1-bn",
         "resnet-bn:alpha=0.5",
         "resnet:branch=3,norm=bn",
+        "plain:norm=ln",
+        "resnet:norm=ln",
+        "resnet:norm=gn(3)",
+        "resnet:norm=rms",
     ]
     .iter()
     .map(|s| s.parse().unwrap())
     .collect()
+}
+
+/// Every γ, β and bias set away from its initial 1 or 0, so that a normaliser
+/// that dropped or misplaced them would show.
+fn perturb_vectors(m: &Mlp) {
+    for (k, (name, var)) in m.parameters().iter().enumerate() {
+        let t = var.as_tensor();
+        if t.rank() != 1 {
+            continue;
+        }
+        let n = t.dims1().unwrap();
+        let base = if name.ends_with(".weight") { 1.0 } else { 0.0 };
+        let v: Vec<f64> = (0..n)
+            .map(|i| base + 0.3 * ((k * 31 + i * 7) as f64).sin())
+            .collect();
+        let new = Tensor::from_vec(v, n, t.device())
+            .unwrap()
+            .to_dtype(t.dtype())
+            .unwrap();
+        var.set(&new).unwrap();
+    }
 }
 
 fn net(arch: Arch, activation: Activation, precision: Precision) -> Mlp {
@@ -34,7 +59,9 @@ fn net(arch: Arch, activation: Activation, precision: Precision) -> Mlp {
         seed: 3,
         ..Default::default()
     };
-    Mlp::new(&p.check().unwrap()).unwrap()
+    let m = Mlp::new(&p.check().unwrap()).unwrap();
+    perturb_vectors(&m);
+    m
 }
 
 fn close(a: &[f64], b: &[f64], tol: f64, what: &str) {
@@ -180,6 +207,7 @@ fn parameter_gradients_and_per_example_grams_equal_the_naive_computation() {
             ..Default::default()
         };
         let m = Mlp::new(&p.check().unwrap()).unwrap();
+        perturb_vectors(&m);
         // Per-sample BN holds the batch statistics fixed: eval mode on calibrated statistics.
         let xt = Tensor::from_iter(x.iter().copied(), &Device::Cpu)
             .unwrap()
@@ -320,6 +348,8 @@ fn training_mode_gradients_running_statistics_and_write_back_equal_candle() {
             Mlp::new(&p.check().unwrap()).unwrap(),
             Mlp::new(&p.check().unwrap()).unwrap(),
         );
+        perturb_vectors(&candle_net);
+        perturb_vectors(&dense_net);
         let mut dense = DenseMlp::<f64>::from_mlp(&dense_net, BnMode::Train).unwrap();
         let fwd = dense.forward_keeping(x.view(), true);
         let got = dense.backward_with(
