@@ -148,6 +148,21 @@ impl Residual {
         &self.shortcut
     }
 
+    /// The trainable branch multiplier (SkipInit, ReZero), if any.
+    pub fn gain(&self) -> Option<&Var> {
+        self.gain.as_ref()
+    }
+
+    /// The layers after the sum (post-norm and post-activation blocks).
+    pub fn after(&self) -> &Sequential {
+        &self.after
+    }
+
+    /// The post-norm recursions yᵢ = N(x + yᵢ₋₁) after the first sum.
+    pub fn recursions(&self) -> &[Sequential] {
+        &self.recursions
+    }
+
     /// Whether the block is exactly x + α·F(x): identity shortcut, no
     /// trainable multiplier, nothing after the sum.
     pub fn is_plain_sum(&self) -> bool {

@@ -19,7 +19,8 @@
 
 use candle_core::Tensor;
 use gradscope_nets::{
-    Activation, BN_MOMENTUM, Block, BnMode, FeatureNormKind, Layer, Mlp, Sequential,
+    Activation, BN_MOMENTUM, Block, BnMode, FeatureNormKind, Layer, Mlp, ResidualShortcut,
+    Sequential,
 };
 use ndarray::{Array1, Array2, ArrayView2, Axis, CowArray, Ix2, Zip};
 use num_traits::{Float, FromPrimitive, ToPrimitive};
@@ -80,7 +81,19 @@ struct FeatureNormOp<T> {
 #[derive(Clone, Debug)]
 enum Unit<T> {
     Plain(Vec<Op<T>>),
-    Residual { branch: Vec<Op<T>>, alpha: T },
+    Residual(ResidualUnit<T>),
+}
+
+/// y = post(λx + α·F(x)), then yᵢ = Nᵢ(x + yᵢ₋₁) for each recursion
+/// (Liu et al. 2020's xSkip and rSkip; λ = 1 and nothing after the sum is
+/// the plain x + α·F(x)).
+#[derive(Clone, Debug)]
+struct ResidualUnit<T> {
+    branch: Vec<Op<T>>,
+    alpha: T,
+    lambda: T,
+    after: Vec<Op<T>>,
+    recursions: Vec<Vec<Op<T>>>,
 }
 
 /// An MLP as plain matrices.
@@ -243,10 +256,25 @@ impl<T: Real> DenseMlp<T> {
                 let prefix = format!("layers.{l}");
                 Ok(match b {
                     Block::Dense(d) => Unit::Plain(convert(&prefix, d.body())?),
-                    Block::Residual(r) if r.is_plain_sum() => Unit::Residual {
-                        branch: convert(&prefix, r.branch())?,
-                        alpha: <T as FromPrimitive>::from_f64(r.alpha()).expect("alpha"),
-                    },
+                    Block::Residual(r) if r.gain().is_none() => {
+                        let lambda = match r.shortcut() {
+                            ResidualShortcut::Identity => 1.0,
+                            ResidualShortcut::Scale(l) => *l,
+                            _ => return Err(unsupported("gated, projection or dropout shortcuts")),
+                        };
+                        let real = |v: f64| <T as FromPrimitive>::from_f64(v).expect("a float");
+                        Unit::Residual(ResidualUnit {
+                            branch: convert(&prefix, r.branch())?,
+                            alpha: real(r.alpha()),
+                            lambda: real(lambda),
+                            after: convert(&prefix, r.after())?,
+                            recursions: r
+                                .recursions()
+                                .iter()
+                                .map(|n| convert(&prefix, n))
+                                .collect::<Result<_>>()?,
+                        })
+                    }
                     _ => return Err(unsupported("this block kind")),
                 })
             })
@@ -271,14 +299,16 @@ impl<T: Real> DenseMlp<T> {
 
     fn ops(&self) -> impl Iterator<Item = &Op<T>> {
         let blocks = self.blocks.iter().flat_map(|u| match u {
-            Unit::Plain(ops) | Unit::Residual { branch: ops, .. } => ops.iter(),
+            Unit::Plain(ops) => Box::new(ops.iter()) as Box<dyn Iterator<Item = &Op<T>>>,
+            Unit::Residual(r) => Box::new(r.ops()),
         });
         self.stem.iter().chain(blocks).chain(&self.head)
     }
 
     fn ops_mut(&mut self) -> impl Iterator<Item = &mut Op<T>> {
         let blocks = self.blocks.iter_mut().flat_map(|u| match u {
-            Unit::Plain(ops) | Unit::Residual { branch: ops, .. } => ops.iter_mut(),
+            Unit::Plain(ops) => Box::new(ops.iter_mut()) as Box<dyn Iterator<Item = &mut Op<T>>>,
+            Unit::Residual(r) => Box::new(r.ops_mut()),
         });
         self.stem.iter_mut().chain(blocks).chain(&mut self.head)
     }
@@ -439,13 +469,7 @@ impl<T: Real> DenseMlp<T> {
         let mut blocks = Vec::with_capacity(self.blocks.len());
         for unit in &self.blocks {
             let mut s = Vec::new();
-            let next = match unit {
-                Unit::Plain(ops) => run_ops(ops, Cur::In(h.view()), &mut s, inputs, mode),
-                Unit::Residual { branch, alpha } => {
-                    let f = run_ops(branch, Cur::In(h.view()), &mut s, inputs, mode);
-                    add_skip(f, &h, *alpha)
-                }
-            };
+            let next = unit.forward(&h, &mut s, inputs, mode);
             // h_l is kept as it is (moved, not copied): the block only read it.
             hidden.push(std::mem::replace(&mut h, next));
             blocks.push(s);
@@ -471,13 +495,7 @@ impl<T: Real> DenseMlp<T> {
         let mode = self.mode;
         let mut h = run_ops(&self.stem, Cur::In(x), &mut Vec::new(), false, mode);
         for &b in order.iter().filter(|&&b| !deleted[b]) {
-            h = match &self.blocks[b] {
-                Unit::Plain(ops) => run_ops(ops, Cur::Own(h), &mut Vec::new(), false, mode),
-                Unit::Residual { branch, alpha } => {
-                    let f = run_ops(branch, Cur::In(h.view()), &mut Vec::new(), false, mode);
-                    add_skip(f, &h, *alpha)
-                }
-            };
+            h = self.blocks[b].forward(&h, &mut Vec::new(), false, mode);
         }
         run_ops(&self.head, Cur::Own(h), &mut Vec::new(), false, mode)
     }
@@ -508,12 +526,17 @@ impl<T: Real> DenseMlp<T> {
         let head_saved = vec![Saved::Linear { input: None }];
         let mut g = back_ops(&self.head, &head_saved, out_grad, &mut sink);
         for (l, unit) in self.blocks.iter().enumerate().rev() {
-            let Unit::Residual { branch, alpha } = unit else {
+            let Unit::Residual(r) = unit else {
                 return Err(unsupported("path gradients of a net with plain blocks"));
             };
+            if !r.is_plain_sum() {
+                return Err(unsupported(
+                    "path gradients through scaled shortcuts or layers after the sum",
+                ));
+            }
             if through_branch.get(l).copied().unwrap_or(false) {
-                g.mapv_inplace(|v| v * *alpha);
-                g = back_ops(branch, &fwd.blocks[l], g, &mut sink);
+                g.mapv_inplace(|v| v * r.alpha);
+                g = back_ops(&r.branch, &fwd.blocks[l], g, &mut sink);
             }
         }
         Ok(back_ops(&self.stem, &fwd.stem, g, &mut sink))
@@ -587,16 +610,7 @@ impl<T: Real> DenseMlp<T> {
             }
             g = match unit {
                 Unit::Plain(ops) => back_ops(ops, &fwd.blocks[l], g, &mut sink),
-                Unit::Residual { branch, alpha } => {
-                    let scaled = if *alpha == T::one() {
-                        CowArray::from(g.view())
-                    } else {
-                        CowArray::from(g.mapv(|v| v * *alpha))
-                    };
-                    let mut through = back_ops(branch, &fwd.blocks[l], scaled, &mut sink);
-                    through += &g;
-                    through
-                }
+                Unit::Residual(r) => r.backward(&fwd.blocks[l], g.view(), &mut sink),
             };
         }
         hidden_norms[0] = frobenius_dense(&g);
@@ -644,12 +658,7 @@ impl<T: Real> DenseMlp<T> {
         for (l, unit) in self.blocks.iter().enumerate() {
             (h, t) = match unit {
                 Unit::Plain(ops) => tangent_ops(ops, h, t, mode),
-                Unit::Residual { branch, alpha } => {
-                    let (fh, ft) = tangent_ops(branch, h.clone(), t.clone(), mode);
-                    h.scaled_add(*alpha, &fh);
-                    t.scaled_add(*alpha, &ft);
-                    (h, t)
-                }
+                Unit::Residual(r) => r.tangent(h, t, mode),
             };
             out.row_mut(l + 1).assign(&t.dot(&w_sum));
         }
@@ -953,6 +962,131 @@ fn map_slope<T: Real, U: Copy + Sync>(
     });
 }
 
+impl<T: Real> Unit<T> {
+    /// The block's output for input h, its saved entries pushed onto `saved`.
+    fn forward(
+        &self,
+        h: &Array2<T>,
+        saved: &mut Vec<Saved<T>>,
+        inputs: bool,
+        mode: BnMode,
+    ) -> Array2<T> {
+        match self {
+            Unit::Plain(ops) => run_ops(ops, Cur::In(h.view()), saved, inputs, mode),
+            Unit::Residual(r) => {
+                let f = run_ops(&r.branch, Cur::In(h.view()), saved, inputs, mode);
+                let sum = add_skip(f, h, r.alpha, r.lambda);
+                let mut y = run_ops(&r.after, Cur::Own(sum), saved, inputs, mode);
+                for n in &r.recursions {
+                    y = run_ops(
+                        n,
+                        Cur::Own(add_skip(y, h, T::one(), T::one())),
+                        saved,
+                        inputs,
+                        mode,
+                    );
+                }
+                y
+            }
+        }
+    }
+}
+
+/// A residual block's saved entries: branch, after the sum, each recursion.
+type SavedParts<'s, T> = (&'s [Saved<T>], &'s [Saved<T>], Vec<&'s [Saved<T>]>);
+
+impl<T: Real> ResidualUnit<T> {
+    /// The ops in state-dict order: branch, after the sum, recursions.
+    fn ops(&self) -> impl Iterator<Item = &Op<T>> {
+        self.branch
+            .iter()
+            .chain(&self.after)
+            .chain(self.recursions.iter().flatten())
+    }
+
+    fn ops_mut(&mut self) -> impl Iterator<Item = &mut Op<T>> {
+        self.branch
+            .iter_mut()
+            .chain(&mut self.after)
+            .chain(self.recursions.iter_mut().flatten())
+    }
+
+    /// Exactly x + α·F(x).
+    fn is_plain_sum(&self) -> bool {
+        self.lambda == T::one() && self.after.is_empty() && self.recursions.is_empty()
+    }
+
+    /// The block's saved entries split as its ops are: branch, after, each recursion.
+    fn split<'s>(&self, saved: &'s [Saved<T>]) -> SavedParts<'s, T> {
+        let (branch, rest) = saved.split_at(self.branch.len());
+        let (after, mut rest) = rest.split_at(self.after.len());
+        let recursions = self
+            .recursions
+            .iter()
+            .map(|n| {
+                let (this, next) = rest.split_at(n.len());
+                rest = next;
+                this
+            })
+            .collect();
+        (branch, after, recursions)
+    }
+
+    /// ∂L/∂x from ∂L/∂y = g: through each recursion Nᵢ(x + yᵢ₋₁) (to x and
+    /// to yᵢ₋₁), the layers after the sum, then λ to x and α·F.
+    fn backward(&self, saved: &[Saved<T>], g: ArrayView2<T>, sink: &mut Sink<T>) -> Array2<T> {
+        let (s_branch, s_after, s_recursions) = self.split(saved);
+        let mut to_x: Option<Array2<T>> = None;
+        let mut g_sum = CowArray::from(g);
+        for (n, s_n) in self.recursions.iter().zip(s_recursions).rev() {
+            let g_in = back_ops(n, s_n, g_sum, sink);
+            match &mut to_x {
+                Some(acc) => *acc += &g_in,
+                None => to_x = Some(g_in.clone()),
+            }
+            g_sum = CowArray::from(g_in);
+        }
+        if !self.after.is_empty() {
+            g_sum = CowArray::from(back_ops(&self.after, s_after, g_sum, sink));
+        }
+        let scaled = if self.alpha == T::one() {
+            CowArray::from(g_sum.view())
+        } else {
+            CowArray::from(g_sum.mapv(|v| v * self.alpha))
+        };
+        let mut through = back_ops(&self.branch, s_branch, scaled, sink);
+        if self.lambda == T::one() {
+            through += &g_sum;
+        } else {
+            through.scaled_add(self.lambda, &g_sum);
+        }
+        if let Some(acc) = to_x {
+            through += &acc;
+        }
+        through
+    }
+
+    /// Forward mode through the block: (h, t) ↦ (y, ∂y·t).
+    fn tangent(&self, h: Array2<T>, t: Array2<T>, mode: BnMode) -> (Array2<T>, Array2<T>) {
+        let (fh, ft) = tangent_ops(&self.branch, h.clone(), t.clone(), mode);
+        let (sh, st) = (
+            add_skip(fh, &h, self.alpha, self.lambda),
+            add_skip(ft, &t, self.alpha, self.lambda),
+        );
+        let (mut yh, mut yt) = tangent_ops(&self.after, sh, st, mode);
+        for n in &self.recursions {
+            let one = T::one();
+            (yh, yt) = tangent_ops(
+                n,
+                add_skip(yh, &h, one, one),
+                add_skip(yt, &t, one, one),
+                mode,
+            );
+        }
+        (yh, yt)
+    }
+}
+
 /// The array flowing through a chain of ops in the forward pass: the
 /// caller's (read, copied only when an op works in place), one of our own,
 /// or the output of the activation saved last (read where it is kept).
@@ -1001,11 +1135,17 @@ fn keep_relu_mask<T: Real>(saved: &mut Vec<Saved<T>>, keep: bool) -> Option<Arra
     keep.then_some(post)
 }
 
-/// h + α·f, written over f.
-fn add_skip<T: Real>(mut f: Array2<T>, h: &Array2<T>, alpha: T) -> Array2<T> {
-    Zip::from(&mut f)
-        .and(h)
-        .for_each(|f, &h| *f = h + alpha * *f);
+/// λ·h + α·f, written over f (h + α·f exactly when λ = 1).
+fn add_skip<T: Real>(mut f: Array2<T>, h: &Array2<T>, alpha: T, lambda: T) -> Array2<T> {
+    if lambda == T::one() {
+        Zip::from(&mut f)
+            .and(h)
+            .for_each(|f, &h| *f = h + alpha * *f);
+    } else {
+        Zip::from(&mut f)
+            .and(h)
+            .for_each(|f, &h| *f = h * lambda + alpha * *f);
+    }
     f
 }
 

@@ -21,6 +21,11 @@ fn archs() -> Vec<Arch> {
         "resnet:norm=ln",
         "resnet:norm=gn(3)",
         "resnet:norm=rms",
+        "resnet-bn:order=post",
+        "xskip:lambda=0.5",
+        "xskip-ln:lambda=2,alpha=0.5",
+        "rskip-ln:lambda=3",
+        "resnet:skip=scale(0.7)",
     ]
     .iter()
     .map(|s| s.parse().unwrap())
