@@ -9,6 +9,11 @@
 //! nobody reads), and sharing the forward pass between depths: the depth-L
 //! net is the first L blocks of the deepest one plus the same head.
 //!
+//! Blocks: plain chains of linear layers, BN, per-sample norms (LN, GN,
+//! RMS) and ReLU/tanh/sigmoid; residual blocks y = post(λx + α·F(x)) with
+//! post-norm recursions yᵢ = N(x + yᵢ₋₁). Gated, projection and dropout
+//! shortcuts, trainable branch gains and conv nets are left to candle.
+//!
 //! Every BN mode: batch statistics held constant ([`BnMode::PerSample`]),
 //! running statistics ([`BnMode::Eval`]), or the gradient through the batch
 //! statistics ([`BnMode::Full`], and [`BnMode::Train`], whose forward pass
