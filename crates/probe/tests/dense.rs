@@ -69,6 +69,35 @@ fn net(arch: Arch, activation: Activation, precision: Precision) -> Mlp {
     m
 }
 
+/// A tensor's values, flattened.
+fn flat(t: &Tensor) -> Vec<f64> {
+    t.flatten_all().unwrap().to_vec1::<f64>().unwrap()
+}
+
+/// Candle's gradient of every parameter of `m` (state-dict order) for
+/// L = Σᵢₖ w[i,k]·f_k(xᵢ), BN in `mode`.
+fn candle_param_grads(m: &Mlp, x: &Tensor, w: &Tensor, mode: BnMode) -> Vec<(String, Vec<f64>)> {
+    let grads = (m.forward(x, mode).unwrap() * w)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    m.parameters()
+        .into_iter()
+        .map(|(name, var)| (name, flat(grads.get(var.as_tensor()).unwrap())))
+        .collect()
+}
+
+/// The dense parameter gradients carry candle's names, in its order, and its values.
+fn assert_same_grads(got: &[(String, Vec<f64>)], want: &[(String, Vec<f64>)], arch: Arch) {
+    assert_eq!(got.len(), want.len(), "{arch}");
+    for ((name, g), (want_name, w)) in got.iter().zip(want) {
+        assert_eq!(name, want_name);
+        close(g, w, 1e-10, &format!("{arch} ∂L/∂{name}"));
+    }
+}
+
 fn close(a: &[f64], b: &[f64], tol: f64, what: &str) {
     let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-30);
     for (x, y) in a.iter().zip(b) {
@@ -241,51 +270,14 @@ fn parameter_gradients_and_per_example_grams_equal_the_naive_computation() {
             .unwrap()
             .reshape((7, 2))
             .unwrap();
-        let grads = (m.forward(&xt, BnMode::Eval).unwrap() * &w)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let params = m.parameters();
-        assert_eq!(got.params.len(), params.len(), "{arch}");
-        for ((name, g), (want_name, var)) in got.params.iter().zip(&params) {
-            assert_eq!(name, want_name);
-            let want = grads
-                .get(var.as_tensor())
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f64>()
-                .unwrap();
-            close(g, &want, 1e-10, &format!("{arch} ∂L/∂{name}"));
-        }
+        let params = candle_param_grads(&m, &xt, &w, BnMode::Eval);
+        assert_same_grads(&got.params, &params, arch);
 
         // Naive per-example gradients, one backward pass each, grouped by layer.
         let per_example: Vec<Vec<(String, Vec<f64>)>> = (0..7)
             .map(|i| {
-                let xi = xt.narrow(0, i, 1).unwrap();
-                let wi = w.narrow(0, i, 1).unwrap();
-                let g = (m.forward(&xi, BnMode::Eval).unwrap() * &wi)
-                    .unwrap()
-                    .sum_all()
-                    .unwrap()
-                    .backward()
-                    .unwrap();
-                params
-                    .iter()
-                    .map(|(n, v)| {
-                        (
-                            n.clone(),
-                            g.get(v.as_tensor())
-                                .unwrap()
-                                .flatten_all()
-                                .unwrap()
-                                .to_vec1::<f64>()
-                                .unwrap(),
-                        )
-                    })
-                    .collect()
+                let (xi, wi) = (xt.narrow(0, i, 1).unwrap(), w.narrow(0, i, 1).unwrap());
+                candle_param_grads(&m, &xi, &wi, BnMode::Eval)
             })
             .collect();
         for (layer, gram) in &got.gram {
@@ -366,51 +358,27 @@ fn training_mode_gradients_running_statistics_and_write_back_equal_candle() {
                 ..Want::default()
             },
         );
-        let grads = (candle_net.forward(&xt, BnMode::Train).unwrap() * &w)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let params = candle_net.parameters();
-        assert_eq!(got.params.len(), params.len(), "{arch}");
-        for ((name, g), (want_name, var)) in got.params.iter().zip(&params) {
-            assert_eq!(name, want_name);
-            let want = grads
-                .get(var.as_tensor())
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f64>()
-                .unwrap();
-            close(g, &want, 1e-10, &format!("{arch} ∂L/∂{name}"));
-        }
+        let want = candle_param_grads(&candle_net, &xt, &w, BnMode::Train);
+        assert_same_grads(&got.params, &want, arch);
         // One SGD step by hand on both, then the running statistics and the
         // written-back net.
         for ((_, slot), (_, g)) in dense.params_mut().into_iter().zip(&got.params) {
             slot.iter_mut().zip(g).for_each(|(w, g)| *w -= 0.1 * g);
         }
-        for (_, var) in &params {
-            let g = grads.get(var.as_tensor()).unwrap();
+        for ((_, var), (_, g)) in candle_net.parameters().iter().zip(&want) {
+            let g = Tensor::from_slice(g, var.shape(), var.device()).unwrap();
             var.set(&(var.as_tensor() - (g * 0.1).unwrap()).unwrap())
                 .unwrap();
         }
         dense.update_running_stats(&fwd);
         dense.write_to(&dense_net).unwrap();
         for ((name, a), (_, b)) in dense_net.state_dict().iter().zip(candle_net.state_dict()) {
-            let a = a
-                .as_tensor()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f64>()
-                .unwrap();
-            let b = b
-                .as_tensor()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f64>()
-                .unwrap();
-            close(&a, &b, 1e-12, &format!("{arch} {name} after a step"));
+            close(
+                &flat(a.as_tensor()),
+                &flat(b.as_tensor()),
+                1e-12,
+                &format!("{arch} {name} after a step"),
+            );
         }
         // Eval mode on the updated running statistics.
         dense.set_mode(BnMode::Eval);
