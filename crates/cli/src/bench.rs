@@ -232,14 +232,20 @@ fn span(t: &Timing) -> String {
     format!("{} ({}–{})", f(t.median_s), f(t.min_s), f(t.max_s))
 }
 
-/// Run `gradscope <args>` with every thread pool at `threads`; its stdout.
-fn child(exe: &Path, threads: usize, args: &[&str]) -> Result<String> {
+/// `exe args` with every thread pool of a gradscope process at `threads`.
+fn threaded(exe: &Path, threads: usize, args: &[&str]) -> Command {
     let t = threads.to_string();
-    let out = Command::new(exe)
-        .args(args)
+    let mut cmd = Command::new(exe);
+    cmd.args(args)
         .env("RAYON_NUM_THREADS", &t)
         .env("CANDLE_NUM_THREADS", &t)
-        .env("MATMUL_NUM_THREADS", &t)
+        .env("MATMUL_NUM_THREADS", &t);
+    cmd
+}
+
+/// Run `gradscope <args>` with every thread pool at `threads`; its stdout.
+fn child(exe: &Path, threads: usize, args: &[&str]) -> Result<String> {
+    let out = threaded(exe, threads, args)
         .output()
         .with_context(|| format!("running {}", exe.display()))?;
     if !out.status.success() {
@@ -257,13 +263,8 @@ fn child(exe: &Path, threads: usize, args: &[&str]) -> Result<String> {
 /// `ru_maxrss` from `wait4`, so the figure is of that process alone.
 #[cfg(target_os = "linux")]
 fn child_peak_rss(exe: &Path, threads: usize, args: &[&str], log: &Path) -> Result<f64> {
-    let t = threads.to_string();
     let err = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
-    let child = Command::new(exe)
-        .args(args)
-        .env("RAYON_NUM_THREADS", &t)
-        .env("CANDLE_NUM_THREADS", &t)
-        .env("MATMUL_NUM_THREADS", &t)
+    let child = threaded(exe, threads, args)
         .stdout(std::process::Stdio::null())
         .stderr(err)
         .spawn()
