@@ -130,17 +130,9 @@ pub fn hidden_name(l: usize) -> String {
 
 /// Run `net` on the batch `x` (batch, input_dim) with gradient capture.
 pub fn capture(net: &Mlp, x: ArrayView2<f64>, opts: &CaptureOpts) -> Result<Capture> {
+    check_input(net, x, opts.depth)?;
     let (n, d) = x.dim();
     let spec = net.spec();
-    if d != spec.input_dim {
-        return Err(ProbeError::Input(format!(
-            "inputs have {d} columns, the net takes {}",
-            spec.input_dim
-        )));
-    }
-    if n == 0 {
-        return Err(ProbeError::Input("empty batch".into()));
-    }
     let depth = opts.depth.unwrap_or(net.depth());
     let dtype = net.dtype();
     let dev = Device::Cpu;
@@ -208,6 +200,122 @@ pub fn capture(net: &Mlp, x: ArrayView2<f64>, opts: &CaptureOpts) -> Result<Capt
     })
 }
 
+/// Inputs `net` can run: `input_dim` columns, at least one row, and a depth
+/// the net has.
+fn check_input(net: &Mlp, x: ArrayView2<f64>, depth: Option<usize>) -> Result<()> {
+    let (n, d) = x.dim();
+    let input_dim = net.spec().input_dim;
+    if d != input_dim {
+        return Err(ProbeError::Input(format!(
+            "inputs have {d} columns, the net takes {input_dim}"
+        )));
+    }
+    if n == 0 {
+        return Err(ProbeError::Input("empty batch".into()));
+    }
+    if let Some(depth) = depth.filter(|&k| k > net.depth()) {
+        return Err(ProbeError::Input(format!(
+            "cannot run {depth} blocks of a depth-{} net",
+            net.depth()
+        )));
+    }
+    Ok(())
+}
+
+/// [`capture`] by the dense fast path ([`dense`](crate::dense)) when it
+/// applies (f32/f64 and the block kinds it covers, any BN mode), else by
+/// candle: the same capture to rounding, parameter gradients included.
+pub fn capture_fast(net: &Mlp, x: ArrayView2<f64>, opts: &CaptureOpts) -> Result<Capture> {
+    use crate::dense::DenseMlp;
+    check_input(net, x, opts.depth)?;
+    let fast = match net.dtype() {
+        DType::F32 => DenseMlp::<f32>::from_mlp(net, opts.bn_mode)
+            .ok()
+            .map(|mut d| dense_capture(&mut d, x.mapv(|v| v as f32).view(), opts)),
+        DType::F64 => DenseMlp::<f64>::from_mlp(net, opts.bn_mode)
+            .ok()
+            .map(|mut d| dense_capture(&mut d, x, opts)),
+        _ => None,
+    };
+    match fast {
+        Some(cap) => Ok(cap),
+        None => capture(net, x, opts),
+    }
+}
+
+fn as_f64<T: crate::dense::Real>(a: &Array2<T>) -> Array2<f64> {
+    a.mapv(|v| ToPrimitive::to_f64(&v).unwrap_or(f64::NAN))
+}
+
+/// ‖h_l‖ and ‖∂L/∂h_l‖ for l = 0 … depth from a dense forward and backward pass.
+fn dense_layer_stats<T: crate::dense::Real>(
+    fwd: &crate::dense::DenseForward<T>,
+    grads: &crate::dense::DenseGrads<T>,
+) -> Vec<LayerStat> {
+    grads
+        .hidden_norms
+        .iter()
+        .enumerate()
+        .map(|(l, &grad_norm)| LayerStat {
+            name: hidden_name(l),
+            activation_norm: crate::dense::frobenius_dense(&fwd.hidden[l]),
+            grad_norm,
+        })
+        .collect()
+}
+
+fn dense_capture<T: crate::dense::Real>(
+    net: &mut crate::dense::DenseMlp<T>,
+    x: ArrayView2<T>,
+    opts: &CaptureOpts,
+) -> Capture {
+    use crate::dense::Want;
+    let depth = opts.depth.unwrap_or(net.depth());
+    let fwd = net.forward_keeping(x, true);
+    let grads = net.backward_with(
+        &fwd,
+        depth,
+        None,
+        Want {
+            hidden: opts.keep_layer_grads,
+            params: true,
+            gram: false,
+        },
+    );
+    let layers = dense_layer_stats(&fwd, &grads);
+    let norm = |v: &[T]| {
+        v.iter()
+            .map(|x| ToPrimitive::to_f64(x).unwrap_or(f64::NAN).powi(2))
+            .sum::<f64>()
+            .sqrt()
+    };
+    let values: std::collections::HashMap<String, f64> = net
+        .params_mut()
+        .into_iter()
+        .map(|(name, v)| (name, norm(v)))
+        .collect();
+    let params = grads
+        .params
+        .iter()
+        .map(|(name, g)| ParamStat {
+            name: name.clone(),
+            value_norm: values.get(name).copied().unwrap_or(f64::NAN),
+            grad_norm: norm(g),
+            has_grad: true,
+        })
+        .collect();
+    Capture {
+        output: as_f64(&net.output(&fwd, depth)),
+        input_grads: as_f64(&grads.input),
+        faults: find_faults(&layers),
+        layer_grads: opts
+            .keep_layer_grads
+            .then(|| grads.hidden.iter().map(as_f64).collect()),
+        layers,
+        params,
+    }
+}
+
 /// Layers whose activation (forward) or gradient (backward) norm is not finite.
 pub(crate) fn find_faults(layers: &[LayerStat]) -> Vec<Fault> {
     let mut faults = Vec::new();
@@ -242,6 +350,9 @@ pub fn capture_depths(
     depths: &[usize],
     bn_mode: BnMode,
 ) -> Result<Vec<Capture>> {
+    for &d in depths {
+        check_input(net, x, Some(d))?;
+    }
     let fast = match net.dtype() {
         DType::F32 => crate::dense::DenseMlp::<f32>::from_mlp(net, bn_mode)
             .ok()
@@ -275,24 +386,13 @@ fn dense_captures<T: crate::dense::Real>(
     x: ArrayView2<T>,
     depths: &[usize],
 ) -> Vec<Capture> {
-    use crate::dense::{Want, frobenius_dense};
     let fwd = net.forward(x);
-    let as_f64 = |a: &Array2<T>| a.mapv(|v| ToPrimitive::to_f64(&v).unwrap_or(f64::NAN));
     depths
         .iter()
         .map(|&depth| {
             // The norms only: the gradients themselves are not kept.
-            let grads = net.backward_with(&fwd, depth, None, Want::default());
-            let layers: Vec<LayerStat> = grads
-                .hidden_norms
-                .iter()
-                .enumerate()
-                .map(|(l, &grad_norm)| LayerStat {
-                    name: hidden_name(l),
-                    activation_norm: frobenius_dense(&fwd.hidden[l]),
-                    grad_norm,
-                })
-                .collect();
+            let grads = net.backward_with(&fwd, depth, None, crate::dense::Want::default());
+            let layers = dense_layer_stats(&fwd, &grads);
             Capture {
                 output: as_f64(&net.output(&fwd, depth)),
                 input_grads: as_f64(&grads.input),

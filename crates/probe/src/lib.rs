@@ -10,8 +10,8 @@ mod error;
 mod grid;
 
 pub use capture::{
-    Capture, CaptureOpts, Fault, LayerStat, ParamStat, Pass, capture, capture_depths, frobenius,
-    hidden_name, to_array2,
+    Capture, CaptureOpts, Fault, LayerStat, ParamStat, Pass, capture, capture_depths, capture_fast,
+    frobenius, hidden_name, to_array2,
 };
 pub use error::{ProbeError, Result};
 pub use grid::scalar_grid;

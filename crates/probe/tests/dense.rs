@@ -459,3 +459,155 @@ fn lesioned_outputs_equal_the_candle_blocks() {
         }
     }
 }
+
+/// Two captures agree: outputs, input gradients, every layer's norms and
+/// gradients, every parameter's norms, and the faults.
+fn assert_same_capture(
+    a: &gradscope_probe::Capture,
+    b: &gradscope_probe::Capture,
+    tol: f64,
+    what: &str,
+) {
+    close(
+        a.output.as_slice().unwrap(),
+        b.output.as_slice().unwrap(),
+        tol,
+        &format!("{what}: output"),
+    );
+    close(
+        a.input_grads.as_slice().unwrap(),
+        b.input_grads.as_slice().unwrap(),
+        tol,
+        &format!("{what}: dL/dx"),
+    );
+    assert_eq!(a.layers.len(), b.layers.len(), "{what}");
+    for (x, y) in a.layers.iter().zip(&b.layers) {
+        assert_eq!(x.name, y.name, "{what}");
+        close(
+            &[x.activation_norm],
+            &[y.activation_norm],
+            tol,
+            &format!("{what}: ‖{}‖", x.name),
+        );
+        close(
+            &[x.grad_norm],
+            &[y.grad_norm],
+            tol,
+            &format!("{what}: ‖∂L/∂{}‖", x.name),
+        );
+    }
+    match (&a.layer_grads, &b.layer_grads) {
+        (Some(ga), Some(gb)) => {
+            for (l, (x, y)) in ga.iter().zip(gb).enumerate() {
+                close(
+                    x.as_slice().unwrap(),
+                    y.as_slice().unwrap(),
+                    tol,
+                    &format!("{what}: dL/dh_{l}"),
+                );
+            }
+        }
+        (None, None) => {}
+        _ => panic!("{what}: layer gradients kept by one capture only"),
+    }
+    let mut pa: Vec<_> = a
+        .params
+        .iter()
+        .map(|p| (&p.name, p.value_norm, p.grad_norm, p.has_grad))
+        .collect();
+    let mut pb: Vec<_> = b
+        .params
+        .iter()
+        .map(|p| (&p.name, p.value_norm, p.grad_norm, p.has_grad))
+        .collect();
+    pa.sort_by(|x, y| x.0.cmp(y.0));
+    pb.sort_by(|x, y| x.0.cmp(y.0));
+    assert_eq!(pa.len(), pb.len(), "{what}: parameters");
+    for (x, y) in pa.iter().zip(&pb) {
+        assert_eq!((x.0, x.3), (y.0, y.3), "{what}");
+        close(
+            &[x.1, x.2],
+            &[y.1, y.2],
+            tol,
+            &format!("{what}: ‖{}‖, ‖∂L/∂{}‖", x.0, x.0),
+        );
+    }
+    assert_eq!(a.faults, b.faults, "{what}: faults");
+}
+
+#[test]
+fn capture_fast_equals_the_candle_capture() {
+    use gradscope_probe::capture_fast;
+    let x = scalar_grid(24, -2.0, 2.0);
+    let mut archs = archs();
+    // Blocks the dense path does not cover: capture_fast falls back to candle.
+    archs.extend(
+        ["highway", "resnet:skip=gate(-2)"]
+            .iter()
+            .map(|s| s.parse::<Arch>().unwrap()),
+    );
+    for arch in archs {
+        for act in [Activation::Relu, Activation::Tanh, Activation::Sigmoid] {
+            for mode in [BnMode::PerSample, BnMode::Full] {
+                let m = net(arch, act, Precision::F64);
+                for (depth, keep) in [(None, false), (Some(3), true)] {
+                    let opts = CaptureOpts {
+                        bn_mode: mode,
+                        depth,
+                        keep_layer_grads: keep,
+                    };
+                    let tol = if mode == BnMode::Full { 1e-8 } else { 1e-10 };
+                    let fast = capture_fast(&m, x.view(), &opts).unwrap();
+                    let slow = capture(&m, x.view(), &opts).unwrap();
+                    assert!(!fast.params.is_empty());
+                    assert_same_capture(
+                        &fast,
+                        &slow,
+                        tol,
+                        &format!("{arch} {act} {mode} {depth:?}"),
+                    );
+                }
+            }
+        }
+    }
+    // f32, and an overflow: the same faults, at the same layers.
+    let p = NetParams {
+        arch: Arch::PLAIN,
+        depth: 40,
+        width: 16,
+        weight_init: gradscope_nets::WeightInit::Normal { sigma_w2: 400.0 },
+        precision: Precision::F32,
+        seed: 1,
+        ..Default::default()
+    };
+    let m = Mlp::new(&p.check().unwrap()).unwrap();
+    let fast = capture_fast(&m, x.view(), &CaptureOpts::default()).unwrap();
+    let slow = capture(&m, x.view(), &CaptureOpts::default()).unwrap();
+    assert!(
+        !slow.faults.is_empty(),
+        "a gain of about 14 per layer over 40 layers overflows f32"
+    );
+    assert_eq!(fast.faults, slow.faults);
+    let finite = |c: &gradscope_probe::Capture| -> Vec<f64> {
+        c.layers
+            .iter()
+            .map(|l| l.activation_norm)
+            .filter(|v| v.is_finite())
+            .collect()
+    };
+    close(
+        &finite(&fast),
+        &finite(&slow),
+        1e-5,
+        "f32 ‖h_l‖ before the overflow",
+    );
+    // Bad inputs are errors on every path, not panics.
+    let two_cols = Array2::<f64>::zeros((4, 2));
+    assert!(capture_fast(&m, two_cols.view(), &CaptureOpts::default()).is_err());
+    assert!(gradscope_probe::capture_depths(&m, two_cols.view(), &[1], BnMode::PerSample).is_err());
+    let too_deep = CaptureOpts {
+        depth: Some(41),
+        ..Default::default()
+    };
+    assert!(capture_fast(&m, x.view(), &too_deep).is_err());
+}
