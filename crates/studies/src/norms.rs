@@ -28,7 +28,7 @@ use gradscope_nets::{
     Activation, Arch, BiasInit, BnMode, Mlp, NetParams, Precision, WeightInit, derive_seed,
     tensor_rng,
 };
-use gradscope_probe::{CaptureOpts, Pass, capture};
+use gradscope_probe::{CaptureOpts, Pass, capture_fast};
 use gradscope_stats::{MeanStd, quantile};
 use ndarray::Array2;
 use rand::SeedableRng;
@@ -390,7 +390,7 @@ impl NormsConfig {
         let p = &self.params;
         let s = self.net_seed("layers", seed);
         let net = Mlp::new(&p.net(arch, act, init).check()?.with_seed(s))?;
-        let cap = capture(
+        let cap = capture_fast(
             &net,
             self.inputs(s).view(),
             &CaptureOpts {
@@ -477,7 +477,7 @@ impl NormsConfig {
             ..p.net(arch, act, WeightInit::Normal { sigma_w2 })
         };
         let net = Mlp::new(&spec.check()?.with_seed(s))?;
-        let cap = capture(&net, self.inputs(s).view(), &CaptureOpts::default())?;
+        let cap = capture_fast(&net, self.inputs(s).view(), &CaptureOpts::default())?;
         Ok(CellOutput::Phase {
             grad: cap.layers.iter().map(|l| l.grad_norm).collect(),
         })
@@ -543,19 +543,30 @@ fn candle(e: candle_core::Error) -> StudyError {
 /// Singular values of a square matrix, descending: one-sided Jacobi
 /// (Hestenes 1958) orthogonalises the columns; their norms are the values.
 pub fn singular_values(a: &Array2<f64>) -> Vec<f64> {
+    jacobi_singular_values(a).0
+}
+
+/// The values and the number of sweeps that rotated.
+fn jacobi_singular_values(a: &Array2<f64>) -> (Vec<f64>, usize) {
     let n = a.ncols();
     let mut cols: Vec<Vec<f64>> = (0..n).map(|j| a.column(j).to_vec()).collect();
-    for _sweep in 0..60 {
+    // Columns count as orthogonal at |x·y| ≤ √m·ε·‖x‖‖y‖ (LAPACK's dgesvj):
+    // a tighter bound is below rounding and some matrices never meet it.
+    let tol = (a.nrows() as f64).sqrt() * f64::EPSILON;
+    // Columns below ε·‖A‖_F are rounding noise (rank-deficient Jacobians of
+    // deep ReLU nets decay to subnormals): rotating them never converges.
+    let frob2: f64 = cols.iter().map(|c| pair_products(c, c).0).sum();
+    let negligible = (f64::EPSILON * f64::EPSILON) * frob2;
+    let mut sweeps = 0;
+    while sweeps < 60 {
         let mut rotated = false;
         for p in 0..n {
             for q in p + 1..n {
-                let (alpha, beta, gamma) = cols[p]
-                    .iter()
-                    .zip(&cols[q])
-                    .fold((0.0, 0.0, 0.0), |(a, b, g), (x, y)| {
-                        (a + x * x, b + y * y, g + x * y)
-                    });
-                if gamma == 0.0 || gamma.abs() <= 1e-15 * (alpha * beta).sqrt() {
+                let (alpha, beta, gamma) = pair_products(&cols[p], &cols[q]);
+                if gamma == 0.0
+                    || alpha.min(beta) <= negligible
+                    || gamma.abs() <= tol * alpha.sqrt() * beta.sqrt()
+                {
                     continue;
                 }
                 rotated = true;
@@ -574,13 +585,38 @@ pub fn singular_values(a: &Array2<f64>) -> Vec<f64> {
         if !rotated {
             break;
         }
+        sweeps += 1;
     }
     let mut sv: Vec<f64> = cols
         .iter()
         .map(|c| c.iter().map(|x| x * x).sum::<f64>().sqrt())
         .collect();
     sv.sort_by(|a, b| b.total_cmp(a));
-    sv
+    (sv, sweeps)
+}
+
+/// (‖x‖², ‖y‖², x·y) in one pass, in four running sums each: one sum is a
+/// chain of dependent additions, four vectorise (this is the inner loop of
+/// every Jacobi rotation).
+fn pair_products(x: &[f64], y: &[f64]) -> (f64, f64, f64) {
+    let (mut a, mut b, mut g) = ([0.0f64; 4], [0.0f64; 4], [0.0f64; 4]);
+    let (xs, ys) = (x.chunks_exact(4), y.chunks_exact(4));
+    let tail = xs
+        .remainder()
+        .iter()
+        .zip(ys.remainder())
+        .fold((0.0, 0.0, 0.0), |(a, b, g), (u, v)| {
+            (a + u * u, b + v * v, g + u * v)
+        });
+    for (u, v) in xs.zip(ys) {
+        for k in 0..4 {
+            a[k] += u[k] * u[k];
+            b[k] += v[k] * v[k];
+            g[k] += u[k] * v[k];
+        }
+    }
+    let total = |s: [f64; 4]| (s[0] + s[1]) + (s[2] + s[3]);
+    (total(a) + tail.0, total(b) + tail.1, total(g) + tail.2)
 }
 
 impl Study for NormsConfig {
@@ -1329,4 +1365,30 @@ pub fn read_summary(dir: &std::path::Path) -> Result<NormsSummary> {
     crate::output::read_summary(&dir.join(files::SUMMARY), SCHEMA, |s: &NormsSummary| {
         &s.schema
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rank 4 of 24 with the other columns near 1e-160 (their products subnormal), as in the
+    /// Jacobian of a deep plain ReLU net: the rotations must stop.
+    #[test]
+    fn jacobi_stops_on_rank_deficient_matrices() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut uniform = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+        };
+        let n = 24;
+        let a = Array2::from_shape_fn((n, n), |(_, j)| {
+            let scale = if j < 4 { 1.0 } else { 1e-160 * (j as f64) };
+            scale * uniform()
+        });
+        let (sv, sweeps) = jacobi_singular_values(&a);
+        assert!(sweeps < 20, "{sweeps} sweeps");
+        assert!(sv[3] > 1e-3 && sv[4] < 1e-150, "{sv:?}");
+    }
 }
