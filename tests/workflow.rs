@@ -381,3 +381,40 @@ fn every_output_is_bit_identical_across_thread_counts_and_reruns() {
     }
     assert!(compared >= 20, "{compared} files");
 }
+
+#[test]
+fn reproducing_one_study_keeps_the_others_reports_without_their_raw_arrays() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (out, reports) = (tmp.path().join("data"), tmp.path().join("reports"));
+    let reproduce = |studies: &str| {
+        gradscope(&[
+            "reproduce",
+            "--quick",
+            "-q",
+            "--studies",
+            studies,
+            "--out",
+            path(&out),
+            "--reports",
+            path(&reports),
+        ])
+    };
+    assert_ok(&reproduce("shattered,norms"));
+    let page = reports.join("shattered").join("index.html");
+    let before = std::fs::read(&page).unwrap();
+    // As in a fresh clone: summaries are committed, raw arrays are not.
+    for e in std::fs::read_dir(out.join("shattered")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "npy") {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+    assert_ok(&reproduce("norms"));
+    assert_eq!(std::fs::read(&page).unwrap(), before);
+    let index = std::fs::read_to_string(reports.join("index.html")).unwrap();
+    assert!(index.contains("shattered/index.html") && index.contains("norms/index.html"));
+    // Rebuilding every report needs the arrays, and says which one is missing.
+    let o = gradscope(&["report", "--out", path(&out), "--reports", path(&reports)]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains(".npy"));
+}

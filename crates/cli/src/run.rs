@@ -66,7 +66,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(a) => crate::bench::bench_command(&ctx.quiet, a),
         Command::Run(a) => run_file(&ctx, a),
         Command::Merge(a) => merge_command(&ctx, a),
-        Command::Report(f) => build_reports(&ctx, &f),
+        Command::Report(f) => build_reports(&ctx, &f, None),
         Command::Archs => {
             print!("{}", archs_text());
             Ok(())
@@ -218,7 +218,7 @@ fn run_params<P: Params>(
     let study = params.check()?;
     preflight(folders, report)?;
     if execute(ctx, &study, folders, flags)? && report {
-        build_reports(ctx, folders)?;
+        build_reports(ctx, folders, Some(&[<P::Config as Study>::NAME]))?;
     }
     Ok(())
 }
@@ -369,7 +369,7 @@ fn merge_command(ctx: &Ctx, a: MergeArgs) -> Result<()> {
             dir.display()
         ));
         if !a.no_report {
-            build_reports(ctx, &a.folders)?;
+            build_reports(ctx, &a.folders, Some(&[<P::Config as Study>::NAME]))?;
         }
         Ok(())
     }
@@ -387,9 +387,9 @@ fn merge_command(ctx: &Ctx, a: MergeArgs) -> Result<()> {
     }
 }
 
-fn build_reports(ctx: &Ctx, folders: &Folders) -> Result<()> {
+fn build_reports(ctx: &Ctx, folders: &Folders, only: Option<&[&str]>) -> Result<()> {
     let t = Instant::now();
-    let cards = gradscope_report::rebuild_all(&folders.out, &folders.reports)?;
+    let cards = gradscope_report::rebuild(&folders.out, &folders.reports, only)?;
     ctx.log(&format!(
         "report: {} ({}) in {:.1} s → {}",
         cards
@@ -701,7 +701,9 @@ fn reproduce(
     if wanted(gradscope_studies::skips::NAME) {
         execute(ctx, &skips, folders, flags)?;
     }
-    build_reports(ctx, folders)?;
+    // Only the reports of the studies run: the others' raw arrays may be absent.
+    let ran: Option<Vec<&str>> = only.map(|o| o.iter().map(|s| s.trim()).collect());
+    build_reports(ctx, folders, ran.as_deref())?;
     ctx.log(&format!(
         "reproduce: studies in {:.1} s; open {}",
         t.elapsed().as_secs_f64(),

@@ -1,7 +1,9 @@
 //! What the index page shows of a study.
 
-/// A study's entry on `reports/index.html`.
-#[derive(Clone, Debug)]
+/// A study's entry on `reports/index.html`, also stored as
+/// `reports/<study>/card.json` so the index can list a study whose report
+/// was not rebuilt this time.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StudyCard {
     /// Study folder name (`shattered`, `training`, …).
     pub name: String,
