@@ -178,9 +178,11 @@ fn orthogonal(fan_out: usize, fan_in: usize, gain: f64, rng: &mut impl Rng) -> V
     while q.len() < short {
         let mut v = normal(long, 1.0, rng);
         for _ in 0..2 {
-            // Twice, for orthogonality to rounding.
-            for u in &q {
-                let d = dot(&v, u);
+            // Classical Gram–Schmidt, twice for orthogonality to rounding
+            // (Giraud et al. 2005): the projections are independent dot
+            // products, not a chain as in the modified form.
+            let d: Vec<f64> = q.iter().map(|u| dot(&v, u)).collect();
+            for (u, d) in q.iter().zip(d) {
                 v.iter_mut().zip(u).for_each(|(a, b)| *a -= d * b);
             }
         }

@@ -542,17 +542,57 @@ fn candle(e: candle_core::Error) -> StudyError {
 
 /// Singular values of a square matrix, descending: one-sided Jacobi
 /// (Hestenes 1958) orthogonalises the columns; their norms are the values.
+/// Preconditioned as in LAPACK's dgejsv (Drmač & Veselić 2008): A P = Q R
+/// with column pivoting, then Jacobi on Rᵀ, whose rows are already nearly
+/// orthogonal, so a few sweeps suffice where A itself needs tens.
 pub fn singular_values(a: &Array2<f64>) -> Vec<f64> {
-    jacobi_singular_values(a).0
+    let cols: Vec<Vec<f64>> = (0..a.ncols()).map(|j| a.column(j).to_vec()).collect();
+    jacobi_singular_values(r_transposed(cols)).0
 }
 
-/// The values and the number of sweeps that rotated.
-fn jacobi_singular_values(a: &Array2<f64>) -> (Vec<f64>, usize) {
-    let n = a.ncols();
-    let mut cols: Vec<Vec<f64>> = (0..n).map(|j| a.column(j).to_vec()).collect();
+/// Rᵀ of the Householder QR with column pivoting of A (given by columns;
+/// square): the same singular values. Each step moves the remaining column
+/// of largest norm to the front.
+fn r_transposed(mut cols: Vec<Vec<f64>>) -> Vec<Vec<f64>> {
+    let n = cols.len();
+    for k in 0..n {
+        let tail2 = |c: &Vec<f64>| pair_products(&c[k..], &c[k..]).0;
+        let p = (k..n)
+            .max_by(|&i, &j| tail2(&cols[i]).total_cmp(&tail2(&cols[j])))
+            .expect("k < n");
+        cols.swap(k, p);
+        let norm = tail2(&cols[k]).sqrt();
+        if norm == 0.0 {
+            break;
+        }
+        // Householder v = x − ρ e₁ with ρ = −sign(x₁)‖x‖ (no cancellation).
+        let rho = if cols[k][k] >= 0.0 { -norm } else { norm };
+        let mut v = cols[k][k..].to_vec();
+        v[0] -= rho;
+        let vv = pair_products(&v, &v).0;
+        cols[k][k] = rho;
+        cols[k][k + 1..].iter_mut().for_each(|x| *x = 0.0);
+        for c in &mut cols[k + 1..] {
+            let f = 2.0 * pair_products(&v, &c[k..]).2 / vv;
+            c[k..].iter_mut().zip(&v).for_each(|(x, vi)| *x -= f * vi);
+        }
+    }
+    // Row i of R is (R_ij)_j = cols[j][i], zero below the diagonal.
+    (0..n)
+        .map(|i| {
+            (0..n)
+                .map(|j| if j >= i { cols[j][i] } else { 0.0 })
+                .collect()
+        })
+        .collect()
+}
+
+/// The values of the matrix with columns `cols`, and the number of sweeps that rotated.
+fn jacobi_singular_values(mut cols: Vec<Vec<f64>>) -> (Vec<f64>, usize) {
+    let n = cols.len();
     // Columns count as orthogonal at |x·y| ≤ √m·ε·‖x‖‖y‖ (LAPACK's dgesvj):
     // a tighter bound is below rounding and some matrices never meet it.
-    let tol = (a.nrows() as f64).sqrt() * f64::EPSILON;
+    let tol = (cols.first().map_or(1, Vec::len) as f64).sqrt() * f64::EPSILON;
     // Columns below ε·‖A‖_F are rounding noise (rank-deficient Jacobians of
     // deep ReLU nets decay to subnormals): rotating them never converges.
     let frob2: f64 = cols.iter().map(|c| pair_products(c, c).0).sum();
@@ -1387,7 +1427,8 @@ mod tests {
             let scale = if j < 4 { 1.0 } else { 1e-160 * (j as f64) };
             scale * uniform()
         });
-        let (sv, sweeps) = jacobi_singular_values(&a);
+        let cols = (0..n).map(|j| a.column(j).to_vec()).collect();
+        let (sv, sweeps) = jacobi_singular_values(cols);
         assert!(sweeps < 20, "{sweeps} sweeps");
         assert!(sv[3] > 1e-3 && sv[4] < 1e-150, "{sv:?}");
     }
