@@ -71,14 +71,17 @@ class Residual(nn.Module):
 
 
 class Mlp(nn.Module):
+    """plain, plain-bn, resnet, resnet-bn and resnet1-bn (a one-layer branch)."""
+
     def __init__(self, arch, depth, width, inp=1, out=1):
         super().__init__()
         bn = arch.endswith("-bn")
+        branch = 1 if arch.startswith("resnet1") else 2
         self.stem = he_linear(inp, width, bias=arch != "plain-bn")
         if arch.startswith("plain"):
             self.layers = nn.ModuleList([Plain(width, bn) for _ in range(depth)])
         else:
-            self.layers = nn.ModuleList([Residual(width, bn) for _ in range(depth)])
+            self.layers = nn.ModuleList([Residual(width, bn, branch) for _ in range(depth)])
         self.head = he_linear(width, out)
 
     def hidden(self, x, depth=None):
@@ -320,26 +323,26 @@ def train(net, xtr, ytr, xte, yte, epochs=20, lr=0.01, probe=128, sim=16):
 
 
 def reproduce():
-    """gradscope reproduce's default studies, as PyTorch code would run them."""
+    """gradscope reproduce's six default studies, as PyTorch code would run them
+    (norms, skips and correlation in peer_norms.py, peer_skips.py, peer_correlation.py)."""
     torch.set_default_dtype(torch.float64)
     xtr, ytr, xte, yte = digits()
     xtr, xte = xtr.double(), xte.double()
 
     def run():
-        # Shattered gradients: 5 archs × 8 depths × 8 seeds, 256 points, width 200, f64.
+        # Shattered gradients: 5 archs × 8 depths × 8 seeds, 256 points, width 200, f64;
+        # one forward through 50 blocks per net, one backward per depth.
         for arch in ("plain", "plain-bn", "resnet", "resnet-bn", "resnet1-bn"):
             for _ in range(8):
-                net = Mlp(arch if arch != "resnet1-bn" else "resnet-bn", 50, 200)
+                net = Mlp(arch, 50, 200)
                 for p in net.parameters():
                     p.requires_grad_(False)
+                x = grid().requires_grad_(True)
+                hs = net.hidden(x)
                 for depth in (1, 2, 4, 8, 16, 24, 32, 50):
-                    x = grid().requires_grad_(True)
-                    hs = net.hidden(x, depth)
-                    for h in hs:
-                        h.retain_grad()
-                    net.head(hs[-1]).sum().backward()
-                    _ = [h.grad.norm().item() for h in hs]
-                    g = x.grad[:, 0].numpy()
+                    gs = torch.autograd.grad(net.head(hs[depth]).sum(), [x] + hs[: depth + 1], retain_graph=True)
+                    _ = [h.norm().item() for h in gs[1:]]
+                    g = gs[0][:, 0].numpy()
                     r1_and_spectrum(g)
                     np.correlate(g - g.mean(), g - g.mean(), "full")
         # Degradation: plain-bn and resnet-bn at depths 4 and 32, 2 seeds, 20 epochs.
@@ -388,6 +391,14 @@ def reproduce():
                             xin = xb.clone().requires_grad_(True)
                             torch.autograd.grad(net.stem(xin), xin, g)[0].norm().item()
         torch.set_default_dtype(torch.float64)
+        # The norms, skips and correlation studies (float64).
+        import peer_correlation
+        import peer_norms
+        import peer_skips
+
+        peer_norms.study()
+        peer_skips.study()
+        peer_correlation.study()
 
     return run
 

@@ -109,20 +109,6 @@ fn random_inputs(n: usize, d: usize, seed: u64) -> Array2<f32> {
 
 /// `gradscope reproduce` end to end: timed by the bench command as a child process.
 pub const REPRODUCE: &str = "reproduce";
-/// `gradscope reproduce` of the studies the PyTorch peer implements, against it.
-pub const REPRODUCE_PEER: &str = "reproduce-peer";
-/// The studies of [`REPRODUCE_PEER`].
-pub const PEER_STUDIES: &str = "shattered,training,ensemble";
-
-/// Whether a workload is a whole `gradscope reproduce` process, and which
-/// studies it runs (all when `None`).
-pub fn reproduce_studies(workload: &str) -> Option<Option<&'static str>> {
-    match workload {
-        REPRODUCE => Some(None),
-        REPRODUCE_PEER => Some(Some(PEER_STUDIES)),
-        _ => None,
-    }
-}
 
 /// The workloads, in the order of the issue that set them.
 pub fn workloads() -> Vec<Workload> {
@@ -247,23 +233,12 @@ pub fn workloads() -> Vec<Workload> {
         },
         Workload {
             name: REPRODUCE,
-            about: "`gradscope reproduce` end to end: every default study (six) and report",
-            flops: None,
-            peers: &[],
-            setup: |_| {
-                Err(BenchError::Run(
-                    "`reproduce` is timed as a whole process by `gradscope bench`".into(),
-                ))
-            },
-        },
-        Workload {
-            name: REPRODUCE_PEER,
-            about: "`gradscope reproduce --studies shattered,training,ensemble` (and their reports), against the same three studies written in PyTorch",
+            about: "`gradscope reproduce` end to end: every default study (six) and report, against the six written in PyTorch",
             flops: None,
             peers: &["reproduce"],
             setup: |_| {
                 Err(BenchError::Run(
-                    "`reproduce-peer` is timed as a whole process by `gradscope bench`".into(),
+                    "`reproduce` is timed as a whole process by `gradscope bench`".into(),
                 ))
             },
         },

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
-use gradscope_bench::{REPRODUCE, Timing, gemm_peak, reproduce_studies, time_workload, workloads};
+use gradscope_bench::{REPRODUCE, Timing, gemm_peak, time_workload, workloads};
 
 use crate::args::BenchArgs;
 
@@ -87,8 +87,8 @@ pub fn bench_command(quiet: &bool, a: BenchArgs) -> Result<()> {
         let all = workloads();
         for name in &names {
             let w = all.iter().find(|w| w.name == name).expect("checked above");
-            let ours: Timing = if let Some(studies) = reproduce_studies(name) {
-                time_reproduce(&exe, name, studies, t, a.runs.min(3))?
+            let ours: Timing = if name == REPRODUCE {
+                time_reproduce(&exe, name, t, a.runs.min(3))?
             } else {
                 let runs = a.runs.to_string();
                 serde_json::from_str(&child(
@@ -161,15 +161,8 @@ pub fn bench_command(quiet: &bool, a: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// `gradscope reproduce` (of `studies`, all when `None`) into a temporary
-/// folder, timed as a whole process.
-fn time_reproduce(
-    exe: &Path,
-    workload: &str,
-    studies: Option<&str>,
-    threads: usize,
-    runs: usize,
-) -> Result<Timing> {
+/// `gradscope reproduce` into a temporary folder, timed as a whole process.
+fn time_reproduce(exe: &Path, workload: &str, threads: usize, runs: usize) -> Result<Timing> {
     let tmp =
         std::env::temp_dir().join(format!("gradscope-bench-reproduce-{}", std::process::id()));
     let (data, reports) = (tmp.join("data"), tmp.join("reports"));
@@ -183,10 +176,7 @@ fn time_reproduce(
         "--reports",
         reports.to_str().unwrap_or("reports"),
     ]
-    .map(String::from)
-    .into_iter()
-    .chain(studies.map(|s| format!("--studies={s}")))
-    .collect::<Vec<_>>();
+    .map(String::from);
     let log = tmp.with_extension("stderr");
     let (mut times, mut peak) = (Vec::new(), f64::NAN);
     for _ in 0..runs.max(1) {
