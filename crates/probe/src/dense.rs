@@ -11,8 +11,9 @@
 //!
 //! Blocks: plain chains of linear layers, BN, per-sample norms (LN, GN,
 //! RMS) and ReLU/tanh/sigmoid; residual blocks y = post(λx + α·F(x)) with
-//! post-norm recursions yᵢ = N(x + yᵢ₋₁). Gated, projection and dropout
-//! shortcuts, trainable branch gains and conv nets are left to candle.
+//! post-norm recursions yᵢ = N(x + yᵢ₋₁), and gated shortcuts (highway
+//! layers, Srivastava et al. 2015). Projection and dropout shortcuts,
+//! trainable branch gains and conv nets are left to candle.
 //!
 //! Every BN mode: batch statistics held constant ([`BnMode::PerSample`]),
 //! running statistics ([`BnMode::Eval`]), or the gradient through the batch
@@ -97,8 +98,19 @@ struct ResidualUnit<T> {
     branch: Vec<Op<T>>,
     alpha: T,
     lambda: T,
+    /// A gated shortcut instead of λx: sum = G⊙αF + (1 − G)⊙x (exclusive,
+    /// highway layers) or αF + (1 − G)⊙x, G = σ(W_g x + b_g).
+    gate: Option<Gate<T>>,
     after: Vec<Op<T>>,
     recursions: Vec<Vec<Op<T>>>,
+}
+
+/// The gate of a gated shortcut: its ops (linear, sigmoid) and whether it
+/// also scales the branch.
+#[derive(Clone, Debug)]
+struct Gate<T> {
+    ops: Vec<Op<T>>,
+    exclusive: bool,
 }
 
 /// An MLP as plain matrices.
@@ -132,6 +144,13 @@ enum Saved<T> {
     /// f64), so the backward pass reads less and y is freed or kept as the
     /// next op's input instead of copied.
     Relu { positive: Array2<u8> },
+    /// A gated sum: the gate G, the block input x and, when the gate is
+    /// exclusive, the scaled branch αF (∂sum/∂G = αF − x).
+    Gate {
+        gate: Array2<T>,
+        input: Array2<T>,
+        branch: Option<Array2<T>>,
+    },
 }
 
 /// The forward pass of the deepest net, kept for backward passes from any depth.
@@ -262,16 +281,27 @@ impl<T: Real> DenseMlp<T> {
                 Ok(match b {
                     Block::Dense(d) => Unit::Plain(convert(&prefix, d.body())?),
                     Block::Residual(r) if r.gain().is_none() => {
-                        let lambda = match r.shortcut() {
-                            ResidualShortcut::Identity => 1.0,
-                            ResidualShortcut::Scale(l) => *l,
-                            _ => return Err(unsupported("gated, projection or dropout shortcuts")),
+                        let (lambda, gate) = match r.shortcut() {
+                            ResidualShortcut::Identity => (1.0, None),
+                            ResidualShortcut::Scale(l) => (*l, None),
+                            ResidualShortcut::Gate { gate, exclusive } => (
+                                1.0,
+                                Some(Gate {
+                                    ops: vec![
+                                        linear(format!("{prefix}.gate"), gate)?,
+                                        Op::Act(Activation::Sigmoid),
+                                    ],
+                                    exclusive: *exclusive,
+                                }),
+                            ),
+                            _ => return Err(unsupported("projection or dropout shortcuts")),
                         };
                         let real = |v: f64| <T as FromPrimitive>::from_f64(v).expect("a float");
                         Unit::Residual(ResidualUnit {
                             branch: convert(&prefix, r.branch())?,
                             alpha: real(r.alpha()),
                             lambda: real(lambda),
+                            gate,
                             after: convert(&prefix, r.after())?,
                             recursions: r
                                 .recursions()
@@ -980,7 +1010,20 @@ impl<T: Real> Unit<T> {
             Unit::Plain(ops) => run_ops(ops, Cur::In(h.view()), saved, inputs, mode),
             Unit::Residual(r) => {
                 let f = run_ops(&r.branch, Cur::In(h.view()), saved, inputs, mode);
-                let sum = add_skip(f, h, r.alpha, r.lambda);
+                let sum = match &r.gate {
+                    None => add_skip(f, h, r.alpha, r.lambda),
+                    Some(gate) => {
+                        let g = run_ops(&gate.ops, Cur::In(h.view()), saved, inputs, mode);
+                        let branch = gate.exclusive.then(|| f.mapv(|v| v * r.alpha));
+                        let sum = r.gated_sum(gate, f, &g, h);
+                        saved.push(Saved::Gate {
+                            gate: g,
+                            input: h.clone(),
+                            branch,
+                        });
+                        sum
+                    }
+                };
                 let mut y = run_ops(&r.after, Cur::Own(sum), saved, inputs, mode);
                 for n in &r.recursions {
                     y = run_ops(
@@ -997,14 +1040,20 @@ impl<T: Real> Unit<T> {
     }
 }
 
-/// A residual block's saved entries: branch, after the sum, each recursion.
-type SavedParts<'s, T> = (&'s [Saved<T>], &'s [Saved<T>], Vec<&'s [Saved<T>]>);
+/// A residual block's saved entries: branch, gate (its ops', then the sum's), after the sum, each recursion.
+type SavedParts<'s, T> = (
+    &'s [Saved<T>],
+    &'s [Saved<T>],
+    &'s [Saved<T>],
+    Vec<&'s [Saved<T>]>,
+);
 
 impl<T: Real> ResidualUnit<T> {
     /// The ops in state-dict order: branch, after the sum, recursions.
     fn ops(&self) -> impl Iterator<Item = &Op<T>> {
         self.branch
             .iter()
+            .chain(self.gate.iter().flat_map(|g| &g.ops))
             .chain(&self.after)
             .chain(self.recursions.iter().flatten())
     }
@@ -1012,18 +1061,23 @@ impl<T: Real> ResidualUnit<T> {
     fn ops_mut(&mut self) -> impl Iterator<Item = &mut Op<T>> {
         self.branch
             .iter_mut()
+            .chain(self.gate.iter_mut().flat_map(|g| &mut g.ops))
             .chain(&mut self.after)
             .chain(self.recursions.iter_mut().flatten())
     }
 
     /// Exactly x + α·F(x).
     fn is_plain_sum(&self) -> bool {
-        self.lambda == T::one() && self.after.is_empty() && self.recursions.is_empty()
+        self.lambda == T::one()
+            && self.gate.is_none()
+            && self.after.is_empty()
+            && self.recursions.is_empty()
     }
 
     /// The block's saved entries split as its ops are: branch, after, each recursion.
     fn split<'s>(&self, saved: &'s [Saved<T>]) -> SavedParts<'s, T> {
         let (branch, rest) = saved.split_at(self.branch.len());
+        let (gate, rest) = rest.split_at(self.gate.as_ref().map_or(0, |g| g.ops.len() + 1));
         let (after, mut rest) = rest.split_at(self.after.len());
         let recursions = self
             .recursions
@@ -1034,13 +1088,13 @@ impl<T: Real> ResidualUnit<T> {
                 this
             })
             .collect();
-        (branch, after, recursions)
+        (branch, gate, after, recursions)
     }
 
     /// ∂L/∂x from ∂L/∂y = g: through each recursion Nᵢ(x + yᵢ₋₁) (to x and
     /// to yᵢ₋₁), the layers after the sum, then λ to x and α·F.
     fn backward(&self, saved: &[Saved<T>], g: ArrayView2<T>, sink: &mut Sink<T>) -> Array2<T> {
-        let (s_branch, s_after, s_recursions) = self.split(saved);
+        let (s_branch, s_gate, s_after, s_recursions) = self.split(saved);
         let mut to_x: Option<Array2<T>> = None;
         let mut g_sum = CowArray::from(g);
         for (n, s_n) in self.recursions.iter().zip(s_recursions).rev() {
@@ -1053,6 +1107,13 @@ impl<T: Real> ResidualUnit<T> {
         }
         if !self.after.is_empty() {
             g_sum = CowArray::from(back_ops(&self.after, s_after, g_sum, sink));
+        }
+        if let Some(gate) = &self.gate {
+            let mut through = self.gate_backward(gate, s_branch, s_gate, g_sum.view(), sink);
+            if let Some(acc) = to_x {
+                through += &acc;
+            }
+            return through;
         }
         let scaled = if self.alpha == T::one() {
             CowArray::from(g_sum.view())
@@ -1071,13 +1132,100 @@ impl<T: Real> ResidualUnit<T> {
         through
     }
 
+    /// ∂L/∂x of a gated sum s = G⊙αF + (1 − G)⊙x (G⊙ dropped when not
+    /// exclusive) from g = ∂L/∂s: through the gate, ∂s/∂G = αF − x (or −x),
+    /// then the branch, ∂s/∂F = αG (or α), and the carry 1 − G. The gate's
+    /// parameters come first in state-dict order, so last here.
+    fn gate_backward(
+        &self,
+        gate: &Gate<T>,
+        s_branch: &[Saved<T>],
+        s_gate: &[Saved<T>],
+        g: ArrayView2<T>,
+        sink: &mut Sink<T>,
+    ) -> Array2<T> {
+        let (s_ops, s_sum) = s_gate.split_at(gate.ops.len());
+        let Some(Saved::Gate {
+            gate: gv,
+            input,
+            branch,
+        }) = s_sum.first()
+        else {
+            unreachable!("a gated sum saved its gate")
+        };
+        let mut dg = Array2::zeros(g.raw_dim());
+        match branch {
+            Some(f) => Zip::from(&mut dg)
+                .and(g)
+                .and(f)
+                .and(input)
+                .for_each(|d, &g, &f, &x| *d = g * (f - x)),
+            None => Zip::from(&mut dg)
+                .and(g)
+                .and(input)
+                .for_each(|d, &g, &x| *d = T::zero() - g * x),
+        }
+        let mut through = back_ops(&gate.ops, s_ops, dg, sink);
+        let alpha = self.alpha;
+        let df = if gate.exclusive {
+            Zip::from(g)
+                .and(gv)
+                .map_collect(|&g, &gate_v| g * gate_v * alpha)
+        } else {
+            g.mapv(|g| g * alpha)
+        };
+        through += &back_ops(&self.branch, s_branch, df, sink);
+        Zip::from(&mut through)
+            .and(g)
+            .and(gv)
+            .for_each(|t, &g, &gate_v| *t += g * (T::one() - gate_v));
+        through
+    }
+
+    /// The gated sum G⊙αF + (1 − G)⊙x (or αF + (1 − G)⊙x), written over F.
+    fn gated_sum(
+        &self,
+        gate: &Gate<T>,
+        mut f: Array2<T>,
+        g: &Array2<T>,
+        x: &Array2<T>,
+    ) -> Array2<T> {
+        let alpha = self.alpha;
+        let excl = gate.exclusive;
+        Zip::from(&mut f).and(g).and(x).for_each(|f, &gate_v, &x| {
+            let fa = alpha * *f;
+            *f = if excl { gate_v * fa } else { fa } + (T::one() - gate_v) * x;
+        });
+        f
+    }
+
     /// Forward mode through the block: (h, t) ↦ (y, ∂y·t).
     fn tangent(&self, h: Array2<T>, t: Array2<T>, mode: BnMode) -> (Array2<T>, Array2<T>) {
         let (fh, ft) = tangent_ops(&self.branch, h.clone(), t.clone(), mode);
-        let (sh, st) = (
-            add_skip(fh, &h, self.alpha, self.lambda),
-            add_skip(ft, &t, self.alpha, self.lambda),
-        );
+        let (sh, st) = match &self.gate {
+            None => (
+                add_skip(fh, &h, self.alpha, self.lambda),
+                add_skip(ft, &t, self.alpha, self.lambda),
+            ),
+            Some(gate) => {
+                let (g, tg) = tangent_ops(&gate.ops, h.clone(), t.clone(), mode);
+                // ∂s = G⊙α∂F + ∂G⊙(αF − x) + (1 − G)⊙∂x (exclusive), else α∂F − ∂G⊙x + (1 − G)⊙∂x.
+                let (alpha, excl) = (self.alpha, gate.exclusive);
+                let mut st = ft;
+                Zip::from(&mut st)
+                    .and(&fh)
+                    .and(&g)
+                    .and(&tg)
+                    .and(&h)
+                    .and(&t)
+                    .for_each(|st, &f, &gate_v, &tgate, &x, &tx| {
+                        let (fa, tfa) = (alpha * f, alpha * *st);
+                        let branch = if excl { gate_v * tfa + tgate * fa } else { tfa };
+                        *st = branch - tgate * x + (T::one() - gate_v) * tx;
+                    });
+                (self.gated_sum(gate, fh, &g, &h), st)
+            }
+        };
         let (mut yh, mut yt) = tangent_ops(&self.after, sh, st, mode);
         for n in &self.recursions {
             let one = T::one();

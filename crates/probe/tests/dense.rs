@@ -26,6 +26,9 @@ fn archs() -> Vec<Arch> {
         "xskip-ln:lambda=2,alpha=0.5",
         "rskip-ln:lambda=3",
         "resnet:skip=scale(0.7)",
+        "highway",
+        "resnet:skip=gate(-1),alpha=0.5",
+        "resnet-bn:skip=shortcut-gate(0.5)",
     ]
     .iter()
     .map(|s| s.parse().unwrap())
@@ -542,7 +545,7 @@ fn capture_fast_equals_the_candle_capture() {
     let mut archs = archs();
     // Blocks the dense path does not cover: capture_fast falls back to candle.
     archs.extend(
-        ["highway", "resnet:skip=gate(-2)"]
+        ["resnet:skip=proj", "resnet:skip=dropout(0.1)"]
             .iter()
             .map(|s| s.parse::<Arch>().unwrap()),
     );
