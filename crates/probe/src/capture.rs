@@ -8,8 +8,8 @@
 use candle_core::{DType, Device, Tensor, Var};
 use gradscope_nets::{BnMode, Mlp};
 use ndarray::{Array2, ArrayView2};
-use num_traits::ToPrimitive;
 
+use crate::dense::to_f64;
 use crate::{ProbeError, Result};
 
 /// What to capture.
@@ -243,10 +243,6 @@ pub fn capture_fast(net: &Mlp, x: ArrayView2<f64>, opts: &CaptureOpts) -> Result
     }
 }
 
-fn as_f64<T: crate::dense::Real>(a: &Array2<T>) -> Array2<f64> {
-    a.mapv(|v| ToPrimitive::to_f64(&v).unwrap_or(f64::NAN))
-}
-
 /// ‖h_l‖ and ‖∂L/∂h_l‖ for l = 0 … depth from a dense forward and backward pass.
 fn dense_layer_stats<T: crate::dense::Real>(
     fwd: &crate::dense::DenseForward<T>,
@@ -283,12 +279,7 @@ fn dense_capture<T: crate::dense::Real>(
         },
     );
     let layers = dense_layer_stats(&fwd, &grads);
-    let norm = |v: &[T]| {
-        v.iter()
-            .map(|x| ToPrimitive::to_f64(x).unwrap_or(f64::NAN).powi(2))
-            .sum::<f64>()
-            .sqrt()
-    };
+    let norm = crate::dense::slice_norm::<T>;
     let values: std::collections::HashMap<String, f64> = net
         .params_mut()
         .into_iter()
@@ -305,12 +296,12 @@ fn dense_capture<T: crate::dense::Real>(
         })
         .collect();
     Capture {
-        output: as_f64(&net.output(&fwd, depth)),
-        input_grads: as_f64(&grads.input),
+        output: to_f64(&net.output(&fwd, depth)),
+        input_grads: to_f64(&grads.input),
         faults: find_faults(&layers),
         layer_grads: opts
             .keep_layer_grads
-            .then(|| grads.hidden.iter().map(as_f64).collect()),
+            .then(|| grads.hidden.iter().map(to_f64).collect()),
         layers,
         params,
     }
@@ -394,8 +385,8 @@ fn dense_captures<T: crate::dense::Real>(
             let grads = net.backward_with(&fwd, depth, None, crate::dense::Want::default());
             let layers = dense_layer_stats(&fwd, &grads);
             Capture {
-                output: as_f64(&net.output(&fwd, depth)),
-                input_grads: as_f64(&grads.input),
+                output: to_f64(&net.output(&fwd, depth)),
+                input_grads: to_f64(&grads.input),
                 faults: find_faults(&layers),
                 layers,
                 layer_grads: None,

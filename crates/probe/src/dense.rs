@@ -144,10 +144,10 @@ enum Saved<T> {
     /// f64), so the backward pass reads less and y is freed or kept as the
     /// next op's input instead of copied.
     Relu { positive: Array2<u8> },
-    /// A gated sum: the gate G, the block input x and, when the gate is
-    /// exclusive, the scaled branch αF (∂sum/∂G = αF − x).
+    /// A gated sum: the block input x and, when the gate is exclusive, the
+    /// scaled branch αF (∂sum/∂G = αF − x). G itself is the gate's saved
+    /// sigmoid output.
     Gate {
-        gate: Array2<T>,
         input: Array2<T>,
         branch: Option<Array2<T>>,
     },
@@ -709,7 +709,7 @@ struct Sink<T> {
     gram: Vec<(String, Array2<f64>)>,
 }
 
-fn to_f64<T: Real>(a: &Array2<T>) -> Array2<f64> {
+pub(crate) fn to_f64<T: Real>(a: &Array2<T>) -> Array2<f64> {
     a.mapv(|v| ToPrimitive::to_f64(&v).unwrap_or(f64::NAN))
 }
 
@@ -1017,7 +1017,6 @@ impl<T: Real> Unit<T> {
                         let branch = gate.exclusive.then(|| f.mapv(|v| v * r.alpha));
                         let sum = r.gated_sum(gate, f, &g, h);
                         saved.push(Saved::Gate {
-                            gate: g,
                             input: h.clone(),
                             branch,
                         });
@@ -1145,14 +1144,10 @@ impl<T: Real> ResidualUnit<T> {
         sink: &mut Sink<T>,
     ) -> Array2<T> {
         let (s_ops, s_sum) = s_gate.split_at(gate.ops.len());
-        let Some(Saved::Gate {
-            gate: gv,
-            input,
-            branch,
-        }) = s_sum.first()
-        else {
-            unreachable!("a gated sum saved its gate")
+        let Some(Saved::Gate { input, branch }) = s_sum.first() else {
+            unreachable!("a gated sum saved its input")
         };
+        let gv = saved_post(s_ops);
         let mut dg = Array2::zeros(g.raw_dim());
         match branch {
             Some(f) => Zip::from(&mut dg)
@@ -1639,22 +1634,26 @@ fn batch_norm_backward<T: Real>(g: &mut Array2<T>, xhat: &Array2<T>, scale: &Arr
 
 /// ‖a‖_F, accumulated in f64.
 pub fn frobenius_dense<T: Real>(a: &Array2<T>) -> f64 {
-    let sq = |x: &T| ToPrimitive::to_f64(x).unwrap_or(f64::NAN).powi(2);
-    let sum: f64 = match a.as_slice() {
-        // Eight running sums: one sum is a chain of dependent additions,
-        // eight vectorise (this runs once per layer in every backward pass).
-        Some(v) => {
-            let mut acc = [0.0f64; 8];
-            let chunks = v.chunks_exact(8);
-            let tail: f64 = chunks.remainder().iter().map(sq).sum();
-            for c in chunks {
-                for (s, x) in acc.iter_mut().zip(c) {
-                    *s += sq(x);
-                }
-            }
-            acc.iter().sum::<f64>() + tail
+    match a.as_slice() {
+        Some(v) => slice_norm(v),
+        None => a.iter().map(square_f64).sum::<f64>().sqrt(),
+    }
+}
+
+fn square_f64<T: Real>(x: &T) -> f64 {
+    ToPrimitive::to_f64(x).unwrap_or(f64::NAN).powi(2)
+}
+
+/// ‖v‖₂ in f64, in eight running sums: one sum is a chain of dependent
+/// additions, eight vectorise (this runs once per layer in every backward pass).
+pub(crate) fn slice_norm<T: Real>(v: &[T]) -> f64 {
+    let mut acc = [0.0f64; 8];
+    let chunks = v.chunks_exact(8);
+    let tail: f64 = chunks.remainder().iter().map(square_f64).sum();
+    for c in chunks {
+        for (s, x) in acc.iter_mut().zip(c) {
+            *s += square_f64(x);
         }
-        None => a.iter().map(sq).sum(),
-    };
-    sum.sqrt()
+    }
+    (acc.iter().sum::<f64>() + tail).sqrt()
 }

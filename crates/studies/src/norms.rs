@@ -556,12 +556,12 @@ pub fn singular_values(a: &Array2<f64>) -> Vec<f64> {
 fn r_transposed(mut cols: Vec<Vec<f64>>) -> Vec<Vec<f64>> {
     let n = cols.len();
     for k in 0..n {
-        let tail2 = |c: &Vec<f64>| pair_products(&c[k..], &c[k..]).0;
-        let p = (k..n)
-            .max_by(|&i, &j| tail2(&cols[i]).total_cmp(&tail2(&cols[j])))
+        let (p, tail2) = (k..n)
+            .map(|i| (i, pair_products(&cols[i][k..], &cols[i][k..]).0))
+            .max_by(|a, b| a.1.total_cmp(&b.1))
             .expect("k < n");
         cols.swap(k, p);
-        let norm = tail2(&cols[k]).sqrt();
+        let norm = tail2.sqrt();
         if norm == 0.0 {
             break;
         }
