@@ -195,8 +195,19 @@ struct Init<'a> {
 
 impl Init<'_> {
     fn var(&self, values: Vec<f64>, shape: &[usize]) -> Result<Var> {
-        let t = Tensor::from_vec(values, shape, &Device::Cpu)?.to_dtype(self.dtype)?;
-        Ok(Var::from_tensor(&t)?)
+        // Straight into the variable's storage: a tensor made a Var is copied again.
+        Ok(match self.dtype {
+            DType::F64 => Var::from_vec(values, shape, &Device::Cpu)?,
+            DType::F32 => Var::from_vec(
+                values.into_iter().map(|v| v as f32).collect::<Vec<f32>>(),
+                shape,
+                &Device::Cpu,
+            )?,
+            dtype => {
+                let t = Tensor::from_vec(values, shape, &Device::Cpu)?.to_dtype(dtype)?;
+                Var::from_tensor(&t)?
+            }
+        })
     }
 
     fn linear(&self, name: &str, fan_in: usize, fan_out: usize, bias: bool) -> Result<Linear> {

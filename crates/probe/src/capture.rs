@@ -22,6 +22,9 @@ pub struct CaptureOpts {
     pub depth: Option<usize>,
     /// Keep the full dL/dh_l arrays, not only their norms.
     pub keep_layer_grads: bool,
+    /// Compute ‖∂L/∂θ‖ of every parameter tensor (`Capture::params`); without
+    /// them the dense path skips the weight-gradient GEMMs, a third of its work.
+    pub param_grads: bool,
 }
 
 impl Default for CaptureOpts {
@@ -30,6 +33,7 @@ impl Default for CaptureOpts {
             bn_mode: BnMode::PerSample,
             depth: None,
             keep_layer_grads: false,
+            param_grads: true,
         }
     }
 }
@@ -92,7 +96,8 @@ pub struct Capture {
     pub layers: Vec<LayerStat>,
     /// ∂L/∂h_l for each l, when asked for, each (batch, width).
     pub layer_grads: Option<Vec<Array2<f64>>>,
-    /// Every parameter tensor (empty on the dense fast path).
+    /// Every parameter tensor the pass reaches (empty unless
+    /// `CaptureOpts::param_grads`).
     pub params: Vec<ParamStat>,
     /// NaN/inf by layer, in the order found (forward first, then backward).
     pub faults: Vec<Fault>,
@@ -171,7 +176,7 @@ pub fn capture(net: &Mlp, x: ArrayView2<f64>, opts: &CaptureOpts) -> Result<Capt
 
     let mut params = Vec::new();
     for (name, var) in net.parameters() {
-        if !used_at_depth(&name, depth) {
+        if !opts.param_grads || !used_at_depth(&name, depth) {
             continue;
         }
         let g = grads.get(var.as_tensor());
@@ -267,24 +272,27 @@ fn dense_capture<T: crate::dense::Real>(
 ) -> Capture {
     use crate::dense::Want;
     let depth = opts.depth.unwrap_or(net.depth());
-    let fwd = net.forward_keeping(x, true);
+    let fwd = net.forward_keeping(x, opts.param_grads);
     let grads = net.backward_with(
         &fwd,
         depth,
         None,
         Want {
             hidden: opts.keep_layer_grads,
-            params: true,
+            params: opts.param_grads,
             gram: false,
         },
     );
     let layers = dense_layer_stats(&fwd, &grads);
     let norm = crate::dense::slice_norm::<T>;
-    let values: std::collections::HashMap<String, f64> = net
-        .params_mut()
-        .into_iter()
-        .map(|(name, v)| (name, norm(v)))
-        .collect();
+    let values: std::collections::HashMap<String, f64> = if opts.param_grads {
+        net.params_mut()
+            .into_iter()
+            .map(|(name, v)| (name, norm(v)))
+            .collect()
+    } else {
+        Default::default()
+    };
     let params = grads
         .params
         .iter()
@@ -333,8 +341,8 @@ pub(crate) fn find_faults(layers: &[LayerStat]) -> Vec<Fault> {
 /// Captures of the depth-d prefixes of `net` for every d in `depths`, sharing
 /// one forward pass: the dense fast path ([`dense`](crate::dense)) when it
 /// applies (f32/f64, the block kinds it covers, any BN mode), else
-/// one candle capture per depth. Parameter gradients are not computed on the
-/// fast path (`params` is empty); everything else is the same to rounding.
+/// one candle capture per depth. Parameter gradients are not computed
+/// (`params` is empty); everything else is the same to rounding.
 pub fn capture_depths(
     net: &Mlp,
     x: ArrayView2<f64>,
@@ -365,6 +373,7 @@ pub fn capture_depths(
                         bn_mode,
                         depth: Some(d),
                         keep_layer_grads: false,
+                        param_grads: false,
                     },
                 )
             })

@@ -1,5 +1,6 @@
-//! A dense fast path for MLPs: the same net as plain matrices (ndarray +
-//! the gemm kernels candle uses), with a forward pass that keeps what the backward needs,
+//! A dense fast path for MLPs: the same net as plain matrices (ndarray, the
+//! gemm kernels candle uses and matrixmultiply's, whichever is faster for the
+//! type and layout; see [`Real::gemm_into`]), with a forward pass that keeps what the backward needs,
 //! reverse-mode gradients from *any* depth (hidden states, input, and on
 //! request parameters and per-example Gram matrices), and a forward-mode
 //! (tangent) pass that gives df_L/dx for every depth L at once.
@@ -10,10 +11,11 @@
 //! net is the first L blocks of the deepest one plus the same head.
 //!
 //! Blocks: plain chains of linear layers, BN, per-sample norms (LN, GN,
-//! RMS) and ReLU/tanh/sigmoid; residual blocks y = post(λx + α·F(x)) with
-//! post-norm recursions yᵢ = N(x + yᵢ₋₁), and gated shortcuts (highway
-//! layers, Srivastava et al. 2015). Projection and dropout shortcuts,
-//! trainable branch gains and conv nets are left to candle.
+//! RMS), ReLU/tanh/sigmoid and CReLU (looks-linear nets); residual blocks
+//! y = post(λx + α·c·F(x)) with an optional trainable branch gain c (SkipInit,
+//! ReZero, Fixup), post-norm recursions yᵢ = N(x + yᵢ₋₁), and gated shortcuts
+//! (highway layers, Srivastava et al. 2015). Projection and dropout
+//! shortcuts, a gain beside a gate, and conv nets are left to candle.
 //!
 //! Every BN mode: batch statistics held constant ([`BnMode::PerSample`]),
 //! running statistics ([`BnMode::Eval`]), or the gradient through the batch
@@ -45,9 +47,86 @@ pub trait Real:
     + num_traits::NumAssign
     + 'static
 {
+    /// C = A·B for C (m×n, row-major) and A (m×k), B (k×n) given by row and
+    /// column strides, on the calling thread. C is written, never read.
+    ///
+    /// # Safety
+    /// The pointers and strides describe valid matrices of those shapes, and
+    /// C aliases neither A nor B.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn gemm_into(
+        m: usize,
+        n: usize,
+        k: usize,
+        c: *mut Self,
+        a: (*const Self, isize, isize),
+        b: (*const Self, isize, isize),
+    );
 }
-impl Real for f32 {}
-impl Real for f64 {}
+
+// Which GEMM per type and layout is measured (benches: the dense workloads;
+// 64–256 rows, 128–512 columns): matrixmultiply's f64 kernels beat gemm's by
+// 0–25 % there, and its f32 kernel wins when A is a transpose (the weight
+// gradient δᵀh), gemm's f32 kernel otherwise.
+impl Real for f32 {
+    unsafe fn gemm_into(
+        m: usize,
+        n: usize,
+        k: usize,
+        c: *mut f32,
+        (a, a_rs, a_cs): (*const f32, isize, isize),
+        (b, b_rs, b_cs): (*const f32, isize, isize),
+    ) {
+        // SAFETY: the caller's contract.
+        unsafe {
+            if a_rs == 1 && a_cs != 1 {
+                matrixmultiply::sgemm(
+                    m, k, n, 1.0, a, a_rs, a_cs, b, b_rs, b_cs, 0.0, c, n as isize, 1,
+                );
+            } else {
+                gemm::gemm(
+                    m,
+                    n,
+                    k,
+                    c,
+                    1,
+                    n as isize,
+                    false,
+                    a,
+                    a_cs,
+                    a_rs,
+                    b,
+                    b_cs,
+                    b_rs,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+        }
+    }
+}
+
+impl Real for f64 {
+    unsafe fn gemm_into(
+        m: usize,
+        n: usize,
+        k: usize,
+        c: *mut f64,
+        (a, a_rs, a_cs): (*const f64, isize, isize),
+        (b, b_rs, b_cs): (*const f64, isize, isize),
+    ) {
+        // SAFETY: the caller's contract; with β = 0 C is not read.
+        unsafe {
+            matrixmultiply::dgemm(
+                m, k, n, 1.0, a, a_rs, a_cs, b, b_rs, b_cs, 0.0, c, n as isize, 1,
+            );
+        }
+    }
+}
 
 #[derive(Clone, Debug)]
 enum Op<T> {
@@ -68,6 +147,15 @@ enum Op<T> {
     },
     FeatureNorm(FeatureNormOp<T>),
     Act(Activation),
+    /// y = c·x with c a trainable scalar (SkipInit, ReZero, Fixup's
+    /// multiplier at the end of a residual branch); `name` is its state-dict name.
+    Scale {
+        name: String,
+        c: Array1<T>,
+    },
+    /// y = [relu(x), relu(−x)] along the features (Shang et al. 2016; the
+    /// looks-linear nets of Balduzzi et al. 2017).
+    CRelu,
 }
 
 /// A per-sample normaliser over the features of each row, in `groups`
@@ -151,6 +239,10 @@ enum Saved<T> {
         input: Array2<T>,
         branch: Option<Array2<T>>,
     },
+    /// The input of y = c·x, when parameter gradients were asked for.
+    Scale { input: Option<Array2<T>> },
+    /// sign(x) of a CReLU's input: which half of y carries the gradient.
+    CRelu { sign: Array2<i8> },
 }
 
 /// The forward pass of the deepest net, kept for backward passes from any depth.
@@ -256,6 +348,8 @@ fn convert<T: Real>(prefix: &str, seq: &Sequential) -> Result<Vec<Op<T>>> {
                     #[allow(unreachable_patterns)]
                     other => return Err(unsupported(&format!("the activation {other}"))),
                 },
+                Layer::CRelu => Op::CRelu,
+                #[allow(unreachable_patterns)]
                 _ => return Err(unsupported("this layer kind")),
             })
         })
@@ -280,7 +374,7 @@ impl<T: Real> DenseMlp<T> {
                 let prefix = format!("layers.{l}");
                 Ok(match b {
                     Block::Dense(d) => Unit::Plain(convert(&prefix, d.body())?),
-                    Block::Residual(r) if r.gain().is_none() => {
+                    Block::Residual(r) => {
                         let (lambda, gate) = match r.shortcut() {
                             ResidualShortcut::Identity => (1.0, None),
                             ResidualShortcut::Scale(l) => (*l, None),
@@ -297,8 +391,19 @@ impl<T: Real> DenseMlp<T> {
                             _ => return Err(unsupported("projection or dropout shortcuts")),
                         };
                         let real = |v: f64| <T as FromPrimitive>::from_f64(v).expect("a float");
+                        let mut branch = convert(&prefix, r.branch())?;
+                        if let Some(c) = r.gain() {
+                            // In state-dict order the gate comes before the gain.
+                            if gate.is_some() {
+                                return Err(unsupported("a gated shortcut with a branch gain"));
+                            }
+                            branch.push(Op::Scale {
+                                name: format!("{prefix}.gain"),
+                                c: to_vec(c.as_tensor())?,
+                            });
+                        }
                         Unit::Residual(ResidualUnit {
-                            branch: convert(&prefix, r.branch())?,
+                            branch,
                             alpha: real(r.alpha()),
                             lambda: real(lambda),
                             gate,
@@ -310,7 +415,6 @@ impl<T: Real> DenseMlp<T> {
                                 .collect::<Result<_>>()?,
                         })
                     }
-                    _ => return Err(unsupported("this block kind")),
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -368,7 +472,11 @@ impl<T: Real> DenseMlp<T> {
                     gamma.as_slice_mut().expect("contiguous"),
                     beta.as_mut(),
                 ),
-                Op::Act(_) => continue,
+                Op::Scale { name, c } => {
+                    out.push((name.clone(), c.as_slice_mut().expect("contiguous")));
+                    continue;
+                }
+                Op::Act(_) | Op::CRelu => continue,
             };
             out.push((format!("{name}.weight"), w));
             if let Some(b) = b {
@@ -477,7 +585,10 @@ impl<T: Real> DenseMlp<T> {
                         }
                     }
                 }
-                Op::Act(_) => {}
+                Op::Scale { name, c } => {
+                    set(name.clone(), c.as_slice().expect("contiguous"), c.shape())?
+                }
+                Op::Act(_) | Op::CRelu => {}
             }
         }
         Ok(())
@@ -727,7 +838,7 @@ fn gemm_threads() -> usize {
 }
 
 /// a·b into a new row-major array (the elementwise loops rely on that
-/// layout), with the GEMM kernels candle uses; any strides. With more than
+/// layout), with [`Real::gemm_into`]'s kernels; any strides. With more than
 /// one product thread the rows of a (and c) are split between them (best
 /// run inside the rayon pool, so the caller takes a share).
 fn matmul<T: Real>(a: ArrayView2<T>, b: ArrayView2<T>) -> Array2<T> {
@@ -749,29 +860,20 @@ fn matmul_on<T: Real>(a: ArrayView2<T>, b: ArrayView2<T>, threads: usize) -> Arr
         let hi = (lo + chunk).min(m);
         // SAFETY: rows lo..hi of a and c; the pointers and strides describe
         // a (m×k), b (k×n) and c (m×n, row-major), the row ranges are
-        // disjoint, and with read_dst = false gemm writes every element of
-        // its rows of c without reading them.
+        // disjoint, and gemm_into writes every element of its rows of c
+        // without reading them.
         unsafe {
-            gemm::gemm(
+            T::gemm_into(
                 hi - lo,
                 n,
                 k,
                 (c_ptr as *mut T).add(lo * n),
-                1,
-                n as isize,
-                false,
-                a.as_ptr().offset(lo as isize * a.strides()[0]),
-                a.strides()[1],
-                a.strides()[0],
-                b.as_ptr(),
-                b.strides()[1],
-                b.strides()[0],
-                T::zero(),
-                T::one(),
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
+                (
+                    a.as_ptr().offset(lo as isize * a.strides()[0]),
+                    a.strides()[0],
+                    a.strides()[1],
+                ),
+                (b.as_ptr(), b.strides()[0], b.strides()[1]),
             );
         }
     };
@@ -1368,6 +1470,18 @@ fn run_ops<T: Real>(
                 saved.push(Saved::Act { post: h });
                 cur = Cur::Saved;
             }
+            Op::Scale { c, .. } => {
+                let x = cur.view(saved);
+                let y = x.mapv(|v| v * c[0]);
+                let input = inputs.then(|| x.as_standard_layout().into_owned());
+                saved.push(Saved::Scale { input });
+                cur = Cur::Own(y);
+            }
+            Op::CRelu => {
+                let (y, sign) = crelu(cur.view(saved));
+                saved.push(Saved::CRelu { sign });
+                cur = Cur::Own(y);
+            }
         }
         i += 1;
     }
@@ -1473,10 +1587,76 @@ fn back_ops<'a, T: Real>(
                 }
                 g = CowArray::from(g_own);
             }
+            (Op::Scale { name, c }, Saved::Scale { input }) => {
+                if let Some(x) = input {
+                    // Example i's ∂L/∂c is Σⱼ g_ij x_ij.
+                    let per_example = Zip::from(g.rows())
+                        .and(x.rows())
+                        .map_collect(|g, x| g.dot(&x));
+                    if sink.want.params {
+                        sink.params.push((name.clone(), vec![per_example.sum()]));
+                    }
+                    if sink.want.gram {
+                        // Keyed by the layer, as the other entries are: `layers.l`.
+                        let layer = name.rsplit_once('.').map_or(name.as_str(), |(l, _)| l);
+                        let e = to_f64(&per_example.insert_axis(Axis(1)));
+                        sink.gram.push((layer.to_string(), e.dot(&e.t())));
+                    }
+                }
+                let c = c[0];
+                g = CowArray::from(g.mapv(|v| v * c));
+            }
+            (Op::CRelu, Saved::CRelu { sign }) => {
+                // ∂/∂x of [relu(x), relu(−x)]: the first half where x > 0,
+                // minus the second where x < 0.
+                let w = sign.ncols();
+                let (pos, neg) = g.view().split_at(Axis(1), w);
+                let mut gx = Array2::zeros(sign.raw_dim());
+                Zip::from(&mut gx)
+                    .and(sign)
+                    .and(pos)
+                    .and(neg)
+                    .for_each(|d, &s, &p, &n| {
+                        *d = match s {
+                            1 => p,
+                            -1 => T::zero() - n,
+                            _ => T::zero(),
+                        }
+                    });
+                g = CowArray::from(gx);
+            }
             _ => unreachable!("saved entries follow the ops"),
         }
     }
     g.into_owned()
+}
+
+/// [relu(x), relu(−x)] and sign(x).
+fn crelu<T: Real>(x: ArrayView2<T>) -> (Array2<T>, Array2<i8>) {
+    let (n, w) = x.dim();
+    let zero = T::zero();
+    let mut y = Array2::zeros((n, 2 * w));
+    let (mut pos, mut neg) = y.view_mut().split_at(Axis(1), w);
+    Zip::from(&mut pos)
+        .and(&mut neg)
+        .and(x)
+        .for_each(|p, q, &v| {
+            if v > zero {
+                *p = v;
+            } else if v < zero {
+                *q = zero - v;
+            }
+        });
+    let sign = x.mapv(|v| {
+        if v > zero {
+            1
+        } else if v < zero {
+            -1
+        } else {
+            0
+        }
+    });
+    (y, sign)
 }
 
 fn tangent_ops<T: Real>(
@@ -1512,6 +1692,26 @@ fn tangent_ops<T: Real>(
             Op::Act(a) => {
                 apply_act(*a, &mut h);
                 mul_act_slope(*a, &mut t, &h, None);
+            }
+            Op::Scale { c, .. } => {
+                h.mapv_inplace(|v| v * c[0]);
+                t.mapv_inplace(|v| v * c[0]);
+            }
+            Op::CRelu => {
+                let (y, sign) = crelu(h.view());
+                let w = sign.ncols();
+                let mut ty = Array2::zeros(y.raw_dim());
+                let (mut pos, mut neg) = ty.view_mut().split_at(Axis(1), w);
+                Zip::from(&mut pos)
+                    .and(&mut neg)
+                    .and(&sign)
+                    .and(&t)
+                    .for_each(|p, q, &s, &v| match s {
+                        1 => *p = v,
+                        -1 => *q = T::zero() - v,
+                        _ => {}
+                    });
+                (h, t) = (y, ty);
             }
         }
     }

@@ -477,7 +477,12 @@ impl NormsConfig {
             ..p.net(arch, act, WeightInit::Normal { sigma_w2 })
         };
         let net = Mlp::new(&spec.check()?.with_seed(s))?;
-        let cap = capture_fast(&net, self.inputs(s).view(), &CaptureOpts::default())?;
+        // The phase diagram needs ‖∂L/∂h_l‖ only.
+        let opts = CaptureOpts {
+            param_grads: false,
+            ..Default::default()
+        };
+        let cap = capture_fast(&net, self.inputs(s).view(), &opts)?;
         Ok(CellOutput::Phase {
             grad: cap.layers.iter().map(|l| l.grad_norm).collect(),
         })
