@@ -3,8 +3,10 @@
 //! The CPU device cannot be seeded, so every initial value is drawn here with
 //! `rand` from [`derive_seed`](crate::derive_seed)`(seed, tensor name)`.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -79,6 +81,15 @@ impl WeightInit {
             }
             _ => Ok(()),
         }
+    }
+
+    /// Whether a draw is σ·z with z ~ N(0, I), σ the init's standard
+    /// deviation: the same z serve every such init of a tensor.
+    pub fn is_gaussian(&self) -> bool {
+        !matches!(
+            self,
+            Self::Uniform { .. } | Self::XavierUniform | Self::Orthogonal { .. }
+        )
     }
 
     /// Draw a row-major fan_out × fan_in matrix.
@@ -333,6 +344,68 @@ fn normal(n: usize, std: f64, rng: &mut impl Rng) -> Vec<f64> {
     (0..n)
         .map(|_| std * <StandardNormal as Distribution<f64>>::sample(&StandardNormal, rng))
         .collect()
+}
+
+/// z ~ N(0, I) per (seed, tensor name).
+type Draws = HashMap<(u64, String), Arc<[f64]>>;
+
+/// The standard normal draws of weight tensors, kept per (seed, tensor name)
+/// for building many nets that differ only in a Gaussian init's scale or in
+/// their activation ([`Mlp::with_draws`](crate::Mlp::with_draws)): each gets
+/// σ·z from the same z, bitwise the weights it would draw alone, and the
+/// draws (the bulk of building a net) are made once.
+#[derive(Debug, Default)]
+pub struct DrawCache {
+    draws: Mutex<Draws>,
+}
+
+impl DrawCache {
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The fan_out × fan_in weight of tensor `name` of the net seeded
+    /// `seed` under `init`, as [`WeightInit::draw`] with
+    /// [`tensor_rng`]`(seed, name)` gives it.
+    pub fn weight(
+        &self,
+        init: &WeightInit,
+        fan_out: usize,
+        fan_in: usize,
+        seed: u64,
+        name: &str,
+    ) -> Vec<f64> {
+        if !init.is_gaussian() {
+            return init.draw(fan_out, fan_in, &mut tensor_rng(seed, name));
+        }
+        let n = fan_out * fan_in;
+        let key = (seed, name.to_string());
+        let cached = self.lock().get(&key).filter(|z| z.len() == n).cloned();
+        let z = cached.unwrap_or_else(|| {
+            let z: Arc<[f64]> = normal(n, 1.0, &mut tensor_rng(seed, name)).into();
+            self.lock().insert(key, z.clone());
+            z
+        });
+        // σ·z, as `normal` computes it.
+        let std = init.variance(fan_in, fan_out).sqrt();
+        z.iter().map(|&z| std * z).collect()
+    }
+
+    /// Tensors whose draws are kept.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no draws are kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Draws> {
+        // A panic elsewhere leaves the map whole: every entry is inserted complete.
+        self.draws.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 fn uniform(n: usize, bound: f64, rng: &mut impl Rng) -> Vec<f64> {

@@ -42,7 +42,7 @@ pub use convnet::{ConvArch, ConvBlock, ConvNet, ConvNetParams, ConvNetSpec, Shor
 pub use dense::Dense;
 pub use error::{NetError, Result};
 pub use feature_norm::{FeatureNorm, FeatureNormKind, NORM_EPS};
-pub use init::{BiasInit, WeightInit, tensor_rng};
+pub use init::{BiasInit, DrawCache, WeightInit, tensor_rng};
 pub use linear::Linear;
 pub use mlp::{Mlp, Trace};
 pub use model::{BlockNet, Model};

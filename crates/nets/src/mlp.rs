@@ -6,7 +6,7 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 
-use crate::init::tensor_rng;
+use crate::init::{DrawCache, tensor_rng};
 use crate::spec::Step;
 use crate::{
     Arch, BatchNorm, Block, BnMode, BranchInit, Dense, FeatureNorm, Layer, Linear, NetError,
@@ -37,9 +37,21 @@ impl Mlp {
     /// Build the net of a validated spec, drawing every tensor from its own
     /// seeded stream (see [`derive_seed`](crate::derive_seed)).
     pub fn new(spec: &NetSpec) -> Result<Self> {
+        Self::build(spec, None)
+    }
+
+    /// [`Mlp::new`] with the Gaussian weight draws taken from (and kept in)
+    /// `draws`: nets that share a seed and differ in the scale of a Gaussian
+    /// init or in their activation draw once, with the same weights as alone.
+    pub fn with_draws(spec: &NetSpec, draws: &DrawCache) -> Result<Self> {
+        Self::build(spec, Some(draws))
+    }
+
+    fn build(spec: &NetSpec, draws: Option<&DrawCache>) -> Result<Self> {
         let init = Init {
             spec,
             dtype: spec.precision.dtype(),
+            draws,
         };
         // In plain-bn the stem feeds Linear → BN, which removes any constant
         // shift: a stem bias would be a parameter with no effect.
@@ -191,6 +203,7 @@ impl Mlp {
 struct Init<'a> {
     spec: &'a NetSpec,
     dtype: DType,
+    draws: Option<&'a DrawCache>,
 }
 
 impl Init<'_> {
@@ -212,11 +225,11 @@ impl Init<'_> {
 
     fn linear(&self, name: &str, fan_in: usize, fan_out: usize, bias: bool) -> Result<Linear> {
         let seed = self.spec.seed;
-        let w = self.spec.weight_init.draw(
-            fan_out,
-            fan_in,
-            &mut tensor_rng(seed, &format!("{name}.weight")),
-        );
+        let (init, w_name) = (&self.spec.weight_init, format!("{name}.weight"));
+        let w = match self.draws {
+            Some(draws) => draws.weight(init, fan_out, fan_in, seed, &w_name),
+            None => init.draw(fan_out, fan_in, &mut tensor_rng(seed, &w_name)),
+        };
         let weight = self.var(w, &[fan_out, fan_in])?;
         let bias = if bias {
             let b = self.spec.bias_init.draw(

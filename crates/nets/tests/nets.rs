@@ -126,6 +126,58 @@ fn same_seed_same_net_other_seed_other_net() {
     assert_ne!(out(1), out(2));
 }
 
+/// Every tensor of a net, flattened, by state-dict name.
+fn weights(m: &Mlp) -> Vec<(String, Vec<f64>)> {
+    m.state_dict()
+        .into_iter()
+        .map(|(name, v)| {
+            let t = v.as_tensor().to_dtype(candle_core::DType::F64).unwrap();
+            (name, t.flatten_all().unwrap().to_vec1::<f64>().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn nets_built_from_shared_draws_equal_nets_built_alone() {
+    use gradscope_nets::{Activation, DrawCache, WeightInit};
+    let inits = [
+        WeightInit::He,
+        WeightInit::Xavier,
+        WeightInit::LeCun,
+        WeightInit::HeFanOut,
+        WeightInit::Normal { sigma_w2: 0.7 },
+        WeightInit::Uniform { sigma_w2: 2.0 },
+        WeightInit::Orthogonal { gain: 1.5 },
+    ];
+    for arch in archs() {
+        let draws = DrawCache::new();
+        let mut kept = 0;
+        for (k, weight_init) in inits.iter().enumerate() {
+            let activation = [Activation::Relu, Activation::Tanh][k % 2];
+            let spec = NetParams {
+                weight_init: *weight_init,
+                activation,
+                bias_init: BiasInit::Torch,
+                ..params(arch, 3)
+            }
+            .check()
+            .unwrap();
+            let (alone, shared) = (
+                Mlp::new(&spec).unwrap(),
+                Mlp::with_draws(&spec, &draws).unwrap(),
+            );
+            // Bitwise: σ·z from the kept z is what a fresh draw computes.
+            assert_eq!(weights(&alone), weights(&shared), "{arch} {weight_init}");
+            if k == 0 {
+                kept = draws.len();
+                assert!(kept > 0, "{arch}: Gaussian weights are kept");
+            }
+        }
+        // The later Gaussian inits drew nothing new.
+        assert_eq!(draws.len(), kept, "{arch}");
+    }
+}
+
 #[test]
 fn f32_and_f64_nets_share_their_weights_to_rounding() {
     let p = params(Arch::RESNET_BN, 5);

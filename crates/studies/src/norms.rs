@@ -25,8 +25,8 @@
 //! first appear; `dtype = "f64"` reruns the same nets without them.
 
 use gradscope_nets::{
-    Activation, Arch, BiasInit, BnMode, Mlp, NetParams, Precision, WeightInit, derive_seed,
-    tensor_rng,
+    Activation, Arch, BiasInit, BnMode, DrawCache, Mlp, NetParams, Precision, WeightInit,
+    derive_seed,
 };
 use gradscope_probe::{CaptureOpts, Pass, capture_fast};
 use gradscope_stats::{MeanStd, quantile};
@@ -233,7 +233,10 @@ impl NormsParams {
         for arch in &p.archs {
             p.net(*arch, Activation::Relu, WeightInit::He).check()?;
         }
-        Ok(NormsConfig { params: p })
+        Ok(NormsConfig {
+            params: p,
+            draws: Default::default(),
+        })
     }
 
     fn net(&self, arch: Arch, activation: Activation, weight_init: WeightInit) -> NetParams {
@@ -256,6 +259,10 @@ impl NormsParams {
 #[derive(Clone, Debug)]
 pub struct NormsConfig {
     params: NormsParams,
+    /// The Gaussian weight draws per (seed, tensor), shared by the cells: the
+    /// nets of one seed differ in activation and init scale (layers) or σ_w²
+    /// (phase), and drawing was a fifth of building and running each.
+    draws: std::sync::Arc<DrawCache>,
 }
 
 /// Gaussian weights at the critical σ_w², or orthogonal ones with the same scale.
@@ -389,7 +396,7 @@ impl NormsConfig {
     ) -> Result<CellOutput> {
         let p = &self.params;
         let s = self.net_seed("layers", seed);
-        let net = Mlp::new(&p.net(arch, act, init).check()?.with_seed(s))?;
+        let net = Mlp::with_draws(&p.net(arch, act, init).check()?.with_seed(s), &self.draws)?;
         let cap = capture_fast(
             &net,
             self.inputs(s).view(),
@@ -476,7 +483,7 @@ impl NormsConfig {
             bias_init: BiasInit::Zero,
             ..p.net(arch, act, WeightInit::Normal { sigma_w2 })
         };
-        let net = Mlp::new(&spec.check()?.with_seed(s))?;
+        let net = Mlp::with_draws(&spec.check()?.with_seed(s), &self.draws)?;
         // The phase diagram needs ‖∂L/∂h_l‖ only.
         let opts = CaptureOpts {
             param_grads: false,
@@ -512,7 +519,8 @@ impl NormsConfig {
             };
             let w = Array2::from_shape_vec(
                 (n, n),
-                w_init.draw(n, n, &mut tensor_rng(s, &format!("layers.{l}.fc.weight"))),
+                self.draws
+                    .weight(&w_init, n, n, s, &format!("layers.{l}.fc.weight")),
             )
             .expect("n × n");
             let wv = ndarray::Array1::from(h.clone());
