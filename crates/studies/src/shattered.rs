@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 
 use gradscope_nets::{
-    Arch, BiasInit, BnMode, Mlp, NetParams, NetSpec, Precision, WeightInit, derive_seed,
+    Arch, BiasInit, BnMode, DrawCache, Mlp, NetParams, NetSpec, Precision, WeightInit, derive_seed,
 };
 use gradscope_probe::{Pass, capture_depths, scalar_grid};
 use gradscope_stats::{
@@ -186,6 +186,7 @@ impl ShatteredParams {
             params: p,
             nets,
             band,
+            draws: None,
         };
         let need = config.memory_estimate_gib(1);
         if need > config.params.memory_limit_gib {
@@ -208,11 +209,22 @@ pub struct ShatteredConfig {
     /// One spec per arch, at the largest depth (seed filled in per cell).
     nets: Vec<NetSpec>,
     band: Band,
+    /// Gaussian weight draws shared between cells, when set
+    /// ([`ShatteredConfig::sharing_draws`]).
+    draws: Option<std::sync::Arc<DrawCache>>,
 }
 
 impl ShatteredConfig {
     fn max_lag(&self) -> usize {
         self.params.max_lag.expect("set by check")
+    }
+
+    /// The same study with its nets' Gaussian weight draws kept in `draws`
+    /// and shared between cells (bitwise the same weights): for many
+    /// variants of one seed, at the memory of one draw per (seed, tensor).
+    pub fn sharing_draws(mut self, draws: std::sync::Arc<DrawCache>) -> Self {
+        self.draws = Some(draws);
+        self
     }
 }
 
@@ -476,7 +488,10 @@ impl Study for ShatteredConfig {
     fn run_cell(&self, cell: &Cell) -> Result<Vec<DepthResult>> {
         let p = &self.params;
         let spec = self.nets[cell.arch].with_seed(self.net_seed(cell.seed));
-        let net = Mlp::new(&spec)?;
+        let net = match &self.draws {
+            Some(draws) => Mlp::with_draws(&spec, draws)?,
+            None => Mlp::new(&spec)?,
+        };
         if let Some(path) = &p.load_weights {
             net.load_safetensors(path)?;
         }

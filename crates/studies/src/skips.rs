@@ -232,6 +232,12 @@ impl SkipsParams {
                 StudyError::Config { reason, .. } => StudyError::config("sweep_depth", reason),
                 e => e,
             })?;
+        // Every variant of a seed draws its He weights from the same z.
+        let draws = std::sync::Arc::new(gradscope_nets::DrawCache::new());
+        let (compare, sweep_config) = (
+            compare.sharing_draws(draws.clone()),
+            sweep_config.sharing_draws(draws),
+        );
         let mut params = self.clone();
         params.depths = compare.params().depths.clone();
         Ok(SkipsConfig {
