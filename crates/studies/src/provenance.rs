@@ -49,18 +49,36 @@ impl RunClock {
     }
 }
 
-/// The commit of the current directory's git checkout, with `-dirty` when it
-/// has uncommitted changes; `None` outside a checkout or without git.
+/// The commit of the current directory's git checkout, with `-dirty` when its
+/// sources have uncommitted changes (results under `notebooks-data/` and
+/// `reports/`, which a running `reproduce` rewrites, do not count); `None`
+/// outside a checkout or without git.
 pub fn git_commit() -> Option<String> {
-    let out = std::process::Command::new("git")
-        .args(["describe", "--always", "--dirty", "--abbrev=12"])
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()?;
-    out.status
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+    };
+    let out = git(&["rev-parse", "--short=12", "HEAD"])?;
+    let commit = out
+        .status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-        .filter(|s| !s.is_empty())
+        .filter(|s| !s.is_empty())?;
+    let sources = [
+        "diff",
+        "--quiet",
+        "HEAD",
+        "--",
+        ".",
+        ":(exclude)notebooks-data",
+        ":(exclude)reports",
+    ];
+    let dirty = git(&sources).is_some_and(|o| o.status.code() == Some(1));
+    Some(if dirty { commit + "-dirty" } else { commit })
 }
 
 /// UTC time as `YYYY-MM-DDTHH:MM:SSZ`.
