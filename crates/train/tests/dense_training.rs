@@ -93,7 +93,15 @@ fn dense_training_equals_candle_training() {
             weight_decay: 1e-2,
         },
     ];
-    for arch in ["plain", "plain-bn", "resnet", "resnet-bn"] {
+    for arch in [
+        "plain",
+        "plain-bn",
+        "resnet",
+        "resnet-bn",
+        "resnet-bn:init=skipinit",
+        "resnet:init=fixup",
+        "looks-linear",
+    ] {
         for opt in &optimisers {
             let p = TrainParams {
                 epochs: 3,
