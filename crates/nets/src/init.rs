@@ -354,9 +354,16 @@ type Draws = HashMap<(u64, String), Arc<[f64]>>;
 /// their activation ([`Mlp::with_draws`](crate::Mlp::with_draws)): each gets
 /// σ·z from the same z, bitwise the weights it would draw alone, and the
 /// draws (the bulk of building a net) are made once.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct DrawCache {
     draws: Mutex<Draws>,
+}
+
+// The count only: a config holding a cache may be printed.
+impl fmt::Debug for DrawCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DrawCache({} tensors)", self.len())
+    }
 }
 
 impl DrawCache {
