@@ -1471,9 +1471,9 @@ fn run_ops<T: Real>(
                 cur = Cur::Saved;
             }
             Op::Scale { c, .. } => {
-                let x = cur.view(saved);
-                let y = x.mapv(|v| v * c[0]);
-                let input = inputs.then(|| x.as_standard_layout().into_owned());
+                let y = cur.view(saved).mapv(|v| v * c[0]);
+                // Our own input is kept as it is, not copied.
+                let input = inputs.then(|| cur.into_owned(saved));
                 saved.push(Saved::Scale { input });
                 cur = Cur::Own(y);
             }
@@ -1636,26 +1636,19 @@ fn crelu<T: Real>(x: ArrayView2<T>) -> (Array2<T>, Array2<i8>) {
     let (n, w) = x.dim();
     let zero = T::zero();
     let mut y = Array2::zeros((n, 2 * w));
+    let mut sign = Array2::zeros((n, w));
     let (mut pos, mut neg) = y.view_mut().split_at(Axis(1), w);
     Zip::from(&mut pos)
         .and(&mut neg)
+        .and(&mut sign)
         .and(x)
-        .for_each(|p, q, &v| {
+        .for_each(|p, q, s, &v| {
             if v > zero {
-                *p = v;
+                (*p, *s) = (v, 1);
             } else if v < zero {
-                *q = zero - v;
+                (*q, *s) = (zero - v, -1);
             }
         });
-    let sign = x.mapv(|v| {
-        if v > zero {
-            1
-        } else if v < zero {
-            -1
-        } else {
-            0
-        }
-    });
     (y, sign)
 }
 
