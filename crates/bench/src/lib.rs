@@ -291,19 +291,15 @@ pub fn time_workload(name: &str, threads: usize, runs: usize) -> Result<Timing> 
     };
     let mut f = (w.setup)(threads)?;
     let mut times = Vec::with_capacity(runs);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(run_err)?;
-    pool.install(|| -> Result<()> {
+    // On this thread, not in a rayon pool: one net's products split between
+    // the product threads (`MATMUL_NUM_THREADS`), and workloads over many
+    // nets bring their own pool.
+    f()?;
+    for _ in 0..runs.max(1) {
+        let t = Instant::now();
         f()?;
-        for _ in 0..runs.max(1) {
-            let t = Instant::now();
-            f()?;
-            times.push(t.elapsed().as_secs_f64());
-        }
-        Ok(())
-    })?;
+        times.push(t.elapsed().as_secs_f64());
+    }
     times.sort_by(f64::total_cmp);
     Ok(Timing {
         workload: name.into(),

@@ -33,6 +33,7 @@ use gradscope_nets::{
 use ndarray::{Array1, Array2, ArrayView2, Axis, CowArray, Ix2, Zip};
 use num_traits::{Float, FromPrimitive, ToPrimitive};
 
+pub use crate::team::{product_threads, set_product_threads};
 use crate::{ProbeError, Result};
 
 /// The float types the fast path runs in.
@@ -824,29 +825,21 @@ pub(crate) fn to_f64<T: Real>(a: &Array2<T>) -> Array2<f64> {
     a.mapv(|v| ToPrimitive::to_f64(&v).unwrap_or(f64::NAN))
 }
 
-/// Threads for one product: `MATMUL_NUM_THREADS` (default 1: studies run
-/// cells in parallel instead).
-fn gemm_threads() -> usize {
-    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *THREADS.get_or_init(|| {
-        std::env::var("MATMUL_NUM_THREADS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1)
-            .max(1)
-    })
-}
-
 /// a·b into a new row-major array (the elementwise loops rely on that
 /// layout), with [`Real::gemm_into`]'s kernels; any strides. With more than
-/// one product thread the rows of a (and c) are split between them (best
-/// run inside the rayon pool, so the caller takes a share).
+/// one product thread the rows of a (and c) are split between them.
 fn matmul<T: Real>(a: ArrayView2<T>, b: ArrayView2<T>) -> Array2<T> {
-    matmul_on(a, b, gemm_threads())
+    matmul_on(a, b, None, product_threads())
 }
 
-/// [`matmul`] on at most `threads` threads.
-fn matmul_on<T: Real>(a: ArrayView2<T>, b: ArrayView2<T>, threads: usize) -> Array2<T> {
+/// [`matmul`] on at most `threads` threads, plus a bias row added to each
+/// row block while it is still in cache.
+fn matmul_on<T: Real>(
+    a: ArrayView2<T>,
+    b: ArrayView2<T>,
+    bias: Option<&[T]>,
+    threads: usize,
+) -> Array2<T> {
     let ((m, k), n) = (a.dim(), b.ncols());
     assert_eq!(k, b.nrows(), "inner dimensions agree");
     let mut c = Array2::<T>::uninit((m, n));
@@ -876,14 +869,18 @@ fn matmul_on<T: Real>(a: ArrayView2<T>, b: ArrayView2<T>, threads: usize) -> Arr
                 (b.as_ptr(), b.strides()[0], b.strides()[1]),
             );
         }
+        if let Some(bias) = bias {
+            // SAFETY: rows lo..hi of c, written above and touched by no other block.
+            let block = unsafe {
+                std::slice::from_raw_parts_mut((c_ptr as *mut T).add(lo * n), (hi - lo) * n)
+            };
+            for row in block.chunks_exact_mut(n.max(1)) {
+                row.iter_mut().zip(bias).for_each(|(v, &b)| *v += b);
+            }
+        }
     };
     if chunk < m {
-        rayon::scope(|s| {
-            for lo in (0..m).step_by(chunk) {
-                let rows = &rows;
-                s.spawn(move |_| rows(lo));
-            }
-        });
+        crate::team::run(m.div_ceil(chunk), &|i| rows(i * chunk));
     } else if m > 0 {
         rows(0);
     }
@@ -897,11 +894,8 @@ fn coupled(mode: BnMode) -> bool {
 }
 
 fn affine<T: Real>(x: ArrayView2<T>, w: &Array2<T>, b: Option<&Array1<T>>) -> Array2<T> {
-    let mut y = matmul(x, w.t());
-    if let Some(b) = b {
-        y += b;
-    }
-    y
+    let b = b.map(|b| b.as_slice().expect("contiguous"));
+    matmul_on(x, w.t(), b, product_threads())
 }
 
 /// Per-feature γ/σ, the shift β − μγ/σ, μ and σ², for the batch
@@ -916,24 +910,10 @@ fn norm_scale<T: Real>(
     let (mean, var) = match running {
         Some((m, v)) => (m.clone(), v.clone()),
         None => {
-            // Row by row over contiguous memory; two passes for an accurate variance.
-            let (n, w) = x.dim();
-            let nt = T::from_usize(n).expect("batch size");
-            let mut mean = vec![T::zero(); w];
-            let mut var = vec![T::zero(); w];
-            for row in rows(x) {
-                for (m, &v) in mean.iter_mut().zip(row) {
-                    *m += v;
-                }
-            }
-            mean.iter_mut().for_each(|m| *m /= nt);
-            for row in rows(x) {
-                for ((s, &v), &m) in var.iter_mut().zip(row).zip(&mean) {
-                    *s += (v - m) * (v - m);
-                }
-            }
-            var.iter_mut().for_each(|s| *s /= nt);
-            (Array1::from_vec(mean), Array1::from_vec(var))
+            // Two passes for an accurate variance.
+            let mean = column_means(x, None);
+            let var = column_means(x, mean.as_slice());
+            (mean, var)
         }
     };
     let scale = Zip::from(&var)
@@ -946,9 +926,31 @@ fn norm_scale<T: Real>(
     (scale, shift, mean, var)
 }
 
-/// A row-major array's elements.
-fn row_major<U>(x: &Array2<U>) -> &[U] {
-    x.as_slice().expect("row-major")
+/// Per-column mean of x (or of (x − c)² when centred on c), row by row
+/// over contiguous memory in blocks of rows split between the product threads.
+fn column_means<T: Real>(x: &Array2<T>, center: Option<&[T]>) -> Array1<T> {
+    let (n, w) = x.dim();
+    let parts = row_blocks(x, |xs, w| {
+        let mut sum = vec![T::zero(); w];
+        for row in xs.chunks_exact(w) {
+            match center {
+                None => sum.iter_mut().zip(row).for_each(|(s, &v)| *s += v),
+                Some(c) => {
+                    for ((s, &v), &c) in sum.iter_mut().zip(row).zip(c) {
+                        *s += (v - c) * (v - c);
+                    }
+                }
+            }
+        }
+        sum
+    });
+    let mut total = vec![T::zero(); w];
+    for p in parts {
+        total.iter_mut().zip(p).for_each(|(t, v)| *t += v);
+    }
+    let nt = T::from_usize(n).expect("batch size");
+    total.iter_mut().for_each(|t| *t /= nt);
+    Array1::from_vec(total)
 }
 
 /// The rows of a row-major array as slices.
@@ -957,24 +959,63 @@ fn rows<T: Real>(x: &Array2<T>) -> std::slice::ChunksExact<'_, T> {
     x.as_slice().expect("row-major").chunks_exact(w)
 }
 
+/// A row-major array's elements.
+fn row_major<U>(x: &Array2<U>) -> &[U] {
+    x.as_slice().expect("row-major")
+}
+
+/// Rows per block when an n × w array's row loop is split between the
+/// product threads, or `None` when it runs whole (one thread, or too
+/// small to be worth a split).
+fn split_rows(n: usize, w: usize) -> Option<usize> {
+    let threads = product_threads();
+    (threads > 1 && n * w >= 16_384).then(|| n.div_ceil(threads))
+}
+
+/// `f` on row blocks of the row-major `x` (width from its shape), one
+/// result per block in row order: the partial sums of a reduction.
+fn row_blocks<T: Real, R: Send>(x: &Array2<T>, f: impl Fn(&[T], usize) -> R + Sync) -> Vec<R> {
+    let w = x.ncols().max(1);
+    let xs = row_major(x);
+    match split_rows(x.nrows(), w) {
+        Some(rows_per) => {
+            let blocks: Vec<_> = xs.chunks(rows_per * w).collect();
+            let out: Vec<_> = blocks.iter().map(|_| std::sync::Mutex::new(None)).collect();
+            crate::team::run(blocks.len(), &|i| {
+                *out[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(f(blocks[i], w));
+            });
+            out.into_iter()
+                .map(|m| {
+                    m.into_inner()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .expect("every block ran")
+                })
+                .collect()
+        }
+        None => vec![f(xs, w)],
+    }
+}
+
 /// Run `f` on row blocks of `x` (and the matching rows of `y`), split
 /// between the product threads when there are several.
-fn par_rows<T: Real, U: Sync>(
-    x: &mut Array2<T>,
+fn par_rows<X: Send, U: Sync>(
+    x: &mut Array2<X>,
     y: Option<&[U]>,
-    f: impl Fn(&mut [T], Option<&[U]>, usize) + Sync,
+    f: impl Fn(&mut [X], Option<&[U]>, usize) + Sync,
 ) {
     let w = x.ncols().max(1);
-    let threads = gemm_threads();
+    let n = x.nrows();
     let xs = x.as_slice_mut().expect("row-major");
-    if threads > 1 && xs.len() >= 16_384 {
-        let rows_per = (xs.len() / w).div_ceil(threads);
-        rayon::scope(|s| {
-            for (i, xc) in xs.chunks_mut(rows_per * w).enumerate() {
-                let yc = y.map(|y| &y[i * rows_per * w..i * rows_per * w + xc.len()]);
-                let f = &f;
-                s.spawn(move |_| f(xc, yc, w));
-            }
+    if let Some(rows_per) = split_rows(n, w) {
+        let chunks: Vec<_> = xs
+            .chunks_mut(rows_per * w)
+            .map(std::sync::Mutex::new)
+            .collect();
+        crate::team::run(chunks.len(), &|i| {
+            let mut xc = chunks[i].lock().unwrap_or_else(|e| e.into_inner());
+            let lo = i * rows_per * w;
+            let yc = y.map(|y| &y[lo..lo + xc.len()]);
+            f(&mut xc, yc, w);
         });
     } else {
         f(xs, y, w);
@@ -1379,23 +1420,38 @@ fn keep_relu_mask<T: Real>(saved: &mut Vec<Saved<T>>, keep: bool) -> Option<Arra
         unreachable!("an activation was saved last")
     };
     let zero = T::zero();
-    saved.push(Saved::Relu {
-        positive: post.mapv(move |v| u8::from(v > zero)),
+    let mut positive = Array2::<u8>::zeros(post.dim());
+    par_rows(&mut positive, Some(row_major(&post)), |ps, ys, _| {
+        let ys = ys.expect("paired rows");
+        ps.iter_mut()
+            .zip(ys)
+            .for_each(|(p, &y)| *p = u8::from(y > zero));
     });
+    saved.push(Saved::Relu { positive });
     keep.then_some(post)
 }
 
 /// λ·h + α·f, written over f (h + α·f exactly when λ = 1).
 fn add_skip<T: Real>(mut f: Array2<T>, h: &Array2<T>, alpha: T, lambda: T) -> Array2<T> {
-    if lambda == T::one() {
-        Zip::from(&mut f)
-            .and(h)
-            .for_each(|f, &h| *f = h + alpha * *f);
-    } else {
+    let Some(hs) = h.as_slice().filter(|_| f.is_standard_layout()) else {
         Zip::from(&mut f)
             .and(h)
             .for_each(|f, &h| *f = h * lambda + alpha * *f);
-    }
+        return f;
+    };
+    let unit = lambda == T::one();
+    par_rows(&mut f, Some(hs), |fs, hs, _| {
+        let hs = hs.expect("paired rows");
+        if unit {
+            fs.iter_mut()
+                .zip(hs)
+                .for_each(|(f, &h)| *f = h + alpha * *f);
+        } else {
+            fs.iter_mut()
+                .zip(hs)
+                .for_each(|(f, &h)| *f = h * lambda + alpha * *f);
+        }
+    });
     f
 }
 
@@ -1519,10 +1575,10 @@ fn back_ops<'a, T: Real>(
                         // ∂L/∂W = gᵀ a, stored (out × in) as the weight is;
                         // with product threads it runs beside ∂L/∂x = g W,
                         // two whole products instead of four halves.
-                        let (dw, dx) = if gemm_threads() > 1 {
-                            let (dw, dx) = rayon::join(
-                                || matmul_on(g.t(), a.view(), 1),
-                                || matmul_on(g.view(), w.view(), 1),
+                        let (dw, dx) = if product_threads() > 1 {
+                            let (dw, dx) = crate::team::join(
+                                || matmul_on(g.t(), a.view(), None, 1),
+                                || matmul_on(g.view(), w.view(), None, 1),
                             );
                             (dw, Some(dx))
                         } else {
@@ -1828,7 +1884,10 @@ fn batch_norm_backward<T: Real>(g: &mut Array2<T>, xhat: &Array2<T>, scale: &Arr
 /// ‖a‖_F, accumulated in f64.
 pub fn frobenius_dense<T: Real>(a: &Array2<T>) -> f64 {
     match a.as_slice() {
-        Some(v) => slice_norm(v),
+        Some(_) => row_blocks(a, |v, _| slice_squares(v))
+            .into_iter()
+            .sum::<f64>()
+            .sqrt(),
         None => a.iter().map(square_f64).sum::<f64>().sqrt(),
     }
 }
@@ -1840,6 +1899,11 @@ fn square_f64<T: Real>(x: &T) -> f64 {
 /// ‖v‖₂ in f64, in eight running sums: one sum is a chain of dependent
 /// additions, eight vectorise (this runs once per layer in every backward pass).
 pub(crate) fn slice_norm<T: Real>(v: &[T]) -> f64 {
+    slice_squares(v).sqrt()
+}
+
+/// Σ vᵢ² in f64, as [`slice_norm`] sums it.
+fn slice_squares<T: Real>(v: &[T]) -> f64 {
     let mut acc = [0.0f64; 8];
     let chunks = v.chunks_exact(8);
     let tail: f64 = chunks.remainder().iter().map(square_f64).sum();
@@ -1848,5 +1912,5 @@ pub(crate) fn slice_norm<T: Real>(v: &[T]) -> f64 {
             *s += square_f64(x);
         }
     }
-    (acc.iter().sum::<f64>() + tail).sqrt()
+    acc.iter().sum::<f64>() + tail
 }

@@ -8,6 +8,7 @@ mod capture;
 pub mod dense;
 mod error;
 mod grid;
+mod team;
 
 pub use capture::{
     Capture, CaptureOpts, Fault, LayerStat, ParamStat, Pass, capture, capture_depths, capture_fast,
