@@ -66,7 +66,7 @@ pub fn bench_command(quiet: &bool, a: BenchArgs) -> Result<()> {
     let exe = std::env::current_exe().context("finding the gradscope binary")?;
     let mut results = serde_json::Map::new();
     for &t in &a.at_threads {
-        let peak: f64 = child(&exe, t, &["bench", "--gemm-worker", "--runs", "3"])?
+        let peak: f64 = child(&exe, t, &["bench", "--gemm-worker", "--runs", "10"])?
             .trim()
             .parse()
             .context("GEMM rate")?;
