@@ -404,6 +404,11 @@ impl DrawCache {
         self.lock().len()
     }
 
+    /// Bytes of the kept draws (f64 each).
+    pub fn bytes(&self) -> usize {
+        self.lock().values().map(|z| z.len() * 8).sum()
+    }
+
     /// Whether no draws are kept.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

@@ -301,7 +301,18 @@ impl ShatteredConfig {
                 3.0 * params + 8.0 * layers * (self.params.points * n.width) as f64
             })
             .fold(0.0, f64::max);
-        threads.max(1) as f64 * per_net * bytes / (1u64 << 30) as f64
+        threads.max(1) as f64 * per_net * bytes / (1u64 << 30) as f64 + self.draws_estimate_gib()
+    }
+
+    /// The most the shared draw cache ([`ShatteredConfig::sharing_draws`])
+    /// holds for this study's cells, GiB: one f64 per weight of every arch
+    /// per seed (0 without a cache). Part of [`Self::memory_estimate_gib`].
+    pub fn draws_estimate_gib(&self) -> f64 {
+        if self.draws.is_none() {
+            return 0.0;
+        }
+        let weights: u64 = self.nets.iter().map(|n| n.parameter_count()).sum();
+        (self.params.seeds as u64 * weights * 8) as f64 / (1u64 << 30) as f64
     }
 
     /// The seed of the nets of seed index `s` (shared by all archs and depths:

@@ -339,10 +339,13 @@ impl Study for SkipsConfig {
     }
 
     fn memory_estimate_gib(&self, threads: usize) -> Option<f64> {
+        // Both parts' cells run in one pass and share one draw cache.
+        let (c, s) = (&self.compare, &self.sweep);
+        let (cd, sd) = (c.draws_estimate_gib(), s.draws_estimate_gib());
         Some(
-            self.compare
-                .memory_estimate_gib(threads)
-                .max(self.sweep.memory_estimate_gib(threads)),
+            (c.memory_estimate_gib(threads) - cd).max(s.memory_estimate_gib(threads) - sd)
+                + cd
+                + sd,
         )
     }
 

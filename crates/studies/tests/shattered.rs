@@ -300,3 +300,31 @@ fn bad_configurations_are_clear_errors() {
         );
     }
 }
+
+/// A shared draw cache changes no number, and what it holds after the run
+/// is within the memory estimate's share for it (and not far below it).
+#[test]
+fn shared_draws_give_the_same_results_within_their_memory_estimate() {
+    let p = ShatteredParams::quick().check().unwrap();
+    let alone = p.run(&RunOptions::with_threads(2)).unwrap();
+    let cache = std::sync::Arc::new(gradscope_nets::DrawCache::new());
+    let shared = p.clone().sharing_draws(cache.clone());
+    assert_eq!(p.draws_estimate_gib(), 0.0);
+    let bound = shared.draws_estimate_gib() * (1u64 << 30) as f64;
+    assert!(
+        (shared.memory_estimate_gib(1) - p.memory_estimate_gib(1)) * (1u64 << 30) as f64 - bound
+            < 1.0
+    );
+    let res = shared.run(&RunOptions::with_threads(2)).unwrap();
+    assert_eq!(alone.summary.results, res.summary.results);
+    assert_eq!(alone.input_gradients, res.input_gradients);
+    let held = cache.bytes() as f64;
+    assert!(
+        held > 0.0 && held <= bound,
+        "{held} B held, bound {bound} B"
+    );
+    assert!(
+        held >= 0.25 * bound,
+        "{held} B held, bound {bound} B: too loose"
+    );
+}
