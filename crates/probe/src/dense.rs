@@ -980,17 +980,7 @@ fn row_blocks<T: Real, R: Send>(x: &Array2<T>, f: impl Fn(&[T], usize) -> R + Sy
     match split_rows(x.nrows(), w) {
         Some(rows_per) => {
             let blocks: Vec<_> = xs.chunks(rows_per * w).collect();
-            let out: Vec<_> = blocks.iter().map(|_| std::sync::Mutex::new(None)).collect();
-            crate::team::run(blocks.len(), &|i| {
-                *out[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(f(blocks[i], w));
-            });
-            out.into_iter()
-                .map(|m| {
-                    m.into_inner()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .expect("every block ran")
-                })
-                .collect()
+            crate::team::map(blocks.len(), |i| f(blocks[i], w))
         }
         None => vec![f(xs, w)],
     }
@@ -1431,7 +1421,8 @@ fn keep_relu_mask<T: Real>(saved: &mut Vec<Saved<T>>, keep: bool) -> Option<Arra
     keep.then_some(post)
 }
 
-/// λ·h + α·f, written over f (h + α·f exactly when λ = 1).
+/// λ·h + α·f, written over f (h + α·f exactly when λ = 1: h·1 = h in
+/// floating point, NaN and ∞ included).
 fn add_skip<T: Real>(mut f: Array2<T>, h: &Array2<T>, alpha: T, lambda: T) -> Array2<T> {
     let Some(hs) = h.as_slice().filter(|_| f.is_standard_layout()) else {
         Zip::from(&mut f)
@@ -1439,18 +1430,11 @@ fn add_skip<T: Real>(mut f: Array2<T>, h: &Array2<T>, alpha: T, lambda: T) -> Ar
             .for_each(|f, &h| *f = h * lambda + alpha * *f);
         return f;
     };
-    let unit = lambda == T::one();
     par_rows(&mut f, Some(hs), |fs, hs, _| {
         let hs = hs.expect("paired rows");
-        if unit {
-            fs.iter_mut()
-                .zip(hs)
-                .for_each(|(f, &h)| *f = h + alpha * *f);
-        } else {
-            fs.iter_mut()
-                .zip(hs)
-                .for_each(|(f, &h)| *f = h * lambda + alpha * *f);
-        }
+        fs.iter_mut()
+            .zip(hs)
+            .for_each(|(f, &h)| *f = h * lambda + alpha * *f);
     });
     f
 }

@@ -215,6 +215,21 @@ fn run_on(threads: usize, parts: usize, f: &(dyn Fn(usize) + Sync)) {
     }
 }
 
+/// `[f(0), …, f(parts − 1)]`, computed as [`run`] splits them.
+pub(crate) fn map<R: Send>(parts: usize, f: impl Fn(usize) -> R + Sync) -> Vec<R> {
+    let out: Vec<Mutex<Option<R>>> = (0..parts).map(|_| Mutex::new(None)).collect();
+    run(parts, &|i| {
+        *out[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(f(i));
+    });
+    out.into_iter()
+        .map(|m| {
+            m.into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .expect("every part ran")
+        })
+        .collect()
+}
+
 /// `(a(), b())`, the two run side by side on the product threads.
 pub(crate) fn join<A, B, RA, RB>(a: A, b: B) -> (RA, RB)
 where

@@ -283,8 +283,8 @@ impl ShatteredConfig {
     }
 
     /// Rough peak memory of `threads` nets in flight: weights and their
-    /// gradients, plus the activations kept for the backward pass.
-    pub fn memory_estimate_gib(&self, threads: usize) -> f64 {
+    /// gradients, plus the activations kept for the backward pass, GiB.
+    pub fn working_estimate_gib(&self, threads: usize) -> f64 {
         let bytes = if self.params.dtype == Precision::F32 {
             4.0
         } else {
@@ -301,7 +301,14 @@ impl ShatteredConfig {
                 3.0 * params + 8.0 * layers * (self.params.points * n.width) as f64
             })
             .fold(0.0, f64::max);
-        threads.max(1) as f64 * per_net * bytes / (1u64 << 30) as f64 + self.draws_estimate_gib()
+        threads.max(1) as f64 * per_net * bytes / (1u64 << 30) as f64
+    }
+
+    /// Peak memory of a run on `threads` threads, GiB: the nets in flight
+    /// ([`Self::working_estimate_gib`]) and the shared draw cache
+    /// ([`Self::draws_estimate_gib`]).
+    pub fn memory_estimate_gib(&self, threads: usize) -> f64 {
+        self.working_estimate_gib(threads) + self.draws_estimate_gib()
     }
 
     /// The most the shared draw cache ([`ShatteredConfig::sharing_draws`])

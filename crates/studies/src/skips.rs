@@ -341,11 +341,11 @@ impl Study for SkipsConfig {
     fn memory_estimate_gib(&self, threads: usize) -> Option<f64> {
         // Both parts' cells run in one pass and share one draw cache.
         let (c, s) = (&self.compare, &self.sweep);
-        let (cd, sd) = (c.draws_estimate_gib(), s.draws_estimate_gib());
         Some(
-            (c.memory_estimate_gib(threads) - cd).max(s.memory_estimate_gib(threads) - sd)
-                + cd
-                + sd,
+            c.working_estimate_gib(threads)
+                .max(s.working_estimate_gib(threads))
+                + c.draws_estimate_gib()
+                + s.draws_estimate_gib(),
         )
     }
 
