@@ -12,7 +12,12 @@ use crate::{Result, StatsError};
 /// white noise. Balduzzi et al. 2017 ("The Shattered Gradients Problem", ICML)
 /// show that r₁ of df/dx over a fine input grid decays with depth in
 /// feedforward nets, far more slowly in residual nets with BN.
-/// A constant signal has no defined correlation: the result is NaN.
+///
+/// A non-zero constant signal (df/dx of a net that is linear at
+/// initialisation, such as looks-linear, Fixup or SkipInit) has no variance to
+/// correlate; it is taken as perfectly smooth, r₁ = 1, the value r₁ of every
+/// differentiable signal approaches as the grid is refined. A signal that is
+/// zero everywhere (a gradient that vanished or died) has no r₁: NaN.
 pub fn adjacent_correlation(g: ArrayView1<f64>) -> Result<f64> {
     let n = g.len();
     if n < 3 {
@@ -22,14 +27,27 @@ pub fn adjacent_correlation(g: ArrayView1<f64>) -> Result<f64> {
             got: n,
         });
     }
+    if is_constant(g) && g[0] != 0.0 {
+        return Ok(1.0);
+    }
     Ok(pearson(
         g.slice(ndarray::s![..n - 1]),
         g.slice(ndarray::s![1..]),
     ))
 }
 
+/// Whether every value equals the first. Tested on the values, not on the
+/// centred sum of squares: the mean of equal values is itself rounded, and
+/// deviations from it of one ulp would give a constant a correlation of ±1.
+fn is_constant(g: ArrayView1<f64>) -> bool {
+    g.first().is_some_and(|&v| g.iter().all(|&x| x == v))
+}
+
 /// Pearson correlation of two equally long signals (NaN when either is constant).
 pub fn pearson(a: ArrayView1<f64>, b: ArrayView1<f64>) -> f64 {
+    if is_constant(a) || is_constant(b) {
+        return f64::NAN;
+    }
     let (ma, mb) = (a.mean().unwrap_or(f64::NAN), b.mean().unwrap_or(f64::NAN));
     let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
     for (x, y) in a.iter().zip(b.iter()) {
@@ -49,7 +67,8 @@ pub fn pearson(a: ArrayView1<f64>, b: ArrayView1<f64>) -> f64 {
 /// ρ(k) = Σᵢ (gᵢ − ḡ)(g_{i+k} − ḡ) / Σᵢ (gᵢ − ḡ)²,
 ///
 /// the standard (biased, positive semi-definite) estimator, so ρ(0) = 1 and
-/// |ρ(k)| ≤ 1. `max_lag` is capped at N − 1.
+/// |ρ(k)| ≤ 1. `max_lag` is capped at N − 1. A constant signal has no
+/// variance to normalise by: every ρ(k) is NaN.
 pub fn autocorrelation(g: ArrayView1<f64>, max_lag: usize) -> Result<Array1<f64>> {
     let n = g.len();
     if n < 2 {
@@ -63,8 +82,9 @@ pub fn autocorrelation(g: ArrayView1<f64>, max_lag: usize) -> Result<Array1<f64>
     let d: Vec<f64> = g.iter().map(|v| v - mean).collect();
     let c0: f64 = d.iter().map(|v| v * v).sum();
     let max_lag = max_lag.min(n - 1);
+    let constant = is_constant(g);
     Ok(Array1::from_shape_fn(max_lag + 1, |k| {
-        if c0 == 0.0 {
+        if constant || c0 == 0.0 {
             return f64::NAN;
         }
         d[..n - k]
@@ -113,12 +133,28 @@ mod tests {
         assert!((adjacent_correlation(line.view()).unwrap() - 1.0).abs() < 1e-12);
         let alt = Array1::from_shape_fn(50, |i| if i % 2 == 0 { 1.0 } else { -1.0 });
         assert!((adjacent_correlation(alt.view()).unwrap() + 1.0).abs() < 1e-12);
-        assert!(
-            adjacent_correlation(Array1::from_elem(10, 2.0).view())
-                .unwrap()
-                .is_nan()
-        );
         assert!(adjacent_correlation(array![1.0, 2.0].view()).is_err());
+    }
+
+    #[test]
+    fn a_constant_has_r1_one_whatever_its_mean_rounds_to_and_zero_has_none() {
+        // 0.1 and 29.541079260208072 repeated 256 times have a rounded mean
+        // off the value, 0.5 an exact one: the centred deviations used to give
+        // ±1 for the first two and NaN for the third.
+        for (c, mean_exact) in [(0.1, false), (29.541079260208072, false), (0.5, true)] {
+            let g = Array1::from_elem(256, c);
+            assert_eq!(g.mean().unwrap() == c, mean_exact, "{c}");
+            assert_eq!(adjacent_correlation(g.view()).unwrap(), 1.0, "{c}");
+            assert!(pearson(g.view(), g.view()).is_nan(), "{c}");
+            assert!(
+                autocorrelation(g.view(), 8)
+                    .unwrap()
+                    .iter()
+                    .all(|r| r.is_nan())
+            );
+        }
+        let zero = Array1::zeros(256);
+        assert!(adjacent_correlation(zero.view()).unwrap().is_nan());
     }
 
     #[test]
