@@ -82,9 +82,9 @@ pub fn autocorrelation(g: ArrayView1<f64>, max_lag: usize) -> Result<Array1<f64>
     let d: Vec<f64> = g.iter().map(|v| v - mean).collect();
     let c0: f64 = d.iter().map(|v| v * v).sum();
     let max_lag = max_lag.min(n - 1);
-    let constant = is_constant(g);
+    let undefined = c0 == 0.0 || is_constant(g);
     Ok(Array1::from_shape_fn(max_lag + 1, |k| {
-        if constant || c0 == 0.0 {
+        if undefined {
             return f64::NAN;
         }
         d[..n - k]
