@@ -3,13 +3,14 @@
 //! workload's own) and, when PyTorch is installed, beside a peer script doing
 //! the same work (`benches/peer/peer.py`).
 //!
-//! Timing: one warm-up run, then `runs` timed runs; median, min and max.
+//! Timing: warm-up runs for at least [`WARM_UP`] (and at least one), then
+//! `runs` timed runs; median, min and max. The peer warms up the same way.
 
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use gradscope_nets::{Arch, BnMode, Mlp, NetParams, Precision, derive_seed};
-use gradscope_probe::dense::{DenseMlp, Want};
+use gradscope_probe::dense::{DenseMlp, TeamStats, Want, team_stats};
 use gradscope_probe::scalar_grid;
 use gradscope_stats::{Spectrum, adjacent_correlation};
 use ndarray::{Array2, Axis};
@@ -25,6 +26,12 @@ pub enum BenchError {
     #[error("{0}")]
     Run(String),
 }
+
+/// The least warm-up before the timed runs. On the two-core KVM guest the
+/// first 0.1–0.2 s of two-thread work ran up to twice as slow as the rest (the
+/// helper's core waking up), so a single warm-up run of a 30 ms workload left
+/// its first timed runs in that spell.
+pub const WARM_UP: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Result with a [`BenchError`].
 pub type Result<T> = std::result::Result<T, BenchError>;
@@ -56,7 +63,7 @@ pub struct Timing {
     pub workload: String,
     /// Threads the work ran on.
     pub threads: usize,
-    /// Timed runs (after one warm-up).
+    /// Timed runs (after the warm-up).
     pub runs: usize,
     /// Median wall time of a run, seconds.
     pub median_s: f64,
@@ -68,6 +75,46 @@ pub struct Timing {
     pub peak_rss_mib: f64,
     /// Floating-point operations of one run, for dense workloads.
     pub flops: Option<f64>,
+    /// Every timed run, seconds, in the order they ran.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub times_s: Vec<f64>,
+    /// Share of all CPUs' time the hypervisor took away (steal) over the
+    /// timed runs, from `/proc/stat` (Linux guests; gradscope only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steal_share: Option<f64>,
+    /// What the product threads did over the timed runs (gradscope only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<TeamRecord>,
+}
+
+/// [`TeamStats`] over a workload's timed runs, as the benchmark records it:
+/// a second thread that added nothing shows as helpers that took no parts
+/// (`helper_share` near 0) or as a caller that waited for them (`wait_share`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TeamRecord {
+    /// Steps split between the product threads.
+    pub split_steps: u64,
+    /// Steps that ran on one thread although more were set.
+    pub serial_steps: u64,
+    /// Share of the split steps' parts that helper threads ran.
+    pub helper_share: f64,
+    /// Times a helper went to sleep between steps.
+    pub helper_sleeps: u64,
+    /// Share of the timed wall time the caller spent waiting for helpers.
+    pub wait_share: f64,
+}
+
+impl TeamRecord {
+    fn between(before: TeamStats, after: TeamStats, wall_s: f64) -> Self {
+        let parts = after.parts - before.parts;
+        Self {
+            split_steps: after.split_steps - before.split_steps,
+            serial_steps: after.serial_steps - before.serial_steps,
+            helper_share: (after.helper_parts - before.helper_parts) as f64 / parts.max(1) as f64,
+            helper_sleeps: after.helper_sleeps - before.helper_sleeps,
+            wait_share: (after.caller_wait_ns - before.caller_wait_ns) as f64 * 1e-9 / wall_s,
+        }
+    }
 }
 
 /// 2·m·k·n.
@@ -294,12 +341,22 @@ pub fn time_workload(name: &str, threads: usize, runs: usize) -> Result<Timing> 
     // On this thread, not in a rayon pool: one net's products split between
     // the product threads (`MATMUL_NUM_THREADS`), and workloads over many
     // nets bring their own pool.
+    let warm = Instant::now();
     f()?;
+    while warm.elapsed() < WARM_UP {
+        f()?;
+    }
+    let (before, cpu) = (team_stats(), cpu_times());
     for _ in 0..runs.max(1) {
         let t = Instant::now();
         f()?;
         times.push(t.elapsed().as_secs_f64());
     }
+    let team = TeamRecord::between(before, team_stats(), times.iter().sum());
+    let steal_share = cpu
+        .zip(cpu_times())
+        .and_then(|((s0, t0), (s1, t1))| (t1 > t0).then(|| (s1 - s0) as f64 / (t1 - t0) as f64));
+    let in_order = times.clone();
     times.sort_by(f64::total_cmp);
     Ok(Timing {
         workload: name.into(),
@@ -310,7 +367,27 @@ pub fn time_workload(name: &str, threads: usize, runs: usize) -> Result<Timing> 
         max_s: times[times.len() - 1],
         peak_rss_mib: peak_rss_mib(),
         flops: w.flops,
+        times_s: in_order,
+        steal_share,
+        team: Some(team),
     })
+}
+
+/// All CPUs' (steal, total) time in clock ticks since boot, from the first
+/// line of `/proc/stat`; None where there is none.
+fn cpu_times() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .map(|v| v.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal [guest guest_nice]:
+    // guest time is already counted in user and nice.
+    let steal = *ticks.get(7)?;
+    Some((steal, ticks.iter().take(8).sum()))
 }
 
 /// Peak resident set size of this process (Linux: VmHWM), MiB; NaN elsewhere.
@@ -323,4 +400,40 @@ pub fn peak_rss_mib() -> f64 {
                 .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         })
         .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A timing records its runs in order and, at two product threads, that
+    /// the helper took a share of the split parts; the CPU counters parse.
+    #[test]
+    fn a_timing_records_its_runs_and_the_product_threads() {
+        gradscope_probe::dense::set_product_threads(2);
+        let t = time_workload("gram-256x8", 2, 3).unwrap();
+        assert_eq!(t.times_s.len(), 3);
+        let mut sorted = t.times_s.clone();
+        sorted.sort_by(f64::total_cmp);
+        assert_eq!(
+            (t.min_s, t.median_s, t.max_s),
+            (sorted[0], sorted[1], sorted[2])
+        );
+        let team = t.team.unwrap();
+        assert!(team.split_steps > 0, "{team:?}");
+        assert!(
+            team.helper_share > 0.0 && team.helper_share < 1.0,
+            "{team:?}"
+        );
+        assert!((0.0..1.0).contains(&team.wait_share), "{team:?}");
+        if cfg!(target_os = "linux") {
+            let (steal, total) = cpu_times().unwrap();
+            assert!(steal <= total && total > 0);
+            assert!((0.0..=1.0).contains(&t.steal_share.unwrap()));
+        }
+        assert!(matches!(
+            time_workload("no-such", 1, 1),
+            Err(BenchError::Unknown(..))
+        ));
+    }
 }

@@ -440,7 +440,7 @@ pub struct EnsembleArgs {
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Timed runs per workload (after one warm-up).
+    /// Timed runs per workload (after at least 0.5 s of warm-up runs).
     #[arg(long, default_value_t = 5)]
     pub runs: usize,
     /// Thread counts to run every workload at.

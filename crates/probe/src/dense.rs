@@ -35,7 +35,7 @@ use gradscope_nets::{
 use ndarray::{Array1, Array2, ArrayView2, Axis, CowArray, Ix2, Zip};
 use num_traits::{Float, FromPrimitive, ToPrimitive};
 
-pub use crate::team::{product_threads, set_product_threads};
+pub use crate::team::{TeamStats, product_threads, set_product_threads, team_stats};
 use crate::{ProbeError, Result};
 
 /// The float types the fast path runs in.

@@ -19,6 +19,47 @@ use std::time::{Duration, Instant};
 /// How long a helper spins for the next step before it sleeps.
 const SPIN: Duration = Duration::from_millis(2);
 
+/// What the team has done since the process started: whether the helpers
+/// took their parts, and how long the caller waited for them. A benchmark
+/// records it beside its times, so a run where a second thread added nothing
+/// tells whether the helpers did not run or ran slowly.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TeamStats {
+    /// Steps split between the caller and its helpers.
+    pub split_steps: u64,
+    /// Steps that could have been split but ran on the caller alone (a
+    /// nested call, a second caller while the team was busy, a rayon worker).
+    pub serial_steps: u64,
+    /// Parts of the split steps, all members together.
+    pub parts: u64,
+    /// Parts of the split steps that a helper ran.
+    pub helper_parts: u64,
+    /// Times a helper found no step within its spin time and went to sleep.
+    pub helper_sleeps: u64,
+    /// Nanoseconds the caller spent waiting for helpers after its own parts.
+    pub caller_wait_ns: u64,
+}
+
+/// The counters behind [`team_stats`], in [`TeamStats`]'s field order.
+static STATS: [AtomicU64; 6] = [const { AtomicU64::new(0) }; 6];
+
+fn count(field: usize, n: u64) {
+    STATS[field].fetch_add(n, Ordering::Relaxed);
+}
+
+/// The team's counts since the process started.
+pub fn team_stats() -> TeamStats {
+    let s = |i: usize| STATS[i].load(Ordering::Relaxed);
+    TeamStats {
+        split_steps: s(0),
+        serial_steps: s(1),
+        parts: s(2),
+        helper_parts: s(3),
+        helper_sleeps: s(4),
+        caller_wait_ns: s(5),
+    }
+}
+
 /// Threads for one net's products and loops, set by [`set_product_threads`]
 /// or read once from `MATMUL_NUM_THREADS` (default 1).
 static THREADS: AtomicUsize = AtomicUsize::new(0);
@@ -66,6 +107,9 @@ unsafe impl Sync for Job {}
 impl Job {
     /// Runs member `p`'s parts.
     fn work(&self, p: usize) {
+        if p > 0 {
+            count(3, (p..self.parts).step_by(self.members).len() as u64);
+        }
         for i in (p..self.parts).step_by(self.members) {
             // SAFETY: part i is not done yet, so the caller is still waiting
             // in `run` and `f` is alive.
@@ -124,6 +168,7 @@ impl Team {
                 spins = spins.wrapping_add(1);
                 if spins % 512 == 0 && start.elapsed() > SPIN {
                     let mut s = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+                    count(4, 1);
                     s.sleeping += 1;
                     while s.epoch == seen {
                         s = self.wake.wait(s).unwrap_or_else(|e| e.into_inner());
@@ -164,9 +209,15 @@ impl Team {
                 self.wake.notify_all();
             }
         }
+        count(0, 1);
+        count(2, parts as u64);
         job.work(0);
-        while job.done.load(Ordering::Acquire) < parts {
-            std::hint::spin_loop();
+        if job.done.load(Ordering::Acquire) < parts {
+            let waiting = Instant::now();
+            while job.done.load(Ordering::Acquire) < parts {
+                std::hint::spin_loop();
+            }
+            count(5, waiting.elapsed().as_nanos() as u64);
         }
         if job.panicked.load(Ordering::Relaxed) {
             panic!("a part of a split product panicked");
@@ -211,7 +262,12 @@ fn run_on(threads: usize, parts: usize, f: &(dyn Fn(usize) + Sync)) {
     });
     match busy {
         Some((t, _busy)) => t.run(parts, f),
-        None => (0..parts).for_each(f),
+        None => {
+            if threads >= 2 && parts >= 2 {
+                count(1, 1);
+            }
+            (0..parts).for_each(f)
+        }
     }
 }
 
@@ -267,6 +323,7 @@ mod tests {
     #[test]
     fn every_part_runs_once_under_nesting_and_concurrent_callers() {
         let counts: Vec<AtomicUsize> = (0..1000).map(|_| AtomicUsize::new(0)).collect();
+        let before = team_stats();
         run_on(3, 10, &|i| {
             // Nested: runs on the calling part's thread.
             run_on(3, 100, &|j| {
@@ -274,9 +331,17 @@ mod tests {
             });
         });
         assert!(counts.iter().all(|c| c.load(Ordering::Relaxed) == 1));
+        // Other tests may count too, so only lower bounds: the outer step was
+        // split and its ten nested ones ran serially.
+        let after = team_stats();
+        assert!(after.split_steps > before.split_steps);
+        assert!(after.serial_steps >= before.serial_steps + 10);
+        assert!(after.parts >= before.parts + 10);
 
-        // The parts do run on more than one thread (no other test uses three).
+        // The parts do run on more than one thread (no other test uses
+        // three), and the counts say the helpers took some.
         let ids = Mutex::new(std::collections::BTreeSet::new());
+        let before = team_stats();
         run_on(3, 40, &|_| {
             std::thread::sleep(Duration::from_millis(1));
             ids.lock()
@@ -284,6 +349,9 @@ mod tests {
                 .insert(format!("{:?}", std::thread::current().id()));
         });
         assert!(ids.into_inner().unwrap().len() >= 2);
+        let after = team_stats();
+        assert!(after.helper_parts > before.helper_parts);
+        assert!(after.parts >= before.parts + 40);
 
         let sums: Vec<u64> = std::thread::scope(|s| {
             let hs: Vec<_> = (0..4)
