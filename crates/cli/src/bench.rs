@@ -64,6 +64,7 @@ pub fn bench_command(quiet: &bool, a: BenchArgs) -> Result<()> {
         );
     }
     let exe = std::env::current_exe().context("finding the gradscope binary")?;
+    let clock = gradscope_studies::provenance::RunClock::start();
     let mut results = serde_json::Map::new();
     for &t in &a.at_threads {
         let peak: f64 = child(&exe, t, &["bench", "--gemm-worker", "--runs", "10"])?
@@ -155,6 +156,15 @@ pub fn bench_command(quiet: &bool, a: BenchArgs) -> Result<()> {
     }
     println!("\nratio = gradscope time / PyTorch time (below 1: gradscope is faster).");
     if let Some(path) = a.json {
+        // Which code was timed, and when: the commit and the start time.
+        let command = std::env::args().collect::<Vec<_>>().join(" ");
+        results.insert(
+            "provenance".into(),
+            serde_json::to_value(clock.provenance(
+                a.at_threads.iter().copied().max().unwrap_or(1),
+                Some(command),
+            ))?,
+        );
         gradscope_nets::fs::write_atomic(&path, serde_json::to_string_pretty(&results)?.as_bytes())
             .with_context(|| format!("writing {}", path.display()))?;
     }
