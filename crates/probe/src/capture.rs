@@ -234,10 +234,10 @@ pub fn capture_fast(net: &Mlp, x: ArrayView2<f64>, opts: &CaptureOpts) -> Result
     use crate::dense::DenseMlp;
     check_input(net, x, opts.depth)?;
     let fast = match net.dtype() {
-        DType::F32 => DenseMlp::<f32>::from_mlp(net, opts.bn_mode)
+        DType::F32 => DenseMlp::<f32>::for_one_pass(net, opts.bn_mode)
             .ok()
             .map(|mut d| dense_capture(&mut d, x.mapv(|v| v as f32).view(), opts)),
-        DType::F64 => DenseMlp::<f64>::from_mlp(net, opts.bn_mode)
+        DType::F64 => DenseMlp::<f64>::for_one_pass(net, opts.bn_mode)
             .ok()
             .map(|mut d| dense_capture(&mut d, x, opts)),
         _ => None,
@@ -353,10 +353,10 @@ pub fn capture_depths(
         check_input(net, x, Some(d))?;
     }
     let fast = match net.dtype() {
-        DType::F32 => crate::dense::DenseMlp::<f32>::from_mlp(net, bn_mode)
+        DType::F32 => crate::dense::DenseMlp::<f32>::for_one_pass(net, bn_mode)
             .ok()
             .map(|d| dense_captures(&d, x.mapv(|v| v as f32).view(), depths)),
-        DType::F64 => crate::dense::DenseMlp::<f64>::from_mlp(net, bn_mode)
+        DType::F64 => crate::dense::DenseMlp::<f64>::for_one_pass(net, bn_mode)
             .ok()
             .map(|d| dense_captures(&d, x, depths)),
         _ => None,

@@ -130,8 +130,10 @@ enum Op<T> {
         b: Option<Array1<T>>,
         /// Wᵀ row-major, made with the net and again on the first forward
         /// pass after W changes: gemm packs a row-major right factor 15–35 %
-        /// faster than a transposed one at widths 256–512.
-        wt: OnceLock<Array2<T>>,
+        /// faster than a transposed one at widths 256–512. `None` in a net
+        /// built for one pass ([`DenseMlp::for_one_pass`]), which packs W's
+        /// transposed view instead of paying for a copy it would use once.
+        wt: Option<OnceLock<Array2<T>>>,
     },
     /// y = (x − μ)/σ·γ + β with μ, σ² from the batch or the running
     /// statistics (mean, variance), as the net's BN mode says.
@@ -298,22 +300,23 @@ fn unsupported(what: &str) -> ProbeError {
     ))
 }
 
-fn linear<T: Real>(name: String, l: &gradscope_nets::Linear) -> Result<Op<T>> {
+/// A linear layer; `keep_wt`: with its row-major Wᵀ, made now.
+fn linear<T: Real>(name: String, l: &gradscope_nets::Linear, keep_wt: bool) -> Result<Op<T>> {
     let w = to_array::<T>(l.weight().as_tensor())?;
     Ok(Op::Linear {
         name,
-        wt: OnceLock::from(transposed(&w)),
+        wt: keep_wt.then(|| OnceLock::from(transposed(&w))),
         w,
         b: l.bias().map(|b| to_vec(b.as_tensor())).transpose()?,
     })
 }
 
-fn convert<T: Real>(prefix: &str, seq: &Sequential) -> Result<Vec<Op<T>>> {
+fn convert<T: Real>(prefix: &str, seq: &Sequential, keep_wt: bool) -> Result<Vec<Op<T>>> {
     seq.layers()
         .iter()
         .map(|(name, layer)| {
             Ok(match layer {
-                Layer::Linear(l) => linear(format!("{prefix}.{name}"), l)?,
+                Layer::Linear(l) => linear(format!("{prefix}.{name}"), l, keep_wt)?,
                 Layer::BatchNorm(bn) => Op::Norm {
                     name: format!("{prefix}.{name}"),
                     gamma: to_vec(bn.weight().as_tensor())?,
@@ -357,7 +360,23 @@ fn convert<T: Real>(prefix: &str, seq: &Sequential) -> Result<Vec<Op<T>>> {
 
 impl<T: Real> DenseMlp<T> {
     /// The net's weights and BN statistics as matrices; BN runs in `mode`.
+    /// Each linear layer keeps a row-major copy of Wᵀ for the forward
+    /// products: for a net run more than once (training, benchmarks).
     pub fn from_mlp(net: &Mlp, mode: BnMode) -> Result<Self> {
+        Self::build(net, mode, true)
+    }
+
+    /// [`from_mlp`](Self::from_mlp) for a net run forward once (a capture,
+    /// a study cell): the forward products pack W's transposed view instead
+    /// of a row-major copy of Wᵀ, which pays for itself only from the second
+    /// pass on. Results equal `from_mlp`'s to rounding (gemm may sum a
+    /// product in another order for the other layout; bitwise the same in
+    /// every f64 study here).
+    pub fn for_one_pass(net: &Mlp, mode: BnMode) -> Result<Self> {
+        Self::build(net, mode, false)
+    }
+
+    fn build(net: &Mlp, mode: BnMode, keep_wt: bool) -> Result<Self> {
         if net.dtype() != T::DTYPE {
             return Err(ProbeError::Input(format!(
                 "net is {:?}, the fast path was asked for {:?}",
@@ -372,7 +391,7 @@ impl<T: Real> DenseMlp<T> {
             .map(|(l, b)| {
                 let prefix = format!("layers.{l}");
                 Ok(match b {
-                    Block::Dense(d) => Unit::Plain(convert(&prefix, d.body())?),
+                    Block::Dense(d) => Unit::Plain(convert(&prefix, d.body(), keep_wt)?),
                     Block::Residual(r) => {
                         let (lambda, gate) = match r.shortcut() {
                             ResidualShortcut::Identity => (1.0, None),
@@ -381,7 +400,7 @@ impl<T: Real> DenseMlp<T> {
                                 1.0,
                                 Some(Gate {
                                     ops: vec![
-                                        linear(format!("{prefix}.gate"), gate)?,
+                                        linear(format!("{prefix}.gate"), gate, keep_wt)?,
                                         Op::Act(Activation::Sigmoid),
                                     ],
                                     exclusive: *exclusive,
@@ -390,7 +409,7 @@ impl<T: Real> DenseMlp<T> {
                             _ => return Err(unsupported("projection or dropout shortcuts")),
                         };
                         let real = |v: f64| <T as FromPrimitive>::from_f64(v).expect("a float");
-                        let mut branch = convert(&prefix, r.branch())?;
+                        let mut branch = convert(&prefix, r.branch(), keep_wt)?;
                         if let Some(c) = r.gain() {
                             // In state-dict order the gate comes before the gain.
                             if gate.is_some() {
@@ -406,11 +425,11 @@ impl<T: Real> DenseMlp<T> {
                             alpha: real(r.alpha()),
                             lambda: real(lambda),
                             gate,
-                            after: convert(&prefix, r.after())?,
+                            after: convert(&prefix, r.after(), keep_wt)?,
                             recursions: r
                                 .recursions()
                                 .iter()
-                                .map(|n| convert(&prefix, n))
+                                .map(|n| convert(&prefix, n, keep_wt))
                                 .collect::<Result<_>>()?,
                         })
                     }
@@ -418,9 +437,9 @@ impl<T: Real> DenseMlp<T> {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(DenseMlp {
-            stem: vec![linear("stem".into(), net.stem())?],
+            stem: vec![linear("stem".into(), net.stem(), keep_wt)?],
             blocks,
-            head: vec![linear("head".into(), net.head())?],
+            head: vec![linear("head".into(), net.head(), keep_wt)?],
             mode,
         })
     }
@@ -460,7 +479,9 @@ impl<T: Real> DenseMlp<T> {
             let (name, w, b) = match op {
                 Op::Linear { name, w, b, wt } => {
                     // The caller may change W through the slice.
-                    wt.take();
+                    if let Some(wt) = wt {
+                        wt.take();
+                    }
                     (name, w.as_slice_mut().expect("row-major"), b.as_mut())
                 }
                 Op::Norm {
@@ -898,15 +919,22 @@ fn transposed<T: Real>(w: &Array2<T>) -> Array2<T> {
     w.t().as_standard_layout().into_owned()
 }
 
-/// x Wᵀ + b, with Wᵀ from its row-major copy (made here if not yet).
-fn affine<T: Real>(
-    x: ArrayView2<T>,
-    (w, wt): (&Array2<T>, &OnceLock<Array2<T>>),
-    b: Option<&Array1<T>>,
-) -> Array2<T> {
+/// The right factor Wᵀ of a linear layer: its row-major copy (made again
+/// here after W changed), or W's transposed view in a net built for one pass.
+fn right_factor<'a, T: Real>(
+    w: &'a Array2<T>,
+    wt: &'a Option<OnceLock<Array2<T>>>,
+) -> ArrayView2<'a, T> {
+    match wt {
+        Some(wt) => wt.get_or_init(|| transposed(w)).view(),
+        None => w.t(),
+    }
+}
+
+/// x Wᵀ + b, Wᵀ from [`right_factor`].
+fn affine<T: Real>(x: ArrayView2<T>, wt: ArrayView2<T>, b: Option<&Array1<T>>) -> Array2<T> {
     let b = b.map(|b| b.as_slice().expect("contiguous"));
-    let wt = wt.get_or_init(|| transposed(w));
-    matmul_on(x, wt.view(), b, product_threads())
+    matmul_on(x, wt, b, product_threads())
 }
 
 /// Per-feature γ/σ, the shift β − μγ/σ, μ and σ², for the batch
@@ -1462,7 +1490,7 @@ fn run_ops<T: Real>(
     while i < ops.len() {
         match &ops[i] {
             Op::Linear { w, b, wt, .. } => {
-                let y = affine(cur.view(saved), (w, wt), b.as_ref());
+                let y = affine(cur.view(saved), right_factor(w, wt), b.as_ref());
                 let relu_before = i > 0 && matches!(ops[i - 1], Op::Act(Activation::Relu));
                 let input = match cur {
                     Cur::Saved if relu_before => keep_relu_mask(saved, inputs),
@@ -1712,8 +1740,9 @@ fn tangent_ops<T: Real>(
     for op in ops {
         match op {
             Op::Linear { w, b, wt, .. } => {
-                h = affine(h.view(), (w, wt), b.as_ref());
-                t = matmul(t.view(), wt.get().expect("made by affine").view());
+                let right = right_factor(w, wt);
+                h = affine(h.view(), right, b.as_ref());
+                t = matmul(t.view(), right);
             }
             Op::Norm {
                 gamma,

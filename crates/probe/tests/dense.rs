@@ -634,3 +634,55 @@ fn capture_fast_equals_the_candle_capture() {
     };
     assert!(capture_fast(&m, x.view(), &too_deep).is_err());
 }
+
+/// A net built for one pass (W's transposed view in the forward products)
+/// gives the outputs, gradients and tangents of one that keeps Wᵀ row-major,
+/// to rounding; and each gives the same on a second pass (no pass sees the
+/// other layout).
+#[test]
+fn a_net_for_one_pass_equals_the_net_that_keeps_w_transposed() {
+    let x = scalar_grid(48, -2.0, 2.0);
+    for arch in archs() {
+        let m = net(arch, Activation::Tanh, Precision::F64);
+        let kept = DenseMlp::<f64>::from_mlp(&m, BnMode::PerSample).unwrap();
+        let once = DenseMlp::<f64>::for_one_pass(&m, BnMode::PerSample).unwrap();
+        let (fk, fo) = (kept.forward(x.view()), once.forward(x.view()));
+        let depth = m.depth();
+        let (ok, oo) = (kept.output(&fk, depth), once.output(&fo, depth));
+        close(
+            oo.as_slice().unwrap(),
+            ok.as_slice().unwrap(),
+            1e-12,
+            &format!("{arch} f"),
+        );
+        let ((_, dk), (_, d_o)) = (kept.backward(&fk, depth), once.backward(&fo, depth));
+        close(
+            d_o.as_slice().unwrap(),
+            dk.as_slice().unwrap(),
+            1e-12,
+            &format!("{arch} df/dx"),
+        );
+        let (tk, to) = (
+            kept.tangent_sweep(x.view(), &[1.0]).unwrap(),
+            once.tangent_sweep(x.view(), &[1.0]).unwrap(),
+        );
+        close(
+            to.as_slice().unwrap(),
+            tk.as_slice().unwrap(),
+            1e-12,
+            &format!("{arch} tangent"),
+        );
+        let again = kept.output(&kept.forward(x.view()), depth);
+        assert_eq!(again, ok, "{arch}: a second pass of the kept-copy net");
+        let again = once.output(&once.forward(x.view()), depth);
+        assert_eq!(again, oo, "{arch}: a second pass of the one-pass net");
+    }
+    let m = net(Arch::RESNET_BN, Activation::Relu, Precision::F32);
+    let x32 = x.mapv(|v| v as f32);
+    let kept = DenseMlp::<f32>::from_mlp(&m, BnMode::PerSample).unwrap();
+    let once = DenseMlp::<f32>::for_one_pass(&m, BnMode::PerSample).unwrap();
+    let (fk, fo) = (kept.forward(x32.view()), once.forward(x32.view()));
+    let ((_, dk), (_, d_o)) = (kept.backward(&fk, m.depth()), once.backward(&fo, m.depth()));
+    let f = |a: &Array2<f32>| a.iter().map(|&v| v as f64).collect::<Vec<_>>();
+    close(&f(&d_o), &f(&dk), 1e-5, "f32 df/dx");
+}

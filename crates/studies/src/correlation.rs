@@ -321,7 +321,7 @@ impl CorrelationConfig {
     fn grams(&self, cell: &Cell) -> Result<Vec<LayerGrams>> {
         let p = &self.params;
         let net = Mlp::new(&self.digit_nets[cell.arch].with_seed(self.net_seed(cell.seed)))?;
-        let Ok(dense) = DenseMlp::<f64>::from_mlp(&net, BnMode::PerSample) else {
+        let Ok(dense) = DenseMlp::<f64>::for_one_pass(&net, BnMode::PerSample) else {
             return self.grams_by_example(&net);
         };
         let fwd = dense.forward_keeping(self.x.view(), true);
