@@ -88,16 +88,14 @@ pub struct Timing {
 }
 
 /// [`TeamStats`] over a workload's timed runs, as the benchmark records it:
-/// a second thread that added nothing shows as helpers that took no parts
-/// (`helper_share` near 0) or as a caller that waited for them (`wait_share`).
+/// a second thread that added nothing shows as steps run serially
+/// (`serial_steps`) or as a caller that waited for its helpers (`wait_share`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TeamRecord {
     /// Steps split between the product threads.
     pub split_steps: u64,
     /// Steps that ran on one thread although more were set.
     pub serial_steps: u64,
-    /// Share of the split steps' parts that helper threads ran.
-    pub helper_share: f64,
     /// Times a helper went to sleep between steps.
     pub helper_sleeps: u64,
     /// Share of the timed wall time the caller spent waiting for helpers.
@@ -106,11 +104,9 @@ pub struct TeamRecord {
 
 impl TeamRecord {
     fn between(before: TeamStats, after: TeamStats, wall_s: f64) -> Self {
-        let parts = after.parts - before.parts;
         Self {
             split_steps: after.split_steps - before.split_steps,
             serial_steps: after.serial_steps - before.serial_steps,
-            helper_share: (after.helper_parts - before.helper_parts) as f64 / parts.max(1) as f64,
             helper_sleeps: after.helper_sleeps - before.helper_sleeps,
             wait_share: (after.caller_wait_ns - before.caller_wait_ns) as f64 * 1e-9 / wall_s,
         }
@@ -406,8 +402,8 @@ pub fn peak_rss_mib() -> f64 {
 mod tests {
     use super::*;
 
-    /// A timing records its runs in order and, at two product threads, that
-    /// the helper took a share of the split parts; the CPU counters parse.
+    /// A timing records its runs in order and, at two product threads, the
+    /// steps the team split; the CPU counters parse.
     #[test]
     fn a_timing_records_its_runs_and_the_product_threads() {
         gradscope_probe::dense::set_product_threads(2);
@@ -421,10 +417,7 @@ mod tests {
         );
         let team = t.team.unwrap();
         assert!(team.split_steps > 0, "{team:?}");
-        assert!(
-            team.helper_share > 0.0 && team.helper_share < 1.0,
-            "{team:?}"
-        );
+        assert_eq!(team.serial_steps, 0, "{team:?}");
         assert!((0.0..1.0).contains(&team.wait_share), "{team:?}");
         if cfg!(target_os = "linux") {
             let (steal, total) = cpu_times().unwrap();
