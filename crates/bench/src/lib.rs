@@ -87,6 +87,34 @@ pub struct Timing {
     pub team: Option<TeamRecord>,
 }
 
+impl Timing {
+    /// The timing of runs that took `times` seconds (in the order they ran;
+    /// at least one), without the host and thread-team records.
+    pub fn of_runs(
+        workload: &str,
+        threads: usize,
+        times: Vec<f64>,
+        peak_rss_mib: f64,
+        flops: Option<f64>,
+    ) -> Self {
+        let mut sorted = times.clone();
+        sorted.sort_by(f64::total_cmp);
+        Timing {
+            workload: workload.into(),
+            threads,
+            runs: sorted.len(),
+            median_s: sorted[sorted.len() / 2],
+            min_s: sorted[0],
+            max_s: sorted[sorted.len() - 1],
+            peak_rss_mib,
+            flops,
+            times_s: times,
+            steal_share: None,
+            team: None,
+        }
+    }
+}
+
 /// [`TeamStats`] over a workload's timed runs, as the benchmark records it:
 /// a second thread that added nothing shows as steps run serially
 /// (`serial_steps`) or as a caller that waited for its helpers (`wait_share`).
@@ -352,20 +380,10 @@ pub fn time_workload(name: &str, threads: usize, runs: usize) -> Result<Timing> 
     let steal_share = cpu
         .zip(cpu_times())
         .and_then(|((s0, t0), (s1, t1))| (t1 > t0).then(|| (s1 - s0) as f64 / (t1 - t0) as f64));
-    let in_order = times.clone();
-    times.sort_by(f64::total_cmp);
     Ok(Timing {
-        workload: name.into(),
-        threads,
-        runs: times.len(),
-        median_s: times[times.len() / 2],
-        min_s: times[0],
-        max_s: times[times.len() - 1],
-        peak_rss_mib: peak_rss_mib(),
-        flops: w.flops,
-        times_s: in_order,
         steal_share,
         team: Some(team),
+        ..Timing::of_runs(name, threads, times, peak_rss_mib(), w.flops)
     })
 }
 

@@ -199,21 +199,7 @@ fn time_reproduce(exe: &Path, workload: &str, threads: usize, runs: usize) -> Re
     }
     let _ = std::fs::remove_dir_all(&tmp);
     let _ = std::fs::remove_file(&log);
-    let in_order = times.clone();
-    times.sort_by(f64::total_cmp);
-    Ok(Timing {
-        workload: workload.into(),
-        threads,
-        runs: times.len(),
-        median_s: times[times.len() / 2],
-        min_s: times[0],
-        max_s: times[times.len() - 1],
-        peak_rss_mib: peak,
-        flops: None,
-        times_s: in_order,
-        steal_share: None,
-        team: None,
-    })
+    Ok(Timing::of_runs(workload, threads, times, peak, None))
 }
 
 /// A peak RSS in whole MiB, or a dash when it was not measured.

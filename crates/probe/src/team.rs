@@ -37,23 +37,26 @@ pub struct TeamStats {
     pub caller_wait_ns: u64,
 }
 
-/// The counters behind [`team_stats`], in [`TeamStats`]'s field order. Only
-/// the caller writes them on every step (a helper, when it goes to sleep), so
-/// the cache line does not travel between cores step after step.
-static STATS: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
+// The counters behind [`team_stats`]. Only the caller writes them on every
+// step (a helper, when it goes to sleep), so they do not travel between
+// cores step after step.
+static SPLIT_STEPS: AtomicU64 = AtomicU64::new(0);
+static SERIAL_STEPS: AtomicU64 = AtomicU64::new(0);
+static HELPER_SLEEPS: AtomicU64 = AtomicU64::new(0);
+static CALLER_WAIT_NS: AtomicU64 = AtomicU64::new(0);
 
-fn count(field: usize, n: u64) {
-    STATS[field].fetch_add(n, Ordering::Relaxed);
+fn count(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
 }
 
 /// The team's counts since the process started.
 pub fn team_stats() -> TeamStats {
-    let s = |i: usize| STATS[i].load(Ordering::Relaxed);
+    let s = |c: &AtomicU64| c.load(Ordering::Relaxed);
     TeamStats {
-        split_steps: s(0),
-        serial_steps: s(1),
-        helper_sleeps: s(2),
-        caller_wait_ns: s(3),
+        split_steps: s(&SPLIT_STEPS),
+        serial_steps: s(&SERIAL_STEPS),
+        helper_sleeps: s(&HELPER_SLEEPS),
+        caller_wait_ns: s(&CALLER_WAIT_NS),
     }
 }
 
@@ -162,7 +165,7 @@ impl Team {
                 spins = spins.wrapping_add(1);
                 if spins % 512 == 0 && start.elapsed() > SPIN {
                     let mut s = self.slot.lock().unwrap_or_else(|e| e.into_inner());
-                    count(2, 1);
+                    count(&HELPER_SLEEPS, 1);
                     s.sleeping += 1;
                     while s.epoch == seen {
                         s = self.wake.wait(s).unwrap_or_else(|e| e.into_inner());
@@ -203,14 +206,14 @@ impl Team {
                 self.wake.notify_all();
             }
         }
-        count(0, 1);
+        count(&SPLIT_STEPS, 1);
         job.work(0);
         if job.done.load(Ordering::Acquire) < parts {
             let waiting = Instant::now();
             while job.done.load(Ordering::Acquire) < parts {
                 std::hint::spin_loop();
             }
-            count(3, waiting.elapsed().as_nanos() as u64);
+            count(&CALLER_WAIT_NS, waiting.elapsed().as_nanos() as u64);
         }
         if job.panicked.load(Ordering::Relaxed) {
             panic!("a part of a split product panicked");
@@ -257,7 +260,7 @@ fn run_on(threads: usize, parts: usize, f: &(dyn Fn(usize) + Sync)) {
         Some((t, _busy)) => t.run(parts, f),
         None => {
             if threads >= 2 && parts >= 2 {
-                count(1, 1);
+                count(&SERIAL_STEPS, 1);
             }
             (0..parts).for_each(f)
         }
