@@ -24,6 +24,16 @@ pub enum StatsError {
     /// Arrays whose shapes do not fit together.
     #[error("{0}")]
     Shape(String),
+    /// A parameter outside the range where it means something.
+    #[error("{name} = {value} is out of range: {expected}")]
+    Parameter {
+        /// The parameter.
+        name: &'static str,
+        /// The value it got.
+        value: f64,
+        /// The range it must lie in.
+        expected: &'static str,
+    },
 }
 
 /// Result with a [`StatsError`].

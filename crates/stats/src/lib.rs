@@ -15,12 +15,17 @@
 //! ```
 
 mod correlation;
+mod distribution;
 mod error;
 mod fit;
 mod gram;
+mod interval;
 pub mod nan;
 mod noise;
 mod plane;
+mod regression;
+mod screened_fit;
+mod special;
 mod spectrum;
 mod summary;
 pub mod theory;
@@ -28,16 +33,27 @@ pub mod theory;
 pub use correlation::{
     adjacent_correlation, autocorrelation, correlation_matrix, covariance_matrix, pearson,
 };
+pub use distribution::{
+    normal_cdf, normal_pdf, normal_quantile, normal_sf, student_t_cdf, student_t_pdf,
+    student_t_quantile, student_t_sf,
+};
 pub use error::{Result, StatsError};
 pub use fit::{
     DecayComparison, DecayFit, DecayLaw, LineFit, compare_decay, fit_exponential, fit_power_law,
     linear_fit,
 };
 pub use gram::{coherence, cosine_from_gram, gradient_snr, mean_off_diagonal};
+pub use interval::{BootstrapInterval, Confidence, MeanInterval, bootstrap_mean_interval};
 pub use noise::{brown_noise, white_noise};
 pub use plane::{
     adjacent_correlation_2d, power_law_field, power_spectrum_2d, radial_autocorrelation,
     radial_average, radial_power_spectrum, radial_slope,
 };
+pub use regression::{LineFitInterval, least_squares_line, weighted_least_squares_line};
+pub use screened_fit::{
+    DecayRateFit, ExcludedPoint, ExclusionReason, ExclusionRule, FitInput, FitScale, ScreenedLine,
+    Screening, Weighting,
+};
+pub use special::{incomplete_beta, ln_beta, ln_gamma, upper_incomplete_gamma};
 pub use spectrum::{Band, Spectrum, power_spectrum, spectral_slope};
 pub use summary::{MeanStd, quantile};
