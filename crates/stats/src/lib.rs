@@ -22,6 +22,7 @@ mod gram;
 mod interval;
 pub mod nan;
 mod noise;
+mod pair_correlation;
 mod plane;
 mod regression;
 mod screened_fit;
@@ -45,6 +46,9 @@ pub use fit::{
 pub use gram::{coherence, cosine_from_gram, gradient_snr, mean_off_diagonal};
 pub use interval::{BootstrapInterval, Confidence, MeanInterval, bootstrap_mean_interval};
 pub use noise::{brown_noise, white_noise};
+pub use pair_correlation::{
+    DistanceBinCorrelation, correlation_decay, pair_correlation_by_distance,
+};
 pub use plane::{
     adjacent_correlation_2d, power_law_field, power_spectrum_2d, radial_autocorrelation,
     radial_average, radial_power_spectrum, radial_slope,
