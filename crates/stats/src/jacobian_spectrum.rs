@@ -6,7 +6,7 @@
 //! (the critical Gaussian initialisation of a linear net), let λ be the
 //! squared singular values of J, the eigenvalues of M = JJᵀ. In the
 //! large-width limit their law is the free multiplicative convolution of L
-//! Marchenko–Pastur laws, with E[λ] = 1 and Var[λ] = L (Pennington et al.
+//! Marchenko–Pastur laws, with E\[λ\] = 1 and Var\[λ\] = L (Pennington et al.
 //! 2017): the spread grows with depth, and orthogonal weights (λ ≡ 1) avoid
 //! it. At finite N the moments follow exactly from two numbers per layer.
 //! With A = J_{l−1}J_{l−1}ᵀ and B = W_lᵀW_l, M_l = W_l A W_lᵀ and, for the
@@ -15,8 +15,8 @@
 //!   a_l = E tr(M_l²) = (1 + 1/N)·a_{l−1} + b_{l−1}/N,
 //!   b_l = E (tr M_l)² = b_{l−1} + 2·a_{l−1}/N,   a_0 = N, b_0 = N²,
 //!
-//! E[λ] = E tr(M_L)/N = 1 exactly, E[λ²] = a_L/N. To first order in 1/N,
-//! Var[λ] = L + L(L + 1)/(2N): the correction grows as L²/N, so the
+//! E\[λ\] = E tr(M_L)/N = 1 exactly, E\[λ²\] = a_L/N. To first order in 1/N,
+//! Var\[λ\] = L + L(L + 1)/(2N): the correction grows as L²/N, so the
 //! large-width law needs L ≪ N.
 
 use serde::{Deserialize, Serialize};
@@ -31,11 +31,11 @@ pub struct ProductSpectrumMoments {
     pub width: usize,
     /// Depth L, the number of factors.
     pub depth: usize,
-    /// E[λ] over the N values and the ensemble: 1.
+    /// E\[λ\] over the N values and the ensemble: 1.
     pub mean: f64,
-    /// E[λ²] = E tr(M²)/N.
+    /// E\[λ²\] = E tr(M²)/N.
     pub second_moment: f64,
-    /// E[λ²] − E[λ]², the variance of λ pooled over the ensemble.
+    /// E\[λ²\] − E\[λ\]², the variance of λ pooled over the ensemble.
     pub variance: f64,
     /// E[(1/N)Σλ² − ((1/N)Σλ)²], the mean spread within one matrix:
     /// smaller than `variance` by the variance of the mean of λ over matrices.
@@ -68,7 +68,7 @@ pub fn gaussian_product_moments(width: usize, depth: usize) -> Result<ProductSpe
     })
 }
 
-/// Var[λ] to first order in 1/N: L + L(L + 1)/(2N) (L at infinite width).
+/// Var\[λ\] to first order in 1/N: L + L(L + 1)/(2N) (L at infinite width).
 pub fn gaussian_product_variance_first_order(width: usize, depth: usize) -> f64 {
     let (n, l) = (width as f64, depth as f64);
     l + l * (l + 1.0) / (2.0 * n)

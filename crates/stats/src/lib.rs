@@ -3,6 +3,15 @@
 //! and across seeds, power spectra and slopes, decay-law fits, calibration
 //! noise and theory curves. Knows nothing of nets: any signal will do.
 //!
+//! Uncertainty and tests of laws: [`MeanInterval`] (Student's t interval of a
+//! mean over seeds) and [`bootstrap_mean_interval`]; [`least_squares_line`]
+//! with slope and intercept intervals; [`FitInput`], fits that list every
+//! point they leave out with its reason, and [`DecayRateFit`], a·b^L or
+//! a·L^−q with intervals on the rate; [`pair_correlation_by_distance`] and
+//! [`correlation_decay`], the across-net correlation Balduzzi et al.'s laws
+//! are about. References to draw against: [`theory`], [`mean_field`] and
+//! [`jacobian_spectrum`].
+//!
 //! ```
 //! use gradscope_stats::{adjacent_correlation, power_spectrum, spectral_slope, Band, brown_noise};
 //! use rand::SeedableRng;
@@ -11,6 +20,25 @@
 //! let r1 = adjacent_correlation(g.view())?;
 //! let slope = spectral_slope(power_spectrum(g.view())?.view(), Band::default_for(256))?.slope;
 //! assert!(r1 > 0.8 && slope < -1.0);
+//! # Ok::<(), gradscope_stats::StatsError>(())
+//! ```
+//!
+//! A mean over seeds with its interval, and a decay rate tested against a law:
+//!
+//! ```
+//! use gradscope_stats::{Confidence, DecayLaw, ExclusionRule, FitInput, MeanInterval};
+//!
+//! let r1 = MeanInterval::of([0.61, 0.66, 0.58, 0.70, f64::NAN], Confidence::P95);
+//! assert_eq!((r1.n, r1.excluded), (4, 1));
+//! assert!(r1.lo < 0.6375 && 0.6375 < r1.hi);
+//!
+//! let depths = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+//! let corr = [0.51, 0.24, 0.13, 0.061, 0.033, 0.004];
+//! let mut input = FitInput::new(&depths, &corr);
+//! input.rule = ExclusionRule { noise_floor: Some(0.01), ..ExclusionRule::default() };
+//! let fit = input.fit_decay(DecayLaw::Exponential, Confidence::P95)?;
+//! assert_eq!(fit.excluded[0].index, 5); // 0.004 is below the floor, and listed
+//! assert!(fit.rate_consistent_with(0.5)); // 2^−L is not rejected
 //! # Ok::<(), gradscope_stats::StatsError>(())
 //! ```
 

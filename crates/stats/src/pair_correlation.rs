@@ -34,7 +34,8 @@ pub struct DistanceBinCorrelation {
     /// Pairs averaged.
     pub pairs: usize,
     /// Pairs of the bin left out: their correlation, or one of its
-    /// leave-one-net-out versions, is undefined (a point constant over nets).
+    /// leave-one-net-out versions, is undefined (a point constant over nets,
+    /// or with a NaN/inf gradient).
     pub excluded_pairs: usize,
     /// Mean of r_ij over the pairs (NaN when there are none).
     #[serde(with = "crate::nan")]
@@ -312,6 +313,11 @@ mod tests {
         let bins = pair_correlation_by_distance(g.view(), line(4).view(), &[0.0, 10.0]).unwrap();
         assert_eq!((bins[0].pairs, bins[0].excluded_pairs), (3, 3));
         assert!(bins[0].mean.is_finite() && bins[0].se.is_finite());
+        // A NaN gradient leaves out every pair of its point too: only (0, 3) is left.
+        g[[5, 1]] = f64::NAN;
+        let bins = pair_correlation_by_distance(g.view(), line(4).view(), &[0.0, 10.0]).unwrap();
+        assert_eq!((bins[0].pairs, bins[0].excluded_pairs), (1, 5));
+        assert_eq!(bins[0].mean_distance, 3.0);
         // A bin no pair falls in has no mean.
         let empty = pair_correlation_by_distance(g.view(), line(4).view(), &[10.0, 20.0]).unwrap();
         assert!(empty[0].mean.is_nan() && empty[0].pairs == 0);

@@ -7,6 +7,10 @@
 //! branch scale α, and sublinearly, ~1/√L, in resnets with BN. They describe
 //! decoupled inputs; the lag-1 correlation of a fine grid need not follow them
 //! literally.
+//!
+//! Mean-field references (correlation maps, χ₁, BN gradient growth) are in
+//! [`crate::mean_field`], the finite-width spread of a linear net's Jacobian
+//! spectrum in [`crate::jacobian_spectrum`].
 
 /// Feedforward ReLU nets: 2^−L.
 pub fn feedforward_correlation(depth: f64) -> f64 {
