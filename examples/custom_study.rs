@@ -2,7 +2,7 @@
 //! branch-scaled resnet, from a spec string, plotted with gradscope's figures.
 //!
 //!     cargo run --release --example custom_study -- /tmp/custom
-use gradscope::nets::{BnMode, Mlp, NetParams};
+use gradscope::nets::{BnMode, Mlp, Net, NetParams};
 use gradscope::probe::{capture_depths, scalar_grid};
 use gradscope::report::figure::{LineChart, Mark, Series, save};
 use gradscope::report::style::color;
@@ -22,7 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     {
         let mut r1 = vec![Vec::new(); depths.len()];
         for seed in 0..4 {
-            let net = Mlp::new(
+            let net = Net::Mlp(Mlp::new(
                 &NetParams {
                     arch: spec.parse()?,
                     depth: 40,
@@ -30,7 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     ..Default::default()
                 }
                 .check()?,
-            )?;
+            )?);
             // One forward pass serves every depth: the depth-L net is the first L blocks.
             for (d, cap) in capture_depths(&net, x.view(), &depths, BnMode::PerSample)?
                 .iter()

@@ -1,20 +1,21 @@
 //! gradscope: a research workbench for the gradients of deep networks.
 //!
 //! The pipeline, one crate per stage, re-exported here:
-//! [`nets`] (candle models from a validated spec) → [`probe`] (gradient capture)
-//! → [`stats`] (correlation, spectra, fits) → [`studies`] (config in, results
-//! out) → [`report`] (figures, HTML, Markdown).
+//! [`nets`] (one description of a net, from a validated spec) → [`engine`]
+//! (per-op kernels, or candle's autograd where they do not reach) → [`probe`]
+//! (gradient capture) → [`stats`] (correlation, spectra, fits) → [`studies`]
+//! (config in, results out) → [`report`] (figures, HTML, Markdown).
 //!
 //! A measurement in a few lines: the lag-1 correlation r₁ and spectral slope of
 //! df/dx for a 16-block resnet with BN (Balduzzi et al. 2017).
 //!
 //! ```
-//! use gradscope::nets::{Arch, Mlp, NetParams};
+//! use gradscope::nets::{Arch, Mlp, Net, NetParams};
 //! use gradscope::probe::{capture, scalar_grid, CaptureOpts};
 //! use gradscope::stats::{adjacent_correlation, power_spectrum, spectral_slope, Band};
 //!
 //! let spec = NetParams { arch: Arch::RESNET_BN, depth: 16, ..Default::default() }.check()?;
-//! let net = Mlp::new(&spec)?;
+//! let net = Net::Mlp(Mlp::new(&spec)?);
 //! let cap = capture(&net, scalar_grid(256, -2.0, 2.0).view(), &CaptureOpts::default())?;
 //! let g = cap.input_grads.column(0);
 //! let r1 = adjacent_correlation(g)?;
@@ -23,6 +24,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub use gradscope_engine as engine;
 pub use gradscope_nets as nets;
 pub use gradscope_probe as probe;
 pub use gradscope_report as report;

@@ -9,8 +9,8 @@
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
-use gradscope_nets::{Arch, BnMode, Mlp, NetParams, Precision, derive_seed};
-use gradscope_probe::dense::{DenseMlp, TeamStats, Want, team_stats};
+use gradscope_engine::{Engine, Options, TeamStats, Want, for_net, team_stats};
+use gradscope_nets::{Arch, BnMode, Mlp, Net, NetParams, Precision, derive_seed};
 use gradscope_probe::scalar_grid;
 use gradscope_stats::{Spectrum, adjacent_correlation};
 use ndarray::{Array2, Axis};
@@ -168,6 +168,11 @@ fn mlp(
     Mlp::new(&p.check().map_err(run_err)?).map_err(run_err)
 }
 
+/// The net on the engine's kernels in per-sample mode, kept for many passes.
+fn engine(net: &Mlp) -> Result<Box<dyn Engine<f32>>> {
+    for_net::<f32>(&Net::Mlp(net.clone()), Options::repeated(BnMode::PerSample)).map_err(run_err)
+}
+
 fn random_inputs(n: usize, d: usize, seed: u64) -> Array2<f32> {
     let mut state = derive_seed(seed, "inputs");
     Array2::from_shape_fn((n, d), |_| {
@@ -192,11 +197,13 @@ pub fn workloads() -> Vec<Workload> {
             peers: &["shattered-net"],
             setup: |_| {
                 let net = mlp(Arch::RESNET_BN, 50, 200, 1, 1, Precision::F32, 1)?;
-                let dense = DenseMlp::<f32>::from_mlp(&net, BnMode::PerSample).map_err(run_err)?;
+                let dense = engine(&net)?;
                 let x = scalar_grid(256, -2.0, 2.0).mapv(|v| v as f32);
                 Ok(Box::new(move || {
-                    let fwd = dense.forward(x.view());
-                    let grads = dense.backward_with(&fwd, 50, None, Want::default());
+                    let fwd = dense.forward(x.view(), false).map_err(run_err)?;
+                    let grads = dense
+                        .backward(&fwd, 50, None, Want::default())
+                        .map_err(run_err)?;
                     std::hint::black_box((grads.hidden_norms, grads.input));
                     Ok(())
                 }))
@@ -211,37 +218,32 @@ pub fn workloads() -> Vec<Workload> {
                 let nets = [Arch::RESNET_BN, Arch::PLAIN_BN]
                     .iter()
                     .flat_map(|&a| (0..8).map(move |s| (a, s)))
-                    .map(|(a, s)| {
-                        mlp(a, 50, 200, 1, 1, Precision::F32, s).and_then(|n| {
-                            DenseMlp::<f32>::from_mlp(&n, BnMode::PerSample).map_err(run_err)
-                        })
-                    })
+                    .map(|(a, s)| mlp(a, 50, 200, 1, 1, Precision::F32, s).and_then(|n| engine(&n)))
                     .collect::<Result<Vec<_>>>()?;
-                let pool = rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
-                    .map_err(run_err)?;
                 let x = scalar_grid(256, -2.0, 2.0).mapv(|v| v as f32);
                 let plan = Spectrum::new(256).map_err(run_err)?;
                 Ok(Box::new(move || {
-                    use rayon::prelude::*;
-                    let r1: f64 = pool.install(|| {
-                        nets.par_iter()
-                            .map(|d| {
-                                let sweep =
-                                    d.tangent_sweep(x.view(), &[1.0]).expect("per-sample mode");
-                                sweep
-                                    .axis_iter(Axis(0))
-                                    .skip(1)
-                                    .map(|g| {
-                                        let g = g.mapv(|v| v as f64);
-                                        let _ = plan.power(g.view());
-                                        adjacent_correlation(g.view()).unwrap_or(f64::NAN)
-                                    })
-                                    .sum::<f64>()
-                            })
-                            .sum()
-                    });
+                    let per_net = gradscope_engine::pool::run_cells(
+                        threads,
+                        nets.len(),
+                        &|| false,
+                        &|i| -> Result<f64> {
+                            let sweep = nets[i].tangent_sweep(x.view(), &[1.0]).map_err(run_err)?;
+                            Ok(sweep
+                                .axis_iter(Axis(0))
+                                .skip(1)
+                                .map(|g| {
+                                    let g = g.mapv(|v| v as f64);
+                                    let _ = plan.power(g.view());
+                                    adjacent_correlation(g.view()).unwrap_or(f64::NAN)
+                                })
+                                .sum::<f64>())
+                        },
+                    );
+                    let mut r1 = 0.0;
+                    for r in per_net {
+                        r1 += r.expect("every net ran")?;
+                    }
                     std::hint::black_box(r1);
                     Ok(())
                 }))
@@ -269,13 +271,13 @@ pub fn workloads() -> Vec<Workload> {
             peers: &["gram-256x8", "gram-256x8-vmap"],
             setup: |_| {
                 let net = mlp(Arch::PLAIN, 8, 256, 64, 10, Precision::F32, 3)?;
-                let dense = DenseMlp::<f32>::from_mlp(&net, BnMode::PerSample).map_err(run_err)?;
+                let dense = engine(&net)?;
                 let x = random_inputs(256, 64, 3);
                 let labels: Vec<usize> = (0..256).map(|i| i % 10).collect();
                 Ok(Box::new(move || {
-                    let fwd = dense.forward_keeping(x.view(), true);
+                    let fwd = dense.forward(x.view(), true).map_err(run_err)?;
                     // Per-example cross-entropy: ∂ℓᵢ/∂zᵢ = softmax(zᵢ) − e_{yᵢ}.
-                    let z = dense.output(&fwd, 8);
+                    let z = dense.output(&fwd, 8).map_err(run_err)?;
                     let mut g = z.clone();
                     for (i, mut row) in g.axis_iter_mut(Axis(0)).enumerate() {
                         let m = row.fold(f32::NEG_INFINITY, |a, &b| a.max(b));
@@ -284,15 +286,17 @@ pub fn workloads() -> Vec<Workload> {
                         row.mapv_inplace(|v| v / s);
                         row[labels[i]] -= 1.0;
                     }
-                    let grads = dense.backward_with(
-                        &fwd,
-                        8,
-                        Some(g.view()),
-                        Want {
-                            gram: true,
-                            ..Want::default()
-                        },
-                    );
+                    let grads = dense
+                        .backward(
+                            &fwd,
+                            8,
+                            Some(g.view()),
+                            Want {
+                                gram: true,
+                                ..Want::default()
+                            },
+                        )
+                        .map_err(run_err)?;
                     let total = grads
                         .gram
                         .iter()
@@ -318,19 +322,21 @@ pub fn workloads() -> Vec<Workload> {
 
 fn dense_training_step(arch: Arch, depth: usize, width: usize) -> Result<Run> {
     let net = mlp(arch, depth, width, width, width, Precision::F32, 2)?;
-    let dense = DenseMlp::<f32>::from_mlp(&net, BnMode::PerSample).map_err(run_err)?;
+    let dense = engine(&net)?;
     let x = random_inputs(256, width, 2);
     Ok(Box::new(move || {
-        let fwd = dense.forward_keeping(x.view(), true);
-        let grads = dense.backward_with(
-            &fwd,
-            depth,
-            None,
-            Want {
-                params: true,
-                ..Want::default()
-            },
-        );
+        let fwd = dense.forward(x.view(), true).map_err(run_err)?;
+        let grads = dense
+            .backward(
+                &fwd,
+                depth,
+                None,
+                Want {
+                    params: true,
+                    ..Want::default()
+                },
+            )
+            .map_err(run_err)?;
         std::hint::black_box(grads.params.len());
         Ok(())
     }))
@@ -362,7 +368,7 @@ pub fn time_workload(name: &str, threads: usize, runs: usize) -> Result<Timing> 
     };
     let mut f = (w.setup)(threads)?;
     let mut times = Vec::with_capacity(runs);
-    // On this thread, not in a rayon pool: one net's products split between
+    // On this thread, not in a part of the pool: one net's products split between
     // the product threads (`MATMUL_NUM_THREADS`), and workloads over many
     // nets bring their own pool.
     let warm = Instant::now();
@@ -424,7 +430,7 @@ mod tests {
     /// steps the team split; the CPU counters parse.
     #[test]
     fn a_timing_records_its_runs_and_the_product_threads() {
-        gradscope_probe::dense::set_product_threads(2);
+        gradscope_engine::set_product_threads(2);
         let t = time_workload("gram-256x8", 2, 3).unwrap();
         assert_eq!(t.times_s.len(), 3);
         let mut sorted = t.times_s.clone();

@@ -436,9 +436,6 @@ impl Init<'_> {
 }
 
 impl crate::Model for Mlp {
-    fn as_mlp(&self) -> Option<&Mlp> {
-        Some(self)
-    }
     fn forward(&self, x: &Tensor, mode: BnMode) -> Result<Tensor> {
         Mlp::forward(self, x, mode)
     }

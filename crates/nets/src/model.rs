@@ -14,10 +14,6 @@ pub trait Model: Send + Sync {
     fn buffers(&self) -> Vec<(String, Var)>;
     /// The dtype of every tensor.
     fn dtype(&self) -> DType;
-    /// The model as an MLP, when it is one (for the dense fast paths).
-    fn as_mlp(&self) -> Option<&crate::Mlp> {
-        None
-    }
     /// Parameters and buffers: everything a weights file holds.
     fn state_dict(&self) -> Vec<(String, Var)> {
         let mut all = self.parameters();

@@ -65,18 +65,30 @@ impl ShortcutDropout {
         self.p
     }
 
-    fn apply(&self, x: &Tensor, mode: BnMode) -> Result<Tensor> {
+    /// The shortcut's multiplier for `len` values in `mode`: a Bernoulli(1 − p)
+    /// keep mask of 0s and 1s, drawn afresh at every call in
+    /// [`BnMode::Train`] and fixed (the seed's first draw) in the analysis
+    /// modes; `None` in [`BnMode::Eval`], where the shortcut is (1 − p)·x.
+    pub fn mask(&self, len: usize, mode: BnMode) -> Option<Vec<f64>> {
         if mode == BnMode::Eval {
-            return Ok((x * (1.0 - self.p))?);
+            return None;
         }
         let step = match mode {
             BnMode::Train => 1 + self.step.fetch_add(1, Ordering::Relaxed),
             _ => 0,
         };
         let mut rng = tensor_rng(self.seed, &format!("mask{step}"));
-        let keep: Vec<f64> = (0..x.elem_count())
-            .map(|_| f64::from(u8::from(rng.random::<f64>() >= self.p)))
-            .collect();
+        Some(
+            (0..len)
+                .map(|_| f64::from(u8::from(rng.random::<f64>() >= self.p)))
+                .collect(),
+        )
+    }
+
+    fn apply(&self, x: &Tensor, mode: BnMode) -> Result<Tensor> {
+        let Some(keep) = self.mask(x.elem_count(), mode) else {
+            return Ok((x * (1.0 - self.p))?);
+        };
         let mask = Tensor::from_vec(keep, x.dims(), x.device())?.to_dtype(x.dtype())?;
         Ok((x * mask)?)
     }

@@ -40,6 +40,21 @@ impl WeightNormLinear {
         ))
     }
 
+    /// The length g, (out, 1).
+    pub fn weight_g(&self) -> &Var {
+        &self.weight_g
+    }
+
+    /// The direction v, (out, in).
+    pub fn weight_v(&self) -> &Var {
+        &self.weight_v
+    }
+
+    /// The bias, (out).
+    pub fn bias(&self) -> Option<&Var> {
+        self.bias.as_ref()
+    }
+
     /// The effective weight W = g·v/‖v‖, (out, in).
     pub fn weight(&self) -> Result<Tensor> {
         let v = self.weight_v.as_tensor();

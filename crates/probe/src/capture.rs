@@ -5,11 +5,10 @@
 //! [`BnMode::PerSample`] or [`BnMode::Eval`]) its gradient with respect to xᵢ is
 //! the per-sample input gradient g(xᵢ) = ∂f(xᵢ)/∂xᵢ of Balduzzi et al. 2017.
 
-use candle_core::{DType, Device, Tensor, Var};
-use gradscope_nets::{BnMode, Mlp};
+use gradscope_engine::{Engine, Kernels, Options, Real, Request, Task, Want, to_f64};
+use gradscope_nets::{BnMode, Net};
 use ndarray::{Array2, ArrayView2};
 
-use crate::dense::to_f64;
 use crate::{ProbeError, Result};
 
 /// What to capture.
@@ -23,8 +22,11 @@ pub struct CaptureOpts {
     /// Keep the full dL/dh_l arrays, not only their norms.
     pub keep_layer_grads: bool,
     /// Compute ‖∂L/∂θ‖ of every parameter tensor (`Capture::params`); without
-    /// them the dense path skips the weight-gradient GEMMs, a third of its work.
+    /// them the engine skips the weight-gradient GEMMs, a third of its work.
     pub param_grads: bool,
+    /// The engine's kernels where they cover the net (the default), or
+    /// candle's autograd: the oracle.
+    pub request: Request,
 }
 
 impl Default for CaptureOpts {
@@ -34,6 +36,7 @@ impl Default for CaptureOpts {
             depth: None,
             keep_layer_grads: false,
             param_grads: true,
+            request: Request::Auto,
         }
     }
 }
@@ -101,6 +104,8 @@ pub struct Capture {
     pub params: Vec<ParamStat>,
     /// NaN/inf by layer, in the order found (forward first, then backward).
     pub faults: Vec<Fault>,
+    /// Which kernels computed it.
+    pub kernels: Kernels,
 }
 
 impl Capture {
@@ -133,186 +138,157 @@ pub fn hidden_name(l: usize) -> String {
     }
 }
 
-/// Run `net` on the batch `x` (batch, input_dim) with gradient capture.
-pub fn capture(net: &Mlp, x: ArrayView2<f64>, opts: &CaptureOpts) -> Result<Capture> {
+/// Run `net` on the batch `x` (batch, input features) with gradient capture:
+/// one forward and one backward pass of the depth-`opts.depth` net.
+pub fn capture(net: &Net, x: ArrayView2<f64>, opts: &CaptureOpts) -> Result<Capture> {
     check_input(net, x, opts.depth)?;
-    let (n, d) = x.dim();
-    let spec = net.spec();
-    let depth = opts.depth.unwrap_or(net.depth());
-    let dtype = net.dtype();
-    let dev = Device::Cpu;
-
-    let x_t = Tensor::from_iter(x.iter().copied(), &dev)?
-        .reshape((n, d))?
-        .to_dtype(dtype)?;
-    let x_var = Var::from_tensor(&x_t)?;
-    let probes = (0..=depth)
-        .map(|_| Var::zeros((n, spec.width), dtype, &dev))
-        .collect::<candle_core::Result<Vec<_>>>()?;
-    let trace = net.trace_to(x_var.as_tensor(), opts.bn_mode, depth, Some(&probes))?;
-    let grads = trace.output.sum_all()?.backward()?;
-
-    let mut faults = Vec::new();
-    let mut layers = Vec::with_capacity(depth + 1);
-    let mut layer_grads = opts.keep_layer_grads.then(Vec::new);
-    for (l, (h, p)) in trace.hidden.iter().zip(&probes).enumerate() {
-        let name = hidden_name(l);
-        let activation_norm = frobenius(h)?;
-        let grad = grads.get(p.as_tensor());
-        let grad_norm = match grad {
-            Some(g) => frobenius(g)?,
-            None => 0.0,
-        };
-        if let (Some(keep), Some(g)) = (layer_grads.as_mut(), grad) {
-            keep.push(to_array2(g)?);
-        }
-        layers.push(LayerStat {
-            name,
-            activation_norm,
-            grad_norm,
-        });
-    }
-    faults.extend(find_faults(&layers));
-
-    let mut params = Vec::new();
-    for (name, var) in net.parameters() {
-        if !opts.param_grads || !used_at_depth(&name, depth) {
-            continue;
-        }
-        let g = grads.get(var.as_tensor());
-        params.push(ParamStat {
-            value_norm: frobenius(var.as_tensor())?,
-            grad_norm: match g {
-                Some(g) => frobenius(g)?,
-                None => 0.0,
-            },
-            has_grad: g.is_some(),
-            name,
-        });
-    }
-
-    let input_grads = match grads.get(x_var.as_tensor()) {
-        Some(g) => to_array2(g)?,
-        None => Array2::zeros((n, d)),
+    let engine = Options {
+        request: opts.request,
+        ..Options::once(opts.bn_mode)
     };
-    Ok(Capture {
-        output: to_array2(&trace.output)?,
-        input_grads,
-        layers,
-        layer_grads,
-        params,
-        faults,
-    })
+    Ok(gradscope_engine::run(net, engine, One { x, opts })?)
 }
 
-/// Inputs `net` can run: `input_dim` columns, at least one row, and a depth
-/// the net has.
-fn check_input(net: &Mlp, x: ArrayView2<f64>, depth: Option<usize>) -> Result<()> {
+/// Captures of the depth-d prefixes of `net` for every d in `depths`, sharing
+/// one forward pass (the depth-d net is the first d blocks of the deepest and
+/// the same head). Parameter gradients are not computed (`params` is empty).
+pub fn capture_depths(
+    net: &Net,
+    x: ArrayView2<f64>,
+    depths: &[usize],
+    bn_mode: BnMode,
+) -> Result<Vec<Capture>> {
+    for &d in depths {
+        check_input(net, x, Some(d))?;
+    }
+    Ok(gradscope_engine::run(
+        net,
+        Options::once(bn_mode),
+        Depths { x, depths },
+    )?)
+}
+
+/// Inputs `net` can run: its input features as columns, at least one row,
+/// and a depth the net has.
+fn check_input(net: &Net, x: ArrayView2<f64>, depth: Option<usize>) -> Result<()> {
+    use gradscope_nets::BlockNet;
     let (n, d) = x.dim();
-    let input_dim = net.spec().input_dim;
-    if d != input_dim {
+    let input: usize = net.input_dims().iter().product();
+    if d != input {
         return Err(ProbeError::Input(format!(
-            "inputs have {d} columns, the net takes {input_dim}"
+            "inputs have {d} columns, the net takes {input}"
         )));
     }
     if n == 0 {
         return Err(ProbeError::Input("empty batch".into()));
     }
-    if let Some(depth) = depth.filter(|&k| k > net.depth()) {
+    if let Some(depth) = depth.filter(|&k| k > net.num_blocks()) {
         return Err(ProbeError::Input(format!(
             "cannot run {depth} blocks of a depth-{} net",
-            net.depth()
+            net.num_blocks()
         )));
     }
     Ok(())
 }
 
-/// [`capture`] by the dense fast path ([`dense`](crate::dense)) when it
-/// applies (f32/f64 and the block kinds it covers, any BN mode), else by
-/// candle: the same capture to rounding, parameter gradients included.
-pub fn capture_fast(net: &Mlp, x: ArrayView2<f64>, opts: &CaptureOpts) -> Result<Capture> {
-    use crate::dense::DenseMlp;
-    check_input(net, x, opts.depth)?;
-    let fast = match net.dtype() {
-        DType::F32 => DenseMlp::<f32>::for_one_pass(net, opts.bn_mode)
-            .ok()
-            .map(|mut d| dense_capture(&mut d, x.mapv(|v| v as f32).view(), opts)),
-        DType::F64 => DenseMlp::<f64>::for_one_pass(net, opts.bn_mode)
-            .ok()
-            .map(|mut d| dense_capture(&mut d, x, opts)),
-        _ => None,
-    };
-    match fast {
-        Some(cap) => Ok(cap),
-        None => capture(net, x, opts),
+/// One capture.
+struct One<'a> {
+    x: ArrayView2<'a, f64>,
+    opts: &'a CaptureOpts,
+}
+
+impl Task for One<'_> {
+    type Output = Capture;
+    fn run<T: Real>(self, engine: &mut dyn Engine<T>) -> gradscope_engine::Result<Capture> {
+        let opts = self.opts;
+        let depth = opts.depth.unwrap_or(engine.depth());
+        let x = self.x.mapv(T::of);
+        let fwd = engine.forward(x.view(), opts.param_grads)?;
+        let grads = engine.backward(
+            &fwd,
+            depth,
+            None,
+            Want {
+                hidden: opts.keep_layer_grads,
+                params: opts.param_grads,
+                gram: false,
+            },
+        )?;
+        let layers = layer_stats(&engine.activation_norms(&fwd, depth), &grads.hidden_norms);
+        let values: std::collections::HashMap<String, f64> = if opts.param_grads {
+            engine.param_norms().into_iter().collect()
+        } else {
+            Default::default()
+        };
+        let params = grads
+            .params
+            .iter()
+            .zip(&grads.param_norms)
+            .map(|((name, _), &grad_norm)| ParamStat {
+                name: name.clone(),
+                value_norm: values.get(name).copied().unwrap_or(f64::NAN),
+                grad_norm,
+                has_grad: !grads.unreached.contains(name),
+            })
+            .collect();
+        Ok(Capture {
+            output: to_f64(&engine.output(&fwd, depth)?),
+            input_grads: to_f64(&grads.input),
+            faults: find_faults(&layers),
+            layer_grads: opts
+                .keep_layer_grads
+                .then(|| grads.hidden.iter().map(to_f64).collect()),
+            layers,
+            params,
+            kernels: engine.kernels().clone(),
+        })
     }
 }
 
-/// ‖h_l‖ and ‖∂L/∂h_l‖ for l = 0 … depth from a dense forward and backward pass.
-fn dense_layer_stats<T: crate::dense::Real>(
-    fwd: &crate::dense::DenseForward<T>,
-    grads: &crate::dense::DenseGrads<T>,
-) -> Vec<LayerStat> {
-    grads
-        .hidden_norms
+/// Captures at several depths from one forward pass.
+struct Depths<'a> {
+    x: ArrayView2<'a, f64>,
+    depths: &'a [usize],
+}
+
+impl Task for Depths<'_> {
+    type Output = Vec<Capture>;
+    fn run<T: Real>(self, engine: &mut dyn Engine<T>) -> gradscope_engine::Result<Vec<Capture>> {
+        let x = self.x.mapv(T::of);
+        let fwd = engine.forward(x.view(), false)?;
+        self.depths
+            .iter()
+            .map(|&depth| {
+                // The norms only: the gradients themselves are not kept.
+                let grads = engine.backward(&fwd, depth, None, Want::default())?;
+                let layers =
+                    layer_stats(&engine.activation_norms(&fwd, depth), &grads.hidden_norms);
+                Ok(Capture {
+                    output: to_f64(&engine.output(&fwd, depth)?),
+                    input_grads: to_f64(&grads.input),
+                    faults: find_faults(&layers),
+                    layers,
+                    layer_grads: None,
+                    params: Vec::new(),
+                    kernels: engine.kernels().clone(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// ‖h_l‖ and ‖∂L/∂h_l‖ per hidden state, named.
+fn layer_stats(activation_norms: &[f64], grad_norms: &[f64]) -> Vec<LayerStat> {
+    activation_norms
         .iter()
+        .zip(grad_norms)
         .enumerate()
-        .map(|(l, &grad_norm)| LayerStat {
+        .map(|(l, (&activation_norm, &grad_norm))| LayerStat {
             name: hidden_name(l),
-            activation_norm: crate::dense::frobenius_dense(&fwd.hidden[l]),
+            activation_norm,
             grad_norm,
         })
         .collect()
-}
-
-fn dense_capture<T: crate::dense::Real>(
-    net: &mut crate::dense::DenseMlp<T>,
-    x: ArrayView2<T>,
-    opts: &CaptureOpts,
-) -> Capture {
-    use crate::dense::Want;
-    let depth = opts.depth.unwrap_or(net.depth());
-    let fwd = net.forward_keeping(x, opts.param_grads);
-    let grads = net.backward_with(
-        &fwd,
-        depth,
-        None,
-        Want {
-            hidden: opts.keep_layer_grads,
-            params: opts.param_grads,
-            gram: false,
-        },
-    );
-    let layers = dense_layer_stats(&fwd, &grads);
-    let norm = crate::dense::slice_norm::<T>;
-    let values: std::collections::HashMap<String, f64> = if opts.param_grads {
-        net.params_mut()
-            .into_iter()
-            .map(|(name, v)| (name, norm(v)))
-            .collect()
-    } else {
-        Default::default()
-    };
-    let params = grads
-        .params
-        .iter()
-        .map(|(name, g)| ParamStat {
-            name: name.clone(),
-            value_norm: values.get(name).copied().unwrap_or(f64::NAN),
-            grad_norm: norm(g),
-            has_grad: true,
-        })
-        .collect();
-    Capture {
-        output: to_f64(&net.output(&fwd, depth)),
-        input_grads: to_f64(&grads.input),
-        faults: find_faults(&layers),
-        layer_grads: opts
-            .keep_layer_grads
-            .then(|| grads.hidden.iter().map(to_f64).collect()),
-        layers,
-        params,
-    }
 }
 
 /// Layers whose activation (forward) or gradient (backward) norm is not finite.
@@ -336,99 +312,4 @@ pub(crate) fn find_faults(layers: &[LayerStat]) -> Vec<Fault> {
         }
     }
     faults
-}
-
-/// Captures of the depth-d prefixes of `net` for every d in `depths`, sharing
-/// one forward pass: the dense fast path ([`dense`](crate::dense)) when it
-/// applies (f32/f64, the block kinds it covers, any BN mode), else
-/// one candle capture per depth. Parameter gradients are not computed
-/// (`params` is empty); everything else is the same to rounding.
-pub fn capture_depths(
-    net: &Mlp,
-    x: ArrayView2<f64>,
-    depths: &[usize],
-    bn_mode: BnMode,
-) -> Result<Vec<Capture>> {
-    for &d in depths {
-        check_input(net, x, Some(d))?;
-    }
-    let fast = match net.dtype() {
-        DType::F32 => crate::dense::DenseMlp::<f32>::for_one_pass(net, bn_mode)
-            .ok()
-            .map(|d| dense_captures(&d, x.mapv(|v| v as f32).view(), depths)),
-        DType::F64 => crate::dense::DenseMlp::<f64>::for_one_pass(net, bn_mode)
-            .ok()
-            .map(|d| dense_captures(&d, x, depths)),
-        _ => None,
-    };
-    match fast {
-        Some(caps) => Ok(caps),
-        None => depths
-            .iter()
-            .map(|&d| {
-                capture(
-                    net,
-                    x,
-                    &CaptureOpts {
-                        bn_mode,
-                        depth: Some(d),
-                        keep_layer_grads: false,
-                        param_grads: false,
-                    },
-                )
-            })
-            .collect(),
-    }
-}
-
-fn dense_captures<T: crate::dense::Real>(
-    net: &crate::dense::DenseMlp<T>,
-    x: ArrayView2<T>,
-    depths: &[usize],
-) -> Vec<Capture> {
-    let fwd = net.forward(x);
-    depths
-        .iter()
-        .map(|&depth| {
-            // The norms only: the gradients themselves are not kept.
-            let grads = net.backward_with(&fwd, depth, None, crate::dense::Want::default());
-            let layers = dense_layer_stats(&fwd, &grads);
-            Capture {
-                output: to_f64(&net.output(&fwd, depth)),
-                input_grads: to_f64(&grads.input),
-                faults: find_faults(&layers),
-                layers,
-                layer_grads: None,
-                params: Vec::new(),
-            }
-        })
-        .collect()
-}
-
-/// Whether parameter `name` belongs to the stem, the head or one of the first `depth` blocks.
-fn used_at_depth(name: &str, depth: usize) -> bool {
-    match name.strip_prefix("layers.") {
-        Some(rest) => rest
-            .split('.')
-            .next()
-            .and_then(|i| i.parse::<usize>().ok())
-            .is_some_and(|i| i < depth),
-        None => true,
-    }
-}
-
-/// ‖t‖_F, accumulated in f64 so squares of large f32 values do not overflow.
-pub fn frobenius(t: &Tensor) -> Result<f64> {
-    Ok(t.to_dtype(DType::F64)?
-        .sqr()?
-        .sum_all()?
-        .to_scalar::<f64>()?
-        .sqrt())
-}
-
-/// A rank-2 tensor as an f64 ndarray.
-pub fn to_array2(t: &Tensor) -> Result<Array2<f64>> {
-    let (r, c) = t.dims2()?;
-    let v = t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
-    Ok(Array2::from_shape_vec((r, c), v).expect("shape matches the tensor's"))
 }

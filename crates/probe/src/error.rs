@@ -7,9 +7,9 @@ pub enum ProbeError {
     /// Building or running the net failed.
     #[error(transparent)]
     Net(#[from] gradscope_nets::NetError),
-    /// A candle tensor operation failed.
-    #[error("tensor operation failed: {0}")]
-    Candle(#[from] candle_core::Error),
+    /// The engine failed.
+    #[error(transparent)]
+    Engine(#[from] gradscope_engine::EngineError),
 }
 
 /// Result with a [`ProbeError`].

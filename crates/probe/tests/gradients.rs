@@ -2,7 +2,7 @@
 //! architecture and every BN mode, and the structural facts the studies rely on.
 
 use candle_core::{DType, Device, Tensor, Var};
-use gradscope_nets::{Arch, BiasInit, BnMode, BranchInit, Mlp, NetParams, Precision};
+use gradscope_nets::{Arch, BiasInit, BnMode, BranchInit, Mlp, Net, NetParams, Precision};
 use gradscope_probe::{CaptureOpts, capture, scalar_grid};
 use ndarray::Array2;
 
@@ -133,7 +133,7 @@ fn input_gradients_match_finite_differences() {
                     .unwrap();
             }
             let cap = capture(
-                &net,
+                &Net::Mlp(net.clone()),
                 x.view(),
                 &CaptureOpts {
                     bn_mode: mode,
@@ -166,7 +166,7 @@ fn parameter_gradients_match_finite_differences() {
             let net = small_net(arch);
             let x = batch();
             let cap = capture(
-                &net,
+                &Net::Mlp(net.clone()),
                 x.view(),
                 &CaptureOpts {
                     bn_mode: mode,
@@ -232,7 +232,7 @@ fn probe_gradients_are_dl_dh_by_finite_differences() {
         let net = small_net(arch);
         let x = batch();
         let cap = capture(
-            &net,
+            &Net::Mlp(net.clone()),
             x.view(),
             &CaptureOpts {
                 bn_mode: mode,
@@ -294,7 +294,7 @@ fn every_parameter_of_every_arch_receives_a_nonzero_gradient() {
                 // Not symmetric about 0: a looks-linear net is linear at init,
                 // and on a symmetric grid dL/dW_stem = Σ xᵢ·(…) is exactly 0.
                 let cap = capture(
-                    &net,
+                    &Net::Mlp(net.clone()),
                     scalar_grid(32, -2.0, 3.0).view(),
                     &CaptureOpts {
                         bn_mode: mode,
@@ -341,7 +341,7 @@ fn zero_bias_relu_nets_have_two_gradient_values_on_a_scalar_input() {
             .unwrap();
             let net = Mlp::new(&spec).unwrap();
             let x = scalar_grid(256, -2.0, 2.0);
-            let g = capture(&net, x.view(), &CaptureOpts::default())
+            let g = capture(&Net::Mlp(net.clone()), x.view(), &CaptureOpts::default())
                 .unwrap()
                 .input_grads
                 .column(0)
@@ -395,7 +395,7 @@ fn prefix_capture_equals_the_shallower_net() {
     let shallow = Mlp::new(&spec.with_depth(3).unwrap()).unwrap();
     let x = scalar_grid(40, -2.0, 2.0);
     let a = capture(
-        &deep,
+        &Net::Mlp(deep.clone()),
         x.view(),
         &CaptureOpts {
             depth: Some(3),
@@ -403,7 +403,12 @@ fn prefix_capture_equals_the_shallower_net() {
         },
     )
     .unwrap();
-    let b = capture(&shallow, x.view(), &CaptureOpts::default()).unwrap();
+    let b = capture(
+        &Net::Mlp(shallow.clone()),
+        x.view(),
+        &CaptureOpts::default(),
+    )
+    .unwrap();
     assert_eq!(a.input_grads, b.input_grads);
     assert_eq!(a.layer_grad_norms(), b.layer_grad_norms());
     assert_eq!(a.params.len(), b.params.len());
@@ -422,7 +427,7 @@ fn overflow_is_recorded_at_the_layer_where_it_happens() {
     };
     let x = scalar_grid(16, -2.0, 2.0);
     let cap32 = capture(
-        &Mlp::new(&p.check().unwrap()).unwrap(),
+        &Net::Mlp(Mlp::new(&p.check().unwrap()).unwrap()),
         x.view(),
         &CaptureOpts::default(),
     )
@@ -436,7 +441,7 @@ fn overflow_is_recorded_at_the_layer_where_it_happens() {
         .unwrap(),
     )
     .unwrap();
-    let cap64 = capture(&net64, x.view(), &CaptureOpts::default()).unwrap();
+    let cap64 = capture(&Net::Mlp(net64.clone()), x.view(), &CaptureOpts::default()).unwrap();
     assert!(cap64.faults.is_empty(), "{:?}", cap64.faults);
     let fault = cap32.first_forward_fault().expect("f32 overflows");
     assert!(!fault.nan);
@@ -473,16 +478,27 @@ fn bad_inputs_are_errors() {
     let net = small_net(Arch::PLAIN);
     let two_cols = Array2::<f64>::zeros((4, 2));
     assert!(
-        capture(&net, two_cols.view(), &CaptureOpts::default())
-            .unwrap_err()
-            .to_string()
-            .contains("columns")
+        capture(
+            &Net::Mlp(net.clone()),
+            two_cols.view(),
+            &CaptureOpts::default()
+        )
+        .unwrap_err()
+        .to_string()
+        .contains("columns")
     );
     let empty = Array2::<f64>::zeros((0, 1));
-    assert!(capture(&net, empty.view(), &CaptureOpts::default()).is_err());
+    assert!(
+        capture(
+            &Net::Mlp(net.clone()),
+            empty.view(),
+            &CaptureOpts::default()
+        )
+        .is_err()
+    );
     let deep = CaptureOpts {
         depth: Some(9),
         ..Default::default()
     };
-    assert!(capture(&net, batch().view(), &deep).is_err());
+    assert!(capture(&Net::Mlp(net.clone()), batch().view(), &deep).is_err());
 }

@@ -20,9 +20,11 @@
 //! A cell is one (arch, seed): one net per view serves every depth (the
 //! depth-L net is the first L blocks of the deepest one).
 
-use gradscope_nets::{Arch, BiasInit, BnMode, Mlp, NetParams, Precision, WeightInit, derive_seed};
+use gradscope_engine::{Engine, Options, Real, Task, Want};
+use gradscope_nets::{
+    Arch, BiasInit, BnMode, Mlp, Net, NetParams, Precision, WeightInit, derive_seed,
+};
 use gradscope_probe::capture_depths;
-use gradscope_probe::dense::{DenseMlp, Want};
 use gradscope_stats::{
     LineFit, MeanStd, adjacent_correlation_2d, coherence, cosine_from_gram, gradient_snr,
     mean_off_diagonal, power_law_field, quantile, radial_autocorrelation, radial_power_spectrum,
@@ -202,6 +204,43 @@ impl CorrelationParams {
 /// (layer name, B × B Gram matrix) for every layer with parameters.
 type LayerGrams = Vec<(String, Array2<f64>)>;
 
+/// The per-example Gram matrices of the digits' loss gradients per layer,
+/// at each depth, from one forward pass.
+struct DepthGrams<'a> {
+    x: &'a Array2<f64>,
+    y: &'a [usize],
+    depths: &'a [usize],
+}
+
+impl Task for DepthGrams<'_> {
+    type Output = Vec<LayerGrams>;
+    fn run<T: Real>(self, engine: &mut dyn Engine<T>) -> gradscope_engine::Result<Vec<LayerGrams>> {
+        let fwd = engine.forward(self.x.mapv(T::of).view(), true)?;
+        self.depths
+            .iter()
+            .map(|&depth| {
+                // ∂ℓᵢ/∂zᵢ = softmax(zᵢ) − onehot(yᵢ): example i's own loss.
+                let mut d = engine.output(&fwd, depth)?;
+                for (i, mut row) in d.rows_mut().into_iter().enumerate() {
+                    let m = row
+                        .iter()
+                        .copied()
+                        .fold(T::neg_infinity(), num_traits::Float::max);
+                    row.mapv_inplace(|v| (v - m).exp());
+                    let s: T = row.sum();
+                    row.mapv_inplace(|v| v / s);
+                    row[self.y[i]] -= T::one();
+                }
+                let want = Want {
+                    gram: true,
+                    ..Want::default()
+                };
+                Ok(engine.backward(&fwd, depth, Some(d.view()), want)?.gram)
+            })
+            .collect()
+    }
+}
+
 fn pairs(n: usize) -> impl Iterator<Item = (usize, usize)> {
     (0..n).flat_map(move |i| (i + 1..n).map(move |j| (i, j)))
 }
@@ -295,7 +334,9 @@ impl CorrelationConfig {
 
     fn plane(&self, cell: &Cell) -> Result<Vec<(Array2<f64>, Array2<f64>)>> {
         let p = &self.params;
-        let net = Mlp::new(&self.plane_nets[cell.arch].with_seed(self.net_seed(cell.seed)))?;
+        let net = Net::Mlp(Mlp::new(
+            &self.plane_nets[cell.arch].with_seed(self.net_seed(cell.seed)),
+        )?);
         let axis = self.axis();
         let n = p.side;
         let grid =
@@ -319,94 +360,19 @@ impl CorrelationConfig {
 
     /// Per-example loss gradients' Gram matrices per layer at every depth.
     fn grams(&self, cell: &Cell) -> Result<Vec<LayerGrams>> {
-        let p = &self.params;
-        let net = Mlp::new(&self.digit_nets[cell.arch].with_seed(self.net_seed(cell.seed)))?;
-        let Ok(dense) = DenseMlp::<f64>::for_one_pass(&net, BnMode::PerSample) else {
-            return self.grams_by_example(&net);
+        let net = Net::Mlp(Mlp::new(
+            &self.digit_nets[cell.arch].with_seed(self.net_seed(cell.seed)),
+        )?);
+        let task = DepthGrams {
+            x: &self.x,
+            y: &self.y,
+            depths: &self.params.depths,
         };
-        let fwd = dense.forward_keeping(self.x.view(), true);
-        Ok(p.depths
-            .iter()
-            .map(|&depth| {
-                // ∂ℓᵢ/∂zᵢ = softmax(zᵢ) − onehot(yᵢ): example i's own loss.
-                let z = dense.output(&fwd, depth);
-                let mut d = z.clone();
-                for (i, mut row) in d.rows_mut().into_iter().enumerate() {
-                    let m = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                    row.mapv_inplace(|v| (v - m).exp());
-                    let s: f64 = row.sum();
-                    row.mapv_inplace(|v| v / s);
-                    row[self.y[i]] -= 1.0;
-                }
-                dense
-                    .backward_with(
-                        &fwd,
-                        depth,
-                        Some(d.view()),
-                        Want {
-                            gram: true,
-                            ..Want::default()
-                        },
-                    )
-                    .gram
-            })
-            .collect())
-    }
-
-    /// The same Gram matrices through candle's autograd, one example at a
-    /// time: for the blocks the dense path does not cover (gates, norms
-    /// after the sum, LN, …). BN runs in eval mode on statistics calibrated
-    /// on the whole batch, which is per-sample mode.
-    fn grams_by_example(&self, net: &Mlp) -> Result<Vec<LayerGrams>> {
-        use candle_core::{D, Device, Tensor};
-        let x = Tensor::from_iter(self.x.iter().copied(), &Device::Cpu)?.reshape(self.x.dim())?;
-        net.calibrate_batch_norm(&x)?;
-        let b = self.params.examples;
-        let params = net.parameters();
-        let layer_of = |name: &str| name.rsplit_once('.').map_or(name, |(l, _)| l).to_string();
-        self.params
-            .depths
-            .iter()
-            .map(|&depth| {
-                // Per example: each layer's flattened gradient of ℓᵢ = logsumexp(zᵢ) − zᵢ[yᵢ].
-                let mut per_example: Vec<Vec<(String, Vec<f64>)>> = Vec::with_capacity(b);
-                for i in 0..b {
-                    let xi = x.narrow(0, i, 1)?;
-                    let z = net.trace_to(&xi, BnMode::Eval, depth, None)?.output;
-                    let m = z.max_keepdim(D::Minus1)?.detach();
-                    let lse = (z.broadcast_sub(&m)?.exp()?.sum_all()?.log()? + m.sum_all()?)?;
-                    let loss = (lse - z.narrow(1, self.y[i], 1)?.sum_all()?)?;
-                    let grads = loss.backward()?;
-                    let mut layers: Vec<(String, Vec<f64>)> = Vec::new();
-                    for (name, var) in &params {
-                        let Some(g) = grads.get(var.as_tensor()) else {
-                            continue;
-                        };
-                        let g = g
-                            .flatten_all()?
-                            .to_dtype(candle_core::DType::F64)?
-                            .to_vec1::<f64>()?;
-                        let layer = layer_of(name);
-                        match layers.last_mut() {
-                            Some((l, v)) if *l == layer => v.extend(g),
-                            _ => layers.push((layer, g)),
-                        }
-                    }
-                    per_example.push(layers);
-                }
-                Ok(per_example[0]
-                    .iter()
-                    .enumerate()
-                    .map(|(k, (name, _))| {
-                        let g = Array2::from_shape_fn((b, b), |(i, j)| {
-                            let (u, v) = (&per_example[i][k].1, &per_example[j][k].1);
-                            u.iter().zip(v).map(|(a, c)| a * c).sum()
-                        });
-                        (name.clone(), g)
-                    })
-                    .collect())
-            })
-            .collect()
+        Ok(gradscope_engine::run(
+            &net,
+            Options::once(BnMode::PerSample),
+            task,
+        )?)
     }
 
     fn cosine_by_distance(&self, c: ArrayView2<f64>) -> Vec<f64> {
@@ -906,10 +872,10 @@ impl CorrelationData {
 mod tests {
     use super::*;
 
-    /// The autograd fallback computes the dense path's Gram matrices, layer
-    /// by layer, for every block kind the dense path covers (BN included).
+    /// candle's autograd (the oracle) computes the engine's Gram matrices,
+    /// layer by layer, for several block kinds (BN included).
     #[test]
-    fn per_example_autograd_grams_equal_the_dense_path() {
+    fn per_example_grams_equal_the_oracles() {
         let p = CorrelationParams {
             archs: ["plain-bn", "resnet", "resnet1-bn"]
                 .iter()
@@ -925,8 +891,15 @@ mod tests {
         for arch in 0..3 {
             let cell = Cell { arch, seed: 0 };
             let dense = c.grams(&cell).unwrap();
-            let net = Mlp::new(&c.digit_nets[arch].with_seed(c.net_seed(0))).unwrap();
-            let slow = c.grams_by_example(&net).unwrap();
+            let net = Net::Mlp(Mlp::new(&c.digit_nets[arch].with_seed(c.net_seed(0))).unwrap());
+            let task = DepthGrams {
+                x: &c.x,
+                y: &c.y,
+                depths: &c.params.depths,
+            };
+            let slow =
+                gradscope_engine::run(&net, Options::once(BnMode::PerSample).on_candle(), task)
+                    .unwrap();
             for (d, (a, b)) in dense.iter().zip(&slow).enumerate() {
                 let names = |g: &LayerGrams| g.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
                 assert_eq!(names(a), names(b), "arch {arch} depth {d}");

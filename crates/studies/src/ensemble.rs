@@ -13,13 +13,14 @@
 
 use std::path::PathBuf;
 
-use candle_core::{DType, Tensor, Var};
-use gradscope_nets::{BlockNet, BnMode, Precision, derive_seed};
+use candle_core::Tensor;
+use gradscope_engine::{Engine, Options, Real, Task, frobenius};
+use gradscope_nets::{BlockNet, BnMode, Model, Net, Precision, derive_seed};
 use gradscope_stats::MeanStd;
 use gradscope_train::{
-    Examples, TrainParams, cross_entropy, cross_entropy_gradient, epoch_batches, error_rate,
-    misclassified,
+    Examples, TrainParams, cross_entropy_gradient, epoch_batches, misclassified,
 };
+use ndarray::Array2;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::index::sample;
@@ -238,68 +239,68 @@ impl EnsembleConfig {
     }
 }
 
-/// Evaluate the net with a lesion plan: blocks applied in `order`; a block in
-/// `deleted` keeps only its shortcut, post(s(h)) (a plain block is skipped).
+/// Test error with a lesion plan, BN in eval mode: blocks applied in
+/// `order`; a block in `deleted` passes on only its shortcut (Veit et al.'s
+/// deletion: post(s(h)); a block without one is left out).
 pub fn lesioned_error(
-    net: &dyn BlockNet,
+    net: &Net,
     data: &Examples,
     order: &[usize],
     deleted: &[bool],
 ) -> Result<f64> {
-    if let Some(mlp) = net.as_mlp() {
-        let fast = match mlp.dtype() {
-            DType::F32 => dense_lesioned_error::<f32>(mlp, data, order, deleted),
-            DType::F64 => dense_lesioned_error::<f64>(mlp, data, order, deleted),
-            _ => None,
-        };
-        if let Some(e) = fast {
-            return Ok(e);
-        }
-    }
-    let idx: Vec<usize> = (0..data.len()).collect();
-    let mut wrong = 0.0;
-    for chunk in idx.chunks(256) {
-        let (x, y) = data
-            .batch(chunk, net.dtype())
-            .map_err(|e| StudyError::config("data", e.to_string()))?;
-        let mut h = net.stem_forward(&x, BnMode::Eval)?;
-        for &b in order {
-            h = if deleted[b] {
-                match net.block_parts(b, &h, BnMode::Eval)? {
-                    Some((_, s)) => net.block_post(b, &s)?,
-                    None => h,
-                }
-            } else {
-                net.block_forward(b, &h, BnMode::Eval)?
-            };
-        }
-        let logits = net.head_forward(&h, BnMode::Eval)?;
-        wrong += error_rate(&logits, &y).map_err(|e| StudyError::config("data", e.to_string()))?
-            * chunk.len() as f64;
-    }
-    Ok(wrong / data.len() as f64)
+    let task = Lesion {
+        data,
+        order,
+        deleted,
+    };
+    gradscope_engine::run(net, Options::repeated(BnMode::Eval), task)?
 }
 
-/// [`lesioned_error`] on the dense fast path, when it covers the net.
-fn dense_lesioned_error<T: gradscope_probe::dense::Real>(
-    mlp: &gradscope_nets::Mlp,
+struct Lesion<'a> {
+    data: &'a Examples,
+    order: &'a [usize],
+    deleted: &'a [bool],
+}
+
+impl Task for Lesion<'_> {
+    type Output = Result<f64>;
+    fn run<T: Real>(self, engine: &mut dyn Engine<T>) -> gradscope_engine::Result<Result<f64>> {
+        Ok(lesioned_error_on(
+            engine,
+            self.data,
+            self.order,
+            self.deleted,
+        ))
+    }
+}
+
+/// [`lesioned_error`] on an engine.
+pub fn lesioned_error_on<T: Real>(
+    engine: &mut dyn Engine<T>,
     data: &Examples,
     order: &[usize],
     deleted: &[bool],
-) -> Option<f64> {
-    let dense = gradscope_probe::dense::DenseMlp::<T>::from_mlp(mlp, BnMode::Eval).ok()?;
+) -> Result<f64> {
+    engine.set_mode(BnMode::Eval);
     let idx: Vec<usize> = (0..data.len()).collect();
     let mut wrong = 0;
     for chunk in idx.chunks(256) {
         let (x, y) = data.matrix::<T>(chunk);
-        let z = dense.lesioned_output(x.view(), order, deleted);
-        wrong += misclassified(&z, &y);
+        let mut h = engine.stem(x.view())?;
+        for &b in order {
+            h = if deleted[b] {
+                engine.bypass(b, h)?
+            } else {
+                engine.block(b, &h)?
+            };
+        }
+        wrong += misclassified(&engine.head(&h)?, &y);
     }
-    Some(wrong as f64 / data.len() as f64)
+    Ok(wrong as f64 / data.len() as f64)
 }
 
 /// Blocks that can be deleted: every residual block; plain blocks that keep their shape.
-fn deletable(net: &dyn BlockNet, h0: &Tensor) -> Result<Vec<usize>> {
+fn deletable(net: &Net, h0: &Tensor) -> Result<Vec<usize>> {
     let mut out = Vec::new();
     let mut h = h0.clone();
     for b in 0..net.num_blocks() {
@@ -311,124 +312,177 @@ fn deletable(net: &dyn BlockNet, h0: &Tensor) -> Result<Vec<usize>> {
     Ok(out)
 }
 
-/// Vector–Jacobian product: gᵀ ∂f(a)/∂a.
-fn vjp(
-    f: impl Fn(&Tensor) -> gradscope_nets::Result<Tensor>,
-    at: &Tensor,
-    g: &Tensor,
-) -> Result<Tensor> {
-    let v = Var::from_tensor(&at.detach())?;
-    let out = f(v.as_tensor())?;
-    let grads = (out * g)?.sum_all()?.backward()?;
-    Ok(grads
-        .get(v.as_tensor())
-        .cloned()
-        .unwrap_or(v.as_tensor().zeros_like()?))
-}
-
-/// The input gradient ∂L/∂x carried by one path: at each block in `branch`
-/// the gradient goes through the branch F_b only, at the others through the
-/// shortcut only (Veit et al. 2016, §6). BN in eval mode, so the net is a
-/// fixed function of each example. Every block must be residual.
-pub fn path_input_gradient(
-    net: &dyn BlockNet,
-    x: &Tensor,
+/// ∂L/∂x carried by each path, L the mean cross-entropy of examples `x`
+/// (rows) with labels `y`, BN in eval mode (so the net is a fixed function
+/// of each example): at each block where the path's entry is true the
+/// gradient goes through the branch F_b only, at the others through the
+/// shortcut only (Veit et al. 2016, §6). Every block must be residual.
+pub fn path_input_gradients<T: Real>(
+    engine: &mut dyn Engine<T>,
+    x: ndarray::ArrayView2<T>,
     y: &[u32],
-    branch: &[bool],
-) -> Result<Tensor> {
-    let mode = BnMode::Eval;
-    let mut hs = vec![net.stem_forward(x, mode)?];
-    for b in 0..net.num_blocks() {
-        let h = net.block_forward(b, &hs[b], mode)?;
-        hs.push(h);
-    }
-    let loss_of = |h: &Tensor| -> gradscope_nets::Result<Tensor> {
-        let logits = net.head_forward(h, mode)?;
-        cross_entropy(&logits, y)
-            .map_err(|e| gradscope_nets::NetError::Candle(candle_core::Error::Msg(e.to_string())))
-    };
-    let mut g = vjp(
-        loss_of,
-        &hs[net.num_blocks()],
-        &Tensor::ones((), hs[0].dtype(), hs[0].device())?,
-    )?;
-    for b in (0..net.num_blocks()).rev() {
-        let h = &hs[b];
-        let Some((f, s)) = net.block_parts(b, h, mode)? else {
-            return Err(StudyError::config(
-                "archs",
-                "path gradients need blocks x + α·F(x) (plain, gated, scaled or normalised-after-the-sum shortcuts have no path expansion)",
-            ));
-        };
-        // Through the activation after the addition, at its actual input.
-        let pre = (f + s)?;
-        let g_pre = vjp(|t| net.block_post(b, t), &pre, &g)?;
-        let part = |t: &Tensor| -> gradscope_nets::Result<Tensor> {
-            let (f, s) = net.block_parts(b, t, mode)?.expect("residual block");
-            Ok(if branch[b] { f } else { s })
-        };
-        g = vjp(part, h, &g_pre)?;
-    }
-    vjp(|t| net.stem_forward(t, mode), x, &g)
-}
-
-/// ‖∂L/∂x‖_F along each path (see [`path_input_gradient`]) for the mean
-/// cross-entropy of examples `idx`: one forward pass and a backward pass per
-/// path on the dense fast path when it covers the net, else
-/// [`path_input_gradient`] per path.
-pub fn path_gradient_norms(
-    net: &dyn BlockNet,
-    data: &Examples,
-    idx: &[usize],
     paths: &[Vec<bool>],
-) -> Result<Vec<f64>> {
-    if let Some(mlp) = net.as_mlp() {
-        let fast = match mlp.dtype() {
-            DType::F32 => dense_path_norms::<f32>(mlp, data, idx, paths),
-            DType::F64 => dense_path_norms::<f64>(mlp, data, idx, paths),
-            _ => None,
-        };
-        if let Some(norms) = fast {
-            return Ok(norms);
-        }
-    }
-    let (x, y) = data
-        .batch(idx, net.dtype())
-        .map_err(|e| StudyError::config("data", e.to_string()))?;
-    paths
-        .iter()
-        .map(|branch| frobenius(&path_input_gradient(net, &x, &y, branch)?))
-        .collect()
-}
-
-fn dense_path_norms<T: gradscope_probe::dense::Real>(
-    mlp: &gradscope_nets::Mlp,
-    data: &Examples,
-    idx: &[usize],
-    paths: &[Vec<bool>],
-) -> Option<Vec<f64>> {
-    let dense = gradscope_probe::dense::DenseMlp::<T>::from_mlp(mlp, BnMode::Eval).ok()?;
-    let (x, y) = data.matrix::<T>(idx);
-    let fwd = dense.forward(x.view());
-    let mut g = dense.output(&fwd, dense.depth());
-    cross_entropy_gradient(&mut g, &y);
-    let inv_n = T::one() / <T as candle_core::WithDType>::from_f64(idx.len() as f64);
+) -> Result<Vec<Array2<T>>> {
+    engine.set_mode(BnMode::Eval);
+    let fwd = engine.forward(x, false)?;
+    let mut g = engine.output(&fwd, engine.depth())?;
+    cross_entropy_gradient(&mut g, y);
+    let inv_n = T::one() / T::of(x.nrows() as f64);
     g.mapv_inplace(|v| v * inv_n);
+    let at_top = engine.head_vjp(&fwd, g.view())?;
     paths
         .iter()
         .map(|branch| {
-            let gx = dense.path_input_gradient(&fwd, g.view(), branch).ok()?;
-            Some(gradscope_probe::dense::frobenius_dense(&gx))
+            let mut g = at_top.clone();
+            for b in (0..engine.depth()).rev() {
+                g = engine.path_vjp(&fwd, b, g.view(), branch[b])?;
+            }
+            Ok(engine.stem_vjp(&fwd, g.view())?)
         })
         .collect()
 }
 
-fn frobenius(t: &Tensor) -> Result<f64> {
-    Ok(t.to_dtype(DType::F64)?
-        .sqr()?
-        .sum_all()?
-        .to_scalar::<f64>()?
-        .sqrt())
+/// ‖∂L/∂x‖_F along each path (see [`path_input_gradients`]) for the mean
+/// cross-entropy of examples `idx`: one forward pass and a backward pass per path.
+pub fn path_gradient_norms<T: Real>(
+    engine: &mut dyn Engine<T>,
+    data: &Examples,
+    idx: &[usize],
+    paths: &[Vec<bool>],
+) -> Result<Vec<f64>> {
+    let (x, y) = data.matrix::<T>(idx);
+    Ok(path_input_gradients(engine, x.view(), &y, paths)?
+        .iter()
+        .map(frobenius)
+        .collect())
+}
+
+/// The lesions and path gradients of one trained net, on its engine.
+struct Analysis<'a> {
+    study: &'a EnsembleConfig,
+    net: &'a Net,
+    arch: ModelArch,
+    key: &'a str,
+    train: &'a Examples,
+    test: &'a Examples,
+}
+
+impl Task for Analysis<'_> {
+    type Output = Result<NetOutput>;
+    fn run<T: Real>(
+        self,
+        engine: &mut dyn Engine<T>,
+    ) -> gradscope_engine::Result<Result<NetOutput>> {
+        Ok(self.measure(engine))
+    }
+}
+
+impl Analysis<'_> {
+    fn measure<T: Real>(&self, engine: &mut dyn Engine<T>) -> Result<NetOutput> {
+        let (p, net, arch, key) = (&self.study.params, self.net, self.arch, self.key);
+        let (train, test) = (self.train, self.test);
+        let n = net.num_blocks();
+        let order: Vec<usize> = (0..n).collect();
+        let none = vec![false; n];
+        let intact_error = lesioned_error_on(engine, test, &order, &none)?;
+        let (x1, _) = test
+            .batch(&[0], net.dtype())
+            .map_err(|e| StudyError::config("data", e.to_string()))?;
+        let can_delete = deletable(net, &net.stem_forward(&x1, BnMode::Eval)?)?;
+
+        let mut single_deletion = vec![f64::NAN; n];
+        for &b in &can_delete {
+            let mut del = none.clone();
+            del[b] = true;
+            single_deletion[b] = lesioned_error_on(engine, test, &order, &del)?;
+        }
+
+        let mut rng = StdRng::seed_from_u64(derive_seed(p.seed, &format!("lesion:{key}")));
+        let mut random_deletion = LesionCurve {
+            count: Vec::new(),
+            error: Vec::new(),
+        };
+        for k in 0..=can_delete.len() {
+            let draws = if k == 0 { 1 } else { p.lesion_draws };
+            let errs = (0..draws)
+                .map(|_| {
+                    let mut del = none.clone();
+                    for i in sample(&mut rng, can_delete.len(), k) {
+                        del[can_delete[i]] = true;
+                    }
+                    lesioned_error_on(engine, test, &order, &del)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            random_deletion.count.push(k);
+            random_deletion.error.push(MeanStd::of(errs));
+        }
+
+        // Swap pairs of shape-keeping blocks of the same group.
+        let movable: Vec<usize> = (0..n).filter(|&b| net.keeps_shape(b)).collect();
+        let mut reordering = LesionCurve {
+            count: Vec::new(),
+            error: Vec::new(),
+        };
+        let max_swaps = movable.len() / 2;
+        let mut swaps = 1;
+        while swaps <= max_swaps {
+            let errs = (0..p.lesion_draws)
+                .map(|_| {
+                    let mut ord = order.clone();
+                    let mut done = 0;
+                    let mut guard = 0;
+                    while done < swaps && guard < 100 * swaps {
+                        guard += 1;
+                        let pick = sample(&mut rng, movable.len(), 2).into_vec();
+                        let (a, b) = (movable[pick[0]], movable[pick[1]]);
+                        if net.block_group(a) == net.block_group(b) {
+                            ord.swap(a, b);
+                            done += 1;
+                        }
+                    }
+                    lesioned_error_on(engine, test, &ord, &none)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            reordering.count.push(swaps);
+            reordering.error.push(MeanStd::of(errs));
+            swaps *= 2;
+        }
+
+        let (mut path_gradient, mut path_measured) = (vec![f64::NAN; n + 1], vec![0; n + 1]);
+        if arch.is_residual() {
+            let batch = epoch_batches(
+                train.len(),
+                p.path_batch.min(train.len()),
+                derive_seed(p.seed, "path-batch"),
+            )[0]
+            .clone();
+            let mut prng = StdRng::seed_from_u64(derive_seed(p.seed, &format!("paths:{key}")));
+            for k in 0..=n {
+                let paths: Vec<Vec<bool>> = paths_of_length(n, k, p.path_samples, &mut prng)
+                    .iter()
+                    .map(|set| {
+                        let mut branch = vec![false; n];
+                        for &b in set {
+                            branch[b] = true;
+                        }
+                        branch
+                    })
+                    .collect();
+                let norms = path_gradient_norms(engine, train, &batch, &paths)?;
+                path_measured[k] = norms.len();
+                path_gradient[k] = MeanStd::of(norms).mean;
+            }
+        }
+        Ok(NetOutput {
+            blocks: n,
+            intact_error,
+            single_deletion,
+            random_deletion,
+            reordering,
+            path_gradient,
+            path_measured,
+        })
+    }
 }
 
 /// C(n, k) as a float (exact up to 2^53).
@@ -514,7 +568,7 @@ impl Study for EnsembleConfig {
         )?;
         let (train, test) = (view_for(arch, &self.train)?, view_for(arch, &self.test)?);
         match &p.load_weights {
-            Some(path) => gradscope_nets::load_safetensors(net.as_ref(), path)?,
+            Some(path) => gradscope_nets::load_safetensors(&net, path)?,
             None => {
                 let train_params = TrainParams {
                     seed: derive_seed(p.seed, &format!("batches{}", cell.seed)),
@@ -522,7 +576,7 @@ impl Study for EnsembleConfig {
                 };
                 let identity = serde_json::json!({ "key": key, "train": train_params, "width": p.width, "dtype": p.dtype, "data": p.data, "max_train": p.max_train, "seed": p.seed, "study": NAME });
                 let h = train_net(
-                    net.as_ref(),
+                    &net,
                     &key,
                     identity,
                     &train_params,
@@ -538,107 +592,15 @@ impl Study for EnsembleConfig {
                 }
             }
         }
-        let n = net.num_blocks();
-        let order: Vec<usize> = (0..n).collect();
-        let none = vec![false; n];
-        let intact_error = lesioned_error(net.as_ref(), &test, &order, &none)?;
-        let (x1, _) = test
-            .batch(&[0], net.dtype())
-            .map_err(|e| StudyError::config("data", e.to_string()))?;
-        let can_delete = deletable(net.as_ref(), &net.stem_forward(&x1, BnMode::Eval)?)?;
-
-        let mut single_deletion = vec![f64::NAN; n];
-        for &b in &can_delete {
-            let mut del = none.clone();
-            del[b] = true;
-            single_deletion[b] = lesioned_error(net.as_ref(), &test, &order, &del)?;
-        }
-
-        let mut rng = StdRng::seed_from_u64(derive_seed(p.seed, &format!("lesion:{key}")));
-        let mut random_deletion = LesionCurve {
-            count: Vec::new(),
-            error: Vec::new(),
+        let task = Analysis {
+            study: self,
+            net: &net,
+            arch,
+            key: &key,
+            train: &train,
+            test: &test,
         };
-        for k in 0..=can_delete.len() {
-            let draws = if k == 0 { 1 } else { p.lesion_draws };
-            let errs = (0..draws)
-                .map(|_| {
-                    let mut del = none.clone();
-                    for i in sample(&mut rng, can_delete.len(), k) {
-                        del[can_delete[i]] = true;
-                    }
-                    lesioned_error(net.as_ref(), &test, &order, &del)
-                })
-                .collect::<Result<Vec<_>>>()?;
-            random_deletion.count.push(k);
-            random_deletion.error.push(MeanStd::of(errs));
-        }
-
-        // Swap pairs of shape-keeping blocks of the same group.
-        let movable: Vec<usize> = (0..n).filter(|&b| net.keeps_shape(b)).collect();
-        let mut reordering = LesionCurve {
-            count: Vec::new(),
-            error: Vec::new(),
-        };
-        let max_swaps = movable.len() / 2;
-        let mut swaps = 1;
-        while swaps <= max_swaps {
-            let errs = (0..p.lesion_draws)
-                .map(|_| {
-                    let mut ord = order.clone();
-                    let mut done = 0;
-                    let mut guard = 0;
-                    while done < swaps && guard < 100 * swaps {
-                        guard += 1;
-                        let pick = sample(&mut rng, movable.len(), 2).into_vec();
-                        let (a, b) = (movable[pick[0]], movable[pick[1]]);
-                        if net.block_group(a) == net.block_group(b) {
-                            ord.swap(a, b);
-                            done += 1;
-                        }
-                    }
-                    lesioned_error(net.as_ref(), &test, &ord, &none)
-                })
-                .collect::<Result<Vec<_>>>()?;
-            reordering.count.push(swaps);
-            reordering.error.push(MeanStd::of(errs));
-            swaps *= 2;
-        }
-
-        let (mut path_gradient, mut path_measured) = (vec![f64::NAN; n + 1], vec![0; n + 1]);
-        if arch.is_residual() {
-            let batch = epoch_batches(
-                train.len(),
-                p.path_batch.min(train.len()),
-                derive_seed(p.seed, "path-batch"),
-            )[0]
-            .clone();
-            let mut prng = StdRng::seed_from_u64(derive_seed(p.seed, &format!("paths:{key}")));
-            for k in 0..=n {
-                let paths: Vec<Vec<bool>> = paths_of_length(n, k, p.path_samples, &mut prng)
-                    .iter()
-                    .map(|set| {
-                        let mut branch = vec![false; n];
-                        for &b in set {
-                            branch[b] = true;
-                        }
-                        branch
-                    })
-                    .collect();
-                let norms = path_gradient_norms(net.as_ref(), &train, &batch, &paths)?;
-                path_measured[k] = norms.len();
-                path_gradient[k] = MeanStd::of(norms).mean;
-            }
-        }
-        Ok(NetOutput {
-            blocks: n,
-            intact_error,
-            single_deletion,
-            random_deletion,
-            reordering,
-            path_gradient,
-            path_measured,
-        })
+        gradscope_engine::run(&net, Options::repeated(BnMode::Eval), task)?
     }
 
     fn summarise(

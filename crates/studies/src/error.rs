@@ -42,6 +42,9 @@ pub enum StudyError {
     /// A gradient capture failed.
     #[error(transparent)]
     Probe(#[from] gradscope_probe::ProbeError),
+    /// The engine refused or failed.
+    #[error(transparent)]
+    Engine(#[from] gradscope_engine::EngineError),
     /// A statistic failed.
     #[error(transparent)]
     Stats(#[from] gradscope_stats::StatsError),

@@ -25,10 +25,10 @@
 //! first appear; `dtype = "f64"` reruns the same nets without them.
 
 use gradscope_nets::{
-    Activation, Arch, BiasInit, BnMode, DrawCache, Mlp, NetParams, Precision, WeightInit,
+    Activation, Arch, BiasInit, BnMode, DrawCache, Mlp, Net, NetParams, Precision, WeightInit,
     derive_seed,
 };
-use gradscope_probe::{CaptureOpts, Pass, capture_fast};
+use gradscope_probe::{CaptureOpts, Pass, capture};
 use gradscope_stats::{MeanStd, quantile};
 use ndarray::Array2;
 use rand::SeedableRng;
@@ -396,8 +396,11 @@ impl NormsConfig {
     ) -> Result<CellOutput> {
         let p = &self.params;
         let s = self.net_seed("layers", seed);
-        let net = Mlp::with_draws(&p.net(arch, act, init).check()?.with_seed(s), &self.draws)?;
-        let cap = capture_fast(
+        let net = Net::Mlp(Mlp::with_draws(
+            &p.net(arch, act, init).check()?.with_seed(s),
+            &self.draws,
+        )?);
+        let cap = capture(
             &net,
             self.inputs(s).view(),
             &CaptureOpts {
@@ -451,13 +454,13 @@ impl NormsConfig {
                         let ws: Vec<Var> = (0..len)
                             .map(|_| Var::new(w, &Device::Cpu))
                             .collect::<std::result::Result<_, _>>()
-                            .map_err(candle)?;
+                            .map_err(StudyError::from)?;
                         // F = w_L ⋯ w_1 · x with x = 1.
                         let mut f = ws[0].as_tensor().clone();
                         for v in &ws[1..] {
-                            f = (f * v.as_tensor()).map_err(candle)?;
+                            f = (f * v.as_tensor()).map_err(StudyError::from)?;
                         }
-                        let g = f.backward().map_err(candle)?;
+                        let g = f.backward().map_err(StudyError::from)?;
                         let d = g
                             .get(ws[0].as_tensor())
                             .map_or(0.0, |t| t.to_scalar::<f64>().unwrap_or(f64::NAN));
@@ -483,13 +486,13 @@ impl NormsConfig {
             bias_init: BiasInit::Zero,
             ..p.net(arch, act, WeightInit::Normal { sigma_w2 })
         };
-        let net = Mlp::with_draws(&spec.check()?.with_seed(s), &self.draws)?;
+        let net = Net::Mlp(Mlp::with_draws(&spec.check()?.with_seed(s), &self.draws)?);
         // The phase diagram needs ‖∂L/∂h_l‖ only.
         let opts = CaptureOpts {
             param_grads: false,
             ..Default::default()
         };
-        let cap = capture_fast(&net, self.inputs(s).view(), &opts)?;
+        let cap = capture(&net, self.inputs(s).view(), &opts)?;
         Ok(CellOutput::Phase {
             grad: cap.layers.iter().map(|l| l.grad_norm).collect(),
         })
@@ -547,10 +550,6 @@ impl NormsConfig {
             singular_values: out,
         })
     }
-}
-
-fn candle(e: candle_core::Error) -> StudyError {
-    StudyError::Probe(gradscope_probe::ProbeError::Candle(e))
 }
 
 /// Singular values of a square matrix, descending: one-sided Jacobi

@@ -2,13 +2,11 @@
 //!
 //! Each cell's result depends only on the cell (its seed is derived from the
 //! study seed and the cell's key), so results are identical whatever the number
-//! of threads or the order in which cells finish. Cells run on a pool of
-//! `threads` workers, each cell single-threaded inside.
+//! of threads or the order in which cells finish. Cells run on the engine's
+//! thread pool, `threads` at a time, each cell single-threaded inside.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-
-use rayon::prelude::*;
 
 use crate::{Result, StudyError};
 
@@ -174,32 +172,32 @@ where
     R: Send,
     F: Fn(&C) -> Result<R> + Sync,
 {
-    let threads = opts.threads.max(1);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| StudyError::config("threads", e.to_string()))?;
     let done = AtomicUsize::new(0);
     let total = cells.len();
-    pool.install(|| {
-        cells
-            .par_iter()
-            .zip(keys.par_iter())
-            .map(|(cell, key)| {
-                if opts.cancelled() {
-                    return Err(StudyError::Interrupted);
-                }
-                let r = f(cell)?;
-                let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-                if let Some(p) = &opts.progress {
-                    p(Progress {
-                        done: n,
-                        total,
-                        key,
-                    });
-                }
-                Ok(r)
-            })
-            .collect()
-    })
+    let results =
+        gradscope_engine::pool::run_cells(opts.threads.max(1), total, &|| opts.cancelled(), &|i| {
+            let r = f(&cells[i])?;
+            let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+            if let Some(p) = &opts.progress {
+                p(Progress {
+                    done: n,
+                    total,
+                    key: &keys[i],
+                });
+            }
+            Ok(r)
+        });
+    // The first error in cell order; cells not run mean the run was stopped.
+    let mut out = Vec::with_capacity(total);
+    for r in results {
+        match r {
+            Some(Ok(r)) => out.push(r),
+            Some(Err(e)) => return Err(e),
+            None => {}
+        }
+    }
+    if out.len() < total {
+        return Err(StudyError::Interrupted);
+    }
+    Ok(out)
 }

@@ -14,7 +14,8 @@
 use std::path::{Path, PathBuf};
 
 use gradscope_nets::{
-    Arch, BiasInit, BnMode, DrawCache, Mlp, NetParams, NetSpec, Precision, WeightInit, derive_seed,
+    Arch, BiasInit, BnMode, DrawCache, Mlp, Net, NetParams, NetSpec, Precision, WeightInit,
+    derive_seed,
 };
 use gradscope_probe::{Pass, capture_depths, scalar_grid};
 use gradscope_stats::{
@@ -524,8 +525,8 @@ impl Study for ShatteredConfig {
         }
         let grid = scalar_grid(p.points, p.x_min, p.x_max);
         let plan = Spectrum::new(p.points)?;
-        // One forward pass of the deepest net serves every depth (fast path when it applies).
-        let caps = capture_depths(&net, grid.view(), &p.depths, p.bn_mode)?;
+        // One forward pass of the deepest net serves every depth.
+        let caps = capture_depths(&Net::Mlp(net), grid.view(), &p.depths, p.bn_mode)?;
         caps.into_iter()
             .map(|cap| {
                 let g = cap.input_grads.column(0).to_owned();

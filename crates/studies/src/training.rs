@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use gradscope_nets::{
-    Arch, BlockNet, ConvArch, ConvNet, ConvNetParams, Mlp, Model, NetParams, Precision, derive_seed,
+    Arch, ConvArch, ConvNet, ConvNetParams, Mlp, Model, Net, NetParams, Precision, derive_seed,
 };
 use gradscope_stats::MeanStd;
 use gradscope_train::{
@@ -241,10 +241,10 @@ pub(crate) fn build_net(
     dtype: Precision,
     seed: u64,
     data: &Examples,
-) -> Result<Box<dyn BlockNet>> {
+) -> Result<Net> {
     Ok(match net_params(arch, depth, width, dtype, seed, data)? {
-        NetChoice::Mlp(p) => Box::new(Mlp::new(&p.check()?)?),
-        NetChoice::Conv(p) => Box::new(ConvNet::new(&p.check()?)?),
+        NetChoice::Mlp(p) => Net::Mlp(Mlp::new(&p.check()?)?),
+        NetChoice::Conv(p) => Net::Conv(ConvNet::new(&p.check()?)?),
     })
 }
 
@@ -329,7 +329,7 @@ pub(crate) fn view_for(arch: ModelArch, data: &Examples) -> Result<Examples> {
 /// `key` and a hash of `identity` (everything that shapes the run), so a
 /// changed parameter starts afresh instead of refusing the folder.
 pub(crate) fn train_net(
-    model: &dyn Model,
+    model: &Net,
     key: &str,
     identity: serde_json::Value,
     params: &TrainParams,
@@ -515,7 +515,7 @@ impl Study for TrainingConfig {
         let key = self.key(cell);
         let identity = serde_json::json!({ "key": key, "train": train_params, "width": p.width, "dtype": p.dtype, "data": p.data, "max_train": p.max_train, "seed": p.seed });
         let history = train_net(
-            model.as_ref(),
+            &model,
             &key,
             identity,
             &train_params,

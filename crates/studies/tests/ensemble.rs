@@ -2,10 +2,13 @@
 //! to the full gradient, lesions that leave an intact net intact.
 
 use candle_core::{DType, Device, Tensor, Var};
-use gradscope_nets::{Arch, BlockNet, BnMode, ConvNet, ConvNetParams, Mlp, NetParams, Precision};
+use gradscope_engine::{Options, Request, for_net};
+use gradscope_nets::{
+    Arch, BlockNet, BnMode, ConvNet, ConvNetParams, Mlp, Net, NetParams, Precision,
+};
 use gradscope_studies::ensemble::{
-    binomial, effective_range, lesioned_error, path_input_gradient, path_length_share,
-    paths_of_length,
+    binomial, effective_range, lesioned_error, path_gradient_norms, path_input_gradients,
+    path_length_share, paths_of_length,
 };
 use gradscope_train::Examples;
 use rand::SeedableRng;
@@ -95,17 +98,42 @@ fn full_gradient(net: &dyn BlockNet, x: &Tensor, y: &[u32]) -> Vec<f64> {
         .unwrap()
 }
 
-fn sum_over_all_paths(net: &dyn BlockNet, x: &Tensor, y: &[u32]) -> Vec<f64> {
-    let n = net.num_blocks();
+/// ∂L/∂x along each path, on the engine `request` asks for (eval mode).
+fn path_gradients(
+    net: &Net,
+    x: &Tensor,
+    y: &[u32],
+    paths: &[Vec<bool>],
+    request: Request,
+) -> Vec<Vec<f64>> {
+    let mut engine = for_net::<f64>(
+        net,
+        Options {
+            request,
+            ..Options::repeated(BnMode::Eval)
+        },
+    )
+    .unwrap();
+    let n = x.dim(0).unwrap();
+    let rows = x.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+    let x = ndarray::Array2::from_shape_vec((n, rows.len() / n), rows).unwrap();
+    path_input_gradients(engine.as_mut(), x.view(), y, paths)
+        .unwrap()
+        .into_iter()
+        .map(|g| g.into_raw_vec_and_offset().0)
+        .collect()
+}
+
+/// Every subset of the blocks as a path.
+fn all_paths(n: usize) -> Vec<Vec<bool>> {
+    (0..1u32 << n)
+        .map(|mask| (0..n).map(|b| mask >> b & 1 == 1).collect())
+        .collect()
+}
+
+fn sum_over_all_paths(net: &Net, x: &Tensor, y: &[u32]) -> Vec<f64> {
     let mut sum = vec![0.0; x.elem_count()];
-    for mask in 0..1u32 << n {
-        let branch: Vec<bool> = (0..n).map(|b| mask >> b & 1 == 1).collect();
-        let g = path_input_gradient(net, x, y, &branch)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f64>()
-            .unwrap();
+    for g in path_gradients(net, x, y, &all_paths(net.num_blocks()), Request::Auto) {
         for (s, v) in sum.iter_mut().zip(g) {
             *s += v;
         }
@@ -127,7 +155,7 @@ fn the_gradients_of_all_paths_add_up_to_the_full_gradient() {
         net.calibrate_batch_norm(&x).unwrap();
         let (full, paths) = (
             full_gradient(&net, &x, &y),
-            sum_over_all_paths(&net, &x, &y),
+            sum_over_all_paths(&Net::Mlp(net.clone()), &x, &y),
         );
         let scale = full.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         for (a, b) in full.iter().zip(&paths) {
@@ -162,7 +190,7 @@ fn the_gradients_of_all_paths_add_up_to_the_full_gradient() {
     let yi = vec![0, 2];
     let (full, paths) = (
         full_gradient(&conv, &xi, &yi),
-        sum_over_all_paths(&conv, &xi, &yi),
+        sum_over_all_paths(&Net::Conv(conv.clone()), &xi, &yi),
     );
     let scale = full.iter().fold(0.0f64, |m, v| m.max(v.abs()));
     for (a, b) in full.iter().zip(&paths) {
@@ -179,26 +207,14 @@ fn with_silent_branches_only_the_empty_path_carries_gradient() {
         }
     }
     let (x, y) = batch();
-    let empty = path_input_gradient(&net, &x, &y, &[false; 3])
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f64>()
-        .unwrap();
-    assert_eq!(empty, full_gradient(&net, &x, &y));
-    for mask in 1..8u32 {
-        let branch: Vec<bool> = (0..3).map(|b| mask >> b & 1 == 1).collect();
-        let g = path_input_gradient(&net, &x, &y, &branch).unwrap();
-        assert_eq!(
-            g.abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f64>()
-                .unwrap(),
-            0.0,
-            "path {branch:?}"
-        );
+    let grads = path_gradients(&Net::Mlp(net.clone()), &x, &y, &all_paths(3), Request::Auto);
+    let full = full_gradient(&net, &x, &y);
+    let scale = full.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    for (a, b) in grads[0].iter().zip(&full) {
+        assert!((a - b).abs() <= 1e-14 * scale, "{a} vs {b}");
+    }
+    for (mask, g) in grads.iter().enumerate().skip(1) {
+        assert!(g.iter().all(|&v| v == 0.0), "path {mask:03b}: {g:?}");
     }
 }
 
@@ -241,11 +257,11 @@ fn deleting_no_block_is_the_intact_net() {
     let intact = gradscope_train::error_rate(&net.forward(&x, BnMode::Eval).unwrap(), &y).unwrap();
     let order: Vec<usize> = (0..4).collect();
     assert_eq!(
-        lesioned_error(&net, &data, &order, &[false; 4]).unwrap(),
+        lesioned_error(&Net::Mlp(net.clone()), &data, &order, &[false; 4]).unwrap(),
         intact
     );
     // Deleting every branch leaves stem → head: a linear map of x.
-    let all_gone = lesioned_error(&net, &data, &order, &[true; 4]).unwrap();
+    let all_gone = lesioned_error(&Net::Mlp(net.clone()), &data, &order, &[true; 4]).unwrap();
     let stem_head = gradscope_train::error_rate(
         &net.head_forward(&net.stem_forward(&x, BnMode::Eval).unwrap(), BnMode::Eval)
             .unwrap(),
@@ -301,35 +317,32 @@ fn a_trained_resnet_survives_lesions_that_break_a_plain_net() {
     assert!(hi < n && lo <= hi);
 }
 
-/// The dense fast path's path-gradient norms (one forward pass, a backward
-/// pass per path) equal candle's [`path_input_gradient`] path by path.
+/// The engine's path-gradient norms (one forward pass, a backward pass per
+/// path) equal those of candle's autograd, path by path.
 #[test]
-fn dense_path_gradient_norms_equal_the_candle_paths() {
-    use gradscope_studies::ensemble::path_gradient_norms;
+fn path_gradient_norms_equal_the_oracles() {
     let (x, y) = batch();
     let data = examples(&x, &y);
     let idx: Vec<usize> = (0..data.len()).collect();
-    let (xt, yt) = data.batch(&idx, DType::F64).unwrap();
+    let (xt, _) = data.batch(&idx, DType::F64).unwrap();
     for arch in [Arch::RESNET_BN, "resnet:alpha=0.5".parse().unwrap()] {
         let net = small_resnet(arch, 4);
         net.calibrate_batch_norm(&xt).unwrap();
-        let paths: Vec<Vec<bool>> = (0..16u32)
-            .map(|m| (0..4).map(|b| m >> b & 1 == 1).collect())
-            .collect();
-        let fast = path_gradient_norms(&net, &data, &idx, &paths).unwrap();
-        for (branch, got) in paths.iter().zip(&fast) {
-            let want = path_input_gradient(&net, &xt, &yt, branch)
-                .unwrap()
-                .sqr()
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .to_scalar::<f64>()
-                .unwrap()
-                .sqrt();
+        let net = Net::Mlp(net);
+        let paths = all_paths(4);
+        let norms = |request| {
+            let opts = Options {
+                request,
+                ..Options::repeated(BnMode::Eval)
+            };
+            let mut engine = for_net::<f64>(&net, opts).unwrap();
+            path_gradient_norms(engine.as_mut(), &data, &idx, &paths).unwrap()
+        };
+        let (fast, oracle) = (norms(Request::Auto), norms(Request::Candle));
+        for ((branch, got), want) in paths.iter().zip(&fast).zip(&oracle) {
             assert!(
                 (got - want).abs() <= 1e-10 * want.max(1e-30),
-                "{arch} path {branch:?}: dense {got} vs candle {want}"
+                "{arch} path {branch:?}: engine {got} vs candle {want}"
             );
         }
     }

@@ -28,9 +28,9 @@ pub enum TrainError {
     /// A gradient statistic failed.
     #[error(transparent)]
     Stats(#[from] gradscope_stats::StatsError),
-    /// The dense fast path refused or failed.
+    /// The engine refused or failed.
     #[error(transparent)]
-    Probe(#[from] gradscope_probe::ProbeError),
+    Engine(#[from] gradscope_engine::EngineError),
     /// A candle tensor operation failed.
     #[error("tensor operation failed: {0}")]
     Candle(#[from] candle_core::Error),

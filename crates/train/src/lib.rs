@@ -7,12 +7,12 @@
 //! covers (`gradscope_probe::dense`) train on it, tested equal to candle's
 //! autograd to rounding; every other model trains on candle.
 
-mod backend;
 mod error;
 mod examples;
 mod loss;
 mod optim;
 mod schedule;
+mod steps;
 mod trainer;
 
 pub use error::{Result, TrainError};

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use candle_core::{Tensor, Var, backprop::GradStore};
 use serde::{Deserialize, Serialize};
 
+use gradscope_engine::Real;
+
 use crate::{Result, TrainError};
 
 /// Unchecked optimiser parameters.
@@ -138,28 +140,23 @@ impl OptimizerParams {
     }
 }
 
-/// The float types parameters are updated in.
-pub trait Scalar: candle_core::WithDType + num_traits::Float + num_traits::NumAssign {
-    #[doc(hidden)]
-    fn slots(state: &mut Slots) -> &mut BTreeMap<String, Vec<Self>>;
-}
-
 /// Optimiser state per dtype, named `{param}.{slot}`.
 #[derive(Debug, Default)]
-pub struct Slots {
+struct Slots {
     f32: BTreeMap<String, Vec<f32>>,
     f64: BTreeMap<String, Vec<f64>>,
     shapes: BTreeMap<String, Vec<usize>>,
 }
 
-impl Scalar for f32 {
-    fn slots(state: &mut Slots) -> &mut BTreeMap<String, Vec<f32>> {
-        &mut state.f32
-    }
-}
-impl Scalar for f64 {
-    fn slots(state: &mut Slots) -> &mut BTreeMap<String, Vec<f64>> {
-        &mut state.f64
+impl Slots {
+    /// The slots of parameters in T (f32 or f64).
+    fn of<T: Real>(&mut self) -> &mut BTreeMap<String, Vec<T>> {
+        let any: &mut dyn std::any::Any = if T::DTYPE == candle_core::DType::F32 {
+            &mut self.f32
+        } else {
+            &mut self.f64
+        };
+        any.downcast_mut().expect("parameters are f32 or f64")
     }
 }
 
@@ -246,7 +243,7 @@ impl Optimizer {
         Ok(())
     }
 
-    fn update_tensor<T: Scalar>(
+    fn update_tensor<T: Real>(
         &mut self,
         name: &str,
         var: &Var,
@@ -272,8 +269,8 @@ impl Optimizer {
     /// Update one parameter `w` (of shape `dims`, flattened) with its
     /// gradient `g` at learning rate `lr`, in place. The rules are those of
     /// [`OptimizerParams`], computed in the parameter's dtype.
-    pub fn update<T: Scalar>(&mut self, name: &str, dims: &[usize], w: &mut [T], g: &[T], lr: f64) {
-        let c = |v: f64| T::from(v).expect("representable");
+    pub fn update<T: Real>(&mut self, name: &str, dims: &[usize], w: &mut [T], g: &[T], lr: f64) {
+        let c = |v: f64| T::of(v);
         let t = self.steps.max(1) as i32;
         match self.params {
             OptimizerParams::Sgd {
@@ -284,13 +281,15 @@ impl Optimizer {
             } => {
                 let (mu, wd, lr) = (c(momentum), c(weight_decay), c(lr));
                 let key = format!("{name}.momentum");
-                if momentum > 0.0 && !T::slots(&mut self.state).contains_key(&key) {
+                if momentum > 0.0 && !self.state.of::<T>().contains_key(&key) {
                     self.state.shapes.insert(key.clone(), dims.to_vec());
                     // v starts at the first gradient (PyTorch): v = 0·μ + g.
-                    T::slots(&mut self.state).insert(key.clone(), vec![T::zero(); w.len()]);
+                    self.state
+                        .of::<T>()
+                        .insert(key.clone(), vec![T::zero(); w.len()]);
                 }
                 let decayed = |w: T, g: T| if weight_decay > 0.0 { g + w * wd } else { g };
-                match T::slots(&mut self.state).get_mut(&key) {
+                match self.state.of::<T>().get_mut(&key) {
                     Some(v) => {
                         for ((w, &g), v) in w.iter_mut().zip(g).zip(v.iter_mut()) {
                             let g = decayed(*w, g);
@@ -314,12 +313,14 @@ impl Optimizer {
             } => {
                 let (km, kv) = (format!("{name}.exp_avg"), format!("{name}.exp_avg_sq"));
                 for k in [&km, &kv] {
-                    if !T::slots(&mut self.state).contains_key(k) {
+                    if !self.state.of::<T>().contains_key(k) {
                         self.state.shapes.insert(k.clone(), dims.to_vec());
-                        T::slots(&mut self.state).insert(k.clone(), vec![T::zero(); w.len()]);
+                        self.state
+                            .of::<T>()
+                            .insert(k.clone(), vec![T::zero(); w.len()]);
                     }
                 }
-                let slots = T::slots(&mut self.state);
+                let slots = self.state.of::<T>();
                 let mut m = slots.remove(&km).expect("inserted");
                 let v = slots.get_mut(&kv).expect("inserted");
                 let (b1, b2) = (c(beta1), c(beta2));

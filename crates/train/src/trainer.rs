@@ -8,16 +8,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::{Device, Var};
-use gradscope_nets::{Model, derive_seed, fs::write_atomic, load_safetensors, to_safetensors};
+use gradscope_engine::{Engine, Options, Real, Request, Task};
+use gradscope_nets::{
+    BnMode, Model, Net, derive_seed, fs::write_atomic, load_safetensors, to_safetensors,
+};
 use gradscope_stats::{
     Band, adjacent_correlation, mean_off_diagonal, power_spectrum, spectral_slope,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{Backend, backend_for};
 use crate::examples::{Examples, epoch_batches};
 use crate::optim::{Optimizer, OptimizerParams};
 use crate::schedule::Schedule;
+use crate::steps;
 use crate::{Result, TrainError};
 
 /// Unchecked training parameters.
@@ -200,7 +203,7 @@ impl History {
 /// One training run of a model on a data set.
 pub struct Trainer<'a> {
     /// The net to train (its parameters are updated in place).
-    pub model: &'a dyn Model,
+    pub model: &'a Net,
     /// Recorded in the weights files.
     pub label: String,
     /// Validated training configuration.
@@ -231,39 +234,56 @@ struct CheckpointState {
 
 impl Trainer<'_> {
     /// Train (resuming from the last checkpoint if there is one) and return
-    /// the history. MLPs the dense fast path covers train on it (the same
-    /// numbers as candle's autograd to rounding, several times faster);
-    /// every other model on candle.
+    /// the history, on the engine's kernels where they cover the net.
     pub fn run(&self) -> Result<History> {
-        self.run_on(true)
+        self.run_with(Request::Auto)
     }
 
-    /// [`run`](Self::run) on candle's autograd whatever the model.
-    pub fn run_on_candle(&self) -> Result<History> {
-        self.run_on(false)
-    }
-
-    fn run_on(&self, dense: bool) -> Result<History> {
+    /// [`run`](Self::run) on the kernels `request` asks for
+    /// ([`Request::Candle`]: candle's autograd whatever the net, the oracle).
+    pub fn run_with(&self, request: Request) -> Result<History> {
         let p = &self.config.params;
         if self.train.shape() != self.test.shape() || self.train.classes() != self.test.classes() {
             return Err(TrainError::Data(
                 "training and test sets differ in shape or classes".into(),
             ));
         }
-        let params = self.model.parameters();
         let mut opt = Optimizer::new(p.optimizer.clone())?;
-        let (mut history, start) = match self.resume(&mut opt)? {
+        let (history, start) = match self.resume(&mut opt)? {
             Some(found) => found,
             None => (
                 History {
-                    layers: layer_names(&params),
+                    layers: layer_names(&self.model.parameters()),
                     ..Default::default()
                 },
                 0,
             ),
         };
-        let mut backend = backend_for(self.model, dense);
-        let be = backend.as_mut();
+        let options = Options {
+            request,
+            ..Options::repeated(BnMode::Train)
+        };
+        gradscope_engine::run(
+            self.model,
+            options,
+            Training {
+                trainer: self,
+                opt,
+                history,
+                start,
+            },
+        )
+        .map_err(TrainError::from)?
+    }
+
+    fn train_on<T: Real>(
+        &self,
+        be: &mut dyn Engine<T>,
+        mut opt: Optimizer,
+        mut history: History,
+        start: usize,
+    ) -> Result<History> {
+        let p = &self.config.params;
         let log_batch = self.log_batch();
         if start == 0 && history.logs.is_empty() {
             history.logs.push(self.grad_log(be, 0, &log_batch)?);
@@ -276,7 +296,7 @@ impl Trainer<'_> {
                 derive_seed(p.seed, &format!("epoch{epoch}")),
             ) {
                 let lr = self.config.lr(step);
-                if !be.step(self.train, &batch, &mut opt, lr)?.is_finite() {
+                if !steps::step(be, self.train, &batch, &mut opt, lr)?.is_finite() {
                     history.diverged_at = Some(step);
                     break 'epochs;
                 }
@@ -288,8 +308,8 @@ impl Trainer<'_> {
             if p.log_every == 0 {
                 history.logs.push(self.grad_log(be, step, &log_batch)?);
             }
-            let (train_loss, train_error) = be.evaluate(self.train)?;
-            let (test_loss, test_error) = be.evaluate(self.test)?;
+            let (train_loss, train_error) = steps::evaluate(be, self.train)?;
+            let (test_loss, test_error) = steps::evaluate(be, self.test)?;
             let record = EpochRecord {
                 epoch: epoch + 1,
                 step,
@@ -331,9 +351,14 @@ impl Trainer<'_> {
         .clone()
     }
 
-    fn grad_log(&self, be: &mut dyn Backend, step: usize, batch: &[usize]) -> Result<GradLog> {
+    fn grad_log<T: Real>(
+        &self,
+        be: &mut dyn Engine<T>,
+        step: usize,
+        batch: &[usize],
+    ) -> Result<GradLog> {
         let mut norms: BTreeMap<String, f64> = BTreeMap::new();
-        for (name, sq) in be.param_sq_norms(self.train, batch)? {
+        for (name, sq) in steps::param_sq_norms(be, self.train, batch)? {
             *norms.entry(layer_of(&name).to_string()).or_default() += sq;
         }
         let layers = layer_names(&self.model.parameters());
@@ -351,7 +376,7 @@ impl Trainer<'_> {
     /// r₁ and spectral slope of g(t) = d f_y(a + t(b − a))/dt on t ∈ [0, 1],
     /// a and b the first two examples of the log batch with different labels
     /// (BN in eval mode: the function the net computes at test time).
-    fn line_probe(&self, be: &mut dyn Backend, batch: &[usize]) -> Result<(f64, f64)> {
+    fn line_probe<T: Real>(&self, be: &mut dyn Engine<T>, batch: &[usize]) -> Result<(f64, f64)> {
         let points = self.config.params.probe_points;
         let labels = self.train.labels();
         let Some(&j) = batch.iter().find(|&&j| labels[j] != labels[batch[0]]) else {
@@ -366,7 +391,7 @@ impl Trainer<'_> {
             let t = k as f64 / (points - 1) as f64;
             a[c] as f64 + t * d[c]
         });
-        let gx = be.input_gradients(line, self.train.shape(), labels[batch[0]] as usize)?;
+        let gx = steps::input_gradients(be, line, labels[batch[0]] as usize)?;
         let g: ndarray::Array1<f64> = gx
             .rows()
             .into_iter()
@@ -383,12 +408,12 @@ impl Trainer<'_> {
 
     /// Mean off-diagonal cosine of per-example loss gradients (all parameters),
     /// on the first examples of the log batch, BN in eval mode.
-    fn mean_cosine(&self, be: &mut dyn Backend, batch: &[usize]) -> Result<f64> {
+    fn mean_cosine<T: Real>(&self, be: &mut dyn Engine<T>, batch: &[usize]) -> Result<f64> {
         let m = self.config.params.similarity_examples.min(batch.len());
         if m < 2 {
             return Ok(f64::NAN);
         }
-        let cos = be.example_cosines(self.train, &batch[..m])?;
+        let cos = steps::example_cosines(be, self.train, &batch[..m])?;
         Ok(mean_off_diagonal(cos.view())?)
     }
 
@@ -508,4 +533,21 @@ fn layer_names(params: &[(String, Var)]) -> Vec<String> {
         }
     }
     out
+}
+
+/// A training run on the engine of the net.
+struct Training<'t, 'a> {
+    trainer: &'t Trainer<'a>,
+    opt: Optimizer,
+    history: History,
+    start: usize,
+}
+
+impl Task for Training<'_, '_> {
+    type Output = Result<History>;
+    fn run<T: Real>(self, engine: &mut dyn Engine<T>) -> gradscope_engine::Result<Result<History>> {
+        Ok(self
+            .trainer
+            .train_on(engine, self.opt, self.history, self.start))
+    }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::{DType, Device, Tensor, Var};
-use gradscope_nets::{Arch, BnMode, Mlp, Model, NetParams, Precision};
+use gradscope_nets::{Arch, BnMode, Mlp, Model, Net, NetParams, Precision};
 use gradscope_train::{Decay, Examples, OptimizerParams, Schedule, TrainParams, Trainer};
 use rand::{Rng, SeedableRng};
 
@@ -47,10 +47,12 @@ fn one_sgd_step_equals_the_hand_computed_update() {
     let dev = Device::Cpu;
     let w0 = vec![0.5, -0.25, 0.1, 0.3];
     let b0 = vec![0.05, -0.05];
-    let model = Softmax {
+    let softmax = Softmax {
         w: Var::from_tensor(&Tensor::from_vec(w0.clone(), (2, 2), &dev).unwrap()).unwrap(),
         b: Var::from_tensor(&Tensor::from_vec(b0.clone(), 2, &dev).unwrap()).unwrap(),
     };
+    let (w, b) = (softmax.w.clone(), softmax.b.clone());
+    let model = Net::custom(softmax, vec![2]);
     let xs = [[1.0f32, 2.0], [-1.0, 0.5], [0.3, -0.7]];
     let ys = [0u32, 1, 1];
     let data = Examples::new(
@@ -102,14 +104,13 @@ fn one_sgd_step_equals_the_hand_computed_update() {
             gb[k] += d / 3.0;
         }
     }
-    let w1 = model
-        .w
+    let w1 = w
         .as_tensor()
         .flatten_all()
         .unwrap()
         .to_vec1::<f64>()
         .unwrap();
-    let b1 = model.b.as_tensor().to_vec1::<f64>().unwrap();
+    let b1 = b.as_tensor().to_vec1::<f64>().unwrap();
     for i in 0..4 {
         let want = w0[i] - lr * (gw[i] + wd * w0[i]);
         assert!((w1[i] - want).abs() < 1e-6, "w[{i}]: {} vs {want}", w1[i]);
@@ -134,21 +135,23 @@ fn blobs(n: usize, seed: u64) -> Examples {
     Examples::new(x, vec![2], y, 3).unwrap()
 }
 
-fn mlp(arch: Arch, depth: usize, seed: u64) -> Mlp {
-    Mlp::new(
-        &NetParams {
-            arch,
-            depth,
-            width: 32,
-            input_dim: 2,
-            output_dim: 3,
-            seed,
-            ..Default::default()
-        }
-        .check()
+fn mlp(arch: Arch, depth: usize, seed: u64) -> Net {
+    Net::Mlp(
+        Mlp::new(
+            &NetParams {
+                arch,
+                depth,
+                width: 32,
+                input_dim: 2,
+                output_dim: 3,
+                seed,
+                ..Default::default()
+            }
+            .check()
+            .unwrap(),
+        )
         .unwrap(),
     )
-    .unwrap()
 }
 
 #[test]
@@ -220,7 +223,7 @@ fn an_interrupted_run_resumes_to_the_same_result() {
         ..Default::default()
     };
     let config = params.check(train.len()).unwrap();
-    let run = |model: &Mlp,
+    let run = |model: &Net,
                dir: Option<std::path::PathBuf>,
                cancel: Option<Arc<AtomicBool>>,
                stop_after: Option<usize>| {
@@ -311,20 +314,22 @@ fn an_interrupted_run_resumes_to_the_same_result() {
 #[test]
 fn divergence_is_recorded_not_a_crash() {
     let (train, test) = (blobs(60, 6), blobs(30, 7));
-    let model = Mlp::new(
-        &NetParams {
-            arch: Arch::PLAIN,
-            depth: 6,
-            width: 32,
-            input_dim: 2,
-            output_dim: 3,
-            precision: Precision::F32,
-            ..Default::default()
-        }
-        .check()
+    let model = Net::Mlp(
+        Mlp::new(
+            &NetParams {
+                arch: Arch::PLAIN,
+                depth: 6,
+                width: 32,
+                input_dim: 2,
+                output_dim: 3,
+                precision: Precision::F32,
+                ..Default::default()
+            }
+            .check()
+            .unwrap(),
+        )
         .unwrap(),
-    )
-    .unwrap();
+    );
     let config = no_logging(TrainParams {
         epochs: 3,
         batch_size: 10,

@@ -1,9 +1,10 @@
-//! Training on the dense fast path equals training on candle's autograd:
+//! Training on the engine's kernels equals training on candle's autograd:
 //! the same history (losses, errors, every gradient log) and the same
 //! weights, BN running statistics and optimiser state after a run, for
 //! plain and residual MLPs with and without BN, SGD and Adam.
 
-use gradscope_nets::{Arch, Mlp, NetParams, Precision};
+use gradscope_engine::Request;
+use gradscope_nets::{Arch, Mlp, Model, Net, NetParams, Precision};
 use gradscope_train::{Examples, History, OptimizerParams, TrainParams, Trainer};
 use rand::{Rng, SeedableRng};
 
@@ -23,7 +24,7 @@ fn data(n: usize, seed: u64) -> Examples {
     Examples::new(x, vec![6], y, 3).unwrap()
 }
 
-fn net(arch: &str) -> Mlp {
+fn net(arch: &str) -> Net {
     let p = NetParams {
         arch: arch.parse::<Arch>().unwrap(),
         depth: 4,
@@ -34,12 +35,12 @@ fn net(arch: &str) -> Mlp {
         seed: 7,
         ..Default::default()
     };
-    Mlp::new(&p.check().unwrap()).unwrap()
+    Net::Mlp(Mlp::new(&p.check().unwrap()).unwrap())
 }
 
 fn close(a: f64, b: f64, tol: f64, what: &str) {
     let ok = (a.is_nan() && b.is_nan()) || (a - b).abs() <= tol * b.abs().max(1.0);
-    assert!(ok, "{what}: dense {a} vs candle {b}");
+    assert!(ok, "{what}: engine {a} vs candle {b}");
 }
 
 fn same_history(a: &History, b: &History, what: &str) {
@@ -76,7 +77,7 @@ fn same_history(a: &History, b: &History, what: &str) {
 }
 
 #[test]
-fn dense_training_equals_candle_training() {
+fn engine_training_equals_candle_training() {
     let (train, test) = (data(90, 1), data(45, 2));
     let optimisers = [
         OptimizerParams::Sgd {
@@ -115,7 +116,7 @@ fn dense_training_equals_candle_training() {
             let config = p.check(train.len()).unwrap();
             let (fast, slow) = (net(arch), net(arch));
             fn trainer<'a>(
-                model: &'a Mlp,
+                model: &'a Net,
                 config: &'a gradscope_train::TrainConfig,
                 train: &'a Examples,
                 test: &'a Examples,
@@ -133,7 +134,7 @@ fn dense_training_equals_candle_training() {
             }
             let a = trainer(&fast, &config, &train, &test).run().unwrap();
             let b = trainer(&slow, &config, &train, &test)
-                .run_on_candle()
+                .run_with(Request::Candle)
                 .unwrap();
             let what = format!("{arch} {opt:?}");
             same_history(&a, &b, &what);

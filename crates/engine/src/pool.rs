@@ -1,15 +1,16 @@
-//! The product threads: a small fork-join team that splits one net's
-//! products and row-wise loops between cores.
+//! The engine's one thread pool: a small fork-join team. It splits one
+//! net's products and row-wise loops between cores, and it runs the cells of
+//! a study side by side ([`run_cells`]).
 //!
 //! A net's pass is a chain of short steps (a 256×200×200 product takes
 //! about 0.1 ms), each split and joined again. Waking a sleeping thread pool
 //! for each costs a good share of the step, so the helpers spin for a while
 //! after each step before they sleep, as OpenMP's threads do.
 //!
-//! One caller at a time uses the team; a call from inside a part, from
-//! another thread while the team is busy, or from a rayon worker (whose
-//! pool already shares the cores between cells) runs its parts in turn on
-//! the calling thread.
+//! One caller at a time uses a team; a call from inside a part (a cell
+//! splitting its products, a nested split) or from another thread while the
+//! team is busy runs its parts in turn on the calling thread, so cells run
+//! side by side never oversubscribe the cores.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -29,7 +30,7 @@ pub struct TeamStats {
     /// Steps split between the caller and its helpers.
     pub split_steps: u64,
     /// Steps that could have been split but ran on the caller alone (a
-    /// nested call, a second caller while the team was busy, a rayon worker).
+    /// nested call, a call from a part, a second caller while the team was busy).
     pub serial_steps: u64,
     /// Times a helper found no step within its spin time and went to sleep.
     pub helper_sleeps: u64,
@@ -81,8 +82,8 @@ pub fn product_threads() -> usize {
     }
 }
 
-/// Sets the product threads for the dense path (at least 1), overriding
-/// `MATMUL_NUM_THREADS`. Results are the same at any count up to rounding.
+/// Sets the product threads of the engine's kernels (at least 1),
+/// overriding `MATMUL_NUM_THREADS`. Results are the same at any count up to rounding.
 pub fn set_product_threads(n: usize) {
     THREADS.store(n.max(1), Ordering::Relaxed);
 }
@@ -104,9 +105,16 @@ struct Job {
 unsafe impl Send for Job {}
 unsafe impl Sync for Job {}
 
+thread_local! {
+    /// Set while this thread runs a part: a split asked for inside a part
+    /// runs serially, whichever team it would use.
+    static IN_PART: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 impl Job {
     /// Runs member `p`'s parts.
     fn work(&self, p: usize) {
+        let outer = IN_PART.with(|f| f.replace(true));
         for i in (p..self.parts).step_by(self.members) {
             // SAFETY: part i is not done yet, so the caller is still waiting
             // in `run` and `f` is alive.
@@ -116,6 +124,7 @@ impl Job {
             }
             self.done.fetch_add(1, Ordering::Release);
         }
+        IN_PART.with(|f| f.set(outer));
     }
 }
 
@@ -248,7 +257,7 @@ pub(crate) fn run(parts: usize, f: &(dyn Fn(usize) + Sync)) {
 
 /// [`run`] on `threads` product threads.
 fn run_on(threads: usize, parts: usize, f: &(dyn Fn(usize) + Sync)) {
-    let serial = parts < 2 || threads < 2 || rayon::current_thread_index().is_some();
+    let serial = parts < 2 || threads < 2 || IN_PART.with(|f| f.get());
     let team = if serial { None } else { team(threads) };
     // Busy (a part calling in, or another caller): this caller's parts in turn.
     let busy = team.and_then(|t| match t.busy.try_lock() {
@@ -308,6 +317,51 @@ where
         take(&ra).expect("the first part ran"),
         take(&rb).expect("the second part ran"),
     )
+}
+
+/// Runs `f(i)` for every i in `0..n` on `threads` threads, each taking the
+/// next index as it finishes one (cells differ in cost), and returns the
+/// results in index order. `f` returning `Err` or `stop()` turning true stops
+/// new indices from starting (those in flight finish); the indices not run
+/// come back as `None`. A panic in `f` panics here. Splits asked for inside
+/// `f` run serially: the threads are busy with cells.
+pub fn run_cells<R: Send, E: Send>(
+    threads: usize,
+    n: usize,
+    stop: &(dyn Fn() -> bool + Sync),
+    f: &(dyn Fn(usize) -> Result<R, E> + Sync),
+) -> Vec<Option<Result<R, E>>> {
+    let out: Vec<Mutex<Option<Result<R, E>>>> = (0..n).map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let worker = |_: usize| {
+        loop {
+            if failed.load(Ordering::Relaxed) || stop() {
+                return;
+            }
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= n {
+                return;
+            }
+            let r = f(i);
+            if r.is_err() {
+                failed.store(true, Ordering::Relaxed);
+            }
+            *out[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+        }
+    };
+    let threads = threads.clamp(1, n.max(1));
+    if threads == 1 {
+        // On the caller, as a part: its products run serially, as in a team.
+        let outer = IN_PART.with(|f| f.replace(true));
+        worker(0);
+        IN_PART.with(|f| f.set(outer));
+    } else {
+        run_on(threads, threads, &worker);
+    }
+    out.into_iter()
+        .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
+        .collect()
 }
 
 #[cfg(test)]

@@ -6,9 +6,8 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use gradscope_nets::{Arch, BnMode, Mlp, NetParams, Precision};
-use gradscope_probe::dense::DenseMlp;
-use gradscope_probe::scalar_grid;
+use gradscope_engine::{Options, for_net};
+use gradscope_nets::{Arch, BnMode, Mlp, Net, NetParams, Precision};
 
 /// The system allocator, counting live bytes and their peak.
 struct Counting;
@@ -51,9 +50,11 @@ fn sweep_peak(depth: usize) -> (usize, usize) {
         seed: 2,
         ..Default::default()
     };
-    let net = Mlp::new(&p.check().unwrap()).unwrap();
-    let dense = DenseMlp::<f64>::from_mlp(&net, BnMode::PerSample).unwrap();
-    let x = scalar_grid(POINTS, -2.0, 2.0);
+    let net = Net::Mlp(Mlp::new(&p.check().unwrap()).unwrap());
+    let dense = for_net::<f64>(&net, Options::repeated(BnMode::PerSample)).unwrap();
+    let x = ndarray::Array2::from_shape_fn((POINTS, 1), |(i, _)| {
+        -2.0 + 4.0 * i as f64 / (POINTS - 1) as f64
+    });
     let start = LIVE.load(Ordering::SeqCst);
     PEAK.store(start, Ordering::SeqCst);
     let sweep = dense.tangent_sweep(x.view(), &[1.0]).unwrap();

@@ -1,28 +1,30 @@
-//! The dense path with its products and row loops split between two
+//! The engine with its products and row loops split between two
 //! product threads equals the path on one thread, to rounding. One test in
 //! its own binary, since the product-thread count is process-wide.
 
-use gradscope_nets::{Arch, BiasInit, BnMode, Mlp, NetParams, Precision};
-use gradscope_probe::dense::{DenseGrads, DenseMlp, Want, set_product_threads};
+use gradscope_engine::{Engine, Grads, Options, Want, for_net, set_product_threads};
+use gradscope_nets::{Arch, BiasInit, BnMode, Mlp, Net, NetParams, Precision};
 use ndarray::Array2;
 
 /// Everything a pass gives: hidden states, gradients, parameter gradients,
 /// Grams and the forward-mode sweep (where the mode has one).
 fn outputs(
-    dense: &DenseMlp<f64>,
+    dense: &dyn Engine<f64>,
     x: &Array2<f64>,
-) -> (Vec<Array2<f64>>, DenseGrads<f64>, Option<Array2<f64>>) {
-    let fwd = dense.forward_keeping(x.view(), true);
-    let grads = dense.backward_with(
-        &fwd,
-        dense.depth(),
-        None,
-        Want {
-            hidden: true,
-            params: true,
-            gram: true,
-        },
-    );
+) -> (Vec<Array2<f64>>, Grads<f64>, Option<Array2<f64>>) {
+    let fwd = dense.forward(x.view(), true).unwrap();
+    let grads = dense
+        .backward(
+            &fwd,
+            dense.depth(),
+            None,
+            Want {
+                hidden: true,
+                params: true,
+                gram: true,
+            },
+        )
+        .unwrap();
     let sweep = dense.tangent_sweep(x.view(), &[1.0, -0.5, 0.25]).ok();
     (fwd.hidden, grads, sweep)
 }
@@ -68,12 +70,12 @@ fn two_product_threads_give_the_one_thread_results() {
                 seed: 5,
                 ..Default::default()
             };
-            let m = Mlp::new(&p.check().unwrap()).unwrap();
-            let dense = DenseMlp::<f64>::from_mlp(&m, mode).unwrap();
+            let m = Net::Mlp(Mlp::new(&p.check().unwrap()).unwrap());
+            let dense = for_net::<f64>(&m, Options::repeated(mode)).unwrap();
             set_product_threads(1);
-            let (h1, g1, s1) = outputs(&dense, &x);
+            let (h1, g1, s1) = outputs(dense.as_ref(), &x);
             set_product_threads(2);
-            let (h2, g2, s2) = outputs(&dense, &x);
+            let (h2, g2, s2) = outputs(dense.as_ref(), &x);
             let what = |s: &str| format!("{arch} {mode}: {s}");
             for (l, (a, b)) in h1.iter().zip(&h2).enumerate() {
                 close(a, b, &what(&format!("h_{l}")));

@@ -1,0 +1,171 @@
+//! Pointwise activations y = φ(z): forward, φ' for the reverse and forward
+//! modes, and the ReLU mask kept in place of y.
+//!
+//! φ'(z) is read from the output y wherever y determines it (ReLU:
+//! 1[y > 0]; tanh: 1 − y²; sigmoid: y(1 − y); ELU, SELU and softplus from
+//! their inverse branches), so an activation keeps only y, which is also the
+//! next op's input. GELU and leaky ReLU (whose slope may be ≤ 0) keep z.
+
+use gradscope_nets::{Activation, SELU_ALPHA, SELU_LAMBDA};
+use ndarray::Array2;
+use num_traits::Float;
+
+use crate::Real;
+use crate::kernels::{map_affine, map_inplace, map_slope, par_rows, row_major};
+
+/// √(2/π), GELU's tanh approximation (Hendrycks & Gimpel 2016).
+const GELU_C: f64 = 0.797_884_560_802_865_4;
+/// The cubic coefficient of GELU's tanh approximation.
+const GELU_CUBIC: f64 = 0.044_715;
+
+/// Calls `$body` with `$phi` bound to φ and `$slope` to φ' as closures of
+/// their own types, so that each activation gets its own vectorised loop.
+/// `$slope` takes (g, y) and returns g·φ'(z) read from y = φ(z) (z for
+/// GELU, see [`keeps_input`]).
+macro_rules! with_activation {
+    ($a:expr, $t:ty, |$phi:ident, $slope:ident| $body:expr) => {{
+        let (zero, one) = (<$t>::zero(), <$t>::one());
+        match $a {
+            Activation::Relu => {
+                let $phi = move |z: $t| Float::max(z, zero);
+                let $slope = move |g: $t, y: $t| if y > zero { g } else { zero };
+                $body
+            }
+            Activation::Tanh => {
+                let $phi = |z: $t| z.tanh();
+                let $slope = move |g: $t, y: $t| g * (one - y * y);
+                $body
+            }
+            Activation::Sigmoid => {
+                let $phi = move |z: $t| one / (one + (-z).exp());
+                let $slope = move |g: $t, y: $t| g * (y * (one - y));
+                $body
+            }
+            Activation::Identity => {
+                let $phi = |z: $t| z;
+                let $slope = |g: $t, _y: $t| g;
+                $body
+            }
+            Activation::LeakyRelu { slope } => {
+                let a = <$t as Real>::of(slope);
+                let $phi = move |z: $t| if z > zero { z } else { a * z };
+                // From z itself: for a ≤ 0 the output does not tell z's sign.
+                let $slope = move |g: $t, z: $t| if z > zero { g } else { g * a };
+                $body
+            }
+            Activation::Elu => {
+                let $phi = move |z: $t| if z > zero { z } else { z.exp_m1() };
+                // z ≤ 0: y = eᶻ − 1, φ' = eᶻ = y + 1.
+                let $slope = move |g: $t, y: $t| if y > zero { g } else { g * (y + one) };
+                $body
+            }
+            Activation::Selu => {
+                let (l, la) = (
+                    <$t as Real>::of(SELU_LAMBDA),
+                    <$t as Real>::of(SELU_LAMBDA * SELU_ALPHA),
+                );
+                let $phi = move |z: $t| if z > zero { l * z } else { la * z.exp_m1() };
+                // z ≤ 0: y = λα(eᶻ − 1), φ' = λαeᶻ = y + λα.
+                let $slope = move |g: $t, y: $t| if y > zero { g * l } else { g * (y + la) };
+                $body
+            }
+            Activation::Softplus => {
+                // ln(1 + eᶻ) = max(z, 0) + ln(1 + e^{−|z|}), which never overflows.
+                let $phi = move |z: $t| Float::max(z, zero) + (-z.abs()).exp().ln_1p();
+                // φ' = σ(z) = 1 − e^{−y}, accurately as −expm1(−y).
+                let $slope = move |g: $t, y: $t| g * -(-y).exp_m1();
+                $body
+            }
+            Activation::Gelu => {
+                let (c, k, half) = (
+                    <$t as Real>::of(GELU_C),
+                    <$t as Real>::of(GELU_CUBIC),
+                    <$t as Real>::of(0.5),
+                );
+                let three = <$t as Real>::of(3.0);
+                let $phi = move |z: $t| half * z * (one + (c * (z + k * z * z * z)).tanh());
+                // From z itself (GELU keeps its input).
+                let $slope = move |g: $t, z: $t| {
+                    let t = (c * (z + k * z * z * z)).tanh();
+                    g * (half * (one + t)
+                        + half * z * (one - t * t) * c * (one + three * k * z * z))
+                };
+                $body
+            }
+        }
+    }};
+}
+
+/// Whether φ' needs the input z kept (GELU, leaky ReLU) rather than the output y.
+pub(crate) fn keeps_input(a: Activation) -> bool {
+    matches!(a, Activation::Gelu | Activation::LeakyRelu { .. })
+}
+
+/// φ applied in place.
+pub(crate) fn apply<T: Real>(a: Activation, h: &mut Array2<T>) {
+    with_activation!(a, T, |phi, _slope| map_inplace(h, phi))
+}
+
+/// y = φ(x·scale + shift) per feature (φ = identity when `None`), in place:
+/// a BN followed by φ in one pass over h.
+pub(crate) fn apply_affine<T: Real>(
+    a: Option<Activation>,
+    h: &mut Array2<T>,
+    scale: &ndarray::Array1<T>,
+    shift: &ndarray::Array1<T>,
+) {
+    match a {
+        Some(a) => with_activation!(a, T, |phi, _slope| map_affine(h, scale, shift, phi)),
+        None => map_affine(h, scale, shift, |v| v),
+    }
+}
+
+/// g ← g ⊙ φ'(z) (⊙ s per feature when a BN's γ/σ is given, the BN before
+/// φ), with φ' read from `kept`: y = φ(z), or z itself where
+/// [`keeps_input`].
+pub(crate) fn mul_slope<T: Real>(
+    a: Activation,
+    g: &mut Array2<T>,
+    kept: &Array2<T>,
+    s: Option<&ndarray::Array1<T>>,
+) {
+    with_activation!(a, T, |_phi, slope| map_slope(g, kept, s, slope))
+}
+
+/// g ← g ⊙ 1[y > 0] (⊙ s per feature when a BN's γ/σ is given), from
+/// where the ReLU output y was positive.
+pub(crate) fn mul_relu_mask<T: Real>(
+    g: &mut Array2<T>,
+    positive: &Array2<u8>,
+    s: Option<&ndarray::Array1<T>>,
+) {
+    // A product with the 0/1 mask, not a branch: it vectorises (a branch on
+    // the random signs does not), and NaN/∞ propagate as in candle's backward.
+    map_slope(g, positive, s, |g, p| g * <T as Real>::of(f64::from(p)));
+}
+
+/// Where the ReLU output y is positive, as bytes: a quarter of the bytes
+/// of y in f32 (an eighth in f64), so the backward pass reads less and y is
+/// freed or kept as the next op's input instead of copied.
+pub(crate) fn relu_mask<T: Real>(post: &Array2<T>) -> Array2<u8> {
+    let zero = T::zero();
+    let mut positive = Array2::<u8>::zeros(post.dim());
+    par_rows(&mut positive, Some(row_major(post)), |ps, ys, _| {
+        let ys = ys.expect("paired rows");
+        ps.iter_mut()
+            .zip(ys)
+            .for_each(|(p, &y)| *p = u8::from(y > zero));
+    });
+    positive
+}
+
+/// Forward mode: (h, t) ↦ (φ(h), φ'(h)·t), in place.
+pub(crate) fn jvp<T: Real>(a: Activation, h: &mut Array2<T>, t: &mut Array2<T>) {
+    if keeps_input(a) {
+        mul_slope(a, t, h, None);
+        apply(a, h);
+    } else {
+        apply(a, h);
+        mul_slope(a, t, h, None);
+    }
+}

@@ -1,0 +1,385 @@
+//! Every op of the engine against candle's autograd (the oracle), and in
+//! f64 against finite differences: the forward pass, reverse mode (input and
+//! hidden-state gradients at every depth), forward mode, parameter gradients
+//! and per-example Gram matrices, in f32 and f64 and in every BN mode. One
+//! test per op, each on the nets that use it.
+
+use candle_core::{Device, Tensor};
+use gradscope_engine::{Engine, Grads, Kernels, Options, Real, Want, for_net};
+use gradscope_nets::{Activation, Arch, BiasInit, BnMode, Mlp, Net, NetParams, Precision};
+use ndarray::Array2;
+
+const DEPTH: usize = 4;
+const BATCH: usize = 12;
+const INPUTS: usize = 3;
+const OUTPUTS: usize = 2;
+
+/// Every rank-1 parameter (γ, β, biases, gains) set away from its initial
+/// 1 or 0, so that an op that dropped or misplaced one would show.
+fn perturb_vectors(m: &Mlp) {
+    for (k, (name, var)) in m.parameters().iter().enumerate() {
+        let t = var.as_tensor();
+        if t.rank() != 1 {
+            continue;
+        }
+        let n = t.dims1().unwrap();
+        let base = if name.ends_with(".weight") { 1.0 } else { 0.0 };
+        let v: Vec<f64> = (0..n)
+            .map(|i| base + 0.3 * ((k * 31 + i * 7) as f64).sin())
+            .collect();
+        let new = Tensor::from_vec(v, n, t.device())
+            .unwrap()
+            .to_dtype(t.dtype())
+            .unwrap();
+        var.set(&new).unwrap();
+    }
+}
+
+fn inputs() -> Array2<f64> {
+    Array2::from_shape_fn((BATCH, INPUTS), |(i, j)| {
+        ((i * 7 + j * 5) % 13) as f64 / 6.0 - 1.0
+    })
+}
+
+/// A small net of `arch`, its vectors perturbed; BN statistics calibrated
+/// on the inputs (so eval mode is a realistic net).
+fn net(arch: &str, activation: Activation, precision: Precision) -> Net {
+    let p = NetParams {
+        arch: arch.parse::<Arch>().unwrap(),
+        depth: DEPTH,
+        width: 12,
+        input_dim: INPUTS,
+        output_dim: OUTPUTS,
+        activation,
+        bias_init: BiasInit::Normal { std: 0.2 },
+        precision,
+        seed: 3,
+        ..Default::default()
+    };
+    let m = Mlp::new(&p.check().unwrap()).unwrap();
+    perturb_vectors(&m);
+    let x = inputs();
+    let xt = Tensor::from_iter(x.iter().copied(), &Device::Cpu)
+        .unwrap()
+        .reshape(x.dim())
+        .unwrap()
+        .to_dtype(precision_dtype(precision))
+        .unwrap();
+    m.calibrate_batch_norm(&xt).unwrap();
+    Net::Mlp(m)
+}
+
+fn precision_dtype(p: Precision) -> candle_core::DType {
+    match p {
+        Precision::F32 => candle_core::DType::F32,
+        Precision::F64 => candle_core::DType::F64,
+    }
+}
+
+/// A per-example output gradient with distinct rows.
+fn out_grad<T: Real>() -> Array2<T> {
+    Array2::from_shape_fn((BATCH, OUTPUTS), |(i, k)| {
+        T::of((i as f64 + 1.0) * if k == 0 { 0.1 } else { -0.05 })
+    })
+}
+
+fn to64<T: Real>(a: &[T]) -> Vec<f64> {
+    a.iter().map(|v| v.f64()).collect()
+}
+
+/// |a − b| ≤ tol · max(‖b‖_∞, floor), elementwise.
+fn close(a: &[f64], b: &[f64], tol: f64, what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-30);
+    for (x, y) in a.iter().zip(b) {
+        assert!(
+            (x - y).abs() <= tol * scale,
+            "{what}: {x} vs {y} (scale {scale:e})"
+        );
+    }
+}
+
+fn same_grads<T: Real>(got: &Grads<T>, want: &Grads<T>, tol: f64, what: &str) {
+    close(
+        &to64(got.input.as_slice().unwrap()),
+        &to64(want.input.as_slice().unwrap()),
+        tol,
+        &format!("{what}: ∂L/∂x"),
+    );
+    assert_eq!(got.hidden.len(), want.hidden.len(), "{what}");
+    for (l, (a, b)) in got.hidden.iter().zip(&want.hidden).enumerate() {
+        close(
+            &to64(a.as_slice().unwrap()),
+            &to64(b.as_slice().unwrap()),
+            tol,
+            &format!("{what}: ∂L/∂h_{l}"),
+        );
+    }
+    close(
+        &got.hidden_norms,
+        &want.hidden_norms,
+        tol,
+        &format!("{what}: ‖∂L/∂h‖"),
+    );
+    assert!(
+        want.unreached.is_empty(),
+        "{what}: oracle reached {:?}",
+        want.unreached
+    );
+    let names = |g: &Grads<T>| g.params.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    assert_eq!(
+        names(got),
+        names(want),
+        "{what}: parameters in state-dict order"
+    );
+    for ((name, a), (_, b)) in got.params.iter().zip(&want.params) {
+        close(&to64(a), &to64(b), tol, &format!("{what}: ∂L/∂{name}"));
+    }
+    close(
+        &got.param_norms,
+        &want.param_norms,
+        tol,
+        &format!("{what}: ‖∂L/∂θ‖"),
+    );
+    let layers = |g: &Grads<T>| g.gram.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    assert_eq!(layers(got), layers(want), "{what}: Gram layers");
+    for ((name, a), (_, b)) in got.gram.iter().zip(&want.gram) {
+        close(
+            &a.iter().copied().collect::<Vec<_>>(),
+            &b.iter().copied().collect::<Vec<_>>(),
+            tol,
+            &format!("{what}: Gram of {name}"),
+        );
+    }
+}
+
+/// The engine and the oracle on `net` in `mode`: outputs, gradients
+/// (input, hidden, parameters, Grams where samples do not interact) at the
+/// shallowest and the full depth, activation norms and the forward-mode sweep.
+fn against_oracle<T: Real>(net: &Net, mode: BnMode, tol: f64, what: &str) {
+    let engine = for_net::<T>(net, Options::once(mode)).unwrap();
+    let oracle = for_net::<T>(net, Options::once(mode).on_candle()).unwrap();
+    assert_eq!(engine.kernels(), &Kernels::Engine, "{what}");
+    let x = inputs().mapv(T::of);
+    let (fe, fo) = (
+        engine.forward(x.view(), true).unwrap(),
+        oracle.forward(x.view(), true).unwrap(),
+    );
+    let coupled = matches!(mode, BnMode::Full);
+    let g = out_grad::<T>();
+    for depth in [1, DEPTH] {
+        let at = format!("{what} {mode} depth {depth}");
+        close(
+            &to64(engine.output(&fe, depth).unwrap().as_slice().unwrap()),
+            &to64(oracle.output(&fo, depth).unwrap().as_slice().unwrap()),
+            tol,
+            &format!("{at}: output"),
+        );
+        close(
+            &engine.activation_norms(&fe, depth),
+            &oracle.activation_norms(&fo, depth),
+            tol,
+            &format!("{at}: ‖h‖"),
+        );
+        let want = Want {
+            hidden: true,
+            params: true,
+            gram: !coupled,
+        };
+        let got = engine.backward(&fe, depth, Some(g.view()), want).unwrap();
+        let expected = oracle.backward(&fo, depth, Some(g.view()), want).unwrap();
+        same_grads(&got, &expected, tol, &at);
+        assert!(!got.params.is_empty() && (coupled || !got.gram.is_empty()));
+    }
+    // Forward mode (one pass for every depth) against reverse mode per depth.
+    let v: Vec<T> = [0.3, -1.0, 0.5].iter().map(|&v| T::of(v)).collect();
+    match (engine.tangent_sweep(x.view(), &v), coupled) {
+        (Err(_), true) => {}
+        (Ok(sweep), false) => {
+            let want = oracle.tangent_sweep(x.view(), &v).unwrap();
+            close(
+                &to64(sweep.as_slice().unwrap()),
+                &to64(want.as_slice().unwrap()),
+                tol,
+                &format!("{what} {mode}: tangent sweep"),
+            );
+        }
+        (r, _) => panic!(
+            "{what} {mode}: the sweep needs samples that do not interact: {:?}",
+            r.is_ok()
+        ),
+    }
+}
+
+/// L = Σ out_grad ⊙ f(x) of the whole net on the engine (f64).
+fn loss(engine: &dyn Engine<f64>, x: &Array2<f64>) -> f64 {
+    let out = engine.predict(x.view()).unwrap();
+    (&out * &out_grad::<f64>()).sum()
+}
+
+/// Central finite differences of L in x and in a few entries of every
+/// parameter against the engine's gradients (f64; eval and full mode,
+/// where the gradient is the derivative of the function computed).
+fn against_finite_differences(net: &Net, mode: BnMode, what: &str) {
+    let mut engine = for_net::<f64>(net, Options::repeated(mode)).unwrap();
+    let mut x = inputs();
+    let fwd = engine.forward(x.view(), true).unwrap();
+    let g = out_grad::<f64>();
+    let want = Want {
+        params: true,
+        ..Want::default()
+    };
+    let grads = engine.backward(&fwd, DEPTH, Some(g.view()), want).unwrap();
+    let h = 1e-6;
+    let scale = grads.input.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    for i in [0, 5, BATCH - 1] {
+        for j in 0..INPUTS {
+            let x0 = x[[i, j]];
+            x[[i, j]] = x0 + h;
+            let up = loss(engine.as_ref(), &x);
+            x[[i, j]] = x0 - h;
+            let down = loss(engine.as_ref(), &x);
+            x[[i, j]] = x0;
+            let fd = (up - down) / (2.0 * h);
+            let got = grads.input[[i, j]];
+            assert!(
+                (fd - got).abs() <= 1e-6 * scale.max(1e-6),
+                "{what} {mode}: ∂L/∂x[{i},{j}] {got} vs finite difference {fd}"
+            );
+        }
+    }
+    for (name, gp) in &grads.params {
+        let gscale = gp.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-6);
+        for k in [0, gp.len() / 2, gp.len() - 1] {
+            let nudge = |e: &mut dyn Engine<f64>, delta: f64| {
+                e.update_params(&grads, &mut |n, _, w, _| {
+                    if n == name {
+                        w[k] += delta;
+                    }
+                })
+                .unwrap();
+            };
+            nudge(engine.as_mut(), h);
+            let up = loss(engine.as_ref(), &x);
+            nudge(engine.as_mut(), -2.0 * h);
+            let down = loss(engine.as_ref(), &x);
+            nudge(engine.as_mut(), h);
+            let fd = (up - down) / (2.0 * h);
+            assert!(
+                (fd - gp[k]).abs() <= 1e-6 * gscale,
+                "{what} {mode}: ∂L/∂{name}[{k}] {} vs finite difference {fd}",
+                gp[k]
+            );
+        }
+    }
+}
+
+/// Every check on every arch of `archs` with every activation of `acts`.
+fn check(archs: &[&str], acts: &[Activation]) {
+    for arch in archs {
+        for &act in acts {
+            let what = format!("{arch} {act}");
+            let n64 = net(arch, act, Precision::F64);
+            let n32 = net(arch, act, Precision::F32);
+            for mode in [BnMode::PerSample, BnMode::Eval, BnMode::Full] {
+                // Through the batch statistics g − mean(g) − x̂·mean(g x̂)
+                // cancels most of g, so rounding grows by about 100×.
+                let tol = if mode == BnMode::Full { 1e-8 } else { 1e-10 };
+                against_oracle::<f64>(&n64, mode, tol, &what);
+                against_oracle::<f32>(&n32, mode, 2e-3, &format!("{what} f32"));
+            }
+            for mode in [BnMode::Eval, BnMode::Full] {
+                against_finite_differences(&n64, mode, &what);
+            }
+        }
+    }
+}
+
+#[test]
+fn linear() {
+    check(&["plain", "resnet1"], &[Activation::Relu]);
+}
+
+#[test]
+fn activations() {
+    check(&["plain", "resnet"], &Activation::ALL);
+}
+
+#[test]
+fn batch_norm() {
+    check(
+        &[
+            "plain-bn",
+            "resnet-bn",
+            "resnet1-bn",
+            "resnet-bn:order=post",
+            "resnet:branch=3,norm=bn",
+            "resnet-bn:bottleneck=2",
+        ],
+        &[Activation::Relu, Activation::Tanh],
+    );
+}
+
+#[test]
+fn feature_norms() {
+    check(
+        &[
+            "plain:norm=ln",
+            "resnet:norm=ln",
+            "resnet:norm=gn(3)",
+            "resnet:norm=rms",
+            "xskip-ln:lambda=2,alpha=0.5",
+            "rskip-ln:lambda=3",
+        ],
+        &[Activation::Relu, Activation::Sigmoid],
+    );
+}
+
+#[test]
+fn weight_norm() {
+    check(&["plain:norm=wn", "resnet:norm=wn"], &[Activation::Relu]);
+}
+
+#[test]
+fn crelu() {
+    check(&["looks-linear"], &[Activation::Relu]);
+}
+
+#[test]
+fn branch_gains() {
+    check(
+        &[
+            "resnet-bn:init=skipinit",
+            "resnet:init=rezero",
+            "resnet:init=fixup",
+        ],
+        &[Activation::Relu],
+    );
+}
+
+#[test]
+fn gates() {
+    check(
+        &[
+            "highway",
+            "resnet:skip=gate(-1),alpha=0.5",
+            "resnet-bn:skip=shortcut-gate(0.5)",
+            "resnet:skip=gate(-1),init=rezero",
+        ],
+        &[Activation::Relu],
+    );
+}
+
+#[test]
+fn shortcuts() {
+    check(
+        &[
+            "resnet-bn:alpha=0.5",
+            "resnet:skip=scale(0.7)",
+            "xskip:lambda=0.5",
+            "resnet:skip=proj",
+            "resnet:skip=dropout(0.3)",
+        ],
+        &[Activation::Relu],
+    );
+}
