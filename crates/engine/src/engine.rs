@@ -5,7 +5,7 @@
 //! it says why when it picks candle.
 
 use std::any::Any;
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use gradscope_nets::{BnMode, Net};
@@ -237,23 +237,20 @@ pub fn for_net<T: Real>(net: &Net, opts: Options) -> Result<Box<dyn Engine<T>>> 
     )?))
 }
 
-static FALLBACKS: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+static FALLBACKS: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
 
 fn note_fallback(what: &str) {
-    FALLBACKS
+    *FALLBACKS
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .insert(what.to_string());
+        .entry(what.to_string())
+        .or_default() += 1;
 }
 
-/// Every net this process ran on candle because the engine does not cover
-/// it, with why (`conv-resnet:…: convolutions are not engine ops yet`): a
-/// run's log and provenance say what was computed where.
-pub fn fallbacks() -> Vec<String> {
-    FALLBACKS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .cloned()
-        .collect()
+/// Every kind of net this process ran on candle because the engine does not
+/// cover it, with why (`conv-resnet depth 20: convolutions are not engine
+/// ops yet`) and how many times: a run's log and provenance say what was
+/// computed where (a run compares the counts before and after it).
+pub fn fallbacks() -> BTreeMap<String, u64> {
+    FALLBACKS.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }

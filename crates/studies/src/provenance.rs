@@ -19,12 +19,17 @@ pub struct Provenance {
     pub threads: usize,
     /// The command line, when run from the binary.
     pub command: Option<String>,
+    /// Nets the run computed on candle's autograd instead of the engine's
+    /// kernels, with why (empty, and left out, when there were none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub engine_fallbacks: Vec<String>,
 }
 
 /// A clock started at the beginning of a run.
 pub struct RunClock {
     started: SystemTime,
     instant: Instant,
+    fallbacks: std::collections::BTreeMap<String, u64>,
 }
 
 impl RunClock {
@@ -33,7 +38,17 @@ impl RunClock {
         RunClock {
             started: SystemTime::now(),
             instant: Instant::now(),
+            fallbacks: gradscope_engine::fallbacks(),
         }
+    }
+
+    /// The nets run on candle since the clock started, with why.
+    pub fn fallbacks(&self) -> Vec<String> {
+        gradscope_engine::fallbacks()
+            .into_iter()
+            .filter(|(what, n)| self.fallbacks.get(what) != Some(n))
+            .map(|(what, _)| what)
+            .collect()
     }
 
     /// Provenance of a run started at this clock's start and ending now.
@@ -45,6 +60,7 @@ impl RunClock {
             seconds: (self.instant.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
             threads,
             command,
+            engine_fallbacks: self.fallbacks(),
         }
     }
 }

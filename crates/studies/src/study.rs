@@ -89,6 +89,9 @@ pub fn run_study<S: Study>(study: &S, opts: &RunOptions) -> Result<S::Results> {
         .into_iter()
         .map(|o| o.expect("every cell collected"))
         .collect();
+    for what in clock.fallbacks() {
+        opts.log(&format!("{}: ran on candle's autograd: {what}", S::NAME));
+    }
     study.summarise(
         outputs,
         clock.provenance(opts.threads, opts.command.clone()),
