@@ -199,3 +199,42 @@ fn a_net_for_one_pass_equals_the_net_that_keeps_w_transposed() {
         );
     }
 }
+
+/// A conv net is not made of engine ops: it runs on candle, which its
+/// kernels and the process's fallbacks say, with why.
+#[test]
+fn a_conv_net_falls_back_to_candle_and_says_why() {
+    use gradscope_engine::{Kernels, fallbacks};
+    use gradscope_nets::{ConvNet, ConvNetParams};
+    let conv = ConvNet::new(
+        &ConvNetParams {
+            depth: 8,
+            widths: [2, 3, 4],
+            in_channels: 1,
+            image_size: 4,
+            classes: 3,
+            precision: Precision::F64,
+            seed: 1,
+            ..Default::default()
+        }
+        .check()
+        .unwrap(),
+    )
+    .unwrap();
+    let net = Net::Conv(conv);
+    let before = fallbacks();
+    let engine = for_net::<f64>(&net, Options::once(BnMode::Eval)).unwrap();
+    let Kernels::Candle { reason } = engine.kernels() else {
+        panic!("a conv net on the engine's kernels")
+    };
+    assert!(reason.contains("convolutions"), "{reason}");
+    let after = fallbacks();
+    let key = after
+        .keys()
+        .find(|k| k.contains("convolutions"))
+        .expect("recorded");
+    assert_eq!(after[key], before.get(key).copied().unwrap_or(0) + 1);
+    // And it computes: 2 images of 1×4×4 give 2 × 3 logits.
+    let x = Array2::from_shape_fn((2, 16), |(i, j)| (i * 16 + j) as f64 / 32.0);
+    assert_eq!(engine.predict(x.view()).unwrap().dim(), (2, 3));
+}
