@@ -1,10 +1,11 @@
 //! gradscope: a research workbench for the gradients of deep networks.
 //!
 //! The pipeline, one crate per stage, re-exported here:
-//! [`nets`] (one description of a net, from a validated spec) → [`engine`]
-//! (per-op kernels, or candle's autograd where they do not reach) → [`probe`]
-//! (gradient capture) → [`stats`] (correlation, spectra, fits) → [`studies`]
-//! (config in, results out) → [`report`] (figures, HTML, Markdown).
+//! [`spec`] (descriptions of nets and runs, parsed and checked, no candle) →
+//! [`nets`] (one description of a net: candle models from a validated spec) →
+//! [`engine`] (per-op kernels, or candle's autograd where they do not reach) →
+//! [`probe`] (gradient capture) → [`stats`] (correlation, spectra, fits) →
+//! [`studies`] (config in, results out) → [`report`] (figures, HTML, Markdown).
 //!
 //! A measurement in a few lines: the lag-1 correlation r₁ and spectral slope of
 //! df/dx for a 16-block resnet with BN (Balduzzi et al. 2017).
@@ -28,5 +29,6 @@ pub use gradscope_engine as engine;
 pub use gradscope_nets as nets;
 pub use gradscope_probe as probe;
 pub use gradscope_report as report;
+pub use gradscope_spec as spec;
 pub use gradscope_stats as stats;
 pub use gradscope_studies as studies;

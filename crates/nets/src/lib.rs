@@ -1,6 +1,10 @@
 #![warn(missing_docs)]
 //! Candle models for gradient studies, built from a validated spec.
 //!
+//! The descriptions (architectures, activations, inits, BN modes, conv specs)
+//! are the `gradscope_spec` crate's, re-exported here; this crate builds
+//! tensors from them.
+//!
 //! ```
 //! use gradscope_nets::{Arch, BnMode, Mlp, NetParams};
 //! use candle_core::{Device, Tensor};
@@ -22,40 +26,39 @@ mod dense;
 mod error;
 mod feature_norm;
 pub mod fs;
-mod init;
 mod linear;
 mod mlp;
 mod model;
 mod net;
-mod parse;
+mod precision;
 mod residual;
-mod seed;
 mod sequential;
-mod spec;
 mod weight_norm;
 mod weights;
 
-pub use activation::{Activation, SELU_ALPHA, SELU_LAMBDA};
-pub use batch_norm::{BN_EPS, BN_MOMENTUM, BatchNorm, BnMode};
+pub use activation::ActivationExt;
+pub use batch_norm::BatchNorm;
 pub use block::Block;
 pub use conv::Conv2d;
-pub use convnet::{ConvArch, ConvBlock, ConvNet, ConvNetParams, ConvNetSpec, Shortcut};
+pub use convnet::ConvNet;
 pub use dense::Dense;
 pub use error::{NetError, Result};
-pub use feature_norm::{FeatureNorm, FeatureNormKind, NORM_EPS};
-pub use init::{BiasInit, DrawCache, WeightInit, tensor_rng};
+pub use feature_norm::FeatureNorm;
 pub use linear::Linear;
 pub use mlp::{Mlp, Trace};
 pub use model::{BlockNet, Model};
 pub use net::Net;
+pub use precision::PrecisionExt;
 pub use residual::{Residual, ResidualShortcut, ShortcutDropout};
-pub use seed::derive_seed;
 pub use sequential::{Layer, Sequential};
-pub use spec::{
-    Arch, BranchInit, GATE_BIAS, MAX_DEPTH, MAX_PARAMETERS, MAX_WIDTH, NetParams, NetSpec, Norm,
-    Order, Precision, Skip,
-};
 pub use weight_norm::WeightNormLinear;
 pub use weights::{SPEC_METADATA_KEY, load_safetensors, to_safetensors};
+
+pub use gradscope_spec::{
+    Activation, Arch, BN_EPS, BN_MOMENTUM, BiasInit, BnMode, BranchInit, ConvArch, ConvBlock,
+    ConvNetParams, ConvNetSpec, DrawCache, FeatureNormKind, GATE_BIAS, MAX_DEPTH, MAX_PARAMETERS,
+    MAX_WIDTH, NORM_EPS, NetParams, NetSpec, Norm, Order, Precision, SELU_ALPHA, SELU_LAMBDA, Shortcut, Skip, SpecError,
+    Step, WeightInit, derive_seed, tensor_rng,
+};
 
 pub use candle_core;

@@ -6,12 +6,10 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 
-use crate::init::{DrawCache, tensor_rng};
-use crate::spec::Step;
 use crate::{
-    Arch, BatchNorm, Block, BnMode, BranchInit, Dense, FeatureNorm, Layer, Linear, NetError,
-    NetSpec, Norm, Order, Residual, ResidualShortcut, Result, Sequential, ShortcutDropout, Skip,
-    WeightNormLinear, derive_seed,
+    Arch, BatchNorm, Block, BnMode, BranchInit, Dense, DrawCache, FeatureNorm, Layer, Linear,
+    NetError, NetSpec, Norm, Order, PrecisionExt, Residual, ResidualShortcut, Result, Sequential,
+    ShortcutDropout, Skip, Step, WeightNormLinear, derive_seed, tensor_rng,
 };
 
 #[derive(Clone, Debug)]

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use candle_core::{Tensor, Var};
 use rand::Rng;
 
-use crate::{Activation, BnMode, Linear, Result, Sequential, tensor_rng};
+use crate::{Activation, ActivationExt, BnMode, Linear, Result, Sequential, tensor_rng};
 
 /// The shortcut s(x) of a residual block.
 #[derive(Clone, Debug)]

@@ -3,7 +3,9 @@
 
 use candle_core::{Tensor, Var};
 
-use crate::{Activation, BatchNorm, BnMode, FeatureNorm, Linear, Result, WeightNormLinear};
+use crate::{
+    Activation, ActivationExt, BatchNorm, BnMode, FeatureNorm, Linear, Result, WeightNormLinear,
+};
 
 /// One step of a [`Sequential`].
 #[derive(Clone, Debug)]

@@ -150,7 +150,7 @@ impl EnsembleParams {
                 "a weights file is one net: give exactly one arch and seeds = 1",
             ));
         }
-        let (train, test) = p.data.load()?;
+        let (train, test) = crate::data::load(&p.data)?;
         let train = match p.max_train {
             Some(0) => return Err(StudyError::config("max_train", "must be at least 1")),
             Some(m) if m < train.len() => train.select(

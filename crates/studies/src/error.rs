@@ -36,6 +36,10 @@ pub enum StudyError {
         /// What is wrong.
         reason: String,
     },
+    /// A net or run description refused (a parameter out of range, a spec
+    /// string that does not parse).
+    #[error(transparent)]
+    Spec(#[from] gradscope_spec::SpecError),
     /// Building or loading a net failed.
     #[error(transparent)]
     Net(#[from] gradscope_nets::NetError),

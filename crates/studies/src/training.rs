@@ -7,12 +7,10 @@
 //! along an input line, and per-example gradient cosines: the gradients
 //! behind the curves.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use gradscope_nets::{
-    Arch, ConvArch, ConvNet, ConvNetParams, Mlp, Model, Net, NetParams, Precision, derive_seed,
+    Arch, ConvNet, ConvNetParams, Mlp, Model, Net, NetParams, Precision, derive_seed,
 };
 use gradscope_stats::MeanStd;
 use gradscope_train::{
@@ -25,63 +23,12 @@ use crate::output::{Csv, create_dir, num, write_json};
 use crate::provenance::Provenance;
 use crate::study::{Study, StudyResults};
 use crate::{Result, StudyError};
+pub use gradscope_spec::ModelArch;
 
 /// Folder name under the data and report roots.
 pub const NAME: &str = "training";
 /// Version of `summary.json`'s layout.
 pub const SCHEMA: &str = "gradscope.training/1";
-
-/// A model to train: an MLP architecture, or a convolutional one (`conv-plain`,
-/// `conv-resnet:shortcut=b`, `conv-resnet:block=bottleneck`).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum ModelArch {
-    /// An MLP of the shattered-gradients families.
-    Mlp(Arch),
-    /// A convolutional net of He et al. 2016a.
-    Conv(ConvArch),
-}
-
-impl ModelArch {
-    /// Whether the net has shortcuts.
-    pub fn is_residual(&self) -> bool {
-        match self {
-            ModelArch::Mlp(a) => a.is_residual(),
-            ModelArch::Conv(c) => c.residual,
-        }
-    }
-}
-
-impl fmt::Display for ModelArch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ModelArch::Mlp(a) => write!(f, "{a}"),
-            ModelArch::Conv(c) => write!(f, "conv-{c}"),
-        }
-    }
-}
-
-impl FromStr for ModelArch {
-    type Err = gradscope_nets::NetError;
-    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
-        match s.trim().strip_prefix("conv-") {
-            Some(rest) => Ok(ModelArch::Conv(rest.parse()?)),
-            None => Ok(ModelArch::Mlp(s.parse()?)),
-        }
-    }
-}
-
-impl Serialize for ModelArch {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for ModelArch {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
 
 /// Unchecked parameters of the degradation study; defaults show the effect
 /// on the embedded digits in well under a minute on 2 cores.
@@ -179,7 +126,7 @@ impl TrainingParams {
                 format!("must be 1..=1000, got {}", p.seeds),
             ));
         }
-        let (train, test) = p.data.load()?;
+        let (train, test) = crate::data::load(&p.data)?;
         let train = match p.max_train {
             Some(0) => return Err(StudyError::config("max_train", "must be at least 1")),
             Some(m) if m < train.len() => {
@@ -337,7 +284,7 @@ pub(crate) fn train_net(
     test: &Examples,
     checkpoints: Option<&Path>,
 ) -> Result<History> {
-    let config = params.check(train.len()).map_err(train_err)?;
+    let config = params.check(train.len()).map_err(|e| train_err(e.into()))?;
     let checkpoint = checkpoints.map(|d| {
         d.join(format!(
             "{}-{:016x}",

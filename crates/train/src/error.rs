@@ -3,14 +3,10 @@ use std::path::PathBuf;
 /// Errors of a training run.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
-    /// A training parameter is out of its valid range.
-    #[error("invalid {field}: {reason}")]
-    Config {
-        /// The parameter.
-        field: &'static str,
-        /// Why the value is refused.
-        reason: String,
-    },
+    /// A training parameter is out of its valid range (a config error), or
+    /// a spec string does not parse.
+    #[error(transparent)]
+    Spec(#[from] gradscope_spec::SpecError),
     /// Examples that do not fit the net or each other.
     #[error("data: {0}")]
     Data(String),
@@ -40,12 +36,10 @@ pub enum TrainError {
 }
 
 impl TrainError {
-    /// A [`TrainError::Config`] for `field`.
+    /// The config error for `field`: a [`TrainError::Spec`] holding
+    /// [`SpecError::InvalidParam`](gradscope_spec::SpecError::InvalidParam).
     pub fn config(field: &'static str, reason: impl Into<String>) -> Self {
-        TrainError::Config {
-            field,
-            reason: reason.into(),
-        }
+        TrainError::Spec(gradscope_spec::SpecError::invalid(field, reason))
     }
 }
 

@@ -6,12 +6,14 @@
 //! checkpoints from which a run resumes exactly. MLPs the dense fast path
 //! covers (`gradscope_probe::dense`) train on it, tested equal to candle's
 //! autograd to rounding; every other model trains on candle.
+//!
+//! The hyper-parameters ([`TrainParams`], [`OptimizerParams`], [`Schedule`])
+//! are the `gradscope_spec` crate's, re-exported here.
 
 mod error;
 mod examples;
 mod loss;
 mod optim;
-mod schedule;
 mod steps;
 mod trainer;
 
@@ -21,6 +23,8 @@ pub use loss::{
     cross_entropy, cross_entropy_gradient, cross_entropy_per_example, error_rate, log_softmax,
     misclassified,
 };
-pub use optim::{Optimizer, OptimizerParams};
-pub use schedule::{Decay, Schedule};
-pub use trainer::{EpochRecord, GradLog, History, TrainConfig, TrainParams, Trainer};
+pub use optim::Optimizer;
+pub use trainer::{EpochRecord, GradLog, History, Trainer};
+
+// The hyper-parameters are descriptions: the spec crate's, re-exported.
+pub use gradscope_spec::{Decay, OptimizerParams, Schedule, TrainConfig, TrainParams};

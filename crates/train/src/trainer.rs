@@ -18,123 +18,9 @@ use gradscope_stats::{
 use serde::{Deserialize, Serialize};
 
 use crate::examples::{Examples, epoch_batches};
-use crate::optim::{Optimizer, OptimizerParams};
-use crate::schedule::Schedule;
+use crate::optim::Optimizer;
 use crate::steps;
-use crate::{Result, TrainError};
-
-/// Unchecked training parameters.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TrainParams {
-    /// Passes over the training set.
-    pub epochs: usize,
-    /// Examples per step.
-    pub batch_size: usize,
-    /// Optimiser and its hyper-parameters.
-    pub optimizer: OptimizerParams,
-    /// Learning-rate schedule.
-    pub schedule: Schedule,
-    /// Seed of the batch order (epoch e uses `derive_seed(seed, "epoch{e}")`).
-    pub seed: u64,
-    /// Log gradients every this many steps (and at step 0); 0: once per epoch.
-    pub log_every: usize,
-    /// Points on the input line whose df/dt gives the shattering metrics; 0 turns it off.
-    pub probe_points: usize,
-    /// Examples whose per-example gradient cosines are logged; 0 turns it off.
-    pub similarity_examples: usize,
-}
-
-impl Default for TrainParams {
-    fn default() -> Self {
-        TrainParams {
-            epochs: 20,
-            batch_size: 64,
-            optimizer: OptimizerParams::default(),
-            schedule: Schedule::default(),
-            seed: 0,
-            log_every: 0,
-            probe_points: 128,
-            similarity_examples: 16,
-        }
-    }
-}
-
-impl TrainParams {
-    /// Validate against a training set of `n` examples.
-    pub fn check(&self, n: usize) -> Result<TrainConfig> {
-        if !(1..=100_000).contains(&self.epochs) {
-            return Err(TrainError::config(
-                "epochs",
-                format!("must be 1..=100000, got {}", self.epochs),
-            ));
-        }
-        if self.batch_size == 0 || self.batch_size > 1 << 16 {
-            return Err(TrainError::config(
-                "batch_size",
-                format!("must be 1..=65536, got {}", self.batch_size),
-            ));
-        }
-        if n < 2 {
-            return Err(TrainError::config(
-                "training set",
-                format!("needs at least 2 examples, got {n}"),
-            ));
-        }
-        if self.probe_points != 0 && !(16..=4096).contains(&self.probe_points) {
-            return Err(TrainError::config(
-                "probe_points",
-                format!("must be 0 or 16..=4096, got {}", self.probe_points),
-            ));
-        }
-        if self.similarity_examples == 1 || self.similarity_examples > 1024 {
-            return Err(TrainError::config(
-                "similarity_examples",
-                format!("must be 0 or 2..=1024, got {}", self.similarity_examples),
-            ));
-        }
-        self.optimizer.check()?;
-        self.schedule.check(self.epochs)?;
-        Ok(TrainConfig {
-            params: self.clone(),
-            steps_per_epoch: n.div_ceil(self.batch_size),
-        })
-    }
-}
-
-/// Validated training parameters for a training set of a given size.
-#[derive(Clone, Debug)]
-pub struct TrainConfig {
-    params: TrainParams,
-    steps_per_epoch: usize,
-}
-
-impl TrainConfig {
-    /// The validated parameters.
-    pub fn params(&self) -> &TrainParams {
-        &self.params
-    }
-
-    /// Steps per epoch (the last batch may be smaller).
-    pub fn steps_per_epoch(&self) -> usize {
-        self.steps_per_epoch
-    }
-
-    /// Steps of the whole run.
-    pub fn total_steps(&self) -> usize {
-        self.steps_per_epoch * self.params.epochs
-    }
-
-    /// The learning rate at a step.
-    pub fn lr(&self, step: usize) -> f64 {
-        self.params.schedule.lr(
-            self.params.optimizer.lr(),
-            step,
-            self.steps_per_epoch,
-            self.params.epochs,
-        )
-    }
-}
+use crate::{Result, TrainConfig, TrainError};
 
 /// Errors and loss after an epoch (both sets evaluated with BN in eval mode).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -242,7 +128,7 @@ impl Trainer<'_> {
     /// [`run`](Self::run) on the kernels `request` asks for
     /// ([`Request::Candle`]: candle's autograd whatever the net, the oracle).
     pub fn run_with(&self, request: Request) -> Result<History> {
-        let p = &self.config.params;
+        let p = self.config.params();
         if self.train.shape() != self.test.shape() || self.train.classes() != self.test.classes() {
             return Err(TrainError::Data(
                 "training and test sets differ in shape or classes".into(),
@@ -283,12 +169,12 @@ impl Trainer<'_> {
         mut history: History,
         start: usize,
     ) -> Result<History> {
-        let p = &self.config.params;
+        let p = self.config.params();
         let log_batch = self.log_batch();
         if start == 0 && history.logs.is_empty() {
             history.logs.push(self.grad_log(be, 0, &log_batch)?);
         }
-        let mut step = start * self.config.steps_per_epoch;
+        let mut step = start * self.config.steps_per_epoch();
         'epochs: for epoch in start..p.epochs {
             for batch in epoch_batches(
                 self.train.len(),
@@ -342,11 +228,11 @@ impl Trainer<'_> {
 
     /// A fixed batch of training examples (seeded), the same at every log.
     fn log_batch(&self) -> Vec<usize> {
-        let n = self.config.params.batch_size.min(self.train.len());
+        let n = self.config.params().batch_size.min(self.train.len());
         epoch_batches(
             self.train.len(),
             n,
-            derive_seed(self.config.params.seed, "log-batch"),
+            derive_seed(self.config.params().seed, "log-batch"),
         )[0]
         .clone()
     }
@@ -377,7 +263,7 @@ impl Trainer<'_> {
     /// a and b the first two examples of the log batch with different labels
     /// (BN in eval mode: the function the net computes at test time).
     fn line_probe<T: Real>(&self, be: &mut dyn Engine<T>, batch: &[usize]) -> Result<(f64, f64)> {
-        let points = self.config.params.probe_points;
+        let points = self.config.params().probe_points;
         let labels = self.train.labels();
         let Some(&j) = batch.iter().find(|&&j| labels[j] != labels[batch[0]]) else {
             return Ok((f64::NAN, f64::NAN));
@@ -409,7 +295,7 @@ impl Trainer<'_> {
     /// Mean off-diagonal cosine of per-example loss gradients (all parameters),
     /// on the first examples of the log batch, BN in eval mode.
     fn mean_cosine<T: Real>(&self, be: &mut dyn Engine<T>, batch: &[usize]) -> Result<f64> {
-        let m = self.config.params.similarity_examples.min(batch.len());
+        let m = self.config.params().similarity_examples.min(batch.len());
         if m < 2 {
             return Ok(f64::NAN);
         }
@@ -462,7 +348,7 @@ impl Trainer<'_> {
     }
 
     fn config_json(&self) -> serde_json::Value {
-        serde_json::json!({ "train": self.config.params, "model": self.label, "examples": self.train.len() })
+        serde_json::json!({ "train": self.config.params(), "model": self.label, "examples": self.train.len() })
     }
 
     /// Load the latest checkpoint, if there is one for this configuration.

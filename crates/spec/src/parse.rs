@@ -1,7 +1,7 @@
 //! The small grammar shared by every spec string: `name`, `name(arg)` and
 //! `name:key=value,key=value`. Values print back in the same form.
 
-use crate::{NetError, Result};
+use crate::{Result, SpecError};
 
 /// Split `name(arg)` into `("name", Some("arg"))`, or `name` into `("name", None)`.
 pub(crate) fn split_call<'a>(what: &'static str, s: &'a str) -> Result<(&'a str, Option<&'a str>)> {
@@ -10,7 +10,7 @@ pub(crate) fn split_call<'a>(what: &'static str, s: &'a str) -> Result<(&'a str,
         None => Ok((s, None)),
         Some(open) => {
             let Some(inner) = s[open + 1..].strip_suffix(')') else {
-                return Err(NetError::parse(what, s, "missing closing `)`"));
+                return Err(SpecError::parse(what, s, "missing closing `)`"));
             };
             Ok((s[..open].trim(), Some(inner.trim())))
         }
@@ -22,9 +22,13 @@ pub(crate) fn finite(what: &'static str, input: &str, s: &str) -> Result<f64> {
     let v: f64 = s
         .trim()
         .parse()
-        .map_err(|_| NetError::parse(what, input, format!("`{s}` is not a number")))?;
+        .map_err(|_| SpecError::parse(what, input, format!("`{s}` is not a number")))?;
     if !v.is_finite() {
-        return Err(NetError::parse(what, input, format!("`{s}` is not finite")));
+        return Err(SpecError::parse(
+            what,
+            input,
+            format!("`{s}` is not finite"),
+        ));
     }
     Ok(v)
 }
@@ -33,7 +37,7 @@ pub(crate) fn finite(what: &'static str, input: &str, s: &str) -> Result<f64> {
 pub(crate) fn no_arg(what: &'static str, input: &str, arg: Option<&str>) -> Result<()> {
     match arg {
         None => Ok(()),
-        Some(_) => Err(NetError::parse(what, input, "takes no argument")),
+        Some(_) => Err(SpecError::parse(what, input, "takes no argument")),
     }
 }
 

@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 
 use crate::parse::{finite, no_arg, serde_via_str, split_call};
-use crate::{NetError, Result};
+use crate::{Result, SpecError};
 
 /// How the weight matrix W (fan_out × fan_in) of a linear layer is drawn.
 #[derive(Clone, Copy, Debug, PartialEq, Default)]
@@ -68,13 +68,13 @@ impl WeightInit {
             Self::Normal { sigma_w2 } | Self::Uniform { sigma_w2 }
                 if !(sigma_w2.is_finite() && sigma_w2 > 0.0) =>
             {
-                Err(NetError::invalid(
+                Err(SpecError::invalid(
                     "weight_init",
                     format!("σ_w² must be a positive finite number, got {sigma_w2}"),
                 ))
             }
             Self::Orthogonal { gain } if !(gain.is_finite() && gain > 0.0) => {
-                Err(NetError::invalid(
+                Err(SpecError::invalid(
                     "weight_init",
                     format!("the orthogonal gain must be a positive finite number, got {gain}"),
                 ))
@@ -124,7 +124,7 @@ impl fmt::Display for WeightInit {
 }
 
 impl FromStr for WeightInit {
-    type Err = NetError;
+    type Err = SpecError;
     fn from_str(s: &str) -> Result<Self> {
         const WHAT: &str = "weight init";
         let (name, arg) = split_call(WHAT, s)?;
@@ -139,7 +139,7 @@ impl FromStr for WeightInit {
                     Some(a) => finite(WHAT, s, a)?,
                     None if name == "orthogonal" => 1.0,
                     None => {
-                        return Err(NetError::parse(
+                        return Err(SpecError::parse(
                             WHAT,
                             s,
                             "write uniform(σ_w²), e.g. uniform(2)",
@@ -154,7 +154,7 @@ impl FromStr for WeightInit {
             }
             "normal" => {
                 let Some(arg) = arg else {
-                    return Err(NetError::parse(
+                    return Err(SpecError::parse(
                         WHAT,
                         s,
                         "write normal(σ_w²), e.g. normal(2)",
@@ -165,7 +165,7 @@ impl FromStr for WeightInit {
                 });
             }
             _ => {
-                return Err(NetError::parse(
+                return Err(SpecError::parse(
                     WHAT,
                     s,
                     "unknown name (known: he, he-fan-out, lecun, xavier, xavier-uniform, normal(σ_w²), uniform(σ_w²), orthogonal(gain))",
@@ -245,7 +245,7 @@ impl BiasInit {
             Self::Zero | Self::Torch => return Ok(()),
         };
         if !(v.is_finite() && v >= 0.0) {
-            return Err(NetError::invalid(
+            return Err(SpecError::invalid(
                 "bias_init",
                 format!("scale must be a finite number ≥ 0, got {v}"),
             ));
@@ -276,11 +276,11 @@ impl fmt::Display for BiasInit {
 }
 
 impl FromStr for BiasInit {
-    type Err = NetError;
+    type Err = SpecError;
     fn from_str(s: &str) -> Result<Self> {
         const WHAT: &str = "bias init";
         let (name, arg) = split_call(WHAT, s)?;
-        let need = |form: &str| NetError::parse(WHAT, s, format!("write {form}"));
+        let need = |form: &str| SpecError::parse(WHAT, s, format!("write {form}"));
         Ok(match name {
             "zero" | "zeros" => {
                 no_arg(WHAT, s, arg)?;
@@ -305,7 +305,7 @@ impl FromStr for BiasInit {
                 )?,
             },
             _ => {
-                return Err(NetError::parse(
+                return Err(SpecError::parse(
                     WHAT,
                     s,
                     "unknown name (known: zero, normal(σ_b), uniform(bound), torch)",
@@ -351,7 +351,7 @@ type Draws = HashMap<(u64, String), Arc<[f64]>>;
 
 /// The standard normal draws of weight tensors, kept per (seed, tensor name)
 /// for building many nets that differ only in a Gaussian init's scale or in
-/// their activation ([`Mlp::with_draws`](crate::Mlp::with_draws)): each gets
+/// their activation (the nets crate's `Mlp::with_draws`): each gets
 /// σ·z from the same z, bitwise the weights it would draw alone, and the
 /// draws (the bulk of building a net) are made once.
 #[derive(Default)]

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Result, TrainError};
+use crate::{Result, SpecError};
 
 /// The decay after warm-up.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -48,7 +48,7 @@ impl Schedule {
     /// Refuse milestones beyond `epochs`, bad factors and warm-ups longer than the run.
     pub fn check(&self, epochs: usize) -> Result<()> {
         if self.warmup_epochs > epochs {
-            return Err(TrainError::config(
+            return Err(SpecError::invalid(
                 "warmup_epochs",
                 format!("{} is longer than the {epochs} epochs", self.warmup_epochs),
             ));
@@ -56,17 +56,17 @@ impl Schedule {
         match &self.decay {
             Decay::Step { milestones, gamma } => {
                 if !(gamma.is_finite() && *gamma > 0.0) {
-                    return Err(TrainError::config(
+                    return Err(SpecError::invalid(
                         "gamma",
                         format!("must be a positive number, got {gamma}"),
                     ));
                 }
                 if milestones.windows(2).any(|w| w[0] >= w[1]) {
-                    return Err(TrainError::config("milestones", "must be increasing"));
+                    return Err(SpecError::invalid("milestones", "must be increasing"));
                 }
             }
             Decay::Cosine { min_lr } if !(min_lr.is_finite() && *min_lr >= 0.0) => {
-                return Err(TrainError::config(
+                return Err(SpecError::invalid(
                     "min_lr",
                     format!("must be a finite number ≥ 0, got {min_lr}"),
                 ));
