@@ -160,6 +160,58 @@ fn weights_saved_by_one_run_reproduce_it_in_another() {
 }
 
 #[test]
+fn archs_lists_every_preset_option_and_example() {
+    use gradscope::spec::{Arch, ConvArch};
+    let o = gradscope(&["archs"]);
+    assert_ok(&o);
+    let text = String::from_utf8(o.stdout).unwrap();
+    for (name, _, line) in Arch::PRESETS {
+        assert!(
+            text.contains(&format!("{name:<13}{line}\n")),
+            "{name}:\n{text}"
+        );
+    }
+    for v in Arch::VARIANTS {
+        assert!(text.contains(&format!("\n  {v}\n")), "{v}:\n{text}");
+    }
+    for (name, _, line) in ConvArch::PRESETS {
+        assert!(text.contains(&format!("conv-{name}")) && text.contains(line));
+    }
+    // Every option with its value forms, as the listing had them by hand.
+    for form in [
+        "norm=none|bn|ln|gn(<groups>)|rms|wn",
+        "init=standard|looks-linear",
+        "order=pre|post|postnorm",
+        "branch=1..8",
+        "bottleneck=r",
+        "alpha=<branch scale>",
+        "skip=identity|scale(λ)|gate(b)|shortcut-gate(b)|proj|dropout(p)",
+        "init=standard|fixup|skipinit|rezero",
+        "lambda=λ",
+        "xskip, xskip-ln only",
+        "rskip-ln only",
+        "bias=<initial gate bias>",
+        "block=basic|bottleneck",
+        "9n+2",
+        "shortcut=a|b",
+        "(conv nets train in `degradation`, `train` and `ensemble` on image data)",
+    ] {
+        assert!(text.contains(form), "{form}:\n{text}");
+    }
+    // Each example the listing shows parses back to itself.
+    for line in text
+        .lines()
+        .skip_while(|l| !l.starts_with("examples"))
+        .skip(1)
+    {
+        let Some(v) = line.strip_prefix("  ") else {
+            break;
+        };
+        assert_eq!(v.parse::<Arch>().unwrap().to_string(), v);
+    }
+}
+
+#[test]
 fn bad_input_fails_with_one_line_and_writes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");

@@ -404,30 +404,10 @@ fn build_reports(ctx: &Ctx, folders: &Folders, only: Option<&[&str]>) -> Result<
     Ok(())
 }
 
+/// The arch grammar from the spec crate's tables, and where conv nets train.
 fn archs_text() -> String {
-    let mut s = String::new();
-    use gradscope_nets::Arch;
-    for (name, _, line) in Arch::PRESETS {
-        s.push_str(&format!("{name:<13}{line}\n"));
-    }
-    s.push_str(
-        "\noptions: name:key=value,…\n\
-         \x20 plain     norm=none|bn|ln|gn(g)|rms|wn  init=standard|looks-linear\n\
-         \x20 residual  norm=…  order=pre|post|postnorm  branch=1..8  bottleneck=r  alpha=<branch scale>\n\
-         \x20           skip=identity|scale(λ)|gate(b)|shortcut-gate(b)|proj|dropout(p)\n\
-         \x20           init=standard|fixup|skipinit|rezero;  lambda=λ for xskip, xskip-ln, rskip-ln\n\
-         \x20 highway   bias=<initial gate bias>\n\
-         \nexamples (one per block kind, norm, shortcut and init):\n",
-    );
-    for v in Arch::VARIANTS {
-        s.push_str(&format!("  {v}\n"));
-    }
-    s.push_str(
-        "\nconv-plain   He 2016a CIFAR net without shortcuts: 3×3 stem, 3 stages (16/32/64), 6n+2 layers\n\
-         conv-resnet  the same with shortcuts, post-activation blocks; options block=basic|bottleneck (9n+2), shortcut=a|b\n\
-         (conv nets train in `degradation`, `train` and `ensemble` on image data)\n",
-    );
-    s
+    gradscope_spec::grammar_help()
+        + "\n(conv nets train in `degradation`, `train` and `ensemble` on image data)\n"
 }
 
 /// Apply the training flags to study parameters.
