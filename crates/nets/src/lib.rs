@@ -56,9 +56,9 @@ pub use weights::{SPEC_METADATA_KEY, load_safetensors, to_safetensors};
 
 pub use gradscope_spec::{
     Activation, Arch, BN_EPS, BN_MOMENTUM, BiasInit, BnMode, BranchInit, ConvArch, ConvBlock,
-    ConvNetParams, ConvNetSpec, DrawCache, FeatureNormKind, GATE_BIAS, MAX_DEPTH, MAX_PARAMETERS,
-    MAX_WIDTH, NORM_EPS, NetParams, NetSpec, Norm, Order, Precision, SELU_ALPHA, SELU_LAMBDA, Shortcut, Skip, SpecError,
-    Step, WeightInit, derive_seed, tensor_rng,
+    ConvNetParams, ConvNetSpec, DrawCache, FeatureNormKind, GATE_BIAS, GELU_C, MAX_DEPTH,
+    MAX_PARAMETERS, MAX_WIDTH, NORM_EPS, NetParams, NetSpec, Norm, Order, Precision, SELU_ALPHA,
+    SELU_LAMBDA, Shortcut, Skip, SpecError, Step, WeightInit, derive_seed, tensor_rng,
 };
 
 pub use candle_core;

@@ -6,15 +6,13 @@
 //! their inverse branches), so an activation keeps only y, which is also the
 //! next op's input. GELU and leaky ReLU (whose slope may be ≤ 0) keep z.
 
-use gradscope_nets::{Activation, SELU_ALPHA, SELU_LAMBDA};
+use gradscope_nets::{Activation, GELU_C, SELU_ALPHA, SELU_LAMBDA};
 use ndarray::Array2;
 use num_traits::Float;
 
 use crate::Real;
 use crate::kernels::{map_affine, map_inplace, map_slope, par_rows, row_major};
 
-/// √(2/π), GELU's tanh approximation (Hendrycks & Gimpel 2016).
-const GELU_C: f64 = 0.797_884_560_802_865_4;
 /// The cubic coefficient of GELU's tanh approximation.
 const GELU_CUBIC: f64 = 0.044_715;
 
