@@ -238,3 +238,20 @@ fn a_conv_net_falls_back_to_candle_and_says_why() {
     let x = Array2::from_shape_fn((2, 16), |(i, j)| (i * 16 + j) as f64 / 32.0);
     assert_eq!(engine.predict(x.view()).unwrap().dim(), (2, 3));
 }
+
+/// The engine runs a net in the net's own float type: asked for another,
+/// it refuses rather than convert behind the caller's back.
+#[test]
+fn a_float_type_mismatch_is_refused() {
+    let p = NetParams {
+        precision: Precision::F32,
+        width: 4,
+        depth: 2,
+        ..Default::default()
+    };
+    let net = Net::Mlp(Mlp::new(&p.check().unwrap()).unwrap());
+    let opts = Options::once(BnMode::PerSample);
+    assert!(for_net::<f64>(&net, opts).is_err());
+    assert!(for_net::<f64>(&net, opts.on_candle()).is_err());
+    assert!(for_net::<f32>(&net, opts).is_ok());
+}
