@@ -5,11 +5,15 @@
 //! (He et al. 2016b, Table 1), and c an optional trainable branch gain
 //! (SkipInit, ReZero, Fixup).
 
-use gradscope_nets::{Block, BnMode, ResidualShortcut, ShortcutDropout};
+use gradscope_nets::{
+    Activation, Block, BnMode, ConvUnit, Downsample, ResidualShortcut, ShortcutDropout,
+};
 use ndarray::{Array2, ArrayView2, CowArray, Zip};
 
 use crate::chain::{self, Cur};
 use crate::kernels::add_skip;
+use crate::ops::batch_norm::BatchNorm;
+use crate::ops::conv::Conv;
 use crate::ops::{Op, Saved, Sink, Writer, gate::Gate, linear::Linear, scale::Scale};
 use crate::{Real, Result};
 
@@ -37,8 +41,16 @@ enum Shortcut<T> {
     /// λx (λ = 1: the identity, x exactly).
     Scaled(T),
     Gate(Gate<T>),
-    /// W_s x.
-    Projection(Linear<T>),
+    /// A learnt projection of x: W_s x (MLPs), or a strided 1×1
+    /// convolution and BN (He et al. 2016a's option B).
+    Projection(Vec<Op<T>>),
+    /// Option A of He et al. 2016a: every `stride`-th pixel of each of the
+    /// `c_in` channels, `extra` zero channels padded (half before).
+    Pad {
+        stride: usize,
+        extra: usize,
+        c_in: usize,
+    },
     /// m⊙x with a Bernoulli(1 − p) mask m, (1 − p)·x in eval mode.
     Dropout(ShortcutDropout),
 }
@@ -65,10 +77,12 @@ pub(crate) struct ResidualSaved<T> {
 enum ShortcutSaved<T> {
     None,
     Gate(crate::ops::gate::Saved<T>),
-    /// The block input, for W_s's gradient.
-    Projection(Option<Array2<T>>),
+    /// The projection's saved entries.
+    Projection(Vec<Saved<T>>),
     /// The mask (`None`: the eval-mode factor 1 − p).
     Dropout(Option<Array2<T>>),
+    /// The input's width, for option A's adjoint.
+    Pad(usize),
 }
 
 impl<T: Real> Unit<T> {
@@ -83,18 +97,17 @@ impl<T: Real> Unit<T> {
         Ok(match block {
             Block::Dense(d) => Unit::Plain(chain(d.body())?),
             Block::Residual(r) => {
-                let shortcut =
-                    match r.shortcut() {
-                        ResidualShortcut::Identity => Shortcut::Scaled(T::one()),
-                        ResidualShortcut::Scale(l) => Shortcut::Scaled(T::of(*l)),
-                        ResidualShortcut::Gate { gate, exclusive } => {
-                            Shortcut::Gate(Gate::from_layer(prefix, gate, *exclusive, keep_wt)?)
-                        }
-                        ResidualShortcut::Projection(p) => Shortcut::Projection(
-                            Linear::from_layer(format!("{prefix}.proj"), p, keep_wt)?,
-                        ),
-                        ResidualShortcut::Dropout(d) => Shortcut::Dropout(d.clone()),
-                    };
+                let shortcut = match r.shortcut() {
+                    ResidualShortcut::Identity => Shortcut::Scaled(T::one()),
+                    ResidualShortcut::Scale(l) => Shortcut::Scaled(T::of(*l)),
+                    ResidualShortcut::Gate { gate, exclusive } => {
+                        Shortcut::Gate(Gate::from_layer(prefix, gate, *exclusive, keep_wt)?)
+                    }
+                    ResidualShortcut::Projection(p) => Shortcut::Projection(vec![Op::Linear(
+                        Linear::from_layer(format!("{prefix}.proj"), p, keep_wt)?,
+                    )]),
+                    ResidualShortcut::Dropout(d) => Shortcut::Dropout(d.clone()),
+                };
                 Unit::Residual(Box::new(Residual {
                     branch: chain(r.branch())?,
                     gain: r
@@ -110,6 +123,103 @@ impl<T: Real> Unit<T> {
         })
     }
 
+    /// The engine's copy of a conv net's block `unit`, named `prefix`
+    /// (`layer{s}.{b}`): conv → BN (→ ReLU) per convolution; a residual
+    /// block adds its shortcut and ends in a ReLU after the sum, a plain
+    /// block in a ReLU.
+    pub(crate) fn from_conv(prefix: &str, unit: &ConvUnit) -> Result<Self> {
+        let conv_bn = |conv: &gradscope_nets::Conv2d,
+                       bn: &gradscope_nets::BatchNorm,
+                       c: &str,
+                       b: &str|
+         -> Result<[Op<T>; 2]> {
+            Ok([
+                Op::Conv(Conv::from_layer(format!("{prefix}.{c}"), conv)?),
+                Op::BatchNorm(BatchNorm::from_layer(format!("{prefix}.{b}"), bn)?),
+            ])
+        };
+        let mut branch = Vec::new();
+        for (i, (conv, bn)) in unit.convs().iter().enumerate() {
+            if i > 0 {
+                branch.push(Op::Act(Activation::Relu));
+            }
+            let n = i + 1;
+            branch.extend(conv_bn(conv, bn, &format!("conv{n}"), &format!("bn{n}"))?);
+        }
+        let c_in = unit.convs()[0].0.weight().dims()[1];
+        let shortcut = match unit.shortcut() {
+            None => {
+                branch.push(Op::Act(Activation::Relu));
+                return Ok(Unit::Plain(branch));
+            }
+            Some(Downsample::Identity) => Shortcut::Scaled(T::one()),
+            Some(&Downsample::Pad { stride, extra }) => Shortcut::Pad {
+                stride,
+                extra,
+                c_in,
+            },
+            Some(Downsample::Project(conv, bn)) => {
+                Shortcut::Projection(conv_bn(conv, bn, "downsample.0", "downsample.1")?.into())
+            }
+        };
+        Ok(Unit::Residual(Box::new(Residual {
+            branch,
+            gain: None,
+            alpha: T::one(),
+            shortcut,
+            after: vec![Op::Act(Activation::Relu)],
+            recursions: Vec::new(),
+        })))
+    }
+
+    /// What the block passes on when it is deleted (Veit et al. 2016): its
+    /// output with the branch F set to 0 (x itself for x + α·F(x)); a
+    /// plain block is left out, which only a block that keeps its input's
+    /// shape can be (`None` otherwise).
+    pub(crate) fn bypass(&self, h: Array2<T>, mode: BnMode) -> Option<Array2<T>> {
+        let Unit::Residual(r) = self else {
+            let Unit::Plain(ops) = self else {
+                unreachable!("a unit is plain or residual")
+            };
+            let keeps = ops.iter().all(|op| match op {
+                Op::Linear(l) => l.keeps_shape(),
+                Op::Conv(c) => c.keeps_shape(),
+                Op::CRelu | Op::Pool { .. } => false,
+                _ => true,
+            });
+            return keeps.then_some(h);
+        };
+        if self.plain_sum().is_some() {
+            return Some(h);
+        }
+        let zero = Array2::zeros(h.raw_dim());
+        let sum = match &r.shortcut {
+            Shortcut::Scaled(lambda) => add_skip(zero, &h, r.alpha, *lambda),
+            Shortcut::Gate(gate) => gate.forward(zero, &h, r.alpha, false, mode).0,
+            Shortcut::Projection(p) => {
+                chain::forward(p, Cur::In(h.view()), &mut Vec::new(), false, mode)
+            }
+            &Shortcut::Pad {
+                stride,
+                extra,
+                c_in,
+            } => pad_channels(h.view(), stride, extra, c_in),
+            Shortcut::Dropout(d) => dropout(d, &h, mode).0,
+        };
+        let mut y = chain::forward(&r.after, Cur::Own(sum), &mut Vec::new(), false, mode);
+        for n in &r.recursions {
+            let one = T::one();
+            y = chain::forward(
+                n,
+                Cur::Own(add_skip(y, &h, one, one)),
+                &mut Vec::new(),
+                false,
+                mode,
+            );
+        }
+        Some(y)
+    }
+
     /// Every trainable parameter, in state-dict order (branch, shortcut,
     /// gain, after the sum, recursions).
     pub(crate) fn params_mut<'a>(&'a mut self, out: &mut Vec<(String, &'a mut [T])>) {
@@ -119,8 +229,8 @@ impl<T: Real> Unit<T> {
                 r.branch.iter_mut().for_each(|op| op.params_mut(out));
                 match &mut r.shortcut {
                     Shortcut::Gate(g) => g.ops.iter_mut().for_each(|op| op.params_mut(out)),
-                    Shortcut::Projection(p) => p.params_mut(out),
-                    Shortcut::Scaled(_) | Shortcut::Dropout(_) => {}
+                    Shortcut::Projection(p) => p.iter_mut().for_each(|op| op.params_mut(out)),
+                    Shortcut::Scaled(_) | Shortcut::Dropout(_) | Shortcut::Pad { .. } => {}
                 }
                 if let Some(c) = &mut r.gain {
                     c.params_mut(out);
@@ -142,8 +252,8 @@ impl<T: Real> Unit<T> {
                 r.branch.iter().for_each(|op| op.params(out));
                 match &r.shortcut {
                     Shortcut::Gate(g) => g.ops.iter().for_each(|op| op.params(out)),
-                    Shortcut::Projection(p) => p.params(out),
-                    Shortcut::Scaled(_) | Shortcut::Dropout(_) => {}
+                    Shortcut::Projection(p) => p.iter().for_each(|op| op.params(out)),
+                    Shortcut::Scaled(_) | Shortcut::Dropout(_) | Shortcut::Pad { .. } => {}
                 }
                 if let Some(c) = &r.gain {
                     c.params(out);
@@ -162,8 +272,8 @@ impl<T: Real> Unit<T> {
                 r.branch.iter().try_for_each(|op| op.write(w))?;
                 match &r.shortcut {
                     Shortcut::Gate(g) => g.ops.iter().try_for_each(|op| op.write(w))?,
-                    Shortcut::Projection(p) => p.write(w)?,
-                    Shortcut::Scaled(_) | Shortcut::Dropout(_) => {}
+                    Shortcut::Projection(p) => p.iter().try_for_each(|op| op.write(w))?,
+                    Shortcut::Scaled(_) | Shortcut::Dropout(_) | Shortcut::Pad { .. } => {}
                 }
                 if let Some(c) = &r.gain {
                     c.write(w)?;
@@ -181,6 +291,11 @@ impl<T: Real> Unit<T> {
             (Unit::Plain(ops), UnitSaved::Plain(s)) => chain::update_running_stats(ops, s, n),
             (Unit::Residual(r), UnitSaved::Residual(s)) => {
                 chain::update_running_stats(&mut r.branch, &s.branch, n);
+                if let (Shortcut::Projection(p), ShortcutSaved::Projection(sp)) =
+                    (&mut r.shortcut, &s.shortcut)
+                {
+                    chain::update_running_stats(p, sp, n);
+                }
                 chain::update_running_stats(&mut r.after, &s.after, n);
                 for (ops, s) in r.recursions.iter_mut().zip(&s.recursions) {
                     chain::update_running_stats(ops, s, n);
@@ -237,8 +352,54 @@ impl<T: Real> Unit<T> {
         }
     }
 
+    /// ∂L/∂x from ∂L/∂y = g along one branch of the block (Veit et al.
+    /// 2016's path view): back through the layers after the sum at their
+    /// actual input, then through the branch α·c·F or through the shortcut
+    /// alone. `None` for a block with no path expansion (plain blocks,
+    /// gated or dropout shortcuts, recursions).
+    pub(crate) fn path_vjp(
+        &self,
+        s: &UnitSaved<T>,
+        g: ArrayView2<T>,
+        through_branch: bool,
+        sink: &mut Sink<T>,
+    ) -> Option<Array2<T>> {
+        let (Unit::Residual(r), UnitSaved::Residual(rs)) = (self, s) else {
+            return None;
+        };
+        if !r.recursions.is_empty()
+            || matches!(r.shortcut, Shortcut::Gate(_) | Shortcut::Dropout(_))
+        {
+            return None;
+        }
+        let g = if r.after.is_empty() {
+            CowArray::from(g)
+        } else {
+            CowArray::from(chain::backward(&r.after, &rs.after, g, sink))
+        };
+        if through_branch {
+            return Some(r.branch_vjp(rs, g.view(), sink));
+        }
+        Some(match (&r.shortcut, &rs.shortcut) {
+            (Shortcut::Scaled(l), _) if *l == T::one() => g.into_owned(),
+            (Shortcut::Scaled(l), _) => g.mapv(|v| v * *l),
+            (
+                &Shortcut::Pad {
+                    stride,
+                    extra,
+                    c_in,
+                },
+                &ShortcutSaved::Pad(cols),
+            ) => unpad_channels(g.view(), stride, extra, c_in, cols),
+            (Shortcut::Projection(p), ShortcutSaved::Projection(sp)) => {
+                chain::backward(p, sp, g, sink)
+            }
+            _ => return None,
+        })
+    }
+
     /// The residual block, when it is exactly x + α·c·F(x): identity
-    /// shortcut, nothing after the sum (what the path view needs).
+    /// shortcut, nothing after the sum.
     pub(crate) fn plain_sum(&self) -> Option<&Residual<T>> {
         match self {
             Unit::Residual(r)
@@ -270,12 +431,26 @@ impl<T: Real> Residual<T> {
                 (sum, ShortcutSaved::Gate(s))
             }
             Shortcut::Projection(p) => {
-                let s = p.forward(h.view());
+                let mut saved = Vec::new();
+                let s = chain::forward(p, Cur::In(h.view()), &mut saved, inputs, mode);
                 (
                     add_skip(f, &s, self.alpha, T::one()),
-                    ShortcutSaved::Projection(inputs.then(|| h.clone())),
+                    ShortcutSaved::Projection(saved),
                 )
             }
+            &Shortcut::Pad {
+                stride,
+                extra,
+                c_in,
+            } => (
+                add_skip(
+                    f,
+                    &pad_channels(h.view(), stride, extra, c_in),
+                    self.alpha,
+                    T::one(),
+                ),
+                ShortcutSaved::Pad(h.ncols()),
+            ),
             Shortcut::Dropout(d) => {
                 let (s, mask) = dropout(d, h, mode);
                 (
@@ -340,9 +515,17 @@ impl<T: Real> Residual<T> {
                 };
                 let df = self.gain_backward(s, scaled, sink);
                 let to_input = match (shortcut, saved) {
-                    (Shortcut::Projection(p), ShortcutSaved::Projection(x)) => {
-                        Some(p.vjp(x.as_ref(), CowArray::from(g_sum.view()), sink))
+                    (Shortcut::Projection(p), ShortcutSaved::Projection(sp)) => {
+                        Some(chain::backward(p, sp, g_sum.view(), sink))
                     }
+                    (
+                        &Shortcut::Pad {
+                            stride,
+                            extra,
+                            c_in,
+                        },
+                        &ShortcutSaved::Pad(cols),
+                    ) => Some(unpad_channels(g_sum.view(), stride, extra, c_in, cols)),
                     _ => None,
                 };
                 let mut through = chain::backward(&self.branch, &s.branch, df, sink);
@@ -379,17 +562,9 @@ impl<T: Real> Residual<T> {
         }
     }
 
-    /// ∂L/∂x of the depth's input along the branch alone: α·c·∂F/∂x applied
-    /// to g (Veit et al. 2016's path view).
-    pub(crate) fn branch_vjp(
-        &self,
-        s: &UnitSaved<T>,
-        g: ArrayView2<T>,
-        sink: &mut Sink<T>,
-    ) -> Array2<T> {
-        let UnitSaved::Residual(s) = s else {
-            unreachable!("saved entries follow the block")
-        };
+    /// ∂L/∂x of the block's input along the branch alone: α·c·∂F/∂x applied
+    /// to g.
+    fn branch_vjp(&self, s: &ResidualSaved<T>, g: ArrayView2<T>, sink: &mut Sink<T>) -> Array2<T> {
         let scaled = if self.alpha == T::one() {
             CowArray::from(g)
         } else {
@@ -413,9 +588,17 @@ impl<T: Real> Residual<T> {
             ),
             Shortcut::Gate(gate) => gate.jvp((fh, ft), &h, &t, alpha, mode),
             Shortcut::Projection(p) => {
-                let (ph, pt) = p.jvp(h.clone(), t.clone());
+                let (ph, pt) = chain::tangent(p, h.clone(), t.clone(), mode);
                 (add_skip(fh, &ph, alpha, one), add_skip(ft, &pt, alpha, one))
             }
+            &Shortcut::Pad {
+                stride,
+                extra,
+                c_in,
+            } => (
+                add_skip(fh, &pad_channels(h.view(), stride, extra, c_in), alpha, one),
+                add_skip(ft, &pad_channels(t.view(), stride, extra, c_in), alpha, one),
+            ),
             Shortcut::Dropout(d) => {
                 let (sh, mask) = dropout(d, &h, mode);
                 let st = match &mask {
@@ -473,4 +656,50 @@ fn add_dropout_grad<T: Real>(
             Zip::from(through).and(g).for_each(|t, &g| *t += g * keep)
         }
     }
+}
+
+/// Option A: every `stride`-th pixel of each of the `c_in` channels of the
+/// NCHW rows `x`, with `extra` zero channels padded, ⌊extra/2⌋ before.
+fn pad_channels<T: Real>(x: ArrayView2<T>, stride: usize, extra: usize, c_in: usize) -> Array2<T> {
+    let h = ((x.ncols() / c_in) as f64).sqrt().round() as usize;
+    let ho = h.div_ceil(stride);
+    let before = extra / 2;
+    let mut y = Array2::zeros((x.nrows(), (c_in + extra) * ho * ho));
+    for (xr, mut yr) in x.rows().into_iter().zip(y.rows_mut()) {
+        for c in 0..c_in {
+            for oy in 0..ho {
+                for ox in 0..ho {
+                    yr[((before + c) * ho + oy) * ho + ox] =
+                        xr[(c * h + oy * stride) * h + ox * stride];
+                }
+            }
+        }
+    }
+    y
+}
+
+/// The adjoint of [`pad_channels`]: ∂L/∂x from ∂L/∂y, the input's own
+/// channels' values back at the pixels they came from, 0 elsewhere.
+fn unpad_channels<T: Real>(
+    g: ArrayView2<T>,
+    stride: usize,
+    extra: usize,
+    c_in: usize,
+    cols_in: usize,
+) -> Array2<T> {
+    let ho = ((g.ncols() / (c_in + extra)) as f64).sqrt().round() as usize;
+    let h = ((cols_in / c_in) as f64).sqrt().round() as usize;
+    let before = extra / 2;
+    let mut dx = Array2::zeros((g.nrows(), c_in * h * h));
+    for (gr, mut dr) in g.rows().into_iter().zip(dx.rows_mut()) {
+        for c in 0..c_in {
+            for oy in 0..ho {
+                for ox in 0..ho {
+                    dr[(c * h + oy * stride) * h + ox * stride] =
+                        gr[((before + c) * ho + oy) * ho + ox];
+                }
+            }
+        }
+    }
+    dx
 }

@@ -10,7 +10,7 @@ use gradscope_nets::{Activation, BnMode};
 use ndarray::{Array2, ArrayView2, CowArray, Ix2};
 
 use crate::Real;
-use crate::ops::{Op, Saved, Sink, activation, coupled, crelu};
+use crate::ops::{Op, Saved, Sink, activation, coupled, crelu, pool};
 
 /// The array flowing through a chain of ops in the forward pass: the
 /// caller's (read, copied only when an op works in place), one of our own,
@@ -83,10 +83,12 @@ pub(crate) fn forward<T: Real>(
     let mut i = 0;
     while i < ops.len() {
         match &ops[i] {
-            Op::Linear(_) | Op::WeightNorm(_) => {
+            Op::Linear(_) | Op::WeightNorm(_) | Op::Conv(_) => {
+                let cols = cur.view(saved).ncols();
                 let y = match &ops[i] {
                     Op::Linear(l) => l.forward(cur.view(saved)),
                     Op::WeightNorm(l) => l.forward(cur.view(saved)),
+                    Op::Conv(c) => c.forward(cur.view(saved)),
                     _ => unreachable!("matched above"),
                 };
                 let relu_before = i > 0 && matches!(ops[i - 1], Op::Act(Activation::Relu));
@@ -97,6 +99,7 @@ pub(crate) fn forward<T: Real>(
                 };
                 saved.push(match &ops[i] {
                     Op::Linear(_) => Saved::Linear { input },
+                    Op::Conv(_) => Saved::Conv { input, cols },
                     _ => Saved::WeightNorm { input },
                 });
                 cur = Cur::Own(y);
@@ -136,6 +139,13 @@ pub(crate) fn forward<T: Real>(
             Op::CRelu => {
                 let (y, sign) = crelu::forward(cur.view(saved));
                 saved.push(Saved::CRelu { sign });
+                cur = Cur::Own(y);
+            }
+            Op::Pool { channels } => {
+                let x = cur.view(saved);
+                let pixels = x.ncols() / channels;
+                let y = pool::forward(x, *channels);
+                saved.push(Saved::Pool { pixels });
                 cur = Cur::Own(y);
             }
         }
@@ -206,6 +216,12 @@ pub(crate) fn backward<'a, T: Real>(
             (Op::CRelu, Saved::CRelu { sign }) => {
                 g = CowArray::from(crelu::vjp(sign, g.view()));
             }
+            (Op::Conv(c), Saved::Conv { input, cols }) => {
+                g = CowArray::from(c.vjp(input.as_ref(), *cols, g, sink));
+            }
+            (Op::Pool { .. }, Saved::Pool { pixels }) => {
+                g = CowArray::from(pool::vjp(g.view(), *pixels));
+            }
             _ => unreachable!("saved entries follow the ops"),
         }
     }
@@ -227,6 +243,13 @@ pub(crate) fn tangent<T: Real>(
             Op::FeatureNorm(n) => n.jvp(&mut h, &mut t),
             Op::Act(a) => activation::jvp(*a, &mut h, &mut t),
             Op::CRelu => (h, t) = crelu::jvp(h, t),
+            Op::Conv(c) => (h, t) = c.jvp(h, t),
+            Op::Pool { channels } => {
+                (h, t) = (
+                    pool::forward(h.view(), *channels),
+                    pool::forward(t.view(), *channels),
+                )
+            }
         }
     }
     (h, t)

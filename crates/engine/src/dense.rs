@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 
-use gradscope_nets::{BnMode, Mlp};
+use gradscope_nets::{Activation, BnMode, ConvNet, Mlp, Model, Net};
 use ndarray::{Array2, ArrayView2};
 
 use crate::block::{Unit, UnitSaved};
@@ -24,11 +24,18 @@ use crate::{EngineError, Real, Result};
 /// An MLP as arrays of T.
 pub(crate) struct DenseNet<T> {
     /// The net whose variables [`Engine::sync`] writes (sharing their storage).
-    net: Mlp,
+    net: Net,
     kernels: Kernels,
     stem: Vec<Op<T>>,
     blocks: Vec<Unit<T>>,
+    /// The ops between the last block and the linear head (a conv net's
+    /// global average pooling; none in an MLP).
+    head_pre: Vec<Op<T>>,
     head: Linear<T>,
+    /// Whether the head reads h_l (l = 0 … L): always in an MLP; in a conv
+    /// net only past the last change of width (the depth-l prefix of a
+    /// conv net is a net only there).
+    head_reads: Vec<bool>,
     /// Parameter shapes by state-dict name.
     shapes: HashMap<String, Vec<usize>>,
     mode: BnMode,
@@ -51,13 +58,7 @@ impl<T: Real> DenseNet<T> {
     /// With `repeated`, each linear layer keeps a row-major copy of Wᵀ
     /// for the forward products (for a net run more than once).
     pub(crate) fn build(net: &Mlp, mode: BnMode, repeated: bool) -> Result<Self> {
-        if net.dtype() != T::DTYPE {
-            return Err(EngineError::Input(format!(
-                "net is {:?}, the engine was asked for {:?}",
-                net.dtype(),
-                T::DTYPE
-            )));
-        }
+        check_dtype::<T>(net.dtype())?;
         let blocks = net
             .blocks()
             .iter()
@@ -65,7 +66,7 @@ impl<T: Real> DenseNet<T> {
             .map(|(l, b)| Unit::from_block(&format!("layers.{l}"), b, repeated))
             .collect::<Result<Vec<_>>>()?;
         Ok(DenseNet {
-            net: net.clone(),
+            net: Net::Mlp(net.clone()),
             kernels: Kernels::Engine,
             stem: vec![Op::Linear(Linear::from_layer(
                 "stem".into(),
@@ -73,14 +74,70 @@ impl<T: Real> DenseNet<T> {
                 repeated,
             )?)],
             blocks,
+            head_pre: Vec::new(),
             head: Linear::from_layer("head".into(), net.head(), repeated)?,
-            shapes: net
-                .parameters()
-                .into_iter()
-                .map(|(name, v)| (name, v.dims().to_vec()))
-                .collect(),
+            head_reads: vec![true; net.depth() + 1],
+            shapes: shapes(net),
             mode,
         })
+    }
+
+    /// A conv net (He et al. 2016a): conv → BN → ReLU stem, its blocks,
+    /// global average pooling and the linear classifier.
+    pub(crate) fn build_conv(net: &ConvNet, mode: BnMode, repeated: bool) -> Result<Self> {
+        check_dtype::<T>(net.dtype())?;
+        let (conv, bn) = net.stem();
+        let stem = vec![
+            Op::Conv(crate::ops::conv::Conv::from_layer("conv1".into(), conv)?),
+            Op::BatchNorm(crate::ops::batch_norm::BatchNorm::from_layer(
+                "bn1".into(),
+                bn,
+            )?),
+            Op::Act(Activation::Relu),
+        ];
+        let blocks = net
+            .units()
+            .into_iter()
+            .map(|(prefix, u)| Unit::from_conv(&prefix, u))
+            .collect::<Result<Vec<_>>>()?;
+        let fc = net.fc();
+        let channels = fc.weight().dims()[1];
+        // Channels of h_0 … h_L: the stem's, then each block's last convolution's.
+        let mut widths = vec![conv.weight().dims()[0]];
+        widths.extend(net.units().iter().map(|(_, u)| {
+            u.convs()
+                .last()
+                .expect("a block has convolutions")
+                .0
+                .weight()
+                .dims()[0]
+        }));
+        let last_change = widths
+            .iter()
+            .rposition(|&w| w != channels)
+            .map_or(0, |i| i + 1);
+        let head_reads = (0..widths.len()).map(|l| l >= last_change).collect();
+        Ok(DenseNet {
+            net: Net::Conv(net.clone()),
+            kernels: Kernels::Engine,
+            stem,
+            blocks,
+            head_pre: vec![Op::Pool { channels }],
+            head: Linear::from_layer("fc".into(), fc, repeated)?,
+            head_reads,
+            shapes: shapes(net),
+            mode,
+        })
+    }
+
+    /// The head's input from h_L: h_L itself, or its pooled channels.
+    fn head_input(&self, h: &Array2<T>, saved: Option<&mut Vec<Saved<T>>>) -> Array2<T> {
+        if self.head_pre.is_empty() {
+            return h.clone();
+        }
+        let mut scratch = Vec::new();
+        let saved = saved.unwrap_or(&mut scratch);
+        chain::forward(&self.head_pre, Cur::In(h.view()), saved, false, self.mode)
     }
 
     fn kept<'f>(&self, fwd: &'f Forward<T>) -> &'f Kept<T> {
@@ -95,6 +152,9 @@ impl<T: Real> DenseNet<T> {
         let mut out = Vec::new();
         self.stem.iter_mut().for_each(|op| op.params_mut(&mut out));
         self.blocks.iter_mut().for_each(|u| u.params_mut(&mut out));
+        self.head_pre
+            .iter_mut()
+            .for_each(|op| op.params_mut(&mut out));
         self.head.params_mut(&mut out);
         out
     }
@@ -104,6 +164,7 @@ impl<T: Real> DenseNet<T> {
         let mut out = Vec::new();
         self.stem.iter().for_each(|op| op.params(&mut out));
         self.blocks.iter().for_each(|u| u.params(&mut out));
+        self.head_pre.iter().for_each(|op| op.params(&mut out));
         self.head.params(&mut out);
         out
     }
@@ -113,6 +174,18 @@ impl<T: Real> DenseNet<T> {
             return Err(EngineError::Input(format!(
                 "cannot run {depth} blocks of a depth-{} net",
                 self.blocks.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// [`check_depth`](Self::check_depth) for a net ending at block `depth`:
+    /// the head must read its last hidden state.
+    fn check_prefix(&self, depth: usize) -> Result<()> {
+        self.check_depth(depth)?;
+        if !self.head_reads[depth] {
+            return Err(EngineError::Input(format!(
+                "the head does not read h_{depth}: the first {depth} blocks of this conv net end at another width"
             )));
         }
         Ok(())
@@ -160,8 +233,13 @@ impl<T: Real> Engine<T> for DenseNet<T> {
     }
 
     fn output(&self, fwd: &Forward<T>, depth: usize) -> Result<Array2<T>> {
-        self.check_depth(depth)?;
-        Ok(self.head.forward(fwd.hidden[depth].view()))
+        self.check_prefix(depth)?;
+        if self.head_pre.is_empty() {
+            return Ok(self.head.forward(fwd.hidden[depth].view()));
+        }
+        Ok(self
+            .head
+            .forward(self.head_input(&fwd.hidden[depth], None).view()))
     }
 
     fn backward(
@@ -171,7 +249,7 @@ impl<T: Real> Engine<T> for DenseNet<T> {
         out_grad: Option<ArrayView2<T>>,
         want: Want,
     ) -> Result<Grads<T>> {
-        self.check_depth(depth)?;
+        self.check_prefix(depth)?;
         let kept = self.kept(fwd);
         let n = fwd.hidden[0].nrows();
         let g_out = match out_grad {
@@ -179,13 +257,18 @@ impl<T: Real> Engine<T> for DenseNet<T> {
             None => Array2::from_elem((n, self.head.outputs()), T::one()),
         };
         let mut sink = Sink::new(want, self.mode);
-        // The head's saved input is h_depth.
-        let head_input = (want.params || want.gram).then(|| fwd.hidden[depth].clone());
+        // The head's saved input is h_depth (pooled in a conv net).
+        let mut pre_saved = Vec::new();
+        let head_input = (want.params || want.gram || !self.head_pre.is_empty())
+            .then(|| self.head_input(&fwd.hidden[depth], Some(&mut pre_saved)));
         let mut g = self.head.vjp(
-            head_input.as_ref(),
+            head_input.as_ref().filter(|_| want.params || want.gram),
             ndarray::CowArray::from(g_out),
             &mut sink,
         );
+        if !self.head_pre.is_empty() {
+            g = chain::backward(&self.head_pre, &pre_saved, g, &mut sink);
+        }
         let mut hidden = Vec::new();
         let mut hidden_norms = vec![0.0; depth + 1];
         for (l, unit) in self.blocks[..depth].iter().enumerate().rev() {
@@ -229,11 +312,27 @@ impl<T: Real> Engine<T> for DenseNet<T> {
         let mode = self.mode;
         let (mut h, mut t) = chain::tangent(&self.stem, x.to_owned(), t0, mode);
         let w_sum = self.head.column_sums();
-        let mut out = Array2::zeros((self.blocks.len() + 1, n));
-        out.row_mut(0).assign(&t.dot(&w_sum));
+        // The output sum's tangent at h_l: through the pooling (linear) to the head.
+        let at_head = |t: &Array2<T>| {
+            let t = if self.head_pre.is_empty() {
+                std::borrow::Cow::Borrowed(t)
+            } else {
+                std::borrow::Cow::Owned(
+                    chain::tangent(&self.head_pre, t.clone(), t.clone(), mode).1,
+                )
+            };
+            t.dot(&w_sum)
+        };
+        // NaN where the head does not read h_l (a conv net's early stages).
+        let mut out = Array2::from_elem((self.blocks.len() + 1, n), T::nan());
+        if self.head_reads[0] {
+            out.row_mut(0).assign(&at_head(&t));
+        }
         for (l, unit) in self.blocks.iter().enumerate() {
             (h, t) = unit.tangent(h, t, mode);
-            out.row_mut(l + 1).assign(&t.dot(&w_sum));
+            if self.head_reads[l + 1] {
+                out.row_mut(l + 1).assign(&at_head(&t));
+            }
         }
         Ok(out)
     }
@@ -259,19 +358,30 @@ impl<T: Real> Engine<T> for DenseNet<T> {
     }
 
     fn bypass(&self, b: usize, h: Array2<T>) -> Result<Array2<T>> {
-        // Every MLP block keeps its width; a residual block's shortcut here
-        // is read as the identity (Veit et al.'s deletion).
         self.check_depth(b + 1)?;
-        Ok(h)
+        self.blocks[b].bypass(h, self.mode).ok_or_else(|| {
+            EngineError::Input(format!(
+                "block {b} changes the shape of its input: a plain block that does cannot be deleted"
+            ))
+        })
     }
 
     fn head(&self, h: &Array2<T>) -> Result<Array2<T>> {
-        Ok(self.head.forward(h.view()))
+        if self.head_pre.is_empty() {
+            return Ok(self.head.forward(h.view()));
+        }
+        Ok(self.head.forward(self.head_input(h, None).view()))
     }
 
-    fn head_vjp(&self, _fwd: &Forward<T>, g: ArrayView2<T>) -> Result<Array2<T>> {
+    fn head_vjp(&self, fwd: &Forward<T>, g: ArrayView2<T>) -> Result<Array2<T>> {
         let mut sink = Sink::new(Want::default(), self.mode);
-        Ok(self.head.vjp(None, ndarray::CowArray::from(g), &mut sink))
+        let g = self.head.vjp(None, ndarray::CowArray::from(g), &mut sink);
+        if self.head_pre.is_empty() {
+            return Ok(g);
+        }
+        let mut saved = Vec::new();
+        self.head_input(&fwd.hidden[self.blocks.len()], Some(&mut saved));
+        Ok(chain::backward(&self.head_pre, &saved, g, &mut sink))
     }
 
     fn path_vjp(
@@ -288,16 +398,14 @@ impl<T: Real> Engine<T> for DenseNet<T> {
             )));
         }
         self.check_depth(b + 1)?;
-        let Some(r) = self.blocks[b].plain_sum() else {
-            return Err(EngineError::Input(
-                "path gradients need blocks x + α·F(x) (plain, gated, scaled, projected or normalised-after-the-sum shortcuts have no path expansion)".into(),
-            ));
-        };
-        if !through_branch {
-            return Ok(g.to_owned());
-        }
         let mut sink = Sink::new(Want::default(), self.mode);
-        Ok(r.branch_vjp(&self.kept(fwd).blocks[b], g, &mut sink))
+        self.blocks[b]
+            .path_vjp(&self.kept(fwd).blocks[b], g, through_branch, &mut sink)
+            .ok_or_else(|| {
+                EngineError::Input(
+                    "path gradients need residual blocks s(x) + α·F(x) (plain blocks, gated or dropout shortcuts and recursions have no path expansion)".into(),
+                )
+            })
     }
 
     fn stem_vjp(&self, fwd: &Forward<T>, g: ArrayView2<T>) -> Result<Array2<T>> {
@@ -360,4 +468,23 @@ impl<T: Real> Engine<T> for DenseNet<T> {
         }
         self.head.write(&w)
     }
+}
+
+/// The engine runs a net in its own float type.
+fn check_dtype<T: Real>(dtype: candle_core::DType) -> Result<()> {
+    if dtype != T::DTYPE {
+        return Err(EngineError::Input(format!(
+            "net is {dtype:?}, the engine was asked for {:?}",
+            T::DTYPE
+        )));
+    }
+    Ok(())
+}
+
+/// Parameter shapes by state-dict name.
+fn shapes(net: &dyn Model) -> HashMap<String, Vec<usize>> {
+    net.parameters()
+        .into_iter()
+        .map(|(name, v)| (name, v.dims().to_vec()))
+        .collect()
 }

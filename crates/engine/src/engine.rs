@@ -225,12 +225,18 @@ pub fn for_net<T: Real>(net: &Net, opts: Options) -> Result<Box<dyn Engine<T>>> 
                 opts.repeated,
             )?));
         }
-        (Request::Auto, Net::Conv(_)) => {
-            let why = "convolutions are not engine ops yet".to_string();
+        (Request::Auto, Net::Conv(conv)) => {
+            return Ok(Box::new(crate::dense::DenseNet::<T>::build_conv(
+                conv,
+                opts.mode,
+                opts.repeated,
+            )?));
+        }
+        (Request::Auto, Net::Custom { .. }) => {
+            let why = "a custom model is not made of engine ops".to_string();
             note_fallback(&format!("{}: {why}", net.describe()));
             why
         }
-        (Request::Auto, Net::Custom { .. }) => "a custom model runs on candle".to_string(),
     };
     Ok(Box::new(crate::candle::CandleNet::<T>::new(
         net, opts.mode, why,

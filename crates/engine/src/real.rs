@@ -31,6 +31,21 @@ pub trait Real:
         b: (*const Self, isize, isize),
     );
 
+    /// C += A·B for C (m×n, row-major) and A (m×k), B (k×n) given by row
+    /// and column strides, on the calling thread.
+    ///
+    /// # Safety
+    /// As [`gemm_into`](Self::gemm_into); C is read as well as written.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn gemm_add(
+        m: usize,
+        n: usize,
+        k: usize,
+        c: *mut Self,
+        a: (*const Self, isize, isize),
+        b: (*const Self, isize, isize),
+    );
+
     /// `v` in this type (rounded to nearest for f32).
     fn of(v: f64) -> Self {
         <Self as FromPrimitive>::from_f64(v).expect("every f64 converts")
@@ -87,6 +102,40 @@ macro_rules! impl_real {
                             gemm::Parallelism::None,
                         );
                     }
+                }
+            }
+
+            unsafe fn gemm_add(
+                m: usize,
+                n: usize,
+                k: usize,
+                c: *mut $t,
+                (a, a_rs, a_cs): (*const $t, isize, isize),
+                (b, b_rs, b_cs): (*const $t, isize, isize),
+            ) {
+                // SAFETY: the caller's contract; C := 1·C + 1·A·B.
+                unsafe {
+                    gemm::gemm(
+                        m,
+                        n,
+                        k,
+                        c,
+                        1,
+                        n as isize,
+                        true,
+                        a,
+                        a_cs,
+                        a_rs,
+                        b,
+                        b_cs,
+                        b_rs,
+                        1.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
                 }
             }
         }

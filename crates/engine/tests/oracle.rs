@@ -76,10 +76,10 @@ fn precision_dtype(p: Precision) -> candle_core::DType {
     }
 }
 
-/// A per-example output gradient with distinct rows.
-fn out_grad<T: Real>() -> Array2<T> {
-    Array2::from_shape_fn((BATCH, OUTPUTS), |(i, k)| {
-        T::of((i as f64 + 1.0) * if k == 0 { 0.1 } else { -0.05 })
+/// A per-example output gradient with distinct rows (n × outputs).
+fn out_grad<T: Real>(n: usize, outputs: usize) -> Array2<T> {
+    Array2::from_shape_fn((n, outputs), |(i, k)| {
+        T::of((i as f64 + 1.0) * if k % 2 == 0 { 0.1 } else { -0.05 } * (1.0 + k as f64 / 7.0))
     })
 }
 
@@ -156,18 +156,26 @@ fn same_grads<T: Real>(got: &Grads<T>, want: &Grads<T>, tol: f64, what: &str) {
 /// The engine and the oracle on `net` in `mode`: outputs, gradients
 /// (input, hidden, parameters, Grams where samples do not interact) at the
 /// shallowest and the full depth, activation norms and the forward-mode sweep.
-fn against_oracle<T: Real>(net: &Net, mode: BnMode, tol: f64, what: &str) {
+fn against_oracle<T: Real>(net: &Net, x: &Array2<f64>, mode: BnMode, tol: f64, what: &str) {
     let engine = for_net::<T>(net, Options::once(mode)).unwrap();
     let oracle = for_net::<T>(net, Options::once(mode).on_candle()).unwrap();
     assert_eq!(engine.kernels(), &Kernels::Engine, "{what}");
-    let x = inputs().mapv(T::of);
+    let x = x.mapv(T::of);
+    let depth_all = engine.depth();
     let (fe, fo) = (
         engine.forward(x.view(), true).unwrap(),
         oracle.forward(x.view(), true).unwrap(),
     );
     let coupled = matches!(mode, BnMode::Full);
-    let g = out_grad::<T>();
-    for depth in [1, DEPTH] {
+    let outputs = engine.predict(x.view()).unwrap().ncols();
+    let g = out_grad::<T>(x.nrows(), outputs);
+    // A conv net's head reads the last stage's channels: the whole net only.
+    let depths = if matches!(net, Net::Conv(_)) {
+        vec![depth_all]
+    } else {
+        vec![1, depth_all]
+    };
+    for depth in depths {
         let at = format!("{what} {mode} depth {depth}");
         close(
             &to64(engine.output(&fe, depth).unwrap().as_slice().unwrap()),
@@ -192,9 +200,33 @@ fn against_oracle<T: Real>(net: &Net, mode: BnMode, tol: f64, what: &str) {
         assert!(!got.params.is_empty() && (coupled || !got.gram.is_empty()));
     }
     // Forward mode (one pass for every depth) against reverse mode per depth.
-    let v: Vec<T> = [0.3, -1.0, 0.5].iter().map(|&v| T::of(v)).collect();
+    let v: Vec<T> = (0..x.ncols())
+        .map(|j| T::of([0.3, -1.0, 0.5][j % 3] * (1.0 + j as f64 / 50.0)))
+        .collect();
     match (engine.tangent_sweep(x.view(), &v), coupled) {
         (Err(_), true) => {}
+        (Ok(sweep), false) if matches!(net, Net::Conv(_)) => {
+            // The whole net's row: D_v f = (∂Σf/∂x)·v.
+            let gx = oracle
+                .backward(&fo, depth_all, None, Want::default())
+                .unwrap()
+                .input;
+            let want: Vec<f64> = gx
+                .rows()
+                .into_iter()
+                .map(|r| r.iter().zip(&v).map(|(a, b)| a.f64() * b.f64()).sum())
+                .collect();
+            close(
+                &to64(sweep.row(depth_all).to_vec().as_slice()),
+                &want,
+                tol,
+                &format!("{what} {mode}: tangent at full depth"),
+            );
+            assert!(
+                sweep.row(0).iter().all(|v| v.is_nan()),
+                "{what}: no head at h_0"
+            );
+        }
         (Ok(sweep), false) => {
             let want = oracle.tangent_sweep(x.view(), &v).unwrap();
             close(
@@ -214,26 +246,29 @@ fn against_oracle<T: Real>(net: &Net, mode: BnMode, tol: f64, what: &str) {
 /// L = Σ out_grad ⊙ f(x) of the whole net on the engine (f64).
 fn loss(engine: &dyn Engine<f64>, x: &Array2<f64>) -> f64 {
     let out = engine.predict(x.view()).unwrap();
-    (&out * &out_grad::<f64>()).sum()
+    (&out * &out_grad::<f64>(out.nrows(), out.ncols())).sum()
 }
 
 /// Central finite differences of L in x and in a few entries of every
 /// parameter against the engine's gradients (f64; eval and full mode,
 /// where the gradient is the derivative of the function computed).
-fn against_finite_differences(net: &Net, mode: BnMode, what: &str) {
+fn against_finite_differences(net: &Net, x: &Array2<f64>, mode: BnMode, what: &str) {
     let mut engine = for_net::<f64>(net, Options::repeated(mode)).unwrap();
-    let mut x = inputs();
+    let mut x = x.clone();
     let fwd = engine.forward(x.view(), true).unwrap();
-    let g = out_grad::<f64>();
+    let outputs = engine.predict(x.view()).unwrap().ncols();
+    let g = out_grad::<f64>(x.nrows(), outputs);
     let want = Want {
         params: true,
         ..Want::default()
     };
-    let grads = engine.backward(&fwd, DEPTH, Some(g.view()), want).unwrap();
+    let depth = engine.depth();
+    let grads = engine.backward(&fwd, depth, Some(g.view()), want).unwrap();
     let h = 1e-6;
     let scale = grads.input.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    for i in [0, 5, BATCH - 1] {
-        for j in 0..INPUTS {
+    let (n, d) = x.dim();
+    for i in [0, n / 2, n - 1] {
+        for j in [0, d / 3, d / 2, d - 1] {
             let x0 = x[[i, j]];
             x[[i, j]] = x0 + h;
             let up = loss(engine.as_ref(), &x);
@@ -274,6 +309,20 @@ fn against_finite_differences(net: &Net, mode: BnMode, what: &str) {
     }
 }
 
+/// Every check of one net, in f64 and f32, on inputs `x`.
+fn every_check(n64: &Net, n32: &Net, x: &Array2<f64>, what: &str) {
+    for mode in [BnMode::PerSample, BnMode::Eval, BnMode::Full] {
+        // Through the batch statistics g − mean(g) − x̂·mean(g x̂)
+        // cancels most of g, so rounding grows by about 100×.
+        let tol = if mode == BnMode::Full { 1e-8 } else { 1e-10 };
+        against_oracle::<f64>(n64, x, mode, tol, what);
+        against_oracle::<f32>(n32, x, mode, 2e-3, &format!("{what} f32"));
+    }
+    for mode in [BnMode::Eval, BnMode::Full] {
+        against_finite_differences(n64, x, mode, what);
+    }
+}
+
 /// Every check on every arch of `archs` with every activation of `acts`.
 fn check(archs: &[&str], acts: &[Activation]) {
     for arch in archs {
@@ -281,16 +330,7 @@ fn check(archs: &[&str], acts: &[Activation]) {
             let what = format!("{arch} {act}");
             let n64 = net(arch, act, Precision::F64);
             let n32 = net(arch, act, Precision::F32);
-            for mode in [BnMode::PerSample, BnMode::Eval, BnMode::Full] {
-                // Through the batch statistics g − mean(g) − x̂·mean(g x̂)
-                // cancels most of g, so rounding grows by about 100×.
-                let tol = if mode == BnMode::Full { 1e-8 } else { 1e-10 };
-                against_oracle::<f64>(&n64, mode, tol, &what);
-                against_oracle::<f32>(&n32, mode, 2e-3, &format!("{what} f32"));
-            }
-            for mode in [BnMode::Eval, BnMode::Full] {
-                against_finite_differences(&n64, mode, &what);
-            }
+            every_check(&n64, &n32, &inputs(), &what);
         }
     }
 }
@@ -382,4 +422,80 @@ fn shortcuts() {
         ],
         &[Activation::Relu],
     );
+}
+
+/// A small conv net of `arch` on 2 × 8 × 8 images, its vectors perturbed
+/// and its BN statistics calibrated on the inputs.
+fn conv_net(arch: &str, depth: usize, precision: Precision, x: &Array2<f64>) -> Net {
+    use gradscope_nets::{ConvNet, ConvNetParams};
+    let p = ConvNetParams {
+        arch: arch.parse().unwrap(),
+        depth,
+        widths: [2, 4, 6],
+        in_channels: 2,
+        image_size: 8,
+        classes: 3,
+        precision,
+        seed: 4,
+        ..Default::default()
+    };
+    let net = ConvNet::new(&p.check().unwrap()).unwrap();
+    let vars = gradscope_nets::Model::parameters(&net);
+    for (k, (name, var)) in vars.iter().enumerate() {
+        let t = var.as_tensor();
+        if t.rank() != 1 {
+            continue;
+        }
+        let n = t.dims1().unwrap();
+        let base = if name.ends_with(".weight") { 1.0 } else { 0.0 };
+        let v: Vec<f64> = (0..n)
+            .map(|i| base + 0.3 * ((k * 31 + i * 7) as f64).sin())
+            .collect();
+        var.set(
+            &Tensor::from_vec(v, n, t.device())
+                .unwrap()
+                .to_dtype(t.dtype())
+                .unwrap(),
+        )
+        .unwrap();
+    }
+    let xt = Tensor::from_iter(x.iter().copied(), &Device::Cpu)
+        .unwrap()
+        .reshape((x.nrows(), 2, 8, 8))
+        .unwrap()
+        .to_dtype(precision_dtype(precision))
+        .unwrap();
+    // Calibrate the running statistics: one training-mode pass, then set
+    // them to the batch's by a second (momentum 0.1 would leave them near 0/1).
+    for _ in 0..40 {
+        gradscope_nets::Model::forward(&net, &xt, BnMode::Train).unwrap();
+    }
+    Net::Conv(net)
+}
+
+fn images() -> Array2<f64> {
+    Array2::from_shape_fn((6, 128), |(i, j)| {
+        (((i * 37 + j * 11) % 29) as f64 / 14.0 - 1.0) * 0.8
+    })
+}
+
+/// Convolutions (3×3 and 1×1, stride 1 and 2, zero padding), BN over
+/// channels, global average pooling and He et al.'s shortcuts (option A:
+/// subsampled and zero-padded channels; option B: a strided 1×1 convolution
+/// and BN), in basic and bottleneck blocks, plain and residual.
+#[test]
+fn convolutions() {
+    let x = images();
+    for (arch, depth) in [
+        ("resnet", 8),
+        ("plain", 8),
+        ("resnet:shortcut=b", 8),
+        ("resnet:block=bottleneck", 11),
+    ] {
+        let (n64, n32) = (
+            conv_net(arch, depth, Precision::F64, &x),
+            conv_net(arch, depth, Precision::F32, &x),
+        );
+        every_check(&n64, &n32, &x, arch);
+    }
 }

@@ -200,43 +200,60 @@ fn a_net_for_one_pass_equals_the_net_that_keeps_w_transposed() {
     }
 }
 
-/// A conv net is not made of engine ops: it runs on candle, which its
-/// kernels and the process's fallbacks say, with why.
+/// A model of one's own is not made of engine ops: it runs on candle,
+/// which its kernels and the process's fallbacks say, with why.
 #[test]
-fn a_conv_net_falls_back_to_candle_and_says_why() {
+fn a_custom_model_falls_back_to_candle_and_says_why() {
+    use candle_core::{DType, Var};
     use gradscope_engine::{Kernels, fallbacks};
-    use gradscope_nets::{ConvNet, ConvNetParams};
-    let conv = ConvNet::new(
-        &ConvNetParams {
-            depth: 8,
-            widths: [2, 3, 4],
-            in_channels: 1,
-            image_size: 4,
-            classes: 3,
-            precision: Precision::F64,
-            seed: 1,
-            ..Default::default()
+    use gradscope_nets::Model;
+    struct Affine(Var);
+    impl Model for Affine {
+        fn forward(&self, x: &Tensor, _: BnMode) -> gradscope_nets::Result<Tensor> {
+            Ok(x.matmul(self.0.as_tensor())?)
         }
-        .check()
+        fn parameters(&self) -> Vec<(String, Var)> {
+            vec![("w".into(), self.0.clone())]
+        }
+        fn buffers(&self) -> Vec<(String, Var)> {
+            Vec::new()
+        }
+        fn dtype(&self) -> DType {
+            DType::F64
+        }
+    }
+    let w = Var::from_tensor(
+        &Tensor::from_vec(
+            vec![1.0, 2.0, -1.0, 0.5, 0.0, 3.0],
+            (3, 2),
+            &candle_core::Device::Cpu,
+        )
         .unwrap(),
     )
     .unwrap();
-    let net = Net::Conv(conv);
+    let net = Net::custom(Affine(w), vec![3]);
     let before = fallbacks();
     let engine = for_net::<f64>(&net, Options::once(BnMode::Eval)).unwrap();
     let Kernels::Candle { reason } = engine.kernels() else {
-        panic!("a conv net on the engine's kernels")
+        panic!("a custom model on the engine's kernels")
     };
-    assert!(reason.contains("convolutions"), "{reason}");
+    assert!(reason.contains("custom"), "{reason}");
     let after = fallbacks();
     let key = after
         .keys()
-        .find(|k| k.contains("convolutions"))
+        .find(|k| k.contains("custom"))
         .expect("recorded");
     assert_eq!(after[key], before.get(key).copied().unwrap_or(0) + 1);
-    // And it computes: 2 images of 1×4×4 give 2 × 3 logits.
-    let x = Array2::from_shape_fn((2, 16), |(i, j)| (i * 16 + j) as f64 / 32.0);
-    assert_eq!(engine.predict(x.view()).unwrap().dim(), (2, 3));
+    // And it computes: x·W (row (3, 4, 5) by column (1, −1, 0) is −1), its
+    // gradient the row sums of W.
+    let x = Array2::from_shape_fn((2, 3), |(i, j)| (i * 3 + j) as f64);
+    assert_eq!(engine.predict(x.view()).unwrap()[[1, 0]], -1.0);
+    let fwd = engine.forward(x.view(), false).unwrap();
+    let gx = engine
+        .backward(&fwd, 0, None, Want::default())
+        .unwrap()
+        .input;
+    assert_eq!(gx.row(0).to_vec(), vec![3.0, -0.5, 3.0]);
 }
 
 /// The engine runs a net in the net's own float type: asked for another,
@@ -254,4 +271,105 @@ fn a_float_type_mismatch_is_refused() {
     assert!(for_net::<f64>(&net, opts).is_err());
     assert!(for_net::<f64>(&net, opts.on_candle()).is_err());
     assert!(for_net::<f32>(&net, opts).is_ok());
+}
+
+/// A small conv net on 2 × 8 × 8 images (He et al. 2016a's shapes, tiny).
+fn conv(arch: &str, depth: usize) -> Net {
+    use gradscope_nets::{ConvNet, ConvNetParams};
+    let p = ConvNetParams {
+        arch: arch.parse().unwrap(),
+        depth,
+        widths: [2, 4, 6],
+        in_channels: 2,
+        image_size: 8,
+        classes: 3,
+        precision: Precision::F64,
+        seed: 6,
+        ..Default::default()
+    };
+    Net::Conv(ConvNet::new(&p.check().unwrap()).unwrap())
+}
+
+/// Conv nets: a training step (BN over channels in training mode, the
+/// running statistics, the write-back) and lesions (a deleted block passes
+/// on ReLU(s(h)), its shortcut's) equal candle's.
+#[test]
+fn conv_nets_train_and_lesion_as_candles_do() {
+    let x = Array2::from_shape_fn((5, 128), |(i, j)| {
+        ((i * 13 + j * 7) % 17) as f64 / 8.0 - 1.0
+    });
+    let g = Array2::from_shape_fn((5, 3), |(i, k)| (i as f64 - 2.0) * 0.3 + k as f64);
+    for (arch, depth) in [
+        ("resnet", 8),
+        ("resnet:shortcut=b", 8),
+        ("plain", 8),
+        ("resnet:block=bottleneck", 11),
+    ] {
+        let (ours, theirs) = (conv(arch, depth), conv(arch, depth));
+        let mut engine = for_net::<f64>(&ours, Options::repeated(BnMode::Train)).unwrap();
+        let mut oracle =
+            for_net::<f64>(&theirs, Options::repeated(BnMode::Train).on_candle()).unwrap();
+        let want = Want {
+            params: true,
+            ..Want::default()
+        };
+        for e in [&mut engine, &mut oracle] {
+            let fwd = e.forward(x.view(), true).unwrap();
+            e.update_running_stats(&fwd);
+            let gr = e
+                .backward(&fwd, depth_of(e.as_ref()), Some(g.view()), want)
+                .unwrap();
+            e.update_params(&gr, &mut |_, _, w, g| {
+                w.iter_mut().zip(g).for_each(|(w, g)| *w -= 0.1 * g)
+            })
+            .unwrap();
+            e.sync().unwrap();
+        }
+        for ((name, a), (_, b)) in ours.state_dict().iter().zip(theirs.state_dict()) {
+            close(
+                &flat(a.as_tensor()),
+                &flat(b.as_tensor()),
+                1e-10,
+                1e-3,
+                &format!("{arch} {name} after a step"),
+            );
+        }
+        let (e, o) = (
+            for_net::<f64>(&ours, Options::once(BnMode::Eval)).unwrap(),
+            for_net::<f64>(&ours, Options::once(BnMode::Eval).on_candle()).unwrap(),
+        );
+        let n = e.depth();
+        let order: Vec<usize> = (0..n).collect();
+        // Blocks that can be deleted: residual ones, and plain ones that keep their shape.
+        let can = |b: usize| {
+            use gradscope_nets::BlockNet;
+            arch != "plain" || ours.keeps_shape(b)
+        };
+        let every_other: Vec<bool> = (0..n).map(|b| b % 2 == 1 && can(b)).collect();
+        let all: Vec<bool> = (0..n).map(can).collect();
+        for deleted in [vec![false; n], every_other, all] {
+            let run = |e: &dyn Engine<f64>| {
+                let mut h = e.stem(x.view()).unwrap();
+                for &b in &order {
+                    h = if deleted[b] {
+                        e.bypass(b, h).unwrap()
+                    } else {
+                        e.block(b, &h).unwrap()
+                    };
+                }
+                e.head(&h).unwrap()
+            };
+            close(
+                run(e.as_ref()).as_slice().unwrap(),
+                run(o.as_ref()).as_slice().unwrap(),
+                1e-10,
+                1e-30,
+                &format!("{arch} deleted {deleted:?}"),
+            );
+        }
+    }
+}
+
+fn depth_of(e: &dyn Engine<f64>) -> usize {
+    e.depth()
 }

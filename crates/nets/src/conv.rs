@@ -43,6 +43,16 @@ impl Conv2d {
         self.stride
     }
 
+    /// Zero padding on every side.
+    pub fn padding(&self) -> usize {
+        self.padding
+    }
+
+    /// The bias, (out).
+    pub fn bias(&self) -> Option<&Var> {
+        self.bias.as_ref()
+    }
+
     pub(crate) fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(String, &Var)) {
         f(format!("{prefix}.weight"), &self.weight);
         if let Some(b) = &self.bias {

@@ -18,23 +18,43 @@ use crate::{
     Shortcut, tensor_rng,
 };
 
+/// The shortcut of a residual conv block.
 #[derive(Clone, Debug)]
-enum Downsample {
+pub enum Downsample {
     /// Identity: same shape.
     Identity,
-    /// Option A: stride-2 subsampling, zero-padded channels.
-    Pad { stride: usize, extra: usize },
-    /// Option B: 1×1 convolution and BN.
+    /// Option A: every `stride`-th pixel, `extra` zero channels padded
+    /// (half before the input's channels, the rest after; no parameters).
+    Pad {
+        /// Subsampling step in both directions.
+        stride: usize,
+        /// Zero channels added.
+        extra: usize,
+    },
+    /// Option B: 1×1 convolution (with the stride) and BN.
     Project(Conv2d, BatchNorm),
 }
 
+/// One block of a conv net: convolutions each followed by BN (and ReLU
+/// between them), then — for a residual block — the shortcut added and a
+/// ReLU; a plain block ends in the ReLU alone.
 #[derive(Clone, Debug)]
-struct ConvUnit {
+pub struct ConvUnit {
     convs: Vec<(Conv2d, BatchNorm)>,
     shortcut: Option<Downsample>,
 }
 
 impl ConvUnit {
+    /// The (convolution, BN) pairs, input to output.
+    pub fn convs(&self) -> &[(Conv2d, BatchNorm)] {
+        &self.convs
+    }
+
+    /// The shortcut; `None` in a plain block.
+    pub fn shortcut(&self) -> Option<&Downsample> {
+        self.shortcut.as_ref()
+    }
+
     fn forward(&self, x: &Tensor, mode: BnMode) -> Result<Tensor> {
         let h = self.main_path(x, mode)?;
         Ok(match &self.shortcut {
@@ -185,6 +205,30 @@ impl ConvNet {
     /// The spec the net was built from.
     pub fn spec(&self) -> &ConvNetSpec {
         &self.spec
+    }
+
+    /// The stem: a 3×3 convolution and BN (a ReLU follows).
+    pub fn stem(&self) -> (&Conv2d, &BatchNorm) {
+        (&self.stem.0, &self.stem.1)
+    }
+
+    /// Every block with its state-dict prefix (`layer{s}.{b}`), in order.
+    pub fn units(&self) -> Vec<(String, &ConvUnit)> {
+        self.stages
+            .iter()
+            .enumerate()
+            .flat_map(|(s, stage)| {
+                stage
+                    .iter()
+                    .enumerate()
+                    .map(move |(b, u)| (format!("layer{}.{b}", s + 1), u))
+            })
+            .collect()
+    }
+
+    /// The classifier after global average pooling.
+    pub fn fc(&self) -> &Linear {
+        &self.fc
     }
 
     /// Blocks in order, across the stages.

@@ -40,7 +40,7 @@ pub use activation::ActivationExt;
 pub use batch_norm::BatchNorm;
 pub use block::Block;
 pub use conv::Conv2d;
-pub use convnet::ConvNet;
+pub use convnet::{ConvNet, ConvUnit, Downsample};
 pub use dense::Dense;
 pub use error::{NetError, Result};
 pub use feature_norm::FeatureNorm;

@@ -58,7 +58,7 @@ impl<T: Real> FeatureNorm<T> {
     /// ∂L/∂x from g = ∂L/∂y, in place; γ's and β's gradients or Gram matrix
     /// when asked for.
     pub(crate) fn vjp(&self, s: &Saved<T>, g: &mut Array2<T>, sink: &mut Sink<T>) {
-        scale_shift_grads(sink, &self.name, g.view(), &s.xhat, self.beta.is_some());
+        scale_shift_grads(sink, &self.name, g.view(), &s.xhat, self.beta.is_some(), 1);
         // ∂L/∂x̂ = g ⊙ γ, then through x ↦ x̂ (its Jacobian is symmetric).
         scale_rows(g, &self.gamma);
         self.jacobian(g, &s.xhat, &s.inv_std);

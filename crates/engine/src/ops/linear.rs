@@ -46,6 +46,11 @@ impl<T: Real> Linear<T> {
         self.w.nrows()
     }
 
+    /// Whether as many features come out as go in.
+    pub(crate) fn keeps_shape(&self) -> bool {
+        self.w.nrows() == self.w.ncols()
+    }
+
     /// The right factor Wᵀ: the row-major copy (made again here after W
     /// changed), or W's transposed view in a net built for one pass.
     fn right(&self) -> ArrayView2<'_, T> {

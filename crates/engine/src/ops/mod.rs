@@ -5,10 +5,12 @@
 
 pub(crate) mod activation;
 pub(crate) mod batch_norm;
+pub(crate) mod conv;
 pub(crate) mod crelu;
 pub(crate) mod feature_norm;
 pub(crate) mod gate;
 pub(crate) mod linear;
+pub(crate) mod pool;
 pub(crate) mod scale;
 pub(crate) mod weight_norm;
 
@@ -30,6 +32,11 @@ pub(crate) enum Op<T> {
     FeatureNorm(feature_norm::FeatureNorm<T>),
     Act(Activation),
     CRelu,
+    Conv(conv::Conv<T>),
+    /// Global average pooling to `channels` values.
+    Pool {
+        channels: usize,
+    },
 }
 
 /// What the backward pass of one op needs from its forward pass.
@@ -56,6 +63,16 @@ pub(crate) enum Saved<T> {
     CRelu {
         sign: Array2<i8>,
     },
+    /// The input, when parameter gradients or Grams were asked for, and
+    /// its width (the image size a strided convolution does not give back).
+    Conv {
+        input: Option<Array2<T>>,
+        cols: usize,
+    },
+    /// Pixels per channel of the pooled input.
+    Pool {
+        pixels: usize,
+    },
 }
 
 impl<T: Real> Op<T> {
@@ -79,7 +96,8 @@ impl<T: Real> Op<T> {
             Op::WeightNorm(l) => l.params_mut(out),
             Op::BatchNorm(n) => n.params_mut(out),
             Op::FeatureNorm(n) => n.params_mut(out),
-            Op::Act(_) | Op::CRelu => {}
+            Op::Conv(c) => c.params_mut(out),
+            Op::Act(_) | Op::CRelu | Op::Pool { .. } => {}
         }
     }
 
@@ -90,7 +108,8 @@ impl<T: Real> Op<T> {
             Op::WeightNorm(l) => l.params(out),
             Op::BatchNorm(n) => n.params(out),
             Op::FeatureNorm(n) => n.params(out),
-            Op::Act(_) | Op::CRelu => {}
+            Op::Conv(c) => c.params(out),
+            Op::Act(_) | Op::CRelu | Op::Pool { .. } => {}
         }
     }
 
@@ -101,7 +120,8 @@ impl<T: Real> Op<T> {
             Op::WeightNorm(l) => l.write(w),
             Op::BatchNorm(n) => n.write(w),
             Op::FeatureNorm(n) => n.write(w),
-            Op::Act(_) | Op::CRelu => Ok(()),
+            Op::Conv(c) => c.write(w),
+            Op::Act(_) | Op::CRelu | Op::Pool { .. } => Ok(()),
         }
     }
 }
@@ -146,15 +166,48 @@ pub(crate) fn coupled(mode: BnMode) -> bool {
 
 /// The parameter gradients of y = γ·x̂ (+ β) from g = ∂L/∂y, as asked for:
 /// ∂L/∂γ = Σᵢ gᵢ ⊙ x̂ᵢ and ∂L/∂β = Σᵢ gᵢ, or their per-example Gram matrix
-/// ⟨gᵢ ⊙ x̂ᵢ, gⱼ ⊙ x̂ⱼ⟩ (+ ⟨gᵢ, gⱼ⟩). Shared by the norms.
+/// ⟨gᵢ ⊙ x̂ᵢ, gⱼ ⊙ x̂ⱼ⟩ (+ ⟨gᵢ, gⱼ⟩). Shared by the norms. With images
+/// (`spatial` pixels per channel) γ and β are per channel: each example's
+/// gradient sums its pixels first.
 pub(crate) fn scale_shift_grads<T: Real>(
     sink: &mut Sink<T>,
     name: &str,
     g: ArrayView2<T>,
     xhat: &Array2<T>,
     shift: bool,
+    spatial: usize,
 ) {
     if !(sink.want.params || sink.want.gram) {
+        return;
+    }
+    if spatial > 1 {
+        // Each example's gradient of γ_c and β_c: its sums over channel c's pixels.
+        let pool = |a: ArrayView2<T>| {
+            let a = a.as_standard_layout();
+            let sums: Vec<T> = a
+                .as_slice()
+                .expect("row-major")
+                .chunks_exact(spatial)
+                .map(|c| c.iter().copied().sum::<T>())
+                .collect();
+            Array2::from_shape_vec((a.nrows(), a.ncols() / spatial), sums).expect("whole channels")
+        };
+        let (gb, gg) = (pool(g), pool((&g * xhat).view()));
+        if sink.want.params {
+            if shift {
+                sink.params
+                    .push((format!("{name}.bias"), gb.sum_axis(Axis(0)).to_vec()));
+            }
+            sink.params
+                .push((format!("{name}.weight"), gg.sum_axis(Axis(0)).to_vec()));
+        }
+        if sink.want.gram {
+            let mut gram = to_f64(&matmul(gg.view(), gg.t()));
+            if shift {
+                gram = gram + to_f64(&matmul(gb.view(), gb.t()));
+            }
+            sink.gram.push((name.to_string(), gram));
+        }
         return;
     }
     let gx = &g * xhat;
@@ -211,8 +264,12 @@ impl Writer<'_> {
 
     /// Set variable `name` to a vector, in the variable's own shape.
     pub(crate) fn set1<T: Real>(&self, name: &str, a: &Array1<T>) -> Result<()> {
+        self.set_as(name, a.as_slice().expect("contiguous"))
+    }
+
+    /// Set variable `name` to `data` (row-major), in the variable's own shape.
+    pub(crate) fn set_as<T: Real>(&self, name: &str, data: &[T]) -> Result<()> {
         let var = self.var(name)?;
-        let data = a.as_slice().expect("contiguous");
         var.set(&Tensor::from_slice(data, var.dims(), var.device())?)?;
         Ok(())
     }
