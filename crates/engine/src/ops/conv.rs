@@ -21,6 +21,10 @@ use crate::{EngineError, Real, Result};
 pub(crate) struct Conv<T> {
     pub(crate) name: String,
     w: Array2<T>,
+    /// Wᵀ row-major (C_in·k² × C_out), made when first needed after W is
+    /// set: the left factor of ∂L/∂col, which gemm multiplies faster
+    /// untransposed.
+    wt: std::sync::OnceLock<Array2<T>>,
     b: Option<Array1<T>>,
     c_in: usize,
     c_out: usize,
@@ -53,6 +57,7 @@ impl<T: Real> Conv<T> {
         .expect("shape matches");
         Ok(Conv {
             name,
+            wt: std::sync::OnceLock::new(),
             w,
             b: c.bias().map(|b| array1(b.as_tensor())).transpose()?,
             c_in,
@@ -218,7 +223,7 @@ impl<T: Real> Conv<T> {
         let x = x.as_standard_layout();
         let (n, s) = (x.nrows(), self.shape(x.ncols()));
         let (p, kk) = (s.ho * s.ho, self.patch());
-        let mut y = Array2::<T>::zeros((n, self.c_out * p));
+        let mut y = Array2::<T>::uninit((n, self.c_out * p));
         let (xs, cols_in) = (x.as_slice().expect("row-major"), x.ncols());
         let y_ptr = y.as_mut_ptr() as usize;
         let b = bias.then_some(self.b.as_ref()).flatten();
@@ -259,7 +264,8 @@ impl<T: Real> Conv<T> {
                 }
             }
         });
-        y
+        // SAFETY: every row was written whole above (every channel's P values).
+        unsafe { y.assume_init() }
     }
 
     /// y = W ⋆ x + b.
@@ -287,8 +293,12 @@ impl<T: Real> Conv<T> {
         let (s, kk) = (self.shape(cols_in), self.patch());
         let p = s.ho * s.ho;
         debug_assert_eq!(g.ncols(), self.c_out * p);
-        let mut dx = Array2::<T>::zeros((n, cols_in));
+        // Every row is written whole below (col2im fills its image first).
+        let mut dx = Array2::<T>::uninit((n, cols_in));
         let dx_ptr = dx.as_mut_ptr() as usize;
+        let wt = self
+            .wt
+            .get_or_init(|| self.w.t().as_standard_layout().into_owned());
         let gs = g.as_slice().expect("row-major");
         let x = x.filter(|_| sink.want.params || sink.want.gram);
         let per_example = sink.want.gram;
@@ -319,7 +329,7 @@ impl<T: Real> Conv<T> {
                         ld,
                         self.c_out,
                         dcol.as_mut_ptr(),
-                        (self.w.as_ptr(), 1, kk as isize),
+                        (wt.as_ptr(), self.c_out as isize, 1),
                         (gblk.as_ptr(), ld as isize, 1),
                     );
                 }
@@ -415,11 +425,14 @@ impl<T: Real> Conv<T> {
                     .push((format!("{}.weight", self.name), dw.to_vec()));
             }
         }
-        dx
+        // SAFETY: every row was written whole above.
+        unsafe { dx.assume_init() }
     }
 
     /// The kernel (and bias) as (name, values).
     pub(crate) fn params_mut<'a>(&'a mut self, out: &mut Vec<(String, &'a mut [T])>) {
+        // The caller may change W through the slice.
+        self.wt.take();
         out.push((
             format!("{}.weight", self.name),
             self.w.as_slice_mut().expect("row-major"),
