@@ -182,6 +182,64 @@ def training_step(arch, depth, width):
     return run
 
 
+class ConvBlock(nn.Module):
+    """He et al. 2016a's basic block, post-activation, option A shortcut."""
+
+    def __init__(self, cin, cout, stride, residual):
+        super().__init__()
+        self.c1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.b1 = nn.BatchNorm2d(cout)
+        self.c2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.b2 = nn.BatchNorm2d(cout)
+        self.residual, self.stride, self.extra = residual, stride, cout - cin
+
+    def forward(self, x):
+        h = self.b2(self.c2(torch.relu(self.b1(self.c1(x)))))
+        if self.residual:
+            s = x[:, :, :: self.stride, :: self.stride] if self.stride > 1 else x
+            if self.extra:
+                e = self.extra
+                s = nn.functional.pad(s, (0, 0, 0, 0, e // 2, e - e // 2))
+            h = h + s
+        return torch.relu(h)
+
+
+class ConvNet(nn.Module):
+    """The CIFAR nets of He et al. 2016a: 6n + 2 layers, widths 16/32/64."""
+
+    def __init__(self, depth, residual):
+        super().__init__()
+        n = (depth - 2) // 6
+        self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        blocks, cin = [], 16
+        for s, w in enumerate([16, 32, 64]):
+            for b in range(n):
+                blocks.append(ConvBlock(cin, w, 2 if s > 0 and b == 0 else 1, residual))
+                cin = w
+        self.blocks = nn.Sequential(*blocks)
+        self.fc = nn.Linear(64, 10)
+
+    def forward(self, x):
+        h = self.blocks(torch.relu(self.bn1(self.conv1(x))))
+        return self.fc(h.mean((2, 3)))
+
+
+def conv_step(depth, residual):
+    """One SGD step (forward, backward, update) at batch 128 on 32×32×3 images."""
+    net = ConvNet(depth, residual)
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+    x = torch.rand(128, 3, 32, 32) * 2 - 1
+    y = torch.randint(0, 10, (128,))
+
+    def run():
+        opt.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()
+
+    return run
+
+
 def gram_vmap():
     """Per-example gradients with torch.func (vmap of grad), then the Gram matrices."""
     from torch.func import functional_call, grad, vmap
@@ -414,6 +472,10 @@ WORKLOADS = {
     "resnet-256x50": lambda: training_step("resnet", 50, 256),
     "gram-256x8": gram_trick,
     "gram-256x8-vmap": gram_vmap,
+    "conv-resnet20-step": lambda: conv_step(20, True),
+    "conv-plain20-step": lambda: conv_step(20, False),
+    "conv-resnet56-step": lambda: conv_step(56, True),
+    "conv-resnet110-step": lambda: conv_step(110, True),
 }
 
 

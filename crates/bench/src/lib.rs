@@ -307,6 +307,34 @@ pub fn workloads() -> Vec<Workload> {
             },
         },
         Workload {
+            name: "conv-resnet20-step",
+            about: "one SGD step of He et al. 2016a's ResNet-20 (option A, BN), batch 128, 32×32×3 (f32): forward, backward, update",
+            flops: Some(conv_flops(20)),
+            peers: &["conv-resnet20-step"],
+            setup: |_| conv_step(20, true),
+        },
+        Workload {
+            name: "conv-plain20-step",
+            about: "the same step for the plain-20 net (no shortcuts)",
+            flops: Some(conv_flops(20)),
+            peers: &["conv-plain20-step"],
+            setup: |_| conv_step(20, false),
+        },
+        Workload {
+            name: "conv-resnet56-step",
+            about: "the same step for ResNet-56",
+            flops: Some(conv_flops(56)),
+            peers: &["conv-resnet56-step"],
+            setup: |_| conv_step(56, true),
+        },
+        Workload {
+            name: "conv-resnet110-step",
+            about: "the same step for ResNet-110",
+            flops: Some(conv_flops(110)),
+            peers: &["conv-resnet110-step"],
+            setup: |_| conv_step(110, true),
+        },
+        Workload {
             name: REPRODUCE,
             about: "`gradscope reproduce` end to end: every default study (six) and report, against the six written in PyTorch",
             flops: None,
@@ -338,6 +366,73 @@ fn dense_training_step(arch: Arch, depth: usize, width: usize) -> Result<Run> {
             )
             .map_err(run_err)?;
         std::hint::black_box(grads.params.len());
+        Ok(())
+    }))
+}
+
+/// The convolutions' arithmetic in one SGD step of a 6n + 2-layer CIFAR net at
+/// batch 128: per 3×3 convolution 2·C_in·C_out·9·P flops for the forward
+/// pass, twice that for the two backward products (input and weights).
+fn conv_flops(depth: usize) -> f64 {
+    let n = (depth - 2) / 6;
+    // The stem (3 → 16 at 32×32), then per stage 2n convolutions at width w on
+    // P pixels (the first of stages 2 and 3 reads half the channels).
+    let mut macs = 3.0 * 16.0 * 9.0 * 1024.0;
+    for (s, (w, p)) in [(16.0, 1024.0), (32.0, 256.0), (64.0, 64.0)]
+        .into_iter()
+        .enumerate()
+    {
+        let first_in = if s == 0 { w } else { w / 2.0 };
+        macs += first_in * w * 9.0 * p + (2 * n - 1) as f64 * w * w * 9.0 * p;
+    }
+    3.0 * 2.0 * macs * 128.0
+}
+
+/// One SGD step (forward in training mode with the running statistics,
+/// cross-entropy gradient, backward, update) of a conv net on the engine.
+fn conv_step(depth: usize, residual: bool) -> Result<Run> {
+    use gradscope_nets::{ConvArch, ConvNet, ConvNetParams};
+    let arch = if residual {
+        ConvArch::RESNET
+    } else {
+        ConvArch::PLAIN
+    };
+    let p = ConvNetParams {
+        arch,
+        depth,
+        precision: Precision::F32,
+        seed: 3,
+        ..Default::default()
+    };
+    let net = Net::Conv(ConvNet::new(&p.check().map_err(run_err)?).map_err(run_err)?);
+    let mut engine = for_net::<f32>(&net, Options::repeated(BnMode::Train)).map_err(run_err)?;
+    let x = random_inputs(128, 3 * 32 * 32, 3);
+    let labels: Vec<usize> = (0..128).map(|i| i % 10).collect();
+    Ok(Box::new(move || {
+        let fwd = engine.forward(x.view(), true).map_err(run_err)?;
+        engine.update_running_stats(&fwd);
+        let depth = engine.depth();
+        let mut g = engine.output(&fwd, depth).map_err(run_err)?;
+        // Mean cross-entropy: (softmax − one-hot)/B.
+        for (i, mut row) in g.axis_iter_mut(Axis(0)).enumerate() {
+            let m = row.fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+            row.mapv_inplace(|v| (v - m).exp());
+            let s = row.sum();
+            row.mapv_inplace(|v| v / s / 128.0);
+            row[labels[i]] -= 1.0 / 128.0;
+        }
+        let want = Want {
+            params: true,
+            ..Want::default()
+        };
+        let grads = engine
+            .backward(&fwd, depth, Some(g.view()), want)
+            .map_err(run_err)?;
+        engine
+            .update_params(&grads, &mut |_, _, w, g| {
+                w.iter_mut().zip(g).for_each(|(w, g)| *w -= 0.01 * g)
+            })
+            .map_err(run_err)?;
         Ok(())
     }))
 }
