@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use gradscope_studies::correlation::{self, CorrelationData, DepthSummary};
+use gradscope_studies::correlation::{
+    self, CorrelationData, CorrelationParams, CorrelationSummary, DepthSummary, PlaneReference,
+};
 use gradscope_studies::output::create_dir;
 use ndarray::s;
 
@@ -13,58 +15,125 @@ use crate::figure::{
     ColorBar, Heatmap, HeatmapGrid, Legend, LineChart, Mark, Panels, Raster, Series, reduce_matrix,
     save,
 };
+use crate::format::mean_sd;
+use crate::format::na::{f2, f3};
 use crate::style::{self, color};
 use crate::{Result, pages};
 
-fn f3(v: f64) -> String {
-    style::fixed(v, 3, "n/a")
+/// The data with the archs and depths the page refers to.
+struct Run<'a> {
+    d: &'a CorrelationData,
+    /// Arch spec strings, in config order.
+    archs: Vec<String>,
+    /// The shallowest and deepest configured depths.
+    shallow: usize,
+    deep: usize,
 }
 
-fn f2(v: f64) -> String {
-    style::fixed(v, 2, "n/a")
+impl<'a> Run<'a> {
+    fn new(d: &'a CorrelationData) -> Self {
+        let c = &d.summary.config;
+        Run {
+            d,
+            archs: c.archs.iter().map(|a| a.to_string()).collect(),
+            shallow: c.depths[0],
+            deep: *c.depths.last().unwrap_or(&1),
+        }
+    }
+
+    fn summary(&self) -> &'a CorrelationSummary {
+        &self.d.summary
+    }
+
+    fn config(&self) -> &'a CorrelationParams {
+        &self.d.summary.config
+    }
+
+    /// The summary of (arch, depth), if it was run.
+    fn result(&self, arch: &str, depth: usize) -> Option<&'a DepthSummary> {
+        self.summary()
+            .results
+            .iter()
+            .find(|r| r.arch == arch && r.depth == depth)
+    }
+
+    /// Each arch's summaries at the shallowest and the deepest depth.
+    fn ends(&self) -> impl Iterator<Item = (&String, &'a DepthSummary, &'a DepthSummary)> {
+        self.archs.iter().filter_map(|a| {
+            let (r0, r1) = (self.result(a, self.shallow)?, self.result(a, self.deep)?);
+            Some((a, r0, r1))
+        })
+    }
+
+    fn reference(&self, name: &str) -> Option<&'a PlaneReference> {
+        self.summary().references.iter().find(|r| r.name == name)
+    }
+
+    /// Rows (archs) and columns (depths) of a grid of panels, and its size in pixels.
+    fn grid(&self) -> (usize, usize, (u32, u32)) {
+        let (rows, cols) = (self.archs.len(), self.config().depths.len());
+        (rows, cols, (420 * cols as u32, 420 * rows as u32 + 140))
+    }
 }
 
 /// Draw the correlation study's figures and write its pages from the data folder alone.
 pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
     let d = CorrelationData::read(data_dir)?;
     create_dir(report_dir)?;
+    let run = Run::new(&d);
     let s = &d.summary;
-    let c = &s.config;
-    let archs: Vec<String> = c.archs.iter().map(|a| a.to_string()).collect();
-    let result = |arch: &str, depth: usize| -> Option<&DepthSummary> {
-        s.results
-            .iter()
-            .find(|r| r.arch == arch && r.depth == depth)
-    };
-    let (shallow, deep) = (c.depths[0], *c.depths.last().unwrap_or(&1));
-    let reference = |name: &str| s.references.iter().find(|r| r.name == name);
-    let (white, brown) = (reference("white"), reference("brown"));
     let mut doc = Doc::new("Gradient correlation in two dimensions and across examples");
     doc.back = Some("../index.html".into());
+    let finding = finding(&run);
+    doc.push(Block::Lead(finding.clone()));
+    doc.paragraph(setup(&s.config));
 
+    doc.heading("What the gradients look like");
+    doc.push(pictures(&run, report_dir)?);
+    doc.push(gradient_norms(&run, report_dir)?);
+
+    doc.heading("Spectra and correlation with distance");
+    doc.push(spectra(&run, report_dir)?);
+    doc.push(summary_table(s));
+
+    doc.heading("Per-example gradient similarity on the digits");
+    doc.push(cosines(&run, report_dir)?);
+    doc.push(similarity(&run, report_dir)?);
+    doc.push(layer_cosine_table(s));
+
+    pages::provenance(
+        &mut doc,
+        &s.provenance,
+        &serde_json::to_string_pretty(&s.config).unwrap_or_default(),
+    );
+    doc.push(data_files(data_dir));
+    pages::write(&doc, report_dir)?;
+    Ok(card(&run, finding))
+}
+
+/// The finding: picture r₁ and slope, and mean cosine, shallow → deep.
+fn finding(run: &Run) -> String {
+    let (c, shallow, deep) = (run.config(), run.shallow, run.deep);
     let mut parts = Vec::new();
-    for a in &archs {
-        if let (Some(r0), Some(r1)) = (result(a, shallow), result(a, deep)) {
-            parts.push(format!(
-                "{a}: r₁ of the ∂f/∂x₁ picture {} at depth {shallow} → {} at depth {deep}, radial slope {} → {}",
-                f2(r0.adjacent_correlation.mean),
-                f2(r1.adjacent_correlation.mean),
-                f2(r0.radial_slope.mean),
-                f2(r1.radial_slope.mean)
-            ));
-        }
+    for (a, r0, r1) in run.ends() {
+        parts.push(format!(
+            "{a}: r₁ of the ∂f/∂x₁ picture {} at depth {shallow} → {} at depth {deep}, radial slope {} → {}",
+            f2(r0.adjacent_correlation.mean),
+            f2(r1.adjacent_correlation.mean),
+            f2(r0.radial_slope.mean),
+            f2(r1.radial_slope.mean)
+        ));
     }
     let mut cos_parts = Vec::new();
-    for a in &archs {
-        if let (Some(r0), Some(r1)) = (result(a, shallow), result(a, deep)) {
-            cos_parts.push(format!(
-                "{a} {} → {}",
-                f3(r0.mean_cosine.mean),
-                f3(r1.mean_cosine.mean)
-            ));
-        }
+    for (a, r0, r1) in run.ends() {
+        cos_parts.push(format!(
+            "{a} {} → {}",
+            f3(r0.mean_cosine.mean),
+            f3(r1.mean_cosine.mean)
+        ));
     }
-    let finding = format!(
+    let (white, brown) = (run.reference("white"), run.reference("brown"));
+    format!(
         "Over an input plane the same story holds as on a line: {} (white noise: r₁ {}, slope {}; smooth brown-like field: {}, {}). \
          Per-example gradients of the loss on {} digits grow more orthogonal with depth — mean off-diagonal cosine {} — with coherence \
          falling toward 1/B = {}.",
@@ -76,9 +145,12 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
         c.examples,
         cos_parts.join(", "),
         f3(1.0 / c.examples as f64)
-    );
-    doc.push(Block::Lead(finding.clone()));
-    doc.paragraph(format!(
+    )
+}
+
+/// The setup paragraph.
+fn setup(c: &CorrelationParams) -> String {
+    format!(
         "Setup: nets of width {} with a 2-D input over a {}×{} grid of [−{e}, {e}]² (the grid is the batch; BN in per-sample mode, its \
          statistics held constant in the backward pass), {} seeds, {:?}. Per-example similarity: the same architectures with a 64-pixel \
          input and 10 outputs on {} digits (a fixed, seeded choice), at initialisation; gᵢ = ∂ℓᵢ/∂θ of example i's cross-entropy over \
@@ -90,16 +162,17 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
         c.dtype,
         c.examples,
         e = c.extent
-    ));
+    )
+}
 
-    // The pictures: ∂f/∂x₁ of seed 0, each scaled to its own largest magnitude.
-    let (lo_x, hi_x) = (-c.extent, c.extent);
+/// ∂f/∂x₁ of seed 0 over the plane, each panel scaled to its own largest magnitude.
+fn pictures(run: &Run, dir: &Path) -> Result<Block> {
+    let c = run.config();
     let n = c.side;
     let mut maps = Vec::new();
-    let mut norm_maps = Vec::new();
-    for (a, arch) in archs.iter().enumerate() {
+    for (a, arch) in run.archs.iter().enumerate() {
         for (k, &depth) in c.depths.iter().enumerate() {
-            let pic = d.pictures.slice(s![a, k, 0, .., ..]);
+            let pic = run.d.pictures.slice(s![a, k, 0, .., ..]);
             let scale = pic.iter().fold(0.0f64, |m, v| m.max(v.abs()));
             let values: Vec<f64> = pic
                 .iter()
@@ -111,9 +184,39 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
                 values,
                 n: m,
                 axis_label: "x₁ (x₂ up)".into(),
-                axis_range: (lo_x, hi_x),
+                axis_range: (-c.extent, c.extent),
             });
-            let norm = d.norm_pictures.slice(s![a, k, 0, .., ..]);
+        }
+    }
+    let (rows, cols, size) = run.grid();
+    let fig = save(
+        &HeatmapGrid {
+            title: "∂f/∂x₁ over the input plane (seed 0)".into(),
+            rows,
+            cols,
+            maps,
+            bar: ColorBar::correlation("∂f/∂x₁ / max |∂f/∂x₁|"),
+        },
+        dir,
+        "pictures",
+        size,
+    )?;
+    Ok(Block::figure(
+        fig,
+        "Pictures of ∂f/∂x₁ over the input plane for each architecture and depth",
+        "Balduzzi et al. 2017 (Figure 1 and §2) show the gradient of a feedforward net turning into noise as depth grows, while a \
+         resnet's stays structured. Each panel is scaled to its own largest magnitude (red positive, blue negative).",
+    ))
+}
+
+/// log₁₀ ‖∇ₓf‖ of seed 0 over the plane, relative to its mean.
+fn gradient_norms(run: &Run, dir: &Path) -> Result<Block> {
+    let c = run.config();
+    let n = c.side;
+    let mut norm_maps = Vec::new();
+    for (a, arch) in run.archs.iter().enumerate() {
+        for (k, &depth) in c.depths.iter().enumerate() {
+            let norm = run.d.norm_pictures.slice(s![a, k, 0, .., ..]);
             let logs: Vec<f64> = norm.iter().map(|v| v.log10()).collect();
             let finite: Vec<f64> = logs.iter().copied().filter(|v| v.is_finite()).collect();
             let mean = finite.iter().sum::<f64>() / finite.len().max(1) as f64;
@@ -121,7 +224,7 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
                 title: format!("{arch}, depth {depth}"),
                 x_label: "x₁".into(),
                 y_label: "x₂ (grid row)".into(),
-                x_range: (lo_x, hi_x),
+                x_range: (-c.extent, c.extent),
                 rows: n,
                 cols: n,
                 // Relative to the picture's mean: the texture, not the overall scale.
@@ -132,27 +235,7 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
             });
         }
     }
-    let (rows, cols) = (archs.len(), c.depths.len());
-    let size = (420 * cols as u32, 420 * rows as u32 + 140);
-    let fig = save(
-        &HeatmapGrid {
-            title: "∂f/∂x₁ over the input plane (seed 0)".into(),
-            rows,
-            cols,
-            maps,
-            bar: ColorBar::correlation("∂f/∂x₁ / max |∂f/∂x₁|"),
-        },
-        report_dir,
-        "pictures",
-        size,
-    )?;
-    doc.heading("What the gradients look like");
-    doc.figure(
-        fig,
-        "Pictures of ∂f/∂x₁ over the input plane for each architecture and depth",
-        "Balduzzi et al. 2017 (Figure 1 and §2) show the gradient of a feedforward net turning into noise as depth grows, while a \
-         resnet's stays structured. Each panel is scaled to its own largest magnitude (red positive, blue negative).",
-    );
+    let (rows, cols, size) = run.grid();
     let fig = save(
         &HeatmapGrid {
             title: "log₁₀ ‖∇ₓf‖ relative to its mean over the plane (seed 0)".into(),
@@ -161,21 +244,25 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
             maps: norm_maps,
             bar: ColorBar::sequential("log₁₀ ‖∇ₓf‖ − mean", (-1.0, 1.0)),
         },
-        report_dir,
+        dir,
         "gradient_norms",
         size,
     )?;
-    doc.figure(
+    Ok(Block::figure(
         fig,
         "Pictures of the gradient norm over the input plane",
         "The norm of the whole input gradient, on a log scale relative to its mean over the plane, so that texture is comparable \
          between depths whose overall scale differs.",
-    );
+    ))
+}
 
-    // Spectra and correlation against distance.
+/// Radial power spectra per arch (log-log) and the autocorrelation against distance.
+fn spectra(run: &Run, dir: &Path) -> Result<Block> {
+    let (s, c) = (run.summary(), run.config());
     let (band_lo, band_hi) = (s.radial_band[0], s.radial_band[1]);
+    let cols = c.depths.len();
     let mut spectra = Vec::new();
-    for (a, arch) in archs.iter().enumerate() {
+    for (a, arch) in run.archs.iter().enumerate() {
         let mut ch = LineChart::new(
             arch.clone(),
             "radial frequency k (cycles per side)",
@@ -186,7 +273,7 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
         .legend(Legend::LowerLeft);
         ch.title_size = style::PANEL_TITLE_SIZE;
         for (k, &depth) in c.depths.iter().enumerate() {
-            let sp = d.radial_spectra.slice(s![a, k, .., ..]);
+            let sp = run.d.radial_spectra.slice(s![a, k, .., ..]);
             let radii = sp.ncols();
             let pts: Vec<(f64, f64)> = (1..radii)
                 .map(|r| {
@@ -200,7 +287,9 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
                 })
                 .filter(|(_, y)| *y > 0.0)
                 .collect();
-            let slope = result(arch, depth).map_or(f64::NAN, |r| r.radial_slope.mean);
+            let slope = run
+                .result(arch, depth)
+                .map_or(f64::NAN, |r| r.radial_slope.mean);
             ch.push(
                 Series::line(
                     format!("depth {depth} (slope {})", f2(slope)),
@@ -219,16 +308,16 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
     )
     .legend(Legend::UpperRight);
     acf.title_size = style::PANEL_TITLE_SIZE;
-    for (a, arch) in archs.iter().enumerate() {
+    for (a, arch) in run.archs.iter().enumerate() {
         for (k, &depth) in c.depths.iter().enumerate() {
-            if let Some(r) = result(arch, depth) {
+            if let Some(r) = run.result(arch, depth) {
                 acf.push(
                     Series::line(
                         format!("{arch}, depth {depth}"),
                         r.radial_acf_mean
                             .iter()
                             .enumerate()
-                            .take(n / 4 + 1)
+                            .take(c.side / 4 + 1)
                             .map(|(i, v)| (i as f64, *v))
                             .collect(),
                         color(a),
@@ -249,12 +338,11 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
             cols: cols_n,
             panels,
         },
-        report_dir,
+        dir,
         "spectra",
         (600 * cols_n as u32, 560),
     )?;
-    doc.heading("Spectra and correlation with distance");
-    doc.figure(
+    Ok(Block::figure(
         fig,
         "Radial power spectra of the pictures (log-log) and their autocorrelation against distance",
         format!(
@@ -262,39 +350,35 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
              White noise is flat (slope 0); the smooth reference field (power ∝ k⁻²) has slope −2. The last panel is the inverse \
              transform of the same spectrum, averaged over rings: the correlation of ∂f/∂x₁ at two points as a function of their distance."
         ),
-    );
-    let mut rows_t = Vec::new();
+    ))
+}
+
+/// Every (arch, depth) and reference field: picture r₁, slope, cosine, coherence, SNR.
+fn summary_table(s: &CorrelationSummary) -> Block {
+    let mut rows = Vec::new();
     for r in &s.results {
-        rows_t.push(vec![
+        rows.push(vec![
             r.arch.clone(),
             r.depth.to_string(),
-            format!(
-                "{} ± {}",
-                f3(r.adjacent_correlation.mean),
-                f3(r.adjacent_correlation.std)
-            ),
-            format!("{} ± {}", f2(r.radial_slope.mean), f2(r.radial_slope.std)),
-            format!("{} ± {}", f3(r.mean_cosine.mean), f3(r.mean_cosine.std)),
+            mean_sd(&r.adjacent_correlation, f3),
+            mean_sd(&r.radial_slope, f2),
+            mean_sd(&r.mean_cosine, f3),
             f3(r.coherence.mean),
             f2(r.snr.mean),
         ]);
     }
     for r in &s.references {
-        rows_t.push(vec![
+        rows.push(vec![
             format!("{} noise (β = {})", r.name, r.beta),
             "—".into(),
-            format!(
-                "{} ± {}",
-                f3(r.adjacent_correlation.mean),
-                f3(r.adjacent_correlation.std)
-            ),
-            format!("{} ± {}", f2(r.radial_slope.mean), f2(r.radial_slope.std)),
+            mean_sd(&r.adjacent_correlation, f3),
+            mean_sd(&r.radial_slope, f2),
             "—".into(),
             "—".into(),
             "—".into(),
         ]);
     }
-    doc.push(Block::Table {
+    Block::Table {
         header: [
             "arch",
             "depth",
@@ -306,15 +390,19 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
         ]
         .map(String::from)
         .to_vec(),
-        rows: rows_t,
-    });
+        rows,
+    }
+}
 
-    // Per-example similarity.
+/// B × B cosine matrices of per-example gradients, seed 0.
+fn cosines(run: &Run, dir: &Path) -> Result<Block> {
+    let c = run.config();
     let b = c.examples;
     let mut cos_maps = Vec::new();
-    for (a, arch) in archs.iter().enumerate() {
+    for (a, arch) in run.archs.iter().enumerate() {
         for (k, &depth) in c.depths.iter().enumerate() {
-            let m: Vec<f64> = d
+            let m: Vec<f64> = run
+                .d
                 .cosines
                 .slice(s![a, k, .., ..])
                 .iter()
@@ -330,6 +418,7 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
             });
         }
     }
+    let (rows, cols, size) = run.grid();
     let fig = save(
         &HeatmapGrid {
             title: "Cosine similarity of per-example loss gradients (seed 0)".into(),
@@ -338,12 +427,11 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
             maps: cos_maps,
             bar: ColorBar::correlation("cosine"),
         },
-        report_dir,
+        dir,
         "cosines",
         size,
     )?;
-    doc.heading("Per-example gradient similarity on the digits");
-    doc.figure(
+    Ok(Block::figure(
         fig,
         "B × B cosine matrices of per-example parameter gradients",
         "Entry (i, j) is cos(gᵢ, gⱼ) for the loss gradients of examples i and j with respect to every parameter; the diagonal is 1; \
@@ -351,7 +439,13 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
          net's gradients agree within a class (the blocks) and point apart across some classes (blue); with depth the blocks fade and \
          the gradients of all examples become nearly orthogonal — the parameter-space face of shattering. Residual nets keep the class \
          blocks deeper than plain ones.",
-    );
+    ))
+}
+
+/// Mean cosine and coherence against depth, and cosine against input distance.
+fn similarity(run: &Run, dir: &Path) -> Result<Block> {
+    let (s, c) = (run.summary(), run.config());
+    let b = c.examples;
     let mut by_depth = LineChart::new(
         "Mean off-diagonal cosine",
         "depth",
@@ -369,8 +463,12 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
         "mean cosine",
     )
     .legend(Legend::UpperRight);
-    for (a, arch) in archs.iter().enumerate() {
-        let rs: Vec<&DepthSummary> = c.depths.iter().filter_map(|&dd| result(arch, dd)).collect();
+    for (a, arch) in run.archs.iter().enumerate() {
+        let rs: Vec<&DepthSummary> = c
+            .depths
+            .iter()
+            .filter_map(|&dd| run.result(arch, dd))
+            .collect();
         by_depth.push(
             Series::line(
                 arch.clone(),
@@ -434,31 +532,38 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
             cols: 3,
             panels: vec![by_depth, coh, dist],
         },
-        report_dir,
+        dir,
         "similarity",
         (1800, 600),
     )?;
-    doc.figure(
+    Ok(Block::figure(
         fig,
         "Mean cosine and coherence against depth, and cosine against the distance between inputs",
         "Left: the mean off-diagonal cosine (± sd over seeds). Middle: coherence ‖ḡ‖²/mean‖gᵢ‖², 1 when all examples agree and 1/B \
          (dashed) when their gradients are orthogonal; the signal-to-noise ratio of the mean gradient, B·coh/(1 − coh), is in the table. \
          Right: the mean cosine of example pairs binned by the Euclidean distance of their images (equal-count bins): nearby inputs have \
          similar gradients in shallow nets, and the range over which they do shrinks with depth.",
-    );
-    let mut rows_l = Vec::new();
-    for r in &s.results {
-        let first = r.layer_cosine_mean.first().copied().unwrap_or(f64::NAN);
-        let last = r.layer_cosine_mean.last().copied().unwrap_or(f64::NAN);
-        rows_l.push(vec![
-            r.arch.clone(),
-            r.depth.to_string(),
-            r.layer_names.len().to_string(),
-            f3(first),
-            f3(last),
-        ]);
-    }
-    doc.push(Block::Table {
+    ))
+}
+
+/// Mean cosine of the first layer and of the head, per (arch, depth).
+fn layer_cosine_table(s: &CorrelationSummary) -> Block {
+    let rows = s
+        .results
+        .iter()
+        .map(|r| {
+            let first = r.layer_cosine_mean.first().copied().unwrap_or(f64::NAN);
+            let last = r.layer_cosine_mean.last().copied().unwrap_or(f64::NAN);
+            vec![
+                r.arch.clone(),
+                r.depth.to_string(),
+                r.layer_names.len().to_string(),
+                f3(first),
+                f3(last),
+            ]
+        })
+        .collect();
+    Block::Table {
         header: [
             "arch",
             "depth",
@@ -468,15 +573,13 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
         ]
         .map(String::from)
         .to_vec(),
-        rows: rows_l,
-    });
+        rows,
+    }
+}
 
-    pages::provenance(
-        &mut doc,
-        &s.provenance,
-        &serde_json::to_string_pretty(&s.config).unwrap_or_default(),
-    );
-    doc.push(Block::List(
+/// The data files behind the page.
+fn data_files(data_dir: &Path) -> Block {
+    Block::List(
         [
             correlation::files::SUMMARY,
             correlation::files::SUMMARY_CSV,
@@ -491,32 +594,33 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
         .iter()
         .map(|f| format!("{}/{}", data_dir.display(), f))
         .collect(),
-    ));
-    pages::write(&doc, report_dir)?;
+    )
+}
 
+/// The index card: picture r₁ and mean cosine of each arch, shallow → deep.
+fn card(run: &Run, finding: String) -> StudyCard {
+    let (shallow, deep) = (run.shallow, run.deep);
     let mut numbers = Vec::new();
-    for a in &archs {
-        if let (Some(r0), Some(r1)) = (result(a, shallow), result(a, deep)) {
-            numbers.push((
-                format!("{a} picture r₁ L={shallow} → L={deep}"),
-                format!(
-                    "{} → {}",
-                    f2(r0.adjacent_correlation.mean),
-                    f2(r1.adjacent_correlation.mean)
-                ),
-            ));
-            numbers.push((
-                format!("{a} mean cosine L={shallow} → L={deep}"),
-                format!("{} → {}", f3(r0.mean_cosine.mean), f3(r1.mean_cosine.mean)),
-            ));
-        }
+    for (a, r0, r1) in run.ends() {
+        numbers.push((
+            format!("{a} picture r₁ L={shallow} → L={deep}"),
+            format!(
+                "{} → {}",
+                f2(r0.adjacent_correlation.mean),
+                f2(r1.adjacent_correlation.mean)
+            ),
+        ));
+        numbers.push((
+            format!("{a} mean cosine L={shallow} → L={deep}"),
+            format!("{} → {}", f3(r0.mean_cosine.mean), f3(r1.mean_cosine.mean)),
+        ));
     }
-    Ok(StudyCard {
+    StudyCard {
         name: correlation::NAME.into(),
         title: "Gradient correlation in 2-D and across examples".into(),
         href: format!("{}/index.html", correlation::NAME),
         thumbnail: Some(format!("{}/pictures.png", correlation::NAME)),
         finding,
         numbers,
-    })
+    }
 }

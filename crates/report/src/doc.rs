@@ -49,6 +49,17 @@ pub enum Block {
     },
 }
 
+impl Block {
+    /// A figure with its alternative text and caption.
+    pub fn figure(files: FigureFiles, alt: impl Into<String>, caption: impl Into<String>) -> Self {
+        Block::Figure {
+            files,
+            alt: alt.into(),
+            caption: caption.into(),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 /// A report page as blocks, written out as HTML and as Markdown.
 pub struct Doc {
@@ -92,11 +103,7 @@ impl Doc {
         alt: impl Into<String>,
         caption: impl Into<String>,
     ) {
-        self.push(Block::Figure {
-            files,
-            alt: alt.into(),
-            caption: caption.into(),
-        });
+        self.push(Block::figure(files, alt, caption));
     }
 
     /// A static, self-contained HTML page; every text is HTML-escaped.

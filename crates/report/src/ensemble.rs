@@ -2,46 +2,66 @@
 
 use std::path::Path;
 
-use gradscope_studies::ensemble::{self, read_summary};
+use gradscope_studies::ensemble::{
+    self, ArchEnsemble, EnsembleParams, EnsembleSummary, LesionCurve, read_summary,
+};
 use gradscope_studies::output::create_dir;
 
 use crate::card::StudyCard;
 use crate::doc::{Block, Doc};
 use crate::figure::{Legend, LineChart, Mark, Panels, Series, save};
+use crate::format::pct;
 use crate::style::{self, color};
 use crate::{Result, pages};
 
-fn pct(v: f64) -> String {
-    if v.is_finite() {
-        format!("{:.1} %", 100.0 * v)
-    } else {
-        "n/a".into()
-    }
+/// Mean test error over the single-block deletions (finite values).
+fn mean_single(a: &ArchEnsemble) -> f64 {
+    let v: Vec<f64> = a
+        .single_deletion
+        .iter()
+        .copied()
+        .filter(|e| e.is_finite())
+        .collect();
+    v.iter().sum::<f64>() / v.len().max(1) as f64
 }
 
 /// Draw the ensemble study's figures and write its pages from the data folder alone.
 pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
     let s = read_summary(data_dir)?;
     create_dir(report_dir)?;
-    let c = &s.config;
     let mut doc = Doc::new("Residual nets as ensembles");
     doc.back = Some("../index.html".into());
+    let finding = finding(&s);
+    doc.push(Block::Lead(finding.clone()));
+    doc.paragraph(setup(&s.config));
 
-    let mean_single = |a: &ensemble::ArchEnsemble| {
-        let v: Vec<f64> = a
-            .single_deletion
-            .iter()
-            .copied()
-            .filter(|e| e.is_finite())
-            .collect();
-        v.iter().sum::<f64>() / v.len().max(1) as f64
-    };
+    doc.heading("Lesions");
+    doc.push(lesions(&s.archs, report_dir)?);
+    doc.push(lesion_table(&s.archs));
+
+    if let Some(fig) = paths(&s, report_dir)? {
+        doc.heading("Gradient by path length");
+        doc.push(fig);
+    }
+
+    pages::provenance(
+        &mut doc,
+        &s.provenance,
+        &serde_json::to_string_pretty(&s.config).unwrap_or_default(),
+    );
+    doc.push(data_files(data_dir));
+    pages::write(&doc, report_dir)?;
+    Ok(card(&s, finding))
+}
+
+/// The finding: intact against one block deleted, and the effective path lengths.
+fn finding(s: &EnsembleSummary) -> String {
     let mut parts = Vec::new();
     for a in &s.archs {
         parts.push(format!(
             "{} (depth {}): test error {} intact, {} on average with one block deleted",
             a.arch,
-            c.depth,
+            s.config.depth,
             pct(a.intact_error.mean),
             pct(mean_single(a))
         ));
@@ -58,7 +78,7 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
             })
         })
         .collect();
-    let finding = format!(
+    format!(
         "Deleting a block from a trained plain net breaks it; a resnet degrades gracefully, as an ensemble of paths would. {}.{}",
         parts.join("; "),
         if ranges.is_empty() {
@@ -69,14 +89,32 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
                 ranges.join("; ")
             )
         }
-    );
-    doc.push(Block::Lead(finding.clone()));
-    doc.paragraph(format!(
+    )
+}
+
+/// The setup paragraph.
+fn setup(c: &EnsembleParams) -> String {
+    format!(
         "Setup (Veit, Wilber & Belongie 2016, “Residual Networks Behave Like Ensembles of Relatively Shallow Networks”): nets trained on {} for {} epochs ({} seed(s) per architecture); BN in eval mode. Deleting a residual block keeps its shortcut (x_{{l+1}} = x_l for an identity shortcut); deleting a plain block skips it, which is only possible where it keeps the shape of its input. Test error on the whole test set; lesion curves over {} random draws.",
         c.data, c.train.epochs, c.seeds, c.lesion_draws
-    ));
+    )
+}
 
-    let blocks = s.archs.iter().map(|a| a.blocks).max().unwrap_or(1);
+/// (k, error in %) and ± sd in % of a lesion curve.
+fn lesion_points(l: &LesionCurve) -> (Vec<(f64, f64)>, Vec<f64>) {
+    (
+        l.count
+            .iter()
+            .zip(&l.error)
+            .map(|(k, e)| (*k as f64, 100.0 * e.mean))
+            .collect(),
+        l.error.iter().map(|e| 100.0 * e.std).collect(),
+    )
+}
+
+/// Test error after deleting one block, k random blocks, or swapping pairs.
+fn lesions(archs: &[ArchEnsemble], dir: &Path) -> Result<Block> {
+    let blocks = archs.iter().map(|a| a.blocks).max().unwrap_or(1);
     let mut single = LineChart::new(
         "Test error after deleting one block",
         "deleted block",
@@ -84,7 +122,7 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
     )
     .legend(Legend::UpperRight)
     .x_range(-0.5, blocks as f64 - 0.5);
-    for (i, a) in s.archs.iter().enumerate() {
+    for (i, a) in archs.iter().enumerate() {
         single.push(
             Series::line(
                 a.arch.clone(),
@@ -123,24 +161,14 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
     )
     .log2_x()
     .legend(Legend::LowerRight);
-    for (i, a) in s.archs.iter().enumerate() {
-        let curve = |l: &ensemble::LesionCurve| -> (Vec<(f64, f64)>, Vec<f64>) {
-            (
-                l.count
-                    .iter()
-                    .zip(&l.error)
-                    .map(|(k, e)| (*k as f64, 100.0 * e.mean))
-                    .collect(),
-                l.error.iter().map(|e| 100.0 * e.std).collect(),
-            )
-        };
-        let (pts, err) = curve(&a.random_deletion);
+    for (i, a) in archs.iter().enumerate() {
+        let (pts, err) = lesion_points(&a.random_deletion);
         random.push(
             Series::line(a.arch.clone(), pts, color(i))
                 .mark(Mark::LinePoints)
                 .errors(err),
         );
-        let (pts, err) = curve(&a.reordering);
+        let (pts, err) = lesion_points(&a.reordering);
         if !pts.is_empty() {
             swaps.push(
                 Series::line(a.arch.clone(), pts, color(i))
@@ -159,35 +187,40 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
             cols: 3,
             panels: vec![single, random, swaps],
         },
-        report_dir,
+        dir,
         "lesions",
         (1800, 600),
     )?;
-    doc.heading("Lesions");
-    doc.figure(
+    Ok(Block::figure(
         fig,
         "Test error after deleting one block, k random blocks, or swapping pairs of blocks",
         "Veit et al. found that removing a single block from a trained ResNet-110 barely changes its CIFAR-10 error (except for the \
          downsampling blocks), that error grows smoothly with the number of blocks removed, and that removing a layer of a plain \
          VGG net is catastrophic. Dashed lines mark the intact nets.",
-    );
-    let mut rows = Vec::new();
-    for a in &s.archs {
-        let k1 = a.random_deletion.error.get(1).map_or(f64::NAN, |e| e.mean);
-        let half = a
-            .random_deletion
-            .error
-            .get(a.blocks / 2)
-            .map_or(f64::NAN, |e| e.mean);
-        rows.push(vec![
-            a.arch.clone(),
-            a.blocks.to_string(),
-            pct(a.intact_error.mean),
-            pct(k1),
-            pct(half),
-        ]);
-    }
-    doc.push(Block::Table {
+    ))
+}
+
+/// Intact error against one and half of the blocks deleted at random.
+fn lesion_table(archs: &[ArchEnsemble]) -> Block {
+    let rows = archs
+        .iter()
+        .map(|a| {
+            let k1 = a.random_deletion.error.get(1).map_or(f64::NAN, |e| e.mean);
+            let half = a
+                .random_deletion
+                .error
+                .get(a.blocks / 2)
+                .map_or(f64::NAN, |e| e.mean);
+            vec![
+                a.arch.clone(),
+                a.blocks.to_string(),
+                pct(a.intact_error.mean),
+                pct(k1),
+                pct(half),
+            ]
+        })
+        .collect();
+    Block::Table {
         header: [
             "arch",
             "blocks",
@@ -198,91 +231,91 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
         .map(String::from)
         .to_vec(),
         rows,
-    });
+    }
+}
 
-    let residual: Vec<(usize, &ensemble::ArchEnsemble)> = s
+/// Path-length distribution, gradient per path and total gradient against
+/// path length of the residual nets; `None` without a residual net.
+fn paths(s: &EnsembleSummary, dir: &Path) -> Result<Option<Block>> {
+    let c = &s.config;
+    let residual: Vec<(usize, &ArchEnsemble)> = s
         .archs
         .iter()
         .enumerate()
         .filter(|(_, a)| a.residual)
         .collect();
-    if !residual.is_empty() {
-        let mut share = LineChart::new(
-            "Path lengths",
-            "path length k (branches taken)",
-            "share of the 2^n paths",
-        )
-        .legend(Legend::UpperRight);
-        let mut per_path = LineChart::new("Gradient of one path", "path length k", "mean ‖∂L/∂x‖")
-            .log_y()
-            .legend(Legend::UpperRight);
-        let mut total = LineChart::new(
-            "Gradient of all paths of a length",
-            "path length k",
-            "C(n, k) · mean ‖∂L/∂x‖",
-        )
+    if residual.is_empty() {
+        return Ok(None);
+    }
+    let mut share = LineChart::new(
+        "Path lengths",
+        "path length k (branches taken)",
+        "share of the 2^n paths",
+    )
+    .legend(Legend::UpperRight);
+    let mut per_path = LineChart::new("Gradient of one path", "path length k", "mean ‖∂L/∂x‖")
         .log_y()
         .legend(Legend::UpperRight);
-        for &(i, a) in &residual {
-            let pts = |v: &[f64]| -> Vec<(f64, f64)> {
-                v.iter().enumerate().map(|(k, y)| (k as f64, *y)).collect()
-            };
-            share.push(
-                Series::line(
-                    format!("Binomial({}, ½)", a.blocks),
-                    pts(&a.path_length_share),
-                    color(i),
-                )
-                .mark(Mark::LinePoints),
-            );
-            per_path.push(
-                Series::line(a.arch.clone(), pts(&a.path_gradient), color(i))
-                    .mark(Mark::LinePoints),
-            );
-            let label = match a.effective_range {
-                Some((lo, hi)) => format!("{} (90 % in k = {lo}–{hi})", a.arch),
-                None => a.arch.clone(),
-            };
-            total
-                .push(Series::line(label, pts(&a.total_gradient), color(i)).mark(Mark::LinePoints));
-        }
-        for ch in [&mut share, &mut per_path, &mut total] {
-            ch.title_size = style::PANEL_TITLE_SIZE;
-        }
-        let fig = save(
-            &Panels {
-                title:
-                    "The path view: how many paths of each length, and how much gradient they carry"
-                        .into(),
-                rows: 1,
-                cols: 3,
-                panels: vec![share, per_path, total],
-            },
-            report_dir,
-            "paths",
-            (1800, 600),
-        )?;
-        doc.heading("Gradient by path length");
-        doc.figure(
-            fig,
-            "Path-length distribution, gradient per path and total gradient against path length",
-            format!(
-                "Veit et al.'s method: back-propagate through the branch of exactly k blocks and the shortcut of the others, on a fixed batch of \
-                 {} training examples, and measure ‖∂L/∂x‖ at the input ({} sampled paths per length, or all of them when there are fewer). The \
-                 gradient of one path falls roughly exponentially with its length; weighed by the binomial count of paths, most gradient comes \
-                 from paths far shorter than the net (for their 54-block ResNet, lengths 5–17, while most paths have length 19–35). The sum of all \
-                 path gradients equals the full gradient exactly (tested).",
-                c.path_batch, c.path_samples
-            ),
+    let mut total = LineChart::new(
+        "Gradient of all paths of a length",
+        "path length k",
+        "C(n, k) · mean ‖∂L/∂x‖",
+    )
+    .log_y()
+    .legend(Legend::UpperRight);
+    let pts = |v: &[f64]| -> Vec<(f64, f64)> {
+        v.iter().enumerate().map(|(k, y)| (k as f64, *y)).collect()
+    };
+    for &(i, a) in &residual {
+        share.push(
+            Series::line(
+                format!("Binomial({}, ½)", a.blocks),
+                pts(&a.path_length_share),
+                color(i),
+            )
+            .mark(Mark::LinePoints),
         );
+        per_path.push(
+            Series::line(a.arch.clone(), pts(&a.path_gradient), color(i)).mark(Mark::LinePoints),
+        );
+        let label = match a.effective_range {
+            Some((lo, hi)) => format!("{} (90 % in k = {lo}–{hi})", a.arch),
+            None => a.arch.clone(),
+        };
+        total.push(Series::line(label, pts(&a.total_gradient), color(i)).mark(Mark::LinePoints));
     }
+    for ch in [&mut share, &mut per_path, &mut total] {
+        ch.title_size = style::PANEL_TITLE_SIZE;
+    }
+    let fig = save(
+        &Panels {
+            title: "The path view: how many paths of each length, and how much gradient they carry"
+                .into(),
+            rows: 1,
+            cols: 3,
+            panels: vec![share, per_path, total],
+        },
+        dir,
+        "paths",
+        (1800, 600),
+    )?;
+    Ok(Some(Block::figure(
+        fig,
+        "Path-length distribution, gradient per path and total gradient against path length",
+        format!(
+            "Veit et al.'s method: back-propagate through the branch of exactly k blocks and the shortcut of the others, on a fixed batch of \
+             {} training examples, and measure ‖∂L/∂x‖ at the input ({} sampled paths per length, or all of them when there are fewer). The \
+             gradient of one path falls roughly exponentially with its length; weighed by the binomial count of paths, most gradient comes \
+             from paths far shorter than the net (for their 54-block ResNet, lengths 5–17, while most paths have length 19–35). The sum of all \
+             path gradients equals the full gradient exactly (tested).",
+            c.path_batch, c.path_samples
+        ),
+    )))
+}
 
-    pages::provenance(
-        &mut doc,
-        &s.provenance,
-        &serde_json::to_string_pretty(&s.config).unwrap_or_default(),
-    );
-    doc.push(Block::List(
+/// The data files behind the page.
+fn data_files(data_dir: &Path) -> Block {
+    Block::List(
         [
             ensemble::files::SUMMARY,
             ensemble::files::NETS,
@@ -292,9 +325,11 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
         .iter()
         .map(|f| format!("{}/{}", data_dir.display(), f))
         .collect(),
-    ));
-    pages::write(&doc, report_dir)?;
+    )
+}
 
+/// The index card: intact → one block deleted, and the effective path lengths.
+fn card(s: &EnsembleSummary, finding: String) -> StudyCard {
     let mut numbers: Vec<(String, String)> = s
         .archs
         .iter()
@@ -313,12 +348,12 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
             ));
         }
     }
-    Ok(StudyCard {
+    StudyCard {
         name: ensemble::NAME.into(),
         title: "Residual nets as ensembles".into(),
         href: format!("{}/index.html", ensemble::NAME),
         thumbnail: Some(format!("{}/lesions.png", ensemble::NAME)),
         finding,
         numbers,
-    })
+    }
 }

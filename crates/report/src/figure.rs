@@ -7,6 +7,7 @@ use plotters::coord::Shift;
 use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::prelude::*;
 
+use crate::format;
 use crate::style::{self, FONT};
 use crate::{ReportError, Result};
 
@@ -344,7 +345,7 @@ where
         .y_label_area_size(80)
         .build_cartesian_2d(x, y)
         .map_err(|x| e(&x))?;
-    let fmt = |v: &f64| style::tick(*v);
+    let fmt = |v: &f64| format::tick(*v);
     chart
         .configure_mesh()
         .light_line_style(style::GRID)
@@ -491,7 +492,7 @@ impl Plot for Heatmap {
             .y_label_area_size(50)
             .build_cartesian_2d(a0..a1, a0..a1)
             .map_err(|x| e(&x))?;
-        let fmt = |v: &f64| style::tick(*v);
+        let fmt = |v: &f64| format::tick(*v);
         chart
             .configure_mesh()
             .disable_mesh()
@@ -585,7 +586,7 @@ impl Plot for ColorBar {
             .y_label_area_size(10)
             .build_cartesian_2d(lo..hi, 0.0f64..1.0f64)
             .map_err(|x| e(&x))?;
-        let fmt = |v: &f64| style::tick(*v);
+        let fmt = |v: &f64| format::tick(*v);
         chart
             .configure_mesh()
             .disable_mesh()
@@ -653,7 +654,7 @@ impl Plot for Raster {
             .y_label_area_size(55)
             .build_cartesian_2d(x0..x1, 0.0..self.rows as f64)
             .map_err(|x| e(&x))?;
-        let fmt = |v: &f64| style::tick(*v);
+        let fmt = |v: &f64| format::tick(*v);
         chart
             .configure_mesh()
             .disable_mesh()

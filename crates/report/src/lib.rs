@@ -9,6 +9,7 @@ pub mod doc;
 pub mod ensemble;
 mod error;
 pub mod figure;
+pub mod format;
 pub mod norms;
 pub mod pages;
 pub mod shattered;

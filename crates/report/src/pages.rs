@@ -8,6 +8,7 @@ use gradscope_studies::provenance::Provenance;
 use crate::Result;
 use crate::card::StudyCard;
 use crate::doc::{Block, Doc};
+use crate::format::decimals;
 
 /// Write `index.html` and `report.md` of a page into `dir`.
 pub fn write(doc: &Doc, dir: &Path) -> Result<()> {
@@ -28,7 +29,7 @@ pub fn provenance(doc: &mut Doc, p: &Provenance, config_json: &str) {
                 .unwrap_or_else(|| "not recorded (not run from a git checkout)".into()),
         ),
         ("started (UTC)".into(), p.started.clone()),
-        ("run time".into(), format!("{:.1} s", p.seconds)),
+        ("run time".into(), format!("{} s", decimals(p.seconds, 1))),
         ("threads".into(), p.threads.to_string()),
         (
             "command".into(),

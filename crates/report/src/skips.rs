@@ -5,21 +5,75 @@
 use std::path::Path;
 
 use gradscope_studies::output::create_dir;
-use gradscope_studies::shattered::ShatteredData;
-use gradscope_studies::skips::{self, SweepRow, files, read_summary};
+use gradscope_studies::shattered::{DepthSummary, ShatteredData};
+use gradscope_studies::skips::{self, SkipsParams, SkipsSummary, SweepRow, files, read_summary};
 
 use crate::card::StudyCard;
 use crate::doc::{Block, Doc};
 use crate::figure::{Legend, LineChart, Mark, Panels, Series, save};
+use crate::format::dash::{f2, f3};
+use crate::format::mean_sd;
 use crate::style::{self, color};
 use crate::{Result, pages};
 
-fn f2(v: f64) -> String {
-    style::fixed(v, 2, "—")
+/// The summary and the comparison's arrays, with the rows the page refers to.
+struct Run<'a> {
+    s: &'a SkipsSummary,
+    /// The comparison, a shattered-study folder.
+    data: &'a ShatteredData,
+    /// Variant spec strings, in config order.
+    archs: Vec<String>,
+    /// The swept families: xSkip, xSkip+LN, rSkip+LN.
+    xs: Vec<&'a SweepRow>,
+    xln: Vec<&'a SweepRow>,
+    rln: Vec<&'a SweepRow>,
 }
 
-fn f3(v: f64) -> String {
-    style::fixed(v, 3, "—")
+impl<'a> Run<'a> {
+    fn new(s: &'a SkipsSummary, data: &'a ShatteredData) -> Self {
+        let family =
+            |f: &str| -> Vec<&SweepRow> { s.sweep.iter().filter(|r| r.family == f).collect() };
+        Run {
+            s,
+            data,
+            archs: s.config.archs.iter().map(|a| a.to_string()).collect(),
+            xs: family("xskip"),
+            xln: family("xskip-ln"),
+            rln: family("rskip-ln"),
+        }
+    }
+
+    fn depths(&self) -> &'a [usize] {
+        &self.s.config.depths
+    }
+
+    /// Index of the deepest depth.
+    fn last(&self) -> usize {
+        self.depths().len() - 1
+    }
+
+    fn deepest(&self) -> usize {
+        self.depths()[self.last()]
+    }
+
+    /// The comparison row of variant `a` at depth index `d`.
+    fn row(&self, a: usize, d: usize) -> &'a DepthSummary {
+        &self.s.compare[a * self.depths().len() + d]
+    }
+
+    /// r₁ of white noise through the same statistics.
+    fn white(&self) -> f64 {
+        self.data.summary.references[0].adjacent_correlation.mean
+    }
+}
+
+/// Smallest and largest per-block factor of a family.
+fn growth(rows: &[&SweepRow]) -> (f64, f64) {
+    let g: Vec<f64> = rows.iter().map(|r| r.gradient_growth.mean).collect();
+    (
+        g.iter().copied().fold(f64::INFINITY, f64::min),
+        g.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+    )
 }
 
 /// Draw the skips study's figures and write its pages from the data folder alone.
@@ -27,25 +81,49 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
     let s = read_summary(data_dir)?;
     let data = ShatteredData::read(&data_dir.join(files::COMPARE_DIR))?;
     create_dir(report_dir)?;
-    let c = &s.config;
-    let archs: Vec<String> = c.archs.iter().map(|a| a.to_string()).collect();
-    let depths = &c.depths;
-    let nd = depths.len();
-    let deepest = depths[nd - 1];
-    let row = |a: usize, d: usize| &s.compare[a * nd + d];
-    let white = data.summary.references[0].adjacent_correlation.mean;
-    let family = |f: &str| -> Vec<&SweepRow> { s.sweep.iter().filter(|r| r.family == f).collect() };
-    let (xs, xln, rln) = (family("xskip"), family("xskip-ln"), family("rskip-ln"));
+    let run = Run::new(&s, &data);
 
     let mut doc = Doc::new("Skip connections and normalisation");
     doc.back = Some("../index.html".into());
+    let finding = finding(&run);
+    doc.push(Block::Lead(finding.clone()));
+    doc.paragraph(setup(&s.config));
 
-    // The finding, from the numbers.
+    doc.heading("Every variant at a glance");
+    doc.push(compare_table(&run));
+
+    doc.heading("Shattering against depth");
+    doc.push(r1_vs_depth(&run, report_dir)?);
+
+    doc.heading("Vanishing and exploding, block by block");
+    doc.push(layer_norms(&run, report_dir)?);
+
+    doc.heading("What the gradients look like");
+    doc.push(gradients(&run, report_dir)?);
+
+    doc.heading("The λ sweep: scaled skips vanish or explode, LN holds them");
+    doc.push(sweep(&run, report_dir)?);
+    doc.push(sweep_table(&s.sweep));
+
+    pages::provenance(
+        &mut doc,
+        &s.provenance,
+        &serde_json::to_string_pretty(&s.config).unwrap_or_default(),
+    );
+    doc.push(data_files());
+    pages::write(&doc, report_dir)?;
+    Ok(card(&run, finding))
+}
+
+/// The finding, from the numbers.
+fn finding(run: &Run) -> String {
+    let (c, archs, last, deepest) = (&run.s.config, &run.archs, run.last(), run.deepest());
+    let (xs, xln, rln) = (&run.xs, &run.xln, &run.rln);
     let mut finding = String::new();
     let at_deepest: Vec<(usize, f64)> = (0..archs.len())
         // Nets that are linear or identity at init have a flat df/dx (no slope): left out.
-        .filter(|&a| row(a, nd - 1).spectral_slope.mean.is_finite())
-        .map(|a| (a, row(a, nd - 1).adjacent_correlation.mean))
+        .filter(|&a| run.row(a, last).spectral_slope.mean.is_finite())
+        .map(|a| (a, run.row(a, last).adjacent_correlation.mean))
         .filter(|(_, r)| r.is_finite())
         .collect();
     if let (Some(lo), Some(hi)) = (
@@ -56,18 +134,11 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
             "At depth {deepest}, the lag-1 correlation r₁ of df/dx of the variants that are not linear at initialisation ranges from {} ({}, white noise {}) to {} ({}): the shortcut and the normaliser decide whether gradients shatter. ",
             f2(lo.1),
             archs[lo.0],
-            f2(white),
+            f2(run.white()),
             f2(hi.1),
             archs[hi.0]
         );
     }
-    let growth = |rows: &[&SweepRow]| -> (f64, f64) {
-        let g: Vec<f64> = rows.iter().map(|r| r.gradient_growth.mean).collect();
-        (
-            g.iter().copied().fold(f64::INFINITY, f64::min),
-            g.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-        )
-    };
     if let (Some(first), Some(last)) = (xs.first(), xs.last()) {
         finding += &format!(
             "Scaled skips y = λx + {alpha}·F(x) multiply the gradient by about √(λ² + 2α²) per block (mean field, He init): measured {} at λ = {} (theory {}) and {} at λ = {} (theory {}), so over {} blocks it {} by 10^{} and {} by 10^{}. ",
@@ -94,14 +165,14 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
         );
     }
     if !xln.is_empty() {
-        let (lo, hi) = growth(&xln);
+        let (lo, hi) = growth(xln);
         finding += &format!(
             "Layer norm after the sum holds the factor at {}–{} for every λ",
             f3(lo),
             f3(hi)
         );
         if !rln.is_empty() {
-            let (rlo, rhi) = growth(&rln);
+            let (rlo, rhi) = growth(rln);
             finding += &format!(
                 ", and so does rSkip+LN ({}–{}), whose r₁ rises from {} to {} as the recursions go from {} to {}",
                 f3(rlo),
@@ -114,16 +185,23 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
         }
         finding += ".";
     }
-    doc.push(Block::Lead(finding.clone()));
-    doc.paragraph(format!(
+    finding
+}
+
+/// The setup paragraph.
+fn setup(c: &SkipsParams) -> String {
+    format!(
         "Setup: MLPs of width {}, scalar input on {} grid points in [−2, 2], L = Σ f(xᵢ), {} seeds per variant and depth, {} init, {}, BN in {} mode. \
          r₁ and the spectral slope are those of the shattered-gradients study; the per-block gradient factor is (‖∂L/∂h_0‖/‖∂L/∂h_L‖)^(1/L). \
          Fixup, SkipInit and ReZero start with every branch off, so at initialisation their nets are their shortcuts (r₁ = 1, flat df/dx); \
          their point is what training does from there. Spec strings: `gradscope archs`.",
         c.width, c.points, c.seeds, c.weight_init, c.dtype, c.bn_mode
-    ));
+    )
+}
 
-    // The comparison table.
+/// Every variant: r₁ at each depth, and slope, factor and faults at the deepest.
+fn compare_table(run: &Run) -> Block {
+    let (depths, last, deepest) = (run.depths(), run.last(), run.deepest());
     let mut header = vec!["variant".to_string()];
     header.extend(depths.iter().map(|d| format!("r₁ @ {d}")));
     header.extend([
@@ -131,24 +209,28 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
         format!("factor/block @ {deepest}"),
         "NaN/inf".to_string(),
     ]);
-    let rows = (0..archs.len())
+    let rows = (0..run.archs.len())
         .map(|a| {
-            let mut r = vec![archs[a].clone()];
-            r.extend((0..nd).map(|d| {
-                let m = row(a, d).adjacent_correlation;
-                format!("{} ± {}", f2(m.mean), f2(m.std))
-            }));
-            let last = row(a, nd - 1);
-            r.push(f2(last.spectral_slope.mean));
-            r.push(f3(last.gradient_growth.mean));
-            r.push(last.faults.len().to_string());
+            let mut r = vec![run.archs[a].clone()];
+            r.extend((0..depths.len()).map(|d| mean_sd(&run.row(a, d).adjacent_correlation, f2)));
+            let deepest_row = run.row(a, last);
+            r.push(f2(deepest_row.spectral_slope.mean));
+            r.push(f3(deepest_row.gradient_growth.mean));
+            r.push(deepest_row.faults.len().to_string());
             r
         })
         .collect();
-    doc.heading("Every variant at a glance");
-    doc.push(Block::Table { header, rows });
+    Block::Table { header, rows }
+}
 
-    // r₁ against depth.
+/// The first eight variants solid, the rest dashed.
+fn variant_mark(a: usize) -> Mark {
+    if a < 8 { Mark::Line } else { Mark::Dashed }
+}
+
+/// r₁ of df/dx against depth for every variant, with the white-noise level.
+fn r1_vs_depth(run: &Run, dir: &Path) -> Result<Block> {
+    let (depths, deepest, white) = (run.depths(), run.deepest(), run.white());
     let mut ch = LineChart::new(
         "r₁ of df/dx against depth",
         "depth (blocks)",
@@ -156,13 +238,12 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
     )
     .log2_x()
     .legend(Legend::LowerLeft);
-    for (a, name) in archs.iter().enumerate() {
-        let pts = (0..nd)
-            .map(|d| (depths[d] as f64, row(a, d).adjacent_correlation.mean))
+    for (a, name) in run.archs.iter().enumerate() {
+        let pts = (0..depths.len())
+            .map(|d| (depths[d] as f64, run.row(a, d).adjacent_correlation.mean))
             .filter(|p| p.1.is_finite())
             .collect();
-        let mark = if a < 8 { Mark::Line } else { Mark::Dashed };
-        ch.push(Series::line(name.clone(), pts, color(a)).mark(mark));
+        ch.push(Series::line(name.clone(), pts, color(a)).mark(variant_mark(a)));
     }
     ch.push(
         Series::line(
@@ -173,54 +254,60 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
         .mark(Mark::Dashed)
         .width(1),
     );
-    let fig = save(&ch, report_dir, "r1_vs_depth", (1200, 800))?;
-    doc.heading("Shattering against depth");
-    doc.figure(
+    let fig = save(&ch, dir, "r1_vs_depth", (1200, 800))?;
+    Ok(Block::figure(
         fig,
         "r₁ of df/dx against depth for every variant",
         "Plain nets fall towards the white-noise level (dashed); pre-activation residual nets and the layer-normed variants decay slowly; \
          highway and gated shortcuts with a closed gate (bias −2) stay near their input's smooth gradient. Looks-linear, Fixup and SkipInit nets \
          are linear or identity at initialisation and sit at r₁ = 1.",
-    );
+    ))
+}
 
-    // Per-layer gradient norms at the deepest depth.
+/// Per-layer gradient norms of the deepest nets.
+fn layer_norms(run: &Run, dir: &Path) -> Result<Block> {
     let mut ch = LineChart::new(
-        format!("‖∂L/∂h_l‖ through the depth-{deepest} nets"),
+        format!("‖∂L/∂h_l‖ through the depth-{} nets", run.deepest()),
         "block l (input → output)",
         "‖∂L/∂h_l‖ (mean over seeds)",
     )
     .log_y()
     .legend(Legend::UpperRight);
-    for (a, name) in archs.iter().enumerate() {
-        let pts = row(a, nd - 1)
+    for (a, name) in run.archs.iter().enumerate() {
+        let pts = run
+            .row(a, run.last())
             .layer_grad_norm_mean
             .iter()
             .enumerate()
             .map(|(l, g)| (l as f64, *g))
             .filter(|p| p.1 > 0.0 && p.1.is_finite())
             .collect();
-        let mark = if a < 8 { Mark::Line } else { Mark::Dashed };
-        ch.push(Series::line(name.clone(), pts, color(a)).mark(mark));
+        ch.push(Series::line(name.clone(), pts, color(a)).mark(variant_mark(a)));
     }
-    let fig = save(&ch, report_dir, "layer_norms", (1200, 800))?;
-    doc.heading("Vanishing and exploding, block by block");
-    doc.figure(
+    let fig = save(&ch, dir, "layer_norms", (1200, 800))?;
+    Ok(Block::figure(
         fig,
         "Gradient norm at every block output of the deepest nets",
         "A straight line on this log scale is a constant factor per block: rising towards the input when gradients explode on the way back. \
          Without a norm a residual net's gradient grows with depth (each block adds its branch's gradient to the shortcut's); BN, LN and \
          the gates hold it level.",
-    );
+    ))
+}
 
-    // df/dx of one net per variant.
-    let grid = &data.grid;
-    let panels: Vec<LineChart> = archs
+/// df/dx of one net per variant at the deepest depth.
+fn gradients(run: &Run, dir: &Path) -> Result<Block> {
+    let grid = &run.data.grid;
+    let panels: Vec<LineChart> = run
+        .archs
         .iter()
         .enumerate()
         .map(|(a, name)| {
             let mut ch = LineChart::new(name.clone(), "x", "df/dx").legend(Legend::None);
             ch.title_size = style::PANEL_TITLE_SIZE;
-            let g = data.input_gradients.slice(ndarray::s![a, nd - 1, 0, ..]);
+            let g = run
+                .data
+                .input_gradients
+                .slice(ndarray::s![a, run.last(), 0, ..]);
             ch.push(
                 Series::line(
                     name.clone(),
@@ -236,23 +323,35 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
     let rows_n = panels.len().div_ceil(cols);
     let fig = save(
         &Panels {
-            title: format!("df/dx of one net per variant, depth {deepest}"),
+            title: format!("df/dx of one net per variant, depth {}", run.deepest()),
             rows: rows_n,
             cols,
             panels,
         },
-        report_dir,
+        dir,
         "gradients",
         (1600, 330 * rows_n as u32 + 60),
     )?;
-    doc.heading("What the gradients look like");
-    doc.figure(
+    Ok(Block::figure(
         fig,
         "df/dx over the input grid for one net of each variant at the deepest depth",
         "Shattered gradients look like white noise (plain nets with BN); residual and gated nets keep a piecewise-smooth, brown-noise-like curve.",
-    );
+    ))
+}
 
-    // The λ sweep.
+/// (λ, f(row)) of a family, finite values only.
+fn sweep_points(rows: &[&SweepRow], f: &dyn Fn(&SweepRow) -> f64) -> Vec<(f64, f64)> {
+    rows.iter()
+        .map(|r| (r.lambda, f(r)))
+        .filter(|p| p.1.is_finite())
+        .collect()
+}
+
+/// The λ sweep: per-block factor and r₁ of xSkip, xSkip+LN and rSkip+LN.
+fn sweep(run: &Run, dir: &Path) -> Result<Block> {
+    let c = &run.s.config;
+    let (xs, xln, rln) = (&run.xs, &run.xln, &run.rln);
+    let pts = sweep_points;
     let sweep_panel = |title: &str, y: &str| {
         let mut ch = LineChart::new(title, "λ", y).legend(Legend::UpperLeft);
         ch.title_size = style::PANEL_TITLE_SIZE;
@@ -270,27 +369,21 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
     )
     .legend(Legend::LowerRight);
     k.title_size = style::PANEL_TITLE_SIZE;
-    let pts = |rows: &[&SweepRow], f: &dyn Fn(&SweepRow) -> f64| -> Vec<(f64, f64)> {
-        rows.iter()
-            .map(|r| (r.lambda, f(r)))
-            .filter(|p| p.1.is_finite())
-            .collect()
-    };
     g.push(
-        Series::line("xSkip", pts(&xs, &|r| r.gradient_growth.mean), color(0))
+        Series::line("xSkip", pts(xs, &|r| r.gradient_growth.mean), color(0))
             .mark(Mark::LinePoints),
     );
     g.push(
         Series::line(
             "mean field √(λ² + 2α²)",
-            pts(&xs, &|r| r.mean_field_growth),
+            pts(xs, &|r| r.mean_field_growth),
             style::THEORY,
         )
         .mark(Mark::Dashed)
         .width(1),
     );
     g.push(
-        Series::line("xSkip+LN", pts(&xln, &|r| r.gradient_growth.mean), color(1))
+        Series::line("xSkip+LN", pts(xln, &|r| r.gradient_growth.mean), color(1))
             .mark(Mark::LinePoints),
     );
     if let (Some(a), Some(b)) = (xs.first(), xs.last()) {
@@ -304,17 +397,13 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
         );
     }
     r.push(
-        Series::line(
-            "xSkip",
-            pts(&xs, &|r| r.adjacent_correlation.mean),
-            color(0),
-        )
-        .mark(Mark::LinePoints),
+        Series::line("xSkip", pts(xs, &|r| r.adjacent_correlation.mean), color(0))
+            .mark(Mark::LinePoints),
     );
     r.push(
         Series::line(
             "xSkip+LN",
-            pts(&xln, &|r| r.adjacent_correlation.mean),
+            pts(xln, &|r| r.adjacent_correlation.mean),
             color(1),
         )
         .mark(Mark::LinePoints),
@@ -322,13 +411,13 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
     k.push(
         Series::line(
             "factor per block",
-            pts(&rln, &|r| r.gradient_growth.mean),
+            pts(rln, &|r| r.gradient_growth.mean),
             color(2),
         )
         .mark(Mark::LinePoints),
     );
     k.push(
-        Series::line("r₁", pts(&rln, &|r| r.adjacent_correlation.mean), color(3))
+        Series::line("r₁", pts(rln, &|r| r.adjacent_correlation.mean), color(3))
             .mark(Mark::LinePoints),
     );
     let fig = save(
@@ -338,12 +427,11 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
             cols: 3,
             panels: vec![g, r, k],
         },
-        report_dir,
+        dir,
         "sweep",
         (1800, 600),
     )?;
-    doc.heading("The λ sweep: scaled skips vanish or explode, LN holds them");
-    doc.figure(
+    Ok(Block::figure(
         fig,
         "Per-block gradient factor and r₁ against λ for xSkip, xSkip+LN and rSkip+LN",
         format!(
@@ -353,24 +441,26 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
              and the factor stays at 1 for every λ, while a larger λ (or more recursions) keeps more of the input's smooth gradient.",
             c.sweep_alpha
         ),
-    );
-    let mut rows = Vec::new();
-    for r in &s.sweep {
-        rows.push(vec![
-            r.family.clone(),
-            r.lambda.to_string(),
-            format!(
-                "{} ± {}",
-                f3(r.gradient_growth.mean),
-                f3(r.gradient_growth.std)
-            ),
-            f3(r.mean_field_growth),
-            f2(r.log10_gradient_ratio),
-            f3(r.forward_growth),
-            f2(r.adjacent_correlation.mean),
-        ]);
-    }
-    doc.push(Block::Table {
+    ))
+}
+
+/// Every swept variant: factor, mean field, ratio, forward factor, r₁.
+fn sweep_table(sweep: &[SweepRow]) -> Block {
+    let rows = sweep
+        .iter()
+        .map(|r| {
+            vec![
+                r.family.clone(),
+                r.lambda.to_string(),
+                mean_sd(&r.gradient_growth, f3),
+                f3(r.mean_field_growth),
+                f2(r.log10_gradient_ratio),
+                f3(r.forward_growth),
+                f2(r.adjacent_correlation.mean),
+            ]
+        })
+        .collect();
+    Block::Table {
         header: [
             "family",
             "λ",
@@ -383,14 +473,12 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
         .map(String::from)
         .to_vec(),
         rows,
-    });
+    }
+}
 
-    pages::provenance(
-        &mut doc,
-        &s.provenance,
-        &serde_json::to_string_pretty(&s.config).unwrap_or_default(),
-    );
-    doc.push(Block::List(
+/// The data files behind the page.
+fn data_files() -> Block {
+    Block::List(
         [
             files::SUMMARY,
             files::COMPARE_CSV,
@@ -400,11 +488,13 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
         ]
         .map(|f| format!("notebooks-data/{}/{f}", skips::NAME))
         .to_vec(),
-    ));
-    pages::write(&doc, report_dir)?;
+    )
+}
 
+/// The index card: the xSkip factors at the ends of the sweep and the xSkip+LN range.
+fn card(run: &Run, finding: String) -> StudyCard {
     let mut numbers = Vec::new();
-    if let (Some(a), Some(b)) = (xs.first(), xs.last()) {
+    if let (Some(a), Some(b)) = (run.xs.first(), run.xs.last()) {
         numbers.push((
             format!("xSkip factor at λ = {} / {}", a.lambda, b.lambda),
             format!(
@@ -414,19 +504,19 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
             ),
         ));
     }
-    if !xln.is_empty() {
-        let (lo, hi) = growth(&xln);
+    if !run.xln.is_empty() {
+        let (lo, hi) = growth(&run.xln);
         numbers.push((
             "xSkip+LN factor, all λ".into(),
             format!("{}–{}", f3(lo), f3(hi)),
         ));
     }
-    Ok(StudyCard {
+    StudyCard {
         name: skips::NAME.into(),
         title: "Skip connections and normalisation".into(),
         href: format!("{}/index.html", skips::NAME),
         thumbnail: Some(format!("{}/sweep.png", skips::NAME)),
         finding,
         numbers,
-    })
+    }
 }

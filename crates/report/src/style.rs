@@ -88,46 +88,9 @@ pub fn register_fonts() {
     });
 }
 
-/// Tick label: plain decimals in a readable range, otherwise 1e-5 style.
-pub fn tick(v: f64) -> String {
-    if v == 0.0 {
-        return "0".into();
-    }
-    let a = v.abs();
-    if !(1e-3..1e5).contains(&a) {
-        let e = a.log10().floor() as i32;
-        let m = v / 10f64.powi(e);
-        if (m.abs() - 1.0).abs() < 1e-9 {
-            return format!("{}1e{e}", if v < 0.0 { "-" } else { "" });
-        }
-        return format!("{m:.1}e{e}");
-    }
-    let s = format!("{v:.3}");
-    s.trim_end_matches('0').trim_end_matches('.').to_string()
-}
-
-/// `v` with `places` decimals, or `missing` when it is NaN or infinite.
-pub fn fixed(v: f64, places: usize, missing: &str) -> String {
-    if v.is_finite() {
-        format!("{v:.places$}")
-    } else {
-        missing.to_string()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tick_labels_are_short() {
-        assert_eq!(tick(0.5), "0.5");
-        assert_eq!(tick(2.0), "2");
-        assert_eq!(tick(1e6), "1e6");
-        assert_eq!(tick(1e-5), "1e-5");
-        assert_eq!(tick(2.5e7), "2.5e7");
-        assert_eq!(tick(-0.25), "-0.25");
-    }
 
     #[test]
     fn diverging_map_ends_and_middle() {

@@ -4,19 +4,80 @@
 use std::path::Path;
 
 use gradscope_studies::output::create_dir;
-use gradscope_studies::training::{self, CellRecord, TrainingData};
+use gradscope_studies::training::{
+    self, ArchDepthResult, CellRecord, TrainingData, TrainingSummary,
+};
+use gradscope_train::{History, OptimizerParams};
 
 use crate::card::StudyCard;
 use crate::doc::{Block, Doc};
 use crate::figure::{ColorBar, HeatmapGrid, Legend, LineChart, Mark, Panels, Raster, Series, save};
+use crate::format::{decimals, mean_sd, pct};
 use crate::style::{self, color};
 use crate::{Result, pages};
 
-fn pct(v: f64) -> String {
-    if v.is_finite() {
-        format!("{:.1} %", 100.0 * v)
-    } else {
-        "n/a".into()
+/// The data with the depths and runs the page refers to.
+struct Run<'a> {
+    d: &'a TrainingData,
+    /// Arch spec strings, in config order.
+    archs: Vec<String>,
+    /// The shallowest and deepest configured depths.
+    shallow: usize,
+    deep: usize,
+}
+
+impl<'a> Run<'a> {
+    fn new(d: &'a TrainingData) -> Self {
+        let depths = &d.summary.config.depths;
+        Run {
+            d,
+            archs: d
+                .summary
+                .config
+                .archs
+                .iter()
+                .map(|a| a.to_string())
+                .collect(),
+            shallow: depths[0],
+            deep: depths[depths.len() - 1],
+        }
+    }
+
+    fn depths(&self) -> &'a [usize] {
+        &self.d.summary.config.depths
+    }
+
+    /// The result of arch `a` at depth index `di`.
+    fn result(&self, a: usize, di: usize) -> &'a ArchDepthResult {
+        &self.d.summary.results[a * self.depths().len() + di]
+    }
+
+    /// The first run (seed 0) of an arch at a depth, if it is in the data.
+    fn first_run(&self, arch: &str, depth: usize) -> Option<&'a CellRecord> {
+        self.d
+            .runs
+            .iter()
+            .find(|r| r.arch == arch && r.depth == depth)
+    }
+
+    /// The deepest nets solid, the others dashed.
+    fn mark_of(&self, depth: usize) -> Mark {
+        if depth == self.deep && self.depths().len() > 1 {
+            Mark::Line
+        } else {
+            Mark::Dashed
+        }
+    }
+
+    fn width_of(&self, depth: usize) -> u32 {
+        if depth == self.deep { 3 } else { 2 }
+    }
+
+    /// One series per (arch, depth), coloured by arch, marked by depth.
+    fn curve(&self, a: usize, depth: usize, pts: Vec<(f64, f64)>) -> Series {
+        Series::line(format!("{}, depth {depth}", self.archs[a]), pts, color(a))
+            .mark(self.mark_of(depth))
+            .width(self.width_of(depth))
     }
 }
 
@@ -24,23 +85,50 @@ fn pct(v: f64) -> String {
 pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
     let d = TrainingData::read(data_dir)?;
     create_dir(report_dir)?;
+    let run = Run::new(&d);
     let s = &d.summary;
-    let c = &s.config;
-    let depths = &c.depths;
-    let archs: Vec<String> = c.archs.iter().map(|a| a.to_string()).collect();
-    let (shallow, deep) = (depths[0], depths[depths.len() - 1]);
-    let mark_of = |depth: usize| {
-        if depth == deep && depths.len() > 1 {
-            Mark::Line
-        } else {
-            Mark::Dashed
-        }
-    };
-    let width_of = |depth: usize| if depth == deep { 3 } else { 2 };
-    let result = |a: usize, di: usize| &s.results[a * depths.len() + di];
 
     let mut doc = Doc::new("Training: the degradation problem");
     doc.back = Some("../index.html".into());
+    let finding = finding(s);
+    doc.push(Block::Lead(finding.clone()));
+    doc.paragraph(setup(s));
+
+    doc.heading("Error curves");
+    doc.push(error_curves(&run, report_dir)?);
+    doc.push(loss_curves(&run, report_dir)?);
+    doc.push(final_table(&s.results));
+    doc.paragraph(format!(
+        "A deeper net counts as degraded when its final training error exceeds the shallower net's by more than {} (absolute).",
+        pct(training::DEGRADATION_MARGIN)
+    ));
+
+    if let Some(fig) = layer_grad_norms(&run, report_dir)? {
+        doc.heading("Gradients during training");
+        doc.push(fig);
+    }
+    if let Some(fig) = grad_norm_heatmaps(&run, report_dir)? {
+        doc.push(fig);
+    }
+    doc.push(gradient_probes(&run, report_dir)?);
+
+    doc.heading("Reproducing He et al. 2016a on CIFAR-10");
+    doc.paragraph(
+        "With the CIFAR-10 binary batches on disk, `gradscope degradation --data cifar10:DIR --archs conv-plain,conv-resnet --depths 20,56 --epochs 164 --batch-size 128 --lr 0.1 --momentum 0.9 --weight-decay 1e-4 --schedule step:82,123` runs the paper's recipe (see README for the expected time); checkpoints let it resume.",
+    );
+
+    pages::provenance(
+        &mut doc,
+        &s.provenance,
+        &serde_json::to_string_pretty(&s.config).unwrap_or_default(),
+    );
+    doc.push(data_files(data_dir));
+    pages::write(&doc, report_dir)?;
+    Ok(card(s, finding))
+}
+
+/// The finding: each arch's deep against shallow training error.
+fn finding(s: &TrainingSummary) -> String {
     let mut finding = Vec::new();
     for cmp in &s.comparisons {
         finding.push(format!(
@@ -57,12 +145,16 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
             }
         ));
     }
-    let finding = format!(
+    format!(
         "Same data, same recipe, more layers. {}. A deeper plain net fitting its training set worse than a shallower one is the degradation problem that motivated residual learning (He et al. 2016a); the training error, not the test error, shows it is an optimisation failure rather than overfitting.",
         finding.join("; ")
-    );
-    doc.push(Block::Lead(finding.clone()));
-    doc.paragraph(format!(
+    )
+}
+
+/// The setup paragraph: data, nets and recipe.
+fn setup(s: &TrainingSummary) -> String {
+    let c = &s.config;
+    format!(
         "Setup: {} ({} training and {} test examples of shape {:?}, {} classes); MLP width {} (conv nets: 16/32/64 channels); {} epochs, batch {}, {}; {} seed(s) per net; BN nets train with batch statistics and are evaluated with running statistics. Errors are measured on the whole training and test sets after each epoch.",
         s.data.source,
         s.data.train,
@@ -74,16 +166,18 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
         c.train.batch_size,
         optimizer_text(&c.train.optimizer),
         c.seeds
-    ));
+    )
+}
 
-    // Error curves.
+/// Training and test error against epoch, one curve per (arch, depth).
+fn error_curves(run: &Run, dir: &Path) -> Result<Block> {
     let mut panels = Vec::new();
     for (title, pick) in [("Training error", 0usize), ("Test error", 1)] {
         let mut ch = LineChart::new(title, "epoch", "error (%)").legend(Legend::UpperRight);
         ch.title_size = style::PANEL_TITLE_SIZE;
-        for (a, name) in archs.iter().enumerate() {
-            for (di, &depth) in depths.iter().enumerate() {
-                let r = result(a, di);
+        for a in 0..run.archs.len() {
+            for (di, &depth) in run.depths().iter().enumerate() {
+                let r = run.result(a, di);
                 let curve = if pick == 0 {
                     &r.train_error_curve
                 } else {
@@ -94,11 +188,7 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
                     .enumerate()
                     .map(|(e, v)| ((e + 1) as f64, 100.0 * v))
                     .collect();
-                ch.push(
-                    Series::line(format!("{name}, depth {depth}"), pts, color(a))
-                        .mark(mark_of(depth))
-                        .width(width_of(depth)),
-                );
+                ch.push(run.curve(a, depth, pts));
             }
         }
         panels.push(ch);
@@ -110,68 +200,65 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
             cols: 2,
             panels,
         },
-        report_dir,
+        dir,
         "error_curves",
         (1600, 650),
     )?;
-    doc.heading("Error curves");
-    doc.figure(
+    let (shallow, deep) = (run.shallow, run.deep);
+    Ok(Block::figure(
         fig,
         "Training and test error against epoch for plain and residual nets at each depth",
         format!(
             "The shape of He et al. 2016a's Figure 1: dashed lines are the shallower nets, solid the deepest (depth {deep}), one colour per architecture. \
              In the paper, plain-56 has higher training and test error than plain-20 on CIFAR-10 while ResNet-56 beats ResNet-20; here the same \
              comparison runs at depths {shallow} and {deep} on {}.",
-            s.data.source
+            run.d.summary.data.source
         ),
-    );
+    ))
+}
 
+/// Training loss against epoch, log scale.
+fn loss_curves(run: &Run, dir: &Path) -> Result<Block> {
     let mut loss = LineChart::new("Training loss (mean over seeds)", "epoch", "cross-entropy")
         .log_y()
         .legend(Legend::UpperRight);
-    for (a, name) in archs.iter().enumerate() {
-        for (di, &depth) in depths.iter().enumerate() {
-            let pts = result(a, di)
+    for a in 0..run.archs.len() {
+        for (di, &depth) in run.depths().iter().enumerate() {
+            let pts = run
+                .result(a, di)
                 .train_loss_curve
                 .iter()
                 .enumerate()
                 .map(|(e, v)| ((e + 1) as f64, *v))
                 .collect();
-            loss.push(
-                Series::line(format!("{name}, depth {depth}"), pts, color(a))
-                    .mark(mark_of(depth))
-                    .width(width_of(depth)),
-            );
+            loss.push(run.curve(a, depth, pts));
         }
     }
-    let fig = save(&loss, report_dir, "loss_curves", style::SIZE)?;
-    doc.figure(
+    let fig = save(&loss, dir, "loss_curves", style::SIZE)?;
+    Ok(Block::figure(
         fig,
         "Training loss against epoch",
         "Cross-entropy on the whole training set after each epoch, log scale.",
-    );
+    ))
+}
 
-    let mut rows = Vec::new();
-    for r in &s.results {
-        rows.push(vec![
-            r.arch.clone(),
-            r.depth.to_string(),
-            r.parameters.to_string(),
-            format!(
-                "{} ± {}",
-                pct(r.final_train_error.mean),
-                pct(r.final_train_error.std)
-            ),
-            format!(
-                "{} ± {}",
-                pct(r.final_test_error.mean),
-                pct(r.final_test_error.std)
-            ),
-            format!("{:.4}", r.final_train_loss.mean),
-            r.diverged.to_string(),
-        ]);
-    }
-    doc.push(Block::Table {
+/// Final errors and loss of every (arch, depth).
+fn final_table(results: &[ArchDepthResult]) -> Block {
+    let rows = results
+        .iter()
+        .map(|r| {
+            vec![
+                r.arch.clone(),
+                r.depth.to_string(),
+                r.parameters.to_string(),
+                mean_sd(&r.final_train_error, pct),
+                mean_sd(&r.final_test_error, pct),
+                decimals(r.final_train_loss.mean, 4),
+                r.diverged.to_string(),
+            ]
+        })
+        .collect();
+    Block::Table {
         header: [
             "arch",
             "depth",
@@ -184,25 +271,31 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
         .map(String::from)
         .to_vec(),
         rows,
-    });
-    doc.paragraph(format!(
-        "A deeper net counts as degraded when its final training error exceeds the shallower net's by more than {} (absolute).",
-        pct(training::DEGRADATION_MARGIN)
-    ));
+    }
+}
 
-    // Gradients behind the curves: per-layer norms of the deepest nets.
-    let runs_of = |arch: &str, depth: usize| -> Vec<&CellRecord> {
-        d.runs
-            .iter()
-            .filter(|r| r.arch == arch && r.depth == depth)
-            .collect()
-    };
+/// Indices of the linear and convolution layers of a history.
+fn weight_layers(h: &History) -> Vec<usize> {
+    (0..h.layers.len())
+        .filter(|&i| is_weight_layer(&h.layers[i]))
+        .collect()
+}
+
+/// Optimiser steps per epoch (the step count after the first epoch), at least 1.
+fn steps_per_epoch(h: &History) -> f64 {
+    h.epochs.first().map_or(1, |e| e.step.max(1)) as f64
+}
+
+/// Per-layer gradient norms of the deepest nets at the start, middle and end
+/// of training; `None` when no deepest net has a run in the data.
+fn layer_grad_norms(run: &Run, dir: &Path) -> Result<Option<Block>> {
+    let deep = run.deep;
     let mut norm_panels = Vec::new();
-    for (a, name) in archs.iter().enumerate() {
-        let Some(run) = runs_of(name, deep).into_iter().next() else {
+    for name in &run.archs {
+        let Some(cell) = run.first_run(name, deep) else {
             continue;
         };
-        let h = &run.output.history;
+        let h = &cell.output.history;
         let mut ch = LineChart::new(
             format!("{name}, depth {deep} (seed 0)"),
             "weight layer (input → output)",
@@ -212,24 +305,11 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
         .legend(Legend::UpperRight);
         ch.title_size = style::PANEL_TITLE_SIZE;
         // Weight layers only (linear and convolution); BN scales and shifts are a different kind of parameter.
-        let keep: Vec<usize> = h
-            .layers
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| is_weight_layer(n))
-            .map(|(i, _)| i)
-            .collect();
+        let keep = weight_layers(h);
         let picks = [0, h.logs.len() / 2, h.logs.len().saturating_sub(1)];
         for (k, &i) in picks.iter().enumerate() {
             let Some(log) = h.logs.get(i) else { continue };
-            let epoch = (log.step as f64
-                / (run
-                    .output
-                    .history
-                    .epochs
-                    .first()
-                    .map_or(1, |e| e.step.max(1))) as f64)
-                .round();
+            let epoch = (log.step as f64 / steps_per_epoch(h)).round();
             let pts = keep
                 .iter()
                 .enumerate()
@@ -239,47 +319,48 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
                 Series::line(format!("epoch {epoch}"), pts, style::ramp(k as f64 / 2.0)).width(2),
             );
         }
-        let _ = a;
         norm_panels.push(ch);
     }
-    if !norm_panels.is_empty() {
-        let cols = norm_panels.len().min(2);
-        let rows_n = norm_panels.len().div_ceil(cols);
-        let fig = save(
-            &Panels {
-                title: "Gradient norm per layer, deepest nets".into(),
-                rows: rows_n,
-                cols,
-                panels: norm_panels,
-            },
-            report_dir,
-            "layer_grad_norms",
-            (800 * cols as u32, 520 * rows_n as u32 + 60),
-        )?;
-        doc.heading("Gradients during training");
-        doc.figure(
-            fig,
-            "Per-layer gradient norms of the deepest nets at the start, middle and end of training",
-            "‖∂L/∂θ‖ per linear or convolution layer (its weights and bias together) on a fixed batch of training examples, with BN using batch \
-             statistics. Values for every layer (BN parameters included) and logging step are in grad_norms.csv.",
-        );
+    if norm_panels.is_empty() {
+        return Ok(None);
     }
+    let cols = norm_panels.len().min(2);
+    let rows_n = norm_panels.len().div_ceil(cols);
+    let fig = save(
+        &Panels {
+            title: "Gradient norm per layer, deepest nets".into(),
+            rows: rows_n,
+            cols,
+            panels: norm_panels,
+        },
+        dir,
+        "layer_grad_norms",
+        (800 * cols as u32, 520 * rows_n as u32 + 60),
+    )?;
+    Ok(Some(Block::figure(
+        fig,
+        "Per-layer gradient norms of the deepest nets at the start, middle and end of training",
+        "‖∂L/∂θ‖ per linear or convolution layer (its weights and bias together) on a fixed batch of training examples, with BN using batch \
+         statistics. Values for every layer (BN parameters included) and logging step are in grad_norms.csv.",
+    )))
+}
 
-    // The same norms over every logging step: layer × step heatmaps.
+/// The same norms over every logging step: layer × step heatmaps of every
+/// net of seed 0 on one colour scale; `None` when no run has logs.
+fn grad_norm_heatmaps(run: &Run, dir: &Path) -> Result<Option<Block>> {
+    let depths = run.depths();
     let mut rasters = Vec::new();
-    for name in archs.iter() {
+    for name in &run.archs {
         for &depth in depths {
-            let Some(run) = runs_of(name, depth).into_iter().next() else {
+            let Some(cell) = run.first_run(name, depth) else {
                 continue;
             };
-            let h = &run.output.history;
-            let keep: Vec<usize> = (0..h.layers.len())
-                .filter(|&i| is_weight_layer(&h.layers[i]))
-                .collect();
+            let h = &cell.output.history;
+            let keep = weight_layers(h);
             if keep.is_empty() || h.logs.is_empty() {
                 continue;
             }
-            let steps_per_epoch = h.epochs.first().map_or(1, |e| e.step.max(1)) as f64;
+            let steps_per_epoch = steps_per_epoch(h);
             let (first, last) = (h.logs[0].step as f64, h.logs[h.logs.len() - 1].step as f64);
             let dx = if h.logs.len() > 1 {
                 (last - first) / (h.logs.len() - 1) as f64
@@ -311,48 +392,52 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
             });
         }
     }
-    if !rasters.is_empty() {
-        let finite = rasters
-            .iter()
-            .flat_map(|r| r.values.iter().copied())
-            .filter(|v| v.is_finite());
-        let (lo, hi) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
-            (a.min(v), b.max(v))
-        });
-        let range = if lo < hi {
-            (lo, hi)
-        } else {
-            (lo - 1.0, lo + 1.0)
-        };
-        for r in &mut rasters {
-            r.value_range = range;
-        }
-        let cols = depths.len().max(1);
-        let rows_n = rasters.len().div_ceil(cols);
-        let fig = save(
-            &HeatmapGrid {
-                title: "log₁₀ ‖∂L/∂θ‖ by layer and training step (seed 0)".into(),
-                rows: rows_n,
-                cols,
-                maps: rasters,
-                bar: ColorBar::sequential("log₁₀ ‖∂L/∂θ‖", range),
-            },
-            report_dir,
-            "grad_norm_heatmaps",
-            (700 * cols as u32, 420 * rows_n as u32 + 150),
-        )?;
-        doc.figure(
-            fig,
-            "Gradient norm of every weight layer at every logging step, all nets of seed 0",
-            "Each row is a linear or convolution layer (input at the bottom), each column a logging step; the colour is log₁₀ ‖∂L/∂θ‖ on the fixed batch, \
-             one colour scale for all panels (light: small, dark: large); grey marks NaN or ±inf. Read down a column to see how the gradient changes \
-             from the output to the input layers at that step (vanishing: pale at the bottom; exploding: dark at the bottom), across a row to see a layer \
-             over training. With BN, a deep plain net starts with its largest gradients in the lowest layers (BN makes deep plain nets' gradients \
-             grow towards the input at initialisation; Yang et al. 2019), while a residual net's layers receive gradients of similar size.",
-        );
+    if rasters.is_empty() {
+        return Ok(None);
     }
+    let finite = rasters
+        .iter()
+        .flat_map(|r| r.values.iter().copied())
+        .filter(|v| v.is_finite());
+    let (lo, hi) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+        (a.min(v), b.max(v))
+    });
+    let range = if lo < hi {
+        (lo, hi)
+    } else {
+        (lo - 1.0, lo + 1.0)
+    };
+    for r in &mut rasters {
+        r.value_range = range;
+    }
+    let cols = depths.len().max(1);
+    let rows_n = rasters.len().div_ceil(cols);
+    let fig = save(
+        &HeatmapGrid {
+            title: "log₁₀ ‖∂L/∂θ‖ by layer and training step (seed 0)".into(),
+            rows: rows_n,
+            cols,
+            maps: rasters,
+            bar: ColorBar::sequential("log₁₀ ‖∂L/∂θ‖", range),
+        },
+        dir,
+        "grad_norm_heatmaps",
+        (700 * cols as u32, 420 * rows_n as u32 + 150),
+    )?;
+    Ok(Some(Block::figure(
+        fig,
+        "Gradient norm of every weight layer at every logging step, all nets of seed 0",
+        "Each row is a linear or convolution layer (input at the bottom), each column a logging step; the colour is log₁₀ ‖∂L/∂θ‖ on the fixed batch, \
+         one colour scale for all panels (light: small, dark: large); grey marks NaN or ±inf. Read down a column to see how the gradient changes \
+         from the output to the input layers at that step (vanishing: pale at the bottom; exploding: dark at the bottom), across a row to see a layer \
+         over training. With BN, a deep plain net starts with its largest gradients in the lowest layers (BN makes deep plain nets' gradients \
+         grow towards the input at initialisation; Yang et al. 2019), while a residual net's layers receive gradients of similar size.",
+    )))
+}
 
-    // Shattering and gradient similarity over training.
+/// Shattering along an input line and per-example gradient similarity over training.
+fn gradient_probes(run: &Run, dir: &Path) -> Result<Block> {
+    let c = &run.d.summary.config;
     let mut probe_panels = Vec::new();
     for (title, y_label, pick) in [
         ("Shattering along an input line", "r₁ of df/dt", 0usize),
@@ -360,13 +445,13 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
     ] {
         let mut ch = LineChart::new(title, "epoch", y_label).legend(Legend::LowerLeft);
         ch.title_size = style::PANEL_TITLE_SIZE;
-        for (a, name) in archs.iter().enumerate() {
-            for &depth in depths {
-                let Some(run) = runs_of(name, depth).into_iter().next() else {
+        for (a, name) in run.archs.iter().enumerate() {
+            for &depth in run.depths() {
+                let Some(cell) = run.first_run(name, depth) else {
                     continue;
                 };
-                let h = &run.output.history;
-                let steps_per_epoch = h.epochs.first().map_or(1, |e| e.step.max(1)) as f64;
+                let h = &cell.output.history;
+                let steps_per_epoch = steps_per_epoch(h);
                 let pts = h
                     .logs
                     .iter()
@@ -377,11 +462,7 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
                         )
                     })
                     .collect();
-                ch.push(
-                    Series::line(format!("{name}, depth {depth}"), pts, color(a))
-                        .mark(mark_of(depth))
-                        .width(width_of(depth)),
-                );
+                ch.push(run.curve(a, depth, pts));
             }
         }
         probe_panels.push(ch);
@@ -393,11 +474,11 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
             cols: 2,
             panels: probe_panels,
         },
-        report_dir,
+        dir,
         "gradient_probes",
         (1600, 600),
     )?;
-    doc.figure(
+    Ok(Block::figure(
         fig,
         "Shattering metric along an input line and per-example gradient cosine against epoch",
         format!(
@@ -406,19 +487,12 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
              (all parameters) of {} distinct training examples. Both at every logging step.",
             c.train.probe_points, c.train.similarity_examples
         ),
-    );
+    ))
+}
 
-    doc.heading("Reproducing He et al. 2016a on CIFAR-10");
-    doc.paragraph(
-        "With the CIFAR-10 binary batches on disk, `gradscope degradation --data cifar10:DIR --archs conv-plain,conv-resnet --depths 20,56 --epochs 164 --batch-size 128 --lr 0.1 --momentum 0.9 --weight-decay 1e-4 --schedule step:82,123` runs the paper's recipe (see README for the expected time); checkpoints let it resume.",
-    );
-
-    pages::provenance(
-        &mut doc,
-        &s.provenance,
-        &serde_json::to_string_pretty(&s.config).unwrap_or_default(),
-    );
-    doc.push(Block::List(
+/// The data files behind the page.
+fn data_files(data_dir: &Path) -> Block {
+    Block::List(
         [
             training::files::SUMMARY,
             training::files::RUNS,
@@ -430,9 +504,11 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
         .iter()
         .map(|f| format!("{}/{}", data_dir.display(), f))
         .collect(),
-    ));
-    pages::write(&doc, report_dir)?;
+    )
+}
 
+/// The index card: each arch's training error, shallow → deep.
+fn card(s: &TrainingSummary, finding: String) -> StudyCard {
     let numbers = s
         .comparisons
         .iter()
@@ -450,14 +526,14 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
             )
         })
         .collect();
-    Ok(StudyCard {
+    StudyCard {
         name: training::NAME.into(),
         title: "Training: the degradation problem".into(),
         href: format!("{}/index.html", training::NAME),
         thumbnail: Some(format!("{}/error_curves.png", training::NAME)),
         finding,
         numbers,
-    })
+    }
 }
 
 /// Linear and convolution layers, not BN (`bn1`, `layers.3.bn2`, `downsample.1`).
@@ -466,9 +542,9 @@ fn is_weight_layer(name: &str) -> bool {
     !(last.starts_with("bn") || name.ends_with("downsample.1"))
 }
 
-fn optimizer_text(o: &gradscope_train::OptimizerParams) -> String {
+fn optimizer_text(o: &OptimizerParams) -> String {
     match o {
-        gradscope_train::OptimizerParams::Sgd {
+        OptimizerParams::Sgd {
             lr,
             momentum,
             weight_decay,
@@ -479,7 +555,7 @@ fn optimizer_text(o: &gradscope_train::OptimizerParams) -> String {
                 if *nesterov { " (Nesterov)" } else { "" }
             )
         }
-        gradscope_train::OptimizerParams::Adam {
+        OptimizerParams::Adam {
             lr,
             beta1,
             beta2,

@@ -1,0 +1,141 @@
+//! Numbers as the pages and figures print them, each format defined once:
+//! fixed decimals with a marker for a missing value, percentages, exponents
+//! with a true minus sign, mean ± sd, and tick labels.
+//!
+//! A value that is NaN or infinite prints as a marker. Two markers are in
+//! use: `n/a` in sentences ([`na`]) and `—` in the norms and skips tables
+//! ([`dash`]); a page picks its module once in its imports.
+
+use gradscope_stats::MeanStd;
+
+/// The marker [`na`] prints for a missing value.
+pub const NA: &str = "n/a";
+/// The marker [`dash`] prints for a missing value.
+pub const DASH: &str = "—";
+
+/// `v` with `places` decimals, or `missing` when it is NaN or infinite.
+pub fn fixed(v: f64, places: usize, missing: &str) -> String {
+    if v.is_finite() {
+        format!("{v:.places$}")
+    } else {
+        missing.to_string()
+    }
+}
+
+/// `v` with `places` decimals as Rust prints it, NaN and inf included
+/// (`NaN`, `inf`): for numbers that are finite by construction.
+pub fn decimals(v: f64, places: usize) -> String {
+    format!("{v:.places$}")
+}
+
+/// Fixed decimals that print `n/a` for a missing value.
+pub mod na {
+    use super::{NA, fixed};
+
+    /// Two decimals: `0.71`.
+    pub fn f2(v: f64) -> String {
+        fixed(v, 2, NA)
+    }
+
+    /// Three decimals: `0.716`.
+    pub fn f3(v: f64) -> String {
+        fixed(v, 3, NA)
+    }
+}
+
+/// Fixed decimals that print `—` for a missing value.
+pub mod dash {
+    use super::{DASH, fixed};
+
+    /// Two decimals: `0.71`.
+    pub fn f2(v: f64) -> String {
+        fixed(v, 2, DASH)
+    }
+
+    /// Three decimals: `0.716`.
+    pub fn f3(v: f64) -> String {
+        fixed(v, 3, DASH)
+    }
+}
+
+/// A fraction as a percentage with one decimal, `12.5 %`; `n/a` when missing.
+pub fn pct(v: f64) -> String {
+    if v.is_finite() {
+        format!("{:.1} %", 100.0 * v)
+    } else {
+        NA.into()
+    }
+}
+
+/// Three decimals with a true minus sign, for exponents: `−0.716`, `1.437`.
+pub fn signed(v: f64) -> String {
+    let s = na::f3(v);
+    match s.strip_prefix('-') {
+        Some(rest) => format!("−{rest}"),
+        None => s,
+    }
+}
+
+/// `mean ± sd` of a summary, both printed by `f`: `0.716 ± 0.021`.
+pub fn mean_sd(m: &MeanStd, f: fn(f64) -> String) -> String {
+    format!("{} ± {}", f(m.mean), f(m.std))
+}
+
+/// Tick label: plain decimals in a readable range, otherwise 1e-5 style.
+pub fn tick(v: f64) -> String {
+    if v == 0.0 {
+        return "0".into();
+    }
+    let a = v.abs();
+    if !(1e-3..1e5).contains(&a) {
+        let e = a.log10().floor() as i32;
+        let m = v / 10f64.powi(e);
+        if (m.abs() - 1.0).abs() < 1e-9 {
+            return format!("{}1e{e}", if v < 0.0 { "-" } else { "" });
+        }
+        return format!("{m:.1}e{e}");
+    }
+    let s = format!("{v:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tick_labels_are_short() {
+        assert_eq!(tick(0.5), "0.5");
+        assert_eq!(tick(2.0), "2");
+        assert_eq!(tick(1e6), "1e6");
+        assert_eq!(tick(1e-5), "1e-5");
+        assert_eq!(tick(2.5e7), "2.5e7");
+        assert_eq!(tick(-0.25), "-0.25");
+    }
+
+    #[test]
+    fn missing_values_print_their_marker() {
+        assert_eq!(na::f2(0.715), "0.71");
+        assert_eq!(na::f3(f64::NAN), "n/a");
+        assert_eq!(dash::f2(f64::INFINITY), "—");
+        assert_eq!(dash::f3(-1.0), "-1.000");
+        assert_eq!(decimals(f64::NAN, 2), "NaN");
+        assert_eq!(decimals(1.0 / 3.0, 4), "0.3333");
+    }
+
+    #[test]
+    fn percentages_and_signed_exponents() {
+        assert_eq!(pct(0.125), "12.5 %");
+        assert_eq!(pct(f64::NAN), "n/a");
+        assert_eq!(signed(-0.7163), "−0.716");
+        assert_eq!(signed(1.4371), "1.437");
+        assert_eq!(signed(f64::NAN), "n/a");
+    }
+
+    #[test]
+    fn mean_and_sd_share_one_format() {
+        let m = MeanStd::of([1.0, 2.0, 3.0]);
+        assert_eq!(mean_sd(&m, na::f3), "2.000 ± 1.000");
+        assert_eq!(mean_sd(&m, dash::f2), "2.00 ± 1.00");
+    }
+}
