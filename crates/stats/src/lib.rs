@@ -10,7 +10,7 @@
 //! a·L^−q with intervals on the rate; [`pair_correlation_by_distance`] and
 //! [`correlation_decay`], the across-net correlation Balduzzi et al.'s laws
 //! are about. References to draw against: [`theory`], [`mean_field`] and
-//! [`jacobian_spectrum`].
+//! [`jacobian_spectrum`]; the measured spectra's [`singular_values`].
 //!
 //! ```
 //! use gradscope_stats::{adjacent_correlation, power_spectrum, spectral_slope, Band, brown_noise};
@@ -60,6 +60,7 @@ mod screened_fit;
 mod special;
 mod spectrum;
 mod summary;
+mod svd;
 pub mod theory;
 
 pub use correlation::{
@@ -92,3 +93,4 @@ pub use screened_fit::{
 pub use special::{incomplete_beta, ln_beta, ln_gamma, upper_incomplete_gamma};
 pub use spectrum::{Band, Spectrum, power_spectrum, spectral_slope};
 pub use summary::{MeanStd, quantile};
+pub use svd::singular_values;

@@ -1,7 +1,7 @@
 //! The norms study against theory: mean-field backward ratios, the residual
 //! √2 growth, the scalar chain's closed form, sigmoid's ¼ bound, orthogonal
-//! isometry, f32 overflow recorded where it happens, and the singular values
-//! of matrices built from known ones.
+//! isometry, and f32 overflow recorded where it happens. (The singular values
+//! behind the Jacobian spectra are tested in `gradscope_stats::svd`.)
 
 use gradscope_nets::{Activation, Arch, BiasInit, Precision, WeightInit};
 use gradscope_studies::RunOptions;
@@ -285,62 +285,4 @@ fn bad_parameters_are_clear_errors() {
         let e = p.check().unwrap_err().to_string();
         assert!(e.contains(field), "{e}");
     }
-}
-
-/// I − 2vvᵀ/‖v‖², an orthogonal reflection.
-fn householder(v: &[f64]) -> ndarray::Array2<f64> {
-    let n = v.len();
-    let vv: f64 = v.iter().map(|x| x * x).sum();
-    ndarray::Array2::from_shape_fn((n, n), |(i, j)| {
-        f64::from(u8::from(i == j)) - 2.0 * v[i] * v[j] / vv
-    })
-}
-
-/// U·A·V with U, V fixed reflections of size n.
-fn rotated(a: &ndarray::Array2<f64>) -> ndarray::Array2<f64> {
-    let n = a.nrows();
-    let reflection =
-        |f: fn(f64) -> f64| householder(&(0..n).map(|i| f(i as f64)).collect::<Vec<_>>());
-    let u = reflection(|i| (i * 0.7).sin() + 0.3);
-    let v = reflection(|i| (i * 1.3).cos() - 0.2);
-    u.dot(a).dot(&v)
-}
-
-#[test]
-fn singular_values_of_u_diag_v_are_the_diagonal() {
-    use gradscope_studies::norms::singular_values;
-    let check = |a: ndarray::Array2<f64>, s: &[f64]| {
-        let got = singular_values(&rotated(&a));
-        assert_eq!(got.len(), s.len());
-        for (g, w) in got.iter().zip(s) {
-            assert!((g - w).abs() <= 1e-12 * s[0], "n = {}: {g} vs {w}", s.len());
-        }
-    };
-    // Sizes off and on the four-lane stride; values over thirteen decades.
-    for n in [1, 2, 13, 32] {
-        let s: Vec<f64> = (0..n)
-            .map(|i| 1e3 * 10f64.powf(-13.0 * i as f64 / n.max(2) as f64))
-            .collect();
-        // Columns in scrambled order: the values come back sorted.
-        let d =
-            ndarray::Array2::from_shape_fn(
-                (n, n),
-                |(i, j)| {
-                    if (i * 5 + 3) % n == j { s[i] } else { 0.0 }
-                },
-            );
-        check(d, &s);
-    }
-    // Rank 3 of 32, as the Jacobian of a deep ReLU net.
-    let mut s = vec![0.0; 32];
-    s[..3].copy_from_slice(&[5.0, 2.0, 1.0]);
-    s[31] = 1e-310;
-    check(
-        ndarray::Array2::from_diag(&ndarray::Array1::from(s.clone())),
-        &s,
-    );
-    // [[3, 0], [4, 5]]: σ² are the eigenvalues of AᵀA = [[25, 20], [20, 25]], 45 and 5.
-    let a = ndarray::arr2(&[[3.0, 0.0], [4.0, 5.0]]);
-    let got = singular_values(&a);
-    assert!((got[0] - 45f64.sqrt()).abs() < 1e-14 && (got[1] - 5f64.sqrt()).abs() < 1e-14);
 }
