@@ -385,9 +385,7 @@ impl Analysis<'_> {
         let order: Vec<usize> = (0..n).collect();
         let none = vec![false; n];
         let intact_error = lesioned_error_on(engine, test, &order, &none)?;
-        let (x1, _) = test
-            .batch(&[0], net.dtype())
-            .map_err(|e| StudyError::config("data", e.to_string()))?;
+        let (x1, _) = test.batch(&[0], net.dtype())?;
         let can_delete = deletable(net, &net.stem_forward(&x1, BnMode::Eval)?)?;
 
         let mut single_deletion = vec![f64::NAN; n];

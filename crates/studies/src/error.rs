@@ -43,6 +43,10 @@ pub enum StudyError {
     /// Building or loading a net failed.
     #[error(transparent)]
     Net(#[from] gradscope_nets::NetError),
+    /// A training run failed (its data, a checkpoint, the net or the engine
+    /// under it).
+    #[error(transparent)]
+    Train(#[from] gradscope_train::TrainError),
     /// A gradient capture failed.
     #[error(transparent)]
     Probe(#[from] gradscope_probe::ProbeError),

@@ -265,9 +265,7 @@ fn net_params(
 /// The examples as `arch` takes them: flattened for MLPs, images for conv nets.
 pub(crate) fn view_for(arch: ModelArch, data: &Examples) -> Result<Examples> {
     match arch {
-        ModelArch::Mlp(_) => data
-            .reshaped(vec![data.shape().iter().product()])
-            .map_err(train_err),
+        ModelArch::Mlp(_) => Ok(data.reshaped(vec![data.shape().iter().product()])?),
         ModelArch::Conv(_) => Ok(data.clone()),
     }
 }
@@ -284,7 +282,7 @@ pub(crate) fn train_net(
     test: &Examples,
     checkpoints: Option<&Path>,
 ) -> Result<History> {
-    let config = params.check(train.len()).map_err(|e| train_err(e.into()))?;
+    let config = params.check(train.len())?;
     let checkpoint = checkpoints.map(|d| {
         d.join(format!(
             "{}-{:016x}",
@@ -292,7 +290,7 @@ pub(crate) fn train_net(
             derive_seed(0, &identity.to_string())
         ))
     });
-    Trainer {
+    Ok(Trainer {
         model,
         label: key.to_string(),
         config: &config,
@@ -302,8 +300,7 @@ pub(crate) fn train_net(
         cancel: None,
         on_epoch: None,
     }
-    .run()
-    .map_err(train_err)
+    .run()?)
 }
 
 /// One training run.
@@ -611,10 +608,6 @@ impl Study for TrainingConfig {
 /// shallower one's by more than this (absolute error rate).
 pub const DEGRADATION_MARGIN: f64 = 0.02;
 
-fn train_err(e: gradscope_train::TrainError) -> StudyError {
-    StudyError::config("training", e.to_string())
-}
-
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 /// The data set a study used.
 pub struct DataInfo {
@@ -854,5 +847,34 @@ impl TrainingData {
         )?;
         let runs = crate::output::read_json(&dir.join(files::RUNS))?;
         Ok(TrainingData { summary, runs })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run the trainer refuses is a training error, with the trainer's
+    /// message, not a configuration error.
+    #[test]
+    fn a_training_failure_keeps_its_kind() {
+        let examples = |width: usize| {
+            let labels: Vec<u32> = (0..8).map(|i| i % 2).collect();
+            Examples::new(vec![0.5; 8 * width], vec![width], labels, 2).unwrap()
+        };
+        let (train, test) = (examples(4), examples(5));
+        let net = build_net(ModelArch::Mlp(Arch::PLAIN), 2, 8, Precision::F64, 0, &train).unwrap();
+        let params = TrainParams {
+            epochs: 1,
+            batch_size: 4,
+            ..TrainingParams::quick().train
+        };
+        let json = serde_json::json!({});
+        let e = train_net(&net, "k", json, &params, &train, &test, None).unwrap_err();
+        assert!(matches!(e, StudyError::Train(_)), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            "data: training and test sets differ in shape or classes"
+        );
     }
 }
