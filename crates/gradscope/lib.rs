@@ -5,7 +5,9 @@
 //! [`nets`] (one description of a net: candle models from a validated spec) →
 //! [`engine`] (per-op kernels, or candle's autograd where they do not reach) →
 //! [`probe`] (gradient capture) → [`stats`] (correlation, spectra, fits) →
-//! [`studies`] (config in, results out) → [`report`] (figures, HTML, Markdown).
+//! [`studies`] (config in, results out) → [`contract`] (the files of
+//! `notebooks-data/<study>/`: schemas, writers, validating readers) →
+//! [`report`] (figures, HTML, Markdown, from the contract alone).
 //!
 //! A measurement in a few lines: the lag-1 correlation r₁ and spectral slope of
 //! df/dx for a 16-block resnet with BN (Balduzzi et al. 2017).
@@ -25,6 +27,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub use gradscope_contract as contract;
 pub use gradscope_engine as engine;
 pub use gradscope_nets as nets;
 pub use gradscope_probe as probe;

@@ -3,10 +3,10 @@
 
 use std::path::Path;
 
-use gradscope_studies::correlation::{
+use gradscope_contract::correlation::{
     self, CorrelationData, CorrelationParams, CorrelationSummary, DepthSummary, PlaneReference,
 };
-use gradscope_studies::output::create_dir;
+use gradscope_contract::io::create_dir;
 use ndarray::s;
 
 use crate::card::StudyCard;

@@ -2,10 +2,10 @@
 
 use std::path::Path;
 
-use gradscope_studies::ensemble::{
+use gradscope_contract::ensemble::{
     self, ArchEnsemble, EnsembleParams, EnsembleSummary, LesionCurve, read_summary,
 };
-use gradscope_studies::output::create_dir;
+use gradscope_contract::io::create_dir;
 
 use crate::card::StudyCard;
 use crate::doc::{Block, Doc};

@@ -23,9 +23,10 @@ pub enum ReportError {
     /// The data folder holds no study results.
     #[error("no study data under {}: run a study first (e.g. `gradscope reproduce`)", .0.display())]
     NoData(PathBuf),
-    /// Reading a study's results failed.
+    /// A study's data folder could not be read, or is not what the data
+    /// contract says.
     #[error(transparent)]
-    Study(#[from] gradscope_studies::StudyError),
+    Contract(#[from] gradscope_contract::ContractError),
 }
 
 /// Result with a [`ReportError`].

@@ -74,7 +74,7 @@ pub fn save(plot: &impl Plot, dir: &Path, name: &str, size: (u32, u32)) -> Resul
             .and_then(|_| root.present().map_err(|e| e.to_string()))
             .map_err(|e| draw_err(&svg, e))?;
     }
-    gradscope_studies::output::write_atomic(&svg, text.as_bytes())?;
+    gradscope_contract::io::write_atomic(&svg, text.as_bytes())?;
     Ok(FigureFiles {
         png: format!("{name}.png"),
         svg: format!("{name}.svg"),

@@ -27,12 +27,12 @@ pub type Builder = fn(&Path, &Path) -> Result<StudyCard>;
 
 /// Every study with a report: its folder name and page builder, in index order.
 pub const STUDIES: &[(&str, Builder)] = &[
-    (gradscope_studies::shattered::NAME, shattered::build),
-    (gradscope_studies::norms::NAME, norms::build),
-    (gradscope_studies::skips::NAME, skips::build),
-    (gradscope_studies::training::NAME, training::build),
-    (gradscope_studies::ensemble::NAME, ensemble::build),
-    (gradscope_studies::correlation::NAME, correlation::build),
+    (gradscope_contract::shattered::NAME, shattered::build),
+    (gradscope_contract::norms::NAME, norms::build),
+    (gradscope_contract::skips::NAME, skips::build),
+    (gradscope_contract::training::NAME, training::build),
+    (gradscope_contract::ensemble::NAME, ensemble::build),
+    (gradscope_contract::correlation::NAME, correlation::build),
 ];
 
 /// The file beside a study's report that holds its index card.
@@ -47,7 +47,7 @@ pub fn build_study(name: &str, data_root: &Path, reports_root: &Path) -> Result<
     };
     let json =
         serde_json::to_vec_pretty(&card).map_err(|e| io_error(&out.join(CARD_FILE), e.into()))?;
-    gradscope_studies::output::write_atomic(&out.join(CARD_FILE), &json)?;
+    gradscope_contract::io::write_atomic(&out.join(CARD_FILE), &json)?;
     Ok(card)
 }
 

@@ -3,12 +3,12 @@
 
 use std::path::Path;
 
-use gradscope_nets::Activation;
-use gradscope_studies::norms::{
-    self, ChainSummary, JacobianInit, LayerSummary, NormsConfig, NormsParams, NormsSummary,
+use gradscope_contract::io::create_dir;
+use gradscope_contract::norms::{
+    self, ChainSummary, JacobianInit, LayerSummary, NormsParams, NormsSummary, critical_sigma_w2,
     read_summary,
 };
-use gradscope_studies::output::create_dir;
+use gradscope_spec::Activation;
 
 use crate::card::StudyCard;
 use crate::doc::{Block, Doc};
@@ -383,7 +383,7 @@ fn phase(s: &NormsSummary, dir: &Path) -> Result<Block> {
                 .iter()
                 .flat_map(|r| r.log10_ratio.iter().copied())
                 .collect();
-            let crit = NormsConfig::critical_sigma_w2(*act);
+            let crit = critical_sigma_w2(*act);
             // Row coordinate of the critical σ_w², interpolated on the log grid.
             let hline = sig2
                 .windows(2)

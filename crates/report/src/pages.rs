@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
-use gradscope_studies::output::{create_dir, write_atomic};
-use gradscope_studies::provenance::Provenance;
+use gradscope_contract::Provenance;
+use gradscope_contract::io::{create_dir, write_atomic};
 
 use crate::Result;
 use crate::card::StudyCard;

@@ -4,9 +4,9 @@
 
 use std::path::Path;
 
-use gradscope_studies::output::create_dir;
-use gradscope_studies::shattered::{DepthSummary, ShatteredData};
-use gradscope_studies::skips::{self, SkipsParams, SkipsSummary, SweepRow, files, read_summary};
+use gradscope_contract::io::create_dir;
+use gradscope_contract::shattered::{DepthSummary, ShatteredData};
+use gradscope_contract::skips::{self, SkipsData, SkipsParams, SkipsSummary, SweepRow, files};
 
 use crate::card::StudyCard;
 use crate::doc::{Block, Doc};
@@ -78,8 +78,10 @@ fn growth(rows: &[&SweepRow]) -> (f64, f64) {
 
 /// Draw the skips study's figures and write its pages from the data folder alone.
 pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
-    let s = read_summary(data_dir)?;
-    let data = ShatteredData::read(&data_dir.join(files::COMPARE_DIR))?;
+    let SkipsData {
+        summary: s,
+        compare: data,
+    } = SkipsData::read(data_dir)?;
     create_dir(report_dir)?;
     let run = Run::new(&s, &data);
 

@@ -3,11 +3,12 @@
 
 use std::path::Path;
 
-use gradscope_studies::output::create_dir;
-use gradscope_studies::training::{
+use gradscope_contract::History;
+use gradscope_contract::io::create_dir;
+use gradscope_contract::training::{
     self, ArchDepthResult, CellRecord, TrainingData, TrainingSummary,
 };
-use gradscope_train::{History, OptimizerParams};
+use gradscope_spec::OptimizerParams;
 
 use crate::card::StudyCard;
 use crate::doc::{Block, Doc};

@@ -21,9 +21,7 @@
 //! depth-L net is the first L blocks of the deepest one).
 
 use gradscope_engine::{Engine, Options, Real, Task, Want};
-use gradscope_nets::{
-    Arch, BiasInit, BnMode, Mlp, Net, NetParams, Precision, WeightInit, derive_seed,
-};
+use gradscope_nets::{Arch, BnMode, Mlp, Net, NetParams, Precision, derive_seed};
 use gradscope_probe::capture_depths;
 use gradscope_stats::{
     LineFit, MeanStd, adjacent_correlation_2d, coherence, cosine_from_gram, gradient_snr,
@@ -34,170 +32,104 @@ use ndarray::{Array1, Array2, Array4, Array5, ArrayView2, s};
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use crate::output::{Csv, create_dir, num, write_json, write_npy};
 use crate::provenance::Provenance;
 use crate::runner::RunOptions;
 use crate::study::{Study, StudyResults, run_study};
 use crate::{Result, StudyError};
 
-/// Folder name under the data and report roots.
-pub const NAME: &str = "correlation";
-/// Version of `summary.json`'s layout.
-pub const SCHEMA: &str = "gradscope.correlation/1";
+pub use gradscope_contract::correlation::{
+    CorrelationData, CorrelationParams, CorrelationResults, CorrelationSummary, DepthSummary, NAME,
+    PlaneReference, SCHEMA, SeedRow, files,
+};
 
-/// Unchecked parameters; every field has a default.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CorrelationParams {
-    /// Architectures (MLP specs, see `gradscope archs`).
-    pub archs: Vec<Arch>,
-    /// Depths (blocks between stem and head).
-    pub depths: Vec<usize>,
-    /// Hidden width.
-    pub width: usize,
-    /// Grid side H: the picture has H × H points.
-    pub side: usize,
-    /// The grid spans [−extent, extent]² of the input plane.
-    pub extent: f64,
-    /// Examples B of the digits whose per-example gradients are compared.
-    pub examples: usize,
-    /// Distance bins of the cosine-against-distance curve (equal counts).
-    pub distance_bins: usize,
-    /// Independent nets per (arch, depth).
-    pub seeds: usize,
-    /// Base seed.
-    pub seed: u64,
-    /// f32 or f64.
-    pub dtype: Precision,
-    /// Weight initialisation.
-    pub weight_init: WeightInit,
-    /// Bias initialisation.
-    pub bias_init: BiasInit,
+/// Validate `params` and load the examples: the only way to a runnable study.
+pub fn check(params: &CorrelationParams) -> Result<CorrelationConfig> {
+    let mut p = params.clone();
+    crate::validate::check_archs(&p.archs, true)?;
+    crate::validate::check_depths(&mut p.depths)?;
+    if !(8..=512).contains(&p.side) {
+        return Err(StudyError::config(
+            "side",
+            format!("must be 8..=512, got {}", p.side),
+        ));
+    }
+    if !(p.extent.is_finite() && p.extent > 0.0) {
+        return Err(StudyError::config(
+            "extent",
+            format!("must be a positive number, got {}", p.extent),
+        ));
+    }
+    if !(1..=1_000).contains(&p.seeds) {
+        return Err(StudyError::config(
+            "seeds",
+            format!("must be 1..=1000, got {}", p.seeds),
+        ));
+    }
+    let digits = gradscope_data::digits().map_err(|e| StudyError::config("data", e.to_string()))?;
+    let n = digits.labels.len();
+    if !(4..=n.min(2048)).contains(&p.examples) {
+        return Err(StudyError::config(
+            "examples",
+            format!("must be 4..={}, got {}", n.min(2048), p.examples),
+        ));
+    }
+    if !(1..=64).contains(&p.distance_bins) {
+        return Err(StudyError::config(
+            "distance_bins",
+            format!("must be 1..=64, got {}", p.distance_bins),
+        ));
+    }
+    let max_depth = *p.depths.last().expect("non-empty");
+    let (mut plane_nets, mut digit_nets) = (vec![], vec![]);
+    for &arch in &p.archs {
+        plane_nets.push(net_params(&p, arch, max_depth, 2, 1).check()?);
+        digit_nets.push(net_params(&p, arch, max_depth, 64, 10).check()?);
+    }
+    // A fixed, seeded choice of B examples (the same for every net).
+    let order = gradscope_train::epoch_batches(n, n, derive_seed(p.seed, "examples"))[0].clone();
+    // Sorted by class, so that class structure shows as blocks in the cosine matrices.
+    let mut pick = order[..p.examples].to_vec();
+    pick.sort_by_key(|&i| (digits.labels[i], i));
+    let x = Array2::from_shape_fn((p.examples, 64), |(i, j)| {
+        digits.images[pick[i] * 64 + j] as f64
+    });
+    let y: Vec<usize> = pick.iter().map(|&i| digits.labels[i] as usize).collect();
+    // Distance bins with equal numbers of pairs.
+    let distances: Vec<f64> = pairs(p.examples)
+        .map(|(i, j)| distance(x.row(i), x.row(j)))
+        .collect();
+    let edges: Vec<f64> = (0..=p.distance_bins)
+        .map(|k| quantile(&distances, k as f64 / p.distance_bins as f64))
+        .collect();
+    Ok(CorrelationConfig {
+        params: p,
+        plane_nets,
+        digit_nets,
+        x,
+        y,
+        edges,
+    })
 }
 
-impl Default for CorrelationParams {
-    fn default() -> Self {
-        CorrelationParams {
-            archs: vec![Arch::PLAIN_BN, Arch::RESNET_BN],
-            depths: vec![1, 4, 16, 50],
-            width: 128,
-            side: 64,
-            extent: 2.0,
-            examples: 128,
-            distance_bins: 8,
-            seeds: 4,
-            seed: 0,
-            dtype: Precision::F64,
-            weight_init: WeightInit::He,
-            bias_init: BiasInit::Torch,
-        }
-    }
-}
-
-impl CorrelationParams {
-    /// Small sizes, for tests and a first look.
-    pub fn quick() -> Self {
-        CorrelationParams {
-            depths: vec![1, 4, 16],
-            width: 32,
-            side: 24,
-            examples: 32,
-            distance_bins: 4,
-            seeds: 2,
-            ..Default::default()
-        }
-    }
-
-    /// Validate and load the examples: the only way to a runnable study.
-    pub fn check(&self) -> Result<CorrelationConfig> {
-        let mut p = self.clone();
-        crate::validate::check_archs(&p.archs, true)?;
-        crate::validate::check_depths(&mut p.depths)?;
-        if !(8..=512).contains(&p.side) {
-            return Err(StudyError::config(
-                "side",
-                format!("must be 8..=512, got {}", p.side),
-            ));
-        }
-        if !(p.extent.is_finite() && p.extent > 0.0) {
-            return Err(StudyError::config(
-                "extent",
-                format!("must be a positive number, got {}", p.extent),
-            ));
-        }
-        if !(1..=1_000).contains(&p.seeds) {
-            return Err(StudyError::config(
-                "seeds",
-                format!("must be 1..=1000, got {}", p.seeds),
-            ));
-        }
-        let digits =
-            gradscope_data::digits().map_err(|e| StudyError::config("data", e.to_string()))?;
-        let n = digits.labels.len();
-        if !(4..=n.min(2048)).contains(&p.examples) {
-            return Err(StudyError::config(
-                "examples",
-                format!("must be 4..={}, got {}", n.min(2048), p.examples),
-            ));
-        }
-        if !(1..=64).contains(&p.distance_bins) {
-            return Err(StudyError::config(
-                "distance_bins",
-                format!("must be 1..=64, got {}", p.distance_bins),
-            ));
-        }
-        let max_depth = *p.depths.last().expect("non-empty");
-        let (mut plane_nets, mut digit_nets) = (vec![], vec![]);
-        for &arch in &p.archs {
-            plane_nets.push(p.net_params(arch, max_depth, 2, 1).check()?);
-            digit_nets.push(p.net_params(arch, max_depth, 64, 10).check()?);
-        }
-        // A fixed, seeded choice of B examples (the same for every net).
-        let order =
-            gradscope_train::epoch_batches(n, n, derive_seed(p.seed, "examples"))[0].clone();
-        // Sorted by class, so that class structure shows as blocks in the cosine matrices.
-        let mut pick = order[..p.examples].to_vec();
-        pick.sort_by_key(|&i| (digits.labels[i], i));
-        let x = Array2::from_shape_fn((p.examples, 64), |(i, j)| {
-            digits.images[pick[i] * 64 + j] as f64
-        });
-        let y: Vec<usize> = pick.iter().map(|&i| digits.labels[i] as usize).collect();
-        // Distance bins with equal numbers of pairs.
-        let distances: Vec<f64> = pairs(p.examples)
-            .map(|(i, j)| distance(x.row(i), x.row(j)))
-            .collect();
-        let edges: Vec<f64> = (0..=p.distance_bins)
-            .map(|k| quantile(&distances, k as f64 / p.distance_bins as f64))
-            .collect();
-        Ok(CorrelationConfig {
-            params: p,
-            plane_nets,
-            digit_nets,
-            x,
-            y,
-            edges,
-        })
-    }
-
-    fn net_params(
-        &self,
-        arch: Arch,
-        depth: usize,
-        input_dim: usize,
-        output_dim: usize,
-    ) -> NetParams {
-        NetParams {
-            arch,
-            depth,
-            width: self.width,
-            input_dim,
-            output_dim,
-            activation: Default::default(),
-            weight_init: self.weight_init,
-            bias_init: self.bias_init,
-            precision: self.dtype,
-            seed: 0,
-        }
+/// The net of `arch` at `depth` with the given input and output sizes.
+fn net_params(
+    p: &CorrelationParams,
+    arch: Arch,
+    depth: usize,
+    input_dim: usize,
+    output_dim: usize,
+) -> NetParams {
+    NetParams {
+        arch,
+        depth,
+        width: p.width,
+        input_dim,
+        output_dim,
+        activation: Default::default(),
+        weight_init: p.weight_init,
+        bias_init: p.bias_init,
+        precision: p.dtype,
+        seed: 0,
     }
 }
 
@@ -605,266 +537,9 @@ fn shape(e: ndarray::ShapeError) -> StudyError {
     }
 }
 
-/// White and brown-like random fields through the same statistics.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PlaneReference {
-    /// `white` or `brown`.
-    pub name: String,
-    /// Exponent β of the field's power spectrum ∝ |k|^−β.
-    pub beta: f64,
-    /// Lag-1 correlation along both axes.
-    pub adjacent_correlation: MeanStd,
-    /// Slope of the radial spectrum over the band.
-    pub radial_slope: MeanStd,
-}
-
-/// Statistics of one (arch, depth) over seeds.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct DepthSummary {
-    /// Architecture spec.
-    pub arch: String,
-    /// Depth.
-    pub depth: usize,
-    /// Lag-1 correlation of the ∂f/∂x₁ picture along both axes.
-    pub adjacent_correlation: MeanStd,
-    /// Log-log slope of its radially averaged power spectrum over the band.
-    pub radial_slope: MeanStd,
-    /// Radially averaged autocorrelation, by distance in grid steps (mean over seeds).
-    #[serde(with = "gradscope_stats::nan::vec")]
-    pub radial_acf_mean: Vec<f64>,
-    /// Mean off-diagonal cosine between per-example gradients (all parameters).
-    pub mean_cosine: MeanStd,
-    /// Layers with parameters, input to output.
-    pub layer_names: Vec<String>,
-    /// Mean off-diagonal cosine per layer (mean over seeds).
-    #[serde(with = "gradscope_stats::nan::vec")]
-    pub layer_cosine_mean: Vec<f64>,
-    /// ‖ḡ‖² / mean‖gᵢ‖² of the B per-example gradients.
-    pub coherence: MeanStd,
-    /// ‖ḡ‖² / (tr Σ / B): signal-to-noise of the mean gradient.
-    pub snr: MeanStd,
-    /// Mean cosine of example pairs in each distance bin (mean over seeds).
-    #[serde(with = "gradscope_stats::nan::vec")]
-    pub cosine_by_distance_mean: Vec<f64>,
-}
-
-/// `summary.json`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct CorrelationSummary {
-    /// Layout version, `gradscope.correlation/1`.
-    pub schema: String,
-    /// Study name, `correlation`.
-    pub study: String,
-    /// Version, commit, time, threads and run time.
-    pub provenance: Provenance,
-    /// The validated parameters the run used.
-    pub config: CorrelationParams,
-    /// Radii of the slope fits (inclusive).
-    pub radial_band: [usize; 2],
-    /// Edges of the input-distance bins (Euclidean, pixels in [0, 1]).
-    pub distance_edges: Vec<f64>,
-    /// Calibration fields.
-    pub references: Vec<PlaneReference>,
-    /// One entry per (arch, depth), archs in config order, depths ascending.
-    pub results: Vec<DepthSummary>,
-}
-
-/// One row of `per_seed.csv`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct SeedRow {
-    /// Architecture spec.
-    pub arch: String,
-    /// Depth.
-    pub depth: usize,
-    /// Seed index.
-    pub seed: usize,
-    /// Lag-1 correlation of the picture.
-    pub r1: f64,
-    /// Radial spectral slope.
-    pub radial_slope: f64,
-    /// Mean off-diagonal cosine.
-    pub mean_cosine: f64,
-    /// Gradient coherence.
-    pub coherence: f64,
-    /// Signal-to-noise of the mean gradient.
-    pub snr: f64,
-}
-
-/// Everything a run produced, before it is written.
-#[derive(Clone, Debug)]
-pub struct CorrelationResults {
-    /// What goes into summary.json.
-    pub summary: CorrelationSummary,
-    /// Rows of per_seed.csv.
-    pub per_seed: Vec<SeedRow>,
-    /// Grid coordinates along each axis, (H,).
-    pub axis: Array1<f64>,
-    /// ∂f/∂x₁, (archs, depths, seeds, H, H).
-    pub pictures: Array5<f64>,
-    /// ‖∇ₓf‖, (archs, depths, seeds, H, H).
-    pub norm_pictures: Array5<f64>,
-    /// Radial power spectra, (archs, depths, seeds, H/2 + 1).
-    pub radial_spectra: Array4<f64>,
-    /// Whole-net cosine matrices of seed 0, (archs, depths, B, B), f32.
-    pub cosines: Array4<f32>,
-}
-
-/// Files of the study folder.
-pub mod files {
-    /// Summary with provenance.
-    pub const SUMMARY: &str = "summary.json";
-    /// One row per (arch, depth).
-    pub const SUMMARY_CSV: &str = "summary.csv";
-    /// One row per (arch, depth, seed).
-    pub const PER_SEED_CSV: &str = "per_seed.csv";
-    /// Mean cosine per layer.
-    pub const LAYER_COSINE_CSV: &str = "layer_cosine.csv";
-    /// Mean cosine per input-distance bin.
-    pub const COSINE_DISTANCE_CSV: &str = "cosine_by_distance.csv";
-    /// Grid coordinates, (H,).
-    pub const AXIS: &str = "axis.npy";
-    /// ∂f/∂x₁ pictures.
-    pub const PICTURES: &str = "pictures.npy";
-    /// ‖∇ₓf‖ pictures.
-    pub const NORM_PICTURES: &str = "norm_pictures.npy";
-    /// Radial power spectra.
-    pub const RADIAL_SPECTRA: &str = "radial_spectra.npy";
-    /// Cosine matrices of seed 0.
-    pub const COSINES: &str = "cosine_matrices.npy";
-}
-
 impl StudyResults for CorrelationResults {
     fn write(&self, dir: &std::path::Path) -> Result<()> {
-        create_dir(dir)?;
-        write_npy(&dir.join(files::AXIS), &self.axis)?;
-        write_npy(&dir.join(files::PICTURES), &self.pictures)?;
-        write_npy(&dir.join(files::NORM_PICTURES), &self.norm_pictures)?;
-        write_npy(&dir.join(files::RADIAL_SPECTRA), &self.radial_spectra)?;
-        write_npy(&dir.join(files::COSINES), &self.cosines)?;
-        let mut c = Csv::new(&[
-            "arch",
-            "depth",
-            "r1_mean",
-            "r1_std",
-            "radial_slope_mean",
-            "radial_slope_std",
-            "mean_cosine_mean",
-            "mean_cosine_std",
-            "coherence_mean",
-            "snr_mean",
-            "seeds",
-        ]);
-        for r in &self.summary.results {
-            c.row(&[
-                r.arch.clone(),
-                r.depth.to_string(),
-                num(r.adjacent_correlation.mean),
-                num(r.adjacent_correlation.std),
-                num(r.radial_slope.mean),
-                num(r.radial_slope.std),
-                num(r.mean_cosine.mean),
-                num(r.mean_cosine.std),
-                num(r.coherence.mean),
-                num(r.snr.mean),
-                r.adjacent_correlation.n.to_string(),
-            ]);
-        }
-        c.write(&dir.join(files::SUMMARY_CSV))?;
-        let mut c = Csv::new(&[
-            "arch",
-            "depth",
-            "seed",
-            "r1",
-            "radial_slope",
-            "mean_cosine",
-            "coherence",
-            "snr",
-        ]);
-        for r in &self.per_seed {
-            c.row(&[
-                r.arch.clone(),
-                r.depth.to_string(),
-                r.seed.to_string(),
-                num(r.r1),
-                num(r.radial_slope),
-                num(r.mean_cosine),
-                num(r.coherence),
-                num(r.snr),
-            ]);
-        }
-        c.write(&dir.join(files::PER_SEED_CSV))?;
-        let mut c = Csv::new(&["arch", "depth", "layer", "name", "mean_cosine"]);
-        for r in &self.summary.results {
-            for (l, (name, v)) in r.layer_names.iter().zip(&r.layer_cosine_mean).enumerate() {
-                c.row(&[
-                    r.arch.clone(),
-                    r.depth.to_string(),
-                    l.to_string(),
-                    name.clone(),
-                    num(*v),
-                ]);
-            }
-        }
-        c.write(&dir.join(files::LAYER_COSINE_CSV))?;
-        let mut c = Csv::new(&[
-            "arch",
-            "depth",
-            "bin",
-            "distance_lo",
-            "distance_hi",
-            "mean_cosine",
-        ]);
-        let e = &self.summary.distance_edges;
-        for r in &self.summary.results {
-            for (k, v) in r.cosine_by_distance_mean.iter().enumerate() {
-                c.row(&[
-                    r.arch.clone(),
-                    r.depth.to_string(),
-                    k.to_string(),
-                    num(e[k]),
-                    num(e[k + 1]),
-                    num(*v),
-                ]);
-            }
-        }
-        c.write(&dir.join(files::COSINE_DISTANCE_CSV))?;
-        write_json(&dir.join(files::SUMMARY), &self.summary)
-    }
-}
-
-/// A study folder read back (for reports and notebooks).
-pub struct CorrelationData {
-    /// The summary.
-    pub summary: CorrelationSummary,
-    /// Grid coordinates.
-    pub axis: Array1<f64>,
-    /// ∂f/∂x₁ pictures.
-    pub pictures: Array5<f64>,
-    /// ‖∇ₓf‖ pictures.
-    pub norm_pictures: Array5<f64>,
-    /// Radial power spectra.
-    pub radial_spectra: Array4<f64>,
-    /// Cosine matrices of seed 0.
-    pub cosines: Array4<f32>,
-}
-
-impl CorrelationData {
-    /// Read a study folder written by a run.
-    pub fn read(dir: &std::path::Path) -> Result<Self> {
-        let summary: CorrelationSummary = crate::output::read_summary(
-            &dir.join(files::SUMMARY),
-            SCHEMA,
-            |s: &CorrelationSummary| &s.schema,
-        )?;
-        use crate::shattered::read_npy;
-        Ok(CorrelationData {
-            axis: read_npy(&dir.join(files::AXIS))?,
-            pictures: read_npy(&dir.join(files::PICTURES))?,
-            norm_pictures: read_npy(&dir.join(files::NORM_PICTURES))?,
-            radial_spectra: read_npy(&dir.join(files::RADIAL_SPECTRA))?,
-            cosines: read_npy(&dir.join(files::COSINES))?,
-            summary,
-        })
+        Ok(CorrelationResults::write(self, dir)?)
     }
 }
 
@@ -887,7 +562,7 @@ mod tests {
             seeds: 1,
             ..CorrelationParams::quick()
         };
-        let c = p.check().unwrap();
+        let c = check(&p).unwrap();
         for arch in 0..3 {
             let cell = Cell { arch, seed: 0 };
             let dense = c.grams(&cell).unwrap();

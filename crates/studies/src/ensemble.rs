@@ -11,11 +11,9 @@
 //! back-propagate only along them, and weigh the gradient reaching the input
 //! by the C(n, k) paths of that length: most gradient comes from short paths.
 
-use std::path::PathBuf;
-
 use candle_core::Tensor;
 use gradscope_engine::{Engine, Options, Real, Task, frobenius};
-use gradscope_nets::{BlockNet, BnMode, Model, Net, Precision, derive_seed};
+use gradscope_nets::{BlockNet, BnMode, Model, Net, derive_seed};
 use gradscope_stats::MeanStd;
 use gradscope_train::{
     Examples, TrainParams, cross_entropy_gradient, epoch_batches, misclassified,
@@ -24,152 +22,70 @@ use ndarray::Array2;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::index::sample;
-use serde::{Deserialize, Serialize};
 
-use crate::data::DataSource;
-use crate::output::{Csv, create_dir, num, write_json};
+use crate::output::create_dir;
 use crate::provenance::Provenance;
 use crate::study::{Study, StudyResults};
-use crate::training::{ModelArch, TrainingParams, build_net, check_net, train_net, view_for};
+use crate::training::{ModelArch, build_net, check_net, train_net, view_for};
 use crate::{Result, StudyError};
 
-/// Folder name under the data and report roots.
-pub const NAME: &str = "ensemble";
-/// Layout version of `summary.json`.
-pub const SCHEMA: &str = "gradscope.ensemble/1";
+pub use gradscope_contract::ensemble::{
+    ArchEnsemble, EnsembleParams, EnsembleResults, EnsembleSummary, LesionCurve, NAME, NetOutput,
+    SCHEMA, files, read_summary,
+};
 
-/// Unchecked parameters; defaults train on the embedded digits in seconds.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct EnsembleParams {
-    /// Architectures to train and lesion (MLP or conv).
-    pub archs: Vec<ModelArch>,
-    /// Blocks (MLP) or layers (conv, 6n + 2).
-    pub depth: usize,
-    /// MLP width.
-    pub width: usize,
-    /// Trained nets per arch.
-    pub seeds: usize,
-    /// Base seed.
-    pub seed: u64,
-    /// Data set.
-    pub data: DataSource,
-    /// Train on at most this many examples (all when unset).
-    pub max_train: Option<usize>,
-    /// Training recipe.
-    pub train: TrainParams,
-    /// f32 or f64.
-    pub dtype: Precision,
-    /// Evaluate these weights (safetensors) instead of training (one arch, seeds = 1).
-    pub load_weights: Option<PathBuf>,
-    /// Random draws per number of deleted blocks and per number of swaps.
-    pub lesion_draws: usize,
-    /// Sampled paths per path length (all of them when there are fewer).
-    pub path_samples: usize,
-    /// Training examples in the batch whose input gradient is measured.
-    pub path_batch: usize,
-    /// Checkpoint folder, so interrupted training resumes.
-    pub checkpoints: Option<PathBuf>,
-}
-
-impl Default for EnsembleParams {
-    fn default() -> Self {
-        let t = TrainingParams::default();
-        EnsembleParams {
-            archs: t.archs.clone(),
-            depth: 16,
-            width: 64,
-            seeds: 2,
-            seed: 0,
-            data: DataSource::Digits,
-            max_train: None,
-            train: TrainParams {
-                probe_points: 0,
-                similarity_examples: 0,
-                ..t.train
-            },
-            dtype: Precision::F32,
-            load_weights: None,
-            lesion_draws: 20,
-            path_samples: 24,
-            path_batch: 64,
-            checkpoints: None,
-        }
+/// Validate `params` and load the data: the only way to a runnable study.
+pub fn check(params: &EnsembleParams) -> Result<EnsembleConfig> {
+    let p = params.clone();
+    if p.archs.is_empty() {
+        return Err(StudyError::config(
+            "archs",
+            "list at least one architecture",
+        ));
     }
-}
-
-impl EnsembleParams {
-    /// Small sizes, for tests and a first look.
-    pub fn quick() -> Self {
-        let d = Self::default();
-        EnsembleParams {
-            depth: 8,
-            width: 32,
-            seeds: 1,
-            train: TrainParams {
-                epochs: 6,
-                ..d.train.clone()
-            },
-            lesion_draws: 6,
-            path_samples: 8,
-            path_batch: 32,
-            ..d
-        }
+    if !(1..=1000).contains(&p.seeds) {
+        return Err(StudyError::config(
+            "seeds",
+            format!("must be 1..=1000, got {}", p.seeds),
+        ));
     }
-
-    /// Validate and load the data: the only way to a runnable study.
-    pub fn check(&self) -> Result<EnsembleConfig> {
-        let p = self.clone();
-        if p.archs.is_empty() {
+    for (field, v) in [
+        ("lesion_draws", p.lesion_draws),
+        ("path_samples", p.path_samples),
+        ("path_batch", p.path_batch),
+    ] {
+        if !(1..=100_000).contains(&v) {
             return Err(StudyError::config(
-                "archs",
-                "list at least one architecture",
+                field,
+                format!("must be 1..=100000, got {v}"),
             ));
         }
-        if !(1..=1000).contains(&p.seeds) {
-            return Err(StudyError::config(
-                "seeds",
-                format!("must be 1..=1000, got {}", p.seeds),
-            ));
-        }
-        for (field, v) in [
-            ("lesion_draws", p.lesion_draws),
-            ("path_samples", p.path_samples),
-            ("path_batch", p.path_batch),
-        ] {
-            if !(1..=100_000).contains(&v) {
-                return Err(StudyError::config(
-                    field,
-                    format!("must be 1..=100000, got {v}"),
-                ));
-            }
-        }
-        if p.load_weights.is_some() && (p.archs.len() != 1 || p.seeds != 1) {
-            return Err(StudyError::config(
-                "load_weights",
-                "a weights file is one net: give exactly one arch and seeds = 1",
-            ));
-        }
-        let (train, test) = crate::data::load(&p.data)?;
-        let train = match p.max_train {
-            Some(0) => return Err(StudyError::config("max_train", "must be at least 1")),
-            Some(m) if m < train.len() => train.select(
-                &epoch_batches(train.len(), train.len(), derive_seed(p.seed, "subset"))[0][..m],
-            ),
-            _ => train,
-        };
-        p.train
-            .check(train.len())
-            .map_err(|e| StudyError::config("train", e.to_string()))?;
-        for arch in &p.archs {
-            check_net(*arch, p.depth, p.width, p.dtype, &train)?;
-        }
-        Ok(EnsembleConfig {
-            params: p,
-            train,
-            test,
-        })
     }
+    if p.load_weights.is_some() && (p.archs.len() != 1 || p.seeds != 1) {
+        return Err(StudyError::config(
+            "load_weights",
+            "a weights file is one net: give exactly one arch and seeds = 1",
+        ));
+    }
+    let (train, test) = crate::data::load(&p.data)?;
+    let train = match p.max_train {
+        Some(0) => return Err(StudyError::config("max_train", "must be at least 1")),
+        Some(m) if m < train.len() => train.select(
+            &epoch_batches(train.len(), train.len(), derive_seed(p.seed, "subset"))[0][..m],
+        ),
+        _ => train,
+    };
+    p.train
+        .check(train.len())
+        .map_err(|e| StudyError::config("train", e.to_string()))?;
+    for arch in &p.archs {
+        check_net(*arch, p.depth, p.width, p.dtype, &train)?;
+    }
+    Ok(EnsembleConfig {
+        params: p,
+        train,
+        test,
+    })
 }
 
 #[derive(Clone, Debug)]
@@ -187,37 +103,6 @@ pub struct Cell {
     pub arch: usize,
     /// Seed index.
     pub seed: usize,
-}
-
-/// Test error under one kind of lesion, over random draws.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct LesionCurve {
-    /// Number of blocks deleted, or of swaps.
-    pub count: Vec<usize>,
-    /// Test error for each count, over draws.
-    pub error: Vec<MeanStd>,
-}
-
-/// What one trained net shows.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct NetOutput {
-    /// Blocks n of the net.
-    pub blocks: usize,
-    #[serde(with = "gradscope_stats::nan")]
-    /// Test error of the intact net.
-    pub intact_error: f64,
-    /// Test error with block b deleted (NaN where a plain block changes shape).
-    #[serde(with = "gradscope_stats::nan::vec")]
-    pub single_deletion: Vec<f64>,
-    /// Test error with k random blocks deleted.
-    pub random_deletion: LesionCurve,
-    /// Test error after s random swaps of adjacent blocks.
-    pub reordering: LesionCurve,
-    /// Mean ‖∂L/∂x‖ through paths of length k = 0 … n (residual nets only).
-    #[serde(with = "gradscope_stats::nan::vec")]
-    pub path_gradient: Vec<f64>,
-    /// Paths measured per length.
-    pub path_measured: Vec<usize>,
 }
 
 impl EnsembleConfig {
@@ -670,7 +555,7 @@ impl Study for EnsembleConfig {
 
     fn prepare(&self) -> Result<()> {
         match &self.params.checkpoints {
-            Some(dir) => create_dir(dir),
+            Some(dir) => Ok(create_dir(dir)?),
             None => Ok(()),
         }
     }
@@ -722,124 +607,8 @@ pub fn effective_range(total: &[f64], share: f64) -> Option<(usize, usize)> {
     best
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-/// One arch's lesion and path results over seeds.
-pub struct ArchEnsemble {
-    /// Architecture spec.
-    pub arch: String,
-    /// Whether blocks have shortcuts.
-    pub residual: bool,
-    /// Blocks n.
-    pub blocks: usize,
-    /// Test error of the intact nets.
-    pub intact_error: MeanStd,
-    #[serde(with = "gradscope_stats::nan::vec")]
-    /// Mean test error with block b deleted.
-    pub single_deletion: Vec<f64>,
-    /// Test error with k random blocks deleted.
-    pub random_deletion: LesionCurve,
-    /// Test error after s random swaps.
-    pub reordering: LesionCurve,
-    /// C(n, k)/2^n for k = 0 … n.
-    pub path_length_share: Vec<f64>,
-    /// Mean ‖∂L/∂x‖ of one path of length k.
-    #[serde(with = "gradscope_stats::nan::vec")]
-    pub path_gradient: Vec<f64>,
-    /// C(n, k)·mean: the gradient all paths of length k carry.
-    #[serde(with = "gradscope_stats::nan::vec")]
-    pub total_gradient: Vec<f64>,
-    /// Shortest range of lengths carrying 90 % of the total gradient.
-    pub effective_range: Option<(usize, usize)>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-/// `summary.json` of the ensemble study.
-pub struct EnsembleSummary {
-    /// Layout version, `gradscope.ensemble/1`.
-    pub schema: String,
-    /// Study name, `ensemble`.
-    pub study: String,
-    /// Version, commit, time, threads and run time.
-    pub provenance: Provenance,
-    /// The validated parameters the run used.
-    pub config: EnsembleParams,
-    /// Per-arch results, in config order.
-    pub archs: Vec<ArchEnsemble>,
-}
-
-#[derive(Clone, Debug)]
-/// Everything a run produced, before it is written.
-pub struct EnsembleResults {
-    /// What goes into summary.json.
-    pub summary: EnsembleSummary,
-    /// Per-net results (cell key, output), for nets.json.
-    pub nets: Vec<(String, NetOutput)>,
-}
-
-/// Files of the study folder.
-pub mod files {
-    /// Summary with provenance.
-    pub const SUMMARY: &str = "summary.json";
-    /// Per-net lesion and path results.
-    pub const NETS: &str = "nets.json";
-    /// Test error after deletions and swaps.
-    pub const DELETION_CSV: &str = "deletion.csv";
-    /// Gradient by path length.
-    pub const PATHS_CSV: &str = "paths.csv";
-}
-
 impl StudyResults for EnsembleResults {
     fn write(&self, dir: &std::path::Path) -> Result<()> {
-        create_dir(dir)?;
-        write_json(&dir.join(files::NETS), &self.nets)?;
-        let mut del = Csv::new(&["arch", "kind", "count", "error_mean", "error_std"]);
-        let mut paths = Csv::new(&[
-            "arch",
-            "length",
-            "share_of_paths",
-            "gradient_per_path",
-            "total_gradient",
-        ]);
-        for a in &self.summary.archs {
-            for (b, e) in a.single_deletion.iter().enumerate() {
-                del.row(&[
-                    a.arch.clone(),
-                    "single".into(),
-                    b.to_string(),
-                    num(*e),
-                    String::new(),
-                ]);
-            }
-            for (kind, curve) in [("random", &a.random_deletion), ("swaps", &a.reordering)] {
-                for (c, e) in curve.count.iter().zip(&curve.error) {
-                    del.row(&[
-                        a.arch.clone(),
-                        kind.into(),
-                        c.to_string(),
-                        num(e.mean),
-                        num(e.std),
-                    ]);
-                }
-            }
-            for k in 0..a.path_length_share.len() {
-                paths.row(&[
-                    a.arch.clone(),
-                    k.to_string(),
-                    num(a.path_length_share[k]),
-                    num(a.path_gradient[k]),
-                    num(a.total_gradient[k]),
-                ]);
-            }
-        }
-        del.write(&dir.join(files::DELETION_CSV))?;
-        paths.write(&dir.join(files::PATHS_CSV))?;
-        write_json(&dir.join(files::SUMMARY), &self.summary)
+        Ok(EnsembleResults::write(self, dir)?)
     }
-}
-
-/// A study folder read back.
-pub fn read_summary(dir: &std::path::Path) -> Result<EnsembleSummary> {
-    crate::output::read_summary(&dir.join(files::SUMMARY), SCHEMA, |s: &EnsembleSummary| {
-        &s.schema
-    })
 }

@@ -36,6 +36,10 @@ pub enum StudyError {
         /// What is wrong.
         reason: String,
     },
+    /// A study folder could not be written, or read back as the data
+    /// contract says.
+    #[error(transparent)]
+    Contract(#[from] gradscope_contract::ContractError),
     /// A net or run description refused (a parameter out of range, a spec
     /// string that does not parse).
     #[error(transparent)]

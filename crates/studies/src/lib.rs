@@ -2,6 +2,13 @@
 //! Studies: a configuration comes in, is validated once, runs as independent
 //! cells in parallel, and its results are written as JSON, CSV and NPY under
 //! `notebooks-data/<study>/`.
+//!
+//! The compute lives here (configurations, cells, runs, summarising); what a
+//! study's folder holds — its parameters, summary schema, writer and reader —
+//! is the data contract's (`gradscope_contract`), re-exported from each study
+//! module so `studies::shattered::ShatteredParams` and the like keep working.
+//! A study's parameters check into a runnable configuration through
+//! [`Params::check`] (or the study module's `check`).
 
 pub mod correlation;
 pub mod data;
@@ -19,6 +26,7 @@ pub mod training;
 mod validate;
 
 pub use error::{Result, StudyError};
+pub use registry::Params;
 pub use runner::{
     CellCache, LogFn, Progress, ProgressFn, RunOptions, Shard, default_threads, run_cells,
 };

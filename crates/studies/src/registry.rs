@@ -31,7 +31,7 @@ impl Params for ShatteredParams {
         ShatteredParams::quick()
     }
     fn check(&self) -> Result<ShatteredConfig> {
-        ShatteredParams::check(self)
+        crate::shattered::check(self)
     }
 }
 
@@ -41,7 +41,7 @@ impl Params for TrainingParams {
         TrainingParams::quick()
     }
     fn check(&self) -> Result<TrainingConfig> {
-        TrainingParams::check(self)
+        crate::training::check(self)
     }
 }
 
@@ -51,7 +51,7 @@ impl Params for EnsembleParams {
         EnsembleParams::quick()
     }
     fn check(&self) -> Result<EnsembleConfig> {
-        EnsembleParams::check(self)
+        crate::ensemble::check(self)
     }
 }
 
@@ -61,7 +61,7 @@ impl Params for CorrelationParams {
         CorrelationParams::quick()
     }
     fn check(&self) -> Result<CorrelationConfig> {
-        CorrelationParams::check(self)
+        crate::correlation::check(self)
     }
 }
 
@@ -71,7 +71,7 @@ impl Params for NormsParams {
         NormsParams::quick()
     }
     fn check(&self) -> Result<NormsConfig> {
-        NormsParams::check(self)
+        crate::norms::check(self)
     }
 }
 
@@ -81,7 +81,7 @@ impl Params for SkipsParams {
         SkipsParams::quick()
     }
     fn check(&self) -> Result<SkipsConfig> {
-        SkipsParams::check(self)
+        crate::skips::check(self)
     }
 }
 

@@ -11,196 +11,116 @@
 //! A depth-L net of seed s is the first L blocks of the deepest net of seed s
 //! (weights are drawn per tensor name), so one net per (arch, seed) serves every depth.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use gradscope_nets::{
-    Arch, BiasInit, BnMode, DrawCache, Mlp, Net, NetParams, NetSpec, Precision, WeightInit,
-    derive_seed,
-};
+use gradscope_nets::{Arch, DrawCache, Mlp, Net, NetParams, NetSpec, Precision, derive_seed};
 use gradscope_probe::{Pass, capture_depths, scalar_grid};
 use gradscope_stats::{
-    Band, DecayComparison, LineFit, MeanStd, Spectrum, adjacent_correlation, autocorrelation,
-    brown_noise, compare_decay, correlation_matrix, spectral_slope, white_noise,
+    Band, LineFit, MeanStd, Spectrum, adjacent_correlation, autocorrelation, brown_noise,
+    compare_decay, correlation_matrix, spectral_slope, white_noise,
 };
-use ndarray::{Array1, Array3, Array4, Axis, aview1, s};
+use ndarray::{Array3, Array4, aview1, s};
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use crate::output::{Csv, create_dir, num, write_atomic, write_json, write_npy};
+use crate::output::{create_dir, write_atomic};
 use crate::provenance::Provenance;
 use crate::runner::RunOptions;
 use crate::study::{Study, StudyResults, run_study};
 use crate::{Result, StudyError};
 
-/// Folder name under the data and report roots.
-pub const NAME: &str = "shattered";
-/// Version of `summary.json`'s layout.
-pub const SCHEMA: &str = "gradscope.shattered/1";
+pub use gradscope_contract::io::read_npy;
+pub use gradscope_contract::shattered::{
+    ArchFits, DepthSummary, FaultRecord, NAME, NoiseReference, SCHEMA, SeedRow, ShatteredData,
+    ShatteredParams, ShatteredResults, ShatteredSummary, files, seed_mean,
+};
 
-/// Unchecked parameters; every field has a default (the paper's setup).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ShatteredParams {
-    /// Architectures (see `gradscope archs`).
-    pub archs: Vec<Arch>,
-    /// Depths (blocks between stem and head).
-    pub depths: Vec<usize>,
-    /// Hidden width W.
-    pub width: usize,
-    /// Grid points N.
-    pub points: usize,
-    /// Left end of the input grid.
-    pub x_min: f64,
-    /// Right end of the input grid.
-    pub x_max: f64,
-    /// Independent nets per (arch, depth).
-    pub seeds: usize,
-    /// Base seed; each net's seed is derived from it.
-    pub seed: u64,
-    /// f64 by default: in deep BN feedforward nets the gradient's rounding
-    /// error grows with depth (×1.3 per layer for plain-bn), and at depth 50
-    /// f32 moves r₁ by ~0.03 between two correct implementations.
-    pub dtype: Precision,
-    /// How BN's batch statistics enter the gradient.
-    pub bn_mode: BnMode,
-    /// Weight initialisation.
-    pub weight_init: WeightInit,
-    /// Bias initialisation (zero makes ReLU nets homogeneous: see [`BiasInit`]).
-    pub bias_init: BiasInit,
-    /// Spectral-slope band (inclusive bins); default N/64 ..= N/4.
-    pub band: Option<Band>,
-    /// Largest ACF lag stored; default min(32, N/4).
-    pub max_lag: Option<usize>,
-    /// Evaluate one net with these weights (safetensors) instead of drawing them.
-    pub load_weights: Option<PathBuf>,
-    /// Save each (arch, seed)'s deepest net here as safetensors.
-    pub save_weights: Option<PathBuf>,
-    /// Refuse runs whose estimated memory exceeds this many GiB.
-    pub memory_limit_gib: f64,
-}
-
-impl Default for ShatteredParams {
-    fn default() -> Self {
-        ShatteredParams {
-            archs: Arch::shattered_defaults(),
-            depths: vec![1, 2, 4, 8, 16, 24, 32, 50],
-            width: 200,
-            points: 256,
-            x_min: -2.0,
-            x_max: 2.0,
-            seeds: 8,
-            seed: 0,
-            dtype: Precision::F64,
-            bn_mode: BnMode::PerSample,
-            weight_init: WeightInit::He,
-            bias_init: BiasInit::Torch,
-            band: None,
-            max_lag: None,
-            load_weights: None,
-            save_weights: None,
-            memory_limit_gib: 8.0,
-        }
+/// The net of `arch` at `depth` that a shattered run of `p` measures (seed filled in per cell).
+fn net_params(p: &ShatteredParams, arch: Arch, depth: usize) -> NetParams {
+    NetParams {
+        arch,
+        depth,
+        width: p.width,
+        input_dim: 1,
+        output_dim: 1,
+        activation: Default::default(),
+        weight_init: p.weight_init,
+        bias_init: p.bias_init,
+        precision: p.dtype,
+        seed: 0,
     }
 }
 
-impl ShatteredParams {
-    /// A small run for tests and a first look (seconds in debug builds).
-    pub fn quick() -> Self {
-        ShatteredParams {
-            depths: vec![1, 2, 4, 8, 16],
-            width: 48,
-            points: 128,
-            seeds: 4,
-            ..Default::default()
-        }
+/// Validate `params`; the only way to a [`ShatteredConfig`].
+pub fn check(params: &ShatteredParams) -> Result<ShatteredConfig> {
+    let mut p = params.clone();
+    crate::validate::check_archs(&p.archs, true)?;
+    crate::validate::check_depths(&mut p.depths)?;
+    if !(16..=1 << 16).contains(&p.points) {
+        return Err(StudyError::config(
+            "points",
+            format!("must be 16..=65536, got {}", p.points),
+        ));
     }
-
-    fn net_params(&self, arch: Arch, depth: usize) -> NetParams {
-        NetParams {
-            arch,
-            depth,
-            width: self.width,
-            input_dim: 1,
-            output_dim: 1,
-            activation: Default::default(),
-            weight_init: self.weight_init,
-            bias_init: self.bias_init,
-            precision: self.dtype,
-            seed: 0,
-        }
+    if !(1..=10_000).contains(&p.seeds) {
+        return Err(StudyError::config(
+            "seeds",
+            format!("must be 1..=10000, got {}", p.seeds),
+        ));
     }
-
-    /// Validate; the only way to a [`ShatteredConfig`].
-    pub fn check(&self) -> Result<ShatteredConfig> {
-        let mut p = self.clone();
-        crate::validate::check_archs(&p.archs, true)?;
-        crate::validate::check_depths(&mut p.depths)?;
-        if !(16..=1 << 16).contains(&p.points) {
-            return Err(StudyError::config(
-                "points",
-                format!("must be 16..=65536, got {}", p.points),
-            ));
-        }
-        if !(1..=10_000).contains(&p.seeds) {
-            return Err(StudyError::config(
-                "seeds",
-                format!("must be 1..=10000, got {}", p.seeds),
-            ));
-        }
-        if !(p.x_min.is_finite() && p.x_max.is_finite() && p.x_min < p.x_max) {
-            return Err(StudyError::config(
-                "x range",
-                format!("need finite x_min < x_max, got {} .. {}", p.x_min, p.x_max),
-            ));
-        }
-        let max_lag = p.max_lag.unwrap_or((p.points / 4).min(32));
-        if max_lag == 0 || max_lag >= p.points {
-            return Err(StudyError::config(
-                "max_lag",
-                format!("must be 1..{}, got {max_lag}", p.points),
-            ));
-        }
-        p.max_lag = Some(max_lag);
-        let band = p.band.unwrap_or_else(|| Band::default_for(p.points));
-        band.check(p.points / 2 + 1)
-            .map_err(|e| StudyError::config("band", e.to_string()))?;
-        p.band = Some(band);
-        if !(p.memory_limit_gib.is_finite() && p.memory_limit_gib > 0.0) {
-            return Err(StudyError::config(
-                "memory_limit_gib",
-                format!("must be a positive number, got {}", p.memory_limit_gib),
-            ));
-        }
-        if p.load_weights.is_some() && (p.archs.len() != 1 || p.depths.len() != 1 || p.seeds != 1) {
-            return Err(StudyError::config(
-                "load_weights",
-                "a weights file is one net: give exactly one arch, one depth and seeds = 1",
-            ));
-        }
-        let max_depth = *p.depths.last().expect("non-empty");
-        let nets = p
-            .archs
-            .iter()
-            .map(|&a| p.net_params(a, max_depth).check())
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        let config = ShatteredConfig {
-            params: p,
-            nets,
-            band,
-            draws: None,
-        };
-        let need = config.memory_estimate_gib(1);
-        if need > config.params.memory_limit_gib {
-            return Err(StudyError::config(
-                "size",
-                format!(
-                    "one net needs about {need:.1} GiB, above the limit of {} GiB (memory_limit_gib)",
-                    config.params.memory_limit_gib
-                ),
-            ));
-        }
-        Ok(config)
+    if !(p.x_min.is_finite() && p.x_max.is_finite() && p.x_min < p.x_max) {
+        return Err(StudyError::config(
+            "x range",
+            format!("need finite x_min < x_max, got {} .. {}", p.x_min, p.x_max),
+        ));
     }
+    let max_lag = p.max_lag.unwrap_or((p.points / 4).min(32));
+    if max_lag == 0 || max_lag >= p.points {
+        return Err(StudyError::config(
+            "max_lag",
+            format!("must be 1..{}, got {max_lag}", p.points),
+        ));
+    }
+    p.max_lag = Some(max_lag);
+    let band = p.band.unwrap_or_else(|| Band::default_for(p.points));
+    band.check(p.points / 2 + 1)
+        .map_err(|e| StudyError::config("band", e.to_string()))?;
+    p.band = Some(band);
+    if !(p.memory_limit_gib.is_finite() && p.memory_limit_gib > 0.0) {
+        return Err(StudyError::config(
+            "memory_limit_gib",
+            format!("must be a positive number, got {}", p.memory_limit_gib),
+        ));
+    }
+    if p.load_weights.is_some() && (p.archs.len() != 1 || p.depths.len() != 1 || p.seeds != 1) {
+        return Err(StudyError::config(
+            "load_weights",
+            "a weights file is one net: give exactly one arch, one depth and seeds = 1",
+        ));
+    }
+    let max_depth = *p.depths.last().expect("non-empty");
+    let nets = p
+        .archs
+        .iter()
+        .map(|&a| net_params(&p, a, max_depth).check())
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let config = ShatteredConfig {
+        params: p,
+        nets,
+        band,
+        draws: None,
+    };
+    let need = config.memory_estimate_gib(1);
+    if need > config.params.memory_limit_gib {
+        return Err(StudyError::config(
+            "size",
+            format!(
+                "one net needs about {need:.1} GiB, above the limit of {} GiB (memory_limit_gib)",
+                config.params.memory_limit_gib
+            ),
+        ));
+    }
+    Ok(config)
 }
 
 /// Validated configuration of a shattered-gradients run.
@@ -255,21 +175,6 @@ pub struct DepthResult {
     #[serde(with = "gradscope_stats::nan::vec")]
     activation_norms: Vec<f64>,
     faults: Vec<FaultRecord>,
-}
-
-/// NaN/inf found in a net: which pass, at which hidden state.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct FaultRecord {
-    /// Seed index.
-    pub seed: usize,
-    /// `forward` or `backward`.
-    pub pass: String,
-    /// Index l of the hidden state h_l.
-    pub layer: usize,
-    /// Name of the hidden state.
-    pub name: String,
-    /// True for NaN, false for ±inf.
-    pub nan: bool,
 }
 
 impl ShatteredConfig {
@@ -600,7 +505,7 @@ impl Study for ShatteredConfig {
 
     fn prepare(&self) -> Result<()> {
         match &self.params.save_weights {
-            Some(dir) => create_dir(dir),
+            Some(dir) => Ok(create_dir(dir)?),
             None => Ok(()),
         }
     }
@@ -653,386 +558,8 @@ fn noise_references(p: &ShatteredParams, band: Band) -> Result<References> {
     Ok(References { summaries, signals })
 }
 
-/// `summary.json`: everything but the raw arrays.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ShatteredSummary {
-    /// Layout version, `gradscope.shattered/1`.
-    pub schema: String,
-    /// Study name, `shattered`.
-    pub study: String,
-    /// Version, commit, time, threads and run time.
-    pub provenance: Provenance,
-    /// The validated parameters the run used.
-    pub config: ShatteredParams,
-    /// Band of the spectral slopes.
-    pub band: Band,
-    /// White and brown noise through the same statistics.
-    pub references: Vec<NoiseReference>,
-    /// One entry per (arch, depth), archs in config order, depths ascending.
-    pub results: Vec<DepthSummary>,
-    /// Decay laws against depth, per arch.
-    pub fits: Vec<ArchFits>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-/// Calibration noise through the study's statistics.
-pub struct NoiseReference {
-    /// `white` or `brown`.
-    pub name: String,
-    /// r₁ over the noise draws.
-    pub adjacent_correlation: MeanStd,
-    /// Spectral slope over the noise draws.
-    pub spectral_slope: MeanStd,
-}
-
-/// Statistics of one (arch, depth) over seeds.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct DepthSummary {
-    /// Architecture spec.
-    pub arch: String,
-    /// Depth L.
-    pub depth: usize,
-    /// r₁ of g over the grid.
-    pub adjacent_correlation: MeanStd,
-    /// Log-log slope of g's power spectrum over the band.
-    pub spectral_slope: MeanStd,
-    /// Per-block growth of the backward gradient, (‖∂L/∂h₀‖/‖∂L/∂h_L‖)^{1/L}.
-    pub gradient_growth: MeanStd,
-    /// ‖∂L/∂h_l‖ for l = 0 (stem output) … L, mean over seeds.
-    #[serde(with = "gradscope_stats::nan::vec")]
-    pub layer_grad_norm_mean: Vec<f64>,
-    #[serde(with = "gradscope_stats::nan::vec")]
-    /// Standard deviation over seeds of ‖∂L/∂h_l‖.
-    pub layer_grad_norm_std: Vec<f64>,
-    /// ‖h_l‖, mean over seeds.
-    #[serde(with = "gradscope_stats::nan::vec")]
-    pub activation_norm_mean: Vec<f64>,
-    /// NaN/inf by seed and layer (empty when all values were finite).
-    pub faults: Vec<FaultRecord>,
-}
-
-/// Decay of r₁, of the roughness 1 − r₁ and of ‖∂L/∂h₀‖ against depth.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ArchFits {
-    /// Architecture spec.
-    pub arch: String,
-    /// Fits of r₁ against depth.
-    pub adjacent_correlation: Option<DecayComparison>,
-    /// Fits of 1 − r₁ against depth.
-    pub roughness: Option<DecayComparison>,
-    /// Fits of ‖∂L/∂h₀‖ against depth.
-    pub input_grad_norm: Option<DecayComparison>,
-}
-
-/// One row of `per_seed.csv`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct SeedRow {
-    /// Architecture spec.
-    pub arch: String,
-    /// Depth L.
-    pub depth: usize,
-    /// Seed index.
-    pub seed: usize,
-    /// r₁ of g over the grid.
-    pub adjacent_correlation: f64,
-    /// Log-log spectral slope over the band.
-    pub spectral_slope: f64,
-    /// R² of the slope fit.
-    pub spectral_slope_r2: f64,
-    /// ‖∂L/∂h₀‖.
-    pub input_grad_norm: f64,
-    /// (‖∂L/∂h₀‖/‖∂L/∂h_L‖)^{1/L}.
-    pub gradient_growth: f64,
-}
-
-/// Everything a run produced, before it is written.
-#[derive(Clone, Debug)]
-pub struct ShatteredResults {
-    /// What goes into summary.json.
-    pub summary: ShatteredSummary,
-    /// Rows of per_seed.csv.
-    pub per_seed: Vec<SeedRow>,
-    /// (N,)
-    pub grid: Array1<f64>,
-    /// (archs, depths, seeds, N)
-    pub input_gradients: Array4<f64>,
-    /// (archs, depths, seeds, N/2 + 1)
-    pub power_spectra: Array4<f64>,
-    /// (archs, depths, seeds, max_lag + 1)
-    pub autocorrelation: Array4<f64>,
-    /// (archs, depths, N, N) across seeds; None with a single seed.
-    pub correlation: Option<Array4<f32>>,
-    /// (2, seeds, N): white and brown noise.
-    pub noise: Array3<f64>,
-}
-
-/// Files of the study folder.
-pub mod files {
-    /// Summary with provenance.
-    pub const SUMMARY: &str = "summary.json";
-    /// One row per (arch, depth).
-    pub const SUMMARY_CSV: &str = "summary.csv";
-    /// One row per (arch, depth, seed).
-    pub const PER_SEED_CSV: &str = "per_seed.csv";
-    /// Per-layer gradient and activation norms.
-    pub const LAYER_NORMS_CSV: &str = "layer_norms.csv";
-    /// Decay-law fits.
-    pub const FITS_CSV: &str = "fits.csv";
-    /// The input grid, (N,).
-    pub const GRID: &str = "grid.npy";
-    /// df/dx, (archs, depths, seeds, N).
-    pub const INPUT_GRADIENTS: &str = "input_gradients.npy";
-    /// Power spectra, (archs, depths, seeds, N/2 + 1).
-    pub const POWER_SPECTRA: &str = "power_spectra.npy";
-    /// Autocorrelation functions, (archs, depths, seeds, max_lag + 1).
-    pub const AUTOCORRELATION: &str = "autocorrelation.npy";
-    /// Correlation across seeds, (archs, depths, N, N), f32.
-    pub const CORRELATION: &str = "correlation_matrices.npy";
-    /// Calibration noise, (2, seeds, N).
-    pub const NOISE: &str = "noise.npy";
-}
-
 impl StudyResults for ShatteredResults {
-    /// Write the study folder `dir` (created if missing); every file atomically,
-    /// `summary.json` last, so its presence means the folder is complete.
     fn write(&self, dir: &Path) -> Result<()> {
-        create_dir(dir)?;
-        write_npy(&dir.join(files::GRID), &self.grid)?;
-        write_npy(&dir.join(files::INPUT_GRADIENTS), &self.input_gradients)?;
-        write_npy(&dir.join(files::POWER_SPECTRA), &self.power_spectra)?;
-        write_npy(&dir.join(files::AUTOCORRELATION), &self.autocorrelation)?;
-        write_npy(&dir.join(files::NOISE), &self.noise)?;
-        match &self.correlation {
-            Some(c) => write_npy(&dir.join(files::CORRELATION), c)?,
-            None => remove_stale(&dir.join(files::CORRELATION))?,
-        }
-        self.summary_csv().write(&dir.join(files::SUMMARY_CSV))?;
-        self.per_seed_csv().write(&dir.join(files::PER_SEED_CSV))?;
-        self.layer_norms_csv()
-            .write(&dir.join(files::LAYER_NORMS_CSV))?;
-        self.fits_csv().write(&dir.join(files::FITS_CSV))?;
-        write_json(&dir.join(files::SUMMARY), &self.summary)
+        Ok(ShatteredResults::write(self, dir)?)
     }
-}
-
-impl ShatteredResults {
-    fn summary_csv(&self) -> Csv {
-        let mut c = Csv::new(&[
-            "arch",
-            "depth",
-            "r1_mean",
-            "r1_std",
-            "slope_mean",
-            "slope_std",
-            "growth_mean",
-            "input_grad_norm_mean",
-            "seeds",
-            "excluded",
-            "faults",
-        ]);
-        for r in &self.summary.results {
-            c.row(&[
-                r.arch.clone(),
-                r.depth.to_string(),
-                num(r.adjacent_correlation.mean),
-                num(r.adjacent_correlation.std),
-                num(r.spectral_slope.mean),
-                num(r.spectral_slope.std),
-                num(r.gradient_growth.mean),
-                num(r.layer_grad_norm_mean[0]),
-                r.adjacent_correlation.n.to_string(),
-                r.adjacent_correlation.excluded.to_string(),
-                r.faults.len().to_string(),
-            ]);
-        }
-        c
-    }
-
-    fn per_seed_csv(&self) -> Csv {
-        let mut c = Csv::new(&[
-            "arch",
-            "depth",
-            "seed",
-            "r1",
-            "slope",
-            "slope_r2",
-            "input_grad_norm",
-            "growth",
-        ]);
-        for r in &self.per_seed {
-            c.row(&[
-                r.arch.clone(),
-                r.depth.to_string(),
-                r.seed.to_string(),
-                num(r.adjacent_correlation),
-                num(r.spectral_slope),
-                num(r.spectral_slope_r2),
-                num(r.input_grad_norm),
-                num(r.gradient_growth),
-            ]);
-        }
-        c
-    }
-
-    fn layer_norms_csv(&self) -> Csv {
-        let mut c = Csv::new(&[
-            "arch",
-            "depth",
-            "layer",
-            "grad_norm_mean",
-            "grad_norm_std",
-            "activation_norm_mean",
-        ]);
-        for r in &self.summary.results {
-            for l in 0..r.layer_grad_norm_mean.len() {
-                c.row(&[
-                    r.arch.clone(),
-                    r.depth.to_string(),
-                    l.to_string(),
-                    num(r.layer_grad_norm_mean[l]),
-                    num(r.layer_grad_norm_std[l]),
-                    num(r.activation_norm_mean[l]),
-                ]);
-            }
-        }
-        c
-    }
-
-    fn fits_csv(&self) -> Csv {
-        let mut c = Csv::new(&[
-            "arch", "quantity", "law", "a", "rate", "r2", "used", "excluded", "better",
-        ]);
-        for f in &self.summary.fits {
-            for (q, cmp) in [
-                ("r1", &f.adjacent_correlation),
-                ("roughness", &f.roughness),
-                ("input_grad_norm", &f.input_grad_norm),
-            ] {
-                let Some(cmp) = cmp else { continue };
-                for (law, fit) in [
-                    ("exponential", &cmp.exponential),
-                    ("power_law", &cmp.power_law),
-                ] {
-                    let better = serde_json::to_value(cmp.better)
-                        .ok()
-                        .and_then(|v| v.as_str().map(String::from))
-                        .unwrap_or_default();
-                    c.row(&[
-                        f.arch.clone(),
-                        q.into(),
-                        law.into(),
-                        num(fit.a),
-                        num(fit.rate),
-                        num(fit.r2),
-                        fit.used.to_string(),
-                        fit.excluded.to_string(),
-                        (better == law).to_string(),
-                    ]);
-                }
-            }
-        }
-        c
-    }
-}
-
-fn remove_stale(path: &Path) -> Result<()> {
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StudyError::io(path, e)),
-        _ => Ok(()),
-    }
-}
-
-/// Mean over seeds of a (archs, depths, seeds, k) array, for one (arch, depth).
-pub fn seed_mean(a: &Array4<f64>, arch: usize, depth: usize) -> Array1<f64> {
-    a.slice(s![arch, depth, .., ..])
-        .mean_axis(Axis(0))
-        .expect("at least one seed")
-}
-
-/// The arrays of a study folder, read back (for reports and notebooks).
-pub struct ShatteredData {
-    /// The summary.
-    pub summary: ShatteredSummary,
-    /// The input grid, (N,).
-    pub grid: Array1<f64>,
-    /// df/dx, (archs, depths, seeds, N).
-    pub input_gradients: Array4<f64>,
-    /// Power spectra, (archs, depths, seeds, N/2 + 1).
-    pub power_spectra: Array4<f64>,
-    /// Autocorrelation functions, (archs, depths, seeds, max_lag + 1).
-    pub autocorrelation: Array4<f64>,
-    /// Correlation across seeds, (archs, depths, N, N); absent with one seed.
-    pub correlation: Option<Array4<f32>>,
-    /// Calibration noise, (2, seeds, N).
-    pub noise: Array3<f64>,
-}
-
-impl ShatteredData {
-    /// Read a study folder written by [`ShatteredResults::write`].
-    pub fn read(dir: &Path) -> Result<Self> {
-        let summary: ShatteredSummary = crate::output::read_summary(
-            &dir.join(files::SUMMARY),
-            SCHEMA,
-            |s: &ShatteredSummary| &s.schema,
-        )?;
-        let corr_path = dir.join(files::CORRELATION);
-        let data = ShatteredData {
-            grid: read_npy(&dir.join(files::GRID))?,
-            input_gradients: read_npy(&dir.join(files::INPUT_GRADIENTS))?,
-            power_spectra: read_npy(&dir.join(files::POWER_SPECTRA))?,
-            autocorrelation: read_npy(&dir.join(files::AUTOCORRELATION))?,
-            correlation: if corr_path.exists() {
-                Some(read_npy(&corr_path)?)
-            } else {
-                None
-            },
-            noise: read_npy(&dir.join(files::NOISE))?,
-            summary,
-        };
-        let c = &data.summary.config;
-        let want = (c.archs.len(), c.depths.len(), c.seeds, c.points);
-        if data.input_gradients.dim() != want {
-            return Err(StudyError::Data {
-                path: dir.join(files::INPUT_GRADIENTS),
-                reason: format!(
-                    "shape {:?} does not match the summary's {want:?}",
-                    data.input_gradients.dim()
-                ),
-            });
-        }
-        Ok(data)
-    }
-
-    /// Index of an arch in the config, by its string.
-    pub fn arch_index(&self, arch: &str) -> Option<usize> {
-        self.summary
-            .config
-            .archs
-            .iter()
-            .position(|a| a.to_string() == arch)
-    }
-
-    /// Position of `depth` in the configured depths.
-    pub fn depth_index(&self, depth: usize) -> Option<usize> {
-        self.summary.config.depths.iter().position(|&d| d == depth)
-    }
-
-    /// The summary of (arch, depth), if it was run.
-    pub fn result(&self, arch: &str, depth: usize) -> Option<&DepthSummary> {
-        self.summary
-            .results
-            .iter()
-            .find(|r| r.arch == arch && r.depth == depth)
-    }
-}
-
-/// Read an NPY file, naming it in the error.
-pub fn read_npy<T: ndarray_npy::ReadableElement, D: ndarray::Dimension>(
-    path: &Path,
-) -> Result<ndarray::Array<T, D>> {
-    let f = std::fs::File::open(path).map_err(|e| StudyError::io(path, e))?;
-    ndarray_npy::ReadNpyExt::read_npy(f).map_err(|e: ndarray_npy::ReadNpyError| StudyError::Data {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })
 }

@@ -297,7 +297,7 @@ fn store_cell<S: Study>(
         output,
     };
     let bytes = serde_json::to_vec(&cell).map_err(|e| StudyError::io(dir, e.into()))?;
-    write_atomic(&cell_path(dir, identity, key), &bytes)
+    Ok(write_atomic(&cell_path(dir, identity, key), &bytes)?)
 }
 
 /// A stored cell, if there is a readable one for this identity and key.

@@ -7,168 +7,76 @@
 //! along an input line, and per-example gradient cosines: the gradients
 //! behind the curves.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use gradscope_nets::{
-    Arch, ConvNet, ConvNetParams, Mlp, Model, Net, NetParams, Precision, derive_seed,
-};
+use gradscope_nets::{ConvNet, ConvNetParams, Mlp, Model, Net, NetParams, Precision, derive_seed};
 use gradscope_stats::MeanStd;
-use gradscope_train::{
-    Decay, Examples, History, OptimizerParams, Schedule, TrainParams, Trainer, epoch_batches,
-};
-use serde::{Deserialize, Serialize};
+use gradscope_train::{Examples, History, TrainParams, Trainer, epoch_batches};
 
-use crate::data::DataSource;
-use crate::output::{Csv, create_dir, num, write_json};
+use crate::output::create_dir;
 use crate::provenance::Provenance;
 use crate::study::{Study, StudyResults};
 use crate::{Result, StudyError};
+
+pub use gradscope_contract::training::{
+    ArchDepthResult, CellRecord, DEGRADATION_MARGIN, DataInfo, DepthComparison, NAME, RunOutput,
+    SCHEMA, TrainingData, TrainingParams, TrainingResults, TrainingSummary, files,
+};
 pub use gradscope_spec::ModelArch;
 
-/// Folder name under the data and report roots.
-pub const NAME: &str = "training";
-/// Version of `summary.json`'s layout.
-pub const SCHEMA: &str = "gradscope.training/1";
-
-/// Unchecked parameters of the degradation study; defaults show the effect
-/// on the embedded digits in well under a minute on 2 cores.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TrainingParams {
-    /// Architectures to train.
-    pub archs: Vec<ModelArch>,
-    /// MLP: blocks; conv: weighted layers (6n + 2, or 9n + 2 for bottlenecks).
-    pub depths: Vec<usize>,
-    /// MLP width (conv nets use the paper's 16/32/64).
-    pub width: usize,
-    /// Runs per (arch, depth).
-    pub seeds: usize,
-    /// Base seed.
-    pub seed: u64,
-    /// Data set.
-    pub data: DataSource,
-    /// Train on at most this many examples (all when unset).
-    pub max_train: Option<usize>,
-    /// Training recipe.
-    pub train: TrainParams,
-    /// f32 or f64.
-    pub dtype: Precision,
-    /// Keep a checkpoint per cell here, so an interrupted run resumes mid-training.
-    pub checkpoints: Option<PathBuf>,
-    /// Refuse runs whose estimated peak memory exceeds this many GiB.
-    pub memory_limit_gib: f64,
-}
-
-impl Default for TrainingParams {
-    fn default() -> Self {
-        TrainingParams {
-            archs: vec![
-                ModelArch::Mlp(Arch::PLAIN_BN),
-                ModelArch::Mlp(Arch::RESNET_BN),
-            ],
-            depths: vec![4, 32],
-            width: 64,
-            seeds: 2,
-            seed: 0,
-            data: DataSource::Digits,
-            max_train: None,
-            train: TrainParams {
-                epochs: 20,
-                batch_size: 64,
-                optimizer: OptimizerParams::Sgd {
-                    lr: 0.01,
-                    momentum: 0.9,
-                    weight_decay: 0.0,
-                    nesterov: false,
-                },
-                schedule: Schedule {
-                    decay: Decay::Constant,
-                    warmup_epochs: 0,
-                },
-                seed: 0,
-                log_every: 0,
-                probe_points: 128,
-                similarity_examples: 16,
-            },
-            dtype: Precision::F32,
-            checkpoints: None,
-            memory_limit_gib: 8.0,
+/// Validate `params` and load the data: the only way to a runnable study.
+pub fn check(params: &TrainingParams) -> Result<TrainingConfig> {
+    let mut p = params.clone();
+    crate::validate::check_archs(&p.archs, false)?;
+    crate::validate::check_depths(&mut p.depths)?;
+    if !(1..=1000).contains(&p.seeds) {
+        return Err(StudyError::config(
+            "seeds",
+            format!("must be 1..=1000, got {}", p.seeds),
+        ));
+    }
+    let (train, test) = crate::data::load(&p.data)?;
+    let train = match p.max_train {
+        Some(0) => return Err(StudyError::config("max_train", "must be at least 1")),
+        Some(m) if m < train.len() => {
+            let idx = epoch_batches(train.len(), train.len(), derive_seed(p.seed, "subset"))[0]
+                [..m]
+                .to_vec();
+            train.select(&idx)
+        }
+        _ => train,
+    };
+    p.train
+        .check(train.len())
+        .map_err(|e| StudyError::config("train", e.to_string()))?;
+    // Every (arch, depth) must make a valid net for this data.
+    for arch in &p.archs {
+        for &depth in &p.depths {
+            check_net(*arch, depth, p.width, p.dtype, &train)?;
         }
     }
-}
-
-impl TrainingParams {
-    /// A small run for tests and a first look.
-    pub fn quick() -> Self {
-        let d = Self::default();
-        TrainingParams {
-            depths: vec![2, 16],
-            width: 32,
-            seeds: 1,
-            train: TrainParams {
-                epochs: 6,
-                probe_points: 64,
-                similarity_examples: 8,
-                ..d.train.clone()
-            },
-            ..d
-        }
+    if !(p.memory_limit_gib.is_finite() && p.memory_limit_gib > 0.0) {
+        return Err(StudyError::config(
+            "memory_limit_gib",
+            format!("must be a positive number, got {}", p.memory_limit_gib),
+        ));
     }
-
-    /// Validate and load the data: the only way to a runnable study.
-    pub fn check(&self) -> Result<TrainingConfig> {
-        let mut p = self.clone();
-        crate::validate::check_archs(&p.archs, false)?;
-        crate::validate::check_depths(&mut p.depths)?;
-        if !(1..=1000).contains(&p.seeds) {
-            return Err(StudyError::config(
-                "seeds",
-                format!("must be 1..=1000, got {}", p.seeds),
-            ));
-        }
-        let (train, test) = crate::data::load(&p.data)?;
-        let train = match p.max_train {
-            Some(0) => return Err(StudyError::config("max_train", "must be at least 1")),
-            Some(m) if m < train.len() => {
-                let idx = epoch_batches(train.len(), train.len(), derive_seed(p.seed, "subset"))[0]
-                    [..m]
-                    .to_vec();
-                train.select(&idx)
-            }
-            _ => train,
-        };
-        p.train
-            .check(train.len())
-            .map_err(|e| StudyError::config("train", e.to_string()))?;
-        // Every (arch, depth) must make a valid net for this data.
-        for arch in &p.archs {
-            for &depth in &p.depths {
-                check_net(*arch, depth, p.width, p.dtype, &train)?;
-            }
-        }
-        if !(p.memory_limit_gib.is_finite() && p.memory_limit_gib > 0.0) {
-            return Err(StudyError::config(
-                "memory_limit_gib",
-                format!("must be a positive number, got {}", p.memory_limit_gib),
-            ));
-        }
-        let config = TrainingConfig {
-            params: p,
-            train,
-            test,
-        };
-        let need = config.memory_estimate_gib(1);
-        if need > config.params.memory_limit_gib {
-            return Err(StudyError::config(
-                "size",
-                format!(
-                    "one net and the data need about {need:.1} GiB, above the limit of {} GiB (memory_limit_gib)",
-                    config.params.memory_limit_gib
-                ),
-            ));
-        }
-        Ok(config)
+    let config = TrainingConfig {
+        params: p,
+        train,
+        test,
+    };
+    let need = config.memory_estimate_gib(1);
+    if need > config.params.memory_limit_gib {
+        return Err(StudyError::config(
+            "size",
+            format!(
+                "one net and the data need about {need:.1} GiB, above the limit of {} GiB (memory_limit_gib)",
+                config.params.memory_limit_gib
+            ),
+        ));
     }
+    Ok(config)
 }
 
 /// A validated study with its data loaded.
@@ -312,15 +220,6 @@ pub struct Cell {
     pub depth: usize,
     /// Seed index.
     pub seed: usize,
-}
-
-/// What a cell records.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct RunOutput {
-    /// Per-epoch errors and gradient logs.
-    pub history: History,
-    /// Trainable parameters of the net.
-    pub parameters: usize,
 }
 
 impl TrainingConfig {
@@ -598,255 +497,15 @@ impl Study for TrainingConfig {
 
     fn prepare(&self) -> Result<()> {
         match &self.params.checkpoints {
-            Some(dir) => create_dir(dir),
+            Some(dir) => Ok(create_dir(dir)?),
             None => Ok(()),
         }
     }
 }
 
-/// A deeper net "degrades" when its final training error exceeds the
-/// shallower one's by more than this (absolute error rate).
-pub const DEGRADATION_MARGIN: f64 = 0.02;
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-/// The data set a study used.
-pub struct DataInfo {
-    /// `digits`, `mnist:DIR` or `cifar10:DIR`.
-    pub source: String,
-    /// Training examples.
-    pub train: usize,
-    /// Test examples.
-    pub test: usize,
-    /// Shape of one example (channels, height, width).
-    pub shape: Vec<usize>,
-    /// Number of classes.
-    pub classes: usize,
-}
-
-/// Final numbers and mean curves of one (arch, depth) over seeds.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ArchDepthResult {
-    /// Architecture spec.
-    pub arch: String,
-    /// Depth.
-    pub depth: usize,
-    /// Whether blocks have shortcuts.
-    pub residual: bool,
-    /// Trainable parameters.
-    pub parameters: usize,
-    /// Training error after the last epoch.
-    pub final_train_error: MeanStd,
-    /// Test error after the last epoch.
-    pub final_test_error: MeanStd,
-    /// Training loss after the last epoch.
-    pub final_train_loss: MeanStd,
-    /// Seeds whose loss stopped being finite (their errors are excluded).
-    pub diverged: usize,
-    /// Mean over seeds, per epoch.
-    #[serde(with = "gradscope_stats::nan::vec")]
-    pub train_error_curve: Vec<f64>,
-    #[serde(with = "gradscope_stats::nan::vec")]
-    /// Test error per epoch, mean over seeds.
-    pub test_error_curve: Vec<f64>,
-    #[serde(with = "gradscope_stats::nan::vec")]
-    /// Training loss per epoch, mean over seeds.
-    pub train_loss_curve: Vec<f64>,
-}
-
-/// The deepest against the shallowest net of one arch.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct DepthComparison {
-    /// Architecture spec.
-    pub arch: String,
-    /// The shallowest configured depth.
-    pub shallow_depth: usize,
-    /// The deepest configured depth.
-    pub deep_depth: usize,
-    #[serde(with = "gradscope_stats::nan")]
-    /// Final training error of the shallow net, mean over seeds.
-    pub shallow_train_error: f64,
-    #[serde(with = "gradscope_stats::nan")]
-    /// Final training error of the deep net, mean over seeds.
-    pub deep_train_error: f64,
-    /// Deep training error above shallow + [`DEGRADATION_MARGIN`] (or not finite).
-    pub degrades: bool,
-}
-
-/// `summary.json`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TrainingSummary {
-    /// Layout version, `gradscope.training/1`.
-    pub schema: String,
-    /// Study name, `training`.
-    pub study: String,
-    /// Version, commit, time, threads and run time.
-    pub provenance: Provenance,
-    /// The validated parameters the run used.
-    pub config: TrainingParams,
-    /// The data set.
-    pub data: DataInfo,
-    /// One entry per (arch, depth).
-    pub results: Vec<ArchDepthResult>,
-    /// Deepest against shallowest, per arch.
-    pub comparisons: Vec<DepthComparison>,
-}
-
-/// One run's full history, in `runs.json`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct CellRecord {
-    /// Cell key (arch, depth, seed).
-    pub key: String,
-    /// Architecture spec.
-    pub arch: String,
-    /// Depth.
-    pub depth: usize,
-    /// Seed index.
-    pub seed: usize,
-    /// History and size of the run.
-    pub output: RunOutput,
-}
-
-#[derive(Clone, Debug)]
-/// Everything a run produced, before it is written.
-pub struct TrainingResults {
-    /// What goes into summary.json.
-    pub summary: TrainingSummary,
-    /// Every run, for runs.json and the CSV tables.
-    pub cells: Vec<CellRecord>,
-}
-
-/// Files of the study folder.
-pub mod files {
-    /// Summary with provenance.
-    pub const SUMMARY: &str = "summary.json";
-    /// Every run's history.
-    pub const RUNS: &str = "runs.json";
-    /// Per-epoch loss and error of every run.
-    pub const CURVES_CSV: &str = "curves.csv";
-    /// Final errors per (arch, depth).
-    pub const FINAL_CSV: &str = "final.csv";
-    /// Per-layer gradient norms over training.
-    pub const GRAD_NORMS_CSV: &str = "grad_norms.csv";
-    /// Shattering and similarity probes over training.
-    pub const PROBES_CSV: &str = "probes.csv";
-}
-
 impl StudyResults for TrainingResults {
-    fn write(&self, dir: &std::path::Path) -> Result<()> {
-        create_dir(dir)?;
-        write_json(&dir.join(files::RUNS), &self.cells)?;
-        let mut curves = Csv::new(&[
-            "arch",
-            "depth",
-            "seed",
-            "epoch",
-            "step",
-            "lr",
-            "train_loss",
-            "train_error",
-            "test_loss",
-            "test_error",
-        ]);
-        let mut norms = Csv::new(&[
-            "arch",
-            "depth",
-            "seed",
-            "step",
-            "layer",
-            "name",
-            "grad_norm",
-        ]);
-        let mut probes = Csv::new(&[
-            "arch",
-            "depth",
-            "seed",
-            "step",
-            "line_r1",
-            "line_slope",
-            "mean_cosine",
-        ]);
-        for c in &self.cells {
-            let id = [c.arch.clone(), c.depth.to_string(), c.seed.to_string()];
-            let h = &c.output.history;
-            for e in &h.epochs {
-                let mut row = id.to_vec();
-                row.extend([
-                    e.epoch.to_string(),
-                    e.step.to_string(),
-                    num(e.lr),
-                    num(e.train_loss),
-                    num(e.train_error),
-                    num(e.test_loss),
-                    num(e.test_error),
-                ]);
-                curves.row(&row);
-            }
-            for g in &h.logs {
-                for (l, (name, v)) in h.layers.iter().zip(&g.layer_grad_norms).enumerate() {
-                    let mut row = id.to_vec();
-                    row.extend([g.step.to_string(), l.to_string(), name.clone(), num(*v)]);
-                    norms.row(&row);
-                }
-                let mut row = id.to_vec();
-                row.extend([
-                    g.step.to_string(),
-                    num(g.line_r1),
-                    num(g.line_slope),
-                    num(g.mean_cosine),
-                ]);
-                probes.row(&row);
-            }
-        }
-        curves.write(&dir.join(files::CURVES_CSV))?;
-        norms.write(&dir.join(files::GRAD_NORMS_CSV))?;
-        probes.write(&dir.join(files::PROBES_CSV))?;
-        let mut fin = Csv::new(&[
-            "arch",
-            "depth",
-            "parameters",
-            "train_error_mean",
-            "train_error_std",
-            "test_error_mean",
-            "test_error_std",
-            "train_loss_mean",
-            "diverged",
-        ]);
-        for r in &self.summary.results {
-            fin.row(&[
-                r.arch.clone(),
-                r.depth.to_string(),
-                r.parameters.to_string(),
-                num(r.final_train_error.mean),
-                num(r.final_train_error.std),
-                num(r.final_test_error.mean),
-                num(r.final_test_error.std),
-                num(r.final_train_loss.mean),
-                r.diverged.to_string(),
-            ]);
-        }
-        fin.write(&dir.join(files::FINAL_CSV))?;
-        write_json(&dir.join(files::SUMMARY), &self.summary)
-    }
-}
-
-/// A study folder read back.
-pub struct TrainingData {
-    /// The summary.
-    pub summary: TrainingSummary,
-    /// Every run's history.
-    pub runs: Vec<CellRecord>,
-}
-
-impl TrainingData {
-    /// Read a study folder written by a run.
-    pub fn read(dir: &std::path::Path) -> Result<Self> {
-        let summary: TrainingSummary = crate::output::read_summary(
-            &dir.join(files::SUMMARY),
-            SCHEMA,
-            |s: &TrainingSummary| &s.schema,
-        )?;
-        let runs = crate::output::read_json(&dir.join(files::RUNS))?;
-        Ok(TrainingData { summary, runs })
+    fn write(&self, dir: &Path) -> Result<()> {
+        Ok(TrainingResults::write(self, dir)?)
     }
 }
 
@@ -863,7 +522,8 @@ mod tests {
             Examples::new(vec![0.5; 8 * width], vec![width], labels, 2).unwrap()
         };
         let (train, test) = (examples(4), examples(5));
-        let net = build_net(ModelArch::Mlp(Arch::PLAIN), 2, 8, Precision::F64, 0, &train).unwrap();
+        let arch = ModelArch::Mlp(gradscope_nets::Arch::PLAIN);
+        let net = build_net(arch, 2, 8, Precision::F64, 0, &train).unwrap();
         let params = TrainParams {
             epochs: 1,
             batch_size: 4,

@@ -3,8 +3,8 @@
 //! unit diagonal; per-example gradients decorrelate with depth.
 
 use gradscope_nets::Arch;
+use gradscope_studies::Params;
 use gradscope_studies::RunOptions;
-use gradscope_studies::StudyResults;
 use gradscope_studies::correlation::{CorrelationData, CorrelationParams};
 
 #[test]

@@ -6,6 +6,7 @@ use gradscope_engine::{Options, Request, for_net};
 use gradscope_nets::{
     Arch, BlockNet, BnMode, ConvNet, ConvNetParams, Mlp, Net, NetParams, Precision,
 };
+use gradscope_studies::Params;
 use gradscope_studies::ensemble::{
     binomial, effective_range, lesioned_error, path_gradient_norms, path_input_gradients,
     path_length_share, paths_of_length,

@@ -4,6 +4,7 @@
 //! behind the Jacobian spectra are tested in `gradscope_stats::svd`.)
 
 use gradscope_nets::{Activation, Arch, BiasInit, Precision, WeightInit};
+use gradscope_studies::Params;
 use gradscope_studies::RunOptions;
 use gradscope_studies::norms::{JacobianInit, NormsParams};
 

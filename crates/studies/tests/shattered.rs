@@ -2,8 +2,9 @@
 //! deterministic, and refuses bad configurations.
 
 use gradscope_nets::{Arch, BnMode};
+use gradscope_studies::Params;
+use gradscope_studies::RunOptions;
 use gradscope_studies::shattered::{ShatteredData, ShatteredParams};
-use gradscope_studies::{RunOptions, StudyResults};
 
 fn paper_setup() -> ShatteredParams {
     // The paper's sizes (width 200, 256 points) on the two BN nets it contrasts.

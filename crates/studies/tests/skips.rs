@@ -2,6 +2,7 @@
 //! mean-field factor √(λ² + 2α²) without LN and stays at 1 with it, and bad
 //! parameters are one-line errors.
 
+use gradscope_studies::Params;
 use gradscope_studies::RunOptions;
 use gradscope_studies::skips::SkipsParams;
 

@@ -1,5 +1,6 @@
 //! The degradation study on the embedded digits.
 
+use gradscope_studies::Params;
 use gradscope_studies::RunOptions;
 use gradscope_studies::training::{DEGRADATION_MARGIN, TrainingParams};
 

@@ -24,7 +24,10 @@ pub use loss::{
     misclassified,
 };
 pub use optim::Optimizer;
-pub use trainer::{EpochRecord, GradLog, History, Trainer};
+pub use trainer::Trainer;
+
+// What a run records is part of the data contract (`runs.json`, checkpoints).
+pub use gradscope_contract::{EpochRecord, GradLog, History};
 
 // The hyper-parameters are descriptions: the spec crate's, re-exported.
 pub use gradscope_spec::{Decay, OptimizerParams, Schedule, TrainConfig, TrainParams};

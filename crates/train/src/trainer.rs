@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::{Device, Var};
+use gradscope_contract::{EpochRecord, GradLog, History};
 use gradscope_engine::{Engine, Options, Real, Request, Task};
 use gradscope_nets::{
     BnMode, Model, Net, derive_seed, fs::write_atomic, load_safetensors, to_safetensors,
@@ -21,70 +22,6 @@ use crate::examples::{Examples, epoch_batches};
 use crate::optim::Optimizer;
 use crate::steps;
 use crate::{Result, TrainConfig, TrainError};
-
-/// Errors and loss after an epoch (both sets evaluated with BN in eval mode).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct EpochRecord {
-    /// 1-based.
-    pub epoch: usize,
-    /// Optimiser steps so far.
-    pub step: usize,
-    #[serde(with = "gradscope_stats::nan")]
-    /// Learning rate at the epoch's last step.
-    pub lr: f64,
-    #[serde(with = "gradscope_stats::nan")]
-    /// Mean cross-entropy on the training set.
-    pub train_loss: f64,
-    #[serde(with = "gradscope_stats::nan")]
-    /// Share of training examples misclassified.
-    pub train_error: f64,
-    #[serde(with = "gradscope_stats::nan")]
-    /// Mean cross-entropy on the test set.
-    pub test_loss: f64,
-    #[serde(with = "gradscope_stats::nan")]
-    /// Share of test examples misclassified.
-    pub test_error: f64,
-}
-
-/// Gradients at one step, on a fixed batch of training examples.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct GradLog {
-    /// Optimiser steps so far.
-    pub step: usize,
-    /// ‖∂L/∂θ‖ per layer (weights and biases together), in [`History::layers`] order.
-    #[serde(with = "gradscope_stats::nan::vec")]
-    pub layer_grad_norms: Vec<f64>,
-    /// r₁ of df_y/dt along the straight line between two training examples
-    /// (the shattering metric of the foundation study), NaN when off.
-    #[serde(with = "gradscope_stats::nan")]
-    pub line_r1: f64,
-    /// Spectral slope of the same signal.
-    #[serde(with = "gradscope_stats::nan")]
-    pub line_slope: f64,
-    /// Mean cosine between the per-example loss gradients of distinct examples.
-    #[serde(with = "gradscope_stats::nan")]
-    pub mean_cosine: f64,
-}
-
-/// Everything a run records.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
-pub struct History {
-    /// Layer names (parameter names without `.weight`/`.bias`), input to output.
-    pub layers: Vec<String>,
-    /// One record per finished epoch.
-    pub epochs: Vec<EpochRecord>,
-    /// Gradient logs, every `log_every` steps.
-    pub logs: Vec<GradLog>,
-    /// The step at which the loss stopped being finite, if it did.
-    pub diverged_at: Option<usize>,
-}
-
-impl History {
-    /// The last finished epoch.
-    pub fn final_epoch(&self) -> Option<&EpochRecord> {
-        self.epochs.last()
-    }
-}
 
 /// One training run of a model on a data set.
 pub struct Trainer<'a> {

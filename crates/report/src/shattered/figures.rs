@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
+use gradscope_contract::shattered::seed_mean;
 use gradscope_stats::{DecayComparison, DecayLaw, theory};
-use gradscope_studies::shattered::seed_mean;
 use ndarray::{Axis, s};
 use plotters::style::RGBColor;
 

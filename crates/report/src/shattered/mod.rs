@@ -5,11 +5,11 @@ mod figures;
 
 use std::path::Path;
 
-use gradscope_stats::{DecayLaw, MeanStd};
-use gradscope_studies::output::create_dir;
-use gradscope_studies::shattered::{
+use gradscope_contract::io::create_dir;
+use gradscope_contract::shattered::{
     self, ArchFits, DepthSummary, NoiseReference, ShatteredData, ShatteredParams, ShatteredSummary,
 };
+use gradscope_stats::{DecayLaw, MeanStd};
 
 use crate::card::StudyCard;
 use crate::doc::{Block, Doc};

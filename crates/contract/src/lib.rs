@@ -1,0 +1,38 @@
+#![warn(missing_docs)]
+//! The data contract between the studies and everything that reads their
+//! results: what `notebooks-data/<study>/` holds and how it is written and
+//! read back, without candle or any compute.
+//!
+//! Per study, a module with the study's parameters (unchecked, with their
+//! defaults and `quick()` sizes; validating them into a runnable
+//! configuration is the studies crate's), the `summary.json` schema and the
+//! rows of its CSV tables, the results type and its `write(dir)` (the file
+//! names, every file written atomically, `summary.json` last), and a reader
+//! that checks what it reads: arrays of the shapes the summary implies, a
+//! row for every configured cell. A bad or inconsistent folder is a
+//! [`ContractError`], never a panic. Shared: [`Provenance`], the training
+//! [`History`], and the file helpers in [`io`].
+//!
+//! ```no_run
+//! use gradscope_contract::shattered::ShatteredData;
+//!
+//! let d = ShatteredData::read("notebooks-data/shattered".as_ref())?;
+//! let r1 = &d.summary.results[0].adjacent_correlation;
+//! println!("{}: r₁ = {:.3} ± {:.3}", d.summary.results[0].arch, r1.mean, r1.std);
+//! # Ok::<(), gradscope_contract::ContractError>(())
+//! ```
+
+pub mod correlation;
+pub mod ensemble;
+mod error;
+mod history;
+pub mod io;
+pub mod norms;
+mod provenance;
+pub mod shattered;
+pub mod skips;
+pub mod training;
+
+pub use error::{ContractError, Result};
+pub use history::{EpochRecord, GradLog, History};
+pub use provenance::Provenance;

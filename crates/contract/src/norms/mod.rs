@@ -1,0 +1,161 @@
+//! The norms study's data: its parameters, `summary.json` and the CSV and
+//! NPY files beside it. Four parts, each optional: per-layer gradient norms
+//! against the mean-field prediction, the scalar chain, the σ_w² × depth
+//! phase diagram, and the singular values of input–output Jacobians.
+
+mod read;
+mod summary;
+mod write;
+
+use gradscope_spec::{Activation, Arch, BiasInit, Precision, WeightInit};
+use serde::{Deserialize, Serialize};
+
+pub use read::read_summary;
+pub use summary::{
+    ChainSummary, FaultRow, JacobianRow, LayerStat, LayerSummary, NormsSummary, PhaseRow,
+};
+pub use write::NormsResults;
+
+/// Folder name under the data and report roots.
+pub const NAME: &str = "norms";
+/// The parts of the study, in run order.
+pub const PARTS: [&str; 4] = ["layers", "chain", "phase", "jacobian"];
+/// Version of `summary.json`'s layout.
+pub const SCHEMA: &str = "gradscope.norms/1";
+
+/// Unchecked parameters; every field has a default.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NormsParams {
+    /// Parts to run: any of `layers`, `chain`, `phase`, `jacobian`.
+    pub parts: Vec<String>,
+    /// Architectures of the layers part.
+    pub archs: Vec<Arch>,
+    /// Activations of the layers part.
+    pub activations: Vec<Activation>,
+    /// Initialisations of the layers part.
+    pub inits: Vec<WeightInit>,
+    /// Blocks L of the layers and phase parts.
+    pub depth: usize,
+    /// Hidden width.
+    pub width: usize,
+    /// Dimension of the Gaussian inputs.
+    pub input_dim: usize,
+    /// The inputs of the layers and phase parts: `gaussian` (a batch of
+    /// N(0, I) vectors of `input_dim`) or `grid` (`batch` evenly spaced
+    /// scalars on [−2, 2], as in the shattered study; needs input_dim = 1).
+    pub input: String,
+    /// Inputs in the batch.
+    pub batch: usize,
+    /// Nets per configuration.
+    pub seeds: usize,
+    /// Base seed.
+    pub seed: u64,
+    /// f32 or f64.
+    pub dtype: Precision,
+    /// Bias initialisation.
+    pub bias_init: BiasInit,
+    /// Weights w of the scalar chain.
+    pub chain_weights: Vec<f64>,
+    /// Longest chain.
+    pub chain_depth: usize,
+    /// σ_w² values of the phase diagram.
+    pub phase_sigma_w2: Vec<f64>,
+    /// Activations of the phase diagram.
+    pub phase_activations: Vec<Activation>,
+    /// Width of the Jacobian chains.
+    pub jacobian_width: usize,
+    /// Depths at which Jacobian spectra are taken.
+    pub jacobian_depths: Vec<usize>,
+    /// Activations of the Jacobian part.
+    pub jacobian_activations: Vec<Activation>,
+}
+
+impl Default for NormsParams {
+    fn default() -> Self {
+        NormsParams {
+            parts: PARTS.iter().map(|s| s.to_string()).collect(),
+            archs: vec![Arch::PLAIN, Arch::RESNET, Arch::PLAIN_BN, Arch::RESNET_BN],
+            activations: vec![Activation::Relu, Activation::Tanh, Activation::Sigmoid],
+            inits: vec![WeightInit::He, WeightInit::Xavier],
+            depth: 50,
+            width: 128,
+            input_dim: 64,
+            input: "gaussian".into(),
+            batch: 64,
+            seeds: 6,
+            seed: 0,
+            dtype: Precision::F64,
+            bias_init: BiasInit::Zero,
+            chain_weights: vec![0.5, 0.8, 0.9, 1.0, 1.1, 1.2, 1.5],
+            chain_depth: 50,
+            phase_sigma_w2: (0..12).map(|k| 0.25 * 2f64.powf(k as f64 / 2.75)).collect(),
+            phase_activations: vec![Activation::Relu, Activation::Tanh],
+            jacobian_width: 96,
+            jacobian_depths: vec![1, 4, 16, 64],
+            jacobian_activations: vec![Activation::Identity, Activation::Relu, Activation::Tanh],
+        }
+    }
+}
+
+impl NormsParams {
+    /// Small sizes, for tests and a first look.
+    pub fn quick() -> Self {
+        NormsParams {
+            archs: vec![Arch::PLAIN, Arch::RESNET],
+            activations: vec![Activation::Relu, Activation::Tanh],
+            inits: vec![WeightInit::He],
+            depth: 12,
+            width: 48,
+            batch: 32,
+            seeds: 2,
+            phase_sigma_w2: vec![0.5, 1.0, 2.0, 4.0],
+            jacobian_width: 32,
+            jacobian_depths: vec![1, 4, 16],
+            ..Default::default()
+        }
+    }
+}
+
+/// The critical σ_w² of a plain net without biases (χ₁ = 1): for
+/// (leaky) ReLU, whose χ₁ does not depend on q, 1/E[φ'(z)²] (2 for ReLU);
+/// for smooth activations the fixed point q* → 0, where χ₁ → σ_w²·φ'(0)²,
+/// so 1/φ'(0)² (1 for tanh and linear nets).
+pub fn critical_sigma_w2(a: Activation) -> f64 {
+    match a {
+        Activation::Relu | Activation::LeakyRelu { .. } => 1.0 / a.mean_squared_slope(1.0),
+        _ => 1.0 / a.derivative(0.0).powi(2),
+    }
+}
+
+/// Gaussian weights at the critical σ_w², or orthogonal ones with the same scale.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JacobianInit {
+    /// W ~ N(0, σ_w²/W).
+    Gaussian,
+    /// W = √σ_w²·Q, Q Haar-orthogonal.
+    Orthogonal,
+}
+
+/// Files of the study folder.
+pub mod files {
+    /// Summary with provenance.
+    pub const SUMMARY: &str = "summary.json";
+    /// Per-layer gradient norms.
+    pub const LAYERS_CSV: &str = "layers.csv";
+    /// Per-layer weight and bias gradient norms.
+    pub const PARAMS_CSV: &str = "params.csv";
+    /// Measured and predicted backward ratios.
+    pub const RATIOS_CSV: &str = "ratios.csv";
+    /// The scalar chains.
+    pub const CHAIN_CSV: &str = "chain.csv";
+    /// The phase diagram.
+    pub const PHASE_CSV: &str = "phase.csv";
+    /// Jacobian spectrum moments.
+    pub const JACOBIAN_CSV: &str = "jacobian.csv";
+    /// ‖∂L/∂h_l‖ means, (configurations in summary order, L + 1).
+    pub const GRAD_NORMS: &str = "grad_norms.npy";
+    /// The phase diagram, (rows in summary order, depth).
+    pub const PHASE: &str = "phase.npy";
+}

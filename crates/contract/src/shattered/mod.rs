@@ -1,0 +1,132 @@
+//! The shattered-gradients study's data (Balduzzi et al. 2017): its
+//! parameters, `summary.json` and the CSV and NPY files beside it.
+//!
+//! For each architecture, depth and seed the study measures the input
+//! gradient g(x) = df/dx of a scalar net over an evenly spaced grid, its
+//! lag-1 correlation r₁, ACF and power spectrum, the per-layer gradient
+//! norms, and, over seeds, the covariance of g across inputs.
+
+mod read;
+mod summary;
+mod write;
+
+use std::path::PathBuf;
+
+use gradscope_spec::{Arch, BiasInit, BnMode, Precision, WeightInit};
+use gradscope_stats::Band;
+use serde::{Deserialize, Serialize};
+
+pub(crate) use read::check_rows;
+pub use read::{ShatteredData, seed_mean};
+pub use summary::{ArchFits, DepthSummary, FaultRecord, NoiseReference, SeedRow, ShatteredSummary};
+pub use write::ShatteredResults;
+
+/// Folder name under the data and report roots.
+pub const NAME: &str = "shattered";
+/// Version of `summary.json`'s layout.
+pub const SCHEMA: &str = "gradscope.shattered/1";
+
+/// Unchecked parameters; every field has a default (the paper's setup).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShatteredParams {
+    /// Architectures (see `gradscope archs`).
+    pub archs: Vec<Arch>,
+    /// Depths (blocks between stem and head).
+    pub depths: Vec<usize>,
+    /// Hidden width W.
+    pub width: usize,
+    /// Grid points N.
+    pub points: usize,
+    /// Left end of the input grid.
+    pub x_min: f64,
+    /// Right end of the input grid.
+    pub x_max: f64,
+    /// Independent nets per (arch, depth).
+    pub seeds: usize,
+    /// Base seed; each net's seed is derived from it.
+    pub seed: u64,
+    /// f64 by default: in deep BN feedforward nets the gradient's rounding
+    /// error grows with depth (×1.3 per layer for plain-bn), and at depth 50
+    /// f32 moves r₁ by ~0.03 between two correct implementations.
+    pub dtype: Precision,
+    /// How BN's batch statistics enter the gradient.
+    pub bn_mode: BnMode,
+    /// Weight initialisation.
+    pub weight_init: WeightInit,
+    /// Bias initialisation (zero makes ReLU nets homogeneous: see [`BiasInit`]).
+    pub bias_init: BiasInit,
+    /// Spectral-slope band (inclusive bins); default N/64 ..= N/4.
+    pub band: Option<Band>,
+    /// Largest ACF lag stored; default min(32, N/4).
+    pub max_lag: Option<usize>,
+    /// Evaluate one net with these weights (safetensors) instead of drawing them.
+    pub load_weights: Option<PathBuf>,
+    /// Save each (arch, seed)'s deepest net here as safetensors.
+    pub save_weights: Option<PathBuf>,
+    /// Refuse runs whose estimated memory exceeds this many GiB.
+    pub memory_limit_gib: f64,
+}
+
+impl Default for ShatteredParams {
+    fn default() -> Self {
+        ShatteredParams {
+            archs: Arch::shattered_defaults(),
+            depths: vec![1, 2, 4, 8, 16, 24, 32, 50],
+            width: 200,
+            points: 256,
+            x_min: -2.0,
+            x_max: 2.0,
+            seeds: 8,
+            seed: 0,
+            dtype: Precision::F64,
+            bn_mode: BnMode::PerSample,
+            weight_init: WeightInit::He,
+            bias_init: BiasInit::Torch,
+            band: None,
+            max_lag: None,
+            load_weights: None,
+            save_weights: None,
+            memory_limit_gib: 8.0,
+        }
+    }
+}
+
+impl ShatteredParams {
+    /// A small run for tests and a first look (seconds in debug builds).
+    pub fn quick() -> Self {
+        ShatteredParams {
+            depths: vec![1, 2, 4, 8, 16],
+            width: 48,
+            points: 128,
+            seeds: 4,
+            ..Default::default()
+        }
+    }
+}
+
+/// Files of the study folder.
+pub mod files {
+    /// Summary with provenance.
+    pub const SUMMARY: &str = "summary.json";
+    /// One row per (arch, depth).
+    pub const SUMMARY_CSV: &str = "summary.csv";
+    /// One row per (arch, depth, seed).
+    pub const PER_SEED_CSV: &str = "per_seed.csv";
+    /// Per-layer gradient and activation norms.
+    pub const LAYER_NORMS_CSV: &str = "layer_norms.csv";
+    /// Decay-law fits.
+    pub const FITS_CSV: &str = "fits.csv";
+    /// The input grid, (N,).
+    pub const GRID: &str = "grid.npy";
+    /// df/dx, (archs, depths, seeds, N).
+    pub const INPUT_GRADIENTS: &str = "input_gradients.npy";
+    /// Power spectra, (archs, depths, seeds, N/2 + 1).
+    pub const POWER_SPECTRA: &str = "power_spectra.npy";
+    /// Autocorrelation functions, (archs, depths, seeds, max_lag + 1).
+    pub const AUTOCORRELATION: &str = "autocorrelation.npy";
+    /// Correlation across seeds, (archs, depths, N, N), f32.
+    pub const CORRELATION: &str = "correlation_matrices.npy";
+    /// Calibration noise, (2, seeds, N).
+    pub const NOISE: &str = "noise.npy";
+}
