@@ -10,6 +10,7 @@ use gradscope_contract::io::create_dir;
 use ndarray::s;
 
 use crate::card::StudyCard;
+use crate::claims::{Check, Claims, clearly_above};
 use crate::doc::{Block, Doc};
 use crate::figure::{
     ColorBar, Heatmap, HeatmapGrid, Legend, LineChart, Mark, Panels, Raster, Series, reduce_matrix,
@@ -17,6 +18,7 @@ use crate::figure::{
 };
 use crate::format::mean_sd;
 use crate::format::na::{f2, f3};
+use crate::shattered::claims::{MARGIN_SE, WHITE_BAND};
 use crate::style::{self, color};
 use crate::{Result, pages};
 
@@ -84,7 +86,8 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
     let s = &d.summary;
     let mut doc = Doc::new("Gradient correlation in two dimensions and across examples");
     doc.back = Some("../index.html".into());
-    let finding = finding(&run);
+    let mut said = Claims::new(correlation::NAME);
+    let finding = finding(&run, &mut said);
     doc.push(Block::Lead(finding.clone()));
     doc.paragraph(setup(&s.config));
 
@@ -98,9 +101,10 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
 
     doc.heading("Per-example gradient similarity on the digits");
     doc.push(cosines(&run, report_dir)?);
-    doc.push(similarity(&run, report_dir)?);
+    doc.push(similarity(&run, report_dir, &mut said)?);
     doc.push(layer_cosine_table(s));
 
+    said.finish(&mut doc, report_dir)?;
     pages::provenance(
         &mut doc,
         &s.provenance,
@@ -111,8 +115,14 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
     Ok(card(&run, finding))
 }
 
+/// Whether arch `a` has shortcuts (unparsable specs count as feedforward).
+fn is_residual(a: &str) -> bool {
+    a.parse::<gradscope_spec::Arch>()
+        .is_ok_and(|a| a.is_residual())
+}
+
 /// The finding: picture r₁ and slope, and mean cosine, shallow → deep.
-fn finding(run: &Run) -> String {
+fn finding(run: &Run, claims: &mut Claims) -> String {
     let (c, shallow, deep) = (run.config(), run.shallow, run.deep);
     let mut parts = Vec::new();
     for (a, r0, r1) in run.ends() {
@@ -124,28 +134,139 @@ fn finding(run: &Run) -> String {
             f2(r1.radial_slope.mean)
         ));
     }
+    let (white, brown) = (run.reference("white"), run.reference("brown"));
+    let mut text = format!(
+        "Over an input plane: {} (white noise: r₁ {}, slope {}; smooth brown-like field: {}, {}).",
+        parts.join("; "),
+        white.map_or("n/a".into(), |w| f2(w.adjacent_correlation.mean)),
+        white.map_or("n/a".into(), |w| f2(w.radial_slope.mean)),
+        brown.map_or("n/a".into(), |w| f2(w.adjacent_correlation.mean)),
+        brown.map_or("n/a".into(), |w| f2(w.radial_slope.mean)),
+    );
+    let ff = run.archs.iter().find(|a| !is_residual(a));
+    let res = run.archs.iter().find(|a| is_residual(a));
+    if let (Some(ff), Some(w)) = (ff.and_then(|a| run.result(a, deep).map(|r| (a, r))), white) {
+        let r = ff.1.adjacent_correlation.mean;
+        text += &claims.decide(
+            "feedforward-shatters",
+            Check::within(
+                &format!("r₁ of {} at depth {deep} − white noise", ff.0),
+                r - w.adjacent_correlation.mean,
+                -WHITE_BAND,
+                WHITE_BAND,
+            ),
+            format!(" As on a line, the feedforward picture ({}) turns into white noise by depth {deep}", ff.0),
+            format!(" Unlike on a line, the feedforward picture ({}) is not white noise at depth {deep}", ff.0),
+        );
+        if let Some((res, rr)) = res.and_then(|a| run.result(a, deep).map(|r| (a, r))) {
+            text += &claims.decide(
+                "residual-above-feedforward",
+                clearly_above(
+                    &format!("r₁ {res} − {} at depth {deep}", ff.0),
+                    &rr.adjacent_correlation,
+                    &ff.1.adjacent_correlation,
+                    MARGIN_SE,
+                ),
+                format!(", while the residual one ({res}) keeps more structure."),
+                format!(", and the residual one ({res}) is not clearly smoother."),
+            );
+        } else {
+            text += ".";
+        }
+    }
     let mut cos_parts = Vec::new();
+    let mut falls = Vec::new();
+    let mut toward = Vec::new();
+    let floor = 1.0 / c.examples as f64;
     for (a, r0, r1) in run.ends() {
         cos_parts.push(format!(
             "{a} {} → {}",
             f3(r0.mean_cosine.mean),
             f3(r1.mean_cosine.mean)
         ));
+        falls.push(clearly_above(
+            &format!("mean cosine {a} at depth {shallow} − at depth {deep}"),
+            &r0.mean_cosine,
+            &r1.mean_cosine,
+            MARGIN_SE,
+        ));
+        toward.push(Check::at_least(
+            &format!("{a}: |coherence − 1/B| at depth {shallow} − at depth {deep}"),
+            (r0.coherence.mean - floor).abs() - (r1.coherence.mean - floor).abs(),
+            0.0,
+        ));
     }
-    let (white, brown) = (run.reference("white"), run.reference("brown"));
-    format!(
-        "Over an input plane the same story holds as on a line: {} (white noise: r₁ {}, slope {}; smooth brown-like field: {}, {}). \
-         Per-example gradients of the loss on {} digits grow more orthogonal with depth — mean off-diagonal cosine {} — with coherence \
-         falling toward 1/B = {}.",
-        parts.join("; "),
-        white.map_or("n/a".into(), |w| f2(w.adjacent_correlation.mean)),
-        white.map_or("n/a".into(), |w| f2(w.radial_slope.mean)),
-        brown.map_or("n/a".into(), |w| f2(w.adjacent_correlation.mean)),
-        brown.map_or("n/a".into(), |w| f2(w.radial_slope.mean)),
-        c.examples,
-        cos_parts.join(", "),
-        f3(1.0 / c.examples as f64)
-    )
+    if !cos_parts.is_empty() {
+        let cos = cos_parts.join(", ");
+        text += &claims.decide(
+            "cosine-falls",
+            Check::all(falls),
+            format!(
+                " Per-example gradients of the loss on {} digits grow more orthogonal with depth (mean off-diagonal cosine {cos})",
+                c.examples
+            ),
+            format!(
+                " Per-example gradients of the loss on {} digits do not clearly grow more orthogonal with depth in every net (mean off-diagonal cosine {cos})",
+                c.examples
+            ),
+        );
+        text += &claims.decide(
+            "coherence-toward-floor",
+            Check::all(toward),
+            format!(", with coherence falling toward 1/B = {}.", f3(floor)),
+            format!(
+                "; coherence does not approach 1/B = {} in every net.",
+                f3(floor)
+            ),
+        );
+    }
+    text
+}
+
+/// Mean cosine of the nearest-distance bin minus the farthest's.
+fn near_minus_far(r: &DepthSummary) -> f64 {
+    match (
+        r.cosine_by_distance_mean.first(),
+        r.cosine_by_distance_mean.last(),
+    ) {
+        (Some(n), Some(f)) => n - f,
+        _ => f64::NAN,
+    }
+}
+
+/// The similarity caption's claims about distance: nearby inputs agree in
+/// shallow nets, and less so with depth.
+fn distance_claims(run: &Run, claims: &mut Claims) -> String {
+    let (shallow, deep) = (run.shallow, run.deep);
+    let (mut near, mut shrinks) = (Vec::new(), Vec::new());
+    for (a, r0, r1) in run.ends() {
+        near.push(Check::at_least(
+            &format!("{a} depth {shallow}: cosine nearest − farthest bin"),
+            near_minus_far(r0),
+            0.0,
+        ));
+        shrinks.push(Check::at_least(
+            &format!("{a}: (nearest − farthest) at depth {shallow} − at depth {deep}"),
+            near_minus_far(r0) - near_minus_far(r1),
+            0.0,
+        ));
+    }
+    if near.is_empty() {
+        return String::new();
+    }
+    let mut text = claims.decide(
+        "nearby-similar",
+        Check::all(near),
+        " nearby inputs have more similar gradients than distant ones in shallow nets",
+        " in shallow nets nearby inputs do not have clearly more similar gradients than distant ones",
+    );
+    text += &claims.decide(
+        "distance-range-shrinks",
+        Check::all(shrinks),
+        ", and the difference shrinks with depth.",
+        ", and the difference does not shrink with depth in every net.",
+    );
+    text
 }
 
 /// The setup paragraph.
@@ -443,7 +564,7 @@ fn cosines(run: &Run, dir: &Path) -> Result<Block> {
 }
 
 /// Mean cosine and coherence against depth, and cosine against input distance.
-fn similarity(run: &Run, dir: &Path) -> Result<Block> {
+fn similarity(run: &Run, dir: &Path, said: &mut Claims) -> Result<Block> {
     let (s, c) = (run.summary(), run.config());
     let b = c.examples;
     let mut by_depth = LineChart::new(
@@ -539,10 +660,12 @@ fn similarity(run: &Run, dir: &Path) -> Result<Block> {
     Ok(Block::figure(
         fig,
         "Mean cosine and coherence against depth, and cosine against the distance between inputs",
-        "Left: the mean off-diagonal cosine (± sd over seeds). Middle: coherence ‖ḡ‖²/mean‖gᵢ‖², 1 when all examples agree and 1/B \
-         (dashed) when their gradients are orthogonal; the signal-to-noise ratio of the mean gradient, B·coh/(1 − coh), is in the table. \
-         Right: the mean cosine of example pairs binned by the Euclidean distance of their images (equal-count bins): nearby inputs have \
-         similar gradients in shallow nets, and the range over which they do shrinks with depth.",
+        format!(
+            "Left: the mean off-diagonal cosine (± sd over seeds). Middle: coherence ‖ḡ‖²/mean‖gᵢ‖², 1 when all examples agree and 1/B \
+             (dashed) when their gradients are orthogonal; the signal-to-noise ratio of the mean gradient, B·coh/(1 − coh), is in the table. \
+             Right: the mean cosine of example pairs binned by the Euclidean distance of their images (equal-count bins):{}",
+            distance_claims(run, said)
+        ),
     ))
 }
 

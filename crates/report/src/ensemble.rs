@@ -8,6 +8,7 @@ use gradscope_contract::ensemble::{
 use gradscope_contract::io::create_dir;
 
 use crate::card::StudyCard;
+use crate::claims::{Check, Claims};
 use crate::doc::{Block, Doc};
 use crate::figure::{Legend, LineChart, Mark, Panels, Series, save};
 use crate::format::pct;
@@ -25,13 +26,48 @@ fn mean_single(a: &ArchEnsemble) -> f64 {
     v.iter().sum::<f64>() / v.len().max(1) as f64
 }
 
+/// Mean single-deletion error at or above which a net counts as broken:
+/// more than half of the test set misclassified.
+pub const BROKEN_ERROR: f64 = 0.5;
+
+/// Mean rise of the test error (absolute) over the deletions of blocks
+/// after the first up to which a net degrades gracefully.
+pub const GRACEFUL_RISE: f64 = 0.05;
+
+/// Blocks by which the gradient-weighted mean path length must fall short of
+/// the mean length of all paths, n/2, for "mostly short paths".
+pub const SHORTER_BY: f64 = 1.0;
+
+/// Mean test error over deleting one of the blocks after the first.
+fn mean_later(a: &ArchEnsemble) -> f64 {
+    let v: Vec<f64> = a
+        .single_deletion
+        .iter()
+        .skip(1)
+        .copied()
+        .filter(|e| e.is_finite())
+        .collect();
+    v.iter().sum::<f64>() / v.len().max(1) as f64
+}
+
+/// Σ k·T_k / Σ T_k: the mean path length weighted by the gradient the paths
+/// of each length carry (T_k = C(n, k)·E‖g_k‖).
+pub fn gradient_weighted_length(total: &[f64]) -> f64 {
+    let t = total.iter().map(|v| if v.is_finite() { *v } else { 0.0 });
+    let (num, den) = t
+        .enumerate()
+        .fold((0.0, 0.0), |(n, d), (k, v)| (n + k as f64 * v, d + v));
+    num / den
+}
+
 /// Draw the ensemble study's figures and write its pages from the data folder alone.
 pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
     let s = read_summary(data_dir)?;
     create_dir(report_dir)?;
     let mut doc = Doc::new("Residual nets as ensembles");
     doc.back = Some("../index.html".into());
-    let finding = finding(&s);
+    let mut said = Claims::new(ensemble::NAME);
+    let finding = finding(&s, &mut said);
     doc.push(Block::Lead(finding.clone()));
     doc.paragraph(setup(&s.config));
 
@@ -44,6 +80,7 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
         doc.push(fig);
     }
 
+    said.finish(&mut doc, report_dir)?;
     pages::provenance(
         &mut doc,
         &s.provenance,
@@ -55,41 +92,84 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
 }
 
 /// The finding: intact against one block deleted, and the effective path lengths.
-fn finding(s: &EnsembleSummary) -> String {
+fn finding(s: &EnsembleSummary, claims: &mut Claims) -> String {
     let mut parts = Vec::new();
     for a in &s.archs {
-        parts.push(format!(
-            "{} (depth {}): test error {} intact, {} on average with one block deleted",
-            a.arch,
-            s.config.depth,
-            pct(a.intact_error.mean),
-            pct(mean_single(a))
-        ));
-    }
-    let ranges: Vec<String> = s
-        .archs
-        .iter()
-        .filter_map(|a| {
-            a.effective_range.map(|(lo, hi)| {
+        let intact = a.intact_error.mean;
+        if a.residual {
+            let later = mean_later(a);
+            let first = a.single_deletion.first().copied().unwrap_or(f64::NAN);
+            let numbers = format!(
+                "Deleting one of blocks 1–{} of {} (depth {}) takes its test error from {} to {} on average (deleting block 0 gives {})",
+                a.blocks.saturating_sub(1),
+                a.arch,
+                s.config.depth,
+                pct(intact),
+                pct(later),
+                pct(first)
+            );
+            parts.push(claims.decide(
+                &format!("{}-graceful", a.arch),
+                Check::at_most(
+                    &format!(
+                        "{}: mean error rise deleting a block after the first",
+                        a.arch
+                    ),
+                    later - intact,
+                    GRACEFUL_RISE,
+                ),
+                format!("{numbers}: it degrades gracefully, as an ensemble of paths would."),
                 format!(
-                    "{}: paths of length {lo}–{hi} of {} carry 90 % of the gradient",
-                    a.arch, a.blocks
-                )
-            })
-        })
-        .collect();
-    format!(
-        "Deleting a block from a trained plain net breaks it; a resnet degrades gracefully, as an ensemble of paths would. {}.{}",
-        parts.join("; "),
-        if ranges.is_empty() {
-            String::new()
+                    "{numbers}: more than a graceful {} rise.",
+                    pct(GRACEFUL_RISE)
+                ),
+            ));
         } else {
-            format!(
-                " Gradient comes mostly from short paths — {}.",
-                ranges.join("; ")
-            )
+            let single = mean_single(a);
+            let numbers = format!(
+                "Deleting one block of {} (depth {}) takes its test error from {} to {} on average",
+                a.arch,
+                s.config.depth,
+                pct(intact),
+                pct(single)
+            );
+            parts.push(claims.decide(
+                &format!("{}-breaks", a.arch),
+                Check::at_least(
+                    &format!("{}: mean error deleting one block", a.arch),
+                    single,
+                    BROKEN_ERROR,
+                ),
+                format!("{numbers}: it breaks."),
+                format!("{numbers}: it survives."),
+            ));
         }
-    )
+    }
+    let mut text = parts.join(" ");
+    for a in &s.archs {
+        let Some((lo, hi)) = a.effective_range else {
+            continue;
+        };
+        let mean = gradient_weighted_length(&a.total_gradient);
+        let typical = a.blocks as f64 / 2.0;
+        text += &claims.decide(
+            &format!("{}-short-paths", a.arch),
+            Check::at_most(
+                &format!("{}: gradient-weighted mean path length − n/2", a.arch),
+                mean - typical,
+                -SHORTER_BY,
+            ),
+            format!(
+                " In {}, gradient comes mostly from short paths: weighted by the gradient they carry, paths are {:.1} blocks long on average against {typical} for all paths, and lengths {lo}–{hi} of {} carry 90 % of it.",
+                a.arch, mean, a.blocks
+            ),
+            format!(
+                " In {}, weighted by the gradient they carry, paths are {:.1} blocks long on average against {typical} for all paths, not clearly shorter; lengths {lo}–{hi} of {} carry 90 % of it.",
+                a.arch, mean, a.blocks
+            ),
+        );
+    }
+    text
 }
 
 /// The setup paragraph.
@@ -333,11 +413,28 @@ fn card(s: &EnsembleSummary, finding: String) -> StudyCard {
     let mut numbers: Vec<(String, String)> = s
         .archs
         .iter()
-        .map(|a| {
-            (
-                format!("{} one block deleted", a.arch),
-                format!("{} → {}", pct(a.intact_error.mean), pct(mean_single(a))),
-            )
+        .flat_map(|a| {
+            if a.residual {
+                vec![
+                    (
+                        format!(
+                            "{} one of blocks 1–{} deleted",
+                            a.arch,
+                            a.blocks.saturating_sub(1)
+                        ),
+                        format!("{} → {}", pct(a.intact_error.mean), pct(mean_later(a))),
+                    ),
+                    (
+                        format!("{} block 0 deleted", a.arch),
+                        pct(a.single_deletion.first().copied().unwrap_or(f64::NAN)),
+                    ),
+                ]
+            } else {
+                vec![(
+                    format!("{} one block deleted", a.arch),
+                    format!("{} → {}", pct(a.intact_error.mean), pct(mean_single(a))),
+                )]
+            }
         })
         .collect();
     for a in &s.archs {
@@ -355,5 +452,48 @@ fn card(s: &EnsembleSummary, finding: String) -> StudyCard {
         thumbnail: Some(format!("{}/lesions.png", ensemble::NAME)),
         finding,
         numbers,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn committed() -> EnsembleSummary {
+        read_summary(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../notebooks-data/ensemble"))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_residual_net_alone_says_nothing_of_plain_nets_and_a_fragile_one_is_not_graceful() {
+        let mut s = committed();
+        s.archs.retain(|a| a.residual);
+        let mut c = Claims::new("ensemble");
+        let text = finding(&s, &mut c);
+        assert!(!text.contains("plain"), "{text}");
+        assert!(text.contains("degrades gracefully"), "{text}");
+        for e in s.archs[0].single_deletion.iter_mut().skip(1) {
+            *e += 0.2;
+        }
+        let mut c = Claims::new("ensemble");
+        let text = finding(&s, &mut c);
+        assert!(text.contains("more than a graceful 5.0 % rise"), "{text}");
+        assert!(!c.list()[0].holds);
+    }
+
+    #[test]
+    fn the_gradient_weighted_length_of_a_binomial_share_is_n_over_2() {
+        // Equal gradient per path: T_k = C(n, k), whose mean length is n/2.
+        let n = 10;
+        let mut c = vec![1.0f64; 1];
+        for k in 1..=n {
+            let prev = c[k - 1];
+            c.push(prev * (n - k + 1) as f64 / k as f64);
+        }
+        assert!((gradient_weighted_length(&c) - 5.0).abs() < 1e-12);
+        // Only length-2 paths carry gradient.
+        let mut t = vec![0.0; n + 1];
+        t[2] = 3.0;
+        assert_eq!(gradient_weighted_length(&t), 2.0);
     }
 }

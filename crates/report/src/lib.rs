@@ -4,6 +4,7 @@
 //! recomputing, or drawn from data made elsewhere.
 
 mod card;
+pub mod claims;
 pub mod correlation;
 pub mod doc;
 pub mod ensemble;
@@ -89,6 +90,6 @@ pub fn rebuild(
     if cards.is_empty() {
         return Err(ReportError::NoData(data_root.to_path_buf()));
     }
-    pages::write_index(reports_root, &cards)?;
+    pages::write_index(reports_root, data_root, &cards)?;
     Ok(cards)
 }

@@ -41,14 +41,17 @@ pub fn provenance(doc: &mut Doc, p: &Provenance, config_json: &str) {
     doc.paragraph("Data files:");
 }
 
-/// Write `reports/index.html` and `reports/README.md` linking every study.
-pub fn write_index(root: &Path, cards: &[StudyCard]) -> Result<()> {
+/// Write `reports/index.html` and `reports/index.md` linking every study,
+/// naming `data_root` as the folder the figures were drawn from.
+pub fn write_index(root: &Path, data_root: &Path, cards: &[StudyCard]) -> Result<()> {
     create_dir(root)?;
     let mut doc = Doc::new("gradscope reports");
-    doc.paragraph(
+    doc.paragraph(format!(
         "Why plain deep nets are hard to train and residual nets are not, measured. Each study below links to its page \
-         (figures as PNG and SVG, tables, provenance); the data behind every figure is in notebooks-data/.",
-    );
+         (figures as PNG and SVG, tables, provenance, and the claims it makes with the test behind each); the data behind every \
+         figure is in {}/.",
+        data_root.display()
+    ));
     for c in cards {
         doc.push(Block::Card {
             title: c.title.clone(),

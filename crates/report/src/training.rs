@@ -11,6 +11,7 @@ use gradscope_contract::training::{
 use gradscope_spec::OptimizerParams;
 
 use crate::card::StudyCard;
+use crate::claims::{Check, Claims};
 use crate::doc::{Block, Doc};
 use crate::figure::{ColorBar, HeatmapGrid, Legend, LineChart, Mark, Panels, Raster, Series, save};
 use crate::format::{decimals, mean_sd, pct};
@@ -91,14 +92,15 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
 
     let mut doc = Doc::new("Training: the degradation problem");
     doc.back = Some("../index.html".into());
-    let finding = finding(s);
+    let mut said = Claims::new(training::NAME);
+    let finding = finding(&run, &mut said);
     doc.push(Block::Lead(finding.clone()));
     doc.paragraph(setup(s));
 
     doc.heading("Error curves");
     doc.push(error_curves(&run, report_dir)?);
     doc.push(loss_curves(&run, report_dir)?);
-    doc.push(final_table(&s.results));
+    doc.push(final_table(&run));
     doc.paragraph(format!(
         "A deeper net counts as degraded when its final training error exceeds the shallower net's by more than {} (absolute).",
         pct(training::DEGRADATION_MARGIN)
@@ -118,6 +120,7 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
         "With the CIFAR-10 binary batches on disk, `gradscope degradation --data cifar10:DIR --archs conv-plain,conv-resnet --depths 20,56 --epochs 164 --batch-size 128 --lr 0.1 --momentum 0.9 --weight-decay 1e-4 --schedule step:82,123` runs the paper's recipe (see README for the expected time); checkpoints let it resume.",
     );
 
+    said.finish(&mut doc, report_dir)?;
     pages::provenance(
         &mut doc,
         &s.provenance,
@@ -128,28 +131,95 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
     Ok(card(s, finding))
 }
 
+/// Runs of `arch` at `depth` whose training loss was not finite at some
+/// epoch, with those epochs: `(seed, epochs)`.
+fn non_finite_runs(run: &Run, arch: &str, depth: usize) -> Vec<(usize, Vec<usize>)> {
+    run.d
+        .runs
+        .iter()
+        .filter(|r| r.arch == arch && r.depth == depth)
+        .filter_map(|r| {
+            let epochs: Vec<usize> = r
+                .output
+                .history
+                .epochs
+                .iter()
+                .filter(|e| !e.train_loss.is_finite())
+                .map(|e| e.epoch)
+                .collect();
+            (!epochs.is_empty() || r.output.history.diverged_at.is_some())
+                .then_some((r.seed, epochs))
+        })
+        .collect()
+}
+
+/// Every run with a non-finite training loss, one phrase each.
+fn non_finite_list(run: &Run) -> Vec<String> {
+    let mut out = Vec::new();
+    for name in &run.archs {
+        for &depth in run.depths() {
+            for (seed, epochs) in non_finite_runs(run, name, depth) {
+                out.push(format!(
+                    "{name} depth {depth} seed {seed}: epoch{} {}",
+                    if epochs.len() == 1 { "" } else { "s" },
+                    epochs
+                        .iter()
+                        .map(|e| e.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// The finding: each arch's deep against shallow training error.
-fn finding(s: &TrainingSummary) -> String {
+fn finding(run: &Run, claims: &mut Claims) -> String {
+    let s = &run.d.summary;
     let mut finding = Vec::new();
+    let mut any = false;
     for cmp in &s.comparisons {
-        finding.push(format!(
-            "{}: final training error {} at depth {} and {} at depth {}{}",
+        let numbers = format!(
+            "{}: final training error {} at depth {} and {} at depth {}",
             cmp.arch,
             pct(cmp.shallow_train_error),
             cmp.shallow_depth,
             pct(cmp.deep_train_error),
             cmp.deep_depth,
-            if cmp.degrades {
-                " — the deeper net trains worse"
-            } else {
-                " — depth does not hurt"
-            }
+        );
+        let check = Check::at_least(
+            &format!("{}: deep − shallow final training error", cmp.arch),
+            cmp.deep_train_error - cmp.shallow_train_error,
+            training::DEGRADATION_MARGIN,
+        );
+        any |= check.holds;
+        finding.push(claims.decide(
+            &format!("{}-degrades", cmp.arch),
+            check,
+            format!("{numbers} — the deeper net trains worse"),
+            format!(
+                "{numbers} — the deeper net trains no worse (within {})",
+                pct(training::DEGRADATION_MARGIN)
+            ),
         ));
     }
-    format!(
-        "Same data, same recipe, more layers. {}. A deeper plain net fitting its training set worse than a shallower one is the degradation problem that motivated residual learning (He et al. 2016a); the training error, not the test error, shows it is an optimisation failure rather than overfitting.",
+    let mut text = format!(
+        "Same data, same recipe, more layers. {}.",
         finding.join("; ")
-    )
+    );
+    if any {
+        text += " A deeper net fitting its training set worse than a shallower one is the degradation problem that motivated residual learning (He et al. 2016a); the training error, not the test error, shows it is an optimisation failure rather than overfitting.";
+    }
+    let bad = non_finite_list(run);
+    if !bad.is_empty() {
+        text += &format!(
+            " {} run(s) had a non-finite training loss at some epoch ({}).",
+            bad.len(),
+            bad.join("; ")
+        );
+    }
+    text
 }
 
 /// The setup paragraph: data, nets and recipe.
@@ -236,16 +306,27 @@ fn loss_curves(run: &Run, dir: &Path) -> Result<Block> {
         }
     }
     let fig = save(&loss, dir, "loss_curves", style::SIZE)?;
-    Ok(Block::figure(
-        fig,
-        "Training loss against epoch",
-        "Cross-entropy on the whole training set after each epoch, log scale.",
-    ))
+    Ok(Block::figure(fig, "Training loss against epoch", {
+        let bad = non_finite_list(run);
+        let mut c = String::from(
+            "Cross-entropy on the whole training set after each epoch (mean over seeds), log scale.",
+        );
+        if !bad.is_empty() {
+            c += &format!(
+                " A mean over seeds with a non-finite loss is not finite and is not drawn: {}.",
+                bad.join("; ")
+            );
+        }
+        c
+    }))
 }
 
 /// Final errors and loss of every (arch, depth).
-fn final_table(results: &[ArchDepthResult]) -> Block {
-    let rows = results
+fn final_table(run: &Run) -> Block {
+    let rows = run
+        .d
+        .summary
+        .results
         .iter()
         .map(|r| {
             vec![
@@ -256,6 +337,7 @@ fn final_table(results: &[ArchDepthResult]) -> Block {
                 mean_sd(&r.final_test_error, pct),
                 decimals(r.final_train_loss.mean, 4),
                 r.diverged.to_string(),
+                non_finite_runs(run, &r.arch, r.depth).len().to_string(),
             ]
         })
         .collect();
@@ -267,7 +349,8 @@ fn final_table(results: &[ArchDepthResult]) -> Block {
             "final training error",
             "final test error",
             "training loss",
-            "diverged runs",
+            "diverged runs (final loss not finite)",
+            "runs with a non-finite loss at some epoch",
         ]
         .map(String::from)
         .to_vec(),

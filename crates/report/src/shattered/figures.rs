@@ -10,6 +10,7 @@ use plotters::style::RGBColor;
 
 use super::{Run, nearest};
 use crate::Result;
+use crate::claims::Claims;
 use crate::doc::Block;
 use crate::figure::{
     ColorBar, Heatmap, HeatmapGrid, Legend, LineChart, Mark, Panels, Series, reduce_matrix, save,
@@ -48,7 +49,7 @@ fn arch_grid(run: &Run) -> (usize, usize) {
 }
 
 /// The paper's Figure 1: g(x) of one net each beside white and brown noise.
-pub(super) fn gradients(run: &Run, dir: &Path) -> Result<Block> {
+pub(super) fn gradients(run: &Run, dir: &Path, said: &mut Claims) -> Result<Block> {
     let (d, depths, p) = (run.d, run.depths(), &run.picks);
     let grid: Vec<f64> = d.grid.to_vec();
     let standardise = |g: Vec<f64>| {
@@ -128,15 +129,15 @@ pub(super) fn gradients(run: &Run, dir: &Path) -> Result<Block> {
     Ok(Block::figure(
         fig,
         "Input gradients of feedforward and residual nets beside noise",
-        "The paper's Figure 1: df/dx along the input grid for one seed (standardised). A shallow net's gradient is smooth; \
-         a deep feedforward net's looks like white noise; a deep residual net with BN stays closer to brown noise, \
-         though a two-layer branch roughens it by depth 50 more than a one-layer branch does. (At depth 1, a BN net on a grid \
-         symmetric about 0 has batch mean 0 before its only ReLU, so it is positively homogeneous and g is a step.)",
+        super::claims::gradients_caption(run, said),
     ))
 }
 
+/// A law of r₁ against depth.
+type Law = dyn Fn(f64) -> f64;
+
 /// r₁ against depth with the paper's theory curves.
-pub(super) fn r1_vs_depth(run: &Run, dir: &Path) -> Result<Block> {
+pub(super) fn r1_vs_depth(run: &Run, dir: &Path, said: &mut Claims) -> Result<Block> {
     let c = run.config();
     let xs = depth_axis(run);
     let mut ch = LineChart::new(
@@ -161,42 +162,44 @@ pub(super) fn r1_vs_depth(run: &Run, dir: &Path) -> Result<Block> {
         );
     }
     let dense = dense_depths(&xs);
-    let curve = |f: &dyn Fn(f64) -> f64| dense.iter().map(|&l| (l, f(l))).collect::<Vec<_>>();
-    ch.push(
-        Series::line(
-            "2^−L (feedforward, theory)",
-            curve(&theory::feedforward_correlation),
-            color(7),
-        )
-        .mark(Mark::Dashed),
-    );
-    ch.push(
-        Series::line(
-            "(3/4)^L (resnet, no BN, theory)",
-            curve(&|l| theory::resnet_correlation(l, 1.0)),
-            color(6),
-        )
-        .mark(Mark::Dashed),
-    );
-    ch.push(
-        Series::line(
-            "1/√L (resnet + BN, theory)",
-            curve(&theory::resnet_bn_correlation),
-            color(5),
-        )
-        .mark(Mark::Dashed),
-    );
+    // Each law is drawn through its net's first point: the laws give a decay
+    // rate, not the level at the shallowest depth (0.98 there, not 0.5).
+    let laws: [(&str, Option<usize>, &Law, usize); 3] = [
+        ("2^−L", run.picks.ff, &theory::feedforward_correlation, 7),
+        (
+            "(3/4)^L",
+            run.d.arch_index("resnet"),
+            &|l| theory::resnet_correlation(l, 1.0),
+            6,
+        ),
+        ("1/√L", run.picks.res, &theory::resnet_bn_correlation, 5),
+    ];
+    for (law, arch, f, col) in laws {
+        let Some(a) = arch else { continue };
+        let (l0, r0) = (xs[0], run.r1(a, 0).mean);
+        let pts = dense
+            .iter()
+            .filter(|&&l| l >= l0)
+            .map(|&l| (l, r0 * f(l) / f(l0)))
+            .collect();
+        ch.push(
+            Series::line(format!("{law} through {}", run.archs[a]), pts, color(col))
+                .mark(Mark::Dashed),
+        );
+    }
     let fig = save(&ch, dir, "r1_vs_depth", style::SIZE)?;
     Ok(Block::figure(
         fig,
         "Lag-1 correlation against depth for each architecture, with the paper's theory curves",
         format!(
             "r₁ of df/dx between neighbouring grid points (spacing {}) against depth, mean ± sd over {} seeds, with Balduzzi et al.'s \
-             laws for the correlation of gradients at decoupled inputs: 2^−L (feedforward), (3/4)^L (resnet without BN), 1/√L (resnet with BN). \
+             laws for the correlation of gradients at decoupled inputs: 2^−L (feedforward), (3/4)^L (resnet without BN), 1/√L (resnet with BN), \
+             each drawn through its net's point at the shallowest depth. \
              The laws describe inputs far enough apart that their ReLU patterns decouple, so a fine grid's lag-1 correlation need not follow \
-             them literally; what holds is the ordering. White noise gives r₁ ≈ {}, brown noise ≈ {}.",
+             them literally.{} White noise gives r₁ ≈ {}, brown noise ≈ {}.",
             decimals((c.x_max - c.x_min) / (c.points - 1) as f64, 3),
             c.seeds,
+            super::claims::ordering(run, said),
             f2(run.white().adjacent_correlation.mean),
             f2(run.brown().adjacent_correlation.mean)
         ),
@@ -322,7 +325,7 @@ pub(super) fn acf(run: &Run, dir: &Path) -> Result<Block> {
 }
 
 /// Power spectra of df/dx per arch on log-log axes, with white and brown noise.
-pub(super) fn spectra(run: &Run, dir: &Path) -> Result<Block> {
+pub(super) fn spectra(run: &Run, dir: &Path, said: &mut Claims) -> Result<Block> {
     let d = run.d;
     let (cols, rows_n) = arch_grid(run);
     let bins = d.power_spectra.len_of(Axis(3));
@@ -386,12 +389,12 @@ pub(super) fn spectra(run: &Run, dir: &Path) -> Result<Block> {
         "Power spectra per architecture on log-log axes with white and brown noise",
         format!(
             "Power spectrum of the mean-removed df/dx, each curve scaled to unit total power, with the slope fitted over bins {}..={} \
-             in the legend. White noise is flat (slope {} here), brown noise falls as 1/f² (slope {} here): the paper's picture is \
-             feedforward nets moving from brown to white with depth while BN resnets stay in between.",
+             in the legend. White noise is flat (slope {} here), brown noise falls as 1/f² (slope {} here).{}",
             d.summary.band.lo,
             d.summary.band.hi,
             f2(run.white().spectral_slope.mean),
-            f2(run.brown().spectral_slope.mean)
+            f2(run.brown().spectral_slope.mean),
+            super::claims::spectra(run, said)
         ),
     ))
 }

@@ -1,6 +1,7 @@
 //! The shattered-gradients report: figures, tables and the finding, from
 //! `notebooks-data/shattered/` alone.
 
+pub mod claims;
 mod figures;
 
 use std::path::Path;
@@ -12,6 +13,7 @@ use gradscope_contract::shattered::{
 use gradscope_stats::{DecayLaw, MeanStd};
 
 use crate::card::StudyCard;
+use crate::claims::Claims;
 use crate::doc::{Block, Doc};
 use crate::format::na::{f2, f3};
 use crate::format::{mean_sd, signed};
@@ -123,15 +125,16 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
 
     let mut doc = Doc::new("Shattered gradients");
     doc.back = Some("../index.html".into());
-    let finding = finding(&run);
+    let mut said = Claims::new(shattered::NAME);
+    let finding = claims::finding(&run, &mut said);
     doc.push(Block::Lead(finding.clone()));
     doc.paragraph(setup(&s.config));
 
     doc.heading("What the gradients look like");
-    doc.push(figures::gradients(&run, report_dir)?);
+    doc.push(figures::gradients(&run, report_dir, &mut said)?);
 
     doc.heading("Correlation against depth");
-    doc.push(figures::r1_vs_depth(&run, report_dir)?);
+    doc.push(figures::r1_vs_depth(&run, report_dir, &mut said)?);
     doc.paragraph("r₁, mean ± sd over seeds:");
     doc.push(depth_table(&run, &|a, i| mean_sd(run.r1(a, i), f3)));
     doc.paragraph(format!(
@@ -153,7 +156,7 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
 
     doc.heading("Autocorrelation and spectra");
     doc.push(figures::acf(&run, report_dir)?);
-    doc.push(figures::spectra(&run, report_dir)?);
+    doc.push(figures::spectra(&run, report_dir, &mut said)?);
 
     if let Some(fig) = figures::correlation(&run, report_dir)? {
         doc.heading("Covariance across inputs");
@@ -173,6 +176,7 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
         doc.push(Block::List(faults));
     }
 
+    said.finish(&mut doc, report_dir)?;
     pages::provenance(
         &mut doc,
         &s.provenance,
@@ -181,44 +185,6 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
     doc.push(data_files(data_dir));
     pages::write(&doc, report_dir)?;
     Ok(card(&run, finding))
-}
-
-/// The finding, from the numbers.
-fn finding(run: &Run) -> String {
-    let (c, depths, archs, p) = (run.config(), run.depths(), &run.archs, &run.picks);
-    let (d16, dmax) = (run.d16, run.dmax);
-    let mut finding = Vec::new();
-    if let Some(ff) = p.ff {
-        finding.push(format!(
-            "Feedforward nets shatter: for {}, the lag-1 correlation r₁ of df/dx over {} grid points falls from {} at depth {} to {} at depth {} (white noise: {}), and the spectral slope goes from {} to {} (white 0, brown −2).",
-            archs[ff], c.points, f2(run.r1(ff, 0).mean), depths[0], f2(run.r1(ff, d16).mean), depths[d16], f2(run.white().adjacent_correlation.mean),
-            f2(run.slope(ff, 0).mean), f2(run.slope(ff, d16).mean)
-        ));
-    }
-    if let Some(res) = p.res {
-        let mut s = format!(
-            "Residual nets decorrelate far more slowly: {} keeps r₁ = {} at depth {} and {} at depth {}",
-            archs[res],
-            f2(run.r1(res, d16).mean),
-            depths[d16],
-            f2(run.r1(res, dmax).mean),
-            depths[dmax]
-        );
-        if let Some(r1i) = p.res1 {
-            s.push_str(&format!(
-                "; with a one-layer branch ({}) r₁ is still {} at depth {}",
-                archs[r1i],
-                f2(run.r1(r1i, dmax).mean),
-                depths[dmax]
-            ));
-        }
-        s.push_str(&format!(
-            " (brown noise: {}).",
-            f2(run.brown().adjacent_correlation.mean)
-        ));
-        finding.push(s);
-    }
-    finding.join(" ")
 }
 
 /// The setup paragraph: what was run, in the paper's terms.

@@ -2,6 +2,8 @@
 //! spectral slope, per-layer gradient norms, df/dx pictures), and the λ sweep
 //! of xSkip, xSkip+LN and rSkip+LN against the mean-field factor √(λ² + 2α²).
 
+pub mod claims;
+
 use std::path::Path;
 
 use gradscope_contract::io::create_dir;
@@ -9,6 +11,7 @@ use gradscope_contract::shattered::{DepthSummary, ShatteredData};
 use gradscope_contract::skips::{self, SkipsData, SkipsParams, SkipsSummary, SweepRow, files};
 
 use crate::card::StudyCard;
+use crate::claims::Claims;
 use crate::doc::{Block, Doc};
 use crate::figure::{Legend, LineChart, Mark, Panels, Series, save};
 use crate::format::dash::{f2, f3};
@@ -87,7 +90,8 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
 
     let mut doc = Doc::new("Skip connections and normalisation");
     doc.back = Some("../index.html".into());
-    let finding = finding(&run);
+    let mut said = Claims::new(skips::NAME);
+    let finding = claims::finding(&run, &mut said);
     doc.push(Block::Lead(finding.clone()));
     doc.paragraph(setup(&s.config));
 
@@ -98,96 +102,24 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
     doc.push(r1_vs_depth(&run, report_dir)?);
 
     doc.heading("Vanishing and exploding, block by block");
-    doc.push(layer_norms(&run, report_dir)?);
+    doc.push(layer_norms(&run, report_dir, &mut said)?);
 
     doc.heading("What the gradients look like");
     doc.push(gradients(&run, report_dir)?);
 
     doc.heading("The λ sweep: scaled skips vanish or explode, LN holds them");
-    doc.push(sweep(&run, report_dir)?);
+    doc.push(sweep(&run, report_dir, &mut said)?);
     doc.push(sweep_table(&s.sweep));
 
+    said.finish(&mut doc, report_dir)?;
     pages::provenance(
         &mut doc,
         &s.provenance,
         &serde_json::to_string_pretty(&s.config).unwrap_or_default(),
     );
-    doc.push(data_files());
+    doc.push(data_files(data_dir));
     pages::write(&doc, report_dir)?;
     Ok(card(&run, finding))
-}
-
-/// The finding, from the numbers.
-fn finding(run: &Run) -> String {
-    let (c, archs, last, deepest) = (&run.s.config, &run.archs, run.last(), run.deepest());
-    let (xs, xln, rln) = (&run.xs, &run.xln, &run.rln);
-    let mut finding = String::new();
-    let at_deepest: Vec<(usize, f64)> = (0..archs.len())
-        // Nets that are linear or identity at init have a flat df/dx (no slope): left out.
-        .filter(|&a| run.row(a, last).spectral_slope.mean.is_finite())
-        .map(|a| (a, run.row(a, last).adjacent_correlation.mean))
-        .filter(|(_, r)| r.is_finite())
-        .collect();
-    if let (Some(lo), Some(hi)) = (
-        at_deepest.iter().min_by(|a, b| a.1.total_cmp(&b.1)),
-        at_deepest.iter().max_by(|a, b| a.1.total_cmp(&b.1)),
-    ) {
-        finding += &format!(
-            "At depth {deepest}, the lag-1 correlation r₁ of df/dx of the variants that are not linear at initialisation ranges from {} ({}, white noise {}) to {} ({}): the shortcut and the normaliser decide whether gradients shatter. ",
-            f2(lo.1),
-            archs[lo.0],
-            f2(run.white()),
-            f2(hi.1),
-            archs[hi.0]
-        );
-    }
-    if let (Some(first), Some(last)) = (xs.first(), xs.last()) {
-        finding += &format!(
-            "Scaled skips y = λx + {alpha}·F(x) multiply the gradient by about √(λ² + 2α²) per block (mean field, He init): measured {} at λ = {} (theory {}) and {} at λ = {} (theory {}), so over {} blocks it {} by 10^{} and {} by 10^{}. ",
-            f3(first.gradient_growth.mean),
-            first.lambda,
-            f3(first.mean_field_growth),
-            f3(last.gradient_growth.mean),
-            last.lambda,
-            f3(last.mean_field_growth),
-            c.sweep_depth,
-            if first.log10_gradient_ratio < 0.0 {
-                "vanishes"
-            } else {
-                "grows"
-            },
-            f2(first.log10_gradient_ratio.abs()),
-            if last.log10_gradient_ratio > 0.0 {
-                "explodes"
-            } else {
-                "shrinks"
-            },
-            f2(last.log10_gradient_ratio.abs()),
-            alpha = c.sweep_alpha,
-        );
-    }
-    if !xln.is_empty() {
-        let (lo, hi) = growth(xln);
-        finding += &format!(
-            "Layer norm after the sum holds the factor at {}–{} for every λ",
-            f3(lo),
-            f3(hi)
-        );
-        if !rln.is_empty() {
-            let (rlo, rhi) = growth(rln);
-            finding += &format!(
-                ", and so does rSkip+LN ({}–{}), whose r₁ rises from {} to {} as the recursions go from {} to {}",
-                f3(rlo),
-                f3(rhi),
-                f2(rln[0].adjacent_correlation.mean),
-                f2(rln[rln.len() - 1].adjacent_correlation.mean),
-                rln[0].lambda,
-                rln[rln.len() - 1].lambda
-            );
-        }
-        finding += ".";
-    }
-    finding
 }
 
 /// The setup paragraph.
@@ -260,14 +192,12 @@ fn r1_vs_depth(run: &Run, dir: &Path) -> Result<Block> {
     Ok(Block::figure(
         fig,
         "r₁ of df/dx against depth for every variant",
-        "Plain nets fall towards the white-noise level (dashed); pre-activation residual nets and the layer-normed variants decay slowly; \
-         highway and gated shortcuts with a closed gate (bias −2) stay near their input's smooth gradient. Looks-linear, Fixup and SkipInit nets \
-         are linear or identity at initialisation and sit at r₁ = 1.",
+        claims::r1_caption(run),
     ))
 }
 
 /// Per-layer gradient norms of the deepest nets.
-fn layer_norms(run: &Run, dir: &Path) -> Result<Block> {
+fn layer_norms(run: &Run, dir: &Path, said: &mut Claims) -> Result<Block> {
     let mut ch = LineChart::new(
         format!("‖∂L/∂h_l‖ through the depth-{} nets", run.deepest()),
         "block l (input → output)",
@@ -290,9 +220,7 @@ fn layer_norms(run: &Run, dir: &Path) -> Result<Block> {
     Ok(Block::figure(
         fig,
         "Gradient norm at every block output of the deepest nets",
-        "A straight line on this log scale is a constant factor per block: rising towards the input when gradients explode on the way back. \
-         Without a norm a residual net's gradient grows with depth (each block adds its branch's gradient to the shortcut's); BN, LN and \
-         the gates hold it level.",
+        claims::layer_norms_caption(run, said),
     ))
 }
 
@@ -337,7 +265,7 @@ fn gradients(run: &Run, dir: &Path) -> Result<Block> {
     Ok(Block::figure(
         fig,
         "df/dx over the input grid for one net of each variant at the deepest depth",
-        "Shattered gradients look like white noise (plain nets with BN); residual and gated nets keep a piecewise-smooth, brown-noise-like curve.",
+        claims::gradients_caption(run),
     ))
 }
 
@@ -350,7 +278,7 @@ fn sweep_points(rows: &[&SweepRow], f: &dyn Fn(&SweepRow) -> f64) -> Vec<(f64, f
 }
 
 /// The λ sweep: per-block factor and r₁ of xSkip, xSkip+LN and rSkip+LN.
-fn sweep(run: &Run, dir: &Path) -> Result<Block> {
+fn sweep(run: &Run, dir: &Path, said: &mut Claims) -> Result<Block> {
     let c = &run.s.config;
     let (xs, xln, rln) = (&run.xs, &run.xln, &run.rln);
     let pts = sweep_points;
@@ -436,13 +364,7 @@ fn sweep(run: &Run, dir: &Path) -> Result<Block> {
     Ok(Block::figure(
         fig,
         "Per-block gradient factor and r₁ against λ for xSkip, xSkip+LN and rSkip+LN",
-        format!(
-            "xSkip is y = λx + α·F(x) with α = {}, F = Linear → ReLU → Linear; with independent He-initialised weights E‖∂y/∂x·v‖² = (λ² + 2α²)‖v‖², \
-             the dashed curve, which the measurements follow. Below λ = √(1 − 2α²) the gradient vanishes geometrically with depth, above it explodes. \
-             xSkip+LN puts LN after the sum (Liu et al. 2020) and rSkip+LN repeats y ← LN(x + y) λ times: the normaliser divides by the sum's scale \
-             and the factor stays at 1 for every λ, while a larger λ (or more recursions) keeps more of the input's smooth gradient.",
-            c.sweep_alpha
-        ),
+        claims::sweep_caption(run, said),
     ))
 }
 
@@ -479,7 +401,7 @@ fn sweep_table(sweep: &[SweepRow]) -> Block {
 }
 
 /// The data files behind the page.
-fn data_files() -> Block {
+fn data_files(data_dir: &Path) -> Block {
     Block::List(
         [
             files::SUMMARY,
@@ -488,7 +410,7 @@ fn data_files() -> Block {
             "compare/ (a shattered-study folder: df/dx, spectra, ACFs, per-layer norms)",
             "sweep/ (the same for the swept variants)",
         ]
-        .map(|f| format!("notebooks-data/{}/{f}", skips::NAME))
+        .map(|f| format!("{}/{f}", data_dir.display()))
         .to_vec(),
     )
 }

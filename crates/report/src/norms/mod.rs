@@ -1,6 +1,8 @@
 //! The norms report: gradient norms through depth against mean-field theory,
 //! the scalar chain, the σ_w² × depth phase diagram and Jacobian spectra.
 
+pub mod claims;
+
 use std::path::Path;
 
 use gradscope_contract::io::create_dir;
@@ -11,6 +13,7 @@ use gradscope_contract::norms::{
 use gradscope_spec::Activation;
 
 use crate::card::StudyCard;
+use crate::claims::Claims;
 use crate::doc::{Block, Doc};
 use crate::figure::{ColorBar, HeatmapGrid, Legend, LineChart, Mark, Panels, Raster, Series, save};
 use crate::format::dash::f3;
@@ -29,8 +32,8 @@ struct Quoted<'a> {
     relu_he: Option<&'a LayerSummary>,
     /// Residual ReLU net with He init.
     res_he: Option<&'a LayerSummary>,
-    /// Largest backward ratio of the plain sigmoid nets (NaN without one).
-    sigmoid: f64,
+    /// The plain sigmoid net with the largest backward ratio.
+    sigmoid: Option<&'a LayerSummary>,
 }
 
 impl<'a> Quoted<'a> {
@@ -47,8 +50,7 @@ impl<'a> Quoted<'a> {
                 .layers
                 .iter()
                 .filter(|r| r.arch == "plain" && r.activation == Activation::Sigmoid)
-                .map(|r| r.backward_ratio.mean)
-                .fold(f64::NAN, f64::max),
+                .max_by(|a, b| a.backward_ratio.mean.total_cmp(&b.backward_ratio.mean)),
         }
     }
 }
@@ -60,13 +62,14 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
     let quoted = Quoted::of(&s);
     let mut doc = Doc::new("Gradient norms through depth");
     doc.back = Some("../index.html".into());
-    let finding = finding(&quoted);
+    let mut said = Claims::new(norms::NAME);
+    let finding = claims::finding(&s, &mut said);
     doc.push(Block::Lead(finding.clone()));
     doc.paragraph(setup(&s.config));
 
     if !s.layers.is_empty() {
         doc.heading("Vanishing and exploding, layer by layer");
-        doc.push(layer_norms(&s, report_dir)?);
+        doc.push(layer_norms(&s, report_dir, &mut said)?);
         doc.push(weight_norms(&s, report_dir)?);
         doc.paragraph(
             "Measured per-layer backward ratio ‖∂L/∂h_{l−1}‖/‖∂L/∂h_l‖ (mean ± sd over layers and seeds) against the mean-field √χ₁, with \
@@ -77,18 +80,19 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
     }
     if !s.chains.is_empty() {
         doc.heading("The scalar chain");
-        doc.push(chain(&s.chains, report_dir)?);
+        doc.push(chain(&s.chains, report_dir, &mut said)?);
     }
     if !s.phase.is_empty() {
         doc.heading("Weight scale and depth: the phase diagram");
-        doc.push(phase(&s, report_dir)?);
+        doc.push(phase(&s, report_dir, &mut said)?);
     }
     if !s.jacobian.is_empty() {
         doc.heading("Dynamical isometry: Jacobian spectra");
-        doc.push(jacobian(&s, report_dir)?);
+        doc.push(jacobian(&s, report_dir, &mut said)?);
         doc.push(jacobian_moments(&s, report_dir)?);
     }
 
+    said.finish(&mut doc, report_dir)?;
     pages::provenance(
         &mut doc,
         &s.provenance,
@@ -97,34 +101,6 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
     doc.push(data_files(data_dir));
     pages::write(&doc, report_dir)?;
     Ok(card(&s, &quoted, finding))
-}
-
-/// The finding, from the quoted nets.
-fn finding(q: &Quoted) -> String {
-    let mut finding = String::from(
-        "Backpropagation multiplies the gradient by about √χ₁ = √(σ_w²·E[φ'(z)²]) per layer, as mean-field theory predicts",
-    );
-    if let Some(r) = q.relu_he {
-        finding += &format!(
-            ": a plain ReLU net with He init keeps it (measured {} per layer, predicted {})",
-            f3(r.backward_ratio.mean),
-            f3(r.predicted_ratio)
-        );
-    }
-    if q.sigmoid.is_finite() {
-        finding += &format!(
-            ", sigmoid nets lose it (at most {} per layer, under the ¼ bound of φ' with σ_w² = 1)",
-            f3(q.sigmoid)
-        );
-    }
-    if let Some(r) = q.res_he {
-        finding += &format!(
-            "; a residual ReLU net without BN grows it by {} per block (√2 = 1.414)",
-            f3(r.backward_ratio.mean)
-        );
-    }
-    finding += ". Orthogonal weights make deep linear nets exact isometries; Gaussian ones do not.";
-    finding
 }
 
 /// The setup paragraph.
@@ -169,7 +145,7 @@ fn positive_means(stats: &[norms::LayerStat]) -> Vec<(f64, f64)> {
 }
 
 /// ‖∂L/∂h_l‖ against layer, one panel per activation, with the mean-field line.
-fn layer_norms(s: &NormsSummary, dir: &Path) -> Result<Block> {
+fn layer_norms(s: &NormsSummary, dir: &Path, said: &mut Claims) -> Result<Block> {
     let c = &s.config;
     let mut panels = Vec::new();
     for act in &c.activations {
@@ -227,10 +203,7 @@ fn layer_norms(s: &NormsSummary, dir: &Path) -> Result<Block> {
     Ok(Block::figure(
         fig,
         "‖∂L/∂h_l‖ against layer for each architecture, activation and initialisation",
-        "Solid: the first initialisation listed, dashed: the second. A straight line on this log scale is a constant per-layer factor: \
-         rising towards the input (left) when gradients explode on the way back, falling when they vanish. Plain ReLU nets with He init stay \
-         flat; Xavier init (σ_w² = 1) halves the squared norm per layer; sigmoid loses at least a factor 4 per layer; BN and residual \
-         connections change the picture.",
+        claims::layer_norms_caption(s, said),
     ))
 }
 
@@ -269,8 +242,9 @@ fn weight_norms(s: &NormsSummary, dir: &Path) -> Result<Block> {
     Ok(Block::figure(
         fig,
         "‖∂L/∂W‖ of every weight matrix (stem, blocks, head)",
-        "The gradient reaching each weight matrix: ‖∂L/∂W_l‖ = ‖δ_l‖·‖h_{l−1}‖ summed over the batch, so it follows the backward norms and \
-         the forward activations together. Bias gradients are in params.csv.",
+        "The gradient reaching each weight matrix: ∂L/∂W_l = Σᵢ δ_{l,i} h_{l−1,i}ᵀ over the batch, whose norm is ‖δ_l‖·‖h_{l−1}‖ for one \
+         example (a rank-one matrix) and at most Σᵢ ‖δ_{l,i}‖·‖h_{l−1,i}‖ for a batch, so it follows the backward norms and the forward \
+         activations together. Bias gradients are in params.csv.",
     ))
 }
 
@@ -311,7 +285,7 @@ fn ratio_table(layers: &[LayerSummary]) -> Block {
 }
 
 /// |dF/dw₁| of the scalar chain against its length, autograd and closed form.
-fn chain(chains: &[ChainSummary], dir: &Path) -> Result<Block> {
+fn chain(chains: &[ChainSummary], dir: &Path, said: &mut Claims) -> Result<Block> {
     let mut chart = LineChart::new(
         "The scalar chain F = w_L ⋯ w_1 · x",
         "chain length L",
@@ -352,14 +326,12 @@ fn chain(chains: &[ChainSummary], dir: &Path) -> Result<Block> {
     Ok(Block::figure(
         fig,
         "|dF/dw₁| of a chain of scalar weights against its length, autograd and closed form",
-        "Lines: candle's autograd through the product; points: the closed form |w|^(L−1) (they agree to rounding, tested). The smallest example \
-         of the whole story: a factor below 1 per layer vanishes geometrically (w ≤ 0.8: below 10⁻⁴ after 50 links), above 1 it explodes \
-         (w ≥ 1.2: above 10³).",
+        claims::chain_caption(chains, said),
     ))
 }
 
 /// log₁₀ of the gradient ratio over σ_w² and L, plain and residual, with the critical σ_w².
-fn phase(s: &NormsSummary, dir: &Path) -> Result<Block> {
+fn phase(s: &NormsSummary, dir: &Path, said: &mut Claims) -> Result<Block> {
     let c = &s.config;
     let sig2 = &c.phase_sigma_w2;
     let mut maps = Vec::new();
@@ -391,11 +363,7 @@ fn phase(s: &NormsSummary, dir: &Path) -> Result<Block> {
                 .find(|(_, w)| w[0] <= crit && crit <= w[1])
                 .map(|(k, w)| k as f64 + 0.5 + (crit.ln() - w[0].ln()) / (w[1].ln() - w[0].ln()));
             maps.push(Raster {
-                title: format!(
-                    "{}, {act} (critical σ_w² = {})",
-                    if residual { "residual" } else { "plain" },
-                    f3(crit)
-                ),
+                title: claims::phase_title(residual, *act),
                 x_label: "layers L backpropagated through".into(),
                 y_label: format!(
                     "σ_w² (row; {} … {})",
@@ -432,14 +400,14 @@ fn phase(s: &NormsSummary, dir: &Path) -> Result<Block> {
     Ok(Block::figure(
         fig,
         "log₁₀ of the gradient-norm ratio between the first layer and layer L, over σ_w² (rows, ascending) and L",
-        format!(
-            "Weights W ~ N(0, σ_w²/fan_in), no biases, no BN; rows are σ_w² = {} (log-spaced), columns the number of layers the gradient has \
-             travelled back. Plain nets have one critical σ_w² where neither vanishing nor explosion sets in (the dashed line: 2 for ReLU, 1 for \
-             tanh at the q → 0 fixed point); residual nets explode at every σ_w² because each block adds its branch's gradient to the identity's.",
-            sig2.iter()
+        claims::phase_caption(
+            s,
+            &sig2
+                .iter()
                 .map(|v| decimals(*v, 2))
                 .collect::<Vec<_>>()
-                .join(", ")
+                .join(", "),
+            said,
         ),
     ))
 }
@@ -455,7 +423,7 @@ fn init_name(init: JacobianInit, short: bool) -> &'static str {
 }
 
 /// Sorted singular values of ∂h_L/∂h₀, plain and residual, per activation and depth.
-fn jacobian(s: &NormsSummary, dir: &Path) -> Result<Block> {
+fn jacobian(s: &NormsSummary, dir: &Path, said: &mut Claims) -> Result<Block> {
     let c = &s.config;
     let mut panels = Vec::new();
     for residual in [false, true] {
@@ -525,10 +493,7 @@ fn jacobian(s: &NormsSummary, dir: &Path) -> Result<Block> {
     Ok(Block::figure(
         fig,
         "Sorted singular values of ∂h_L/∂h₀ for Gaussian (solid) and orthogonal (dashed) weights at several depths",
-        "Chains h_l = φ(W_l h_{l−1}) (plain) or h_l = h_{l−1} + W_l φ(h_{l−1}) (residual) at the critical σ_w² of each activation, from h₀ ~ N(0, I). \
-         Saxe et al. 2014 and Pennington et al. 2017: with orthogonal weights a linear net is an exact isometry at any depth (every σ = 1, tested \
-         to 10⁻⁵) and tanh keeps its spectrum within a few decades, while Gaussian weights spread it over many more with depth; ReLU zeroes directions and cannot be \
-         isometric. Unscaled residual blocks at these σ_w² multiply the mean σ² by about 2 per block.",
+        claims::jacobian_caption(s, said),
     ))
 }
 
@@ -647,8 +612,15 @@ fn card(s: &NormsSummary, q: &Quoted, finding: String) -> StudyCard {
             f3(r.backward_ratio.mean),
         ));
     }
-    if q.sigmoid.is_finite() {
-        numbers.push(("plain sigmoid: ratio (≤ ¼)".to_string(), f3(q.sigmoid)));
+    if let Some(r) = q.sigmoid {
+        numbers.push((
+            format!("plain sigmoid σ_w² = {}: ratio (bound σ_w/4)", r.sigma_w2),
+            format!(
+                "{} ({})",
+                f3(r.backward_ratio.mean),
+                f3(r.sigma_w2.sqrt() / 4.0)
+            ),
+        ));
     }
     StudyCard {
         name: norms::NAME.into(),

@@ -1,0 +1,474 @@
+//! The independent decision of each claim, by id, from CSV files.
+
+use std::path::Path;
+
+use gradscope_contract::norms::critical_sigma_w2;
+use gradscope_report::norms::claims as nc;
+use gradscope_report::shattered::claims as sc;
+use gradscope_report::skips::claims as kc;
+use gradscope_spec::Activation;
+
+use crate::verify::{Csv, num};
+
+/// Whether claim `id` holds on the study folder `dir`; `None` for an unknown id.
+pub fn decide(dir: &Path, id: &str) -> Option<bool> {
+    let (study, claim) = id.split_once('/')?;
+    match study {
+        "norms" => norms(dir, claim),
+        "shattered" => shattered(dir, claim),
+        "skips" => skips(dir, claim),
+        "ensemble" => ensemble(dir, claim),
+        "training" | "degradation" => training(dir, claim),
+        "correlation" => correlation(dir, claim),
+        _ => None,
+    }
+}
+
+fn within(v: f64, centre: f64, rel: f64) -> bool {
+    (v - centre).abs() <= centre * rel
+}
+
+fn norms(dir: &Path, claim: &str) -> Option<bool> {
+    let ratios = Csv::read(&dir.join("ratios.csv"));
+    let ratio = |arch: &str, act: &str, s2: &str| {
+        ratios
+            .rows(&[("arch", arch), ("activation", act), ("sigma_w2", s2)])
+            .into_iter()
+            .map(|r| num(r, "measured_ratio_mean"))
+            .next()
+            .unwrap()
+    };
+    let sigmoid_under_bound = || {
+        ratios
+            .rows(&[("arch", "plain"), ("activation", "sigmoid")])
+            .into_iter()
+            .all(|r| num(r, "measured_ratio_mean") <= num(r, "sigma_w2").sqrt() / 4.0)
+    };
+    let jac = || Csv::read(&dir.join("jacobian.csv"));
+    Some(match claim {
+        "mean-field" => ratios
+            .0
+            .iter()
+            .filter(|r| num(r, "predicted_ratio").is_finite())
+            .all(|r| {
+                (num(r, "measured_ratio_mean") / num(r, "predicted_ratio") - 1.0).abs()
+                    <= nc::MEAN_FIELD_TOLERANCE
+            }),
+        "relu-he-keeps" | "relu-he-flat" => {
+            within(ratio("plain", "relu", "2"), 1.0, nc::FACTOR_TOLERANCE)
+        }
+        "relu-xavier-halves" => within(
+            ratio("plain", "relu", "1").powi(2),
+            0.5,
+            nc::FACTOR_TOLERANCE,
+        ),
+        "sigmoid-bound" | "sigmoid-factor" => sigmoid_under_bound(),
+        "resnet-he-root2" => within(
+            ratio("resnet", "relu", "2"),
+            std::f64::consts::SQRT_2,
+            nc::FACTOR_TOLERANCE,
+        ),
+        "phase-plain-critical" | "phase-residual-explodes" => {
+            let residual = claim == "phase-residual-explodes";
+            let phase = Csv::read(&dir.join("phase.csv"));
+            let deepest = phase.0.iter().map(|r| num(r, "depth")).fold(0.0, f64::max);
+            phase
+                .0
+                .iter()
+                .filter(|r| r["residual"] == residual.to_string() && num(r, "depth") == deepest)
+                .all(|r| {
+                    let act: Activation = r["activation"].parse().unwrap();
+                    let (s2, v) = (num(r, "sigma_w2"), num(r, "log10_ratio"));
+                    let crit = critical_sigma_w2(act);
+                    if residual {
+                        v >= 0.0
+                    } else if s2 < crit / nc::NEAR_CRITICAL {
+                        v <= 0.0
+                    } else if s2 > crit * nc::NEAR_CRITICAL {
+                        v >= 0.0
+                    } else {
+                        true
+                    }
+                })
+        }
+        "chain-closed-form" => Csv::read(&dir.join("chain.csv")).0.iter().all(|r| {
+            let (a, c) = (num(r, "autograd"), num(r, "closed_form"));
+            c == 0.0 || ((a - c) / c).abs() <= 1e-12
+        }),
+        "orthogonal-isometry" | "orthogonal-linear-isometry" => jac()
+            .rows(&[
+                ("residual", "false"),
+                ("activation", "identity"),
+                ("init", "orthogonal"),
+            ])
+            .into_iter()
+            .all(|r| {
+                (num(r, "max") - 1.0).abs() <= nc::ISOMETRY_TOLERANCE
+                    && (num(r, "min") - 1.0).abs() <= nc::ISOMETRY_TOLERANCE
+            }),
+        "tanh-orthogonal-narrower" => {
+            let j = jac();
+            let spread = |init: &str| {
+                let rows = j.rows(&[
+                    ("residual", "false"),
+                    ("activation", "tanh"),
+                    ("init", init),
+                ]);
+                let r = rows
+                    .iter()
+                    .max_by(|a, b| num(a, "depth").total_cmp(&num(b, "depth")))
+                    .unwrap();
+                (num(r, "max") / num(r, "min")).log10()
+            };
+            spread("gaussian") - spread("orthogonal") >= 1.0
+        }
+        "relu-not-isometric" => jac()
+            .rows(&[("residual", "false"), ("activation", "relu")])
+            .into_iter()
+            .all(|r| num(r, "min") <= 1e-12),
+        "residual-doubles" => {
+            let j = jac();
+            let mut ok = true;
+            for act in ["identity", "relu", "tanh", "sigmoid"] {
+                for init in ["gaussian", "orthogonal"] {
+                    let mut rows =
+                        j.rows(&[("residual", "true"), ("activation", act), ("init", init)]);
+                    rows.sort_by(|a, b| num(a, "depth").total_cmp(&num(b, "depth")));
+                    if let (Some(a), Some(b)) = (rows.first(), rows.last())
+                        && num(b, "depth") > num(a, "depth")
+                    {
+                        let f = (num(b, "mean_sq") / num(a, "mean_sq"))
+                            .powf(1.0 / (num(b, "depth") - num(a, "depth")));
+                        ok &= within(f, 2.0, nc::FACTOR_TOLERANCE);
+                    }
+                }
+            }
+            ok
+        }
+        _ => return None,
+    })
+}
+
+/// Mean, standard error of one statistic of an arch at a depth.
+struct Stat {
+    mean: f64,
+    se: f64,
+}
+
+/// `a` above `b` by more than `z` combined standard errors.
+fn above(a: &Stat, b: &Stat, z: f64) -> bool {
+    a.mean - b.mean >= z * (a.se.powi(2) + b.se.powi(2)).sqrt()
+}
+
+/// The nets a shattered-study page talks about: plain-bn, resnet-bn and
+/// resnet1-bn, else the first feedforward and residual nets.
+fn shattered_picks(archs: &[String]) -> (Option<usize>, Option<usize>, Option<usize>) {
+    let find = |n: &str| archs.iter().position(|a| a == n);
+    let residual = |a: &String| a.parse::<gradscope_spec::Arch>().unwrap().is_residual();
+    let ff = find("plain-bn").or_else(|| archs.iter().position(|a| !residual(a)));
+    let res = find("resnet-bn").or_else(|| archs.iter().position(residual));
+    let res1 = find("resnet1-bn").filter(|&i| Some(i) != res);
+    (ff, res, res1)
+}
+
+fn shattered(dir: &Path, claim: &str) -> Option<bool> {
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
+    let archs: Vec<String> = summary["config"]["archs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    let depths: Vec<f64> = summary["config"]["depths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_f64().unwrap())
+        .collect();
+    let reference = |i: usize, q: &str| summary["references"][i][q]["mean"].as_f64().unwrap();
+    let (white_r1, white_slope, brown_slope) = (
+        reference(0, "adjacent_correlation"),
+        reference(0, "spectral_slope"),
+        reference(1, "spectral_slope"),
+    );
+    let table = Csv::read(&dir.join("summary.csv"));
+    let stat = |a: usize, depth: f64, q: &str| {
+        let r = table
+            .0
+            .iter()
+            .find(|r| r["arch"] == archs[a] && num(r, "depth") == depth)
+            .unwrap();
+        let n = num(r, "seeds") - num(r, "excluded");
+        Stat {
+            mean: num(r, &format!("{q}_mean")),
+            se: num(r, &format!("{q}_std")) / n.max(1.0).sqrt(),
+        }
+    };
+    let d16 = *depths
+        .iter()
+        .min_by(|a, b| (*a - 16.0).abs().total_cmp(&(*b - 16.0).abs()))
+        .unwrap();
+    let dmax = *depths.last().unwrap();
+    let (ff, res, res1) = shattered_picks(&archs);
+    let brownish = |a: usize| {
+        let s = stat(a, dmax, "slope").mean;
+        (s - brown_slope).abs() < (s - white_slope).abs()
+    };
+    Some(match claim {
+        "feedforward-shatters" => (stat(ff?, d16, "r1").mean - white_r1).abs() <= sc::WHITE_BAND,
+        "residual-above-feedforward" => {
+            above(&stat(res?, d16, "r1"), &stat(ff?, d16, "r1"), sc::MARGIN_SE)
+        }
+        "deep-feedforward-white" => !brownish(ff?),
+        "residual-brown" => brownish(res?),
+        "one-layer-branch-brown" => brownish(res1?),
+        "two-layer-branch-rougher" => above(
+            &stat(res1?, dmax, "r1"),
+            &stat(res?, dmax, "r1"),
+            sc::MARGIN_SE,
+        ),
+        "ordering" => {
+            let (ff, res) = (ff?, res?);
+            depths
+                .iter()
+                .all(|&d| !above(&stat(ff, d, "r1"), &stat(res, d, "r1"), sc::MARGIN_SE))
+        }
+        "residual-deep-white" => (stat(res?, dmax, "r1").mean - white_r1).abs() <= sc::WHITE_BAND,
+        "residual-spectrum-steeper" => above(
+            &stat(ff?, dmax, "slope"),
+            &stat(res?, dmax, "slope"),
+            sc::MARGIN_SE,
+        ),
+        _ => return None,
+    })
+}
+
+/// A JSON file as a value.
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// Mean and standard error of a summarised statistic (`{mean, std, n}`).
+fn stat_of(v: &serde_json::Value) -> Stat {
+    let n = v["n"].as_f64().unwrap_or(1.0).max(1.0);
+    Stat {
+        mean: v["mean"].as_f64().unwrap_or(f64::NAN),
+        se: v["std"].as_f64().unwrap_or(f64::NAN) / n.sqrt(),
+    }
+}
+
+fn skips(dir: &Path, claim: &str) -> Option<bool> {
+    let s = json(&dir.join("summary.json"));
+    let compare = json(&dir.join("compare/summary.json"));
+    let white_r1 = compare["references"][0]["adjacent_correlation"]["mean"]
+        .as_f64()
+        .unwrap();
+    let depths = s["config"]["depths"].as_array().unwrap();
+    let deepest = depths.last().unwrap().as_u64().unwrap();
+    let rows: Vec<&serde_json::Value> = s["compare"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["depth"].as_u64() == Some(deepest))
+        .collect();
+    let sweep = s["sweep"].as_array().unwrap();
+    let family = |f: &str| -> Vec<&serde_json::Value> {
+        sweep.iter().filter(|r| r["family"] == f).collect()
+    };
+    let factor = |r: &serde_json::Value| r["gradient_growth"]["mean"].as_f64().unwrap();
+    let near = |v: f64, t: f64| (v - t).abs() <= t * kc::FACTOR_TOLERANCE;
+    let at_one =
+        |rows: &[&serde_json::Value]| !rows.is_empty() && rows.iter().all(|r| near(factor(r), 1.0));
+    let rises = |rows: &[&serde_json::Value]| {
+        rows.len() > 1
+            && above(
+                &stat_of(&rows[rows.len() - 1]["adjacent_correlation"]),
+                &stat_of(&rows[0]["adjacent_correlation"]),
+                kc::MARGIN_SE,
+            )
+    };
+    let xs = family("xskip");
+    let mean_field = !xs.is_empty()
+        && xs
+            .iter()
+            .all(|r| near(factor(r), r["mean_field_growth"].as_f64().unwrap()));
+    let normalised: Vec<Vec<&serde_json::Value>> = ["xskip-ln", "rskip-ln"]
+        .iter()
+        .map(|f| family(f))
+        .filter(|f| !f.is_empty())
+        .collect();
+    Some(match claim {
+        "shortcut-decides" => {
+            let r1: Vec<f64> = rows
+                .iter()
+                .filter(|r| {
+                    r["spectral_slope"]["mean"]
+                        .as_f64()
+                        .is_some_and(f64::is_finite)
+                })
+                .map(|r| r["adjacent_correlation"]["mean"].as_f64().unwrap())
+                .collect();
+            let (lo, hi) = r1
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+                    (lo.min(*v), hi.max(*v))
+                });
+            let _ = white_r1;
+            hi - lo >= kc::DECIDING_SPREAD
+        }
+        "xskip-mean-field" | "sweep-follows-mean-field" => mean_field,
+        "xskip-ln-level" => at_one(&family("xskip-ln")),
+        "rskip-ln-level" => at_one(&family("rskip-ln")),
+        "rskip-r1-rises" => rises(&family("rskip-ln")),
+        "normaliser-holds-one" => !normalised.is_empty() && normalised.iter().all(|f| at_one(f)),
+        "normaliser-r1-rises" => !normalised.is_empty() && normalised.iter().all(|f| rises(f)),
+        "xskip-critical-lambda" => {
+            let alpha = s["config"]["sweep_alpha"].as_f64().unwrap();
+            let crit = (1.0 - 2.0 * alpha * alpha).max(0.0).sqrt();
+            !xs.is_empty()
+                && xs.iter().all(|r| {
+                    let (l, d) = (
+                        r["lambda"].as_f64().unwrap(),
+                        r["log10_gradient_ratio"].as_f64().unwrap(),
+                    );
+                    !((l < crit && d >= 0.0) || (l > crit && d <= 0.0))
+                })
+        }
+        "resnet-grows" => {
+            let r = rows.iter().find(|r| r["arch"] == "resnet")?;
+            let g: Vec<f64> = r["layer_grad_norm_mean"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            (g[0] / g[g.len() - 1]).log10() >= kc::LEVEL_DECADES
+        }
+        _ => return None,
+    })
+}
+
+fn ensemble(dir: &Path, claim: &str) -> Option<bool> {
+    use gradscope_report::ensemble as ec;
+    let s = json(&dir.join("summary.json"));
+    let (arch, what) = claim.rsplit_once('-').map(|(a, w)| {
+        // ids are `<arch>-graceful`, `<arch>-breaks`, `<arch>-short-paths`.
+        if w == "paths" {
+            (a.trim_end_matches("-short"), "short-paths")
+        } else {
+            (a, w)
+        }
+    })?;
+    let a = s["archs"].as_array()?.iter().find(|a| a["arch"] == arch)?;
+    let nums = |k: &str| -> Vec<f64> {
+        a[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap_or(f64::NAN))
+            .collect()
+    };
+    let deletion = nums("single_deletion");
+    let mean = |v: &[f64]| {
+        let f: Vec<f64> = v.iter().copied().filter(|e| e.is_finite()).collect();
+        f.iter().sum::<f64>() / f.len().max(1) as f64
+    };
+    let intact = a["intact_error"]["mean"].as_f64().unwrap();
+    Some(match what {
+        "graceful" => mean(&deletion[1..]) - intact <= ec::GRACEFUL_RISE,
+        "breaks" => mean(&deletion) >= ec::BROKEN_ERROR,
+        "short-paths" => {
+            let total = nums("total_gradient");
+            let (mut n, mut d) = (0.0, 0.0);
+            for (k, t) in total.iter().enumerate() {
+                if t.is_finite() {
+                    n += k as f64 * t;
+                    d += t;
+                }
+            }
+            n / d - a["blocks"].as_f64().unwrap() / 2.0 <= -ec::SHORTER_BY
+        }
+        _ => return None,
+    })
+}
+
+fn training(dir: &Path, claim: &str) -> Option<bool> {
+    let arch = claim.strip_suffix("-degrades")?;
+    let last = Csv::read(&dir.join("final.csv"));
+    let rows = last.rows(&[("arch", arch)]);
+    let by_depth = |pick: &dyn Fn(f64, f64) -> bool| {
+        rows.iter()
+            .copied()
+            .reduce(|a, b| {
+                if pick(num(b, "depth"), num(a, "depth")) {
+                    b
+                } else {
+                    a
+                }
+            })
+            .map(|r| num(r, "train_error_mean"))
+    };
+    let deep = by_depth(&|b, a| b > a)?;
+    let shallow = by_depth(&|b, a| b < a)?;
+    Some(deep - shallow >= gradscope_contract::training::DEGRADATION_MARGIN)
+}
+
+fn correlation(dir: &Path, claim: &str) -> Option<bool> {
+    let s = json(&dir.join("summary.json"));
+    let archs: Vec<String> = s["config"]["archs"]
+        .as_array()?
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    let depths = s["config"]["depths"].as_array()?;
+    let (shallow, deep) = (depths[0].as_u64()?, depths.last()?.as_u64()?);
+    let row = |a: &str, d: u64| {
+        s["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["arch"] == a && r["depth"].as_u64() == Some(d))
+    };
+    let residual = |a: &String| a.parse::<gradscope_spec::Arch>().unwrap().is_residual();
+    let white = s["references"]
+        .as_array()?
+        .iter()
+        .find(|r| r["name"] == "white")?["adjacent_correlation"]["mean"]
+        .as_f64()?;
+    let ff = archs.iter().find(|a| !residual(a));
+    let res = archs.iter().find(|a| residual(a));
+    let ends: Vec<(&serde_json::Value, &serde_json::Value)> = archs
+        .iter()
+        .filter_map(|a| Some((row(a, shallow)?, row(a, deep)?)))
+        .collect();
+    let floor = 1.0 / s["config"]["examples"].as_f64()?;
+    let coherence = |r: &serde_json::Value| r["coherence"]["mean"].as_f64().unwrap();
+    let near_far = |r: &serde_json::Value| {
+        let v = r["cosine_by_distance_mean"].as_array().unwrap();
+        v[0].as_f64().unwrap() - v[v.len() - 1].as_f64().unwrap()
+    };
+    Some(match claim {
+        "feedforward-shatters" => {
+            let r = row(ff?, deep)?["adjacent_correlation"]["mean"].as_f64()?;
+            (r - white).abs() <= sc::WHITE_BAND
+        }
+        "residual-above-feedforward" => above(
+            &stat_of(&row(res?, deep)?["adjacent_correlation"]),
+            &stat_of(&row(ff?, deep)?["adjacent_correlation"]),
+            sc::MARGIN_SE,
+        ),
+        "cosine-falls" => ends.iter().all(|(a, b)| {
+            above(
+                &stat_of(&a["mean_cosine"]),
+                &stat_of(&b["mean_cosine"]),
+                sc::MARGIN_SE,
+            )
+        }),
+        "coherence-toward-floor" => ends
+            .iter()
+            .all(|(a, b)| (coherence(a) - floor).abs() >= (coherence(b) - floor).abs()),
+        "nearby-similar" => ends.iter().all(|(a, _)| near_far(a) >= 0.0),
+        "distance-range-shrinks" => ends.iter().all(|(a, b)| near_far(a) >= near_far(b)),
+        _ => return None,
+    })
+}

@@ -1,0 +1,93 @@
+//! Re-decides every claim a report makes from the study's CSV files, without
+//! the report's code: a claim whose `holds` disagrees with the data, whose
+//! sentence is not on the page, or that no check here knows, fails.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use gradscope_report::claims::{CLAIMS_FILE, Claim};
+
+/// The rows of a CSV file as header → text maps.
+pub struct Csv(pub Vec<BTreeMap<String, String>>);
+
+impl Csv {
+    pub fn read(path: &Path) -> Csv {
+        let text =
+            std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let mut lines = text.lines();
+        let header: Vec<String> = lines.next().unwrap().split(',').map(String::from).collect();
+        Csv(lines
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                header
+                    .iter()
+                    .cloned()
+                    .zip(l.split(',').map(String::from))
+                    .collect()
+            })
+            .collect())
+    }
+
+    /// Rows whose columns equal the given values.
+    pub fn rows(&self, eq: &[(&str, &str)]) -> Vec<&BTreeMap<String, String>> {
+        self.0
+            .iter()
+            .filter(|r| eq.iter().all(|(k, v)| r[*k] == *v))
+            .collect()
+    }
+}
+
+/// A column as a number (`NaN`, `inf` included).
+pub fn num(row: &BTreeMap<String, String>, col: &str) -> f64 {
+    let t = &row[col];
+    t.parse()
+        .unwrap_or_else(|_| panic!("column {col}: {t} is not a number"))
+}
+
+/// The claims a built report wrote.
+pub fn claims(report_dir: &Path) -> Vec<Claim> {
+    let text = std::fs::read(report_dir.join(CLAIMS_FILE)).unwrap();
+    serde_json::from_slice(&text).unwrap()
+}
+
+/// Markdown with its escapes removed, to find sentences in.
+pub fn page_text(report_dir: &Path) -> String {
+    let md = std::fs::read_to_string(report_dir.join("report.md")).unwrap();
+    let mut out = String::with_capacity(md.len());
+    let mut chars = md.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\\' && chars.peek().is_some_and(|n| "\\`*_[]<>#".contains(*n)) {
+            out.push(chars.next().unwrap());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Check each claim: on the page, and `holds` as the data decide it.
+pub fn verify_all(
+    data_dir: &Path,
+    report_dir: &Path,
+    decide: &dyn Fn(&Path, &str) -> Option<bool>,
+) -> usize {
+    let page = page_text(report_dir);
+    let claims = claims(report_dir);
+    for c in &claims {
+        assert!(
+            page.contains(c.sentence.trim()),
+            "{}: sentence not on the page: {}",
+            c.id,
+            c.sentence
+        );
+        let Some(holds) = decide(data_dir, &c.id) else {
+            panic!("{}: no independent check for this claim", c.id);
+        };
+        assert_eq!(
+            holds, c.holds,
+            "{}: the data say {holds}, the report {} ({})",
+            c.id, c.holds, c.test
+        );
+    }
+    claims.len()
+}
