@@ -16,8 +16,8 @@ use crate::figure::{
     ColorBar, Heatmap, HeatmapGrid, Legend, LineChart, Mark, Panels, Raster, Series, reduce_matrix,
     save,
 };
-use crate::format::mean_sd;
 use crate::format::na::{f2, f3};
+use crate::format::{ci_half_width, mean_ci};
 use crate::shattered::claims::{MARGIN_SE, WHITE_BAND};
 use crate::style::{self, color};
 use crate::{Result, pages};
@@ -98,6 +98,7 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
     doc.heading("Spectra and correlation with distance");
     doc.push(spectra(&run, report_dir)?);
     doc.push(summary_table(s));
+    doc.paragraph(crate::format::CI_NOTE);
 
     doc.heading("Per-example gradient similarity on the digits");
     doc.push(cosines(&run, report_dir)?);
@@ -481,9 +482,9 @@ fn summary_table(s: &CorrelationSummary) -> Block {
         rows.push(vec![
             r.arch.clone(),
             r.depth.to_string(),
-            mean_sd(&r.adjacent_correlation, f3),
-            mean_sd(&r.radial_slope, f2),
-            mean_sd(&r.mean_cosine, f3),
+            mean_ci(&r.adjacent_correlation, f3),
+            mean_ci(&r.radial_slope, f2),
+            mean_ci(&r.mean_cosine, f3),
             f3(r.coherence.mean),
             f2(r.snr.mean),
         ]);
@@ -492,8 +493,8 @@ fn summary_table(s: &CorrelationSummary) -> Block {
         rows.push(vec![
             format!("{} noise (β = {})", r.name, r.beta),
             "—".into(),
-            mean_sd(&r.adjacent_correlation, f3),
-            mean_sd(&r.radial_slope, f2),
+            mean_ci(&r.adjacent_correlation, f3),
+            mean_ci(&r.radial_slope, f2),
             "—".into(),
             "—".into(),
             "—".into(),
@@ -599,7 +600,7 @@ fn similarity(run: &Run, dir: &Path, said: &mut Claims) -> Result<Block> {
                 color(a),
             )
             .mark(Mark::LinePoints)
-            .errors(rs.iter().map(|r| r.mean_cosine.std).collect()),
+            .errors(rs.iter().map(|r| ci_half_width(&r.mean_cosine)).collect()),
         );
         coh.push(
             Series::line(
@@ -661,7 +662,7 @@ fn similarity(run: &Run, dir: &Path, said: &mut Claims) -> Result<Block> {
         fig,
         "Mean cosine and coherence against depth, and cosine against the distance between inputs",
         format!(
-            "Left: the mean off-diagonal cosine (± sd over seeds). Middle: coherence ‖ḡ‖²/mean‖gᵢ‖², 1 when all examples agree and 1/B \
+            "Left: the mean off-diagonal cosine (95 % Student-t interval over seeds). Middle: coherence ‖ḡ‖²/mean‖gᵢ‖², 1 when all examples agree and 1/B \
              (dashed) when their gradients are orthogonal; the signal-to-noise ratio of the mean gradient, B·coh/(1 − coh), is in the table. \
              Right: the mean cosine of example pairs binned by the Euclidean distance of their images (equal-count bins):{}",
             distance_claims(run, said)

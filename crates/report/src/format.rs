@@ -6,7 +6,7 @@
 //! use: `n/a` in sentences ([`na`]) and `—` in the norms and skips tables
 //! ([`dash`]); a page picks its module once in its imports.
 
-use gradscope_stats::MeanStd;
+use gradscope_stats::{Confidence, MeanInterval, MeanStd};
 
 /// The marker [`na`] prints for a missing value.
 pub const NA: &str = "n/a";
@@ -76,7 +76,30 @@ pub fn signed(v: f64) -> String {
     }
 }
 
-/// `mean ± sd` of a summary, both printed by `f`: `0.716 ± 0.021`.
+/// `mean ± se [lo, hi]` of a summary over independent seeds, all printed by
+/// `f`: the standard error s/√n and Student's t 95 % interval
+/// x̄ ± t_{0.975, n−1}·s/√n (`0.716 ± 0.007 [0.699, 0.733]`); a single value
+/// has no spread to estimate and prints as `0.716 (n = 1)`.
+pub fn mean_ci(m: &MeanStd, f: fn(f64) -> String) -> String {
+    let i = MeanInterval::from_summary(m, Confidence::P95);
+    if i.n < 2 {
+        return format!("{} (n = {})", f(m.mean), i.n);
+    }
+    format!("{} ± {} [{}, {}]", f(i.mean), f(i.se), f(i.lo), f(i.hi))
+}
+
+/// The sentence under a table of [`mean_ci`] cells.
+pub const CI_NOTE: &str = "Means over seeds as mean ± standard error [95 % Student-t interval, t_{0.975, n−1}·s/√n]; \
+    with few seeds the interval is wide (t_{0.975, 1} = 12.7 for two).";
+
+/// Half the width of the 95 % t interval of a summary's mean (NaN below two
+/// values): the error bar of a mean over seeds.
+pub fn ci_half_width(m: &MeanStd) -> f64 {
+    MeanInterval::from_summary(m, Confidence::P95).half_width()
+}
+
+/// `mean ± sd` of a summary, both printed by `f`: `0.716 ± 0.021`; for a
+/// spread (over layers, or over lesion draws) rather than an uncertainty.
 pub fn mean_sd(m: &MeanStd, f: fn(f64) -> String) -> String {
     format!("{} ± {}", f(m.mean), f(m.std))
 }
@@ -137,5 +160,20 @@ mod tests {
         let m = MeanStd::of([1.0, 2.0, 3.0]);
         assert_eq!(mean_sd(&m, na::f3), "2.000 ± 1.000");
         assert_eq!(mean_sd(&m, dash::f2), "2.00 ± 1.00");
+        // n = 4, s = 1: se = 0.5, t_{0.975, 3} = 3.182446.
+        let m4 = MeanStd::of([1.0, 2.0, 3.0, 2.0].map(|v| v + 0.0));
+        let s = m4.std;
+        let se = s / 2.0;
+        assert_eq!(
+            mean_ci(&m4, na::f3),
+            format!(
+                "2.000 ± {:.3} [{:.3}, {:.3}]",
+                se,
+                2.0 - 3.182446 * se,
+                2.0 + 3.182446 * se
+            )
+        );
+        assert!((ci_half_width(&m4) - 3.182446 * se).abs() < 1e-5);
+        assert_eq!(mean_ci(&MeanStd::of([0.5]), na::f2), "0.50 (n = 1)");
     }
 }

@@ -14,7 +14,7 @@ use crate::card::StudyCard;
 use crate::claims::{Check, Claims};
 use crate::doc::{Block, Doc};
 use crate::figure::{ColorBar, HeatmapGrid, Legend, LineChart, Mark, Panels, Raster, Series, save};
-use crate::format::{decimals, mean_sd, pct};
+use crate::format::{decimals, mean_ci, pct};
 use crate::style::{self, color};
 use crate::{Result, pages};
 
@@ -101,6 +101,7 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
     doc.push(error_curves(&run, report_dir)?);
     doc.push(loss_curves(&run, report_dir)?);
     doc.push(final_table(&run));
+    doc.paragraph(crate::format::CI_NOTE);
     doc.paragraph(format!(
         "A deeper net counts as degraded when its final training error exceeds the shallower net's by more than {} (absolute).",
         pct(training::DEGRADATION_MARGIN)
@@ -333,8 +334,8 @@ fn final_table(run: &Run) -> Block {
                 r.arch.clone(),
                 r.depth.to_string(),
                 r.parameters.to_string(),
-                mean_sd(&r.final_train_error, pct),
-                mean_sd(&r.final_test_error, pct),
+                mean_ci(&r.final_train_error, pct),
+                mean_ci(&r.final_test_error, pct),
                 decimals(r.final_train_loss.mean, 4),
                 r.diverged.to_string(),
                 non_finite_runs(run, &r.arch, r.depth).len().to_string(),

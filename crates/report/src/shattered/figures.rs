@@ -15,8 +15,8 @@ use crate::doc::Block;
 use crate::figure::{
     ColorBar, Heatmap, HeatmapGrid, Legend, LineChart, Mark, Panels, Series, reduce_matrix, save,
 };
-use crate::format::decimals;
 use crate::format::na::f2;
+use crate::format::{ci_half_width, decimals};
 use crate::style::{self, color, ramp};
 
 /// Depths as numbers, for the x axes.
@@ -143,7 +143,7 @@ pub(super) fn r1_vs_depth(run: &Run, dir: &Path, said: &mut Claims) -> Result<Bl
     let mut ch = LineChart::new(
         "Lag-1 correlation of df/dx against depth",
         "depth L (blocks)",
-        "r₁ (mean ± sd over seeds)",
+        "r₁ (mean, 95 % t interval over seeds)",
     )
     .log2_x()
     .y_range(-0.25, 1.08)
@@ -154,7 +154,7 @@ pub(super) fn r1_vs_depth(run: &Run, dir: &Path, said: &mut Claims) -> Result<Bl
             .enumerate()
             .map(|(i, &x)| (x, run.r1(a, i).mean))
             .collect();
-        let e: Vec<f64> = (0..xs.len()).map(|i| run.r1(a, i).std).collect();
+        let e: Vec<f64> = (0..xs.len()).map(|i| ci_half_width(run.r1(a, i))).collect();
         ch.push(
             Series::line(name.clone(), m, color(a))
                 .mark(Mark::LinePoints)
@@ -192,7 +192,7 @@ pub(super) fn r1_vs_depth(run: &Run, dir: &Path, said: &mut Claims) -> Result<Bl
         fig,
         "Lag-1 correlation against depth for each architecture, with the paper's theory curves",
         format!(
-            "r₁ of df/dx between neighbouring grid points (spacing {}) against depth, mean ± sd over {} seeds, with Balduzzi et al.'s \
+            "r₁ of df/dx between neighbouring grid points (spacing {}) against depth, mean and 95 % Student-t interval over {} seeds, with Balduzzi et al.'s \
              laws for the correlation of gradients at decoupled inputs: 2^−L (feedforward), (3/4)^L (resnet without BN), 1/√L (resnet with BN), \
              each drawn through its net's point at the shallowest depth. \
              The laws describe inputs far enough apart that their ReLU patterns decouple, so a fine grid's lag-1 correlation need not follow \

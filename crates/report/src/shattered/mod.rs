@@ -16,7 +16,7 @@ use crate::card::StudyCard;
 use crate::claims::Claims;
 use crate::doc::{Block, Doc};
 use crate::format::na::{f2, f3};
-use crate::format::{mean_sd, signed};
+use crate::format::{mean_ci, signed};
 use crate::{Result, pages};
 
 /// Which nets the paper's pictures use, picked from what the run has.
@@ -135,13 +135,13 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
 
     doc.heading("Correlation against depth");
     doc.push(figures::r1_vs_depth(&run, report_dir, &mut said)?);
-    doc.paragraph("r₁, mean ± sd over seeds:");
-    doc.push(depth_table(&run, &|a, i| mean_sd(run.r1(a, i), f3)));
+    doc.paragraph("r₁: mean ± standard error [95 % Student-t interval] over seeds:");
+    doc.push(depth_table(&run, &|a, i| mean_ci(run.r1(a, i), f3)));
     doc.paragraph(format!(
-        "Spectral slope (bins {}..={}), mean ± sd:",
+        "Spectral slope (bins {}..={}): mean ± standard error [95 % Student-t interval]:",
         s.band.lo, s.band.hi
     ));
-    doc.push(depth_table(&run, &|a, i| mean_sd(run.slope(a, i), f2)));
+    doc.push(depth_table(&run, &|a, i| mean_ci(run.slope(a, i), f2)));
 
     doc.heading("Decay laws");
     doc.push(figures::decay_fits(&run, report_dir)?);

@@ -15,7 +15,7 @@ use crate::claims::Claims;
 use crate::doc::{Block, Doc};
 use crate::figure::{Legend, LineChart, Mark, Panels, Series, save};
 use crate::format::dash::{f2, f3};
-use crate::format::mean_sd;
+use crate::format::mean_ci;
 use crate::style::{self, color};
 use crate::{Result, pages};
 
@@ -110,6 +110,7 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
     doc.heading("The λ sweep: scaled skips vanish or explode, LN holds them");
     doc.push(sweep(&run, report_dir, &mut said)?);
     doc.push(sweep_table(&s.sweep));
+    doc.paragraph(crate::format::CI_NOTE);
 
     said.finish(&mut doc, report_dir)?;
     pages::provenance(
@@ -146,7 +147,7 @@ fn compare_table(run: &Run) -> Block {
     let rows = (0..run.archs.len())
         .map(|a| {
             let mut r = vec![run.archs[a].clone()];
-            r.extend((0..depths.len()).map(|d| mean_sd(&run.row(a, d).adjacent_correlation, f2)));
+            r.extend((0..depths.len()).map(|d| mean_ci(&run.row(a, d).adjacent_correlation, f2)));
             let deepest_row = run.row(a, last);
             r.push(f2(deepest_row.spectral_slope.mean));
             r.push(f3(deepest_row.gradient_growth.mean));
@@ -376,7 +377,7 @@ fn sweep_table(sweep: &[SweepRow]) -> Block {
             vec![
                 r.family.clone(),
                 r.lambda.to_string(),
-                mean_sd(&r.gradient_growth, f3),
+                mean_ci(&r.gradient_growth, f3),
                 f3(r.mean_field_growth),
                 f2(r.log10_gradient_ratio),
                 f3(r.forward_growth),
