@@ -26,6 +26,74 @@ pub const NEAR_CRITICAL: f64 = 1.25;
 /// Singular values of an orthogonal linear chain within this of 1 count as an isometry.
 pub const ISOMETRY_TOLERANCE: f64 = 1e-5;
 
+/// Relative distance of plain-bn's ratio from the large-batch BN rate that
+/// still counts as agreeing: the batch of the study is finite, which
+/// changes the rate by O(1/B).
+pub const BN_TOLERANCE: f64 = 0.03;
+
+/// The per-layer gradient growth of a deep Linear → BN → φ net in the
+/// large-batch limit, √(E[φ'(z)²]/Var[φ(z)]) (Yang et al. 2019:
+/// √(π/(π − 1)) = 1.2112 for ReLU), where the theory gives one.
+pub fn bn_rate(act: Activation) -> Option<f64> {
+    use gradscope_stats::mean_field::{Activation as Mf, bn_gradient_growth};
+    match act {
+        Activation::Relu => Some(bn_gradient_growth(Mf::Relu)),
+        Activation::Tanh => Some(bn_gradient_growth(Mf::Tanh)),
+        _ => None,
+    }
+}
+
+/// The plain BN nets whose activation has a large-batch BN rate.
+fn bn_rows(s: &NormsSummary) -> Vec<(&LayerSummary, f64)> {
+    s.layers
+        .iter()
+        .filter(|r| r.arch == "plain-bn")
+        .filter_map(|r| Some((r, bn_rate(r.activation)?)))
+        .collect()
+}
+
+/// The BN explosion of Yang et al. 2019, tested on the plain BN nets.
+pub(super) fn bn_explosion(s: &NormsSummary, claims: &mut Claims) -> Option<String> {
+    let rows = bn_rows(s);
+    if rows.is_empty() {
+        return None;
+    }
+    let list = rows
+        .iter()
+        .map(|(r, t)| {
+            format!(
+                "{} {} {} (theory {})",
+                r.activation,
+                r.init,
+                f3(r.backward_ratio.mean),
+                f3(*t)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    Some(claims.decide(
+        "bn-explosion-rate",
+        Check::all(rows.iter().map(|(r, t)| {
+            Check::within(
+                &format!("plain-bn {} {} ratio / BN rate", r.activation, r.init),
+                r.backward_ratio.mean / t,
+                1.0 - BN_TOLERANCE,
+                1.0 + BN_TOLERANCE,
+            )
+        })),
+        format!(
+            "Plain nets with BN explode at the rate Yang et al. 2019 derive for large batches, √(E[φ'(z)²]/Var φ(z)) per layer \
+             whatever σ_w² (√(π/(π − 1)) = 1.211 for ReLU): measured {list}, within {} %.",
+            100.0 * BN_TOLERANCE
+        ),
+        format!(
+            "Yang et al. 2019 derive a large-batch growth of √(E[φ'(z)²]/Var φ(z)) per layer for plain BN nets (√(π/(π − 1)) = 1.211 for ReLU); \
+             measured {list}: not within {} % of it everywhere.",
+            100.0 * BN_TOLERANCE
+        ),
+    ))
+}
+
 /// The plain nets without BN, where mean field predicts the ratio.
 fn predicted(s: &NormsSummary) -> impl Iterator<Item = &LayerSummary> {
     s.layers.iter().filter(|r| r.predicted_ratio.is_finite())

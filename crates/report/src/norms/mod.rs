@@ -77,6 +77,9 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
              (plain nets without BN; Poole et al. 2016, Schoenholz et al. 2017). Theory for residual nets without BN and a two-layer ReLU branch with He init: √2.",
         );
         doc.push(ratio_table(&s.layers));
+        if let Some(text) = claims::bn_explosion(&s, &mut said) {
+            doc.paragraph(text);
+        }
     }
     if !s.chains.is_empty() {
         doc.heading("The scalar chain");
@@ -260,6 +263,11 @@ fn ratio_table(layers: &[LayerSummary]) -> Block {
                 f3(r.sigma_w2),
                 mean_sd(&r.backward_ratio, f3),
                 f3(r.predicted_ratio),
+                if r.arch == "plain-bn" {
+                    claims::bn_rate(r.activation).map_or_else(|| f3(f64::NAN), f3)
+                } else {
+                    f3(f64::NAN)
+                },
                 if r.faults.is_empty() {
                     "0".into()
                 } else {
@@ -276,6 +284,7 @@ fn ratio_table(layers: &[LayerSummary]) -> Block {
             "σ_w²",
             "measured ratio",
             "mean-field √χ₁",
+            "BN rate (Yang et al. 2019)",
             "NaN/inf nets",
         ]
         .map(String::from)

@@ -57,6 +57,14 @@ fn norms(dir: &Path, claim: &str) -> Option<bool> {
         "relu-he-keeps" | "relu-he-flat" => {
             within(ratio("plain", "relu", "2"), 1.0, nc::FACTOR_TOLERANCE)
         }
+        "bn-explosion-rate" => ratios
+            .rows(&[("arch", "plain-bn")])
+            .into_iter()
+            .filter_map(|r| {
+                let act: Activation = r["activation"].parse().unwrap();
+                Some((num(r, "measured_ratio_mean"), nc::bn_rate(act)?))
+            })
+            .all(|(m, t)| within(m / t, 1.0, nc::BN_TOLERANCE)),
         "relu-xavier-halves" => within(
             ratio("plain", "relu", "1").powi(2),
             0.5,
