@@ -3,6 +3,7 @@
 
 pub mod claims;
 mod figures;
+pub mod laws;
 
 use std::path::Path;
 
@@ -152,6 +153,11 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
             "Where the data disagree with the paper's law (the fit is reported as measured; the laws describe decoupled inputs, not neighbouring grid points):",
         );
         doc.push(Block::List(disagreements));
+    }
+
+    doc.heading("The laws where they apply: correlation across nets by distance");
+    for b in laws::section(&run, report_dir, &mut said)? {
+        doc.push(b);
     }
 
     doc.heading("Autocorrelation and spectra");

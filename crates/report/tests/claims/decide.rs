@@ -243,6 +243,14 @@ fn shattered(dir: &Path, claim: &str) -> Option<bool> {
                 .all(|&d| !above(&stat(ff, d, "r1"), &stat(res, d, "r1"), sc::MARGIN_SE))
         }
         "residual-deep-white" => (stat(res?, dmax, "r1").mean - white_r1).abs() <= sc::WHITE_BAND,
+        "law-feedforward" | "law-resnet-bn" => {
+            let (a, law) = if claim == "law-feedforward" {
+                (ff?, gradscope_stats::DecayLaw::Exponential)
+            } else {
+                (res?, gradscope_stats::DecayLaw::PowerLaw)
+            };
+            law_holds(dir, a, law)
+        }
         "residual-spectrum-steeper" => above(
             &stat(ff?, dmax, "slope"),
             &stat(res?, dmax, "slope"),
@@ -479,4 +487,41 @@ fn correlation(dir: &Path, claim: &str) -> Option<bool> {
         "distance-range-shrinks" => ends.iter().all(|(a, b)| near_far(a) >= near_far(b)),
         _ => return None,
     })
+}
+
+/// Whether rate ½ lies in a narrow enough 95 % interval of `law` fitted to
+/// arch `a`'s correlation over nets in the law bin of the shattered report.
+fn law_holds(dir: &Path, a: usize, law: gradscope_stats::DecayLaw) -> bool {
+    use gradscope_report::shattered::laws as lc;
+    use gradscope_stats::{
+        Confidence, ExclusionRule, Weighting, correlation_decay, pair_correlation_by_distance,
+    };
+    let d = gradscope_contract::shattered::ShatteredData::read(dir).unwrap();
+    let n = d.grid.len();
+    let coords = ndarray::Array2::from_shape_fn((n, 1), |(i, _)| d.grid[i]);
+    let mut edges = lc::EDGES;
+    edges[3] = edges[3].max(2.0 * d.grid.iter().fold(0.0f64, |m, v| m.max(v.abs())));
+    let depths: Vec<f64> = d.summary.config.depths.iter().map(|&l| l as f64).collect();
+    let bins: Vec<_> = (0..depths.len())
+        .map(|di| {
+            pair_correlation_by_distance(
+                d.input_gradients.slice(ndarray::s![a, di, .., ..]),
+                coords.view(),
+                &edges,
+            )
+            .unwrap()[lc::LAW_BIN]
+        })
+        .collect();
+    correlation_decay(
+        &depths,
+        &bins,
+        law,
+        ExclusionRule {
+            floor_in_se: Some(lc::FLOOR_IN_SE),
+            ..Default::default()
+        },
+        Weighting::InverseVariance,
+        Confidence::P95,
+    )
+    .is_ok_and(|f| f.rate_consistent_with(0.5) && f.rate_hi - f.rate_lo <= lc::MAX_RATE_WIDTH)
 }
