@@ -20,14 +20,16 @@ pub const NAME: &str = "skips";
 pub const SCHEMA: &str = "gradscope.skips/1";
 
 /// The variants compared by default: plain nets with BN and LN, looks-linear,
-/// pre- and post-activation ResNets, pre-LN and post-LN, highway, scaled and
-/// gated shortcuts, Fixup and SkipInit.
+/// the residual baseline without a norm, pre- and post-activation ResNets,
+/// pre-LN and post-LN, highway, scaled and gated shortcuts, Fixup, SkipInit
+/// and ReZero.
 pub fn default_archs() -> Vec<Arch> {
     [
         "plain",
         "plain-bn",
         "plain:norm=ln",
         "looks-linear",
+        "resnet",
         "resnet-bn",
         "resnet-bn:order=post",
         "resnet:norm=ln",
@@ -37,6 +39,7 @@ pub fn default_archs() -> Vec<Arch> {
         "resnet:skip=gate(-2)",
         "resnet:init=fixup",
         "resnet-bn:init=skipinit",
+        "resnet:init=rezero",
     ]
     .iter()
     .map(|s| s.parse().expect("default archs parse"))
