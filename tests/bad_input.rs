@@ -12,13 +12,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
-use gradscope_studies::correlation::CorrelationParams;
-use gradscope_studies::ensemble::EnsembleParams;
-use gradscope_studies::norms::NormsParams;
-use gradscope_studies::registry::{Params, params_from_table, parse_study_file};
-use gradscope_studies::shattered::ShatteredParams;
-use gradscope_studies::skips::SkipsParams;
-use gradscope_studies::training::TrainingParams;
+use gradscope_cli::registry::{STUDIES, parse_study_file};
 
 mod common;
 use common::{gradscope, path};
@@ -33,24 +27,13 @@ enum Outcome {
 /// Parse and validate a study file's text as the binary's `run` does, in-process.
 fn validate(text: &str) -> Outcome {
     let file = Path::new("case.toml");
-    let (name, table) = match parse_study_file(text, file) {
+    let (study, table) = match parse_study_file(text, file) {
         Ok(x) => x,
         Err(e) => return Outcome::Refused(e.to_string()),
     };
-    fn check<P: Params>(table: toml::Table, file: &Path) -> Outcome {
-        match params_from_table::<P>(table, file).and_then(|p| p.check().map(|_| ())) {
-            Ok(()) => Outcome::Valid,
-            Err(e) => Outcome::Refused(e.to_string()),
-        }
-    }
-    match name.as_str() {
-        "shattered" => check::<ShatteredParams>(table, file),
-        "training" => check::<TrainingParams>(table, file),
-        "ensemble" => check::<EnsembleParams>(table, file),
-        "correlation" => check::<CorrelationParams>(table, file),
-        "norms" => check::<NormsParams>(table, file),
-        "skips" => check::<SkipsParams>(table, file),
-        other => Outcome::Refused(format!("unknown study `{other}`")),
+    match study.check_table(table, file) {
+        Ok(()) => Outcome::Valid,
+        Err(e) => Outcome::Refused(e.to_string()),
     }
 }
 
@@ -66,19 +49,14 @@ fn validate_caught(text: &str) -> Result<Outcome, String> {
 
 /// The starting points: every study's defaults, and the example files.
 fn seeds() -> Vec<(String, toml::Table)> {
-    fn defaults<P: Params>(name: &str) -> (String, toml::Table) {
-        let mut t = toml::Table::try_from(P::default()).unwrap();
-        t.insert("study".into(), toml::Value::String(name.into()));
-        (format!("{name} defaults"), t)
-    }
-    let mut out = vec![
-        defaults::<ShatteredParams>("shattered"),
-        defaults::<TrainingParams>("training"),
-        defaults::<EnsembleParams>("ensemble"),
-        defaults::<CorrelationParams>("correlation"),
-        defaults::<NormsParams>("norms"),
-        defaults::<SkipsParams>("skips"),
-    ];
+    let mut out: Vec<(String, toml::Table)> = STUDIES
+        .iter()
+        .map(|study| {
+            let mut t = study.params_table(false);
+            t.insert("study".into(), toml::Value::String(study.name().into()));
+            (format!("{} defaults", study.name()), t)
+        })
+        .collect();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/studies");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
@@ -391,31 +369,34 @@ fn the_binary_refuses_bad_study_files_and_command_lines_and_writes_nothing() {
         ),
         ("study = \"shattered\"\ndtype = \"f16\"\n", "f16"),
         ("study = \"shattered\"\nseeds = 1e9\n", "seeds"),
-        ("study = \"training\"\nepochs = 3\n", "epochs"),
-        ("study = \"training\"\nwidth = 12000\ndepths = [2]\n", "GiB"),
+        ("study = \"degradation\"\nepochs = 3\n", "epochs"),
         (
-            "study = \"training\"\nmemory_limit_gib = 0\n",
+            "study = \"degradation\"\nwidth = 12000\ndepths = [2]\n",
+            "GiB",
+        ),
+        (
+            "study = \"degradation\"\nmemory_limit_gib = 0\n",
             "memory_limit_gib",
         ),
         (
-            "study = \"training\"\n[train]\nbatch_size = 0\n",
+            "study = \"degradation\"\n[train]\nbatch_size = 0\n",
             "batch_size",
         ),
         (
-            "study = \"training\"\n[train.optimizer]\nkind = \"sgd\"\nlr = -0.1\n",
+            "study = \"degradation\"\n[train.optimizer]\nkind = \"sgd\"\nlr = -0.1\n",
             "lr",
         ),
         (
-            "study = \"training\"\n[train.optimizer]\nkind = \"rmsprop\"\nlr = 0.1\n",
+            "study = \"degradation\"\n[train.optimizer]\nkind = \"rmsprop\"\nlr = 0.1\n",
             "rmsprop",
         ),
         (
-            "study = \"training\"\ndata = \"mnist:/nonexistent\"\n",
+            "study = \"degradation\"\ndata = \"mnist:/nonexistent\"\n",
             "nonexistent",
         ),
-        ("study = \"training\"\ndata = \"imagenet\"\n", "imagenet"),
+        ("study = \"degradation\"\ndata = \"imagenet\"\n", "imagenet"),
         (
-            "study = \"training\"\narchs = [\"conv-resnet\"]\ndepths = [21]\n",
+            "study = \"degradation\"\narchs = [\"conv-resnet\"]\ndepths = [21]\n",
             "depth",
         ),
         ("study = \"ensemble\"\ndepth = 0\n", "depth"),
@@ -453,8 +434,10 @@ fn the_binary_refuses_bad_study_files_and_command_lines_and_writes_nothing() {
         (&["shattered", "--bn-mode", "sideways"], "sideways"),
         (&["shattered", "--width", "nan"], "width"),
         (&["shattered", "--load-weights", "/dev/null"], "weights"),
-        (&["--threads", "0", "shattered"], "threads"),
-        (&["--threads", "many", "shattered"], "threads"),
+        (&["shattered", "--threads", "0"], "threads"),
+        (&["shattered", "--threads", "many"], "threads"),
+        (&["--threads", "2", "shattered"], "threads"),
+        (&["archs", "--threads", "2"], "threads"),
         (&["shattered", "--shard", "3/2"], "shard"),
         (&["degradation", "--lr", "nan"], "lr"),
         (&["degradation", "--epochs", "0"], "epochs"),

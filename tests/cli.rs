@@ -88,9 +88,9 @@ fn the_same_seed_gives_the_same_summary() {
     let run = |name: &str, threads: &str| {
         let out = tmp.path().join(name);
         assert_ok(&gradscope(&[
+            "shattered",
             "--threads",
             threads,
-            "shattered",
             "--quick",
             "--no-report",
             "--out",
@@ -258,7 +258,7 @@ fn bad_input_fails_with_one_line_and_writes_nothing() {
             "--out",
             o,
         ],
-        vec!["--threads", "0", "shattered", "--out", o],
+        vec!["shattered", "--threads", "0", "--out", o],
         vec!["report", "--out", o, "--reports", o],
         vec!["degradation", "--data", "imagenet", "--out", o],
         vec!["degradation", "--schedule", "step:x", "--out", o],
@@ -340,13 +340,13 @@ fn one_training_run_writes_its_history() {
     assert_ok(&r);
     let stdout = String::from_utf8_lossy(&r.stdout);
     assert!(stdout.contains("final train error"), "{stdout}");
-    let run = out.join("training/runs/resnet-bn-3");
+    let run = out.join("degradation/runs/resnet-bn-3");
     let curves = std::fs::read_to_string(run.join("curves.csv")).unwrap();
     assert_eq!(curves.lines().count(), 3, "{curves}");
     assert!(run.join("summary.json").exists());
     // Its checkpoint lets the same command finish at once from the saved state.
     assert!(
-        std::fs::read_dir(out.join("training/checkpoints"))
+        std::fs::read_dir(out.join("degradation/checkpoints"))
             .unwrap()
             .count()
             == 1
@@ -427,7 +427,8 @@ fn degradation_trains_on_mnist_files_and_names_missing_ones() {
     ];
     assert_ok(&gradscope(&args));
     let s: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("training/summary.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(out.join("degradation/summary.json")).unwrap())
+            .unwrap();
     assert_eq!(s["data"]["train"], 40);
     assert_eq!(s["data"]["test"], 20);
     assert_eq!(s["data"]["shape"], serde_json::json!([1, 28, 28]));
@@ -510,4 +511,240 @@ fn numerical_faults_are_data_unless_asked_to_be_fatal() {
         "{err}"
     );
     assert!(!fatal.join("shattered/summary.json").exists());
+}
+
+#[test]
+fn every_study_help_shows_every_parameter_with_its_default() {
+    use gradscope_cli::registry::STUDIES;
+    for study in STUDIES {
+        let r = gradscope(&[study.name(), "--help"]);
+        assert_ok(&r);
+        let help = String::from_utf8_lossy(&r.stdout);
+        // clap's help: `--flag <VALUE>`, its text and `[default: …]`, on
+        // one line or (long help) on the indented lines below it.
+        let mut blocks: Vec<String> = Vec::new();
+        for line in help.lines() {
+            let text = line.trim_start();
+            if text.starts_with('-') && line.len() - text.len() <= 6 {
+                blocks.push(text.to_string());
+            } else if let Some(b) = blocks.last_mut() {
+                b.push(' ');
+                b.push_str(text);
+            }
+        }
+        for (key, value) in study.params_table(false) {
+            if matches!(value, toml::Value::Table(_)) {
+                continue;
+            }
+            let flag = format!("--{} ", key.replace('_', "-"));
+            let block = blocks
+                .iter()
+                .find(|b| b.starts_with(&flag))
+                .unwrap_or_else(|| panic!("{}: no {flag}in\n{help}", study.name()));
+            assert!(
+                block.contains("[default: "),
+                "{}: {flag}shows no default: {block}",
+                study.name()
+            );
+        }
+    }
+    // The shown default is the parameters' own (shattered's width is 200, its grid -2 to 2).
+    let help = String::from_utf8_lossy(&gradscope(&["shattered", "--help"]).stdout).into_owned();
+    assert!(
+        help.contains("[default: 200]") && help.contains("[default: -2]"),
+        "{help}"
+    );
+    // The recipe flags of the studies that train show theirs too.
+    let help = String::from_utf8_lossy(&gradscope(&["degradation", "--help"]).stdout).into_owned();
+    assert!(
+        help.contains("[default: 0.01]") && help.contains("[default: sgd]"),
+        "{help}"
+    );
+}
+
+#[test]
+fn one_name_per_study_for_command_folder_file_and_merge() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("data");
+    let quick = [
+        "degradation",
+        "--quick",
+        "--depths",
+        "2",
+        "--archs",
+        "resnet-bn",
+        "--epochs",
+        "1",
+        "--no-report",
+        "-q",
+    ];
+    for shard in ["1/2", "2/2"] {
+        let mut a = quick.to_vec();
+        a.extend(["--shard", shard, "--out", path(&out)]);
+        assert_ok(&gradscope(&a));
+    }
+    assert!(out.join("degradation/cells").is_dir());
+    assert_ok(&gradscope(&[
+        "merge",
+        "degradation",
+        "--no-report",
+        "-q",
+        "--out",
+        path(&out),
+    ]));
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("degradation/summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(s["study"], "degradation");
+    assert!(!out.join("training").exists());
+    // A study file says the same name; the older `training` is still read.
+    let file = tmp.path().join("old.toml");
+    std::fs::write(&file, "study = \"training\"\nfoo = 1\n").unwrap();
+    let r = gradscope(&["run", path(&file), "--out", path(&out)]);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        !r.status.success() && err.contains("unknown field `foo`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn negative_numbers_are_values_and_reach_validation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = tmp.path().join("out");
+    for (args, needle) in [
+        (&["degradation", "--lr", "-1"][..], "lr"),
+        (&["shattered", "--x-min", "-3", "--x-max", "-4"][..], "x_"),
+        (&["skips", "--lambdas", "-0.5"][..], "λ"),
+    ] {
+        let mut a = args.to_vec();
+        a.extend(["--out", path(&o)]);
+        let r = gradscope(&a);
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(!r.status.success(), "{args:?} succeeded");
+        assert!(
+            !err.contains("unexpected argument") && err.contains(needle),
+            "{args:?}: {err}"
+        );
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn threads_is_a_flag_of_the_commands_that_run_cells_only() {
+    for args in [
+        &["archs", "--threads", "2"][..],
+        &["report", "--threads", "2"],
+        &["--threads", "2", "shattered"],
+    ] {
+        let r = gradscope(args);
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(
+            !r.status.success() && err.contains("unexpected argument '--threads'"),
+            "{args:?}: {err}"
+        );
+    }
+    for cmd in [
+        "shattered",
+        "reproduce",
+        "run",
+        "merge",
+        "train",
+        "degradation",
+    ] {
+        let help = String::from_utf8_lossy(&gradscope(&[cmd, "--help"]).stdout).into_owned();
+        assert!(help.contains("--threads <N>"), "{cmd}: {help}");
+    }
+}
+
+#[test]
+fn a_bare_gradscope_prints_the_whole_help() {
+    let r = gradscope(&[]);
+    assert_eq!(r.status.code(), Some(2));
+    let help = String::from_utf8_lossy(&r.stderr);
+    for study in gradscope_cli::registry::STUDIES {
+        assert!(help.contains(&format!("  {}", study.name())), "{help}");
+    }
+    for cmd in [
+        "reproduce",
+        "run",
+        "merge",
+        "report",
+        "archs",
+        "bench",
+        "train",
+    ] {
+        assert!(help.contains(&format!("  {cmd}")), "{help}");
+    }
+    assert!(help.contains("--help"), "{help}");
+}
+
+#[test]
+fn a_study_ends_with_a_table_of_its_main_numbers_unless_quiet() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("data");
+    let args = [
+        "shattered",
+        "--quick",
+        "--archs",
+        "plain-bn,resnet-bn",
+        "--depths",
+        "2,8",
+        "--seeds",
+        "2",
+        "--no-report",
+        "--out",
+        path(&out),
+    ];
+    let r = gradscope(&args);
+    assert_ok(&r);
+    let table = String::from_utf8_lossy(&r.stdout);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].contains("r₁"), "{table}");
+    assert!(lines[1].contains('2') && lines[1].contains('8'), "{table}");
+    // The numbers are the summary's.
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("shattered/summary.json")).unwrap())
+            .unwrap();
+    let r1 = s["results"][0]["adjacent_correlation"]["mean"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        lines[2].starts_with("  plain-bn") && lines[2].contains(&format!("{r1:.3}")),
+        "{table}"
+    );
+    assert!(lines[3].starts_with("  resnet-bn"), "{table}");
+    let mut quiet = args.to_vec();
+    quiet.push("-q");
+    let r = gradscope(&quiet);
+    assert_ok(&r);
+    assert!(
+        r.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&r.stdout)
+    );
+}
+
+#[test]
+fn the_docs_name_every_registered_study() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let data = std::fs::read_to_string(root.join("docs/data.md")).unwrap();
+    for study in gradscope_cli::registry::STUDIES {
+        let name = study.name();
+        assert!(
+            readme.contains(&format!("gradscope {name}")),
+            "README.md shows no `gradscope {name}`"
+        );
+        assert!(
+            data.contains(&format!("## `{name}/`")),
+            "docs/data.md has no section `{name}/`"
+        );
+        assert!(
+            root.join("examples/studies")
+                .join(format!("{name}.toml"))
+                .exists(),
+            "no examples/studies/{name}.toml"
+        );
+    }
 }

@@ -5,13 +5,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use gradscope_studies::correlation::CorrelationParams;
-use gradscope_studies::ensemble::EnsembleParams;
-use gradscope_studies::norms::NormsParams;
-use gradscope_studies::registry::{Params, params_from_table, parse_study_file};
+use gradscope_cli::registry::{STUDIES, parse_study_file};
+use gradscope_studies::registry::params_from_table;
 use gradscope_studies::shattered::ShatteredParams;
-use gradscope_studies::skips::SkipsParams;
-use gradscope_studies::training::TrainingParams;
 
 mod common;
 use common::{assert_ok, gradscope, path};
@@ -28,32 +24,27 @@ fn summary(dir: &Path, study: &str) -> serde_json::Value {
 #[test]
 fn every_example_study_file_parses_and_validates() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/studies");
-    let mut n = 0;
+    let mut named = Vec::new();
     for entry in std::fs::read_dir(&dir).unwrap() {
         let file = entry.unwrap().path();
         if file.extension().and_then(|e| e.to_str()) != Some("toml") {
             continue;
         }
         let text = std::fs::read_to_string(&file).unwrap();
-        let (name, table) = parse_study_file(&text, &file).unwrap_or_else(|e| panic!("{e}"));
-        fn check<P: Params>(table: toml::Table, file: &Path) {
-            let p: P = params_from_table(table, file).unwrap_or_else(|e| panic!("{e}"));
-            p.check()
-                .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-        }
-        match name.as_str() {
-            "shattered" => check::<ShatteredParams>(table, &file),
-            "training" => check::<TrainingParams>(table, &file),
-            "ensemble" => check::<EnsembleParams>(table, &file),
-            "correlation" => check::<CorrelationParams>(table, &file),
-            "norms" => check::<NormsParams>(table, &file),
-            "skips" => check::<SkipsParams>(table, &file),
-            other => panic!("{}: no check for study `{other}`", file.display()),
-        }
-        n += 1;
+        let (study, table) = parse_study_file(&text, &file).unwrap_or_else(|e| panic!("{e}"));
+        study
+            .check_table(table, &file)
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        // Each file is named after its study, by the study's own name.
+        assert_eq!(file.file_stem().unwrap(), study.name());
+        assert!(text.contains(&format!("study = \"{}\"", study.name())));
+        named.push(study.name());
     }
-    // One file per study.
-    assert_eq!(n, gradscope_studies::registry::STUDY_NAMES.len());
+    // One file per study of the registry.
+    named.sort();
+    let mut all: Vec<&str> = STUDIES.iter().map(|e| e.name()).collect();
+    all.sort();
+    assert_eq!(named, all);
     // The example's shattered file is the default study.
     let text = std::fs::read_to_string(dir.join("shattered.toml")).unwrap();
     let (_, table) = parse_study_file(&text, Path::new("shattered.toml")).unwrap();

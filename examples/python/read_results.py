@@ -29,7 +29,7 @@ if (d / "input_gradients.npy").exists():                # arrays are written by 
 else:
     print("no NPY arrays here: run `gradscope reproduce` to write them")
 
-t = root / "training"
+t = root / "degradation"
 if (t / "curves.csv").exists():
     curves = pd.read_csv(t / "curves.csv")
     last = curves[curves.epoch == curves.epoch.max()]

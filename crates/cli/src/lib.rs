@@ -1,6 +1,8 @@
 #![warn(missing_docs)]
-//! The `gradscope` command line: argument parsing ([`args`]) apart from the
-//! high-level runs ([`run`]).
+//! The `gradscope` command line: the study registry ([`registry`]), from
+//! which the study commands, `run`, `merge`, `report` and `reproduce` are
+//! derived; the other commands' arguments ([`args`]); and the high-level
+//! runs ([`run`]).
 
 // Clap turns doc comments into help text: the options document themselves
 // in `gradscope <command> --help`, the containers need none.
@@ -13,21 +15,34 @@
 pub mod args;
 mod bench;
 mod progress;
+#[allow(
+    missing_docs,
+    rustdoc::broken_intra_doc_links,
+    rustdoc::invalid_html_tags
+)]
+pub mod recipe;
+pub mod registry;
 pub mod run;
+pub mod summary;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::error::ErrorKind;
 
 /// Parse the command line, run, and turn any error into one line on stderr
 /// and a non-zero exit code.
 pub fn main() -> ExitCode {
-    let cli = match args::Cli::try_parse() {
-        Ok(cli) => cli,
+    let matches = match registry::command().try_get_matches() {
+        Ok(m) => m,
         Err(e) if !e.use_stderr() => {
             // --help and --version.
             let _ = e.print();
             return ExitCode::SUCCESS;
+        }
+        Err(e) if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            // A bare `gradscope`: the whole help, and the status of a usage error.
+            let _ = e.print();
+            return ExitCode::from(2);
         }
         Err(e) => {
             // clap's message, on one line; `--help` has the rest.
@@ -35,7 +50,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run::run(cli) {
+    match run::run(matches) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", one_line(&e));

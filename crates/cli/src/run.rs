@@ -3,24 +3,18 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use gradscope_studies::correlation::CorrelationParams;
-use gradscope_studies::ensemble::EnsembleParams;
-use gradscope_studies::norms::NormsParams;
-use gradscope_studies::registry::{Params, STUDY_NAMES, params_from_table, parse_study_file};
-use gradscope_studies::shattered::ShatteredParams;
-use gradscope_studies::skips::SkipsParams;
+use clap::{ArgMatches, FromArgMatches};
 use gradscope_studies::study::PARAMS_FILE;
 use gradscope_studies::training::{self, TrainingParams};
 use gradscope_studies::{
-    CellCache, RunOptions, Study, StudyResults, default_threads, merge_study, run_shard, run_study,
+    CellCache, Params, RunOptions, Study, StudyResults, default_threads, merge_study, run_shard,
+    run_study,
 };
-use gradscope_train::{Decay, OptimizerParams};
 
-use crate::args::{
-    Cli, Command, CorrelationArgs, DegradationArgs, EnsembleArgs, Folders, MergeArgs, NormsArgs,
-    RunArgs, RunFlags, ShatteredArgs, SkipsArgs, TrainArgs, TrainingArgs,
-};
+use crate::args::{Cli, Command, Folders, MergeArgs, RunArgs, RunFlags, TrainArgs};
 use crate::progress::Bar;
+use crate::recipe::RecipeFlags;
+use crate::registry::{self, STUDIES, given_flags};
 
 /// A run stopped by Ctrl-C or SIGTERM (exit code 130).
 #[derive(Debug)]
@@ -35,10 +29,13 @@ impl std::fmt::Display for Interrupted {
 impl std::error::Error for Interrupted {}
 
 /// Run the parsed command line: the whole `gradscope` binary after parsing.
-pub fn run(cli: Cli) -> Result<()> {
-    let threads = match cli.threads {
+pub fn run(m: ArgMatches) -> Result<()> {
+    let quiet = m.get_flag("quiet");
+    let (name, sub) = m.subcommand().context("no command")?;
+    // Only the commands that run cells have --threads.
+    let threads = match sub.try_get_one::<usize>("threads").ok().flatten() {
         Some(0) => anyhow::bail!("--threads must be at least 1"),
-        Some(n) => n,
+        Some(&n) => n,
         None => default_threads(),
     };
     let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -50,19 +47,16 @@ pub fn run(cli: Cli) -> Result<()> {
     }
     let ctx = Ctx {
         threads,
-        quiet: cli.quiet,
+        quiet,
         command: std::env::args().collect::<Vec<_>>().join(" "),
         cancel,
     };
-    match cli.command {
-        Command::Shattered(a) => shattered_command(&ctx, a),
+    if let Some(study) = registry::find(name).filter(|e| e.name() == name) {
+        return study.run_command_line(&ctx, sub);
+    }
+    match Cli::from_arg_matches(&m)?.command {
         Command::Reproduce(a) => reproduce(&ctx, a.quick, a.studies.as_deref(), &a.folders, &a.run),
-        Command::Degradation(a) => degradation_command(&ctx, a),
-        Command::Train(a) => train_command(&ctx, a),
-        Command::Ensemble(a) => ensemble_command(&ctx, a),
-        Command::Correlation(a) => correlation_command(&ctx, a),
-        Command::Norms(a) => norms_command(&ctx, a),
-        Command::Skips(a) => skips_command(&ctx, a),
+        Command::Train(a) => train_command(&ctx, a, sub),
         Command::Bench(a) => crate::bench::bench_command(&ctx.quiet, a),
         Command::Run(a) => run_file(&ctx, a),
         Command::Merge(a) => merge_command(&ctx, a),
@@ -74,12 +68,16 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
-struct Ctx {
-    threads: usize,
-    quiet: bool,
-    command: String,
+/// What a command runs with.
+pub struct Ctx {
+    /// Worker threads for independent cells.
+    pub threads: usize,
+    /// No progress bars, log lines or summary tables.
+    pub quiet: bool,
+    /// The command line, for the provenance.
+    pub command: String,
     /// Set by Ctrl-C or SIGTERM: no new cells start; a second signal exits at once.
-    cancel: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pub cancel: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Ctx {
@@ -106,121 +104,23 @@ impl Ctx {
     }
 }
 
-fn shattered_command(ctx: &Ctx, a: ShatteredArgs) -> Result<()> {
-    let mut p = if a.quick {
-        ShatteredParams::quick()
-    } else {
-        ShatteredParams::default()
-    };
-    if let Some(v) = a.archs {
-        p.archs = v.0;
-    }
-    if let Some(v) = a.depths {
-        p.depths = v;
-    }
-    macro_rules! set {
-        ($($f:ident),*) => { $( if let Some(v) = a.$f { p.$f = v; } )* };
-    }
-    set!(
-        width,
-        points,
-        seeds,
-        seed,
-        dtype,
-        bn_mode,
-        weight_init,
-        bias_init
-    );
-    p.save_weights = a.save_weights;
-    p.load_weights = a.load_weights;
-    run_params(ctx, &p, &a.folders, &a.run, !a.no_report)
-}
-
-fn norms_command(ctx: &Ctx, a: NormsArgs) -> Result<()> {
-    let mut p = if a.quick {
-        NormsParams::quick()
-    } else {
-        NormsParams::default()
-    };
-    if let Some(v) = a.archs {
-        p.archs = v.0;
-    }
-    macro_rules! set {
-        ($($f:ident),*) => { $( if let Some(v) = a.$f { p.$f = v; } )* };
-    }
-    set!(
-        parts,
-        activations,
-        inits,
-        depth,
-        input,
-        input_dim,
-        width,
-        seeds,
-        seed,
-        dtype
-    );
-    run_params(ctx, &p, &a.folders, &a.run, !a.no_report)
-}
-
-fn skips_command(ctx: &Ctx, a: SkipsArgs) -> Result<()> {
-    let mut p = if a.quick {
-        SkipsParams::quick()
-    } else {
-        SkipsParams::default()
-    };
-    if let Some(v) = a.archs {
-        p.archs = v.0;
-    }
-    macro_rules! set {
-        ($($f:ident),*) => { $( if let Some(v) = a.$f { p.$f = v; } )* };
-    }
-    set!(
-        depths,
-        lambdas,
-        recursions,
-        sweep_depth,
-        width,
-        points,
-        seeds,
-        seed,
-        dtype,
-        bn_mode
-    );
-    run_params(ctx, &p, &a.folders, &a.run, !a.no_report)
-}
-
-fn correlation_command(ctx: &Ctx, a: CorrelationArgs) -> Result<()> {
-    let mut p = if a.quick {
-        CorrelationParams::quick()
-    } else {
-        CorrelationParams::default()
-    };
-    if let Some(v) = a.archs {
-        p.archs = v.0;
-    }
-    macro_rules! set {
-        ($($f:ident),*) => { $( if let Some(v) = a.$f { p.$f = v; } )* };
-    }
-    set!(depths, width, side, examples, seeds, seed, dtype);
-    run_params(ctx, &p, &a.folders, &a.run, !a.no_report)
-}
-
 /// Validate `params`, run the study (reusing stored cells unless told
-/// otherwise), write its folder and, when asked, the reports.
-fn run_params<P: Params>(
+/// otherwise), write its folder and, when asked, the reports. Returns false
+/// for a shard, which writes no summary.
+pub fn run_params<P: Params>(
     ctx: &Ctx,
     params: &P,
     folders: &Folders,
     flags: &RunFlags,
     report: bool,
-) -> Result<()> {
+) -> Result<bool> {
     let study = params.check()?;
     preflight(folders, report)?;
-    if execute(ctx, &study, folders, flags)? && report {
+    let done = execute(ctx, &study, folders, flags)?;
+    if done && report {
         build_reports(ctx, folders, Some(&[<P::Config as Study>::NAME]))?;
     }
-    Ok(())
+    Ok(done)
 }
 
 /// Fail before a long run, not after it, when an output folder cannot be
@@ -317,79 +217,60 @@ const LARGE_RUN_GIB: f64 = 0.5;
 fn run_file(ctx: &Ctx, a: RunArgs) -> Result<()> {
     let text = std::fs::read_to_string(&a.file)
         .with_context(|| format!("reading {}", a.file.display()))?;
-    let (name, table) = parse_study_file(&text, &a.file)?;
-    fn go<P: Params>(ctx: &Ctx, a: &RunArgs, table: toml::Table) -> Result<()> {
-        let mut p: P = params_from_table(table.clone(), &a.file)?;
-        if a.quick {
-            // Keys the file gives win over the small defaults.
-            let mut merged = toml::Table::try_from(P::quick()).context("quick parameters")?;
-            merged.extend(table);
-            p = params_from_table(merged, &a.file)?;
-        }
-        run_params(ctx, &p, &a.folders, &a.run, !a.no_report)
-    }
-    match name.as_str() {
-        gradscope_studies::shattered::NAME => go::<ShatteredParams>(ctx, &a, table),
-        training::NAME => go::<TrainingParams>(ctx, &a, table),
-        gradscope_studies::ensemble::NAME => go::<EnsembleParams>(ctx, &a, table),
-        gradscope_studies::correlation::NAME => go::<CorrelationParams>(ctx, &a, table),
-        gradscope_studies::norms::NAME => go::<NormsParams>(ctx, &a, table),
-        gradscope_studies::skips::NAME => go::<SkipsParams>(ctx, &a, table),
-        other => anyhow::bail!("{}: no runner for study `{other}`", a.file.display()),
-    }
+    let (study, table) = registry::parse_study_file(&text, &a.file)?;
+    study.run_file(ctx, table, &a)
 }
 
-/// `gradscope merge STUDY`: summarise stored cells with the parameters the shards stored.
+/// `gradscope merge STUDY`.
 fn merge_command(ctx: &Ctx, a: MergeArgs) -> Result<()> {
-    fn go<P: Params>(ctx: &Ctx, a: &MergeArgs) -> Result<()> {
-        let dir = a.folders.out.join(&a.study);
-        let cells_dir = dir.join("cells");
-        let params_path = cells_dir.join(PARAMS_FILE);
-        let params: P = gradscope_studies::output::read_json(&params_path)?;
-        let study = params.check()?;
-        let t = Instant::now();
-        let opts = RunOptions {
-            threads: ctx.threads,
-            command: Some(ctx.command.clone()),
-            cache: Some(CellCache {
-                dir: cells_dir,
-                resume: true,
-            }),
-            ..Default::default()
-        };
-        let results = merge_study(&study, &opts)?;
-        results
-            .write(&dir)
-            .with_context(|| format!("writing {}", dir.display()))?;
-        ctx.log(&format!(
-            "{}: merged {} cells in {:.1} s → {}",
+    let study = registry::find(&a.study).with_context(|| {
+        format!(
+            "unknown study `{}` (known: {})",
             a.study,
-            study.cells().len(),
-            t.elapsed().as_secs_f64(),
-            dir.display()
-        ));
-        if !a.no_report {
-            build_reports(ctx, &a.folders, Some(&[<P::Config as Study>::NAME]))?;
-        }
-        Ok(())
+            registry::names().join(", ")
+        )
+    })?;
+    study.merge(ctx, &a)
+}
+
+/// Summarise stored cells with the parameters the shards stored.
+pub fn merge_params<P: Params>(ctx: &Ctx, folders: &Folders, report: bool) -> Result<()> {
+    let name = <P::Config as Study>::NAME;
+    let dir = folders.out.join(name);
+    let cells_dir = dir.join("cells");
+    let params_path = cells_dir.join(PARAMS_FILE);
+    let params: P = gradscope_studies::output::read_json(&params_path)?;
+    let study = params.check()?;
+    let t = Instant::now();
+    let opts = RunOptions {
+        threads: ctx.threads,
+        command: Some(ctx.command.clone()),
+        cache: Some(CellCache {
+            dir: cells_dir,
+            resume: true,
+        }),
+        ..Default::default()
+    };
+    let results = merge_study(&study, &opts)?;
+    results
+        .write(&dir)
+        .with_context(|| format!("writing {}", dir.display()))?;
+    ctx.log(&format!(
+        "{name}: merged {} cells in {:.1} s → {}",
+        study.cells().len(),
+        t.elapsed().as_secs_f64(),
+        dir.display()
+    ));
+    if report {
+        build_reports(ctx, folders, Some(&[name]))?;
     }
-    match a.study.as_str() {
-        gradscope_studies::shattered::NAME => go::<ShatteredParams>(ctx, &a),
-        training::NAME => go::<TrainingParams>(ctx, &a),
-        gradscope_studies::ensemble::NAME => go::<EnsembleParams>(ctx, &a),
-        gradscope_studies::correlation::NAME => go::<CorrelationParams>(ctx, &a),
-        gradscope_studies::norms::NAME => go::<NormsParams>(ctx, &a),
-        gradscope_studies::skips::NAME => go::<SkipsParams>(ctx, &a),
-        other => anyhow::bail!(
-            "unknown study `{other}` (known: {})",
-            STUDY_NAMES.join(", ")
-        ),
-    }
+    Ok(())
 }
 
 fn build_reports(ctx: &Ctx, folders: &Folders, only: Option<&[&str]>) -> Result<()> {
     let t = Instant::now();
-    let cards = gradscope_report::rebuild(&folders.out, &folders.reports, only)?;
+    let studies: Vec<_> = STUDIES.iter().map(|e| (e.name(), e.report())).collect();
+    let cards = gradscope_report::rebuild(&studies, &folders.out, &folders.reports, only)?;
     ctx.log(&format!(
         "report: {} ({}) in {:.1} s → {}",
         cards
@@ -410,143 +291,16 @@ fn archs_text() -> String {
         + "\n(conv nets train in `degradation`, `train` and `ensemble` on image data)\n"
 }
 
-/// Apply the training flags to study parameters.
-fn apply_training(p: &mut TrainingParams, a: TrainingArgs, folders: &Folders) -> Result<()> {
-    if let Some(v) = a.data {
-        p.data = v;
-    }
-    if a.max_train.is_some() {
-        p.max_train = a.max_train;
-    }
-    if let Some(v) = a.width {
-        p.width = v;
-    }
-    if let Some(v) = a.dtype {
-        p.dtype = v;
-    }
-    if let Some(v) = a.seed {
-        p.seed = v;
-    }
-    let t = &mut p.train;
-    if let Some(v) = a.epochs {
-        t.epochs = v;
-    }
-    if let Some(v) = a.batch_size {
-        t.batch_size = v;
-    }
-    if let Some(v) = a.log_every {
-        t.log_every = v;
-    }
-    if let Some(v) = a.warmup {
-        t.schedule.warmup_epochs = v;
-    }
-    if let Some(s) = a.schedule {
-        t.schedule.decay = parse_decay(&s)?;
-    }
-    let lr = a.lr.unwrap_or(t.optimizer.lr());
-    t.optimizer = match (a.optimizer.as_deref(), t.optimizer.clone()) {
-        (Some("adam"), OptimizerParams::Adam { .. }) | (None, OptimizerParams::Adam { .. }) => {
-            match t.optimizer.clone() {
-                OptimizerParams::Adam {
-                    beta1,
-                    beta2,
-                    eps,
-                    weight_decay,
-                    ..
-                } => OptimizerParams::Adam {
-                    lr,
-                    beta1,
-                    beta2,
-                    eps,
-                    weight_decay: a.weight_decay.unwrap_or(weight_decay),
-                },
-                sgd => sgd,
-            }
-        }
-        (Some("adam"), _) => OptimizerParams::Adam {
-            lr,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: a.weight_decay.unwrap_or(0.0),
-        },
-        (
-            _,
-            OptimizerParams::Sgd {
-                momentum,
-                weight_decay,
-                nesterov,
-                ..
-            },
-        ) => OptimizerParams::Sgd {
-            lr,
-            momentum: a.momentum.unwrap_or(momentum),
-            weight_decay: a.weight_decay.unwrap_or(weight_decay),
-            nesterov,
-        },
-        (_, adam) => adam,
+/// `gradscope train`: one cell of the degradation study, its history in its own folder.
+fn train_command(ctx: &Ctx, a: TrainArgs, m: &ArgMatches) -> Result<()> {
+    let one = |mut p: TrainingParams| {
+        (p.archs, p.depths, p.seeds) = (vec![a.arch], vec![a.depth], 1);
+        p
     };
-    if a.momentum.is_some() && matches!(t.optimizer, OptimizerParams::Adam { .. }) {
-        anyhow::bail!("--momentum applies to sgd; adam has beta1");
-    }
-    p.checkpoints = Some(
-        a.checkpoints
-            .unwrap_or_else(|| folders.out.join(training::NAME).join("checkpoints")),
-    );
-    Ok(())
-}
-
-/// `constant`, `cosine`, or `step:E1,E2,…` (÷10 at those epochs).
-fn parse_decay(s: &str) -> Result<Decay> {
-    Ok(match s.trim() {
-        "constant" => Decay::Constant,
-        "cosine" => Decay::Cosine { min_lr: 0.0 },
-        other => match other.strip_prefix("step:") {
-            Some(list) => Decay::Step {
-                milestones: list
-                    .split(',')
-                    .map(|e| {
-                        e.trim()
-                            .parse::<usize>()
-                            .with_context(|| format!("--schedule: `{e}` is not an epoch number"))
-                    })
-                    .collect::<Result<_>>()?,
-                gamma: 0.1,
-            },
-            None => {
-                anyhow::bail!("--schedule `{other}`: expected constant, cosine or step:E1,E2,…")
-            }
-        },
-    })
-}
-
-fn degradation_command(ctx: &Ctx, a: DegradationArgs) -> Result<()> {
-    let mut p = if a.quick {
-        TrainingParams::quick()
-    } else {
-        TrainingParams::default()
-    };
-    if let Some(v) = a.archs {
-        p.archs = v.0;
-    }
-    if let Some(v) = a.depths {
-        p.depths = v;
-    }
-    if let Some(v) = a.seeds {
-        p.seeds = v;
-    }
-    apply_training(&mut p, a.training, &a.folders)?;
-    run_params(ctx, &p, &a.folders, &a.run, !a.no_report)
-}
-
-fn train_command(ctx: &Ctx, a: TrainArgs) -> Result<()> {
-    let mut p = TrainingParams {
-        archs: vec![a.arch],
-        depths: vec![a.depth],
-        seeds: 1,
-        ..Default::default()
-    };
-    apply_training(&mut p, a.training, &a.folders)?;
+    let mut p = one(given_flags(&one(TrainingParams::default()), m)?);
+    RecipeFlags::given(m)?.apply(&mut p.train)?;
+    p.checkpoints
+        .get_or_insert_with(|| registry::default_checkpoints(&a.folders.out));
     let config = p.check()?;
     let stem = gradscope_studies::shattered::file_stem(&format!("{}-{}", a.arch, a.depth));
     let dir = a
@@ -580,59 +334,6 @@ fn train_command(ctx: &Ctx, a: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-fn ensemble_command(ctx: &Ctx, a: EnsembleArgs) -> Result<()> {
-    let mut p = if a.quick {
-        EnsembleParams::quick()
-    } else {
-        EnsembleParams::default()
-    };
-    if let Some(v) = a.archs {
-        p.archs = v.0;
-    }
-    if let Some(v) = a.depth {
-        p.depth = v;
-    }
-    if let Some(v) = a.seeds {
-        p.seeds = v;
-    }
-    if let Some(v) = a.lesion_draws {
-        p.lesion_draws = v;
-    }
-    if let Some(v) = a.path_samples {
-        p.path_samples = v;
-    }
-    p.load_weights = a.load_weights;
-    // The training flags, applied through the training study's parameters.
-    let mut t = TrainingParams {
-        width: p.width,
-        seed: p.seed,
-        data: p.data.clone(),
-        max_train: p.max_train,
-        train: p.train.clone(),
-        dtype: p.dtype,
-        ..Default::default()
-    };
-    apply_training(&mut t, a.training, &a.folders)?;
-    (
-        p.width,
-        p.seed,
-        p.data,
-        p.max_train,
-        p.train,
-        p.dtype,
-        p.checkpoints,
-    ) = (
-        t.width,
-        t.seed,
-        t.data,
-        t.max_train,
-        t.train,
-        t.dtype,
-        t.checkpoints,
-    );
-    run_params(ctx, &p, &a.folders, &a.run, !a.no_report)
-}
-
 /// The default run of every study, then every report.
 fn reproduce(
     ctx: &Ctx,
@@ -642,48 +343,32 @@ fn reproduce(
     flags: &RunFlags,
 ) -> Result<()> {
     let t = Instant::now();
-    if let Some(bad) = only
-        .into_iter()
-        .flatten()
-        .find(|s| !STUDY_NAMES.contains(&s.trim()))
-    {
-        anyhow::bail!(
-            "--studies: unknown study `{bad}` (known: {})",
-            STUDY_NAMES.join(", ")
-        );
+    let only: Option<Vec<&str>> = only
+        .map(|o| {
+            o.iter()
+                .map(|s| {
+                    registry::find(s).map(|e| e.name()).with_context(|| {
+                        format!(
+                            "--studies: unknown study `{s}` (known: {})",
+                            registry::names().join(", ")
+                        )
+                    })
+                })
+                .collect()
+        })
+        .transpose()?;
+    // Every study's parameters are checked before the first one runs.
+    for study in STUDIES {
+        study.check_defaults(quick)?;
     }
-    let wanted = |name: &str| only.is_none_or(|o| o.iter().any(|s| s.trim() == name));
-    fn pick<T>(quick: bool, q: fn() -> T, full: fn() -> T) -> T {
-        if quick { q() } else { full() }
-    }
-    let shattered = pick(quick, ShatteredParams::quick, ShatteredParams::default).check()?;
-    let training = pick(quick, TrainingParams::quick, TrainingParams::default).check()?;
-    let ensemble = pick(quick, EnsembleParams::quick, EnsembleParams::default).check()?;
-    let correlation = pick(quick, CorrelationParams::quick, CorrelationParams::default).check()?;
-    let norms = pick(quick, NormsParams::quick, NormsParams::default).check()?;
-    let skips = pick(quick, SkipsParams::quick, SkipsParams::default).check()?;
     preflight(folders, true)?;
-    if wanted(gradscope_studies::shattered::NAME) {
-        execute(ctx, &shattered, folders, flags)?;
-    }
-    if wanted(training::NAME) {
-        execute(ctx, &training, folders, flags)?;
-    }
-    if wanted(gradscope_studies::ensemble::NAME) {
-        execute(ctx, &ensemble, folders, flags)?;
-    }
-    if wanted(gradscope_studies::correlation::NAME) {
-        execute(ctx, &correlation, folders, flags)?;
-    }
-    if wanted(gradscope_studies::norms::NAME) {
-        execute(ctx, &norms, folders, flags)?;
-    }
-    if wanted(gradscope_studies::skips::NAME) {
-        execute(ctx, &skips, folders, flags)?;
+    for study in STUDIES {
+        if only.as_ref().is_none_or(|o| o.contains(&study.name())) {
+            study.run_defaults(ctx, quick, folders, flags)?;
+        }
     }
     // Only the reports of the studies run: the others' raw arrays may be absent.
-    let ran: Option<Vec<&str>> = only.map(|o| o.iter().map(|s| s.trim()).collect());
-    build_reports(ctx, folders, ran.as_deref())?;
+    build_reports(ctx, folders, only.as_deref())?;
     ctx.log(&format!(
         "reproduce: studies in {:.1} s; open {}",
         t.elapsed().as_secs_f64(),

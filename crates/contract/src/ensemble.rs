@@ -19,36 +19,50 @@ pub const NAME: &str = "ensemble";
 pub const SCHEMA: &str = "gradscope.ensemble/1";
 
 /// Unchecked parameters; defaults train on the embedded digits in seconds.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields, default)]
 pub struct EnsembleParams {
     /// Architectures to train and lesion (MLP or conv).
-    pub archs: Vec<ModelArch>,
+    #[arg(long, value_parser = crate::args::model_arch_list, value_name = "LIST")]
+    pub archs: ::std::vec::Vec<ModelArch>,
     /// Blocks (MLP) or layers (conv, 6n + 2).
+    #[arg(long)]
     pub depth: usize,
     /// MLP width.
+    #[arg(long)]
     pub width: usize,
     /// Trained nets per arch.
+    #[arg(long)]
     pub seeds: usize,
     /// Base seed.
+    #[arg(long)]
     pub seed: u64,
     /// Data set.
+    #[arg(long, value_name = "SOURCE")]
     pub data: DataSource,
     /// Train on at most this many examples (all when unset).
+    #[arg(long)]
     pub max_train: Option<usize>,
     /// Training recipe.
+    #[arg(skip)]
     pub train: TrainParams,
     /// f32 or f64.
+    #[arg(long)]
     pub dtype: Precision,
     /// Evaluate these weights (safetensors) instead of training (one arch, seeds = 1).
+    #[arg(long, value_name = "FILE")]
     pub load_weights: Option<PathBuf>,
     /// Random draws per number of deleted blocks and per number of swaps.
+    #[arg(long)]
     pub lesion_draws: usize,
     /// Sampled paths per path length (all of them when there are fewer).
+    #[arg(long)]
     pub path_samples: usize,
     /// Training examples in the batch whose input gradient is measured.
+    #[arg(long)]
     pub path_batch: usize,
     /// Checkpoint folder, so interrupted training resumes.
+    #[arg(long, value_name = "DIR")]
     pub checkpoints: Option<PathBuf>,
 }
 

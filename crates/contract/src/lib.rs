@@ -13,6 +13,9 @@
 //! [`ContractError`], never a panic. Shared: [`Provenance`], the training
 //! [`History`], and the file helpers in [`io`].
 //!
+//! Each parameters struct also derives `clap::Args` (see [`args`]): its
+//! doc comments are the command line's help, its `Default` the shown defaults.
+//!
 //! ```no_run
 //! use gradscope_contract::shattered::ShatteredData;
 //!
@@ -22,6 +25,7 @@
 //! # Ok::<(), gradscope_contract::ContractError>(())
 //! ```
 
+pub mod args;
 pub mod correlation;
 pub mod ensemble;
 mod error;

@@ -47,38 +47,52 @@ pub fn default_archs() -> Vec<Arch> {
 }
 
 /// Unchecked parameters; every field has a default.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields, default)]
 pub struct SkipsParams {
     /// Variants compared (see `gradscope archs`).
-    pub archs: Vec<Arch>,
+    #[arg(long, value_parser = crate::args::arch_list, value_name = "LIST")]
+    pub archs: ::std::vec::Vec<Arch>,
     /// Depths of the comparison.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub depths: Vec<usize>,
     /// Hidden width W.
+    #[arg(long)]
     pub width: usize,
     /// Grid points N of the scalar input.
+    #[arg(long)]
     pub points: usize,
     /// Independent nets per (variant, depth).
+    #[arg(long)]
     pub seeds: usize,
     /// Base seed.
+    #[arg(long)]
     pub seed: u64,
     /// Precision (f64: λ^L reaches 10^±15 at λ = 2 or ½ and depth 50).
+    #[arg(long)]
     pub dtype: Precision,
     /// How BN's batch statistics enter the gradient.
+    #[arg(long)]
     pub bn_mode: BnMode,
     /// Weight initialisation.
+    #[arg(long)]
     pub weight_init: WeightInit,
     /// Bias initialisation.
+    #[arg(long)]
     pub bias_init: BiasInit,
     /// λ of the xSkip and xSkip+LN sweep (the shortcut scale).
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub lambdas: Vec<f64>,
     /// λ of the rSkip+LN sweep (the number of LN recursions).
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub recursions: Vec<usize>,
     /// Depth of the λ sweep.
+    #[arg(long)]
     pub sweep_depth: usize,
     /// Branch scale α of the swept xSkip and xSkip+LN blocks, y = λx + α·F(x):
     /// with He init and ReLU, E‖∂y/∂x·v‖² = (λ² + 2α²)‖v‖², so α = ½ puts the
     /// edge of stability at λ = 1/√2, with vanishing below and exploding above.
+    #[arg(long)]
     pub sweep_alpha: f64,
 }
 

@@ -42,6 +42,16 @@ pub use gradscope_contract::correlation::{
     PlaneReference, SCHEMA, SeedRow, files,
 };
 
+impl crate::Params for CorrelationParams {
+    type Config = CorrelationConfig;
+    fn quick() -> Self {
+        CorrelationParams::quick()
+    }
+    fn check(&self) -> Result<CorrelationConfig> {
+        check(self)
+    }
+}
+
 /// Validate `params` and load the examples: the only way to a runnable study.
 pub fn check(params: &CorrelationParams) -> Result<CorrelationConfig> {
     let mut p = params.clone();

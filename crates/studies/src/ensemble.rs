@@ -34,6 +34,16 @@ pub use gradscope_contract::ensemble::{
     SCHEMA, files, read_summary,
 };
 
+impl crate::Params for EnsembleParams {
+    type Config = EnsembleConfig;
+    fn quick() -> Self {
+        EnsembleParams::quick()
+    }
+    fn check(&self) -> Result<EnsembleConfig> {
+        check(self)
+    }
+}
+
 /// Validate `params` and load the data: the only way to a runnable study.
 pub fn check(params: &EnsembleParams) -> Result<EnsembleConfig> {
     let p = params.clone();

@@ -1,21 +1,18 @@
-//! Every study by its parameters type: what `gradscope run` (a study from a
-//! TOML file) and `gradscope merge` (shards into a summary) need to know.
+//! A study's parameters ([`Params`]: checked into its runnable configuration)
+//! and its study file (`study = "…"` and the parameters, as `gradscope run`
+//! reads it).
 
 use std::path::Path;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::correlation::{CorrelationConfig, CorrelationParams};
-use crate::ensemble::{EnsembleConfig, EnsembleParams};
-use crate::norms::{NormsConfig, NormsParams};
-use crate::shattered::{ShatteredConfig, ShatteredParams};
-use crate::skips::{SkipsConfig, SkipsParams};
 use crate::study::Study;
-use crate::training::{TrainingConfig, TrainingParams};
 use crate::{Result, StudyError};
 
-/// A study's unchecked parameters.
+/// A study's unchecked parameters; each study module implements it for its
+/// parameters type. The table of studies (names, commands, reports) is the
+/// command line's (`gradscope_cli::registry`), which sees the reports too.
 pub trait Params: Clone + Default + Serialize + DeserializeOwned + Send + Sync {
     /// The validated configuration the parameters check into.
     type Config: Study;
@@ -25,78 +22,8 @@ pub trait Params: Clone + Default + Serialize + DeserializeOwned + Send + Sync {
     fn check(&self) -> Result<Self::Config>;
 }
 
-impl Params for ShatteredParams {
-    type Config = ShatteredConfig;
-    fn quick() -> Self {
-        ShatteredParams::quick()
-    }
-    fn check(&self) -> Result<ShatteredConfig> {
-        crate::shattered::check(self)
-    }
-}
-
-impl Params for TrainingParams {
-    type Config = TrainingConfig;
-    fn quick() -> Self {
-        TrainingParams::quick()
-    }
-    fn check(&self) -> Result<TrainingConfig> {
-        crate::training::check(self)
-    }
-}
-
-impl Params for EnsembleParams {
-    type Config = EnsembleConfig;
-    fn quick() -> Self {
-        EnsembleParams::quick()
-    }
-    fn check(&self) -> Result<EnsembleConfig> {
-        crate::ensemble::check(self)
-    }
-}
-
-impl Params for CorrelationParams {
-    type Config = CorrelationConfig;
-    fn quick() -> Self {
-        CorrelationParams::quick()
-    }
-    fn check(&self) -> Result<CorrelationConfig> {
-        crate::correlation::check(self)
-    }
-}
-
-impl Params for NormsParams {
-    type Config = NormsConfig;
-    fn quick() -> Self {
-        NormsParams::quick()
-    }
-    fn check(&self) -> Result<NormsConfig> {
-        crate::norms::check(self)
-    }
-}
-
-impl Params for SkipsParams {
-    type Config = SkipsConfig;
-    fn quick() -> Self {
-        SkipsParams::quick()
-    }
-    fn check(&self) -> Result<SkipsConfig> {
-        crate::skips::check(self)
-    }
-}
-
-/// The studies `run` and `merge` know, by the name a TOML file gives in `study = "…"`.
-pub const STUDY_NAMES: &[&str] = &[
-    crate::shattered::NAME,
-    crate::training::NAME,
-    crate::ensemble::NAME,
-    crate::correlation::NAME,
-    crate::norms::NAME,
-    crate::skips::NAME,
-];
-
-/// Split a study file into its study name and its parameters table.
-pub fn parse_study_file(text: &str, path: &Path) -> Result<(String, toml::Table)> {
+/// Split a study file into its study name (one of `known`) and its parameters table.
+pub fn parse_study_file(text: &str, path: &Path, known: &[&str]) -> Result<(String, toml::Table)> {
     let mut table: toml::Table = toml::from_str(text).map_err(|e| toml_error(text, path, &e))?;
     let name = match table.remove("study") {
         Some(toml::Value::String(s)) => s,
@@ -109,17 +36,14 @@ pub fn parse_study_file(text: &str, path: &Path) -> Result<(String, toml::Table)
         None => {
             return Err(file_error(
                 path,
-                &format!(
-                    "missing `study = \"…\"` (known: {})",
-                    STUDY_NAMES.join(", ")
-                ),
+                &format!("missing `study = \"…\"` (known: {})", known.join(", ")),
             ));
         }
     };
-    if !STUDY_NAMES.contains(&name.as_str()) {
+    if !known.contains(&name.as_str()) {
         return Err(file_error(
             path,
-            &format!("unknown study `{name}` (known: {})", STUDY_NAMES.join(", ")),
+            &format!("unknown study `{name}` (known: {})", known.join(", ")),
         ));
     }
     Ok((name, table))
@@ -170,6 +94,9 @@ fn toml_error(text: &str, path: &Path, e: &toml::de::Error) -> StudyError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shattered::ShatteredParams;
+
+    const KNOWN: &[&str] = &["shattered", "norms"];
 
     #[test]
     fn study_files_round_trip_and_bad_files_are_one_line_errors() {
@@ -178,7 +105,7 @@ mod tests {
             ..ShatteredParams::quick()
         };
         let text = study_file("shattered", &p).unwrap();
-        let (name, table) = parse_study_file(&text, Path::new("s.toml")).unwrap();
+        let (name, table) = parse_study_file(&text, Path::new("s.toml"), KNOWN).unwrap();
         assert_eq!(name, "shattered");
         assert_eq!(
             params_from_table::<ShatteredParams>(table, Path::new("s.toml")).unwrap(),
@@ -194,7 +121,7 @@ mod tests {
             ("study = \"shattered\"\nwidth = ", "line 2"),
         ];
         for (text, needle) in cases {
-            let e = parse_study_file(text, Path::new("bad.toml")).and_then(|(_, t)| {
+            let e = parse_study_file(text, Path::new("bad.toml"), KNOWN).and_then(|(_, t)| {
                 params_from_table::<ShatteredParams>(t, Path::new("bad.toml")).map(|_| ())
             });
             let e = e.unwrap_err().to_string();

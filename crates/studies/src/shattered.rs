@@ -51,6 +51,16 @@ fn net_params(p: &ShatteredParams, arch: Arch, depth: usize) -> NetParams {
     }
 }
 
+impl crate::Params for ShatteredParams {
+    type Config = ShatteredConfig;
+    fn quick() -> Self {
+        ShatteredParams::quick()
+    }
+    fn check(&self) -> Result<ShatteredConfig> {
+        check(self)
+    }
+}
+
 /// Validate `params`; the only way to a [`ShatteredConfig`].
 pub fn check(params: &ShatteredParams) -> Result<ShatteredConfig> {
     let mut p = params.clone();

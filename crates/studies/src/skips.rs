@@ -70,6 +70,16 @@ fn sweep_archs(p: &SkipsParams) -> Result<Vec<SweepPoint>> {
     Ok(out)
 }
 
+impl crate::Params for SkipsParams {
+    type Config = SkipsConfig;
+    fn quick() -> Self {
+        SkipsParams::quick()
+    }
+    fn check(&self) -> Result<SkipsConfig> {
+        check(self)
+    }
+}
+
 /// Validate `params`; the only way to a [`SkipsConfig`].
 pub fn check(params: &SkipsParams) -> Result<SkipsConfig> {
     let p = params;

@@ -24,6 +24,16 @@ pub use gradscope_contract::training::{
 };
 pub use gradscope_spec::ModelArch;
 
+impl crate::Params for TrainingParams {
+    type Config = TrainingConfig;
+    fn quick() -> Self {
+        TrainingParams::quick()
+    }
+    fn check(&self) -> Result<TrainingConfig> {
+        check(self)
+    }
+}
+
 /// Validate `params` and load the data: the only way to a runnable study.
 pub fn check(params: &TrainingParams) -> Result<TrainingConfig> {
     let mut p = params.clone();

@@ -19,32 +19,44 @@ pub const NAME: &str = "correlation";
 pub const SCHEMA: &str = "gradscope.correlation/1";
 
 /// Unchecked parameters; every field has a default.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields, default)]
 pub struct CorrelationParams {
     /// Architectures (MLP specs, see `gradscope archs`).
-    pub archs: Vec<Arch>,
+    #[arg(long, value_parser = crate::args::arch_list, value_name = "LIST")]
+    pub archs: ::std::vec::Vec<Arch>,
     /// Depths (blocks between stem and head).
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub depths: Vec<usize>,
     /// Hidden width.
+    #[arg(long)]
     pub width: usize,
     /// Grid side H: the picture has H × H points.
+    #[arg(long)]
     pub side: usize,
     /// The grid spans [−extent, extent]² of the input plane.
+    #[arg(long)]
     pub extent: f64,
     /// Examples B of the digits whose per-example gradients are compared.
+    #[arg(long)]
     pub examples: usize,
     /// Distance bins of the cosine-against-distance curve (equal counts).
+    #[arg(long)]
     pub distance_bins: usize,
     /// Independent nets per (arch, depth).
+    #[arg(long)]
     pub seeds: usize,
     /// Base seed.
+    #[arg(long)]
     pub seed: u64,
     /// f32 or f64.
+    #[arg(long)]
     pub dtype: Precision,
     /// Weight initialisation.
+    #[arg(long)]
     pub weight_init: WeightInit,
     /// Bias initialisation.
+    #[arg(long)]
     pub bias_init: BiasInit,
 }
 

@@ -24,50 +24,70 @@ pub const PARTS: [&str; 4] = ["layers", "chain", "phase", "jacobian"];
 pub const SCHEMA: &str = "gradscope.norms/1";
 
 /// Unchecked parameters; every field has a default.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields, default)]
 pub struct NormsParams {
     /// Parts to run: any of `layers`, `chain`, `phase`, `jacobian`.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub parts: Vec<String>,
     /// Architectures of the layers part.
-    pub archs: Vec<Arch>,
+    #[arg(long, value_parser = crate::args::arch_list, value_name = "LIST")]
+    pub archs: ::std::vec::Vec<Arch>,
     /// Activations of the layers part.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub activations: Vec<Activation>,
     /// Initialisations of the layers part.
+    #[arg(long, value_delimiter = ';', value_name = "LIST")]
     pub inits: Vec<WeightInit>,
     /// Blocks L of the layers and phase parts.
+    #[arg(long)]
     pub depth: usize,
     /// Hidden width.
+    #[arg(long)]
     pub width: usize,
     /// Dimension of the Gaussian inputs.
+    #[arg(long)]
     pub input_dim: usize,
     /// The inputs of the layers and phase parts: `gaussian` (a batch of
     /// N(0, I) vectors of `input_dim`) or `grid` (`batch` evenly spaced
     /// scalars on [−2, 2], as in the shattered study; needs input_dim = 1).
+    #[arg(long)]
     pub input: String,
     /// Inputs in the batch.
+    #[arg(long)]
     pub batch: usize,
     /// Nets per configuration.
+    #[arg(long)]
     pub seeds: usize,
     /// Base seed.
+    #[arg(long)]
     pub seed: u64,
     /// f32 or f64.
+    #[arg(long)]
     pub dtype: Precision,
     /// Bias initialisation.
+    #[arg(long)]
     pub bias_init: BiasInit,
     /// Weights w of the scalar chain.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub chain_weights: Vec<f64>,
     /// Longest chain.
+    #[arg(long)]
     pub chain_depth: usize,
     /// σ_w² values of the phase diagram.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub phase_sigma_w2: Vec<f64>,
     /// Activations of the phase diagram.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub phase_activations: Vec<Activation>,
     /// Width of the Jacobian chains.
+    #[arg(long)]
     pub jacobian_width: usize,
     /// Depths at which Jacobian spectra are taken.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub jacobian_depths: Vec<usize>,
     /// Activations of the Jacobian part.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub jacobian_activations: Vec<Activation>,
 }
 

@@ -27,44 +27,61 @@ pub const NAME: &str = "shattered";
 pub const SCHEMA: &str = "gradscope.shattered/1";
 
 /// Unchecked parameters; every field has a default (the paper's setup).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields, default)]
 pub struct ShatteredParams {
     /// Architectures (see `gradscope archs`).
-    pub archs: Vec<Arch>,
+    #[arg(long, value_parser = crate::args::arch_list, value_name = "LIST")]
+    pub archs: ::std::vec::Vec<Arch>,
     /// Depths (blocks between stem and head).
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub depths: Vec<usize>,
     /// Hidden width W.
+    #[arg(long)]
     pub width: usize,
     /// Grid points N.
+    #[arg(long)]
     pub points: usize,
     /// Left end of the input grid.
+    #[arg(long)]
     pub x_min: f64,
     /// Right end of the input grid.
+    #[arg(long)]
     pub x_max: f64,
     /// Independent nets per (arch, depth).
+    #[arg(long)]
     pub seeds: usize,
     /// Base seed; each net's seed is derived from it.
+    #[arg(long)]
     pub seed: u64,
     /// f64 by default: in deep BN feedforward nets the gradient's rounding
     /// error grows with depth (×1.3 per layer for plain-bn), and at depth 50
     /// f32 moves r₁ by ~0.03 between two correct implementations.
+    #[arg(long)]
     pub dtype: Precision,
     /// How BN's batch statistics enter the gradient.
+    #[arg(long)]
     pub bn_mode: BnMode,
     /// Weight initialisation.
+    #[arg(long)]
     pub weight_init: WeightInit,
-    /// Bias initialisation (zero makes ReLU nets homogeneous: see [`BiasInit`]).
+    /// Bias initialisation (zero makes ReLU nets homogeneous: see `BiasInit`).
+    #[arg(long)]
     pub bias_init: BiasInit,
     /// Spectral-slope band (inclusive bins); default N/64 ..= N/4.
+    #[arg(skip)]
     pub band: Option<Band>,
     /// Largest ACF lag stored; default min(32, N/4).
+    #[arg(long)]
     pub max_lag: Option<usize>,
     /// Evaluate one net with these weights (safetensors) instead of drawing them.
+    #[arg(long, value_name = "FILE")]
     pub load_weights: Option<PathBuf>,
     /// Save each (arch, seed)'s deepest net here as safetensors.
+    #[arg(long, value_name = "DIR")]
     pub save_weights: Option<PathBuf>,
     /// Refuse runs whose estimated memory exceeds this many GiB.
+    #[arg(long, value_name = "GIB")]
     pub memory_limit_gib: f64,
 }
 

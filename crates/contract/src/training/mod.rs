@@ -20,36 +20,47 @@ pub use summary::{
 pub use write::TrainingResults;
 
 /// Folder name under the data and report roots.
-pub const NAME: &str = "training";
+pub const NAME: &str = "degradation";
 /// Version of `summary.json`'s layout.
 pub const SCHEMA: &str = "gradscope.training/1";
 
 /// Unchecked parameters of the degradation study; defaults show the effect
 /// on the embedded digits in well under a minute on 2 cores.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainingParams {
     /// Architectures to train.
-    pub archs: Vec<ModelArch>,
+    #[arg(long, value_parser = crate::args::model_arch_list, value_name = "LIST")]
+    pub archs: ::std::vec::Vec<ModelArch>,
     /// MLP: blocks; conv: weighted layers (6n + 2, or 9n + 2 for bottlenecks).
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub depths: Vec<usize>,
     /// MLP width (conv nets use the paper's 16/32/64).
+    #[arg(long)]
     pub width: usize,
     /// Runs per (arch, depth).
+    #[arg(long)]
     pub seeds: usize,
     /// Base seed.
+    #[arg(long)]
     pub seed: u64,
     /// Data set.
+    #[arg(long, value_name = "SOURCE")]
     pub data: DataSource,
     /// Train on at most this many examples (all when unset).
+    #[arg(long)]
     pub max_train: Option<usize>,
     /// Training recipe.
+    #[arg(skip)]
     pub train: TrainParams,
     /// f32 or f64.
+    #[arg(long)]
     pub dtype: Precision,
     /// Keep a checkpoint per cell here, so an interrupted run resumes mid-training.
+    #[arg(long, value_name = "DIR")]
     pub checkpoints: Option<PathBuf>,
     /// Refuse runs whose estimated peak memory exceeds this many GiB.
+    #[arg(long, value_name = "GIB")]
     pub memory_limit_gib: f64,
 }
 

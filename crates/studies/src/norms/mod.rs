@@ -43,6 +43,16 @@ pub use gradscope_contract::norms::{
     NormsResults, NormsSummary, PARTS, PhaseRow, SCHEMA, critical_sigma_w2, files, read_summary,
 };
 
+impl crate::Params for NormsParams {
+    type Config = NormsConfig;
+    fn quick() -> Self {
+        NormsParams::quick()
+    }
+    fn check(&self) -> Result<NormsConfig> {
+        check(self)
+    }
+}
+
 /// Validate `params`: the only way to a runnable study.
 pub fn check(params: &NormsParams) -> Result<NormsConfig> {
     let mut p = params.clone();

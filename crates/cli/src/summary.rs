@@ -1,0 +1,315 @@
+//! The short table each study command prints when it is done: its main
+//! numbers, read back from the `summary.json` the report reads.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use gradscope_contract::io::read_summary;
+use gradscope_contract::{correlation, ensemble, norms, shattered, skips, training};
+use gradscope_stats::MeanStd;
+
+/// Rows of cells, printed with every column padded to its widest cell.
+struct Table {
+    title: String,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    fn new(title: impl Into<String>, header: &[&str]) -> Self {
+        Table {
+            title: title.into(),
+            rows: vec![header.iter().map(|s| s.to_string()).collect()],
+        }
+    }
+
+    fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+
+    fn render(&self) -> String {
+        let columns = self.rows.iter().map(Vec::len).max().unwrap_or(0);
+        let width: Vec<usize> = (0..columns)
+            .map(|c| {
+                self.rows
+                    .iter()
+                    .filter_map(|r| r.get(c))
+                    .map(|s| s.chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let mut out = format!("{}\n", self.title);
+        for row in &self.rows {
+            let line: Vec<String> = row
+                .iter()
+                .enumerate()
+                .map(|(c, s)| format!("{s:<w$}", w = width[c]))
+                .collect();
+            out.push_str("  ");
+            out.push_str(line.join("  ").trim_end());
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// Rows of (arch, depth, value) as one row per arch and one column per depth.
+fn by_arch_and_depth(title: &str, cells: Vec<(String, usize, String)>) -> String {
+    let mut depths: Vec<usize> = cells.iter().map(|c| c.1).collect();
+    depths.sort_unstable();
+    depths.dedup();
+    let mut header = vec!["arch \\ depth".to_string()];
+    header.extend(depths.iter().map(|d| d.to_string()));
+    let header: Vec<&str> = header.iter().map(String::as_str).collect();
+    let mut t = Table::new(title, &header);
+    let mut archs: Vec<&str> = Vec::new();
+    for (a, _, _) in &cells {
+        if !archs.contains(&a.as_str()) {
+            archs.push(a);
+        }
+    }
+    for arch in archs {
+        let mut row = vec![arch.to_string()];
+        for d in &depths {
+            row.push(
+                cells
+                    .iter()
+                    .find(|c| c.0 == arch && c.1 == *d)
+                    .map_or("—".into(), |c| c.2.clone()),
+            );
+        }
+        t.row(row);
+    }
+    t.render()
+}
+
+fn fixed(x: f64, decimals: usize) -> String {
+    if x.is_finite() {
+        format!("{x:.decimals$}")
+    } else {
+        "n/a".into()
+    }
+}
+
+fn mean_sd(m: &MeanStd, decimals: usize) -> String {
+    format!("{} ± {}", fixed(m.mean, decimals), fixed(m.std, decimals))
+}
+
+fn read<T: serde::de::DeserializeOwned>(
+    dir: &Path,
+    schema: &str,
+    schema_of: impl Fn(&T) -> &str,
+) -> Result<T> {
+    let path = dir.join("summary.json");
+    read_summary(&path, schema, schema_of).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Shattered gradients: r₁ and the spectral slope per arch × depth.
+pub fn shattered(dir: &Path) -> Result<String> {
+    let s: shattered::ShatteredSummary =
+        read(dir, shattered::SCHEMA, |s: &shattered::ShatteredSummary| {
+            &s.schema
+        })?;
+    let cells = s
+        .results
+        .iter()
+        .map(|r| {
+            let v = format!(
+                "{} / {}",
+                fixed(r.adjacent_correlation.mean, 3),
+                fixed(r.spectral_slope.mean, 2)
+            );
+            (r.arch.clone(), r.depth, v)
+        })
+        .collect();
+    Ok(by_arch_and_depth(
+        "shattered: r₁ / spectral slope (mean over seeds)",
+        cells,
+    ))
+}
+
+/// Gradient norms: the measured per-layer backward growth beside the
+/// mean-field prediction, per configuration of the layers part.
+pub fn norms(dir: &Path) -> Result<String> {
+    let s: norms::NormsSummary = read(dir, norms::SCHEMA, |s: &norms::NormsSummary| &s.schema)?;
+    let mut t = Table::new(
+        "norms: per-layer gradient growth ‖∂L/∂h_{l−1}‖/‖∂L/∂h_l‖",
+        &["arch", "activation", "init", "measured", "mean field"],
+    );
+    for l in &s.layers {
+        t.row(vec![
+            l.arch.clone(),
+            l.activation.to_string(),
+            l.init.to_string(),
+            mean_sd(&l.backward_ratio, 3),
+            fixed(l.predicted_ratio, 3),
+        ]);
+    }
+    let mut out = if s.layers.is_empty() {
+        String::new()
+    } else {
+        t.render()
+    };
+    if !s.jacobian.is_empty() {
+        let mut j = Table::new(
+            "norms: Jacobian singular values",
+            &[
+                "residual",
+                "activation",
+                "depth",
+                "mean σ²",
+                "max σ",
+                "min σ",
+            ],
+        );
+        for r in &s.jacobian {
+            j.row(vec![
+                r.residual.to_string(),
+                r.activation.to_string(),
+                r.depth.to_string(),
+                fixed(r.mean_sq, 3),
+                fixed(r.max, 3),
+                fixed(r.min, 3),
+            ]);
+        }
+        out.push_str(&j.render());
+    }
+    if out.is_empty() {
+        out = format!("norms: parts {}\n", s.config.parts.join(", "));
+    }
+    Ok(out)
+}
+
+/// Skips: r₁ per variant × depth, and the gradient growth of the λ sweep.
+pub fn skips(dir: &Path) -> Result<String> {
+    let s: skips::SkipsSummary = read(dir, skips::SCHEMA, |s: &skips::SkipsSummary| &s.schema)?;
+    let cells = s
+        .compare
+        .iter()
+        .map(|r| {
+            (
+                r.arch.clone(),
+                r.depth,
+                fixed(r.adjacent_correlation.mean, 3),
+            )
+        })
+        .collect();
+    let mut out = by_arch_and_depth("skips: r₁ (mean over seeds)", cells);
+    let mut t = Table::new(
+        "skips: λ sweep, log10 of the gradient ratio over depth",
+        &["family", "λ", "log10 ratio", "r₁"],
+    );
+    for r in &s.sweep {
+        t.row(vec![
+            r.family.clone(),
+            r.lambda.to_string(),
+            fixed(r.log10_gradient_ratio, 2),
+            fixed(r.adjacent_correlation.mean, 3),
+        ]);
+    }
+    if !s.sweep.is_empty() {
+        out.push_str(&t.render());
+    }
+    Ok(out)
+}
+
+/// Degradation: final training and test errors per arch × depth.
+pub fn degradation(dir: &Path) -> Result<String> {
+    let s: training::TrainingSummary =
+        read(dir, training::SCHEMA, |s: &training::TrainingSummary| {
+            &s.schema
+        })?;
+    let mut t = Table::new(
+        format!("{}: final errors (mean ± sd over seeds)", training::NAME),
+        &["arch", "depth", "train error", "test error", "diverged"],
+    );
+    for r in &s.results {
+        t.row(vec![
+            r.arch.clone(),
+            r.depth.to_string(),
+            mean_sd(&r.final_train_error, 3),
+            mean_sd(&r.final_test_error, 3),
+            r.diverged.to_string(),
+        ]);
+    }
+    Ok(t.render())
+}
+
+/// Ensemble: the intact net's test error and the mean error with one block deleted.
+pub fn ensemble(dir: &Path) -> Result<String> {
+    let s: ensemble::EnsembleSummary =
+        read(dir, ensemble::SCHEMA, |s: &ensemble::EnsembleSummary| {
+            &s.schema
+        })?;
+    let mut t = Table::new(
+        "ensemble: test error, intact and with one block deleted",
+        &["arch", "blocks", "intact", "one deleted (mean)"],
+    );
+    for a in &s.archs {
+        let finite: Vec<f64> = a
+            .single_deletion
+            .iter()
+            .copied()
+            .filter(|x| x.is_finite())
+            .collect();
+        let deleted = if finite.is_empty() {
+            f64::NAN
+        } else {
+            finite.iter().sum::<f64>() / finite.len() as f64
+        };
+        t.row(vec![
+            a.arch.clone(),
+            a.blocks.to_string(),
+            mean_sd(&a.intact_error, 3),
+            fixed(deleted, 3),
+        ]);
+    }
+    Ok(t.render())
+}
+
+/// Correlation: the 2-D r₁ and the mean per-example gradient cosine per arch × depth.
+pub fn correlation(dir: &Path) -> Result<String> {
+    let s: correlation::CorrelationSummary = read(
+        dir,
+        correlation::SCHEMA,
+        |s: &correlation::CorrelationSummary| &s.schema,
+    )?;
+    let cells = s
+        .results
+        .iter()
+        .map(|r| {
+            let v = format!(
+                "{} / {}",
+                fixed(r.adjacent_correlation.mean, 3),
+                fixed(r.mean_cosine.mean, 3)
+            );
+            (r.arch.clone(), r.depth, v)
+        })
+        .collect();
+    Ok(by_arch_and_depth(
+        "correlation: 2-D r₁ / mean per-example gradient cosine",
+        cells,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_pad_columns_and_put_depths_across() {
+        let s = by_arch_and_depth(
+            "t",
+            vec![
+                ("plain".into(), 2, "0.5".into()),
+                ("resnet-bn".into(), 2, "0.9".into()),
+                ("plain".into(), 16, "0.125".into()),
+            ],
+        );
+        assert_eq!(
+            s,
+            "t\n  arch \\ depth  2    16\n  plain         0.5  0.125\n  resnet-bn     0.9  —\n"
+        );
+        assert_eq!(fixed(f64::NAN, 2), "n/a");
+    }
+}
