@@ -171,9 +171,9 @@ fn shards_merged_equal_one_unsharded_run() {
 /// 5 archs × 12 seeds = 60 cells on one thread: long enough to stop part-way.
 fn sweep_args(out: &Path) -> Vec<String> {
     [
+        "shattered",
         "--threads",
         "1",
-        "shattered",
         "--seeds",
         "12",
         "--depths",
@@ -333,9 +333,9 @@ fn every_output_is_bit_identical_across_thread_counts_and_reruns() {
     let run = |name: &str, threads: &str| {
         let out = tmp.path().join(name);
         assert_ok(&gradscope(&[
+            "reproduce",
             "--threads",
             threads,
-            "reproduce",
             "--quick",
             "-q",
             "--out",
