@@ -2,7 +2,7 @@
 // Each test crate uses its own subset.
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub fn gradscope(args: &[&str]) -> Output {
@@ -22,4 +22,31 @@ pub fn assert_ok(o: &Output) {
         "failed: {}",
         String::from_utf8_lossy(&o.stderr)
     );
+}
+
+/// Every file under `dir` (none when it does not exist).
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return vec![];
+    };
+    rd.flat_map(|e| {
+        let p = e.unwrap().path();
+        if p.is_dir() { walk(&p) } else { vec![p] }
+    })
+    .collect()
+}
+
+/// Run the binary; it must fail with one line naming `needle` and leave `out` empty.
+pub fn refused(args: &[&str], out: &Path, needle: &str) {
+    let r = gradscope(args);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success(), "{args:?} succeeded");
+    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+    assert!(
+        err.starts_with("error") && err.to_lowercase().contains(&needle.to_lowercase()),
+        "{args:?}: expected `{needle}` in {err}"
+    );
+    let left = walk(out);
+    assert!(left.is_empty(), "{args:?} left {left:?}");
 }

@@ -106,8 +106,7 @@ pub struct ReproduceArgs {
     /// Small sizes: a first look in seconds.
     #[arg(long)]
     pub quick: bool,
-    /// Only these studies, comma-separated (default: all; see `gradscope --help`);
-    /// reports are built from whatever data the folder holds.
+    /// Only these studies, comma-separated (default: all; the registry lists them here).
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub studies: Option<Vec<String>>,
     #[command(flatten)]
@@ -134,7 +133,7 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct MergeArgs {
-    /// The study (its folder name under --out; see `gradscope --help`).
+    /// The study (its folder under --out; the registry lists them here).
     pub study: String,
     /// Only write the data, not the report.
     #[arg(long)]

@@ -312,7 +312,22 @@ pub fn command() -> Command {
     for (i, e) in STUDIES.iter().enumerate() {
         cmd = cmd.subcommand(e.command().display_order(i));
     }
+    // The lists of studies in the other commands' help are the registry's.
+    let list = names().join(", ");
     cmd.mut_subcommand("train", train_flags)
+        .mut_subcommand("reproduce", |c| {
+            c.mut_arg("studies", |a| {
+                a.help(format!(
+                    "Only these studies, comma-separated (default: all of {list}); \
+                     reports are built from whatever data the folder holds"
+                ))
+            })
+        })
+        .mut_subcommand("merge", |c| {
+            c.mut_arg("study", |a| {
+                a.help(format!("The study (its folder under --out): one of {list}"))
+            })
+        })
 }
 
 /// `gradscope train` takes the degradation study's flags for one net:
