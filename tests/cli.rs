@@ -677,6 +677,13 @@ fn a_bare_gradscope_prints_the_whole_help() {
         assert!(help.contains(&format!("  {cmd}")), "{help}");
     }
     assert!(help.contains("--help"), "{help}");
+    assert!(help.contains("Train one net"), "{help}");
+    // `train` takes one --arch and --depth, not the study's lists.
+    let r = gradscope(&[
+        "train", "--arch", "plain", "--depth", "2", "--archs", "plain",
+    ]);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success() && err.contains("--archs"), "{err}");
 }
 
 #[test]

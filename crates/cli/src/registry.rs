@@ -38,7 +38,7 @@ pub static STUDIES: &[&dyn StudyEntry] = &[
 ];
 
 static SHATTERED: Entry<gradscope_studies::shattered::ShatteredParams> = Entry {
-    about: "Shattered gradients: correlation and spectra of df/dx over an input grid (Balduzzi et al. 2017).",
+    about: "Shattered gradients: correlation and spectra of df/dx over an input grid (Balduzzi et al. 2017)",
     aliases: &[],
     report: gradscope_report::shattered::build,
     summary: summary::shattered,
@@ -47,7 +47,7 @@ static SHATTERED: Entry<gradscope_studies::shattered::ShatteredParams> = Entry {
 };
 
 static NORMS: Entry<gradscope_studies::norms::NormsParams> = Entry {
-    about: "Gradient norms through depth: per-layer norms against mean-field theory, the scalar chain, the σ_w² × depth phase diagram, Jacobian spectra.",
+    about: "Gradient norms through depth: per-layer norms against mean-field theory, the scalar chain, the σ_w² × depth phase diagram, Jacobian spectra",
     aliases: &[],
     report: gradscope_report::norms::build,
     summary: summary::norms,
@@ -56,7 +56,7 @@ static NORMS: Entry<gradscope_studies::norms::NormsParams> = Entry {
 };
 
 static SKIPS: Entry<gradscope_studies::skips::SkipsParams> = Entry {
-    about: "Skip connections and normalisers compared (r₁, spectra, per-layer norms), and a λ sweep of xSkip, xSkip+LN and rSkip+LN.",
+    about: "Skip connections and normalisers compared (r₁, spectra, per-layer norms), and a λ sweep of xSkip, xSkip+LN and rSkip+LN",
     aliases: &[],
     report: gradscope_report::skips::build,
     summary: summary::skips,
@@ -65,7 +65,7 @@ static SKIPS: Entry<gradscope_studies::skips::SkipsParams> = Entry {
 };
 
 static DEGRADATION: Entry<gradscope_studies::training::TrainingParams> = Entry {
-    about: "The degradation problem: plain vs residual nets trained at several depths (He et al. 2016a).",
+    about: "The degradation problem: plain vs residual nets trained at several depths (He et al. 2016a)",
     // Its folder was `training` before the study took its command's name.
     aliases: &["training"],
     report: gradscope_report::training::build,
@@ -75,7 +75,7 @@ static DEGRADATION: Entry<gradscope_studies::training::TrainingParams> = Entry {
 };
 
 static ENSEMBLE: Entry<gradscope_studies::ensemble::EnsembleParams> = Entry {
-    about: "Residual nets as ensembles: lesions (delete or swap blocks) and gradient by path length (Veit et al. 2016).",
+    about: "Residual nets as ensembles: lesions (delete or swap blocks) and gradient by path length (Veit et al. 2016)",
     aliases: &[],
     report: gradscope_report::ensemble::build,
     summary: summary::ensemble,
@@ -84,7 +84,7 @@ static ENSEMBLE: Entry<gradscope_studies::ensemble::EnsembleParams> = Entry {
 };
 
 static CORRELATION: Entry<gradscope_studies::correlation::CorrelationParams> = Entry {
-    about: "Gradient correlation beyond one dimension: 2-D gradient pictures and per-example gradient similarity on the digits.",
+    about: "Gradient correlation beyond one dimension: 2-D gradient pictures and per-example gradient similarity on the digits",
     aliases: &[],
     report: gradscope_report::correlation::build,
     summary: summary::correlation,
@@ -335,7 +335,11 @@ pub fn command() -> Command {
 fn train_flags(cmd: Command) -> Command {
     use gradscope_studies::training::TrainingParams;
     let defaults = TrainingParams::default();
-    let mut cmd = show_defaults(TrainingParams::augment_args(cmd), &defaults);
+    // augment_args would put the parameters' doc in place of the command's.
+    let about = cmd.get_about().cloned().unwrap_or_default();
+    let mut cmd = show_defaults(TrainingParams::augment_args(cmd), &defaults)
+        .about(about)
+        .long_about(None);
     cmd = RecipeFlags::show_defaults(cmd, &defaults.train);
     for id in ["archs", "depths", "seeds"] {
         cmd = cmd.mut_arg(id, |a| a.hide(true).conflicts_with("arch"));
