@@ -23,15 +23,15 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// Check every claim of study `name`'s report.
-fn check(name: &str) {
+/// Check every claim of study `name`'s report (built by `build`).
+fn check(name: &str, build: gradscope_report::Builder) {
     let tmp = tempfile::tempdir().unwrap();
     let (data, reports) = match std::env::var_os("GRADSCOPE_CLAIMS_DATA") {
         Some(data) => {
             let data = PathBuf::from(data);
             let out = std::env::var_os("GRADSCOPE_CLAIMS_OUT")
                 .map_or(tmp.path().to_path_buf(), PathBuf::from);
-            gradscope_report::build_study(name, &data, &out).unwrap();
+            gradscope_report::build_study(name, build, &data, &out).unwrap();
             (data, out)
         }
         None => (root().join("notebooks-data"), root().join("reports")),
@@ -42,30 +42,48 @@ fn check(name: &str) {
 
 #[test]
 fn norms_claims_hold() {
-    check(gradscope_contract::norms::NAME);
+    check(
+        gradscope_contract::norms::NAME,
+        gradscope_report::norms::build,
+    );
 }
 
 #[test]
 fn shattered_claims_hold() {
-    check(gradscope_contract::shattered::NAME);
+    check(
+        gradscope_contract::shattered::NAME,
+        gradscope_report::shattered::build,
+    );
 }
 
 #[test]
 fn skips_claims_hold() {
-    check(gradscope_contract::skips::NAME);
+    check(
+        gradscope_contract::skips::NAME,
+        gradscope_report::skips::build,
+    );
 }
 
 #[test]
 fn ensemble_claims_hold() {
-    check(gradscope_contract::ensemble::NAME);
+    check(
+        gradscope_contract::ensemble::NAME,
+        gradscope_report::ensemble::build,
+    );
 }
 
 #[test]
 fn training_claims_hold() {
-    check(gradscope_contract::training::NAME);
+    check(
+        gradscope_contract::training::NAME,
+        gradscope_report::training::build,
+    );
 }
 
 #[test]
 fn correlation_claims_hold() {
-    check(gradscope_contract::correlation::NAME);
+    check(
+        gradscope_contract::correlation::NAME,
+        gradscope_report::correlation::build,
+    );
 }
