@@ -1,10 +1,27 @@
 //! The tensor forward pass of the activations: φ(x) built from
 //! differentiable candle ops, so autograd reaches through it.
+//!
+//! Every ReLU here is [`relu`], which keeps NaN (candle's own maps NaN to
+//! 0 forward and backward): a NaN shows at the layer where it appears.
 
 use candle_core::Tensor;
 use gradscope_spec::{GELU_C, SELU_ALPHA, SELU_LAMBDA};
 
 use crate::{Activation, Result};
+
+/// max(x, 0) with NaN kept: relu(NaN) = NaN, and its gradient there is NaN.
+///
+/// Without a NaN in x it is candle's `relu` (the same graph, the same bits);
+/// with one, the NaN entries are x² of x where it is NaN (0 elsewhere,
+/// so the square's gradient 2x·g is NaN there and 0 elsewhere, ∞ included).
+pub(crate) fn relu(x: &Tensor) -> Result<Tensor> {
+    let is_nan = x.ne(x)?;
+    if is_nan.max_all()?.to_scalar::<u8>()? == 0 {
+        return Ok(x.relu()?);
+    }
+    let at_nan = is_nan.where_cond(x, &x.zeros_like()?)?;
+    Ok(is_nan.where_cond(&at_nan.sqr()?, &x.relu()?)?)
+}
 
 /// φ on tensors, for [`Activation`] (a description type of the spec crate).
 pub trait ActivationExt {
@@ -16,15 +33,15 @@ pub trait ActivationExt {
 impl ActivationExt for Activation {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         // max(x, 0) and min(x, 0) = −relu(−x).
-        let neg_part = |x: &Tensor| -> Result<Tensor> { Ok(x.neg()?.relu()?.neg()?) };
+        let neg_part = |x: &Tensor| -> Result<Tensor> { Ok(relu(&x.neg()?)?.neg()?) };
         // e^{min(x,0)} − 1: the negative branch of ELU, finite for any x.
         let elu_neg = |x: &Tensor| -> Result<Tensor> { Ok(neg_part(x)?.exp()?.affine(1.0, -1.0)?) };
         Ok(match *self {
-            Self::Relu => x.relu()?,
-            Self::LeakyRelu { slope } => (x.relu()? + neg_part(x)?.affine(slope, 0.0)?)?,
-            Self::Elu => (x.relu()? + elu_neg(x)?)?,
+            Self::Relu => relu(x)?,
+            Self::LeakyRelu { slope } => (relu(x)? + neg_part(x)?.affine(slope, 0.0)?)?,
+            Self::Elu => (relu(x)? + elu_neg(x)?)?,
             Self::Selu => {
-                (x.relu()? + elu_neg(x)?.affine(SELU_ALPHA, 0.0)?)?.affine(SELU_LAMBDA, 0.0)?
+                (relu(x)? + elu_neg(x)?.affine(SELU_ALPHA, 0.0)?)?.affine(SELU_LAMBDA, 0.0)?
             }
             Self::Gelu => {
                 let inner = (x + x.powf(3.0)?.affine(0.044_715, 0.0)?)?.affine(GELU_C, 0.0)?;
@@ -32,8 +49,8 @@ impl ActivationExt for Activation {
             }
             // ln(1 + eˣ) = max(x, 0) + ln(1 + e^{−|x|}), which never overflows.
             Self::Softplus => {
-                let abs = (x.relu()? + x.neg()?.relu()?)?;
-                (x.relu()? + abs.neg()?.exp()?.affine(1.0, 1.0)?.log()?)?
+                let abs = (relu(x)? + relu(&x.neg()?)?)?;
+                (relu(x)? + abs.neg()?.exp()?.affine(1.0, 1.0)?.log()?)?
             }
             Self::Tanh => x.tanh()?,
             // From exp and recip: both have a backward op in candle.

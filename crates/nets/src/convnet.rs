@@ -13,6 +13,7 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 
+use crate::activation::relu;
 use crate::{
     BatchNorm, BnMode, Conv2d, ConvBlock, ConvNetSpec, Linear, Model, PrecisionExt, Result,
     Shortcut, tensor_rng,
@@ -58,8 +59,8 @@ impl ConvUnit {
     fn forward(&self, x: &Tensor, mode: BnMode) -> Result<Tensor> {
         let h = self.main_path(x, mode)?;
         Ok(match &self.shortcut {
-            Some(s) => (h + shortcut(s, x, mode)?)?.relu()?,
-            None => h.relu()?,
+            Some(s) => relu(&(h + shortcut(s, x, mode)?)?)?,
+            None => relu(&h)?,
         })
     }
 
@@ -70,7 +71,7 @@ impl ConvUnit {
         for (i, (conv, bn)) in self.convs.iter().enumerate() {
             h = bn.forward(&conv.forward(&h)?, mode)?;
             if i < last {
-                h = h.relu()?;
+                h = relu(&h)?;
             }
         }
         Ok(h)
@@ -373,11 +374,7 @@ impl crate::BlockNet for ConvNet {
 
     fn stem_forward(&self, x: &Tensor, mode: BnMode) -> Result<Tensor> {
         let x = x.to_dtype(self.dtype())?;
-        Ok(self
-            .stem
-            .1
-            .forward(&self.stem.0.forward(&x)?, mode)?
-            .relu()?)
+        relu(&self.stem.1.forward(&self.stem.0.forward(&x)?, mode)?)
     }
 
     fn block_forward(&self, b: usize, h: &Tensor, mode: BnMode) -> Result<Tensor> {
@@ -393,7 +390,7 @@ impl crate::BlockNet for ConvNet {
     }
 
     fn block_post(&self, _b: usize, pre: &Tensor) -> Result<Tensor> {
-        Ok(pre.relu()?)
+        relu(pre)
     }
 
     fn keeps_shape(&self, b: usize) -> bool {

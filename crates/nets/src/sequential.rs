@@ -3,6 +3,7 @@
 
 use candle_core::{Tensor, Var};
 
+use crate::activation::relu;
 use crate::{
     Activation, ActivationExt, BatchNorm, BnMode, FeatureNorm, Linear, Result, WeightNormLinear,
 };
@@ -38,7 +39,7 @@ impl Layer {
             Layer::Act(a) => a.forward(h)?,
             Layer::Norm(n) => n.forward(h)?,
             Layer::WeightNorm(l) => l.forward(h)?,
-            Layer::CRelu => Tensor::cat(&[h.relu()?, h.neg()?.relu()?], 1)?,
+            Layer::CRelu => Tensor::cat(&[relu(h)?, relu(&h.neg()?)?], 1)?,
         })
     }
 

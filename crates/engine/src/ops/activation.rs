@@ -5,6 +5,9 @@
 //! 1[y > 0]; tanh: 1 − y²; sigmoid: y(1 − y); ELU, SELU and softplus from
 //! their inverse branches), so an activation keeps only y, which is also the
 //! next op's input. GELU and leaky ReLU (whose slope may be ≤ 0) keep z.
+//!
+//! NaN propagates through every φ and φ' (φ(NaN) = φ'(NaN) = NaN), so a
+//! fault shows at the layer where it appears: `max(z, 0)` would map NaN to 0.
 
 use gradscope_nets::{Activation, GELU_C, SELU_ALPHA, SELU_LAMBDA};
 use ndarray::Array2;
@@ -25,8 +28,18 @@ macro_rules! with_activation {
         let (zero, one) = (<$t>::zero(), <$t>::one());
         match $a {
             Activation::Relu => {
-                let $phi = move |z: $t| Float::max(z, zero);
-                let $slope = move |g: $t, y: $t| if y > zero { g } else { zero };
+                // A select, not `max` (which maps NaN to 0): the same bits for
+                // every other z (−0 included, to +0), and it vectorises.
+                let $phi = move |z: $t| if z <= zero { zero } else { z };
+                let $slope = move |g: $t, y: $t| {
+                    if y > zero {
+                        g
+                    } else if y.is_nan() {
+                        y
+                    } else {
+                        zero
+                    }
+                };
                 $body
             }
             Activation::Tanh => {
@@ -48,7 +61,15 @@ macro_rules! with_activation {
                 let a = <$t as Real>::of(slope);
                 let $phi = move |z: $t| if z > zero { z } else { a * z };
                 // From z itself: for a ≤ 0 the output does not tell z's sign.
-                let $slope = move |g: $t, z: $t| if z > zero { g } else { g * a };
+                let $slope = move |g: $t, z: $t| {
+                    if z > zero {
+                        g
+                    } else if z.is_nan() {
+                        z
+                    } else {
+                        g * a
+                    }
+                };
                 $body
             }
             Activation::Elu => {
@@ -130,21 +151,33 @@ pub(crate) fn mul_slope<T: Real>(
     with_activation!(a, T, |_phi, slope| map_slope(g, kept, s, slope))
 }
 
+/// The ReLU mask's mark of a NaN output (0: y = 0, 1: y > 0).
+const MASK_NAN: u8 = 2;
+
 /// g ← g ⊙ 1[y > 0] (⊙ s per feature when a BN's γ/σ is given), from
-/// where the ReLU output y was positive.
+/// where the ReLU output y was positive; NaN where y was NaN.
 pub(crate) fn mul_relu_mask<T: Real>(
     g: &mut Array2<T>,
     positive: &Array2<u8>,
     s: Option<&ndarray::Array1<T>>,
 ) {
-    // A product with the 0/1 mask, not a branch: it vectorises (a branch on
-    // the random signs does not), and NaN/∞ propagate as in candle's backward.
-    map_slope(g, positive, s, |g, p| g * <T as Real>::of(f64::from(p)));
+    // A product with the 0/1 mask, not a branch on the random signs: it
+    // vectorises, and NaN/∞ in g propagate as in candle's backward. The NaN
+    // mark is a select, which vectorises too.
+    let nan = T::nan();
+    map_slope(g, positive, s, move |g, p| {
+        if p == MASK_NAN {
+            nan
+        } else {
+            g * <T as Real>::of(f64::from(p))
+        }
+    });
 }
 
-/// Where the ReLU output y is positive, as bytes: a quarter of the bytes
-/// of y in f32 (an eighth in f64), so the backward pass reads less and y is
-/// freed or kept as the next op's input instead of copied.
+/// Where the ReLU output y is positive (1), zero (0) or NaN
+/// ([`MASK_NAN`]), as bytes: a quarter of the bytes of y in f32 (an eighth
+/// in f64), so the backward pass reads less and y is freed or kept as the
+/// next op's input instead of copied.
 pub(crate) fn relu_mask<T: Real>(post: &Array2<T>) -> Array2<u8> {
     let zero = T::zero();
     let mut positive = Array2::<u8>::zeros(post.dim());
@@ -152,7 +185,7 @@ pub(crate) fn relu_mask<T: Real>(post: &Array2<T>) -> Array2<u8> {
         let ys = ys.expect("paired rows");
         ps.iter_mut()
             .zip(ys)
-            .for_each(|(p, &y)| *p = u8::from(y > zero));
+            .for_each(|(p, &y)| *p = u8::from(y > zero) | (u8::from(y.is_nan()) << 1));
     });
     positive
 }
@@ -165,5 +198,104 @@ pub(crate) fn jvp<T: Real>(a: Activation, h: &mut Array2<T>, t: &mut Array2<T>) 
     } else {
         apply(a, h);
         mul_slope(a, t, h, None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [Activation; 9] = [
+        Activation::Relu,
+        Activation::LeakyRelu { slope: 0.1 },
+        Activation::LeakyRelu { slope: -0.5 },
+        Activation::Elu,
+        Activation::Selu,
+        Activation::Softplus,
+        Activation::Tanh,
+        Activation::Sigmoid,
+        Activation::Gelu,
+    ];
+
+    fn row<T: Real>(v: &[f64]) -> Array2<T> {
+        Array2::from_shape_vec((1, v.len()), v.iter().map(|&x| T::of(x)).collect()).unwrap()
+    }
+
+    fn nan_propagates<T: Real>() {
+        // 40 values, so the vectorised body and the scalar tail both run.
+        let mut z: Vec<f64> = (0..40).map(|i| (i as f64 - 20.0) * 0.37).collect();
+        z[3] = f64::NAN;
+        z[37] = f64::NAN;
+        z[5] = -0.0;
+        for a in ALL {
+            let mut h = row::<T>(&z);
+            apply(a, &mut h);
+            for (i, y) in h.iter().enumerate() {
+                assert_eq!(y.is_nan(), z[i].is_nan(), "{a:?}({}) = {y:?}", z[i]);
+            }
+            // φ' from what the activation keeps: NaN exactly where z was.
+            let kept = if keeps_input(a) {
+                row::<T>(&z)
+            } else {
+                h.clone()
+            };
+            let mut g = row::<T>(&vec![1.5; z.len()]);
+            mul_slope(a, &mut g, &kept, None);
+            for (i, d) in g.iter().enumerate() {
+                assert_eq!(d.is_nan(), z[i].is_nan(), "{a:?}'({}) = {d:?}", z[i]);
+            }
+        }
+    }
+
+    #[test]
+    fn nan_propagates_through_every_activation_and_slope() {
+        nan_propagates::<f32>();
+        nan_propagates::<f64>();
+    }
+
+    #[test]
+    fn relu_keeps_the_bits_of_max_on_every_other_value() {
+        let z: Vec<f32> = [
+            -0.0f32,
+            0.0,
+            -1.0,
+            2.5,
+            1e-40,
+            -1e-40,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+        ]
+        .into_iter()
+        .chain((0..33).map(|i| (i as f32 - 16.0) * 0.3))
+        .collect();
+        let mut h = Array2::from_shape_vec((1, z.len()), z.clone()).unwrap();
+        apply(Activation::Relu, &mut h);
+        for (&x, y) in z.iter().zip(h.iter()) {
+            // max(z, 0) maps −0 to +0, as the select does.
+            let want = if x > 0.0 { x } else { 0.0 };
+            assert_eq!(y.to_bits(), want.to_bits(), "relu({x})");
+        }
+    }
+
+    fn mask_marks_nan<T: Real>() {
+        let y = row::<T>(&[0.0, 2.0, f64::NAN, 0.0, 3.0, f64::NAN, f64::INFINITY]);
+        let mask = relu_mask(&y);
+        assert_eq!(
+            mask.as_slice().unwrap(),
+            &[0, 1, MASK_NAN, 0, 1, MASK_NAN, 1]
+        );
+        let mut g = row::<T>(&[-1.0, -2.0, 3.0, f64::NAN, 5.0, 0.0, 7.0]);
+        mul_relu_mask(&mut g, &mask, None);
+        let got: Vec<f64> = g.iter().map(|v| v.f64()).collect();
+        assert_eq!(got[0].to_bits(), (-0.0f64).to_bits(), "g·0 keeps g's sign");
+        assert_eq!(got[1], -2.0);
+        assert!(got[2].is_nan() && got[3].is_nan() && got[5].is_nan());
+        assert_eq!((got[4], got[6]), (5.0, 7.0));
+    }
+
+    #[test]
+    fn the_relu_mask_marks_nan_and_its_product_is_nan_there() {
+        mask_marks_nan::<f32>();
+        mask_marks_nan::<f64>();
     }
 }
