@@ -7,6 +7,7 @@ use plotters::coord::Shift;
 use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::prelude::*;
 
+use crate::axis;
 use crate::format;
 use crate::style::{self, FONT};
 use crate::{ReportError, Result};
@@ -256,7 +257,38 @@ impl LineChart {
     }
 
     fn usable(&self, (x, y): (f64, f64)) -> bool {
-        x.is_finite() && y.is_finite() && (!self.x_log || x > 0.0) && (!self.y_log || y > 0.0)
+        axis::fits(x, self.x_log)
+            && axis::fits(y, self.y_log)
+            && (!self.x_log || x > 0.0)
+            && (!self.y_log || y > 0.0)
+    }
+
+    /// Points left out for being NaN, ±inf or beyond ±[`axis::DATA_LIMIT`],
+    /// or below a log axis cut to [`axis::LOG_SPAN`] decades (zero and
+    /// negative values on a log axis are left out uncounted).
+    pub fn excluded(&self) -> usize {
+        let ranges = self.ranges();
+        self.series
+            .iter()
+            .flat_map(|s| &s.points)
+            .filter(|&&p| {
+                let (x, y) = p;
+                let fits = axis::fits(x, self.x_log) && axis::fits(y, self.y_log);
+                !fits || (self.usable(p) && !self.on_log_axes(p, ranges))
+            })
+            .count()
+    }
+
+    /// Whether a point is not below either log axis's lower end.
+    fn on_log_axes(&self, (x, y): (f64, f64), (xr, yr): Ranges) -> bool {
+        (!self.x_log || x >= xr.0) && (!self.y_log || y >= yr.0)
+    }
+
+    /// The ends of the error bar ± e at y (the point itself below where a
+    /// log axis ends at zero), within ±[`axis::DATA_LIMIT`].
+    fn bar_ends(&self, y: f64, e: f64) -> (f64, f64) {
+        let lo = if self.y_log && y - e <= 0.0 { y } else { y - e };
+        (axis::clamp_to_limit(lo), axis::clamp_to_limit(y + e))
     }
 
     /// Data ranges over drawable points (with the error bars), padded.
@@ -273,12 +305,8 @@ impl LineChart {
                     .as_ref()
                     .map_or(0.0, |e| if e[i].is_finite() { e[i] } else { 0.0 });
                 xs = (xs.0.min(p.0), xs.1.max(p.0));
-                let lo = if self.y_log && p.1 - e <= 0.0 {
-                    p.1
-                } else {
-                    p.1 - e
-                };
-                ys = (ys.0.min(lo), ys.1.max(p.1 + e));
+                let (lo, hi) = self.bar_ends(p.1, e);
+                ys = (ys.0.min(lo), ys.1.max(hi));
             }
         }
         if !xs.0.is_finite() {
@@ -291,15 +319,42 @@ impl LineChart {
             if log {
                 let (l, h) = (lo.log10(), hi.log10().max(lo.log10() + 1e-9));
                 let d = (h - l).max(0.2) * 0.05;
-                (10f64.powf(l - d), 10f64.powf(h + d))
+                // Within 10^±307, where 10^x is finite and normal.
+                (
+                    10f64.powf((l - d).max(-307.0)),
+                    10f64.powf((h + d).min(307.0)),
+                )
             } else {
                 let d = ((hi - lo).abs() * 0.05).max(1e-9 * lo.abs().max(1.0));
                 (lo - d, hi + d)
             }
         };
+        let safe = |(lo, hi): (f64, f64), log: bool| {
+            if log {
+                axis::log(lo, hi)
+            } else {
+                axis::linear(lo, hi)
+            }
+        };
         (
-            self.x_range.unwrap_or_else(|| pad(xs, self.x_log)),
-            self.y_range.unwrap_or_else(|| pad(ys, self.y_log)),
+            safe(
+                self.x_range.unwrap_or_else(|| pad(xs, self.x_log)),
+                self.x_log,
+            ),
+            safe(
+                self.y_range.unwrap_or_else(|| pad(ys, self.y_log)),
+                self.y_log,
+            ),
+        )
+    }
+
+    /// A drawable point moved to within a few range widths of the axes: a
+    /// fixed range may leave data far outside, whose pixels plotters would
+    /// otherwise step through one by one.
+    fn clipped(&self, (x, y): (f64, f64), (xr, yr): Ranges) -> (f64, f64) {
+        (
+            axis::clip(x, xr, self.x_log, 4.0),
+            axis::clip(y, yr, self.y_log, 4.0),
         )
     }
 }
@@ -309,24 +364,51 @@ impl Plot for LineChart {
         &self,
         area: &DrawingArea<DB, Shift>,
     ) -> std::result::Result<(), String> {
-        let ((x0, x1), (y0, y1)) = self.ranges();
+        let r @ ((x0, x1), (y0, y1)) = self.ranges();
         match (self.x_log, self.y_log) {
-            (false, false) => draw_chart(self, area, x0..x1, y0..y1),
-            (true, false) => draw_chart(self, area, (x0..x1).log_scale().base(self.x_base), y0..y1),
-            (false, true) => draw_chart(self, area, x0..x1, (y0..y1).log_scale()),
+            (false, false) => draw_chart(self, area, r, x0..x1, y0..y1),
+            (true, false) => draw_chart(
+                self,
+                area,
+                r,
+                (x0..x1).log_scale().base(self.x_base),
+                y0..y1,
+            ),
+            (false, true) => draw_chart(self, area, r, x0..x1, (y0..y1).log_scale()),
             (true, true) => draw_chart(
                 self,
                 area,
+                r,
                 (x0..x1).log_scale().base(self.x_base),
                 (y0..y1).log_scale(),
             ),
+        }?;
+        let excluded = self.excluded();
+        if excluded > 0 {
+            // Said on the figure itself, so no caption can lose it.
+            let (_, h) = area.dim_in_pixel();
+            let note = format!(
+                "{excluded} point{} not drawn (NaN, ±inf or beyond ±1e300)",
+                if excluded == 1 { "" } else { "s" }
+            );
+            area.draw(&Text::new(
+                note,
+                (6, h as i32 - 16),
+                (FONT, style::LABEL_SIZE - 2).into_font().color(&RED),
+            ))
+            .map_err(|e| e.to_string())?;
         }
+        Ok(())
     }
 }
+
+/// The x and y ranges of a chart.
+type Ranges = ((f64, f64), (f64, f64));
 
 fn draw_chart<DB, X, Y>(
     c: &LineChart,
     area: &DrawingArea<DB, Shift>,
+    ranges: Ranges,
     x: X,
     y: Y,
 ) -> std::result::Result<(), String>
@@ -363,17 +445,25 @@ where
 
     let mut labelled = false;
     for s in &c.series {
-        let pts: Vec<(f64, f64)> = s.points.iter().copied().filter(|&p| c.usable(p)).collect();
+        let pts: Vec<(f64, f64)> = s
+            .points
+            .iter()
+            .copied()
+            .filter(|&p| c.usable(p) && c.on_log_axes(p, ranges))
+            .map(|p| c.clipped(p, ranges))
+            .collect();
         let st = ShapeStyle::from(&s.color).stroke_width(s.width);
         if let Some(err) = &s.error {
             let bars = s
                 .points
                 .iter()
                 .zip(err)
-                .filter(|(p, e)| c.usable(**p) && e.is_finite())
-                .map(|(&(px, py), &e)| {
-                    let lo = if c.y_log && py - e <= 0.0 { py } else { py - e };
-                    ErrorBar::new_vertical(px, lo, py, py + e, st, 8)
+                .filter(|(p, e)| c.usable(**p) && c.on_log_axes(**p, ranges) && e.is_finite())
+                .map(|(&p, &e)| {
+                    let (lo, hi) = c.bar_ends(p.1, e);
+                    let (px, py) = c.clipped(p, ranges);
+                    let clip = |v| axis::clip(v, ranges.1, c.y_log, 4.0);
+                    ErrorBar::new_vertical(px, clip(lo), py, clip(hi), st, 8)
                 });
             chart.draw_series(bars).map_err(|x| e(&x))?;
         }
@@ -484,7 +574,7 @@ impl Plot for Heatmap {
         area: &DrawingArea<DB, Shift>,
     ) -> std::result::Result<(), String> {
         let e = |e: &dyn std::fmt::Display| e.to_string();
-        let (a0, a1) = self.axis_range;
+        let (a0, a1) = axis::linear(self.axis_range.0, self.axis_range.1);
         let mut chart = ChartBuilder::on(area)
             .caption(&self.title, (FONT, style::PANEL_TITLE_SIZE))
             .margin(10)
@@ -579,7 +669,7 @@ impl Plot for ColorBar {
         area: &DrawingArea<DB, Shift>,
     ) -> std::result::Result<(), String> {
         let e = |e: &dyn std::fmt::Display| e.to_string();
-        let (lo, hi) = self.range;
+        let (lo, hi) = axis::linear(self.range.0, self.range.1);
         let mut chart = ChartBuilder::on(area)
             .margin(20)
             .x_label_area_size(40)
@@ -646,7 +736,7 @@ impl Plot for Raster {
         area: &DrawingArea<DB, Shift>,
     ) -> std::result::Result<(), String> {
         let e = |e: &dyn std::fmt::Display| e.to_string();
-        let (x0, x1) = self.x_range;
+        let (x0, x1) = axis::linear(self.x_range.0, self.x_range.1);
         let mut chart = ChartBuilder::on(area)
             .caption(&self.title, (FONT, style::PANEL_TITLE_SIZE))
             .margin(10)
@@ -674,12 +764,14 @@ impl Plot for Raster {
             .draw_series((0..self.rows * self.cols).map(|k| {
                 let (r, c) = (k / self.cols, k % self.cols);
                 let v = self.values[k];
-                let color = if v.is_finite() {
-                    (self.color)(if hi > lo {
-                        ((v - lo) / (hi - lo)).clamp(0.0, 1.0)
-                    } else {
-                        0.5
-                    })
+                // Where v sits on the scale; NaN (v or an infinite scale) is grey.
+                let t = if hi > lo {
+                    ((v - lo) / (hi - lo)).clamp(0.0, 1.0)
+                } else {
+                    0.5
+                };
+                let color = if v.is_finite() && t.is_finite() {
+                    (self.color)(t)
                 } else {
                     RGBColor(160, 160, 160)
                 };

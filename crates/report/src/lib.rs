@@ -3,6 +3,7 @@
 //! `notebooks-data/<study>/` alone: a report can be rebuilt without
 //! recomputing, or drawn from data made elsewhere.
 
+pub mod axis;
 mod card;
 pub mod claims;
 pub mod correlation;
