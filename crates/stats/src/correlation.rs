@@ -115,11 +115,12 @@ pub fn covariance_matrix(samples: ArrayView2<f64>) -> Result<Array2<f64>> {
 /// Correlation across realisations: R[i, j] = C[i, j] / √(C[i, i] C[j, j]).
 /// Entries of a point with zero variance are NaN.
 pub fn correlation_matrix(samples: ArrayView2<f64>) -> Result<Array2<f64>> {
-    let c = covariance_matrix(samples)?;
+    let mut c = covariance_matrix(samples)?;
     let sd: Array1<f64> = c.diag().mapv(f64::sqrt);
-    Ok(Array2::from_shape_fn(c.dim(), |(i, j)| {
-        c[[i, j]] / (sd[i] * sd[j])
-    }))
+    // In place: one N × N matrix at a time, not two (N = 65 536 is 32 GiB each).
+    c.indexed_iter_mut()
+        .for_each(|((i, j), v)| *v /= sd[i] * sd[j]);
+    Ok(c)
 }
 
 #[cfg(test)]

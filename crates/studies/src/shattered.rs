@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::output::{create_dir, write_atomic};
 use crate::provenance::Provenance;
 use crate::runner::RunOptions;
-use crate::study::{Study, StudyResults, run_study};
+use crate::study::{GIB, Study, StudyResults, run_study};
 use crate::{Result, StudyError};
 
 pub use gradscope_contract::io::read_npy;
@@ -125,7 +125,7 @@ pub fn check(params: &ShatteredParams) -> Result<ShatteredConfig> {
         return Err(StudyError::config(
             "size",
             format!(
-                "one net needs about {need:.1} GiB, above the limit of {} GiB (memory_limit_gib)",
+                "the run needs about {need:.1} GiB (N × N correlation matrices and all), above the limit of {} GiB (memory_limit_gib)",
                 config.params.memory_limit_gib
             ),
         ));
@@ -217,14 +217,48 @@ impl ShatteredConfig {
                 3.0 * params + 8.0 * layers * (self.params.points * n.width) as f64
             })
             .fold(0.0, f64::max);
-        threads.max(1) as f64 * per_net * bytes / (1u64 << 30) as f64
+        threads.max(1) as f64 * per_net * bytes / GIB
     }
 
-    /// Peak memory of a run on `threads` threads, GiB: the nets in flight
-    /// ([`Self::working_estimate_gib`]) and the shared draw cache
-    /// ([`Self::draws_estimate_gib`]).
+    /// Peak memory of a run on `threads` threads, GiB: the shared draw cache
+    /// ([`Self::draws_estimate_gib`]) and the cells' outputs, plus the larger
+    /// of the nets in flight ([`Self::working_estimate_gib`]) and the summary
+    /// with its files ([`Self::summary_estimate_gib`]).
     pub fn memory_estimate_gib(&self, threads: usize) -> f64 {
-        self.working_estimate_gib(threads) + self.draws_estimate_gib()
+        self.draws_estimate_gib()
+            + self.outputs_estimate_gib()
+            + self
+                .working_estimate_gib(threads)
+                .max(self.summary_estimate_gib())
+    }
+
+    /// The outputs of every cell, held until the summary is made, GiB: per
+    /// (arch, depth, seed) the input gradients, spectrum, ACF and the norms
+    /// of every layer, in f64.
+    pub fn outputs_estimate_gib(&self) -> f64 {
+        let p = &self.params;
+        let n = p.points;
+        let layers = p.depths.iter().map(|d| d + 1).sum::<usize>();
+        let per_seed = p.depths.len() * (n + n / 2 + 1 + self.max_lag() + 1) + 2 * layers;
+        (p.archs.len() * p.seeds * per_seed * 8) as f64 / GIB
+    }
+
+    /// The summary phase, GiB: the (arch, depth, seed, N) arrays in f64 and,
+    /// with two seeds or more, the N × N correlation matrix of every (arch,
+    /// depth) in f32, plus the larger of the f64 matrix being computed and
+    /// the file's bytes as they are written (as large as the f32 matrices).
+    pub fn summary_estimate_gib(&self) -> f64 {
+        let p = &self.params;
+        let (na, nd, n) = (p.archs.len(), p.depths.len(), p.points);
+        let arrays = na * nd * p.seeds * (n + n / 2 + 1 + self.max_lag() + 1) * 8;
+        let correlation = if p.seeds >= 2 {
+            let stored = (na * nd * n * n * 4) as f64;
+            stored + stored.max((n * n * 8) as f64)
+        } else {
+            0.0
+        };
+        // The arrays' own file bytes are written one file at a time.
+        (2 * arrays) as f64 / GIB + correlation / GIB
     }
 
     /// The most the shared draw cache ([`ShatteredConfig::sharing_draws`])
@@ -235,7 +269,7 @@ impl ShatteredConfig {
             return 0.0;
         }
         let weights: u64 = self.nets.iter().map(|n| n.parameter_count()).sum();
-        (self.params.seeds as u64 * weights * 8) as f64 / (1u64 << 30) as f64
+        (self.params.seeds as u64 * weights * 8) as f64 / GIB
     }
 
     /// The seed of the nets of seed index `s` (shared by all archs and depths:
@@ -348,8 +382,9 @@ impl ShatteredConfig {
             for a in 0..na {
                 for d in 0..nd {
                     let samples = input_gradients.slice(s![a, d, .., ..]);
+                    // Converted in place: no third N × N array.
                     m.slice_mut(s![a, d, .., ..])
-                        .assign(&correlation_matrix(samples)?.mapv(|v| v as f32));
+                        .zip_mut_with(&correlation_matrix(samples)?, |m, &r| *m = r as f32);
                 }
             }
             Some(m)
@@ -445,7 +480,11 @@ impl Study for ShatteredConfig {
         caps.into_iter()
             .map(|cap| {
                 let g = cap.input_grads.column(0).to_owned();
-                let finite = g.iter().all(|v| v.is_finite());
+                // The gradient of a net whose values are not finite measures
+                // nothing, even where it came out finite.
+                let finite = g.iter().all(|v| v.is_finite())
+                    && cap.first_forward_fault().is_none()
+                    && cap.output.iter().all(|v| v.is_finite());
                 let (r1, slope, spectrum, acf) = if finite {
                     let spectrum = plan.power(g.view())?;
                     (

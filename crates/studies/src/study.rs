@@ -62,6 +62,9 @@ pub trait Study: Sync {
     }
 }
 
+/// Bytes in a GiB, the unit of the memory estimates.
+pub(crate) const GIB: f64 = (1u64 << 30) as f64;
+
 /// Results that can write themselves into a study folder.
 pub trait StudyResults {
     /// Write every file of the study folder `dir` (created if missing), each

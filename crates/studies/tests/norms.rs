@@ -287,3 +287,61 @@ fn bad_parameters_are_clear_errors() {
         assert!(e.contains(field), "{e}");
     }
 }
+
+#[test]
+fn the_norms_estimate_grows_with_the_draws_and_refuses_above_its_limit() {
+    let layers = |seeds: usize| NormsParams {
+        parts: vec!["layers".into()],
+        seeds,
+        ..small()
+    };
+    let draws = |p: &NormsParams| p.check().unwrap().draws_estimate_gib();
+    // One f64 per weight of every seed: 4 seeds hold twice what 2 do, and
+    // 2 seeds of a depth-16, width-256 plain net are 2 · 16 · 256² · 8 bytes
+    // and a little more (stem, head, biases).
+    let (two, four) = (draws(&layers(2)), draws(&layers(4)));
+    assert!((four / two - 2.0).abs() < 1e-12, "{two} {four}");
+    let weights = 2.0 * 16.0 * 256.0 * 256.0 * 8.0 / (1u64 << 30) as f64;
+    assert!(two >= weights && two < 1.05 * weights, "{two} vs {weights}");
+    let config = layers(4).check().unwrap();
+    let one = config.memory_estimate_gib(1);
+    assert!(one > four && config.memory_estimate_gib(2) > one);
+
+    // The issue-sized run (depth 500, width 1400, batch 8192) is refused in
+    // one line, before anything is drawn.
+    let big = NormsParams {
+        depth: 500,
+        width: 1400,
+        batch: 8192,
+        ..Default::default()
+    };
+    let err = big.check().unwrap_err().to_string();
+    assert!(
+        err.contains("memory_limit_gib") && !err.contains('\n'),
+        "{err}"
+    );
+    // A limit just under the estimate refuses; at the estimate it runs.
+    let under = NormsParams {
+        memory_limit_gib: one * 0.99,
+        ..layers(4)
+    };
+    assert!(
+        under
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("memory_limit_gib")
+    );
+    let at = NormsParams {
+        memory_limit_gib: one * 1.01,
+        ..layers(4)
+    };
+    assert!(at.check().is_ok());
+    for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        let p = NormsParams {
+            memory_limit_gib: bad,
+            ..small()
+        };
+        assert!(p.check().is_err(), "{bad}");
+    }
+}

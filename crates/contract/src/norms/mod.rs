@@ -89,6 +89,18 @@ pub struct NormsParams {
     /// Activations of the Jacobian part.
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub jacobian_activations: Vec<Activation>,
+    /// Refuse a run whose estimated peak memory is above this many GiB.
+    /// Written to `summary.json` only when not the default, so summaries
+    /// of runs made before it existed read the same.
+    #[serde(skip_serializing_if = "is_default_memory_limit")]
+    pub memory_limit_gib: f64,
+}
+
+/// The default of [`NormsParams::memory_limit_gib`].
+pub const DEFAULT_MEMORY_LIMIT_GIB: f64 = 8.0;
+
+fn is_default_memory_limit(v: &f64) -> bool {
+    *v == DEFAULT_MEMORY_LIMIT_GIB
 }
 
 impl Default for NormsParams {
@@ -114,6 +126,7 @@ impl Default for NormsParams {
             jacobian_width: 96,
             jacobian_depths: vec![1, 4, 16, 64],
             jacobian_activations: vec![Activation::Identity, Activation::Relu, Activation::Tanh],
+            memory_limit_gib: DEFAULT_MEMORY_LIMIT_GIB,
         }
     }
 }

@@ -25,6 +25,7 @@
 //! first appear; `dtype = "f64"` reruns the same nets without them.
 
 mod cells;
+mod memory;
 mod summary;
 
 use gradscope_nets::{Activation, Arch, DrawCache, NetParams, WeightInit, derive_seed};
@@ -145,10 +146,28 @@ pub fn check(params: &NormsParams) -> Result<NormsConfig> {
     for arch in &p.archs {
         net_params(&p, *arch, Activation::Relu, WeightInit::He).check()?;
     }
-    Ok(NormsConfig {
+    if !(p.memory_limit_gib.is_finite() && p.memory_limit_gib > 0.0) {
+        return Err(StudyError::config(
+            "memory_limit_gib",
+            format!("must be a positive number, got {}", p.memory_limit_gib),
+        ));
+    }
+    let config = NormsConfig {
         params: p,
         draws: Default::default(),
-    })
+    };
+    // Refused before anything is allocated.
+    let need = config.memory_estimate_gib(1);
+    if need > config.params.memory_limit_gib {
+        return Err(StudyError::config(
+            "size",
+            format!(
+                "the run needs about {need:.1} GiB (weight draws of every seed and one net), above the limit of {} GiB (memory_limit_gib)",
+                config.params.memory_limit_gib
+            ),
+        ));
+    }
+    Ok(config)
 }
 
 /// The net of the layers and phase parts for `arch`, `activation` and `weight_init`.
@@ -420,6 +439,19 @@ impl Study for NormsConfig {
 
     fn config_json(&self) -> serde_json::Value {
         serde_json::to_value(&self.params).expect("parameters serialise")
+    }
+
+    /// The memory limit changes no cell.
+    fn cell_identity(&self) -> serde_json::Value {
+        let mut v = self.config_json();
+        if let Some(m) = v.as_object_mut() {
+            m.remove("memory_limit_gib");
+        }
+        v
+    }
+
+    fn memory_estimate_gib(&self, threads: usize) -> Option<f64> {
+        Some(NormsConfig::memory_estimate_gib(self, threads))
     }
 }
 
