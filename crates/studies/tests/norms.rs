@@ -310,6 +310,7 @@ fn the_norms_estimate_grows_with_the_draws_and_refuses_above_its_limit() {
     // The issue-sized run (depth 500, width 1400, batch 8192) is refused in
     // one line, before anything is drawn.
     let big = NormsParams {
+        archs: vec![Arch::PLAIN],
         depth: 500,
         width: 1400,
         batch: 8192,
