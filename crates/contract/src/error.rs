@@ -21,6 +21,14 @@ pub enum ContractError {
         /// What is wrong.
         reason: String,
     },
+    /// Another process holds the folder's lock.
+    #[error("{} is in use by {holder}; wait for it to finish or stop it", path.display())]
+    Busy {
+        /// The locked folder.
+        path: PathBuf,
+        /// Who holds it (`pid N (command)`), as it recorded itself.
+        holder: String,
+    },
 }
 
 impl ContractError {

@@ -4,21 +4,21 @@
 //! errors, and arrays are checked against the shapes the summary implies.
 
 use std::io::Write;
-use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::{Path, PathBuf};
 
 use ndarray::{Array, ArrayBase, Data, Dimension};
 use ndarray_npy::WriteNpyExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::{ContractError, Result};
+pub use crate::temp::{create_new, remove_dead_temporaries, temp_name};
+use crate::{ContractError, Result, fault};
 
-static COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// Write `bytes` to `path` atomically: a temporary file in the same folder,
-/// flushed to disk, then renamed over `path` (and the folder synced so the
-/// rename lasts). On error the temporary file is removed and `path` is untouched.
+/// Write `bytes` to `path` atomically: a new temporary file in the same
+/// folder (an unpredictable name, created exclusively, never through a
+/// symlink), flushed to disk, then renamed over `path` (and the folder synced
+/// so the rename lasts). On error the temporary file is removed and `path`
+/// is untouched.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path
         .parent()
@@ -27,27 +27,29 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| ContractError::io(path, std::io::Error::other("not a file path")))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}-{}",
-        name.to_string_lossy(),
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
+    fault::point(path).map_err(|e| ContractError::io(path, e))?;
+    let tmp: PathBuf = dir.join(temp_name(&name.to_string_lossy()));
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = create_new(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         drop(f);
         std::fs::rename(&tmp, path)?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
+        sync_dir(dir);
         Ok(())
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     result.map_err(|e| ContractError::io(path, e))
+}
+
+/// Flush a folder's entries (renames, removals) to disk; best effort, as
+/// some file systems refuse to sync a folder.
+pub fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
 }
 
 /// Create a folder (and its parents), with the path in the error.
@@ -149,12 +151,16 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
 }
 
 /// Read a study's `summary.json`, refusing any schema but `want` (a folder
-/// written by another version, or by another study).
+/// written by another version, or by another study), and a folder that
+/// does not match its manifest ([`verify`](crate::transaction::verify)).
 pub fn read_summary<T: DeserializeOwned>(
     path: &Path,
     want: &str,
     schema_of: impl Fn(&T) -> &str,
 ) -> Result<T> {
+    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        crate::transaction::verify(dir)?;
+    }
     let summary: T = read_json(path)?;
     let found = schema_of(&summary);
     if found != want {

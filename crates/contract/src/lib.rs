@@ -16,6 +16,10 @@
 //! Each parameters struct also derives `clap::Args` (see [`args`]): its
 //! doc comments are the command line's help, its `Default` the shown defaults.
 //!
+//! A folder changes as one [`transaction`] under its [`lock`]: its results
+//! are staged aside and committed in one rename, listed with checksums in a
+//! manifest that readers check ([`transaction::verify`]).
+//!
 //! ```no_run
 //! use gradscope_contract::shattered::ShatteredData;
 //!
@@ -29,13 +33,17 @@ pub mod args;
 pub mod correlation;
 pub mod ensemble;
 mod error;
+pub mod fault;
 mod history;
 pub mod io;
+pub mod lock;
 pub mod norms;
 mod provenance;
 pub mod shattered;
 pub mod skips;
+pub mod temp;
 pub mod training;
+pub mod transaction;
 
 pub use error::{ContractError, Result};
 pub use history::{EpochRecord, GradLog, History};
