@@ -138,6 +138,10 @@ pub struct MergeArgs {
     /// Only write the data, not the report.
     #[arg(long)]
     pub no_report: bool,
+    /// The stored configuration to merge (its folder under cells/, or a
+    /// unique prefix), when cells of several are stored.
+    #[arg(long, value_name = "KEY")]
+    pub config: Option<String>,
     #[command(flatten)]
     pub workers: Workers,
     #[command(flatten)]

@@ -259,7 +259,7 @@ impl<P: Params + Args + FromArgMatches> StudyEntry for Entry<P> {
     }
 
     fn merge(&self, ctx: &Ctx, a: &MergeArgs) -> Result<()> {
-        merge_params::<P>(ctx, &a.folders, !a.no_report)?;
+        merge_params::<P>(ctx, &a.folders, a.config.as_deref(), !a.no_report)?;
         self.print_summary(ctx, &a.folders.out)
     }
 }

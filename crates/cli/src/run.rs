@@ -4,11 +4,10 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::{ArgMatches, FromArgMatches};
-use gradscope_studies::study::PARAMS_FILE;
 use gradscope_studies::training::{self, TrainingParams};
 use gradscope_studies::{
-    CellCache, Params, RunOptions, Study, StudyResults, default_threads, merge_study, run_shard,
-    run_study,
+    CellCache, LockKind, Params, RunOptions, Study, StudyFolder, default_threads, merge_study,
+    run_shard, run_study,
 };
 
 use crate::args::{Cli, Command, Folders, MergeArgs, RunArgs, RunFlags, TrainArgs};
@@ -133,8 +132,8 @@ fn preflight(folders: &Folders, report: bool) -> Result<()> {
     for dir in dirs {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the output folder {}", dir.display()))?;
-        let probe = dir.join(format!(".gradscope-write-test-{}", std::process::id()));
-        std::fs::write(&probe, b"")
+        let probe = dir.join(gradscope_studies::output::temp_name("gradscope-write-test"));
+        gradscope_studies::output::create_new(&probe)
             .and_then(|_| std::fs::remove_file(&probe))
             .with_context(|| format!("cannot write into the output folder {}", dir.display()))?;
     }
@@ -147,6 +146,13 @@ fn preflight(folders: &Folders, report: bool) -> Result<()> {
 fn execute<S: Study>(ctx: &Ctx, study: &S, folders: &Folders, flags: &RunFlags) -> Result<bool> {
     let dir = folders.out.join(S::NAME);
     let cells_dir = dir.join("cells");
+    // One writer per study folder; shards of a configuration share it.
+    let lock = if flags.shard.is_some() {
+        LockKind::Shared
+    } else {
+        LockKind::Exclusive
+    };
+    let folder = StudyFolder::open(&dir, lock, &ctx.command, &|m| ctx.log(m))?;
     let total = study.cells().len();
     let todo = flags
         .shard
@@ -198,8 +204,8 @@ fn execute<S: Study>(ctx: &Ctx, study: &S, folders: &Folders, flags: &RunFlags) 
     }
     let results = run_study(study, &opts).map_err(interrupted)?;
     bar.finish();
-    results
-        .write(&dir)
+    folder
+        .publish(&results)
         .with_context(|| format!("writing {}", dir.display()))?;
     ctx.log(&format!(
         "{}: {total} cells in {:.1} s → {}",
@@ -233,14 +239,24 @@ fn merge_command(ctx: &Ctx, a: MergeArgs) -> Result<()> {
     study.merge(ctx, &a)
 }
 
-/// Summarise stored cells with the parameters the shards stored.
-pub fn merge_params<P: Params>(ctx: &Ctx, folders: &Folders, report: bool) -> Result<()> {
+/// Summarise the stored cells of one configuration (`config`, or the only
+/// one stored) with the parameters its shards stored, publishing the study
+/// folder as one transaction under its lock.
+pub fn merge_params<P: Params>(
+    ctx: &Ctx,
+    folders: &Folders,
+    config: Option<&str>,
+    report: bool,
+) -> Result<()> {
     let name = <P::Config as Study>::NAME;
     let dir = folders.out.join(name);
     let cells_dir = dir.join("cells");
-    let params_path = cells_dir.join(PARAMS_FILE);
-    let params: P = gradscope_studies::output::read_json(&params_path)?;
-    let study = params.check()?;
+    let folder = StudyFolder::open(&dir, LockKind::Exclusive, &ctx.command, &|m| ctx.log(m))?;
+    let (study, stored) = gradscope_studies::cells::select_config::<P>(&cells_dir, config)?;
+    ctx.log(&format!(
+        "{name}: merging configuration {} ({} cells stored)",
+        stored.key, stored.cells
+    ));
     let t = Instant::now();
     let opts = RunOptions {
         threads: ctx.threads,
@@ -252,8 +268,8 @@ pub fn merge_params<P: Params>(ctx: &Ctx, folders: &Folders, report: bool) -> Re
         ..Default::default()
     };
     let results = merge_study(&study, &opts)?;
-    results
-        .write(&dir)
+    folder
+        .publish(&results)
         .with_context(|| format!("writing {}", dir.display()))?;
     ctx.log(&format!(
         "{name}: merged {} cells in {:.1} s → {}",
@@ -261,6 +277,7 @@ pub fn merge_params<P: Params>(ctx: &Ctx, folders: &Folders, report: bool) -> Re
         t.elapsed().as_secs_f64(),
         dir.display()
     ));
+    drop(folder);
     if report {
         build_reports(ctx, folders, Some(&[name]))?;
     }
@@ -306,11 +323,12 @@ fn train_command(ctx: &Ctx, a: TrainArgs, m: &ArgMatches) -> Result<()> {
     let dir = a
         .run_dir
         .unwrap_or_else(|| a.folders.out.join(training::NAME).join("runs").join(stem));
+    let folder = StudyFolder::open(&dir, LockKind::Exclusive, &ctx.command, &|m| ctx.log(m))?;
     let bar = Bar::new("train", 1, ctx.quiet);
     let results = run_study(&config, &ctx.options(&bar))?;
     bar.finish();
-    results
-        .write(&dir)
+    folder
+        .publish(&results)
         .with_context(|| format!("writing {}", dir.display()))?;
     let r = &results.summary.results[0];
     if !ctx.quiet {

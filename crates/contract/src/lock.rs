@@ -82,10 +82,21 @@ impl FolderLock {
 
     /// Lock `dir` to read it: exclusively when no one else holds it (so an
     /// interrupted commit can be finished), else shared beside other readers.
-    pub fn for_reading(dir: &Path, command: &str) -> Result<FolderLock> {
-        match FolderLock::acquire(dir, LockKind::Exclusive, command) {
+    /// None for a folder this process may not write (read-only data made
+    /// elsewhere): it is read unlocked, checked against its manifest.
+    pub fn for_reading(dir: &Path, command: &str) -> Result<Option<FolderLock>> {
+        let r = match FolderLock::acquire(dir, LockKind::Exclusive, command) {
             Err(ContractError::Busy { .. }) => FolderLock::acquire(dir, LockKind::Shared, command),
             other => other,
+        };
+        match r {
+            Err(ContractError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::PermissionDenied
+                    || source.kind() == std::io::ErrorKind::ReadOnlyFilesystem =>
+            {
+                Ok(None)
+            }
+            other => other.map(Some),
         }
     }
 
@@ -140,10 +151,10 @@ mod tests {
         let a = FolderLock::acquire(&d, LockKind::Shared, "shard 1/2").unwrap();
         let b = FolderLock::acquire(&d, LockKind::Shared, "shard 2/2").unwrap();
         assert!(FolderLock::acquire(&d, LockKind::Exclusive, "run").is_err());
-        let r = FolderLock::for_reading(&d, "report").unwrap();
+        let r = FolderLock::for_reading(&d, "report").unwrap().unwrap();
         assert_eq!(r.kind(), LockKind::Shared);
         drop((a, b, r));
-        let r = FolderLock::for_reading(&d, "report").unwrap();
+        let r = FolderLock::for_reading(&d, "report").unwrap().unwrap();
         assert_eq!(r.kind(), LockKind::Exclusive);
     }
 }

@@ -162,7 +162,15 @@ pub fn recover(lock: &FolderLock) -> Result<bool> {
     }
     let dir = lock.dir();
     let mut found = false;
-    if dir.join(COMMITTED).exists() {
+    let committed = dir.join(COMMITTED);
+    if std::fs::symlink_metadata(&committed).is_ok_and(|m| !m.is_dir()) {
+        // Only a transaction makes this name, as a folder: anything else was planted.
+        return Err(ContractError::data(
+            &committed,
+            "not a folder this program made; remove it",
+        ));
+    }
+    if committed.exists() {
         roll_forward(dir)?;
         found = true;
     }

@@ -21,6 +21,9 @@ pub mod training;
 
 use std::path::Path;
 
+use gradscope_contract::lock::{FolderLock, LockKind};
+use gradscope_contract::transaction::{Transaction, recover};
+
 pub use card::StudyCard;
 pub use error::{ReportError, Result};
 
@@ -30,8 +33,19 @@ pub type Builder = fn(&Path, &Path) -> Result<StudyCard>;
 /// The file beside a study's report that holds its index card.
 pub const CARD_FILE: &str = "card.json";
 
-/// Build the report of study `name` with `build` from `data_root/name`
-/// into `reports_root/name`, and store its index card beside it.
+/// The suffixes of a report folder's files (for folders written before manifests).
+const REPORT_SUFFIXES: &[&str] = &["png", "svg", "html", "md", "json"];
+
+/// This process's command line, recorded as the holder of the locks it takes.
+fn command_line() -> String {
+    std::env::args().collect::<Vec<_>>().join(" ")
+}
+
+/// Build the report of study `name` with `build` from `data_root/name` into
+/// `reports_root/name`, and store its index card beside it. The data folder
+/// is locked for reading and the report folder for writing; the report is
+/// built aside and replaces the old one in one step, so the folder holds the
+/// old report or the new one, never a mix.
 pub fn build_study(
     name: &str,
     build: Builder,
@@ -39,10 +53,18 @@ pub fn build_study(
     reports_root: &Path,
 ) -> Result<StudyCard> {
     let (data, out) = (data_root.join(name), reports_root.join(name));
-    let card = build(&data, &out)?;
-    let json =
-        serde_json::to_vec_pretty(&card).map_err(|e| io_error(&out.join(CARD_FILE), e.into()))?;
-    gradscope_contract::io::write_atomic(&out.join(CARD_FILE), &json)?;
+    let command = command_line();
+    let data_lock = FolderLock::for_reading(&data, &command)?;
+    if let Some(lock) = &data_lock {
+        recover(lock)?;
+    }
+    let out_lock = FolderLock::acquire(&out, LockKind::Exclusive, &command)?;
+    let tx = Transaction::begin(&out_lock, REPORT_SUFFIXES)?;
+    let card = build(&data, tx.path())?;
+    let card_path = tx.path().join(CARD_FILE);
+    let json = serde_json::to_vec_pretty(&card).map_err(|e| io_error(&card_path, e.into()))?;
+    gradscope_contract::io::write_atomic(&card_path, &json)?;
+    tx.commit()?;
     Ok(card)
 }
 
@@ -57,18 +79,25 @@ fn io_error(path: &Path, source: std::io::Error) -> ReportError {
 /// and the index, which lists `studies` (folder name and page builder; the
 /// command line's study registry) in their order. A study left out keeps
 /// its report and is listed from its stored card; without one, its report
-/// is built too.
+/// is built too. One rebuild at a time per report folder; its index changes
+/// as one transaction.
 pub fn rebuild(
     studies: &[(&str, Builder)],
     data_root: &Path,
     reports_root: &Path,
     only: Option<&[&str]>,
 ) -> Result<Vec<StudyCard>> {
+    let with_data: Vec<(&str, Builder)> = studies
+        .iter()
+        .copied()
+        .filter(|(name, _)| data_root.join(name).join("summary.json").exists())
+        .collect();
+    if with_data.is_empty() {
+        return Err(ReportError::NoData(data_root.to_path_buf()));
+    }
+    let root_lock = FolderLock::acquire(reports_root, LockKind::Exclusive, &command_line())?;
     let mut cards = Vec::new();
-    for &(name, build) in studies {
-        if !data_root.join(name).join("summary.json").exists() {
-            continue;
-        }
+    for (name, build) in with_data {
         let stored = reports_root.join(name).join(CARD_FILE);
         let card = match only {
             Some(only) if !only.contains(&name) && stored.exists() => {
@@ -79,9 +108,8 @@ pub fn rebuild(
         };
         cards.push(card);
     }
-    if cards.is_empty() {
-        return Err(ReportError::NoData(data_root.to_path_buf()));
-    }
-    pages::write_index(reports_root, data_root, &cards)?;
+    let tx = Transaction::begin(&root_lock, &[])?;
+    pages::write_index(tx.path(), data_root, &cards)?;
+    tx.commit()?;
     Ok(cards)
 }

@@ -10,10 +10,12 @@
 //! A study's parameters check into a runnable configuration through
 //! [`Params::check`] (or the study module's `check`).
 
+pub mod cells;
 pub mod correlation;
 pub mod data;
 pub mod ensemble;
 mod error;
+pub mod folder;
 pub mod norms;
 pub mod output;
 pub mod provenance;
@@ -26,6 +28,8 @@ pub mod training;
 mod validate;
 
 pub use error::{Result, StudyError};
+pub use folder::StudyFolder;
+pub use gradscope_contract::lock::LockKind;
 pub use registry::Params;
 pub use runner::{
     CellCache, LogFn, Progress, ProgressFn, RunOptions, Shard, default_threads, run_cells,

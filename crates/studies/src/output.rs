@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 
 pub use gradscope_contract::io::{
-    Csv, create_dir, num, read_json, read_summary, write_atomic, write_json, write_npy,
+    Csv, create_dir, create_new, num, read_json, read_summary, temp_name, write_atomic, write_json,
+    write_npy,
 };
 
 use crate::{Result, StudyError};

@@ -456,23 +456,8 @@ impl Study for ShatteredConfig {
 
     fn run_cell(&self, cell: &Cell) -> Result<Vec<DepthResult>> {
         let p = &self.params;
-        let spec = self.nets[cell.arch].with_seed(self.net_seed(cell.seed));
-        let net = match &self.draws {
-            Some(draws) => Mlp::with_draws(&spec, draws)?,
-            None => Mlp::new(&spec)?,
-        };
-        if let Some(path) = &p.load_weights {
-            net.load_safetensors(path)?;
-        }
-        if let Some(dir) = &p.save_weights {
-            let name = format!(
-                "{}-depth{}-seed{}.safetensors",
-                file_stem(&p.archs[cell.arch].to_string()),
-                spec.depth,
-                cell.seed
-            );
-            write_atomic(&dir.join(name), &net.to_safetensors()?)?;
-        }
+        let net = self.cell_net(cell)?;
+        self.save_weights(cell, &net)?;
         let grid = scalar_grid(p.points, p.x_min, p.x_max);
         let plan = Spectrum::new(p.points)?;
         // One forward pass of the deepest net serves every depth.
@@ -557,6 +542,44 @@ impl Study for ShatteredConfig {
             Some(dir) => Ok(create_dir(dir)?),
             None => Ok(()),
         }
+    }
+
+    /// A reused cell's weights are saved as a computed cell's would be.
+    fn rewrite_cell_files(&self, cell: &Cell) -> Result<()> {
+        if self.params.save_weights.is_some() {
+            self.save_weights(cell, &self.cell_net(cell)?)?;
+        }
+        Ok(())
+    }
+}
+
+impl ShatteredConfig {
+    /// The cell's net as it starts: initialised from its seed, or loaded.
+    fn cell_net(&self, cell: &Cell) -> Result<Mlp> {
+        let spec = self.nets[cell.arch].with_seed(self.net_seed(cell.seed));
+        let net = match &self.draws {
+            Some(draws) => Mlp::with_draws(&spec, draws)?,
+            None => Mlp::new(&spec)?,
+        };
+        if let Some(path) = &self.params.load_weights {
+            net.load_safetensors(path)?;
+        }
+        Ok(net)
+    }
+
+    /// With `save_weights`: `<arch>-depth<L>-seed<s>.safetensors` there.
+    fn save_weights(&self, cell: &Cell, net: &Mlp) -> Result<()> {
+        let p = &self.params;
+        if let Some(dir) = &p.save_weights {
+            let name = format!(
+                "{}-depth{}-seed{}.safetensors",
+                file_stem(&p.archs[cell.arch].to_string()),
+                self.nets[cell.arch].depth,
+                cell.seed
+            );
+            write_atomic(&dir.join(name), &net.to_safetensors()?)?;
+        }
+        Ok(())
     }
 }
 

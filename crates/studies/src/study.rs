@@ -10,7 +10,7 @@ use std::path::Path;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::output::{create_dir, write_atomic, write_json};
+use crate::cells::{Stored, config_dir, load, prepare_config_dir, store};
 use crate::provenance::{Provenance, RunClock};
 use crate::runner::{RunOptions, run_indexed};
 use crate::{Result, StudyError};
@@ -58,6 +58,12 @@ pub trait Study: Sync {
     }
     /// Work before the first cell (e.g. creating a folder the cells write into).
     fn prepare(&self) -> Result<()> {
+        Ok(())
+    }
+    /// Files a cell writes besides its output (e.g. saved weights), written
+    /// again when the cell's output is reused from storage, so a rerun
+    /// leaves the same files as a fresh run.
+    fn rewrite_cell_files(&self, _cell: &Self::Cell) -> Result<()> {
         Ok(())
     }
 }
@@ -144,23 +150,28 @@ pub fn merge_study<S: Study>(study: &S, opts: &RunOptions) -> Result<S::Results>
         .as_ref()
         .ok_or_else(|| StudyError::config("merge", "no cell folder given"))?;
     let cells = study.cells();
-    let identity = study.cell_identity();
+    let config = config_dir(&cache.dir, &study.cell_identity());
     let mut outputs = Vec::with_capacity(cells.len());
     let mut missing = Vec::new();
     for c in &cells {
         let key = study.cell_key(c);
-        match load_cell::<S>(&cache.dir, &identity, &key) {
-            Some(o) => outputs.push(o),
-            None => missing.push(key),
+        match load::<S>(&config, &key) {
+            Stored::Found(o) => outputs.push(o),
+            Stored::Missing => missing.push(key),
+            Stored::Bad(why) => {
+                opts.log(&format!("{}: stored cell not used: {why}", S::NAME));
+                missing.push(key);
+            }
         }
     }
     if !missing.is_empty() {
         return Err(StudyError::Data {
-            path: cache.dir.clone(),
+            path: config.clone(),
             reason: format!(
-                "{} of {} cells are not stored yet (first: {}); run the missing shards first",
+                "{} of {} cells of configuration {} are not stored yet (first: {}); run the missing shards first",
                 missing.len(),
                 cells.len(),
+                crate::cells::config_key(&study.cell_identity()),
                 missing[0]
             ),
         });
@@ -190,7 +201,10 @@ fn collect_counting<S: Study>(
     study.prepare()?;
     let cells = study.cells();
     let keys: Vec<String> = cells.iter().map(|c| study.cell_key(c)).collect();
-    let identity = study.cell_identity();
+    let config = opts
+        .cache
+        .as_ref()
+        .map(|cache| config_dir(&cache.dir, &study.cell_identity()));
     // The cell folder appears with the first stored cell, so a run that
     // fails before any cell finishes leaves nothing behind.
     let cache_ready = std::sync::Mutex::new(false);
@@ -200,8 +214,15 @@ fn collect_counting<S: Study>(
         if !select(p) {
             continue;
         }
-        let stored = match &opts.cache {
-            Some(cache) if cache.resume => load_cell::<S>(&cache.dir, &identity, key),
+        let stored = match (&opts.cache, &config) {
+            (Some(cache), Some(config)) if cache.resume => match load::<S>(config, key) {
+                Stored::Found(o) => Some(o),
+                Stored::Missing => None,
+                Stored::Bad(why) => {
+                    opts.log(&format!("{}: recomputing cell {key}: {why}", S::NAME));
+                    None
+                }
+            },
             _ => None,
         };
         let stored = match stored {
@@ -213,6 +234,7 @@ fn collect_counting<S: Study>(
         };
         match stored {
             Some(o) => {
+                study.rewrite_cell_files(&cells[p])?;
                 outputs[p] = Some(o);
                 *reused += 1;
             }
@@ -234,16 +256,16 @@ fn collect_counting<S: Study>(
         if opts.fatal_faults {
             check_faults(study, c, &out)?;
         }
-        if let Some(cache) = &opts.cache {
+        if let Some(config) = &config {
             {
                 let mut ready = cache_ready.lock().unwrap_or_else(|e| e.into_inner());
                 if !*ready {
-                    create_dir(&cache.dir)?;
-                    write_json(&cache.dir.join(PARAMS_FILE), &study.config_json())?;
+                    prepare_config_dir(config, &study.config_json())?;
+                    let _ = gradscope_contract::io::remove_dead_temporaries(config);
                     *ready = true;
                 }
             }
-            store_cell::<S>(&cache.dir, &identity, &keys[p], &out)?;
+            store::<S>(config, &keys[p], &out)?;
         }
         Ok(out)
     })?;
@@ -266,50 +288,4 @@ fn check_faults<S: Study>(study: &S, cell: &S::Cell, out: &S::CellOutput) -> Res
     }
 }
 
-/// The study's parameters, stored beside its cells (for `merge`).
-pub const PARAMS_FILE: &str = "params.json";
-
-const CELL_SCHEMA: &str = "gradscope.cell/1";
-
-#[derive(Serialize, serde::Deserialize)]
-struct StoredCell<T> {
-    schema: String,
-    study: String,
-    key: String,
-    output: T,
-}
-
-/// The file of a cell: a hash of the study's cell identity and the cell key.
-pub fn cell_path(dir: &Path, identity: &serde_json::Value, key: &str) -> std::path::PathBuf {
-    dir.join(format!(
-        "{:016x}.json",
-        gradscope_nets::derive_seed(0, &format!("{identity}\n{key}"))
-    ))
-}
-
-fn store_cell<S: Study>(
-    dir: &Path,
-    identity: &serde_json::Value,
-    key: &str,
-    output: &S::CellOutput,
-) -> Result<()> {
-    let cell = StoredCell {
-        schema: CELL_SCHEMA.into(),
-        study: S::NAME.into(),
-        key: key.into(),
-        output,
-    };
-    let bytes = serde_json::to_vec(&cell).map_err(|e| StudyError::io(dir, e.into()))?;
-    Ok(write_atomic(&cell_path(dir, identity, key), &bytes)?)
-}
-
-/// A stored cell, if there is a readable one for this identity and key.
-fn load_cell<S: Study>(
-    dir: &Path,
-    identity: &serde_json::Value,
-    key: &str,
-) -> Option<S::CellOutput> {
-    let bytes = std::fs::read(cell_path(dir, identity, key)).ok()?;
-    let cell: StoredCell<S::CellOutput> = serde_json::from_slice(&bytes).ok()?;
-    (cell.schema == CELL_SCHEMA && cell.study == S::NAME && cell.key == key).then_some(cell.output)
-}
+pub use crate::cells::{PARAMS_FILE, cell_path};

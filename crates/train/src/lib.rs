@@ -24,7 +24,7 @@ pub use loss::{
     misclassified,
 };
 pub use optim::Optimizer;
-pub use trainer::Trainer;
+pub use trainer::{KEPT_EPOCHS, Trainer};
 
 // What a run records is part of the data contract (`runs.json`, checkpoints).
 pub use gradscope_contract::{EpochRecord, GradLog, History};

@@ -46,6 +46,30 @@ pub struct Trainer<'a> {
 const STATE: &str = "state.json";
 const SCHEMA: &str = "gradscope.checkpoint/1";
 
+/// Epochs a checkpoint folder keeps: the latest complete one, which
+/// `state.json` names. Older epochs (and those of a longer earlier run)
+/// are removed once the new state is written, with the temporary files of
+/// dead processes.
+pub const KEPT_EPOCHS: usize = 1;
+
+/// Remove every checkpoint epoch but `epoch`, and dead processes' temporaries.
+fn remove_other_epochs(dir: &Path, epoch: usize) {
+    let _ = gradscope_contract::io::remove_dead_temporaries(dir);
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.filter_map(|e| e.ok()) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let of_epoch = ["model-e", "optimizer-e"]
+            .iter()
+            .find_map(|p| name.strip_prefix(p)?.strip_suffix(".safetensors"))
+            .and_then(|n| n.parse::<usize>().ok());
+        if of_epoch.is_some_and(|n| n != epoch) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct CheckpointState {
     schema: String,
@@ -273,14 +297,7 @@ impl Trainer<'_> {
             &serde_json::to_vec_pretty(&state).expect("state serialises"),
         )
         .map_err(|e| err(&state_path, e))?;
-        if epoch > 1 {
-            for old in [
-                format!("model-e{}.safetensors", epoch - 1),
-                format!("optimizer-e{}.safetensors", epoch - 1),
-            ] {
-                let _ = std::fs::remove_file(dir.join(old));
-            }
-        }
+        remove_other_epochs(dir, epoch);
         Ok(())
     }
 

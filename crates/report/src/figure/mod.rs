@@ -44,7 +44,15 @@ pub fn save(plot: &impl Plot, dir: &Path, name: &str, size: (u32, u32)) -> Resul
     };
 
     // PNG: the encoder picks the format from the extension, so the temp name ends in .png.
-    let tmp_png: PathBuf = dir.join(format!(".{name}.tmp-{}.png", std::process::id()));
+    // An unguessable name: plotters creates the file itself, following any symlink.
+    let tmp_png: PathBuf = dir.join(format!(
+        "{}.png",
+        gradscope_contract::io::temp_name(&format!("{name}.png"))
+    ));
+    gradscope_contract::fault::point(&png).map_err(|e| ReportError::Io {
+        path: png.clone(),
+        source: e,
+    })?;
     {
         let root = BitMapBackend::new(&tmp_png, size).into_drawing_area();
         let r = root
