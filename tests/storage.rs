@@ -246,9 +246,9 @@ fn two_configurations_on_one_out_cannot_mix() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     let long = [
+        "shattered",
         "--threads",
         "1",
-        "shattered",
         "--seeds",
         "12",
         "--depths",

@@ -93,6 +93,8 @@ pub struct NormsParams {
     /// Written to `summary.json` only when not the default, so summaries
     /// of runs made before it existed read the same.
     #[serde(skip_serializing_if = "is_default_memory_limit")]
+    // Left out of the serialised defaults the flags' defaults are read from.
+    #[arg(long, value_name = "GIB", default_value_t = DEFAULT_MEMORY_LIMIT_GIB)]
     pub memory_limit_gib: f64,
 }
 
