@@ -80,14 +80,14 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
         doc.push(fig);
     }
 
-    said.finish(&mut doc, report_dir)?;
-    pages::provenance(
+    pages::finish(
         &mut doc,
+        &said,
         &s.provenance,
-        &serde_json::to_string_pretty(&s.config).unwrap_or_default(),
-    );
-    doc.push(data_files(data_dir));
-    pages::write(&doc, report_dir)?;
+        &s.config,
+        data_files(data_dir),
+        report_dir,
+    )?;
     Ok(card(&s, finding))
 }
 

@@ -7,6 +7,7 @@ use gradscope_contract::io::{create_dir, write_atomic};
 
 use crate::Result;
 use crate::card::StudyCard;
+use crate::claims::Claims;
 use crate::doc::{Block, Doc};
 use crate::format::decimals;
 
@@ -39,6 +40,27 @@ pub fn provenance(doc: &mut Doc, p: &Provenance, config_json: &str) {
     doc.paragraph("Configuration:");
     doc.push(Block::Code(config_json.to_string()));
     doc.paragraph("Data files:");
+}
+
+/// End a study page and write it: the claims it made with their tests
+/// (and `claims.json`), the provenance with the configuration, the data
+/// files behind it, then `index.html` and `report.md` in `dir`.
+pub fn finish(
+    doc: &mut Doc,
+    claims: &Claims,
+    p: &Provenance,
+    config: &impl serde::Serialize,
+    data_files: Block,
+    dir: &Path,
+) -> Result<()> {
+    claims.finish(doc, dir)?;
+    provenance(
+        doc,
+        p,
+        &serde_json::to_string_pretty(config).unwrap_or_default(),
+    );
+    doc.push(data_files);
+    write(doc, dir)
 }
 
 /// Write `reports/index.html` and `reports/index.md` linking every study,

@@ -121,14 +121,14 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
         "With the CIFAR-10 binary batches on disk, `gradscope degradation --data cifar10:DIR --archs conv-plain,conv-resnet --depths 20,56 --epochs 164 --batch-size 128 --lr 0.1 --momentum 0.9 --weight-decay 1e-4 --schedule step:82,123` runs the paper's recipe (see README for the expected time); checkpoints let it resume.",
     );
 
-    said.finish(&mut doc, report_dir)?;
-    pages::provenance(
+    pages::finish(
         &mut doc,
+        &said,
         &s.provenance,
-        &serde_json::to_string_pretty(&s.config).unwrap_or_default(),
-    );
-    doc.push(data_files(data_dir));
-    pages::write(&doc, report_dir)?;
+        &s.config,
+        data_files(data_dir),
+        report_dir,
+    )?;
     Ok(card(s, finding))
 }
 
