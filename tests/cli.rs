@@ -759,3 +759,64 @@ fn the_docs_name_every_registered_study() {
         );
     }
 }
+
+#[test]
+fn threads_beyond_the_bound_are_a_one_line_error_before_any_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let t = std::time::Instant::now();
+    let o = gradscope(&[
+        "shattered",
+        "--quick",
+        "--threads",
+        "100000",
+        "--out",
+        path(&out),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("--threads 100000 is more than 1024"), "{err}");
+    assert!(!out.exists());
+    assert!(t.elapsed() < std::time::Duration::from_secs(30));
+}
+
+#[test]
+fn sigterm_stops_training_after_the_epoch_in_flight() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    // Enough epochs that the run would take minutes if the signal were ignored.
+    let child = Command::new(env!("CARGO_BIN_EXE_gradscope"))
+        .args([
+            "train", "--arch", "plain", "--depth", "2", "--epochs", "5000", "-q",
+        ])
+        .args(["--out", path(&out)])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let checkpointed = || {
+        walk(&out)
+            .iter()
+            .any(|p| p.file_name().is_some_and(|n| n == "state.json"))
+    };
+    while !checkpointed() && start.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(checkpointed(), "no epoch finished in 120 s");
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let stopped = Instant::now();
+    let done = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&done.stderr);
+    assert_eq!(done.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("interrupted") && err.contains("resume"),
+        "{err}"
+    );
+    assert!(stopped.elapsed() < Duration::from_secs(60));
+}

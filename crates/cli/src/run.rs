@@ -27,6 +27,10 @@ impl std::fmt::Display for Interrupted {
 
 impl std::error::Error for Interrupted {}
 
+/// The most worker threads `--threads` accepts: cells run one per thread,
+/// so threads beyond the cells or the cores only add stacks and memory.
+pub const MAX_THREADS: usize = 1024;
+
 /// Run the parsed command line: the whole `gradscope` binary after parsing.
 pub fn run(m: ArgMatches) -> Result<()> {
     let quiet = m.get_flag("quiet");
@@ -34,6 +38,9 @@ pub fn run(m: ArgMatches) -> Result<()> {
     // Only the commands that run cells have --threads.
     let threads = match sub.try_get_one::<usize>("threads").ok().flatten() {
         Some(0) => anyhow::bail!("--threads must be at least 1"),
+        Some(&n) if n > MAX_THREADS => anyhow::bail!(
+            "--threads {n} is more than {MAX_THREADS}: cells run one per thread, so more threads than cells or cores only add memory"
+        ),
         Some(&n) => n,
         None => default_threads(),
     };
@@ -287,7 +294,20 @@ pub fn merge_params<P: Params>(
 fn build_reports(ctx: &Ctx, folders: &Folders, only: Option<&[&str]>) -> Result<()> {
     let t = Instant::now();
     let studies: Vec<_> = STUDIES.iter().map(|e| (e.name(), e.report())).collect();
+    let stopped = || ctx.cancel.load(std::sync::atomic::Ordering::Relaxed);
+    let stop = |when: &str| {
+        anyhow::Error::new(Interrupted(format!(
+            "interrupted {when} the report phase; the data are complete, `gradscope report` draws the reports from them"
+        )))
+    };
+    if stopped() {
+        return Err(stop("before"));
+    }
     let cards = gradscope_report::rebuild(&studies, &folders.out, &folders.reports, only)?;
+    if stopped() {
+        // Each report was written as a whole; say the run was stopped all the same.
+        return Err(stop("during"));
+    }
     ctx.log(&format!(
         "report: {} ({}) in {:.1} s → {}",
         cards
@@ -325,7 +345,13 @@ fn train_command(ctx: &Ctx, a: TrainArgs, m: &ArgMatches) -> Result<()> {
         .unwrap_or_else(|| a.folders.out.join(training::NAME).join("runs").join(stem));
     let folder = StudyFolder::open(&dir, LockKind::Exclusive, &ctx.command, &|m| ctx.log(m))?;
     let bar = Bar::new("train", 1, ctx.quiet);
-    let results = run_study(&config, &ctx.options(&bar))?;
+    let results = run_study(&config, &ctx.options(&bar)).map_err(|e| match e {
+        // SIGTERM or Ctrl-C: the trainer stopped after its epoch in flight.
+        gradscope_studies::StudyError::Interrupted => anyhow::Error::new(Interrupted(
+            "interrupted: the last finished epoch is checkpointed; run the same command again to resume".into(),
+        )),
+        other => other.into(),
+    })?;
     bar.finish();
     folder
         .publish(&results)

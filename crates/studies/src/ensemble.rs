@@ -448,6 +448,14 @@ impl Study for EnsembleConfig {
     }
 
     fn run_cell(&self, cell: &Cell) -> Result<NetOutput> {
+        self.run_cell_stoppable(cell, None)
+    }
+
+    fn run_cell_stoppable(
+        &self,
+        cell: &Cell,
+        stop: Option<&std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    ) -> Result<NetOutput> {
         let p = &self.params;
         let arch = p.archs[cell.arch];
         let key = self.key(cell);
@@ -473,9 +481,11 @@ impl Study for EnsembleConfig {
                     &key,
                     identity,
                     &train_params,
-                    &train,
-                    &test,
-                    p.checkpoints.as_deref(),
+                    (&train, &test),
+                    crate::training::RunControl {
+                        checkpoints: p.checkpoints.as_deref(),
+                        stop,
+                    },
                 )?;
                 if let Some(step) = h.diverged_at {
                     return Err(StudyError::config(

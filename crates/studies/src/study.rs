@@ -32,6 +32,18 @@ pub trait Study: Sync {
     fn cell_key(&self, cell: &Self::Cell) -> String;
     /// Run one cell (single-threaded; cells run in parallel).
     fn run_cell(&self, cell: &Self::Cell) -> Result<Self::CellOutput>;
+    /// Run one cell that may end early once `stop` is set (a training cell
+    /// stops after the epoch in flight, its checkpoint written, with
+    /// [`StudyError::Interrupted`](crate::StudyError::Interrupted)); the
+    /// default runs it whole.
+    fn run_cell_stoppable(
+        &self,
+        cell: &Self::Cell,
+        stop: Option<&std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    ) -> Result<Self::CellOutput> {
+        let _ = stop;
+        self.run_cell(cell)
+    }
     /// Summarise the outputs of all cells, in the order of [`cells`](Self::cells).
     fn summarise(
         &self,
@@ -252,7 +264,7 @@ fn collect_counting<S: Study>(
     let todo_cells: Vec<(usize, &S::Cell)> = todo.iter().map(|&p| (p, &cells[p])).collect();
     let todo_keys: Vec<String> = todo.iter().map(|&p| keys[p].clone()).collect();
     let computed = run_indexed(&todo_cells, &todo_keys, opts, |&(p, c)| {
-        let out = study.run_cell(c)?;
+        let out = study.run_cell_stoppable(c, opts.cancel.as_ref())?;
         if opts.fatal_faults {
             check_faults(study, c, &out)?;
         }

@@ -188,37 +188,49 @@ pub(crate) fn view_for(arch: ModelArch, data: &Examples) -> Result<Examples> {
     }
 }
 
-/// Train `model`, checkpointing under `checkpoints` in a folder named by
-/// `key` and a hash of `identity` (everything that shapes the run), so a
-/// changed parameter starts afresh instead of refusing the folder.
+/// Where a training run keeps its checkpoints and what may stop it.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct RunControl<'a> {
+    /// The folder of the study's checkpoints, if any.
+    pub(crate) checkpoints: Option<&'a Path>,
+    /// Set by Ctrl-C or SIGTERM: the run stops after the epoch in flight.
+    pub(crate) stop: Option<&'a std::sync::Arc<std::sync::atomic::AtomicBool>>,
+}
+
+/// Train `model`, checkpointing under `control.checkpoints` in a folder
+/// named by `key` and a hash of `identity` (everything that shapes the
+/// run), so a changed parameter starts afresh instead of refusing the folder.
 pub(crate) fn train_net(
     model: &Net,
     key: &str,
     identity: serde_json::Value,
     params: &TrainParams,
-    train: &Examples,
-    test: &Examples,
-    checkpoints: Option<&Path>,
+    (train, test): (&Examples, &Examples),
+    control: RunControl<'_>,
 ) -> Result<History> {
     let config = params.check(train.len())?;
-    let checkpoint = checkpoints.map(|d| {
+    let checkpoint = control.checkpoints.map(|d| {
         d.join(format!(
             "{}-{:016x}",
             crate::shattered::file_stem(key),
             derive_seed(0, &identity.to_string())
         ))
     });
-    Ok(Trainer {
+    Trainer {
         model,
         label: key.to_string(),
         config: &config,
         train,
         test,
         checkpoint,
-        cancel: None,
+        cancel: control.stop.cloned(),
         on_epoch: None,
     }
-    .run()?)
+    .run()
+    .map_err(|e| match e {
+        gradscope_train::TrainError::Interrupted => crate::StudyError::Interrupted,
+        e => e.into(),
+    })
 }
 
 /// One training run.
@@ -347,6 +359,14 @@ impl Study for TrainingConfig {
     }
 
     fn run_cell(&self, cell: &Cell) -> Result<RunOutput> {
+        self.run_cell_stoppable(cell, None)
+    }
+
+    fn run_cell_stoppable(
+        &self,
+        cell: &Cell,
+        stop: Option<&std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    ) -> Result<RunOutput> {
         let p = &self.params;
         let arch = p.archs[cell.arch];
         // Same seed index, same batch order for every arch and depth: the nets
@@ -372,9 +392,11 @@ impl Study for TrainingConfig {
             &key,
             identity,
             &train_params,
-            &train,
-            &test,
-            p.checkpoints.as_deref(),
+            (&train, &test),
+            crate::training::RunControl {
+                checkpoints: p.checkpoints.as_deref(),
+                stop,
+            },
         )?;
         let parameters = model.parameters().iter().map(|(_, v)| v.elem_count()).sum();
         Ok(RunOutput {
@@ -540,7 +562,15 @@ mod tests {
             ..TrainingParams::quick().train
         };
         let json = serde_json::json!({});
-        let e = train_net(&net, "k", json, &params, &train, &test, None).unwrap_err();
+        let e = train_net(
+            &net,
+            "k",
+            json,
+            &params,
+            (&train, &test),
+            RunControl::default(),
+        )
+        .unwrap_err();
         assert!(matches!(e, StudyError::Train(_)), "{e:?}");
         assert_eq!(
             e.to_string(),
