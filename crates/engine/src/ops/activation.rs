@@ -163,7 +163,16 @@ pub(crate) fn mul_relu_mask<T: Real>(
 ) {
     // A product with the 0/1 mask, not a branch on the random signs: it
     // vectorises, and NaN/∞ in g propagate as in candle's backward. The NaN
-    // mark is a select, which vectorises too.
+    // mark is a select, taken only when the mask holds one (a byte search,
+    // a fraction of the product's time).
+    let marked = match positive.as_slice() {
+        Some(p) => p.contains(&MASK_NAN),
+        None => positive.iter().any(|&p| p == MASK_NAN),
+    };
+    if !marked {
+        map_slope(g, positive, s, |g, p| g * <T as Real>::of(f64::from(p)));
+        return;
+    }
     let nan = T::nan();
     map_slope(g, positive, s, move |g, p| {
         if p == MASK_NAN {
