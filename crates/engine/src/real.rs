@@ -46,6 +46,25 @@ pub trait Real:
         b: (*const Self, isize, isize),
     );
 
+    /// C = A·B (or C += A·B when `accumulate`) with gemm's kernels for C
+    /// (m×n) given by row and column strides too, on the calling thread.
+    /// gemm runs fastest when C's contiguous side is the long one and its
+    /// other side small (its tiles are 16 (f32) or 8 (f64) rows of C's
+    /// contiguous side by 6): the convolutions pick their layouts for it.
+    ///
+    /// # Safety
+    /// As [`gemm_into`](Self::gemm_into); C is read when `accumulate`.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn gemm_strided(
+        m: usize,
+        n: usize,
+        k: usize,
+        c: (*mut Self, isize, isize),
+        a: (*const Self, isize, isize),
+        b: (*const Self, isize, isize),
+        accumulate: bool,
+    );
+
     /// `v` in this type (rounded to nearest for f32).
     fn of(v: f64) -> Self {
         <Self as FromPrimitive>::from_f64(v).expect("every f64 converts")
@@ -102,6 +121,41 @@ macro_rules! impl_real {
                             gemm::Parallelism::None,
                         );
                     }
+                }
+            }
+
+            unsafe fn gemm_strided(
+                m: usize,
+                n: usize,
+                k: usize,
+                (c, c_rs, c_cs): (*mut $t, isize, isize),
+                (a, a_rs, a_cs): (*const $t, isize, isize),
+                (b, b_rs, b_cs): (*const $t, isize, isize),
+                accumulate: bool,
+            ) {
+                // SAFETY: the caller's contract.
+                unsafe {
+                    gemm::gemm(
+                        m,
+                        n,
+                        k,
+                        c,
+                        c_cs,
+                        c_rs,
+                        accumulate,
+                        a,
+                        a_cs,
+                        a_rs,
+                        b,
+                        b_cs,
+                        b_rs,
+                        if accumulate { 1.0 } else { 0.0 },
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
                 }
             }
 

@@ -426,12 +426,18 @@ fn shortcuts() {
 
 /// A small conv net of `arch` on 2 × 8 × 8 images, its vectors perturbed
 /// and its BN statistics calibrated on the inputs.
-fn conv_net(arch: &str, depth: usize, precision: Precision, x: &Array2<f64>) -> Net {
+fn conv_net(
+    arch: &str,
+    depth: usize,
+    widths: [usize; 3],
+    precision: Precision,
+    x: &Array2<f64>,
+) -> Net {
     use gradscope_nets::{ConvNet, ConvNetParams};
     let p = ConvNetParams {
         arch: arch.parse().unwrap(),
         depth,
-        widths: [2, 4, 6],
+        widths,
         in_channels: 2,
         image_size: 8,
         classes: 3,
@@ -482,19 +488,23 @@ fn images() -> Array2<f64> {
 /// Convolutions (3×3 and 1×1, stride 1 and 2, zero padding), BN over
 /// channels, global average pooling and He et al.'s shortcuts (option A:
 /// subsampled and zero-padded channels; option B: a strided 1×1 convolution
-/// and BN), in basic and bottleneck blocks, plain and residual.
+/// and BN), in basic and bottleneck blocks, plain and residual; with few
+/// channels (GEMMs written channels-last) and with more than 32 (written
+/// as channel rows).
 #[test]
 fn convolutions() {
     let x = images();
-    for (arch, depth) in [
-        ("resnet", 8),
-        ("plain", 8),
-        ("resnet:shortcut=b", 8),
-        ("resnet:block=bottleneck", 11),
+    for (arch, depth, widths) in [
+        ("resnet", 8, [2, 4, 6]),
+        ("plain", 8, [2, 4, 6]),
+        ("resnet:shortcut=b", 8, [2, 4, 6]),
+        ("resnet:block=bottleneck", 11, [2, 4, 6]),
+        ("resnet", 8, [3, 33, 40]),
+        ("resnet:shortcut=b", 8, [2, 35, 40]),
     ] {
         let (n64, n32) = (
-            conv_net(arch, depth, Precision::F64, &x),
-            conv_net(arch, depth, Precision::F32, &x),
+            conv_net(arch, depth, widths, Precision::F64, &x),
+            conv_net(arch, depth, widths, Precision::F32, &x),
         );
         every_check(&n64, &n32, &x, arch);
     }
