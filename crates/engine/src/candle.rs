@@ -292,24 +292,20 @@ impl<T: Real> Engine<T> for CandleNet<T> {
             Some(g) => to_rows(g)?,
             None => to_rows(&gr.x.as_tensor().zeros_like()?)?,
         };
-        let (mut params, mut param_norms, mut unreached) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut params, mut unreached) = (Vec::new(), Vec::new());
         if want.params {
             for (name, var) in self.net.parameters() {
                 if !used_at_depth(&name, depth) {
                     continue;
                 }
-                let (values, norm) = match grads.get(var.as_tensor()) {
-                    Some(t) => (
-                        t.to_dtype(T::DTYPE)?.flatten_all()?.to_vec1::<T>()?,
-                        frobenius(t)?,
-                    ),
+                let values = match grads.get(var.as_tensor()) {
+                    Some(t) => t.to_dtype(T::DTYPE)?.flatten_all()?.to_vec1::<T>()?,
                     None => {
                         unreached.push(name.clone());
-                        (vec![T::zero(); var.elem_count()], 0.0)
+                        vec![T::zero(); var.elem_count()]
                     }
                 };
                 params.push((name, values));
-                param_norms.push(norm);
             }
         }
         let gram = if want.gram {
@@ -330,7 +326,6 @@ impl<T: Real> Engine<T> for CandleNet<T> {
             hidden,
             input,
             params,
-            param_norms,
             unreached,
             gram,
         })

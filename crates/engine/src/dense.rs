@@ -293,7 +293,6 @@ impl<T: Real> Engine<T> for DenseNet<T> {
             hidden_norms,
             hidden,
             input,
-            param_norms: params.iter().map(|(_, g)| slice_norm(g)).collect(),
             unreached: Vec::new(),
             params,
             gram,

@@ -98,8 +98,6 @@ pub struct Grads<T> {
     /// (name, ∂L/∂θ flattened in the tensor's own layout) per parameter
     /// the depth-`depth` net uses, in state-dict order, when asked for.
     pub params: Vec<(String, Vec<T>)>,
-    /// ‖∂L/∂θ‖_F of each entry of `params`.
-    pub param_norms: Vec<f64>,
     /// Parameters of `params` the backward pass did not reach (their
     /// gradient is given as zeros): always empty on the engine's kernels;
     /// on candle, a layer that records no backward op (a bug the tests
@@ -108,6 +106,17 @@ pub struct Grads<T> {
     /// (layer name, B × B Gram matrix of per-example gradients) per layer
     /// with parameters, in state-dict order, when asked for.
     pub gram: Vec<(String, Array2<f64>)>,
+}
+
+impl<T: Real> Grads<T> {
+    /// ‖∂L/∂θ‖_F of each entry of `params`, in f64 (computed when asked:
+    /// a backward pass that only updates the weights does not need them).
+    pub fn param_norms(&self) -> Vec<f64> {
+        self.params
+            .iter()
+            .map(|(_, g)| crate::kernels::slice_norm(g))
+            .collect()
+    }
 }
 
 /// `f(name, shape, θ, ∂L/∂θ)`, changing θ in place: an optimiser's update

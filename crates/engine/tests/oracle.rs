@@ -136,8 +136,8 @@ fn same_grads<T: Real>(got: &Grads<T>, want: &Grads<T>, tol: f64, what: &str) {
         close(&to64(a), &to64(b), tol, &format!("{what}: ∂L/∂{name}"));
     }
     close(
-        &got.param_norms,
-        &want.param_norms,
+        &got.param_norms(),
+        &want.param_norms(),
         tol,
         &format!("{what}: ‖∂L/∂θ‖"),
     );

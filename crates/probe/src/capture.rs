@@ -223,8 +223,8 @@ impl Task for One<'_> {
         let params = grads
             .params
             .iter()
-            .zip(&grads.param_norms)
-            .map(|((name, _), &grad_norm)| ParamStat {
+            .zip(grads.param_norms())
+            .map(|((name, _), grad_norm)| ParamStat {
                 name: name.clone(),
                 value_norm: values.get(name).copied().unwrap_or(f64::NAN),
                 grad_norm,
