@@ -135,6 +135,30 @@ fn split_rows(n: usize, w: usize) -> Option<usize> {
     (threads > 1 && n * w >= 16_384).then(|| n.div_ceil(threads))
 }
 
+/// (Σ a, Σ a·b) over two equal slices, each in eight lanes summed at the
+/// end: a fixed order that vectorises, where one running sum does not.
+pub(crate) fn sum_and_dot<T: Real>(a: &[T], b: &[T]) -> (T, T) {
+    const LANES: usize = 8;
+    let (mut s, mut d) = ([T::zero(); LANES], [T::zero(); LANES]);
+    let (ac, bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (ar, br) = (ac.remainder(), bc.remainder());
+    for (x, y) in ac.zip(bc) {
+        for l in 0..LANES {
+            s[l] += x[l];
+            d[l] += x[l] * y[l];
+        }
+    }
+    let (mut s_sum, mut d_sum) = (
+        s.iter().fold(T::zero(), |t, &v| t + v),
+        d.iter().fold(T::zero(), |t, &v| t + v),
+    );
+    for (&x, &y) in ar.iter().zip(br) {
+        s_sum += x;
+        d_sum += x * y;
+    }
+    (s_sum, d_sum)
+}
+
 /// `f` on row blocks of the row-major `x` (width from its shape), one
 /// result per block in row order: the partial sums of a reduction.
 pub(crate) fn row_blocks<T: Real, R: Send>(

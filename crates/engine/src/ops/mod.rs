@@ -181,18 +181,23 @@ pub(crate) fn scale_shift_grads<T: Real>(
         return;
     }
     if spatial > 1 {
-        // Each example's gradient of γ_c and β_c: its sums over channel c's pixels.
-        let pool = |a: ArrayView2<T>| {
-            let a = a.as_standard_layout();
-            let sums: Vec<T> = a
-                .as_slice()
-                .expect("row-major")
-                .chunks_exact(spatial)
-                .map(|c| c.iter().copied().sum::<T>())
-                .collect();
-            Array2::from_shape_vec((a.nrows(), a.ncols() / spatial), sums).expect("whole channels")
-        };
-        let (gb, gg) = (pool(g), pool((&g * xhat).view()));
+        // Each example's gradient of γ_c and β_c: its sums over channel c's
+        // pixels, of g ⊙ x̂ and of g, in one pass.
+        let (g, xh) = (g.as_standard_layout(), xhat.as_standard_layout());
+        let channels = g.ncols() / spatial;
+        let (mut gb, mut gg) = (
+            Array2::<T>::zeros((g.nrows(), channels)),
+            Array2::<T>::zeros((g.nrows(), channels)),
+        );
+        let pairs = g
+            .as_slice()
+            .expect("row-major")
+            .chunks_exact(spatial)
+            .zip(xh.as_slice().expect("row-major").chunks_exact(spatial));
+        let sums = gb.iter_mut().zip(gg.iter_mut());
+        for ((b, w), (gc, xc)) in sums.zip(pairs) {
+            (*b, *w) = crate::kernels::sum_and_dot(gc, xc);
+        }
         if sink.want.params {
             if shift {
                 sink.params
