@@ -321,3 +321,94 @@ fn a_bad_summary_is_one_line_and_no_panic() {
         "{err}"
     );
 }
+
+/// The data write phase of every study, `kill -9` at each write in turn:
+/// the folder holds the old results or the new ones (or a commit the next
+/// reader finishes), and the same command again finishes byte-identical to
+/// an uninterrupted run. Reports share one transaction code path, tested
+/// write by write on shattered above.
+#[test]
+fn every_study_s_data_survives_a_kill_at_every_write() {
+    use gradscope_cli::registry::STUDIES;
+    let tmp = tempfile::tempdir().unwrap();
+    // Training checkpoints are the runs' state, kept per configuration, not
+    // their results; the configuration names its checkpoint folder, which
+    // is where the folder was first written.
+    let results = |dir: &Path| -> BTreeMap<String, Vec<u8>> {
+        let mut files = results(dir);
+        files.retain(|name, _| !name.starts_with("checkpoints/"));
+        if let Some(bytes) = files.get_mut("summary.json") {
+            let mut v: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+            if let Some(config) = v.get_mut("config").and_then(|c| c.as_object_mut()) {
+                config.remove("checkpoints");
+            }
+            *bytes = serde_json::to_vec(&v).unwrap();
+        }
+        files
+    };
+    // shattered's data and report writes are killed one by one above.
+    for study in STUDIES.iter().filter(|s| s.name() != "shattered") {
+        let name = study.name();
+        let old: Vec<&str> = vec![name, "--quick", "-q", "--no-report", "--seed", "1"];
+        let new: Vec<&str> = vec![name, "--quick", "-q", "--no-report", "--seed", "2"];
+        fn out<'a>(args: &[&'a str], dir: &'a Path) -> Vec<&'a str> {
+            let mut v = args.to_vec();
+            v.extend(["--out", path(dir)]);
+            v
+        }
+        let (new_data, base) = (
+            tmp.path().join(format!("{name}-new")),
+            tmp.path().join(format!("{name}-base")),
+        );
+        assert_ok(&gradscope(&out(&new, &new_data)));
+        // A finished old configuration whose cells folder holds the new one's
+        // cells too, so the runs below are only the write phase.
+        assert_ok(&gradscope(&out(&new, &base)));
+        assert_ok(&gradscope(&out(&old, &base)));
+        let (old_d, new_d) = (results(&base.join(name)), results(&new_data.join(name)));
+        assert_ne!(
+            old_d, new_d,
+            "{name}: the two configurations give the same results"
+        );
+        let mut k = 1;
+        loop {
+            let data = tmp.path().join(format!("{name}-k{k}"));
+            copy_dir(&base, &data);
+            let r = run(
+                &out(&new, &data),
+                &[("GRADSCOPE_CRASH_AT_WRITE", k.to_string())],
+            );
+            if r.status.success() {
+                // Past the last write point: the run finished.
+                assert!(k > 2, "{name}: only {k} write points");
+                break;
+            }
+            assert_eq!(
+                r.status.signal(),
+                Some(9),
+                "{name}, write {k}: {}",
+                String::from_utf8_lossy(&r.stderr)
+            );
+            let dir = data.join(name);
+            let now = results(&dir);
+            assert!(
+                dir.join(".tx-commit").exists() || now == old_d || now == new_d,
+                "{name}, write {k}: a mixture"
+            );
+            assert_ok(&gradscope(&out(&new, &data)));
+            let after = results(&dir);
+            let differ: Vec<&String> = after
+                .keys()
+                .chain(new_d.keys())
+                .filter(|f| after.get(*f) != new_d.get(*f))
+                .collect();
+            assert!(
+                differ.is_empty(),
+                "{name}, write {k}: after a rerun {differ:?} differ"
+            );
+            assert_eq!(leftovers(&data), Vec::<String>::new(), "{name}, write {k}");
+            std::fs::remove_dir_all(&data).unwrap();
+            k += 1;
+        }
+    }
+}

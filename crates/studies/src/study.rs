@@ -34,8 +34,7 @@ pub trait Study: Sync {
     fn run_cell(&self, cell: &Self::Cell) -> Result<Self::CellOutput>;
     /// Run one cell that may end early once `stop` is set (a training cell
     /// stops after the epoch in flight, its checkpoint written, with
-    /// [`StudyError::Interrupted`](crate::StudyError::Interrupted)); the
-    /// default runs it whole.
+    /// [`StudyError::Interrupted`]); the default runs it whole.
     fn run_cell_stoppable(
         &self,
         cell: &Self::Cell,
