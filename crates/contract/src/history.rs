@@ -57,7 +57,9 @@ pub struct History {
     pub epochs: Vec<EpochRecord>,
     /// Gradient logs, every `log_every` steps.
     pub logs: Vec<GradLog>,
-    /// The step at which the loss stopped being finite, if it did.
+    /// The step at which the run diverged, if it did: a mean batch loss
+    /// not finite or past the trainer's bound (`DIVERGENCE_LOSS`), a non-finite gradient, or a
+    /// parameter the step left non-finite.
     pub diverged_at: Option<usize>,
 }
 

@@ -350,7 +350,7 @@ fn final_table(run: &Run) -> Block {
             "final training error",
             "final test error",
             "training loss",
-            "diverged runs (final loss not finite)",
+            "diverged runs (non-finite gradient or parameter, or loss past 1e6)",
             "runs with a non-finite loss at some epoch",
         ]
         .map(String::from)

@@ -351,8 +351,9 @@ impl Study for TrainingConfig {
         }
         if let Some(step) = h.diverged_at {
             faults.push(format!(
-                "{}: the training loss is not finite from step {step}",
-                self.key(cell)
+                "{}: diverged at step {step} (a non-finite gradient or parameter, or a batch loss past {:e})",
+                self.key(cell),
+                gradscope_train::DIVERGENCE_LOSS
             ));
         }
         faults

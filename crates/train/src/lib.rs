@@ -24,6 +24,7 @@ pub use loss::{
     misclassified,
 };
 pub use optim::Optimizer;
+pub use steps::DIVERGENCE_LOSS;
 pub use trainer::{KEPT_EPOCHS, Trainer};
 
 // What a run records is part of the data contract (`runs.json`, checkpoints).

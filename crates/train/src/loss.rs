@@ -44,8 +44,14 @@ pub fn error_rate(logits: &Tensor, labels: &[u32]) -> Result<f64> {
     Ok(wrong as f64 / labels.len().max(1) as f64)
 }
 
-/// Per-example cross-entropy −log softmax(zᵢ)\[yᵢ\] (in f64) and its gradient
-/// softmax(zᵢ) − e_{yᵢ} (in place of the logits), both computed stably.
+/// Per-example cross-entropy −log softmax(zᵢ)\[yᵢ\] = log Σₖ exp(zᵢₖ − mᵢ) − (zᵢ_yᵢ − mᵢ),
+/// mᵢ = maxₖ zᵢₖ (log-sum-exp, returned in f64), and its gradient
+/// softmax(zᵢ) − e_{yᵢ} (in place of the logits).
+///
+/// The sum lies in \[1, classes\], so the loss is finite whenever the
+/// logits are, whatever the gap zᵢ_yᵢ − mᵢ: taking −ln p_y of a p_y held
+/// in f32 instead reads +inf once the gap passes about −103 (p_y underflows),
+/// though the gradient is still finite.
 pub fn cross_entropy_gradient<T: num_traits::Float + candle_core::WithDType>(
     logits: &mut ndarray::Array2<T>,
     labels: &[u32],
@@ -55,12 +61,12 @@ pub fn cross_entropy_gradient<T: num_traits::Float + candle_core::WithDType>(
         .zip(labels)
         .map(|(mut z, &y)| {
             let max = z.fold(T::neg_infinity(), |a, &b| num_traits::Float::max(a, b));
+            let gap = <T as candle_core::WithDType>::to_f64(z[y as usize] - max);
             z.mapv_inplace(|v| (v - max).exp());
             let sum = z.sum();
-            let p_y = z[y as usize] / sum;
             z.mapv_inplace(|v| v / sum);
             z[y as usize] -= T::one();
-            -<T as candle_core::WithDType>::to_f64(p_y).ln()
+            <T as candle_core::WithDType>::to_f64(sum).ln() - gap
         })
         .collect()
 }
@@ -121,5 +127,55 @@ mod tests {
         let l = log_softmax(&z).unwrap().to_vec2::<f32>().unwrap();
         assert_eq!(l[0][0], 0.0);
         assert_eq!(l[0][1], -1000.0);
+    }
+
+    /// The f64 cross-entropy of one row, from the f32 logits widened.
+    fn reference(z: &[f32], y: usize) -> f64 {
+        let z: Vec<f64> = z.iter().map(|&v| v as f64).collect();
+        let max = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        z.iter().map(|v| (v - max).exp()).sum::<f64>().ln() - (z[y] - max)
+    }
+
+    #[test]
+    fn cross_entropy_is_finite_and_exact_to_f32_rounding_for_gaps_up_to_1e4() {
+        // The true logit trails the largest by `gap`; other classes spread
+        // around. −ln p_y in f32 read +inf from a gap of about 103 on.
+        let mut gaps = vec![0.0f32, 1e-3, 0.5, 1.0, 20.0, 87.0, 103.0, 104.0, 200.0, 1e3];
+        gaps.extend([3e3, 9999.5, 1e4]);
+        for (i, &gap) in gaps.iter().enumerate() {
+            let top = 3.25 * i as f32 - 7.0;
+            let row = vec![top, top - gap, top - 0.75 * gap, top - 1.5, top - 2.0 * gap];
+            let y = 1;
+            let want = reference(&row, y);
+            let mut z32 = ndarray::Array2::from_shape_vec((1, 5), row.clone()).unwrap();
+            let got = cross_entropy_gradient(&mut z32, &[y as u32])[0];
+            assert!(got.is_finite(), "gap {gap}: {got}");
+            // f32 rounding: of the gap (relative) and of the sum in [1, 5].
+            let bound = 4.0 * f32::EPSILON as f64 * (1.0 + want.abs());
+            assert!((got - want).abs() <= bound, "gap {gap}: {got} vs {want}");
+            let mut z64 = ndarray::Array2::from_shape_fn((1, 5), |(_, k)| row[k] as f64);
+            let got64 = cross_entropy_gradient(&mut z64, &[y as u32])[0];
+            assert!(
+                (got64 - want).abs() <= 1e-12 * (1.0 + want.abs()),
+                "gap {gap}"
+            );
+            // The gradient softmax − e_y sums to zero and is finite.
+            for g in [z32.mapv(|v| v as f64), z64] {
+                assert!(g.iter().all(|v| v.is_finite()));
+                assert!(g.sum().abs() < 1e-6, "gap {gap}: {g:?}");
+                assert!((g[(0, y)] - ((-want).exp() - 1.0)).abs() < 1e-6);
+            }
+        }
+        // At a gap of 1e4 the loss is 1e4 to f32 precision, not inf.
+        let mut z = ndarray::Array2::from_shape_vec((1, 2), vec![1e4f32, 0.0]).unwrap();
+        assert_eq!(cross_entropy_gradient(&mut z, &[1])[0], 1e4);
+    }
+
+    #[test]
+    fn cross_entropy_of_non_finite_logits_is_not_finite() {
+        let mut z = ndarray::Array2::from_shape_vec((1, 2), vec![f32::NAN, 0.0]).unwrap();
+        assert!(!cross_entropy_gradient(&mut z, &[1])[0].is_finite());
+        let mut z = ndarray::Array2::from_shape_vec((1, 2), vec![f32::INFINITY, 0.0]).unwrap();
+        assert!(!cross_entropy_gradient(&mut z, &[1])[0].is_finite());
     }
 }

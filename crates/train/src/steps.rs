@@ -12,9 +12,15 @@ use crate::examples::Examples;
 use crate::loss::{cross_entropy_gradient, misclassified};
 use crate::optim::Optimizer;
 
+/// A mean batch loss past this counts as divergence: the true logits
+/// trail the largest by a million on average, so the net's outputs have
+/// run away whatever the arithmetic can still represent.
+pub const DIVERGENCE_LOSS: f64 = 1e6;
+
 /// The mean cross-entropy of batch `idx` with BN in `mode` and every
 /// parameter's gradient. Train mode also updates the running statistics,
-/// and skips the gradient of a non-finite loss (no step is taken).
+/// and takes no gradient of a loss that is not finite or passes
+/// [`DIVERGENCE_LOSS`] (no step is taken).
 fn mean_loss_gradient<T: Real>(
     engine: &mut dyn Engine<T>,
     set: &Examples,
@@ -31,7 +37,7 @@ fn mean_loss_gradient<T: Real>(
     let mut g = engine.output(&fwd, depth)?;
     let losses = cross_entropy_gradient(&mut g, &y);
     let loss = losses.iter().sum::<f64>() / losses.len() as f64;
-    if mode == BnMode::Train && !loss.is_finite() {
+    if mode == BnMode::Train && (!loss.is_finite() || loss > DIVERGENCE_LOSS) {
         return Ok((loss, None));
     }
     let inv_n = T::one() / T::of(idx.len() as f64);
@@ -44,24 +50,48 @@ fn mean_loss_gradient<T: Real>(
     Ok((loss, Some(grads)))
 }
 
-/// One optimiser step on the batch `idx` of `set` (BN in training mode);
-/// returns the batch's mean loss. A non-finite loss takes no step.
+/// What one optimiser step did.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Step {
+    /// The parameters moved; the batch's mean loss before the step.
+    Taken(f64),
+    /// The run diverged at this step.
+    Diverged,
+}
+
+/// One optimiser step on the batch `idx` of `set` (BN in training mode).
+/// Divergence is a mean loss that is not finite or passes
+/// [`DIVERGENCE_LOSS`], or a non-finite gradient (no step is taken then),
+/// or a parameter the step left non-finite.
 pub(crate) fn step<T: Real>(
     engine: &mut dyn Engine<T>,
     set: &Examples,
     idx: &[usize],
     opt: &mut Optimizer,
     lr: f64,
-) -> Result<f64> {
+) -> Result<Step> {
     let (loss, grads) = mean_loss_gradient(engine, set, idx, BnMode::Train)?;
     let Some(grads) = grads else {
-        return Ok(loss);
+        return Ok(Step::Diverged);
     };
+    if grads
+        .params
+        .iter()
+        .any(|(_, g)| g.iter().any(|v| !v.is_finite()))
+    {
+        return Ok(Step::Diverged);
+    }
     opt.begin_step();
+    let mut finite = true;
     engine.update_params(&grads, &mut |name, dims, w, g| {
-        opt.update(name, dims, w, g, lr)
+        opt.update(name, dims, w, g, lr);
+        finite &= w.iter().all(|v| v.is_finite());
     })?;
-    Ok(loss)
+    Ok(if finite {
+        Step::Taken(loss)
+    } else {
+        Step::Diverged
+    })
 }
 
 /// Mean loss and error over a set, BN in eval mode.

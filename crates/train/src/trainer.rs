@@ -143,7 +143,7 @@ impl Trainer<'_> {
                 derive_seed(p.seed, &format!("epoch{epoch}")),
             ) {
                 let lr = self.config.lr(step);
-                if !steps::step(be, self.train, &batch, &mut opt, lr)?.is_finite() {
+                if steps::step(be, self.train, &batch, &mut opt, lr)? == steps::Step::Diverged {
                     history.diverged_at = Some(step);
                     break 'epochs;
                 }
