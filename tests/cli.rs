@@ -328,7 +328,8 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 fn one_training_run_writes_its_history() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("data");
-    let r = gradscope(&[
+    let reports = tmp.path().join("reports");
+    let args = [
         "train",
         "--arch",
         "resnet-bn",
@@ -340,34 +341,34 @@ fn one_training_run_writes_its_history() {
         "2",
         "--out",
         path(&out),
-    ]);
+        "--reports",
+        path(&reports),
+    ];
+    let r = gradscope(&args);
     assert_ok(&r);
     let stdout = String::from_utf8_lossy(&r.stdout);
     assert!(stdout.contains("final train error"), "{stdout}");
-    let run = out.join("degradation/runs/resnet-bn-3");
+    // The run's folder is named from its configuration: <arch>-<depth>-<hash>.
+    let runs: Vec<PathBuf> = std::fs::read_dir(out.join("degradation/runs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(runs.len(), 1);
+    let run = &runs[0];
+    let name = run.file_name().unwrap().to_str().unwrap();
+    assert!(
+        name.starts_with("resnet-bn-3-") && name.len() == 20,
+        "{name}"
+    );
     let curves = std::fs::read_to_string(run.join("curves.csv")).unwrap();
     assert_eq!(curves.lines().count(), 3, "{curves}");
     assert!(run.join("summary.json").exists());
+    assert!(reports.join("runs").join(name).join("index.html").exists());
     // Its checkpoint lets the same command finish at once from the saved state.
-    assert!(
-        std::fs::read_dir(out.join("degradation/checkpoints"))
-            .unwrap()
-            .count()
-            == 1
-    );
-    assert_ok(&gradscope(&[
-        "train",
-        "--arch",
-        "resnet-bn",
-        "--depth",
-        "3",
-        "--width",
-        "16",
-        "--epochs",
-        "2",
-        "--out",
-        path(&out),
-    ]));
+    assert!(run.join("checkpoint").read_dir().unwrap().count() == 1);
+    let again = gradscope(&args);
+    assert_ok(&again);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("restored from its checkpoint"));
     assert_eq!(
         std::fs::read_to_string(run.join("curves.csv")).unwrap(),
         curves
@@ -790,7 +791,15 @@ fn sigterm_stops_training_after_the_epoch_in_flight() {
     // Enough epochs that the run would take minutes if the signal were ignored.
     let child = Command::new(env!("CARGO_BIN_EXE_gradscope"))
         .args([
-            "train", "--arch", "plain", "--depth", "2", "--epochs", "5000", "-q",
+            "train",
+            "--arch",
+            "plain",
+            "--depth",
+            "2",
+            "--epochs",
+            "5000",
+            "-q",
+            "--no-report",
         ])
         .args(["--out", path(&out)])
         .stderr(Stdio::piped())

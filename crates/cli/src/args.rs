@@ -30,6 +30,8 @@ pub struct Cli {
 }
 
 /// The commands besides the studies (the registry adds one per study).
+// Parsed once per process: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Train one net and log its gradients (one cell of the degradation study).
@@ -46,6 +48,30 @@ pub enum Command {
     Report(Folders),
     /// List the architectures and the spec grammar.
     Archs,
+    /// List the `train` runs: configuration, epochs done, last errors, status.
+    Runs(RunsArgs),
+    /// Put two or more `train` runs side by side: the settings that differ, then their curves.
+    Compare(CompareArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// Data folder (runs are under <out>/degradation/runs).
+    #[arg(long, default_value = "notebooks-data", value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The runs: folder names under <out>/degradation/runs, unique prefixes, or paths.
+    #[arg(required = true, num_args = 2.., value_name = "RUN")]
+    pub runs: Vec<String>,
+    /// Data folder (runs are under <out>/degradation/runs).
+    #[arg(long, default_value = "notebooks-data", value_name = "DIR")]
+    pub out: PathBuf,
+    /// Also write the curves of every run to this CSV file.
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
 }
 
 /// How a study's cells are run: reused, recomputed, or one shard of them.
@@ -158,9 +184,24 @@ pub struct TrainArgs {
     pub depth: usize,
     #[command(flatten)]
     pub recipe: RecipeFlags,
-    /// Where the run's files go (default: <out>/degradation/runs/<arch>-<depth>).
+    /// Name the run: its folder is <out>/degradation/runs/<name>-<hash of the configuration> (default name: <arch>-<depth>).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Where the run's files go (default: <out>/degradation/runs/<name>-<hash>).
     #[arg(long, value_name = "DIR")]
     pub run_dir: Option<PathBuf>,
+    /// Train from the start, discarding the run's checkpoint and live files.
+    #[arg(long)]
+    pub force: bool,
+    /// Only write the data, not the run's report (<reports>/runs/<run>/).
+    #[arg(long)]
+    pub no_report: bool,
+    /// Also write the trained net's weights here (safetensors).
+    #[arg(long, value_name = "FILE")]
+    pub save_weights: Option<PathBuf>,
+    /// Also log the batch loss every N steps (live/steps.csv and TensorBoard); 0: epochs only.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub log_steps: usize,
     #[command(flatten)]
     pub workers: Workers,
     #[command(flatten)]

@@ -23,6 +23,7 @@ mod progress;
 pub mod recipe;
 pub mod registry;
 pub mod run;
+pub mod runs;
 pub mod summary;
 
 use std::process::ExitCode;

@@ -1,10 +1,12 @@
 //! What each command does, given parsed arguments.
 
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::{ArgMatches, FromArgMatches};
-use gradscope_studies::training::{self, TrainingParams};
+use gradscope_studies::live::Follow;
+use gradscope_studies::training::TrainingParams;
 use gradscope_studies::{
     CellCache, LockKind, Params, RunOptions, Study, StudyFolder, default_threads, merge_study,
     run_shard, run_study,
@@ -71,6 +73,29 @@ pub fn run(m: ArgMatches) -> Result<()> {
             print!("{}", archs_text());
             Ok(())
         }
+        Command::Runs(a) => {
+            print!(
+                "{}",
+                crate::runs::list_text(&crate::runs::runs_root(&a.out))
+            );
+            Ok(())
+        }
+        Command::Compare(a) => {
+            let root = crate::runs::runs_root(&a.out);
+            let runs = a
+                .runs
+                .iter()
+                .map(|r| crate::runs::find(&root, r))
+                .collect::<Result<Vec<_>>>()?;
+            print!("{}", crate::runs::compare_text(&runs));
+            if let Some(path) = &a.csv {
+                gradscope_contract::io::write_atomic(
+                    path,
+                    crate::runs::compare_csv(&runs).as_bytes(),
+                )?;
+            }
+            Ok(())
+        }
     }
 }
 
@@ -120,9 +145,9 @@ pub fn run_params<P: Params>(
     flags: &RunFlags,
     report: bool,
 ) -> Result<bool> {
-    let study = params.check()?;
+    let mut study = params.check()?;
     preflight(folders, report)?;
-    let done = execute(ctx, &study, folders, flags)?;
+    let done = execute(ctx, &mut study, folders, flags)?;
     if done && report {
         build_reports(ctx, folders, Some(&[<P::Config as Study>::NAME]))?;
     }
@@ -150,7 +175,12 @@ fn preflight(folders: &Folders, report: bool) -> Result<()> {
 /// Run every cell of a validated study with a progress bar, each stored in
 /// `<out>/<study>/cells/` as it finishes, and write the study folder.
 /// Returns false for a shard, which stores its cells and writes no summary.
-fn execute<S: Study>(ctx: &Ctx, study: &S, folders: &Folders, flags: &RunFlags) -> Result<bool> {
+fn execute<S: Study>(
+    ctx: &Ctx,
+    study: &mut S,
+    folders: &Folders,
+    flags: &RunFlags,
+) -> Result<bool> {
     let dir = folders.out.join(S::NAME);
     let cells_dir = dir.join("cells");
     // One writer per study folder; shards of a configuration share it.
@@ -160,6 +190,11 @@ fn execute<S: Study>(ctx: &Ctx, study: &S, folders: &Folders, flags: &RunFlags) 
         LockKind::Exclusive
     };
     let folder = StudyFolder::open(&dir, lock, &ctx.command, &|m| ctx.log(m))?;
+    if flags.shard.is_some() {
+        for line in other_configurations(&*study, &cells_dir) {
+            eprintln!("{line}");
+        }
+    }
     let total = study.cells().len();
     let todo = flags
         .shard
@@ -175,7 +210,13 @@ fn execute<S: Study>(ctx: &Ctx, study: &S, folders: &Folders, flags: &RunFlags) 
             S::NAME
         ));
     }
-    let bar = Bar::new(S::NAME, todo, ctx.quiet);
+    let bar = Bar::new(S::NAME, todo, study.cell_steps(), ctx.quiet);
+    if !ctx.quiet {
+        study.follow(Follow {
+            observer: Some(bar.observer(true)),
+            ..Follow::default()
+        });
+    }
     let t = Instant::now();
     let mut opts = ctx.options(&bar);
     opts.cache = Some(CellCache {
@@ -192,7 +233,7 @@ fn execute<S: Study>(ctx: &Ctx, study: &S, folders: &Folders, flags: &RunFlags) 
         other => other.into(),
     };
     if let Some(shard) = flags.shard {
-        let r = run_shard(study, &opts).map_err(interrupted)?;
+        let r = run_shard(&*study, &opts).map_err(interrupted)?;
         bar.finish();
         ctx.log(&format!(
             "{}: shard {}/{}: {} cells ({} reused) of {} stored in {} in {:.1} s; when every shard is done: gradscope merge {} --out {}",
@@ -209,7 +250,7 @@ fn execute<S: Study>(ctx: &Ctx, study: &S, folders: &Folders, flags: &RunFlags) 
         ));
         return Ok(false);
     }
-    let results = run_study(study, &opts).map_err(interrupted)?;
+    let results = run_study(&*study, &opts).map_err(interrupted)?;
     bar.finish();
     folder
         .publish(&results)
@@ -221,6 +262,39 @@ fn execute<S: Study>(ctx: &Ctx, study: &S, folders: &Folders, flags: &RunFlags) 
         dir.display()
     ));
     Ok(true)
+}
+
+/// One line per configuration other than `study`'s whose cells are stored
+/// in `cells_dir`: shards of one study should share one configuration, and
+/// a shard started with other flags stores its cells apart.
+fn other_configurations<S: Study>(study: &S, cells_dir: &std::path::Path) -> Vec<String> {
+    let mine = gradscope_studies::cells::config_key(&study.cell_identity());
+    let stored = gradscope_studies::cells::stored_configs(cells_dir).unwrap_or_default();
+    let ours = study.config_json();
+    stored
+        .iter()
+        .filter(|c| c.key != mine)
+        .map(|c| {
+            let theirs: serde_json::Value =
+                std::fs::read(c.dir.join(gradscope_studies::cells::PARAMS_FILE))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok())
+                    .unwrap_or_default();
+            let diff = crate::runs::differences(&[&theirs, &ours])
+                .into_iter()
+                .map(|(k, v)| format!("{k} {} here, {} there", v[1], v[0]))
+                .collect::<Vec<_>>()
+                .join("; ");
+            format!(
+                "{}: warning: shards of another configuration stored {} cells in {} ({}); this shard's configuration is {mine}: its cells are stored apart, and `gradscope merge {} --config KEY` merges one configuration",
+                S::NAME,
+                c.cells,
+                c.dir.display(),
+                if diff.is_empty() { "differs in its data or derived settings".to_string() } else { diff },
+                S::NAME
+            )
+        })
+        .collect()
 }
 
 /// Estimated peak memory from which a run announces it.
@@ -328,23 +402,66 @@ fn archs_text() -> String {
         + "\n(conv nets train in `degradation`, `train` and `ensemble` on image data)\n"
 }
 
-/// `gradscope train`: one cell of the degradation study, its history in its own folder.
+/// `gradscope train`: one cell of the degradation study in its own run
+/// folder, named from its configuration (see [`crate::runs`]).
 fn train_command(ctx: &Ctx, a: TrainArgs, m: &ArgMatches) -> Result<()> {
+    use crate::runs::{CHECKPOINT, LIVE, RunConfig};
     let one = |mut p: TrainingParams| {
         (p.archs, p.depths, p.seeds) = (vec![a.arch], vec![a.depth], 1);
         p
     };
     let mut p = one(given_flags(&one(TrainingParams::default()), m)?);
     RecipeFlags::given(m)?.apply(&mut p.train)?;
-    p.checkpoints
-        .get_or_insert_with(|| registry::default_checkpoints(&a.folders.out));
-    let config = p.check()?;
-    let stem = gradscope_studies::shattered::file_stem(&format!("{}-{}", a.arch, a.depth));
+    let mut config = p.check()?;
+    config.set_save_weights(a.save_weights.clone())?;
+    let identity = config.cell_identity();
+    let label = a
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}", a.arch, a.depth));
+    let name = crate::runs::run_name(&label, &identity);
     let dir = a
         .run_dir
-        .unwrap_or_else(|| a.folders.out.join(training::NAME).join("runs").join(stem));
+        .clone()
+        .unwrap_or_else(|| crate::runs::runs_root(&a.folders.out).join(&name));
+    if !a.no_report {
+        preflight(&a.folders, true)?;
+    }
     let folder = StudyFolder::open(&dir, LockKind::Exclusive, &ctx.command, &|m| ctx.log(m))?;
-    let bar = Bar::new("train", 1, ctx.quiet);
+    let live = dir.join(LIVE);
+    if a.force {
+        for sub in [live.clone(), dir.join(CHECKPOINT)] {
+            if sub.exists() {
+                std::fs::remove_dir_all(&sub)
+                    .with_context(|| format!("removing {}", sub.display()))?;
+            }
+        }
+    }
+    crate::runs::claim(
+        &dir,
+        &RunConfig {
+            hash: name.rsplit('-').next().unwrap_or_default().to_string(),
+            name: name.clone(),
+            config: identity,
+            command: ctx.command.clone(),
+        },
+        a.force,
+    )?;
+    if p.checkpoints.is_none() {
+        config.set_checkpoints(Some(dir.join(CHECKPOINT)));
+    }
+    config.set_fresh_start(a.force);
+    let bar = Bar::new("train", 1, config.cell_steps(), ctx.quiet);
+    config.follow(Follow {
+        files: Some(live.clone()),
+        every_steps: a.log_steps,
+        observer: Some(bar.observer(!ctx.quiet)),
+    });
+    ctx.log(&format!(
+        "train: run {} (epochs.csv, steps.csv, grad_norms.csv and TensorBoard events in {})",
+        dir.display(),
+        live.display()
+    ));
     let results = run_study(&config, &ctx.options(&bar)).map_err(|e| match e {
         // SIGTERM or Ctrl-C: the trainer stopped after its epoch in flight.
         gradscope_studies::StudyError::Interrupted => anyhow::Error::new(Interrupted(
@@ -356,15 +473,21 @@ fn train_command(ctx: &Ctx, a: TrainArgs, m: &ArgMatches) -> Result<()> {
     folder
         .publish(&results)
         .with_context(|| format!("writing {}", dir.display()))?;
+    drop(folder);
+    let report = if a.no_report {
+        None
+    } else {
+        let (root, run) = (
+            dir.parent().unwrap_or(Path::new(".")),
+            dir.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        );
+        let reports = a.folders.reports.join("runs");
+        gradscope_report::build_study(&run, gradscope_report::training::build, root, &reports)?;
+        Some(reports.join(&run).join("index.html"))
+    };
     let r = &results.summary.results[0];
-    if !ctx.quiet {
-        for e in &results.cells[0].output.history.epochs {
-            eprintln!(
-                "epoch {:>4}  lr {:.4}  train loss {:.4}  error {:.4}  test error {:.4}",
-                e.epoch, e.lr, e.train_loss, e.train_error, e.test_error
-            );
-        }
-    }
     println!(
         "{} depth {}: {} parameters, final train error {:.4}, test error {:.4}{} → {}",
         r.arch,
@@ -375,6 +498,9 @@ fn train_command(ctx: &Ctx, a: TrainArgs, m: &ArgMatches) -> Result<()> {
         if r.diverged > 0 { " (diverged)" } else { "" },
         dir.display()
     );
+    if let Some(page) = report {
+        ctx.log(&format!("report: {}", page.display()));
+    }
     Ok(())
 }
 

@@ -53,6 +53,15 @@ impl Table {
     }
 }
 
+/// `rows` under `header`, every column padded to its widest cell.
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut t = Table::new("", header);
+    for r in rows {
+        t.row(r.clone());
+    }
+    t.render().trim_start_matches('\n').to_string()
+}
+
 /// Rows of (arch, depth, value) as one row per arch and one column per depth.
 fn by_arch_and_depth(title: &str, cells: Vec<(String, usize, String)>) -> String {
     let mut depths: Vec<usize> = cells.iter().map(|c| c.1).collect();

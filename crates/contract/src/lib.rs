@@ -42,6 +42,7 @@ mod provenance;
 pub mod shattered;
 pub mod skips;
 pub mod temp;
+pub mod tensorboard;
 pub mod training;
 pub mod transaction;
 

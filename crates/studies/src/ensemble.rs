@@ -485,6 +485,8 @@ impl Study for EnsembleConfig {
                     crate::training::RunControl {
                         checkpoints: p.checkpoints.as_deref(),
                         stop,
+                        observer: None,
+                        fresh_start: false,
                     },
                 )?;
                 if let Some(step) = h.diverged_at {

@@ -67,6 +67,14 @@ pub trait Study: Sync {
     fn memory_estimate_gib(&self, _threads: usize) -> Option<f64> {
         None
     }
+    /// Follow training cells as they run (live files, an observer);
+    /// studies without training cells ignore it.
+    fn follow(&mut self, _follow: crate::live::Follow) {}
+    /// Optimiser steps of one cell, for a bar that moves with steps; None
+    /// when the study's cells do not train.
+    fn cell_steps(&self) -> Option<usize> {
+        None
+    }
     /// Work before the first cell (e.g. creating a folder the cells write into).
     fn prepare(&self) -> Result<()> {
         Ok(())

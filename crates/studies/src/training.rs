@@ -75,6 +75,9 @@ pub fn check(params: &TrainingParams) -> Result<TrainingConfig> {
         params: p,
         train,
         test,
+        follow: crate::live::Follow::default(),
+        fresh_start: false,
+        save_weights: None,
     };
     let need = config.memory_estimate_gib(1);
     if need > config.params.memory_limit_gib {
@@ -95,6 +98,9 @@ pub struct TrainingConfig {
     params: TrainingParams,
     train: Examples,
     test: Examples,
+    follow: crate::live::Follow,
+    fresh_start: bool,
+    save_weights: Option<std::path::PathBuf>,
 }
 
 /// Build a net of `arch` and `depth` for examples shaped like `data`
@@ -195,6 +201,10 @@ pub(crate) struct RunControl<'a> {
     pub(crate) checkpoints: Option<&'a Path>,
     /// Set by Ctrl-C or SIGTERM: the run stops after the epoch in flight.
     pub(crate) stop: Option<&'a std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// Hears the run as it goes.
+    pub(crate) observer: Option<&'a (dyn Fn(gradscope_train::TrainEvent<'_>) + Sync)>,
+    /// Discard the run's checkpoint and train from the start (`--force`).
+    pub(crate) fresh_start: bool,
 }
 
 /// Train `model`, checkpointing under `control.checkpoints` in a folder
@@ -216,6 +226,12 @@ pub(crate) fn train_net(
             derive_seed(0, &identity.to_string())
         ))
     });
+    if let Some(dir) = checkpoint
+        .as_ref()
+        .filter(|d| control.fresh_start && d.exists())
+    {
+        std::fs::remove_dir_all(dir).map_err(|e| gradscope_contract::ContractError::io(dir, e))?;
+    }
     Trainer {
         model,
         label: key.to_string(),
@@ -224,7 +240,7 @@ pub(crate) fn train_net(
         test,
         checkpoint,
         cancel: control.stop.cloned(),
-        on_epoch: None,
+        observer: control.observer,
     }
     .run()
     .map_err(|e| match e {
@@ -253,6 +269,29 @@ impl TrainingConfig {
     /// The validated parameters.
     pub fn params(&self) -> &TrainingParams {
         &self.params
+    }
+
+    /// Keep each cell's checkpoint under `dir` (none: no checkpoints).
+    pub fn set_checkpoints(&mut self, dir: Option<std::path::PathBuf>) {
+        self.params.checkpoints = dir;
+    }
+
+    /// Discard the cells' checkpoints and train them from the start.
+    pub fn set_fresh_start(&mut self, fresh: bool) {
+        self.fresh_start = fresh;
+    }
+
+    /// Write the trained net's weights (safetensors) to `path`; only for a
+    /// study of one cell.
+    pub fn set_save_weights(&mut self, path: Option<std::path::PathBuf>) -> Result<()> {
+        if path.is_some() && self.cells().len() != 1 {
+            return Err(StudyError::config(
+                "save_weights",
+                "needs one arch, one depth and one seed",
+            ));
+        }
+        self.save_weights = path;
+        Ok(())
     }
 
     /// The training examples (after `max_train`).
@@ -332,6 +371,17 @@ impl Study for TrainingConfig {
         Some(TrainingConfig::memory_estimate_gib(self, threads))
     }
 
+    fn follow(&mut self, follow: crate::live::Follow) {
+        self.follow = follow;
+    }
+
+    fn cell_steps(&self) -> Option<usize> {
+        let p = &self.params.train;
+        p.check(self.train.len())
+            .ok()
+            .map(|c| c.steps_per_epoch() * p.epochs)
+    }
+
     fn cell_faults(&self, cell: &Cell, output: &RunOutput) -> Vec<String> {
         let h = &output.history;
         let mut faults = Vec::new();
@@ -388,6 +438,8 @@ impl Study for TrainingConfig {
         };
         let key = self.key(cell);
         let identity = serde_json::json!({ "key": key, "train": train_params, "width": p.width, "dtype": p.dtype, "data": p.data, "max_train": p.max_train, "seed": p.seed });
+        let follower = crate::live::CellFollower::new(&self.follow, &key, self.cells().len() == 1)?;
+        let hear = |e: gradscope_train::TrainEvent<'_>| follower.hear(e);
         let history = train_net(
             &model,
             &key,
@@ -397,8 +449,18 @@ impl Study for TrainingConfig {
             crate::training::RunControl {
                 checkpoints: p.checkpoints.as_deref(),
                 stop,
+                observer: Some(&hear),
+                fresh_start: self.fresh_start,
             },
         )?;
+        follower.finish()?;
+        if let Some(path) = &self.save_weights {
+            gradscope_nets::fs::write_atomic(
+                path,
+                &gradscope_nets::to_safetensors(&model, key.clone())?,
+            )
+            .map_err(|e| gradscope_contract::ContractError::io(path, e))?;
+        }
         let parameters = model.parameters().iter().map(|(_, v)| v.elem_count()).sum();
         Ok(RunOutput {
             history,

@@ -25,7 +25,7 @@ pub use loss::{
 };
 pub use optim::Optimizer;
 pub use steps::DIVERGENCE_LOSS;
-pub use trainer::{KEPT_EPOCHS, Trainer};
+pub use trainer::{KEPT_EPOCHS, TrainEvent, Trainer};
 
 // What a run records is part of the data contract (`runs.json`, checkpoints).
 pub use gradscope_contract::{EpochRecord, GradLog, History};

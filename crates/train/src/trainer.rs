@@ -39,8 +39,45 @@ pub struct Trainer<'a> {
     pub checkpoint: Option<PathBuf>,
     /// Set to stop after the current epoch (its checkpoint is written).
     pub cancel: Option<Arc<AtomicBool>>,
-    /// Called after each epoch.
-    pub on_epoch: Option<&'a (dyn Fn(&EpochRecord) + Sync)>,
+    /// Hears the run as it goes: each step, gradient log and epoch.
+    pub observer: Option<&'a (dyn Fn(TrainEvent<'_>) + Sync)>,
+}
+
+/// What a run reports as it goes (to print, plot or log it live).
+#[derive(Clone, Copy, Debug)]
+pub enum TrainEvent<'e> {
+    /// The run resumed from its checkpoint after `epoch` epochs, `step` steps.
+    Restored {
+        /// Epochs already done.
+        epoch: usize,
+        /// Optimiser steps already taken.
+        step: usize,
+    },
+    /// An optimiser step was taken.
+    Step {
+        /// The epoch in flight, from 1.
+        epoch: usize,
+        /// Steps taken so far, this one included.
+        step: usize,
+        /// The batch's mean loss before the step.
+        loss: f64,
+        /// The step's learning rate.
+        lr: f64,
+    },
+    /// A gradient log: per-layer norms in the order of `layers`.
+    Grads {
+        /// The log.
+        log: &'e GradLog,
+        /// The layer names.
+        layers: &'e [String],
+    },
+    /// An epoch finished and its checkpoint (if any) is written.
+    Epoch(&'e EpochRecord),
+    /// The run diverged at this step (see [`History::diverged_at`]).
+    Diverged {
+        /// Steps taken before the diverging one.
+        step: usize,
+    },
 }
 
 const STATE: &str = "state.json";
@@ -132,10 +169,23 @@ impl Trainer<'_> {
     ) -> Result<History> {
         let p = self.config.params();
         let log_batch = self.log_batch();
+        let tell = |e: TrainEvent<'_>| {
+            if let Some(f) = self.observer {
+                f(e)
+            }
+        };
         if start == 0 && history.logs.is_empty() {
-            history.logs.push(self.grad_log(be, 0, &log_batch)?);
+            let log = self.grad_log(be, 0, &log_batch)?;
+            tell(TrainEvent::Grads {
+                log: &log,
+                layers: &history.layers,
+            });
+            history.logs.push(log);
         }
         let mut step = start * self.config.steps_per_epoch();
+        if start > 0 {
+            tell(TrainEvent::Restored { epoch: start, step });
+        }
         'epochs: for epoch in start..p.epochs {
             for batch in epoch_batches(
                 self.train.len(),
@@ -143,17 +193,35 @@ impl Trainer<'_> {
                 derive_seed(p.seed, &format!("epoch{epoch}")),
             ) {
                 let lr = self.config.lr(step);
-                if steps::step(be, self.train, &batch, &mut opt, lr)? == steps::Step::Diverged {
+                let steps::Step::Taken(loss) = steps::step(be, self.train, &batch, &mut opt, lr)?
+                else {
                     history.diverged_at = Some(step);
+                    tell(TrainEvent::Diverged { step });
                     break 'epochs;
-                }
+                };
                 step += 1;
+                tell(TrainEvent::Step {
+                    epoch: epoch + 1,
+                    step,
+                    loss,
+                    lr,
+                });
                 if p.log_every > 0 && step % p.log_every == 0 {
-                    history.logs.push(self.grad_log(be, step, &log_batch)?);
+                    let log = self.grad_log(be, step, &log_batch)?;
+                    tell(TrainEvent::Grads {
+                        log: &log,
+                        layers: &history.layers,
+                    });
+                    history.logs.push(log);
                 }
             }
             if p.log_every == 0 {
-                history.logs.push(self.grad_log(be, step, &log_batch)?);
+                let log = self.grad_log(be, step, &log_batch)?;
+                tell(TrainEvent::Grads {
+                    log: &log,
+                    layers: &history.layers,
+                });
+                history.logs.push(log);
             }
             let (train_loss, train_error) = steps::evaluate(be, self.train)?;
             let (test_loss, test_error) = steps::evaluate(be, self.test)?;
@@ -166,14 +234,14 @@ impl Trainer<'_> {
                 test_loss,
                 test_error,
             };
-            if let Some(f) = self.on_epoch {
-                f(&record);
-            }
             history.epochs.push(record);
             if let Some(dir) = &self.checkpoint {
                 be.sync()?;
                 self.save(dir, epoch + 1, &opt, &history)?;
             }
+            tell(TrainEvent::Epoch(
+                history.epochs.last().expect("just pushed"),
+            ));
             if self
                 .cancel
                 .as_ref()

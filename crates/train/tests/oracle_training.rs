@@ -129,7 +129,7 @@ fn engine_training_equals_candle_training() {
                     test,
                     checkpoint: None,
                     cancel: None,
-                    on_epoch: None,
+                    observer: None,
                 }
             }
             let a = trainer(&fast, &config, &train, &test).run().unwrap();

@@ -83,7 +83,7 @@ fn one_sgd_step_equals_the_hand_computed_update() {
         test: &data,
         checkpoint: None,
         cancel: None,
-        on_epoch: None,
+        observer: None,
     }
     .run()
     .unwrap();
@@ -180,7 +180,7 @@ fn a_small_mlp_separates_gaussian_blobs() {
             test: &test,
             checkpoint: None,
             cancel: None,
-            on_epoch: None,
+            observer: None,
         }
         .run()
         .unwrap();
@@ -228,8 +228,10 @@ fn an_interrupted_run_resumes_to_the_same_result() {
                cancel: Option<Arc<AtomicBool>>,
                stop_after: Option<usize>| {
         let stop = cancel.clone();
-        let on_epoch = move |r: &gradscope_train::EpochRecord| {
-            if Some(r.epoch) == stop_after {
+        let on_epoch = move |e: gradscope_train::TrainEvent<'_>| {
+            if let gradscope_train::TrainEvent::Epoch(r) = e
+                && Some(r.epoch) == stop_after
+            {
                 stop.as_ref().unwrap().store(true, Ordering::Relaxed);
             }
         };
@@ -241,7 +243,7 @@ fn an_interrupted_run_resumes_to_the_same_result() {
             test: &test,
             checkpoint: dir,
             cancel,
-            on_epoch: Some(&on_epoch),
+            observer: Some(&on_epoch),
         }
         .run()
     };
@@ -303,7 +305,7 @@ fn an_interrupted_run_resumes_to_the_same_result() {
         test: &test,
         checkpoint: Some(dir),
         cancel: None,
-        on_epoch: None,
+        observer: None,
     }
     .run()
     .unwrap_err()
@@ -351,7 +353,7 @@ fn divergence_is_recorded_not_a_crash() {
         test: &test,
         checkpoint: None,
         cancel: None,
-        on_epoch: None,
+        observer: None,
     }
     .run()
     .unwrap();
