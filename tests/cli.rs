@@ -157,6 +157,47 @@ fn weights_saved_by_one_run_reproduce_it_in_another() {
     let grads = |d: &Path| std::fs::read(d.join("shattered/input_gradients.npy")).unwrap();
     assert_ne!(grads(&d1), grads(&d2));
     assert_eq!(grads(&d1), grads(&d3));
+
+    // The file's spec stands in for --archs, --depths, --width and --seeds.
+    let d4 = tmp.path().join("d4");
+    let r = gradscope(&[
+        "shattered",
+        "--load-weights",
+        path(&file),
+        "--points",
+        "32",
+        "--dtype",
+        "f64",
+        "--no-report",
+        "--out",
+        path(&d4),
+    ]);
+    assert_ok(&r);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        err.contains("--archs resnet-bn --depths 3 --width 16 --seeds 1"),
+        "{err}"
+    );
+    assert_eq!(grads(&d1), grads(&d4));
+    // A flag given wins over the file, and the error names the flag to set.
+    let r = gradscope(&[
+        "shattered",
+        "--load-weights",
+        path(&file),
+        "--width",
+        "32",
+        "--points",
+        "32",
+        "--no-report",
+        "--out",
+        path(&tmp.path().join("d5")),
+    ]);
+    assert!(!r.status.success());
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        err.contains("has shape [16, 1], the net needs [32, 1]: use --width 16"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -166,6 +166,21 @@ impl<P: Params + Args + FromArgMatches> Entry<P> {
             RecipeFlags::given(m)?.apply(recipe)?;
             checkpoints.get_or_insert_with(|| default_checkpoints(&flags.folders.out));
         }
+        let given = |id: &str| {
+            m.try_contains_id(id).unwrap_or(false)
+                && m.value_source(id) == Some(ValueSource::CommandLine)
+        };
+        let took = p.infer_from_weights(&given)?;
+        if !took.is_empty() && !m.get_flag("quiet") {
+            eprintln!(
+                "{}: from the weights file's spec: {}",
+                self.name(),
+                took.iter()
+                    .map(|t| format!("--{}", t.replace('_', "-")))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+        }
         Ok(p)
     }
 

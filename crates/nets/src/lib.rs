@@ -52,7 +52,10 @@ pub use precision::PrecisionExt;
 pub use residual::{Residual, ResidualShortcut, ShortcutDropout};
 pub use sequential::{Layer, Sequential};
 pub use weight_norm::WeightNormLinear;
-pub use weights::{SPEC_METADATA_KEY, load_safetensors, to_safetensors};
+pub use weights::{
+    SPEC_METADATA_KEY, WeightsSpec, load_safetensors, read_spec, spec_json, spec_of_bytes,
+    to_safetensors,
+};
 
 pub use gradscope_spec::{
     Activation, Arch, BN_EPS, BN_MOMENTUM, BiasInit, BnMode, BranchInit, ConvArch, ConvBlock,

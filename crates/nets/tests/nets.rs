@@ -290,6 +290,19 @@ fn weights_round_trip_through_safetensors() {
     }
     // The file names every tensor of the net and is deterministic.
     assert_eq!(std::fs::read(&path).unwrap(), a.to_safetensors().unwrap());
+    // Its spec is JSON that rebuilds the net.
+    let spec = gradscope_nets::read_spec(&path).unwrap().unwrap();
+    assert_eq!(
+        spec,
+        gradscope_nets::WeightsSpec::Mlp(a.spec().params().clone())
+    );
+    let bytes = std::fs::read(&path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header = String::from_utf8(bytes[8..8 + n].to_vec()).unwrap();
+    assert!(
+        header.contains(r#"\"kind\":\"mlp\""#) && header.contains(r#"\"arch\":\"resnet-bn\""#),
+        "{header}"
+    );
 }
 
 #[test]
@@ -302,10 +315,13 @@ fn mismatched_weights_are_clear_errors() {
     let shallow = Mlp::new(&params(Arch::RESNET_BN, 2).check().unwrap()).unwrap();
     let e = shallow.load_safetensors(&path).unwrap_err().to_string();
     assert!(e.contains("layers.2") && e.contains("does not have"), "{e}");
+    // The file's spec says which flag builds its net.
+    assert!(e.contains("resnet-bn of depth 3: use --depth 3"), "{e}");
 
     let deeper = Mlp::new(&params(Arch::RESNET_BN, 4).check().unwrap()).unwrap();
     let e = deeper.load_safetensors(&path).unwrap_err().to_string();
     assert!(e.contains("`layers.3.") && e.contains("missing"), "{e}");
+    assert!(e.contains("use --depth 3"), "{e}");
 
     let wider = Mlp::new(
         &NetParams {
@@ -317,7 +333,21 @@ fn mismatched_weights_are_clear_errors() {
     )
     .unwrap();
     let e = wider.load_safetensors(&path).unwrap_err().to_string();
-    assert!(e.contains("shape"), "{e}");
+    let width = deep.spec().params().width;
+    assert!(
+        e.contains("shape") && e.contains(&format!(": use --width {width}")),
+        "{e}"
+    );
+    // A file without a spec (PyTorch's) still names the width of its stem.
+    let plain = gradscope_nets::to_safetensors(&deep, "from elsewhere".into()).unwrap();
+    let other = dir.path().join("torch.safetensors");
+    std::fs::write(&other, plain).unwrap();
+    assert_eq!(gradscope_nets::read_spec(&other).unwrap(), None);
+    let e = wider.load_safetensors(&other).unwrap_err().to_string();
+    assert!(
+        e.contains("`stem.weight` has shape") && e.contains(&format!("use --width {width}")),
+        "{e}"
+    );
 
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();

@@ -42,6 +42,36 @@ impl crate::Params for EnsembleParams {
     fn check(&self) -> Result<EnsembleConfig> {
         check(self)
     }
+    fn infer_from_weights(&mut self, given: &dyn Fn(&str) -> bool) -> Result<Vec<String>> {
+        let Some(path) = &self.load_weights else {
+            return Ok(Vec::new());
+        };
+        let Some(spec) = gradscope_nets::read_spec(path)? else {
+            return Ok(Vec::new());
+        };
+        let (arch, width) = match &spec {
+            gradscope_nets::WeightsSpec::Mlp(n) => (ModelArch::Mlp(n.arch), Some(n.width)),
+            gradscope_nets::WeightsSpec::Conv(c) => (ModelArch::Conv(c.arch), None),
+        };
+        let mut took = Vec::new();
+        if !given("archs") {
+            self.archs = vec![arch];
+            took.push(format!("archs {arch}"));
+        }
+        if !given("depth") {
+            self.depth = spec.depth();
+            took.push(format!("depth {}", spec.depth()));
+        }
+        if let Some(w) = width.filter(|_| !given("width")) {
+            self.width = w;
+            took.push(format!("width {w}"));
+        }
+        if !given("seeds") {
+            self.seeds = 1;
+            took.push("seeds 1".into());
+        }
+        Ok(took)
+    }
 }
 
 /// Validate `params` and load the data: the only way to a runnable study.

@@ -20,6 +20,14 @@ pub trait Params: Clone + Default + Serialize + DeserializeOwned + Send + Sync {
     fn quick() -> Self;
     /// Validate; the only way to a runnable configuration.
     fn check(&self) -> Result<Self::Config>;
+    /// With a weights file among the parameters, take from the spec it
+    /// carries what builds its net (arch, depth, width, one seed) for the
+    /// parameters `given` says were not set; returns what was taken, as
+    /// `name value` pairs. Studies without weights files take nothing.
+    fn infer_from_weights(&mut self, given: &dyn Fn(&str) -> bool) -> Result<Vec<String>> {
+        let _ = given;
+        Ok(Vec::new())
+    }
 }
 
 /// Split a study file into its study name (one of `known`) and its parameters table.

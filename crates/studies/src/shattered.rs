@@ -59,6 +59,42 @@ impl crate::Params for ShatteredParams {
     fn check(&self) -> Result<ShatteredConfig> {
         check(self)
     }
+    fn infer_from_weights(&mut self, given: &dyn Fn(&str) -> bool) -> Result<Vec<String>> {
+        let Some(path) = &self.load_weights else {
+            return Ok(Vec::new());
+        };
+        let Some(spec) = gradscope_nets::read_spec(path)? else {
+            return Ok(Vec::new());
+        };
+        let gradscope_nets::WeightsSpec::Mlp(net) = &spec else {
+            return Err(StudyError::config(
+                "load_weights",
+                format!(
+                    "{} holds a conv net ({}); shattered evaluates MLPs",
+                    path.display(),
+                    spec.arch()
+                ),
+            ));
+        };
+        let mut took = Vec::new();
+        if !given("archs") {
+            self.archs = vec![net.arch];
+            took.push(format!("archs {}", net.arch));
+        }
+        if !given("depths") {
+            self.depths = vec![net.depth];
+            took.push(format!("depths {}", net.depth));
+        }
+        if !given("width") {
+            self.width = net.width;
+            took.push(format!("width {}", net.width));
+        }
+        if !given("seeds") {
+            self.seeds = 1;
+            took.push("seeds 1".into());
+        }
+        Ok(took)
+    }
 }
 
 /// Validate `params`; the only way to a [`ShatteredConfig`].

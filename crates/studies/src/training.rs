@@ -457,7 +457,7 @@ impl Study for TrainingConfig {
         if let Some(path) = &self.save_weights {
             gradscope_nets::fs::write_atomic(
                 path,
-                &gradscope_nets::to_safetensors(&model, key.clone())?,
+                &gradscope_nets::to_safetensors(&model, gradscope_nets::spec_json(&model))?,
             )
             .map_err(|e| gradscope_contract::ContractError::io(path, e))?;
         }

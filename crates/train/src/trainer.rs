@@ -27,7 +27,7 @@ use crate::{Result, TrainConfig, TrainError};
 pub struct Trainer<'a> {
     /// The net to train (its parameters are updated in place).
     pub model: &'a Net,
-    /// Recorded in the weights files.
+    /// Names the run in its checkpoint's state (the weights files carry the net's spec).
     pub label: String,
     /// Validated training configuration.
     pub config: &'a TrainConfig,
@@ -341,7 +341,7 @@ impl Trainer<'_> {
         let model_path = dir.join(format!("model-e{epoch}.safetensors"));
         write_atomic(
             &model_path,
-            &to_safetensors(self.model, self.label.clone())?,
+            &to_safetensors(self.model, gradscope_nets::spec_json(self.model))?,
         )
         .map_err(|e| err(&model_path, e))?;
         let opt_path = dir.join(format!("optimizer-e{epoch}.safetensors"));
