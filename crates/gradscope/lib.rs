@@ -5,6 +5,8 @@
 //! [`nets`] (one description of a net: candle models from a validated spec) →
 //! [`engine`] (per-op kernels, or candle's autograd where they do not reach) →
 //! [`probe`] (gradient capture) → [`stats`] (correlation, spectra, fits) →
+//! [`train`] (training loops, losses, checkpoints) and [`data`] (the data
+//! sets: embedded digits, MNIST, CIFAR-10) →
 //! [`studies`] (config in, results out) → [`contract`] (the files of
 //! `notebooks-data/<study>/`: schemas, writers, validating readers) →
 //! [`report`] (figures, HTML, Markdown, from the contract alone).
@@ -28,6 +30,7 @@
 //! ```
 
 pub use gradscope_contract as contract;
+pub use gradscope_data as data;
 pub use gradscope_engine as engine;
 pub use gradscope_nets as nets;
 pub use gradscope_probe as probe;
@@ -35,3 +38,4 @@ pub use gradscope_report as report;
 pub use gradscope_spec as spec;
 pub use gradscope_stats as stats;
 pub use gradscope_studies as studies;
+pub use gradscope_train as train;

@@ -10,7 +10,7 @@
 //!   χ₁ = 1. A residual block without BN adds its branch's gradient to the
 //!   identity's: for a two-layer ReLU branch with He init the squared norm
 //!   doubles per block (ratio √2; Var ~ 2^L).
-//! - **chain**: the scalar chain F = w_L⋯w_1·x of seed 004, dF/dw₁ = ∏_{l≥2} w_l·x
+//! - **chain**: the scalar chain F = w_L⋯w_1·x, dF/dw₁ = ∏_{l≥2} w_l·x
 //!   (= w^{L−1} for equal weights), by autograd against the closed form:
 //!   vanishing for w ≤ 0.8, exploding for w ≥ 1.2.
 //! - **phase**: log₁₀(‖∂L/∂h₀‖/‖∂L/∂h_L‖) over σ_w² × L, plain vs residual,
