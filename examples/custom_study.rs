@@ -135,13 +135,22 @@ fn report(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
         "depth",
         format!("r₁ (mean of {SEEDS} seeds)"),
     );
-    let mut md = String::from("# r₁ of df/dx against depth\n\n| spec | depth 1 | depth 10 | depth 40 |\n|---|---|---|---|\n");
+    let mut md = String::from(
+        "# r₁ of df/dx against depth\n\n| spec | depth 1 | depth 10 | depth 40 |\n|---|---|---|---|\n",
+    );
     for (i, (spec, row)) in s.specs.iter().zip(&s.r1).enumerate() {
-        let points = s.depths.iter().zip(row).map(|(&d, &r)| (d as f64, r)).collect();
+        let points = s
+            .depths
+            .iter()
+            .zip(row)
+            .map(|(&d, &r)| (d as f64, r))
+            .collect();
         chart.push(Series::line(spec.clone(), points, color(i)).mark(Mark::LinePoints));
         md.push_str(&format!(
             "| {spec} | {:.3} | {:.3} | {:.3} |\n",
-            row[0], row[9], row[DEPTH - 1]
+            row[0],
+            row[9],
+            row[DEPTH - 1]
         ));
     }
     let files = save(&chart, &out, "r1_by_alpha", (1000, 650))?;
@@ -153,7 +162,10 @@ fn report(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let root = args.first().cloned().unwrap_or_else(|| "custom-study".into());
+    let root = args
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "custom-study".into());
     let dir = Path::new(&root).join(Alpha::NAME);
     let shard: Option<Shard> = match args.iter().position(|a| a == "--shard") {
         Some(i) => Some(args.get(i + 1).ok_or("--shard needs i/n")?.parse()?),

@@ -902,7 +902,10 @@ fn examples_and_docs_cite_only_files_in_the_repository() {
 fn runs_json_has_its_fields_where_the_docs_say() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let docs = std::fs::read_to_string(root.join("docs/data.md")).unwrap();
-    assert!(docs.contains("`output` {`parameters`, `history`}"), "docs/data.md changed");
+    assert!(
+        docs.contains("`output` {`parameters`, `history`}"),
+        "docs/data.md changed"
+    );
     let text = std::fs::read_to_string(root.join("notebooks-data/degradation/runs.json")).unwrap();
     let runs: serde_json::Value = serde_json::from_str(&text).unwrap();
     let runs = runs.as_array().unwrap();
@@ -917,7 +920,15 @@ fn runs_json_has_its_fields_where_the_docs_say() {
             assert!(h.get(key).is_some(), "history.{key}");
         }
         let e = &h["epochs"][0];
-        for key in ["epoch", "step", "lr", "train_loss", "train_error", "test_loss", "test_error"] {
+        for key in [
+            "epoch",
+            "step",
+            "lr",
+            "train_loss",
+            "train_error",
+            "test_loss",
+            "test_error",
+        ] {
             assert!(e.get(key).is_some(), "epochs[].{key}");
         }
     }

@@ -453,3 +453,70 @@ fn a_run_stopped_by_sigterm_resumes_to_the_weights_of_an_uninterrupted_run() {
         std::fs::read(&whole_w).unwrap()
     );
 }
+
+/// Run the binary and return its stderr and peak resident set in bytes
+/// (`wait4`'s `ru_maxrss`, this child's alone).
+// The child is reaped by wait4, which std's wait would not give the usage of.
+#[allow(clippy::zombie_processes)]
+fn peak_rss(args: &[&str]) -> (String, u64) {
+    use std::io::Read;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gradscope"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: `pid` is our child, not yet reaped; status and usage are valid out-pointers.
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(r, pid);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{err}"
+    );
+    (err, usage.ru_maxrss as u64 * 1024)
+}
+
+#[test]
+fn a_training_run_peaks_within_a_factor_1_5_of_its_memory_estimate() {
+    let tmp = tempfile::tempdir().unwrap();
+    for net in [
+        &["--arch", "resnet-bn", "--depth", "32", "--width", "256"][..],
+        &["--arch", "conv-resnet", "--depth", "20"][..],
+    ] {
+        let out = tmp.path().join(net[1]);
+        let mut args = vec![
+            "train",
+            "--epochs",
+            "1",
+            "--max-train",
+            "512",
+            "--no-report",
+        ];
+        args.extend_from_slice(net);
+        args.extend(["--out", path(&out)]);
+        let (err, peak) = peak_rss(&args);
+        let estimate: f64 = err
+            .lines()
+            .find_map(|l| l.strip_prefix("train: estimated peak memory "))
+            .and_then(|l| l.strip_suffix(" GiB"))
+            .unwrap_or_else(|| panic!("{err}"))
+            .parse()
+            .unwrap();
+        let peak_gib = peak as f64 / (1u64 << 30) as f64;
+        let ratio = peak_gib / estimate;
+        assert!(
+            (1.0 / 1.5..=1.5).contains(&ratio),
+            "{net:?}: estimated {estimate} GiB, peak {peak_gib:.3} GiB"
+        );
+    }
+}

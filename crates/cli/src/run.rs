@@ -451,6 +451,10 @@ fn train_command(ctx: &Ctx, a: TrainArgs, m: &ArgMatches) -> Result<()> {
         config.set_checkpoints(Some(dir.join(CHECKPOINT)));
     }
     config.set_fresh_start(a.force);
+    ctx.log(&format!(
+        "train: estimated peak memory {:.3} GiB",
+        config.memory_estimate_gib(1)
+    ));
     let bar = Bar::new("train", 1, config.cell_steps(), ctx.quiet);
     config.follow(Follow {
         files: Some(live.clone()),
