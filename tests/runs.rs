@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{assert_ok, gradscope, path};
@@ -172,7 +172,7 @@ fn run_name(out: &Path) -> String {
     names.pop().unwrap()
 }
 
-fn walk_one_live(out: &Path) -> std::path::PathBuf {
+fn walk_one_live(out: &Path) -> PathBuf {
     out.join("degradation/runs")
         .join(run_name(out))
         .join("live")
@@ -519,4 +519,55 @@ fn a_training_run_peaks_within_a_factor_1_5_of_its_memory_estimate() {
             "{net:?}: estimated {estimate} GiB, peak {peak_gib:.3} GiB"
         );
     }
+}
+
+#[test]
+fn one_training_run_writes_its_history() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("data");
+    let reports = tmp.path().join("reports");
+    let args = [
+        "train",
+        "--arch",
+        "resnet-bn",
+        "--depth",
+        "3",
+        "--width",
+        "16",
+        "--epochs",
+        "2",
+        "--out",
+        path(&out),
+        "--reports",
+        path(&reports),
+    ];
+    let r = gradscope(&args);
+    assert_ok(&r);
+    let stdout = String::from_utf8_lossy(&r.stdout);
+    assert!(stdout.contains("final train error"), "{stdout}");
+    // The run's folder is named from its configuration: <arch>-<depth>-<hash>.
+    let runs: Vec<PathBuf> = std::fs::read_dir(out.join("degradation/runs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(runs.len(), 1);
+    let run = &runs[0];
+    let name = run.file_name().unwrap().to_str().unwrap();
+    assert!(
+        name.starts_with("resnet-bn-3-") && name.len() == 20,
+        "{name}"
+    );
+    let curves = std::fs::read_to_string(run.join("curves.csv")).unwrap();
+    assert_eq!(curves.lines().count(), 3, "{curves}");
+    assert!(run.join("summary.json").exists());
+    assert!(reports.join("runs").join(name).join("index.html").exists());
+    // Its checkpoint lets the same command finish at once from the saved state.
+    assert!(run.join("checkpoint").read_dir().unwrap().count() == 1);
+    let again = gradscope(&args);
+    assert_ok(&again);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("restored from its checkpoint"));
+    assert_eq!(
+        std::fs::read_to_string(run.join("curves.csv")).unwrap(),
+        curves
+    );
 }
