@@ -321,6 +321,9 @@ fn a_train_run_gets_a_report() {
     let page = reports.join("runs").join(&name).join("index.html");
     let html = std::fs::read_to_string(&page).unwrap();
     assert!(html.contains("plain-bn"), "{html}");
+    // One net at one depth: the page compares no depths.
+    assert!(html.contains("does not test degradation"), "{html}");
+    assert!(!html.contains("more layers") && !html.contains("here the same comparison"));
     assert!(
         reports
             .join("runs")

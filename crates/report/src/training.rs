@@ -205,10 +205,21 @@ fn finding(run: &Run, claims: &mut Claims) -> String {
             ),
         ));
     }
-    let mut text = format!(
-        "Same data, same recipe, more layers. {}.",
-        finding.join("; ")
-    );
+    let mut text = if finding.is_empty() {
+        format!(
+            "One depth per architecture ({}): no deeper net trained on the same recipe to compare with, so this run does not test degradation.",
+            run.depths()
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    } else {
+        format!(
+            "Same data, same recipe, more layers. {}.",
+            finding.join("; ")
+        )
+    };
     if any {
         text += " A deeper net fitting its training set worse than a shallower one is the degradation problem that motivated residual learning (He et al. 2016a); the training error, not the test error, shows it is an optimisation failure rather than overfitting.";
     }
@@ -277,15 +288,24 @@ fn error_curves(run: &Run, dir: &Path) -> Result<Block> {
         (1600, 650),
     )?;
     let (shallow, deep) = (run.shallow, run.deep);
-    Ok(Block::figure(
-        fig,
-        "Training and test error against epoch for plain and residual nets at each depth",
+    let caption = if shallow == deep {
+        format!(
+            "Training and test error after each epoch at depth {deep} on {}, one colour per architecture. \
+             He et al. 2016a's Figure 1 compares a shallower and a deeper net on one recipe, which needs runs at two depths.",
+            run.d.summary.data.source
+        )
+    } else {
         format!(
             "The shape of He et al. 2016a's Figure 1: dashed lines are the shallower nets, solid the deepest (depth {deep}), one colour per architecture. \
              In the paper, plain-56 has higher training and test error than plain-20 on CIFAR-10 while ResNet-56 beats ResNet-20; here the same \
              comparison runs at depths {shallow} and {deep} on {}.",
             run.d.summary.data.source
-        ),
+        )
+    };
+    Ok(Block::figure(
+        fig,
+        "Training and test error against epoch for plain and residual nets at each depth",
+        caption,
     ))
 }
 
