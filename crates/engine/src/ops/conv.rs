@@ -33,6 +33,27 @@ pub(crate) struct Conv<T> {
     pad: usize,
 }
 
+/// One shift (ky, kx) of a same-size convolution ([`Conv::shift`]).
+struct Shift {
+    /// Output rows whose input row lies in the image.
+    rows: std::ops::Range<usize>,
+    /// Output columns, in those rows, whose input column lies outside.
+    outside: std::ops::Range<usize>,
+    /// Positions of the output image copied in one run from the input…
+    run: std::ops::Range<usize>,
+    /// …starting at this position of the input image.
+    source: usize,
+}
+
+impl Shift {
+    /// The columns outside the image, in the rows inside it, set to 0.
+    fn zero_outside<T: Real>(&self, row: &mut [T], h: usize) {
+        for oy in self.rows.clone() {
+            row[oy * h + self.outside.start..oy * h + self.outside.end].fill(T::zero());
+        }
+    }
+}
+
 /// The sizes of one image in and out.
 #[derive(Clone, Copy, Debug)]
 struct Shape {
@@ -166,15 +187,11 @@ impl<T: Real> Conv<T> {
     }
 
     /// For one shift (ky, kx) of a same-size convolution: the output rows
-    /// whose input row lies in the image, the flat offset d of the input
-    /// (col[i] = x[i + d] there), and the output columns to zero (those
-    /// whose input column lies outside, at most `pad` on one side).
-    fn shift(
-        &self,
-        h: usize,
-        ky: usize,
-        kx: usize,
-    ) -> (std::ops::Range<usize>, isize, std::ops::Range<usize>) {
+    /// whose input row lies in the image, the output columns to zero in
+    /// them (whose input column lies outside, at most `pad` on one side),
+    /// and the one run of positions col[i] = x[i + d] copied whole (d the
+    /// flat offset of the shift; the wrapped columns in it are zeroed after).
+    fn shift(&self, h: usize, ky: usize, kx: usize) -> Shift {
         let (dy, dx) = (
             ky as isize - self.pad as isize,
             kx as isize - self.pad as isize,
@@ -185,7 +202,21 @@ impl<T: Real> Conv<T> {
         } else {
             h.saturating_sub(dx as usize)..h
         };
-        (rows, dy * h as isize + dx, outside)
+        let (d, p) = (dy * h as isize + dx, (h * h) as isize);
+        // Positions whose source falls before or after the image are wrapped
+        // columns, zeroed with the others.
+        let (lo, hi) = if rows.is_empty() {
+            (0, 0)
+        } else {
+            let lo = (rows.start * h).max((-d).max(0) as usize);
+            (lo, (rows.end * h).min((p - d).max(0) as usize).max(lo))
+        };
+        Shift {
+            rows,
+            outside,
+            run: lo..hi,
+            source: (lo as isize + d).max(0) as usize,
+        }
     }
 
     /// [`im2col`](Self::im2col) of a same-size convolution: one copy of
@@ -199,23 +230,11 @@ impl<T: Real> Conv<T> {
                 for kx in 0..k {
                     let r = (c * k + ky) * k + kx;
                     let row = &mut col[r * ld + off..r * ld + off + p];
-                    let (rows, d, outside) = self.shift(h, ky, kx);
-                    row[..rows.start * h].fill(T::zero());
-                    row[(rows.end * h).max(rows.start * h)..].fill(T::zero());
-                    if rows.is_empty() {
-                        continue;
-                    }
-                    // Positions whose source falls before or after the image
-                    // are wrapped columns, zeroed below.
-                    let lo = (rows.start * h).max((-d).max(0) as usize);
-                    let hi = (rows.end * h).min((p as isize - d).max(0) as usize);
-                    if lo < hi {
-                        let src = (lo as isize + d) as usize;
-                        row[lo..hi].copy_from_slice(&img[src..src + (hi - lo)]);
-                    }
-                    for oy in rows {
-                        row[oy * h + outside.start..oy * h + outside.end].fill(T::zero());
-                    }
+                    let s = self.shift(h, ky, kx);
+                    row[..s.rows.start * h].fill(T::zero());
+                    row[(s.rows.end * h).max(s.rows.start * h)..].fill(T::zero());
+                    row[s.run.clone()].copy_from_slice(&img[s.source..s.source + s.run.len()]);
+                    s.zero_outside(row, h);
                 }
             }
         }
@@ -234,20 +253,11 @@ impl<T: Real> Conv<T> {
                 for kx in 0..k {
                     let r = (c * k + ky) * k + kx;
                     let row = &mut dcol[r * ld + off..r * ld + off + p];
-                    let (rows, d, outside) = self.shift(h, ky, kx);
-                    if rows.is_empty() {
-                        continue;
-                    }
-                    for oy in rows.clone() {
-                        row[oy * h + outside.start..oy * h + outside.end].fill(T::zero());
-                    }
-                    let lo = (rows.start * h).max((-d).max(0) as usize);
-                    let hi = (rows.end * h).min((p as isize - d).max(0) as usize);
-                    if lo < hi {
-                        let dst = (lo as isize + d) as usize;
-                        for (t, &v) in img[dst..dst + (hi - lo)].iter_mut().zip(&row[lo..hi]) {
-                            *t += v;
-                        }
+                    let s = self.shift(h, ky, kx);
+                    s.zero_outside(row, h);
+                    let dst = &mut img[s.source..s.source + s.run.len()];
+                    for (t, &v) in dst.iter_mut().zip(&row[s.run]) {
+                        *t += v;
                     }
                 }
             }
