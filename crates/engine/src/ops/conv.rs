@@ -144,6 +144,11 @@ impl<T: Real> Conv<T> {
         if self.same_size(s) {
             return self.im2col_same(x, s.h, col, ld, off);
         }
+        self.im2col_rows(x, s, col, ld, off)
+    }
+
+    /// [`im2col`](Self::im2col) one image row at a time, for any stride.
+    fn im2col_rows(&self, x: &[T], s: Shape, col: &mut [T], ld: usize, off: usize) {
         let (h, ho, k, st) = (s.h, s.ho, self.k, self.stride);
         let p = ho * ho;
         for c in 0..self.c_in {
@@ -196,7 +201,10 @@ impl<T: Real> Conv<T> {
             ky as isize - self.pad as isize,
             kx as isize - self.pad as isize,
         );
-        let rows = (-dy).max(0) as usize..(h as isize - dy).clamp(0, h as isize) as usize;
+        // Input row oy + dy in 0..h; empty (at 0 or h) when the shift leaves
+        // an image smaller than the kernel.
+        let start = ((-dy).max(0) as usize).min(h);
+        let rows = start..((h as isize - dy).clamp(0, h as isize) as usize).max(start);
         let outside = if dx < 0 {
             0..(-dx as usize).min(h)
         } else {
@@ -209,13 +217,19 @@ impl<T: Real> Conv<T> {
             (0, 0)
         } else {
             let lo = (rows.start * h).max((-d).max(0) as usize);
-            (lo, (rows.end * h).min((p - d).max(0) as usize).max(lo))
+            (lo, (rows.end * h).min((p - d).max(0) as usize))
+        };
+        // A shift that leaves an image smaller than the kernel copies nothing.
+        let (run, source) = if hi > lo {
+            (lo..hi, (lo as isize + d) as usize)
+        } else {
+            (0..0, 0)
         };
         Shift {
             rows,
             outside,
-            run: lo..hi,
-            source: (lo as isize + d).max(0) as usize,
+            run,
+            source,
         }
     }
 
@@ -232,7 +246,7 @@ impl<T: Real> Conv<T> {
                     let row = &mut col[r * ld + off..r * ld + off + p];
                     let s = self.shift(h, ky, kx);
                     row[..s.rows.start * h].fill(T::zero());
-                    row[(s.rows.end * h).max(s.rows.start * h)..].fill(T::zero());
+                    row[s.rows.end * h..].fill(T::zero());
                     row[s.run.clone()].copy_from_slice(&img[s.source..s.source + s.run.len()]);
                     s.zero_outside(row, h);
                 }
@@ -270,6 +284,11 @@ impl<T: Real> Conv<T> {
         if self.same_size(s) {
             return self.col2im_same(dcol, ld, off, s.h, dx);
         }
+        self.col2im_rows(dcol, ld, off, s, dx)
+    }
+
+    /// [`col2im`](Self::col2im) one image row at a time, for any stride.
+    fn col2im_rows(&self, dcol: &[T], ld: usize, off: usize, s: Shape, dx: &mut [T]) {
         let (h, ho, k, st) = (s.h, s.ho, self.k, self.stride);
         let p = ho * ho;
         dx.fill(T::zero());
@@ -662,4 +681,59 @@ fn for_images_map<R: Send>(n: usize, f: impl Fn(usize, usize) -> R + Sync) -> Ve
     let chunk = n.div_ceil(threads.max(1)).max(1);
     let blocks = n.div_ceil(chunk).max(1);
     pool::map(blocks, |b| f(b * chunk, ((b + 1) * chunk).min(n)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A same-size convolution of `c_in` channels and kernel k (no weights
+    /// needed: only the geometry is used).
+    fn geometry(c_in: usize, k: usize) -> Conv<f64> {
+        Conv {
+            name: "c".into(),
+            w: Array2::zeros((1, c_in * k * k)),
+            wt: std::sync::OnceLock::new(),
+            b: None,
+            c_in,
+            c_out: 1,
+            k,
+            stride: 1,
+            pad: (k - 1) / 2,
+        }
+    }
+
+    /// The shifted-copy im2col and col2im give the bits of the row-by-row
+    /// loop for every image size, down to images smaller than the kernel
+    /// (where some shifts leave the image entirely).
+    #[test]
+    fn same_size_shifts_match_the_row_loop_on_every_small_image() {
+        for k in [1, 3, 5, 7] {
+            for h in 1..=9 {
+                let conv = geometry(2, k);
+                let s = conv.shape(2 * h * h);
+                assert!(conv.same_size(s));
+                let (rows, p) = (conv.patch(), h * h);
+                // Columns of two images side by side, the second at off = p.
+                let ld = 2 * p;
+                let x: Vec<f64> = (0..2 * p).map(|i| 1.0 + i as f64).collect();
+                let (mut fast, mut slow) = (vec![f64::NAN; rows * ld], vec![f64::NAN; rows * ld]);
+                conv.im2col(&x, s, &mut fast, ld, p);
+                conv.im2col_rows(&x, s, &mut slow, ld, p);
+                let block = |m: &[f64]| -> Vec<f64> {
+                    (0..rows)
+                        .flat_map(|r| m[r * ld + p..r * ld + 2 * p].to_vec())
+                        .collect()
+                };
+                assert_eq!(block(&fast), block(&slow), "im2col, k = {k}, h = {h}");
+                // col2im of a dcol whose wrapped columns hold non-zeros (the
+                // shifted path must zero them, not add them).
+                let dcol: Vec<f64> = (0..rows * ld).map(|i| (i % 13) as f64 - 6.0).collect();
+                let (mut dfast, mut dslow) = (vec![f64::NAN; 2 * p], vec![f64::NAN; 2 * p]);
+                conv.col2im(&mut dcol.clone(), ld, p, s, &mut dfast);
+                conv.col2im_rows(&dcol, ld, p, s, &mut dslow);
+                assert_eq!(dfast, dslow, "col2im, k = {k}, h = {h}");
+            }
+        }
+    }
 }
