@@ -71,10 +71,7 @@ pub use distribution::{
     student_t_quantile, student_t_sf,
 };
 pub use error::{Result, StatsError};
-pub use fit::{
-    DecayComparison, DecayFit, DecayLaw, LineFit, compare_decay, fit_exponential, fit_power_law,
-    linear_fit,
-};
+pub use fit::{DecayLaw, LineFit, linear_fit};
 pub use gram::{coherence, cosine_from_gram, gradient_snr, mean_off_diagonal};
 pub use interval::{BootstrapInterval, Confidence, MeanInterval, bootstrap_mean_interval};
 pub use noise::{brown_noise, white_noise};
@@ -87,8 +84,8 @@ pub use plane::{
 };
 pub use regression::{LineFitInterval, least_squares_line, weighted_least_squares_line};
 pub use screened_fit::{
-    DecayRateFit, ExcludedPoint, ExclusionReason, ExclusionRule, FitInput, FitScale, ScreenedLine,
-    Screening, Weighting,
+    DecayComparison, DecayRateFit, ExcludedPoint, ExclusionReason, ExclusionRule, FitInput,
+    FitScale, Saturation, ScreenedLine, Screening, Weighting,
 };
 pub use special::{incomplete_beta, ln_beta, ln_gamma, upper_incomplete_gamma};
 pub use spectrum::{Band, Spectrum, power_spectrum, spectral_slope};

@@ -74,6 +74,20 @@ pub struct ExclusionRule {
     pub floor_in_se: Option<f64>,
     /// Leave out y > ceiling: saturated.
     pub ceiling: Option<f64>,
+    /// Leave out y within k standard errors of the value where it saturates
+    /// (needs standard errors): the roughness 1 − r₁ is saturated at 1 once
+    /// r₁ is not k standard errors above 0.
+    pub saturation: Option<Saturation>,
+}
+
+/// The value a measurement saturates at, and how many of its standard errors
+/// from it count as saturated: y > limit − k·se(y) is left out.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Saturation {
+    /// The value y cannot exceed.
+    pub limit: f64,
+    /// Standard errors from the limit still taken as saturated.
+    pub k: f64,
 }
 
 /// How the points of a fit are weighted.
@@ -158,6 +172,28 @@ pub struct DecayRateFit {
     pub excluded: Vec<ExcludedPoint>,
 }
 
+/// Both decay laws fitted to one quantity, and the one whose line fits ln y
+/// better (the higher R²; both are fits of ln y, to the points each keeps).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DecayComparison {
+    /// y = a·b^L.
+    pub exponential: DecayRateFit,
+    /// y = a·L^−q.
+    pub power_law: DecayRateFit,
+    /// The law with the higher R² of ln y.
+    pub better: DecayLaw,
+}
+
+impl DecayComparison {
+    /// The fit of the better law.
+    pub fn best(&self) -> &DecayRateFit {
+        match self.better {
+            DecayLaw::Exponential => &self.exponential,
+            DecayLaw::PowerLaw => &self.power_law,
+        }
+    }
+}
+
 impl DecayRateFit {
     /// The fitted law at `depth`.
     pub fn at(&self, depth: f64) -> f64 {
@@ -223,7 +259,16 @@ impl<'a> FitInput<'a> {
             r.floor_in_se.is_some_and(|k| k.is_finite() && k >= 0.0),
             "finite and ≥ 0",
         )?;
-        let needs_se = r.floor_in_se.is_some() || self.weighting == Weighting::InverseVariance;
+        bound(
+            "saturation",
+            r.saturation.map(|s| s.limit),
+            r.saturation
+                .is_some_and(|s| s.limit.is_finite() && s.k.is_finite() && s.k >= 0.0),
+            "a finite limit and k finite and ≥ 0",
+        )?;
+        let needs_se = r.floor_in_se.is_some()
+            || r.saturation.is_some()
+            || self.weighting == Weighting::InverseVariance;
         if needs_se && self.se.is_none() {
             return Err(StatsError::Shape(
                 "a floor in standard errors or inverse-variance weights need standard errors"
@@ -266,7 +311,15 @@ impl<'a> FitInput<'a> {
         {
             return Some(ExclusionReason::BelowNoiseFloor { floor });
         }
-        if let Some(ceiling) = r.ceiling.filter(|&c| y > c) {
+        let se_ceiling = r
+            .saturation
+            .map(|s| s.limit - s.k * se)
+            .filter(|c| c.is_finite());
+        if let Some(ceiling) = [r.ceiling, se_ceiling]
+            .into_iter()
+            .flatten()
+            .find(|&c| y > c)
+        {
             return Some(ExclusionReason::AboveCeiling { ceiling });
         }
         let log_y = scale != FitScale::Linear;
@@ -274,7 +327,9 @@ impl<'a> FitInput<'a> {
             return Some(ExclusionReason::NonPositiveUnderLog);
         }
         let has_se = se.is_finite() && se > 0.0;
-        let se_needed = self.weighting == Weighting::InverseVariance || r.floor_in_se.is_some();
+        let se_needed = self.weighting == Weighting::InverseVariance
+            || r.floor_in_se.is_some()
+            || r.saturation.is_some();
         (se_needed && !has_se).then_some(ExclusionReason::NoStandardError)
     }
 
@@ -331,6 +386,24 @@ impl<'a> FitInput<'a> {
             rate_hi,
             line,
             excluded,
+        })
+    }
+}
+
+impl FitInput<'_> {
+    /// Both laws fitted with intervals, see [`DecayComparison`].
+    pub fn compare_decays(&self, confidence: Confidence) -> Result<DecayComparison> {
+        let exponential = self.fit_decay(DecayLaw::Exponential, confidence)?;
+        let power_law = self.fit_decay(DecayLaw::PowerLaw, confidence)?;
+        let better = if power_law.line.r2 > exponential.line.r2 {
+            DecayLaw::PowerLaw
+        } else {
+            DecayLaw::Exponential
+        };
+        Ok(DecayComparison {
+            exponential,
+            power_law,
+            better,
         })
     }
 }
@@ -394,6 +467,63 @@ mod tests {
                 .len(),
             7
         );
+    }
+
+    #[test]
+    fn exact_laws_are_recovered_and_told_apart() {
+        let depths = [1.0, 2.0, 4.0, 8.0, 16.0, 24.0, 32.0, 50.0];
+        let exp: Vec<f64> = depths
+            .iter()
+            .map(|l: &f64| 0.9 * 0.95f64.powf(*l))
+            .collect();
+        let pow: Vec<f64> = depths.iter().map(|l: &f64| 1.2 * l.powf(-0.5)).collect();
+        let e = FitInput::new(&depths, &exp)
+            .compare_decays(Confidence::P95)
+            .unwrap();
+        assert!((e.exponential.a - 0.9).abs() < 1e-12 && (e.exponential.rate - 0.95).abs() < 1e-12);
+        assert!((e.exponential.line.r2 - 1.0).abs() < 1e-12);
+        assert_eq!(e.better, DecayLaw::Exponential);
+        // An exact law has a zero-width interval.
+        assert!((e.exponential.rate_hi - e.exponential.rate_lo).abs() < 1e-12);
+        let p = FitInput::new(&depths, &pow)
+            .compare_decays(Confidence::P95)
+            .unwrap();
+        assert!((p.power_law.a - 1.2).abs() < 1e-12 && (p.power_law.rate - 0.5).abs() < 1e-12);
+        assert_eq!(p.better, DecayLaw::PowerLaw);
+        assert!((p.best().at(4.0) - 0.6).abs() < 1e-12);
+    }
+
+    #[test]
+    fn saturated_points_within_k_standard_errors_of_the_limit_are_left_out() {
+        // The roughness 1 − r₁ with r₁ = 0.5, 0.2, 0.05, 0.01 (se 0.01 each):
+        // r₁ ≥ 2 se keeps 1 − r₁ ≤ 0.98, so 0.99 (r₁ = 0.01) is saturated
+        // and 0.95 is not; exactly at the ceiling stays in.
+        let x = [1.0, 2.0, 3.0, 4.0, 5.0];
+        let y = [0.5, 0.8, 0.95, 0.98, 0.99];
+        let se = [0.01; 5];
+        let mut input = FitInput::new(&x, &y);
+        input.se = Some(&se);
+        input.rule.saturation = Some(Saturation { limit: 1.0, k: 2.0 });
+        let s = input.screen(FitScale::LogLog).unwrap();
+        assert_eq!(s.used, vec![0, 1, 2, 3]);
+        assert_eq!(s.excluded.len(), 1);
+        assert_eq!(s.excluded[0].index, 4);
+        assert!(matches!(
+            s.excluded[0].reason,
+            ExclusionReason::AboveCeiling { ceiling } if (ceiling - 0.98).abs() < 1e-15
+        ));
+        // Saturation needs standard errors, and a finite limit.
+        assert!(
+            FitInput { se: None, ..input }
+                .screen(FitScale::LogY)
+                .is_err()
+        );
+        let mut bad = input;
+        bad.rule.saturation = Some(Saturation {
+            limit: f64::NAN,
+            k: 2.0,
+        });
+        assert!(bad.screen(FitScale::LogY).is_err());
     }
 
     #[test]

@@ -16,9 +16,15 @@ use std::path::Path;
 use gradscope_nets::{Arch, DrawCache, Mlp, Net, NetParams, NetSpec, Precision, derive_seed};
 use gradscope_probe::{Pass, capture_depths, scalar_grid};
 use gradscope_stats::{
-    Band, LineFit, MeanStd, Spectrum, adjacent_correlation, autocorrelation, brown_noise,
-    compare_decay, correlation_matrix, spectral_slope, white_noise,
+    Band, Confidence, ExclusionRule, FitInput, LineFit, MeanStd, Saturation, Spectrum,
+    adjacent_correlation, autocorrelation, brown_noise, correlation_matrix, spectral_slope,
+    white_noise,
 };
+
+/// The decay fits leave out r₁ less than this many standard errors above 0
+/// (the noise floor: not different from white noise at about 95 %), and the
+/// roughness 1 − r₁ as many standard errors below 1 (saturated there).
+pub const FIT_FLOOR_IN_SE: f64 = 2.0;
 use ndarray::{Array3, Array4, aview1, s};
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
@@ -401,13 +407,37 @@ impl ShatteredConfig {
             .map(|(a, arch)| {
                 let row = |d: usize| &rows[a * nd + d];
                 let r1: Vec<f64> = (0..nd).map(|d| row(d).adjacent_correlation.mean).collect();
+                let se: Vec<f64> = (0..nd).map(|d| row(d).adjacent_correlation.sem()).collect();
                 let rough: Vec<f64> = r1.iter().map(|r| 1.0 - r).collect();
                 let norm0: Vec<f64> = (0..nd).map(|d| row(d).layer_grad_norm_mean[0]).collect();
+                let fit = |y: &[f64], rule: ExclusionRule| {
+                    let mut input = FitInput::new(&depths_f, y);
+                    input.se = Some(&se);
+                    input.rule = rule;
+                    input.compare_decays(Confidence::P95).ok()
+                };
                 ArchFits {
                     arch: arch.to_string(),
-                    adjacent_correlation: compare_decay(&depths_f, &r1).ok(),
-                    roughness: compare_decay(&depths_f, &rough).ok(),
-                    input_grad_norm: compare_decay(&depths_f, &norm0).ok(),
+                    adjacent_correlation: fit(
+                        &r1,
+                        ExclusionRule {
+                            floor_in_se: Some(FIT_FLOOR_IN_SE),
+                            ..ExclusionRule::default()
+                        },
+                    ),
+                    roughness: fit(
+                        &rough,
+                        ExclusionRule {
+                            saturation: Some(Saturation {
+                                limit: 1.0,
+                                k: FIT_FLOOR_IN_SE,
+                            }),
+                            ..ExclusionRule::default()
+                        },
+                    ),
+                    input_grad_norm: FitInput::new(&depths_f, &norm0)
+                        .compare_decays(Confidence::P95)
+                        .ok(),
                 }
             })
             .collect();

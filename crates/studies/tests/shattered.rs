@@ -2,6 +2,7 @@
 //! deterministic, and refuses bad configurations.
 
 use gradscope_nets::{Arch, BnMode};
+use gradscope_stats::{DecayLaw, ExclusionReason};
 use gradscope_studies::Params;
 use gradscope_studies::RunOptions;
 use gradscope_studies::shattered::{ShatteredData, ShatteredParams};
@@ -56,6 +57,49 @@ fn feedforward_bn_shatters_and_resnet_bn_decays_far_slower() {
         .unwrap()
         .spectral_slope;
     assert!(slope.mean.abs() < 0.5, "{slope:?}");
+}
+
+#[test]
+fn decay_fits_leave_out_white_noise_depths_and_say_why() {
+    // plain-bn is white noise from about depth 16 on: its r₁ there is not 2
+    // standard errors above 0, and 1 − r₁ is saturated at 1.
+    let res = ShatteredParams {
+        archs: vec![Arch::PLAIN_BN],
+        depths: vec![1, 2, 4, 8, 24],
+        seeds: 4,
+        points: 128,
+        ..Default::default()
+    }
+    .check()
+    .unwrap()
+    .run(&RunOptions::with_threads(2))
+    .unwrap();
+    let fits = &res.summary.fits[0];
+    let r1 = fits.adjacent_correlation.as_ref().unwrap();
+    let at_24 = res.summary.results.iter().find(|r| r.depth == 24).unwrap();
+    let floor = 2.0 * at_24.adjacent_correlation.sem();
+    assert!(at_24.adjacent_correlation.mean < floor, "{at_24:?}");
+    for fit in [&r1.exponential, &r1.power_law] {
+        assert_eq!(fit.line.n, 4);
+        assert_eq!(fit.excluded.len(), 1);
+        let e = fit.excluded[0];
+        assert_eq!(e.x, 24.0);
+        assert_eq!(e.reason, ExclusionReason::BelowNoiseFloor { floor });
+        assert!(fit.rate_lo <= fit.rate && fit.rate <= fit.rate_hi);
+    }
+    let rough = fits.roughness.as_ref().unwrap();
+    let e = rough.best().excluded[0];
+    assert_eq!(e.x, 24.0);
+    assert_eq!(
+        e.reason,
+        ExclusionReason::AboveCeiling {
+            ceiling: 1.0 - floor
+        }
+    );
+    // Before it whitens, r₁ falls faster than any power law of depth: the
+    // exponential fits ln r₁ better, with a base below 1.
+    assert_eq!(r1.better, DecayLaw::Exponential);
+    assert!(r1.exponential.rate_hi < 1.0, "{:?}", r1.exponential);
 }
 
 #[test]

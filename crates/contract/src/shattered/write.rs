@@ -135,7 +135,20 @@ impl ShatteredResults {
 
     fn fits_csv(&self) -> Csv {
         let mut c = Csv::new(&[
-            "arch", "quantity", "law", "a", "rate", "r2", "used", "excluded", "better",
+            "arch",
+            "quantity",
+            "law",
+            "a",
+            "a_lo",
+            "a_hi",
+            "rate",
+            "rate_lo",
+            "rate_hi",
+            "r2",
+            "used",
+            "excluded",
+            "excluded_depths",
+            "better",
         ]);
         for f in &self.summary.fits {
             for (q, cmp) in [
@@ -144,28 +157,44 @@ impl ShatteredResults {
                 ("input_grad_norm", &f.input_grad_norm),
             ] {
                 let Some(cmp) = cmp else { continue };
-                for (law, fit) in [
-                    ("exponential", &cmp.exponential),
-                    ("power_law", &cmp.power_law),
-                ] {
-                    let better = serde_json::to_value(cmp.better)
-                        .ok()
-                        .and_then(|v| v.as_str().map(String::from))
-                        .unwrap_or_default();
+                for fit in [&cmp.exponential, &cmp.power_law] {
+                    let law = serde_name(&fit.law);
                     c.row(&[
                         f.arch.clone(),
                         q.into(),
-                        law.into(),
+                        law.clone(),
                         num(fit.a),
+                        num(fit.a_lo),
+                        num(fit.a_hi),
                         num(fit.rate),
-                        num(fit.r2),
-                        fit.used.to_string(),
-                        fit.excluded.to_string(),
-                        (better == law).to_string(),
+                        num(fit.rate_lo),
+                        num(fit.rate_hi),
+                        num(fit.line.r2),
+                        fit.line.n.to_string(),
+                        fit.excluded.len().to_string(),
+                        fit.excluded
+                            .iter()
+                            .map(|e| format!("{}:{}", e.x, serde_name(&e.reason)))
+                            .collect::<Vec<_>>()
+                            .join(";"),
+                        (serde_name(&cmp.better) == law).to_string(),
                     ]);
                 }
             }
         }
         c
+    }
+}
+
+/// The name serde gives a unit variant (or an internally tagged one's tag).
+fn serde_name(v: &impl serde::Serialize) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(name)) => name,
+        Ok(serde_json::Value::Object(map)) => map
+            .get("kind")
+            .and_then(|k| k.as_str())
+            .unwrap_or_default()
+            .to_string(),
+        _ => String::new(),
     }
 }

@@ -104,6 +104,8 @@ pub enum Mark {
     Points,
     /// A line with markers.
     LinePoints,
+    /// Open markers only (points a fit left out).
+    Hollow,
 }
 
 #[derive(Clone, Debug)]
@@ -482,6 +484,7 @@ where
             Mark::Line => chart.draw_series(LineSeries::new(pts.clone(), st)),
             Mark::Dashed => chart.draw_series(DashedLineSeries::new(pts.clone(), 10, 6, st)),
             Mark::Points => chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, st.filled()))),
+            Mark::Hollow => chart.draw_series(pts.iter().map(|&p| Circle::new(p, 6, st))),
             Mark::LinePoints => {
                 chart
                     .draw_series(pts.iter().map(|&p| Circle::new(p, 4, st.filled())))
@@ -498,6 +501,7 @@ where
                     let st = ShapeStyle::from(&color).stroke_width(width.max(2));
                     match mark {
                         Mark::Points => Circle::new((lx + 10, ly), 4, st.filled()).into_dyn(),
+                        Mark::Hollow => Circle::new((lx + 10, ly), 6, st).into_dyn(),
                         Mark::Dashed => plotters::element::DashedPathElement::new(
                             vec![(lx, ly), (lx + 22, ly)],
                             7,

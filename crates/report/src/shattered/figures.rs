@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use gradscope_contract::shattered::seed_mean;
-use gradscope_stats::{DecayComparison, DecayLaw, theory};
+use gradscope_stats::theory;
 use ndarray::{Axis, s};
 use plotters::style::RGBColor;
 
@@ -245,18 +245,40 @@ pub(super) fn decay_fits(run: &Run, dir: &Path) -> Result<Block> {
                     .mark(Mark::Points),
             );
             let cmp = match q {
-                "r1" => fits[a].adjacent_correlation,
-                "roughness" => fits[a].roughness,
-                _ => fits[a].input_grad_norm,
+                "r1" => &fits[a].adjacent_correlation,
+                "roughness" => &fits[a].roughness,
+                _ => &fits[a].input_grad_norm,
             };
             if let Some(cmp) = cmp {
-                let f = best_curve(&cmp);
+                let best = cmp.best();
+                // The law over the depths it was fitted to, not extrapolated.
+                let kept = xs
+                    .iter()
+                    .copied()
+                    .filter(|&l| best.excluded.iter().all(|e| e.x != l));
+                let (lo, hi) = kept.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), l| {
+                    (lo.min(l), hi.max(l))
+                });
+                let span = dense.iter().filter(|&&l| lo <= l && l <= hi);
                 ch.push(
-                    Series::line("", dense.iter().map(|&l| (l, f(l))).collect(), color(a))
+                    Series::line("", span.map(|&l| (l, best.at(l))).collect(), color(a))
                         .mark(Mark::Dashed)
                         .width(1)
                         .unlabelled(),
                 );
+                let left_out: Vec<(f64, f64)> = best
+                    .excluded
+                    .iter()
+                    .filter(|e| e.y.is_finite() && (!log_y || e.y > 0.0))
+                    .map(|e| (e.x, e.y))
+                    .collect();
+                if !left_out.is_empty() {
+                    ch.push(
+                        Series::line("", left_out, color(a))
+                            .mark(Mark::Hollow)
+                            .unlabelled(),
+                    );
+                }
             }
         }
         fit_panels.push(ch);
@@ -275,8 +297,10 @@ pub(super) fn decay_fits(run: &Run, dir: &Path) -> Result<Block> {
     Ok(Block::figure(
         fig,
         "r₁, roughness and input-gradient norm against depth with fitted laws",
-        "Exponential a·b^L and power-law a·L^k fits of r₁, of the roughness 1 − r₁ and of ‖∂L/∂h₀‖ against depth, both fitted to ln y \
-         (points ≤ 0 cannot enter a log fit and are counted as excluded); the dashed line is the law with the higher R².",
+        "Exponential a·b^L and power-law a·L^k fits of r₁, of the roughness 1 − r₁ and of ‖∂L/∂h₀‖ against depth, both fitted to ln y; \
+         the dashed line is the law with the higher R², drawn over the depths it was fitted to. Circled points were left out of the fit: r₁ less than 2 standard errors above 0 \
+         (the noise floor), 1 − r₁ within 2 standard errors of 1 (saturated), and values ≤ 0, which a log fit cannot take; \
+         the table below lists them with the fitted rates' 95 % intervals.",
     ))
 }
 
@@ -507,15 +531,6 @@ pub(super) fn layer_norms(run: &Run, dir: &Path) -> Result<Block> {
          geometric-mean growth per block in the legend. Plain He-initialised ReLU nets are critical (≈ 1 per layer); residual nets \
          without BN grow by ≈ √2 per block (Var ~ 2^L); BN feedforward nets explode mildly; BN resnets grow polynomially.",
     ))
-}
-
-/// The better law of a comparison as a function of depth.
-fn best_curve(cmp: &DecayComparison) -> Box<dyn Fn(f64) -> f64> {
-    let c = *cmp;
-    match c.better {
-        DecayLaw::Exponential => Box::new(move |l| c.exponential.exponential(l)),
-        DecayLaw::PowerLaw => Box::new(move |l| c.power_law.power_law(l)),
-    }
 }
 
 /// Mean normalised power spectrum of noise signal `k` (0 white, 1 brown).

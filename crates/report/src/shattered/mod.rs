@@ -11,7 +11,7 @@ use gradscope_contract::io::create_dir;
 use gradscope_contract::shattered::{
     self, ArchFits, DepthSummary, NoiseReference, ShatteredData, ShatteredParams, ShatteredSummary,
 };
-use gradscope_stats::{DecayLaw, MeanStd};
+use gradscope_stats::{DecayLaw, ExcludedPoint, ExclusionReason, MeanStd};
 
 use crate::card::StudyCard;
 use crate::claims::Claims;
@@ -251,7 +251,7 @@ fn fits_table(fits: &[ArchFits]) -> Block {
                 rows.push(vec![
                     f.arch.clone(),
                     q.into(),
-                    "too few positive points".into(),
+                    "fewer than 3 points to fit".into(),
                     String::new(),
                     String::new(),
                     String::new(),
@@ -267,9 +267,21 @@ fn fits_table(fits: &[ArchFits]) -> Block {
                     DecayLaw::Exponential => "exponential".into(),
                     DecayLaw::PowerLaw => "power law".into(),
                 },
-                format!("{}·{}^L (R² {})", f3(e.a), f3(e.rate), f3(e.r2)),
-                format!("{}·L^{} (R² {})", f3(pl.a), signed(-pl.rate), f3(pl.r2)),
-                format!("{} of {}", e.excluded, e.used + e.excluded),
+                format!(
+                    "b = {} [{}, {}] (R² {})",
+                    f3(e.rate),
+                    f3(e.rate_lo),
+                    f3(e.rate_hi),
+                    f3(e.line.r2)
+                ),
+                format!(
+                    "k = {} [{}, {}] (R² {})",
+                    signed(-pl.rate),
+                    signed(-pl.rate_hi),
+                    signed(-pl.rate_lo),
+                    f3(pl.line.r2)
+                ),
+                left_out(&cmp.best().excluded),
             ]);
         }
     }
@@ -278,14 +290,39 @@ fn fits_table(fits: &[ArchFits]) -> Block {
             "arch",
             "quantity",
             "better fit",
-            "exponential a·b^L",
-            "power law a·L^k",
-            "excluded points",
+            "exponential a·b^L, b [95 % interval]",
+            "power law a·L^k, k [95 % interval]",
+            "depths left out of the better fit",
         ]
         .map(String::from)
         .to_vec(),
         rows,
     }
+}
+
+/// The depths a fit left out, each with its reason ("none" when it kept all).
+fn left_out(excluded: &[ExcludedPoint]) -> String {
+    if excluded.is_empty() {
+        return "none".into();
+    }
+    excluded
+        .iter()
+        .map(|e| {
+            let why = match e.reason {
+                ExclusionReason::NonFinite => "not finite".to_string(),
+                ExclusionReason::BelowNoiseFloor { floor } => {
+                    format!("below the noise floor {}", f3(floor))
+                }
+                ExclusionReason::AboveCeiling { ceiling } => {
+                    format!("saturated, above {}", f3(ceiling))
+                }
+                ExclusionReason::NonPositiveUnderLog => "≤ 0 under a log".to_string(),
+                ExclusionReason::NoStandardError => "no standard error".to_string(),
+            };
+            format!("L = {} ({why})", e.x)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// BN resnets whose r₁ follows an exponential better than the paper's 1/√L.
@@ -294,14 +331,14 @@ fn disagreements(fits: &[ArchFits]) -> Vec<String> {
     for f in fits {
         if f.arch.ends_with("-bn")
             && f.arch.starts_with("resnet")
-            && let Some(cmp) = f.adjacent_correlation
+            && let Some(cmp) = &f.adjacent_correlation
             && cmp.better == DecayLaw::Exponential
         {
             out.push(format!(
                 "{}: the paper's 1/√L is a power law, but r₁ here is fitted better by an exponential (R² {} vs {}, b = {}).",
                 f.arch,
-                f3(cmp.exponential.r2),
-                f3(cmp.power_law.r2),
+                f3(cmp.exponential.line.r2),
+                f3(cmp.power_law.line.r2),
                 f3(cmp.exponential.rate)
             ));
         }
