@@ -145,8 +145,9 @@ impl Doc {
                 }
                 Block::Figure { files, alt, caption } => b.push_str(&format!(
                     "<figure><a href=\"{svg}\"><img src=\"{png}\" alt=\"{alt}\" loading=\"lazy\"></a>\
-                     <figcaption>{cap} <span class=\"files\">(<a href=\"{png}\">PNG</a> · <a href=\"{svg}\">SVG</a>)</span></figcaption></figure>\n",
+                     <figcaption>{cap} <span class=\"files\">(<a href=\"{png}\">PNG</a> · <a href=\"{svg}\">SVG</a> · <a href=\"{pdf}\">PDF</a>)</span></figcaption></figure>\n",
                     svg = attr(&files.svg),
+                    pdf = attr(&files.pdf),
                     png = attr(&files.png),
                     alt = attr(alt),
                     cap = escape(caption)
@@ -228,11 +229,12 @@ impl Doc {
                     caption,
                 } => {
                     m.push_str(&format!(
-                        "![{}]({})\n\n*{}* ([SVG]({}))\n\n",
+                        "![{}]({})\n\n*{}* ([SVG]({}) · [PDF]({}))\n\n",
                         md_inline(alt),
                         files.png,
                         md_inline(caption),
-                        files.svg
+                        files.svg,
+                        files.pdf
                     ));
                 }
                 Block::Code(s) => m.push_str(&format!("```\n{s}\n```\n\n")),

@@ -39,6 +39,7 @@ fn the_report_depends_on_the_contract_spec_stats_and_drawing_only() {
         "plotters",
         "serde",
         "serde_json",
+        "svg2pdf",
         "thiserror",
     ];
     assert_eq!(
