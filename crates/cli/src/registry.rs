@@ -35,6 +35,7 @@ pub static STUDIES: &[&dyn StudyEntry] = &[
     &DEGRADATION,
     &ENSEMBLE,
     &CORRELATION,
+    &LANDSCAPE,
 ];
 
 static SHATTERED: Entry<gradscope_studies::shattered::ShatteredParams> = Entry {
@@ -88,6 +89,15 @@ static CORRELATION: Entry<gradscope_studies::correlation::CorrelationParams> = E
     aliases: &[],
     report: gradscope_report::correlation::build,
     summary: summary::correlation,
+    training: None,
+    params: PhantomData,
+};
+
+static LANDSCAPE: Entry<gradscope_studies::landscape::LandscapeParams> = Entry {
+    about: "The loss landscape: curves, surfaces and |λ_min/λ_max| along filter-normalised directions (Li et al. 2018), and smoothness along the gradient during training (Santurkar et al. 2018)",
+    aliases: &[],
+    report: gradscope_report::landscape::build,
+    summary: summary::landscape,
     training: None,
     params: PhantomData,
 };

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use gradscope_contract::io::read_summary;
-use gradscope_contract::{correlation, ensemble, norms, shattered, skips, training};
+use gradscope_contract::{correlation, ensemble, landscape, norms, shattered, skips, training};
 use gradscope_stats::MeanStd;
 
 /// Rows of cells, printed with every column padded to its widest cell.
@@ -297,6 +297,31 @@ pub fn correlation(dir: &Path) -> Result<String> {
         .collect();
     Ok(by_arch_and_depth(
         "correlation: 2-D r₁ / mean per-example gradient cosine",
+        cells,
+    ))
+}
+
+/// Landscape: the effective β-smoothness during training and |λ_min/λ_max|
+/// after it, per arch × depth.
+pub fn landscape(dir: &Path) -> Result<String> {
+    let s: landscape::LandscapeSummary =
+        read(dir, landscape::SCHEMA, |s: &landscape::LandscapeSummary| {
+            &s.schema
+        })?;
+    let cells = s
+        .rows
+        .iter()
+        .map(|r| {
+            let v = format!(
+                "{} / {}",
+                fixed(r.smoothness.beta_smoothness.mean, 2),
+                fixed(r.trained.ratio_origin.mean, 3)
+            );
+            (r.arch.clone(), r.depth, v)
+        })
+        .collect();
+    Ok(by_arch_and_depth(
+        "landscape: effective β-smoothness in training / |λ_min/λ_max| after",
         cells,
     ))
 }

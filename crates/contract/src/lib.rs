@@ -36,6 +36,7 @@ mod error;
 pub mod fault;
 mod history;
 pub mod io;
+pub mod landscape;
 pub mod lock;
 pub mod norms;
 mod provenance;

@@ -12,6 +12,7 @@ pub mod ensemble;
 mod error;
 pub mod figure;
 pub mod format;
+pub mod landscape;
 pub mod norms;
 pub mod pages;
 pub mod shattered;

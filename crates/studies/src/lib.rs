@@ -16,6 +16,7 @@ pub mod data;
 pub mod ensemble;
 mod error;
 pub mod folder;
+pub mod landscape;
 pub mod live;
 pub mod norms;
 pub mod output;

@@ -24,6 +24,7 @@ pub fn decide(dir: &Path, id: &str) -> Option<bool> {
         "ensemble" => ensemble(dir, claim),
         "training" | "degradation" => training(dir, claim),
         "correlation" => correlation(dir, claim),
+        "landscape" => landscape(dir, claim),
         _ => None,
     }
 }
@@ -528,4 +529,29 @@ fn law_holds(dir: &Path, a: usize, law: gradscope_stats::DecayLaw) -> bool {
         Confidence::P95,
     )
     .is_ok_and(|f| f.rate_consistent_with(0.5) && f.rate_hi - f.rate_lo <= lc::MAX_RATE_WIDTH)
+}
+
+/// The landscape claims compare pairs of archs at the deepest depth, each
+/// difference ≤ 0 in every pair both run (rows.csv).
+fn landscape(dir: &Path, claim: &str) -> Option<bool> {
+    use gradscope_report::landscape::{BN_PAIRS, SKIP_PAIRS};
+    let rows = Csv::read(&dir.join("rows.csv"));
+    let deepest = rows.0.iter().map(|r| num(r, "depth")).fold(0.0, f64::max);
+    let at = |arch: &str, col: &str| {
+        rows.0
+            .iter()
+            .find(|r| r["arch"] == arch && num(r, "depth") == deepest)
+            .map(|r| num(r, col))
+    };
+    let (pairs, col) = match claim {
+        "skips-flatter-at-init" => (SKIP_PAIRS, "init_surface_rise_mean"),
+        "skips-ratio-trained" => (SKIP_PAIRS, "trained_ratio_origin_mean"),
+        "bn-beta" => (BN_PAIRS, "beta_smoothness_mean"),
+        _ => return None,
+    };
+    let diffs: Vec<f64> = pairs
+        .iter()
+        .filter_map(|(a, b)| Some(at(b, col)? - at(a, col)?))
+        .collect();
+    Some(!diffs.is_empty() && diffs.iter().all(|d| *d <= 0.0))
 }
