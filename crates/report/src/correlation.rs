@@ -392,7 +392,7 @@ fn spectra(run: &Run, dir: &Path) -> Result<Block> {
         )
         .log_x()
         .log_y()
-        .legend(Legend::LowerLeft);
+        .legend(Legend::Outside);
         ch.title_size = style::PANEL_TITLE_SIZE;
         for (k, &depth) in c.depths.iter().enumerate() {
             let sp = run.d.radial_spectra.slice(s![a, k, .., ..]);
@@ -428,7 +428,7 @@ fn spectra(run: &Run, dir: &Path) -> Result<Block> {
         "distance (grid steps)",
         "radially averaged autocorrelation",
     )
-    .legend(Legend::UpperRight);
+    .legend(Legend::Outside);
     acf.title_size = style::PANEL_TITLE_SIZE;
     for (a, arch) in run.archs.iter().enumerate() {
         for (k, &depth) in c.depths.iter().enumerate() {
@@ -574,17 +574,17 @@ fn similarity(run: &Run, dir: &Path, said: &mut Claims) -> Result<Block> {
         "mean cos(gᵢ, gⱼ), i ≠ j",
     )
     .log2_x()
-    .legend(Legend::UpperRight);
+    .legend(Legend::Outside);
     let mut coh = LineChart::new("Gradient coherence", "depth", "‖ḡ‖² / mean ‖gᵢ‖²")
         .log2_x()
         .log_y()
-        .legend(Legend::UpperRight);
+        .legend(Legend::Outside);
     let mut dist = LineChart::new(
         "Cosine against input distance",
         "‖xᵢ − xⱼ‖ (bin centre)",
         "mean cosine",
     )
-    .legend(Legend::UpperRight);
+    .legend(Legend::Outside);
     for (a, arch) in run.archs.iter().enumerate() {
         let rs: Vec<&DepthSummary> = c
             .depths

@@ -200,7 +200,7 @@ fn lesions(archs: &[ArchEnsemble], dir: &Path) -> Result<Block> {
         "deleted block",
         "test error (%)",
     )
-    .legend(Legend::UpperRight)
+    .legend(Legend::Outside)
     .x_range(-0.5, blocks as f64 - 0.5);
     for (i, a) in archs.iter().enumerate() {
         single.push(
@@ -233,14 +233,14 @@ fn lesions(archs: &[ArchEnsemble], dir: &Path) -> Result<Block> {
         "blocks deleted",
         "test error (%), mean ± sd",
     )
-    .legend(Legend::LowerRight);
+    .legend(Legend::Outside);
     let mut swaps = LineChart::new(
         "Swapping pairs of blocks",
         "swaps",
         "test error (%), mean ± sd",
     )
     .log2_x()
-    .legend(Legend::LowerRight);
+    .legend(Legend::Outside);
     for (i, a) in archs.iter().enumerate() {
         let (pts, err) = lesion_points(&a.random_deletion);
         random.push(
@@ -332,17 +332,17 @@ fn paths(s: &EnsembleSummary, dir: &Path) -> Result<Option<Block>> {
         "path length k (branches taken)",
         "share of the 2^n paths",
     )
-    .legend(Legend::UpperRight);
+    .legend(Legend::Outside);
     let mut per_path = LineChart::new("Gradient of one path", "path length k", "mean ‖∂L/∂x‖")
         .log_y()
-        .legend(Legend::UpperRight);
+        .legend(Legend::Outside);
     let mut total = LineChart::new(
         "Gradient of all paths of a length",
         "path length k",
         "C(n, k) · mean ‖∂L/∂x‖",
     )
     .log_y()
-    .legend(Legend::UpperRight);
+    .legend(Legend::Outside);
     let pts = |v: &[f64]| -> Vec<(f64, f64)> {
         v.iter().enumerate().map(|(k, y)| (k as f64, *y)).collect()
     };

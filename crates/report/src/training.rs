@@ -256,7 +256,7 @@ fn setup(s: &TrainingSummary) -> String {
 fn error_curves(run: &Run, dir: &Path) -> Result<Block> {
     let mut panels = Vec::new();
     for (title, pick) in [("Training error", 0usize), ("Test error", 1)] {
-        let mut ch = LineChart::new(title, "epoch", "error (%)").legend(Legend::UpperRight);
+        let mut ch = LineChart::new(title, "epoch", "error (%)").legend(Legend::Outside);
         ch.title_size = style::PANEL_TITLE_SIZE;
         for a in 0..run.archs.len() {
             for (di, &depth) in run.depths().iter().enumerate() {
@@ -313,7 +313,7 @@ fn error_curves(run: &Run, dir: &Path) -> Result<Block> {
 fn loss_curves(run: &Run, dir: &Path) -> Result<Block> {
     let mut loss = LineChart::new("Training loss (mean over seeds)", "epoch", "cross-entropy")
         .log_y()
-        .legend(Legend::UpperRight);
+        .legend(Legend::Outside);
     for a in 0..run.archs.len() {
         for (di, &depth) in run.depths().iter().enumerate() {
             let pts = run
@@ -407,7 +407,7 @@ fn layer_grad_norms(run: &Run, dir: &Path) -> Result<Option<Block>> {
             "‖∂L/∂θ‖ of the layer",
         )
         .log_y()
-        .legend(Legend::UpperRight);
+        .legend(Legend::Outside);
         ch.title_size = style::PANEL_TITLE_SIZE;
         // Weight layers only (linear and convolution); BN scales and shifts are a different kind of parameter.
         let keep = weight_layers(h);
@@ -548,7 +548,7 @@ fn gradient_probes(run: &Run, dir: &Path) -> Result<Block> {
         ("Shattering along an input line", "r₁ of df/dt", 0usize),
         ("Per-example gradient similarity", "mean cosine", 1),
     ] {
-        let mut ch = LineChart::new(title, "epoch", y_label).legend(Legend::LowerLeft);
+        let mut ch = LineChart::new(title, "epoch", y_label).legend(Legend::Outside);
         ch.title_size = style::PANEL_TITLE_SIZE;
         for (a, name) in run.archs.iter().enumerate() {
             for &depth in run.depths() {

@@ -14,7 +14,9 @@ use crate::style::{self, FONT};
 use crate::{ReportError, Result};
 
 mod heatmap;
+mod legend;
 pub use heatmap::{ColorBar, Heatmap, HeatmapGrid, Raster, reduce_matrix};
+pub use legend::LegendEntry;
 
 /// Anything that can draw itself into a drawing area.
 pub trait Plot {
@@ -23,6 +25,21 @@ pub trait Plot {
         &self,
         area: &DrawingArea<DB, Shift>,
     ) -> std::result::Result<(), String>;
+
+    /// Entries of a legend drawn beside the plot rather than over its data
+    /// (none: the plot has no such legend).
+    fn side_legend(&self) -> Vec<LegendEntry> {
+        Vec::new()
+    }
+
+    /// Draw the plot without its side legend (a grid of panels draws one
+    /// legend for all of them).
+    fn draw_plot<DB: DrawingBackend>(
+        &self,
+        area: &DrawingArea<DB, Shift>,
+    ) -> std::result::Result<(), String> {
+        self.draw(area)
+    }
 }
 
 /// The two files of a saved figure, relative to the report folder.
@@ -193,6 +210,8 @@ impl Series {
 /// Where the legend sits.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Legend {
+    /// Beside the plot, to its right, never over the data (the default).
+    Outside,
     /// Legend box at the upper right.
     UpperRight,
     /// Legend box at the upper left.
@@ -249,7 +268,7 @@ impl LineChart {
             x_range: None,
             y_range: None,
             series: Vec::new(),
-            legend: Legend::UpperRight,
+            legend: Legend::Outside,
             title_size: style::TITLE_SIZE,
         }
     }
@@ -404,6 +423,37 @@ impl Plot for LineChart {
         &self,
         area: &DrawingArea<DB, Shift>,
     ) -> std::result::Result<(), String> {
+        let entries = self.side_legend();
+        if entries.is_empty() {
+            return self.draw_plot(area);
+        }
+        let (plot, strip) = legend::split(area, &entries);
+        self.draw_plot(&plot)?;
+        // Level with the top of the plotting area, below the title.
+        legend::draw(&strip, &entries, 12 + 2 * self.title_size as i32)
+    }
+
+    fn side_legend(&self) -> Vec<LegendEntry> {
+        if self.legend != Legend::Outside {
+            return Vec::new();
+        }
+        self.series
+            .iter()
+            .filter_map(|s| {
+                s.label.as_ref().map(|label| LegendEntry {
+                    label: label.clone(),
+                    color: s.color,
+                    mark: s.mark,
+                    width: s.width,
+                })
+            })
+            .collect()
+    }
+
+    fn draw_plot<DB: DrawingBackend>(
+        &self,
+        area: &DrawingArea<DB, Shift>,
+    ) -> std::result::Result<(), String> {
         let r @ ((x0, x1), (y0, y1)) = self.ranges();
         match (self.x_log, self.y_log) {
             (false, false) => draw_chart(self, area, r, x0..x1, y0..y1),
@@ -546,7 +596,7 @@ where
         Legend::UpperLeft => SeriesLabelPosition::UpperLeft,
         Legend::LowerLeft => SeriesLabelPosition::LowerLeft,
         Legend::LowerRight => SeriesLabelPosition::LowerRight,
-        Legend::None => return Ok(()),
+        Legend::Outside | Legend::None => return Ok(()),
     };
     if labelled {
         chart
@@ -584,14 +634,27 @@ impl<P: Plot> Plot for Panels<P> {
             area.titled(&self.title, (FONT, style::TITLE_SIZE))
                 .map_err(|e| e.to_string())?
         };
-        for (cell, p) in body
+        let shared = legend::shared(self.panels.iter().map(|p| p.side_legend()))
+            .filter(|entries| !entries.is_empty());
+        let Some(entries) = shared else {
+            for (cell, p) in body
+                .split_evenly((self.rows, self.cols))
+                .iter()
+                .zip(&self.panels)
+            {
+                p.draw(cell)?;
+            }
+            return Ok(());
+        };
+        let (grid, strip) = legend::split(&body, &entries);
+        for (cell, p) in grid
             .split_evenly((self.rows, self.cols))
             .iter()
             .zip(&self.panels)
         {
-            p.draw(cell)?;
+            p.draw_plot(cell)?;
         }
-        Ok(())
+        legend::draw(&strip, &entries, 12 + 2 * style::PANEL_TITLE_SIZE as i32)
     }
 }
 

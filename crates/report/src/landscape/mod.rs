@@ -153,7 +153,7 @@ fn curves(run: &Run, dir: &Path) -> Result<Block> {
         for (ai, arch) in c.archs.iter().enumerate() {
             let mut chart = LineChart::new(format!("{arch}, {name}"), "α (along d₁)", "loss")
                 .log_y()
-                .legend(Legend::UpperRight);
+                .legend(Legend::Outside);
             chart.title_size = style::PANEL_TITLE_SIZE;
             if lo.is_finite() {
                 chart = chart.y_range(lo, hi);

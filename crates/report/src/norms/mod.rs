@@ -127,7 +127,7 @@ fn rows_of(s: &NormsSummary, arch: String, act: Activation) -> Vec<&LayerSummary
 fn activation_panel(act: Activation, x_label: &str, y_label: &str) -> LineChart {
     let mut ch = LineChart::new(format!("{act}"), x_label, y_label)
         .log_y()
-        .legend(Legend::LowerRight);
+        .legend(Legend::Outside);
     ch.title_size = style::PANEL_TITLE_SIZE;
     ch
 }
@@ -301,7 +301,7 @@ fn chain(chains: &[ChainSummary], dir: &Path, said: &mut Claims) -> Result<Block
         "|dF/dw₁|",
     )
     .log_y()
-    .legend(Legend::LowerLeft);
+    .legend(Legend::Outside);
     for (i, ch) in chains.iter().enumerate() {
         let col = style::ramp(i as f64 / (chains.len().max(2) - 1) as f64);
         chart.push(
@@ -443,7 +443,7 @@ fn jacobian(s: &NormsSummary, dir: &Path, said: &mut Claims) -> Result<Block> {
                 "singular value σ",
             )
             .log_y()
-            .legend(Legend::LowerLeft);
+            .legend(Legend::Outside);
             ch.title_size = style::PANEL_TITLE_SIZE;
             for (k, &depth) in c.jacobian_depths.iter().enumerate() {
                 for init in [JacobianInit::Gaussian, JacobianInit::Orthogonal] {
@@ -513,11 +513,11 @@ fn jacobian_moments(s: &NormsSummary, dir: &Path) -> Result<Block> {
     let mut mean_ch = LineChart::new("Mean of σ²", "depth L", "mean σ²")
         .log2_x()
         .log_y()
-        .legend(Legend::UpperLeft);
+        .legend(Legend::Outside);
     let mut var_ch = LineChart::new("Variance of σ²", "depth L", "var σ²")
         .log2_x()
         .log_y()
-        .legend(Legend::UpperLeft);
+        .legend(Legend::Outside);
     let mut idx = 0;
     for residual in [false, true] {
         for act in &c.jacobian_activations {

@@ -147,7 +147,7 @@ pub(super) fn r1_vs_depth(run: &Run, dir: &Path, said: &mut Claims) -> Result<Bl
     )
     .log2_x()
     .y_range(-0.25, 1.08)
-    .legend(Legend::LowerLeft);
+    .legend(Legend::Outside);
     for (a, name) in run.archs.iter().enumerate() {
         let m: Vec<(f64, f64)> = xs
             .iter()
@@ -227,11 +227,7 @@ pub(super) fn decay_fits(run: &Run, dir: &Path) -> Result<Block> {
         if log_y {
             ch = ch.log_y();
         }
-        ch.legend = if q == "norm" {
-            Legend::UpperLeft
-        } else {
-            Legend::LowerLeft
-        };
+        ch.legend = Legend::Outside;
         for (a, name) in run.archs.iter().enumerate() {
             let ys: Vec<f64> = (0..xs.len())
                 .map(|i| match q {
@@ -363,7 +359,7 @@ pub(super) fn spectra(run: &Run, dir: &Path, said: &mut Claims) -> Result<Block>
             let mut ch = LineChart::new(name.clone(), "frequency bin k", "power (normalised)")
                 .log2_x()
                 .log_y()
-                .legend(Legend::LowerLeft);
+                .legend(Legend::Outside);
             ch.title_size = style::PANEL_TITLE_SIZE;
             for (i, l) in run.depths().iter().enumerate() {
                 let sp = normalise(seed_mean(&d.power_spectra, a, i).to_vec());
@@ -497,7 +493,7 @@ pub(super) fn layer_norms(run: &Run, dir: &Path) -> Result<Block> {
         "‖∂L/∂h_l‖ / ‖∂L/∂h_L‖",
     )
     .log_y()
-    .legend(Legend::UpperRight);
+    .legend(Legend::Outside);
     for (a, name) in run.archs.iter().enumerate() {
         let r = run.result(a, dmax);
         let top = r.layer_grad_norm_mean[depths[dmax]];

@@ -155,7 +155,7 @@ pub(super) fn section(run: &Run, dir: &Path, claims: &mut Claims) -> Result<Vec<
         )
         .log2_x()
         .y_range(-1.05, 1.05)
-        .legend(Legend::UpperRight);
+        .legend(Legend::Outside);
         ch.title_size = style::PANEL_TITLE_SIZE;
         for (a, name) in run.archs.iter().enumerate() {
             let pts = xs

@@ -172,7 +172,7 @@ fn r1_vs_depth(run: &Run, dir: &Path) -> Result<Block> {
         "r₁ (mean over seeds)",
     )
     .log2_x()
-    .legend(Legend::LowerLeft);
+    .legend(Legend::Outside);
     for (a, name) in run.archs.iter().enumerate() {
         let pts = (0..depths.len())
             .map(|d| (depths[d] as f64, run.row(a, d).adjacent_correlation.mean))
@@ -205,7 +205,7 @@ fn layer_norms(run: &Run, dir: &Path, said: &mut Claims) -> Result<Block> {
         "‖∂L/∂h_l‖ (mean over seeds)",
     )
     .log_y()
-    .legend(Legend::UpperRight);
+    .legend(Legend::Outside);
     for (a, name) in run.archs.iter().enumerate() {
         let pts = run
             .row(a, run.last())
@@ -284,7 +284,7 @@ fn sweep(run: &Run, dir: &Path, said: &mut Claims) -> Result<Block> {
     let (xs, xln, rln) = (&run.xs, &run.xln, &run.rln);
     let pts = sweep_points;
     let sweep_panel = |title: &str, y: &str| {
-        let mut ch = LineChart::new(title, "λ", y).legend(Legend::UpperLeft);
+        let mut ch = LineChart::new(title, "λ", y).legend(Legend::Outside);
         ch.title_size = style::PANEL_TITLE_SIZE;
         ch
     };
@@ -298,7 +298,7 @@ fn sweep(run: &Run, dir: &Path, said: &mut Claims) -> Result<Block> {
         "λ (LN recursions)",
         "value",
     )
-    .legend(Legend::LowerRight);
+    .legend(Legend::Outside);
     k.title_size = style::PANEL_TITLE_SIZE;
     g.push(
         Series::line("xSkip", pts(xs, &|r| r.gradient_growth.mean), color(0))
