@@ -34,17 +34,21 @@ mod block;
 mod candle;
 mod chain;
 mod dense;
+mod dual;
 mod engine;
 mod error;
+mod hvp;
 mod kernels;
 mod ops;
 pub mod pool;
 mod real;
 
+pub use dual::Dual;
 pub use engine::{
     Engine, Forward, Grads, Kernels, Options, ParamUpdate, Request, Task, fallbacks, for_net, run,
 };
 pub use error::{EngineError, Result};
+pub use hvp::Curvature;
 pub use kernels::{frobenius, slice_norm, slice_squares, to_f64};
 pub use ops::Want;
 pub use pool::{TeamStats, product_threads, set_product_threads, team_stats};
