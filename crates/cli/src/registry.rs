@@ -35,6 +35,7 @@ pub static STUDIES: &[&dyn StudyEntry] = &[
     &DEGRADATION,
     &ENSEMBLE,
     &CORRELATION,
+    &CURVATURE,
 ];
 
 static SHATTERED: Entry<gradscope_studies::shattered::ShatteredParams> = Entry {
@@ -89,6 +90,15 @@ static CORRELATION: Entry<gradscope_studies::correlation::CorrelationParams> = E
     report: gradscope_report::correlation::build,
     summary: summary::correlation,
     training: None,
+    params: PhantomData,
+};
+
+static CURVATURE: Entry<gradscope_studies::curvature::CurvatureParams> = Entry {
+    about: "Curvature of the loss: the Hessian's top eigenvalue, trace, negative mass and spectral density against depth, plain vs residual, with and without BN",
+    aliases: &[],
+    report: gradscope_report::curvature::build,
+    summary: summary::curvature,
+    training: Some(|p| (&mut p.train, &mut p.checkpoints)),
     params: PhantomData,
 };
 

@@ -10,6 +10,9 @@
 //! thread pool of [`pool`]. Chains of ops, residual blocks and whole MLPs are
 //! assembled from them.
 //!
+//! Every op also runs on dual numbers ([`Dual`]): [`Curvature`] loads a net
+//! into them for exact Hessian-vector products of the training loss.
+//!
 //! [`Engine`] is the interface the studies are written against;
 //! [`for_net`] (or [`run`], which also picks the float type) is the only
 //! place that picks the engine's kernels or candle's autograd for a net.
