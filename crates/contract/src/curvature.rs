@@ -89,6 +89,13 @@ impl Default for CurvatureParams {
             batch: 128,
             train: TrainParams {
                 epochs: 1,
+                // A plain resnet of 4+ blocks diverges at the common 0.1.
+                optimizer: gradscope_spec::OptimizerParams::Sgd {
+                    lr: 0.02,
+                    momentum: 0.9,
+                    weight_decay: 1e-4,
+                    nesterov: false,
+                },
                 probe_points: 0,
                 similarity_examples: 0,
                 ..TrainParams::default()
