@@ -189,10 +189,18 @@ fn setup(c: &CurvatureParams) -> String {
     )
 }
 
+/// A panel's name, axis label, (mean, s.e.) of a point, and log scale.
+type Quantity = (
+    &'static str,
+    &'static str,
+    fn(&CurvaturePoint) -> (f64, f64),
+    bool,
+);
+
 /// λ_max, trace and negative mass against depth, one row of panels per phase.
 fn against_depth(s: &CurvatureSummary, dir: &Path) -> Result<Block> {
     let mut panels = Vec::new();
-    let quantities: [(&str, &str, fn(&CurvaturePoint) -> (f64, f64), bool); 3] = [
+    let quantities: [Quantity; 3] = [
         (
             "λ_max",
             "top eigenvalue",

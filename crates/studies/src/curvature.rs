@@ -111,6 +111,9 @@ pub fn check(params: &CurvatureParams) -> Result<CurvatureConfig> {
     })
 }
 
+/// A batch's inputs (one example a row) and labels.
+pub type Batch = (Array2<f64>, Vec<u32>);
+
 /// A validated curvature study with its data loaded.
 #[derive(Clone, Debug)]
 pub struct CurvatureConfig {
@@ -154,7 +157,7 @@ impl CurvatureConfig {
     }
 
     /// The loss batch: the first `batch` training examples of a fixed shuffle.
-    fn loss_batch(&self, train: &Examples) -> (Array2<f64>, Vec<u32>) {
+    fn loss_batch(&self, train: &Examples) -> Batch {
         let order = epoch_batches(
             train.len(),
             train.len(),
@@ -165,7 +168,7 @@ impl CurvatureConfig {
 
     /// The net of `cell` at initialisation and the batch (inputs, labels)
     /// whose mean cross-entropy is the loss the study takes the Hessian of.
-    pub fn problem(&self, cell: &Cell) -> Result<(Net, (Array2<f64>, Vec<u32>))> {
+    pub fn problem(&self, cell: &Cell) -> Result<(Net, Batch)> {
         let p = &self.params;
         let arch = ModelArch::Mlp(p.archs[cell.arch]);
         let net = build_net(
@@ -181,24 +184,14 @@ impl CurvatureConfig {
     }
 
     /// The Hessian's statistics for `net` as it is now.
-    fn measure(
-        &self,
-        net: &Net,
-        batch: &(Array2<f64>, Vec<u32>),
-        seed: u64,
-    ) -> Result<HessianOutput> {
+    fn measure(&self, net: &Net, batch: &Batch, seed: u64) -> Result<HessianOutput> {
         match self.params.dtype {
             Precision::F32 => self.measure_in::<f32>(net, batch, seed),
             Precision::F64 => self.measure_in::<f64>(net, batch, seed),
         }
     }
 
-    fn measure_in<F: Real>(
-        &self,
-        net: &Net,
-        (x, y): &(Array2<f64>, Vec<u32>),
-        seed: u64,
-    ) -> Result<HessianOutput> {
+    fn measure_in<F: Real>(&self, net: &Net, (x, y): &Batch, seed: u64) -> Result<HessianOutput> {
         let p = &self.params;
         let mut c = Curvature::<F>::new(net, BnMode::Train, x.view(), y)?;
         let n = c.dim();
