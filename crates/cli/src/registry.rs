@@ -36,6 +36,7 @@ pub static STUDIES: &[&dyn StudyEntry] = &[
     &ENSEMBLE,
     &CORRELATION,
     &LANDSCAPE,
+    &CURVATURE,
 ];
 
 static SHATTERED: Entry<gradscope_studies::shattered::ShatteredParams> = Entry {
@@ -99,6 +100,15 @@ static LANDSCAPE: Entry<gradscope_studies::landscape::LandscapeParams> = Entry {
     report: gradscope_report::landscape::build,
     summary: summary::landscape,
     training: None,
+    params: PhantomData,
+};
+
+static CURVATURE: Entry<gradscope_studies::curvature::CurvatureParams> = Entry {
+    about: "Curvature of the loss: the Hessian's top eigenvalue, trace, negative mass and spectral density against depth, plain vs residual, with and without BN",
+    aliases: &[],
+    report: gradscope_report::curvature::build,
+    summary: summary::curvature,
+    training: Some(|p| (&mut p.train, &mut p.checkpoints)),
     params: PhantomData,
 };
 

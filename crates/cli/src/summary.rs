@@ -5,7 +5,9 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use gradscope_contract::io::read_summary;
-use gradscope_contract::{correlation, ensemble, landscape, norms, shattered, skips, training};
+use gradscope_contract::{
+    correlation, curvature, ensemble, landscape, norms, shattered, skips, training,
+};
 use gradscope_stats::MeanStd;
 
 /// Rows of cells, printed with every column padded to its widest cell.
@@ -271,6 +273,29 @@ pub fn ensemble(dir: &Path) -> Result<String> {
             a.blocks.to_string(),
             mean_sd(&a.intact_error, 3),
             fixed(deleted, 3),
+        ]);
+    }
+    Ok(t.render())
+}
+
+/// Curvature: λ_max, trace and negative mass of the Hessian per arch, depth and phase.
+pub fn curvature(dir: &Path) -> Result<String> {
+    let s: curvature::CurvatureSummary =
+        read(dir, curvature::SCHEMA, |s: &curvature::CurvatureSummary| {
+            &s.schema
+        })?;
+    let mut t = Table::new(
+        "curvature: the Hessian of the loss (mean over seeds)",
+        &["arch", "depth", "phase", "λ_max", "trace", "negative mass"],
+    );
+    for p in &s.points {
+        t.row(vec![
+            p.arch.clone(),
+            p.depth.to_string(),
+            p.phase.clone(),
+            fixed(p.top_eigenvalue.mean, 3),
+            fixed(p.trace.mean, 2),
+            fixed(p.negative_mass.mean, 3),
         ]);
     }
     Ok(t.render())

@@ -31,6 +31,7 @@
 
 pub mod args;
 pub mod correlation;
+pub mod curvature;
 pub mod ensemble;
 mod error;
 pub mod fault;

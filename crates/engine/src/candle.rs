@@ -43,7 +43,7 @@ pub(crate) fn frobenius(t: &Tensor) -> Result<f64> {
 }
 
 /// A tensor as (batch × features) of T.
-fn to_rows<T: Real>(t: &Tensor) -> Result<Array2<T>> {
+fn to_rows<T: Real + candle_core::WithDType>(t: &Tensor) -> Result<Array2<T>> {
     let n = t.dim(0)?;
     let v = t.to_dtype(T::DTYPE)?.flatten_all()?.to_vec1::<T>()?;
     let per = v.len() / n.max(1);
@@ -63,7 +63,7 @@ fn used_at_depth(name: &str, depth: usize) -> bool {
     }
 }
 
-impl<T: Real> CandleNet<T> {
+impl<T: Real + candle_core::WithDType> CandleNet<T> {
     /// The net on candle; `reason` says why (kept in [`Kernels::Candle`]).
     pub(crate) fn new(net: &Net, mode: BnMode, reason: String) -> Result<Self> {
         if net.dtype() != T::DTYPE {
@@ -193,7 +193,7 @@ impl<T: Real> CandleNet<T> {
     }
 }
 
-impl<T: Real> Engine<T> for CandleNet<T> {
+impl<T: Real + candle_core::WithDType> Engine<T> for CandleNet<T> {
     fn kernels(&self) -> &Kernels {
         &self.kernels
     }

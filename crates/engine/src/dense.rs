@@ -148,7 +148,7 @@ impl<T: Real> DenseNet<T> {
 
     /// Every trainable parameter as (state-dict name, values in the
     /// tensor's layout), in state-dict order: the order of [`Grads::params`].
-    fn params_mut(&mut self) -> Vec<(String, &mut [T])> {
+    pub(crate) fn params_mut(&mut self) -> Vec<(String, &mut [T])> {
         let mut out = Vec::new();
         self.stem.iter_mut().for_each(|op| op.params_mut(&mut out));
         self.blocks.iter_mut().for_each(|u| u.params_mut(&mut out));
@@ -160,13 +160,18 @@ impl<T: Real> DenseNet<T> {
     }
 
     /// [`params_mut`](Self::params_mut), read-only.
-    fn params(&self) -> Vec<(String, &[T])> {
+    pub(crate) fn params(&self) -> Vec<(String, &[T])> {
         let mut out = Vec::new();
         self.stem.iter().for_each(|op| op.params(&mut out));
         self.blocks.iter().for_each(|u| u.params(&mut out));
         self.head_pre.iter().for_each(|op| op.params(&mut out));
         self.head.params(&mut out);
         out
+    }
+
+    /// The number of outputs (classes).
+    pub(crate) fn head_outputs(&self) -> usize {
+        self.head.outputs()
     }
 
     fn check_depth(&self, depth: usize) -> Result<()> {
@@ -471,10 +476,10 @@ impl<T: Real> Engine<T> for DenseNet<T> {
 
 /// The engine runs a net in its own float type.
 fn check_dtype<T: Real>(dtype: candle_core::DType) -> Result<()> {
-    if dtype != T::DTYPE {
+    if dtype != T::STORED {
         return Err(EngineError::Input(format!(
             "net is {dtype:?}, the engine was asked for {:?}",
-            T::DTYPE
+            T::STORED
         )));
     }
     Ok(())

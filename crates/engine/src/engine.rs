@@ -247,9 +247,7 @@ pub fn for_net<T: Real>(net: &Net, opts: Options) -> Result<Box<dyn Engine<T>>> 
             why
         }
     };
-    Ok(Box::new(crate::candle::CandleNet::<T>::new(
-        net, opts.mode, why,
-    )?))
+    T::candle(net, opts.mode, why)
 }
 
 static FALLBACKS: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());

@@ -10,6 +10,9 @@
 //! thread pool of [`pool`]. Chains of ops, residual blocks and whole MLPs are
 //! assembled from them.
 //!
+//! Every op also runs on dual numbers ([`Dual`]): [`Curvature`] loads a net
+//! into them for exact Hessian-vector products of the training loss.
+//!
 //! [`Engine`] is the interface the studies are written against;
 //! [`for_net`] (or [`run`], which also picks the float type) is the only
 //! place that picks the engine's kernels or candle's autograd for a net.
@@ -34,17 +37,21 @@ mod block;
 mod candle;
 mod chain;
 mod dense;
+mod dual;
 mod engine;
 mod error;
+mod hvp;
 mod kernels;
 mod ops;
 pub mod pool;
 mod real;
 
+pub use dual::Dual;
 pub use engine::{
     Engine, Forward, Grads, Kernels, Options, ParamUpdate, Request, Task, fallbacks, for_net, run,
 };
 pub use error::{EngineError, Result};
+pub use hvp::Curvature;
 pub use kernels::{frobenius, slice_norm, slice_squares, to_f64};
 pub use ops::Want;
 pub use pool::{TeamStats, product_threads, set_product_threads, team_stats};

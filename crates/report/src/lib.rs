@@ -7,6 +7,7 @@ pub mod axis;
 mod card;
 pub mod claims;
 pub mod correlation;
+pub mod curvature;
 pub mod doc;
 pub mod ensemble;
 mod error;

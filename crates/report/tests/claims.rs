@@ -87,3 +87,11 @@ fn correlation_claims_hold() {
         gradscope_report::correlation::build,
     );
 }
+
+#[test]
+fn curvature_claims_hold() {
+    check(
+        gradscope_contract::curvature::NAME,
+        gradscope_report::curvature::build,
+    );
+}

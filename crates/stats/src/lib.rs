@@ -44,9 +44,11 @@
 
 mod correlation;
 mod distribution;
+mod eigen;
 mod error;
 mod fit;
 mod gram;
+mod hessian;
 mod interval;
 pub mod jacobian_spectrum;
 pub mod mean_field;
@@ -70,9 +72,14 @@ pub use distribution::{
     normal_cdf, normal_pdf, normal_quantile, normal_sf, student_t_cdf, student_t_pdf,
     student_t_quantile, student_t_sf,
 };
+pub use eigen::{SymmetricEigen, symmetric_eigen};
 pub use error::{Result, StatsError};
 pub use fit::{DecayLaw, LineFit, linear_fit};
 pub use gram::{coherence, cosine_from_gram, gradient_snr, mean_off_diagonal};
+pub use hessian::{
+    Lanczos, RitzStep, SpectralDensity, TraceEstimate, broadened_density, hutchinson_trace,
+    lanczos_top, negative_mass, spectral_density,
+};
 pub use interval::{BootstrapInterval, Confidence, MeanInterval, bootstrap_mean_interval};
 pub use noise::{brown_noise, white_noise};
 pub use pair_correlation::{

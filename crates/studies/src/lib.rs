@@ -12,6 +12,7 @@
 
 pub mod cells;
 pub mod correlation;
+pub mod curvature;
 pub mod data;
 pub mod ensemble;
 mod error;

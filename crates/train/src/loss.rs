@@ -52,7 +52,7 @@ pub fn error_rate(logits: &Tensor, labels: &[u32]) -> Result<f64> {
 /// logits are, whatever the gap zᵢ_yᵢ − mᵢ: taking −ln p_y of a p_y held
 /// in f32 instead reads +inf once the gap passes about −103 (p_y underflows),
 /// though the gradient is still finite.
-pub fn cross_entropy_gradient<T: num_traits::Float + candle_core::WithDType>(
+pub fn cross_entropy_gradient<T: num_traits::Float>(
     logits: &mut ndarray::Array2<T>,
     labels: &[u32],
 ) -> Vec<f64> {
@@ -61,14 +61,19 @@ pub fn cross_entropy_gradient<T: num_traits::Float + candle_core::WithDType>(
         .zip(labels)
         .map(|(mut z, &y)| {
             let max = z.fold(T::neg_infinity(), |a, &b| num_traits::Float::max(a, b));
-            let gap = <T as candle_core::WithDType>::to_f64(z[y as usize] - max);
+            let gap = f64_of(z[y as usize] - max);
             z.mapv_inplace(|v| (v - max).exp());
             let sum = z.sum();
             z.mapv_inplace(|v| v / sum);
-            z[y as usize] -= T::one();
-            <T as candle_core::WithDType>::to_f64(sum).ln() - gap
+            z[y as usize] = z[y as usize] - T::one();
+            f64_of(sum).ln() - gap
         })
         .collect()
+}
+
+/// `v` as an f64 (exact from f32 and f64; a dual number's value).
+fn f64_of<T: num_traits::Float>(v: T) -> f64 {
+    v.to_f64().unwrap_or(f64::NAN)
 }
 
 /// How many rows of `logits` (batch, classes) have their first arg-max

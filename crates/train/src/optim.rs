@@ -20,7 +20,7 @@ struct Slots {
 impl Slots {
     /// The slots of parameters in T (f32 or f64).
     fn of<T: Real>(&mut self) -> &mut BTreeMap<String, Vec<T>> {
-        let any: &mut dyn std::any::Any = if T::DTYPE == candle_core::DType::F32 {
+        let any: &mut dyn std::any::Any = if T::STORED == candle_core::DType::F32 {
             &mut self.f32
         } else {
             &mut self.f64
@@ -112,7 +112,7 @@ impl Optimizer {
         Ok(())
     }
 
-    fn update_tensor<T: Real>(
+    fn update_tensor<T: Real + candle_core::WithDType>(
         &mut self,
         name: &str,
         var: &Var,

@@ -71,11 +71,8 @@ impl<T: Real> Conv<T> {
                 "`{name}`: square kernels only, got {k}×{k2}"
             )));
         }
-        let w = Array2::from_shape_vec(
-            (c_out, c_in * k * k),
-            t.to_dtype(T::DTYPE)?.flatten_all()?.to_vec1::<T>()?,
-        )
-        .expect("shape matches");
+        let w = Array2::from_shape_vec((c_out, c_in * k * k), T::from_tensor(t)?)
+            .expect("shape matches");
         Ok(Conv {
             name,
             wt: std::sync::OnceLock::new(),

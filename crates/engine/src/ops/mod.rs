@@ -235,16 +235,13 @@ pub(crate) fn scale_shift_grads<T: Real>(
 
 /// A rank-2 tensor as an array of T.
 pub(crate) fn array2<T: Real>(t: &Tensor) -> Result<Array2<T>> {
-    let t = t.to_dtype(T::DTYPE)?;
     let (r, c) = t.dims2()?;
-    Ok(Array2::from_shape_vec((r, c), t.flatten_all()?.to_vec1::<T>()?).expect("shape matches"))
+    Ok(Array2::from_shape_vec((r, c), T::from_tensor(t)?).expect("shape matches"))
 }
 
 /// A tensor's elements as a vector of T.
 pub(crate) fn array1<T: Real>(t: &Tensor) -> Result<Array1<T>> {
-    Ok(Array1::from_vec(
-        t.to_dtype(T::DTYPE)?.flatten_all()?.to_vec1::<T>()?,
-    ))
+    Ok(Array1::from_vec(T::from_tensor(t)?))
 }
 
 /// Writes arrays into a net's variables by state-dict name.
@@ -263,7 +260,7 @@ impl Writer<'_> {
     pub(crate) fn set<T: Real>(&self, name: &str, a: &Array2<T>) -> Result<()> {
         let var = self.var(name)?;
         let data = a.as_slice().expect("row-major");
-        var.set(&Tensor::from_slice(data, a.shape(), var.device())?)?;
+        var.set(&T::to_tensor(data, a.shape(), var.device())?)?;
         Ok(())
     }
 
@@ -275,7 +272,7 @@ impl Writer<'_> {
     /// Set variable `name` to `data` (row-major), in the variable's own shape.
     pub(crate) fn set_as<T: Real>(&self, name: &str, data: &[T]) -> Result<()> {
         let var = self.var(name)?;
-        var.set(&Tensor::from_slice(data, var.dims(), var.device())?)?;
+        var.set(&T::to_tensor(data, var.dims(), var.device())?)?;
         Ok(())
     }
 }

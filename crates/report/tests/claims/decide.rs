@@ -25,6 +25,7 @@ pub fn decide(dir: &Path, id: &str) -> Option<bool> {
         "training" | "degradation" => training(dir, claim),
         "correlation" => correlation(dir, claim),
         "landscape" => landscape(dir, claim),
+        "curvature" => curvature(dir, claim),
         _ => None,
     }
 }
@@ -411,6 +412,28 @@ fn ensemble(dir: &Path, claim: &str) -> Option<bool> {
         }
         _ => return None,
     })
+}
+
+fn curvature(dir: &Path, claim: &str) -> Option<bool> {
+    use gradscope_report::curvature as cc;
+    let table = Csv::read(&dir.join("curvature.csv"));
+    let init = table.rows(&[("phase", "init")]);
+    let depths: Vec<f64> = init.iter().map(|r| num(r, "depth")).collect();
+    let (shallow, deep) = (
+        depths.iter().cloned().fold(f64::INFINITY, f64::min),
+        depths.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
+    );
+    let top = |arch: &str, depth: f64| {
+        init.iter()
+            .find(|r| r["arch"] == arch && num(r, "depth") == depth)
+            .map(|r| num(r, "top_eigenvalue_mean"))
+    };
+    if let Some(plain) = claim.strip_suffix("-sharper") {
+        let res = plain.replacen("plain", "resnet", 1);
+        return Some(top(plain, deep)? / top(&res, deep)? >= cc::SHARPER_BY);
+    }
+    let arch = claim.strip_suffix("-grows")?;
+    Some(top(arch, deep)? / top(arch, shallow)? >= cc::GROWS_BY)
 }
 
 fn training(dir: &Path, claim: &str) -> Option<bool> {
