@@ -44,6 +44,7 @@ pub mod skips;
 pub mod temp;
 pub mod tensorboard;
 pub mod train_stats;
+pub mod trainability;
 pub mod training;
 pub mod transaction;
 

@@ -212,3 +212,127 @@ pub mod files {
     /// Weight histograms per run, step and layer (counts on ±half-width).
     pub const WEIGHT_HISTOGRAMS_CSV: &str = "weight_histograms.csv";
 }
+
+/// One row of `train_stats.csv` read back.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StatsRow {
+    /// The run's identifying values (the study's leading columns).
+    pub id: Vec<String>,
+    /// Optimiser step, from 1.
+    pub step: usize,
+    /// Layer index.
+    pub layer: usize,
+    /// Layer name.
+    pub name: String,
+    /// The values of the remaining columns, in [`STATS_COLUMNS`] order from `lr`.
+    pub values: [f64; 7],
+}
+
+impl StatsRow {
+    /// The value of column `column` (one of [`STATS_COLUMNS`] from `lr` on).
+    pub fn get(&self, column: &str) -> Option<f64> {
+        let k = STATS_COLUMNS[3..].iter().position(|c| *c == column)?;
+        Some(self.values[k])
+    }
+}
+
+/// Split one CSV line, undoing [`Csv::row`]'s quoting.
+fn split_csv(line: &str) -> Vec<String> {
+    let (mut out, mut cell, mut quoted) = (Vec::new(), String::new(), false);
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                cell.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => out.push(std::mem::take(&mut cell)),
+            _ => cell.push(c),
+        }
+    }
+    out.push(cell);
+    out
+}
+
+/// Read `train_stats.csv` written by [`write_csv`] with `id_columns`
+/// leading columns; a missing file reads as no rows.
+pub fn read_stats_csv(path: &Path, id_columns: usize) -> Result<Vec<StatsRow>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(crate::ContractError::io(path, e)),
+    };
+    let bad = |line: usize, what: &str| {
+        crate::ContractError::data(path, format!("line {}: {what}", line + 1))
+    };
+    let mut rows = Vec::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        let cells = split_csv(line);
+        if cells.len() != id_columns + STATS_COLUMNS.len() {
+            return Err(bad(i, "wrong number of columns"));
+        }
+        let int = |s: &str| s.parse::<usize>().map_err(|_| bad(i, "not an integer"));
+        let mut values = [0.0; 7];
+        for (v, s) in values.iter_mut().zip(&cells[id_columns + 3..]) {
+            *v = s.parse::<f64>().map_err(|_| bad(i, "not a number"))?;
+        }
+        rows.push(StatsRow {
+            id: cells[..id_columns].to_vec(),
+            step: int(&cells[id_columns])?,
+            layer: int(&cells[id_columns + 1])?,
+            name: cells[id_columns + 2].clone(),
+            values,
+        });
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statistics_written_read_back_equal() {
+        let stats = TrainStats {
+            weight_edges: vec![vec![-1.0, 0.0, 1.0]; 2],
+            grad_log10_edges: vec![-2.0, -1.0, 0.0],
+            scale_invariant: vec![false, true],
+            steps: vec![StepStats {
+                step: 3,
+                lr: 0.1,
+                gsnr: vec![0.5, f64::NAN],
+                grad_norm: vec![1.0, 2.0],
+                weight_norm: vec![3.0, 4.0],
+                update_size: vec![0.01, 0.02],
+                distance_from_init: vec![0.1, f64::NAN],
+                effective_lr: vec![f64::NAN, 0.00625],
+                grad_hist: vec![vec![1, 2], vec![0, 3]],
+                weight_hist: vec![vec![2, 1], vec![3, 0]],
+            }],
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let layers = vec!["stem".to_string(), "layers.0.fc".to_string()];
+        let id = vec!["resnet:norm=ln,order=postnorm".to_string(), "8".to_string()];
+        write_csv(
+            dir.path(),
+            &["arch", "depth"],
+            &[(id.clone(), &layers, &stats)],
+        )
+        .unwrap();
+        let rows = read_stats_csv(&dir.path().join(files::TRAIN_STATS_CSV), 2).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[1].id, id);
+        assert_eq!((rows[1].step, rows[1].layer), (3, 1));
+        assert_eq!(rows[1].name, "layers.0.fc");
+        assert_eq!(rows[1].get("effective_lr"), Some(0.00625));
+        assert!(rows[0].get("effective_lr").unwrap().is_nan());
+        assert_eq!(rows[0].get("gsnr"), Some(0.5));
+        let grad = std::fs::read_to_string(dir.path().join(files::GRAD_HISTOGRAMS_CSV)).unwrap();
+        assert_eq!(grad.lines().next(), Some("arch,depth,step,layer,1e-2,1e-1"));
+        assert!(grad.contains("\n\"resnet:norm=ln,order=postnorm\",8,3,1,0,3\n"));
+        let weight =
+            std::fs::read_to_string(dir.path().join(files::WEIGHT_HISTOGRAMS_CSV)).unwrap();
+        assert!(weight.ends_with(",8,3,1,1,3,0\n"), "{weight}");
+    }
+}

@@ -87,3 +87,11 @@ fn correlation_claims_hold() {
         gradscope_report::correlation::build,
     );
 }
+
+#[test]
+fn trainability_claims_hold() {
+    check(
+        gradscope_contract::trainability::NAME,
+        gradscope_report::trainability::build,
+    );
+}

@@ -13,7 +13,9 @@ use crate::style::{self, FONT};
 use crate::{ReportError, Result};
 
 mod heatmap;
+mod table_map;
 pub use heatmap::{ColorBar, Heatmap, HeatmapGrid, Raster, reduce_matrix};
+pub use table_map::TableMap;
 
 /// Anything that can draw itself into a drawing area.
 pub trait Plot {
