@@ -83,6 +83,11 @@ pub fn check(params: &TrainabilityParams) -> Result<TrainabilityConfig> {
         }
         _ => train,
     };
+    // The recipe's own learning rate is replaced by each of `lrs`, but a
+    // non-finite one is still a mistake in the file, refused like any other.
+    p.train
+        .check(train.len())
+        .map_err(|e| StudyError::config("train", e.to_string()))?;
     for &lr in &p.lrs {
         with_lr(&p.train, lr)
             .check(train.len())
