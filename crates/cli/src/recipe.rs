@@ -40,6 +40,11 @@ pub struct RecipeFlags {
     /// Log gradients every N steps (0: once per epoch).
     #[arg(long, value_name = "N")]
     pub log_every: Option<usize>,
+    /// Record the gradient statistics of training (GSNR, update size,
+    /// distance from init, effective learning rate, histograms) every N
+    /// steps; 0 turns them off (unset: at each gradient log).
+    #[arg(long, value_name = "N")]
+    pub stats_every: Option<usize>,
 }
 
 impl RecipeFlags {
@@ -94,6 +99,7 @@ impl RecipeFlags {
             schedule: get(m, "schedule", on_line("schedule")),
             warmup: get(m, "warmup", on_line("warmup")),
             log_every: get(m, "log_every", on_line("log_every")),
+            stats_every: get(m, "stats_every", on_line("stats_every")),
         })
     }
 
@@ -108,6 +114,9 @@ impl RecipeFlags {
         }
         if let Some(v) = self.log_every {
             t.log_every = v;
+        }
+        if let Some(v) = self.stats_every {
+            t.stats_every = Some(v);
         }
         if let Some(v) = self.warmup {
             t.schedule.warmup_epochs = v;

@@ -33,6 +33,7 @@ pub static STUDIES: &[&dyn StudyEntry] = &[
     &NORMS,
     &SKIPS,
     &DEGRADATION,
+    &TRAINABILITY,
     &ENSEMBLE,
     &CORRELATION,
     &LANDSCAPE,
@@ -72,6 +73,15 @@ static DEGRADATION: Entry<gradscope_studies::training::TrainingParams> = Entry {
     aliases: &["training"],
     report: gradscope_report::training::build,
     summary: summary::degradation,
+    training: Some(|p| (&mut p.train, &mut p.checkpoints)),
+    params: PhantomData,
+};
+
+static TRAINABILITY: Entry<gradscope_studies::trainability::TrainabilityParams> = Entry {
+    about: "Which variants actually train: every shortcut, normaliser and init trained through depth over a learning-rate grid, with the gradient statistics of training",
+    aliases: &[],
+    report: gradscope_report::trainability::build,
+    summary: summary::trainability,
     training: Some(|p| (&mut p.train, &mut p.checkpoints)),
     params: PhantomData,
 };

@@ -246,6 +246,38 @@ pub fn degradation(dir: &Path) -> Result<String> {
     Ok(t.render())
 }
 
+/// Trainability: each variant's best final training error and largest stable learning rate per depth.
+pub fn trainability(dir: &Path) -> Result<String> {
+    use gradscope_studies::trainability as t;
+    let s: t::TrainabilitySummary = read(dir, t::SCHEMA, |s: &t::TrainabilitySummary| &s.schema)?;
+    let mut table = Table::new(
+        format!(
+            "{}: best final training error (mean ± sd over seeds) and largest stable lr",
+            t::NAME
+        ),
+        &[
+            "arch",
+            "depth",
+            "best lr",
+            "train error",
+            "largest stable lr",
+            "diverged",
+        ],
+    );
+    let lr = |v: Option<f64>| v.map_or("none".into(), |x| x.to_string());
+    for v in &s.verdicts {
+        table.row(vec![
+            v.arch.clone(),
+            v.depth.to_string(),
+            lr(v.best_lr),
+            mean_sd(&v.best_train_error, 3),
+            lr(v.largest_stable_lr),
+            v.diverged.to_string(),
+        ]);
+    }
+    Ok(table.render())
+}
+
 /// Ensemble: the intact net's test error and the mean error with one block deleted.
 pub fn ensemble(dir: &Path) -> Result<String> {
     let s: ensemble::EnsembleSummary =

@@ -61,6 +61,10 @@ pub struct History {
     /// not finite or past the trainer's bound (`DIVERGENCE_LOSS`), a non-finite gradient, or a
     /// parameter the step left non-finite.
     pub diverged_at: Option<usize>,
+    /// Gradient statistics per layer and step, when the run records them
+    /// (absent from files of runs that did not).
+    #[serde(default, skip_serializing_if = "crate::TrainStats::is_empty")]
+    pub stats: crate::TrainStats,
 }
 
 impl History {

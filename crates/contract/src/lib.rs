@@ -45,9 +45,12 @@ pub mod shattered;
 pub mod skips;
 pub mod temp;
 pub mod tensorboard;
+pub mod train_stats;
+pub mod trainability;
 pub mod training;
 pub mod transaction;
 
 pub use error::{ContractError, Result};
 pub use history::{EpochRecord, GradLog, History};
 pub use provenance::Provenance;
+pub use train_stats::{StepStats, TrainStats};

@@ -101,6 +101,7 @@ fn training_results() -> TrainingResults {
                         epochs: vec![],
                         logs: vec![log(0), log(10)],
                         diverged_at: None,
+                        ..Default::default()
                     },
                     parameters: 100,
                 },

@@ -89,9 +89,25 @@ fn correlation_claims_hold() {
 }
 
 #[test]
+fn landscape_claims_hold() {
+    check(
+        gradscope_contract::landscape::NAME,
+        gradscope_report::landscape::build,
+    );
+}
+
+#[test]
 fn curvature_claims_hold() {
     check(
         gradscope_contract::curvature::NAME,
         gradscope_report::curvature::build,
+    );
+}
+
+#[test]
+fn trainability_claims_hold() {
+    check(
+        gradscope_contract::trainability::NAME,
+        gradscope_report::trainability::build,
     );
 }

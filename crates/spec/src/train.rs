@@ -25,6 +25,12 @@ pub struct TrainParams {
     pub probe_points: usize,
     /// Examples whose per-example gradient cosines are logged; 0 turns it off.
     pub similarity_examples: usize,
+    /// Record the gradient statistics of training (GSNR, update size,
+    /// distance from init, effective learning rate, histograms) every this
+    /// many steps; 0 turns them off; unset: on the steps the gradients are
+    /// logged (every `log_every` steps, or each epoch's last).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stats_every: Option<usize>,
 }
 
 impl Default for TrainParams {
@@ -38,6 +44,7 @@ impl Default for TrainParams {
             log_every: 0,
             probe_points: 128,
             similarity_examples: 16,
+            stats_every: None,
         }
     }
 }
@@ -105,6 +112,17 @@ impl TrainConfig {
     /// Steps of the whole run.
     pub fn total_steps(&self) -> usize {
         self.steps_per_epoch * self.params.epochs
+    }
+
+    /// Whether step `step` (from 1), the `batch`-th (from 0) of an epoch,
+    /// records the gradient statistics (see [`TrainParams::stats_every`]).
+    pub fn records_stats(&self, step: usize, batch: usize) -> bool {
+        match self.params.stats_every {
+            Some(0) => false,
+            Some(n) => step % n == 0,
+            None if self.params.log_every > 0 => step % self.params.log_every == 0,
+            None => batch + 1 == self.steps_per_epoch,
+        }
     }
 
     /// The learning rate at a step.

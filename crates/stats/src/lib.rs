@@ -64,6 +64,7 @@ mod spectrum;
 mod summary;
 mod svd;
 pub mod theory;
+mod training;
 
 pub use correlation::{
     adjacent_correlation, autocorrelation, correlation_matrix, covariance_matrix, pearson,
@@ -98,3 +99,4 @@ pub use special::{incomplete_beta, ln_beta, ln_gamma, upper_incomplete_gamma};
 pub use spectrum::{Band, Spectrum, power_spectrum, spectral_slope};
 pub use summary::{MeanStd, quantile};
 pub use svd::singular_values;
+pub use training::{BinEdges, per_example_gsnr, relative_distance};

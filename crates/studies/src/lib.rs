@@ -27,6 +27,7 @@ pub mod runner;
 pub mod shattered;
 pub mod skips;
 pub mod study;
+pub mod trainability;
 pub mod training;
 mod validate;
 

@@ -14,6 +14,7 @@ mod error;
 mod examples;
 mod loss;
 mod optim;
+mod stats;
 mod steps;
 mod trainer;
 

@@ -50,6 +50,10 @@ fn mean_loss_gradient<T: Real>(
     Ok((loss, Some(grads)))
 }
 
+/// Hears a parameter's name, its values before and after an update, and
+/// the gradient the update used.
+pub(crate) type ParamHook<'a, T> = dyn FnMut(&str, &[T], &[T], &[T]) + 'a;
+
 /// What one optimiser step did.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) enum Step {
@@ -63,12 +67,15 @@ pub(crate) enum Step {
 /// Divergence is a mean loss that is not finite or passes
 /// [`DIVERGENCE_LOSS`], or a non-finite gradient (no step is taken then),
 /// or a parameter the step left non-finite.
+/// `hook`, when given, hears each parameter's name, its values before and
+/// after the update, and the gradient (the statistics of the step).
 pub(crate) fn step<T: Real>(
     engine: &mut dyn Engine<T>,
     set: &Examples,
     idx: &[usize],
     opt: &mut Optimizer,
     lr: f64,
+    mut hook: Option<&mut ParamHook<'_, T>>,
 ) -> Result<Step> {
     let (loss, grads) = mean_loss_gradient(engine, set, idx, BnMode::Train)?;
     let Some(grads) = grads else {
@@ -84,8 +91,12 @@ pub(crate) fn step<T: Real>(
     opt.begin_step();
     let mut finite = true;
     engine.update_params(&grads, &mut |name, dims, w, g| {
+        let before = hook.as_ref().map(|_| w.to_vec());
         opt.update(name, dims, w, g, lr);
         finite &= w.iter().all(|v| v.is_finite());
+        if let (Some(h), Some(b)) = (hook.as_mut(), before) {
+            h(name, &b, w, g);
+        }
     })?;
     Ok(if finite {
         Step::Taken(loss)

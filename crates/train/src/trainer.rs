@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::examples::{Examples, epoch_batches};
 use crate::optim::Optimizer;
+use crate::stats::{Recorder, layer_gsnr, layer_of};
 use crate::steps;
 use crate::{Result, TrainConfig, TrainError};
 
@@ -81,6 +82,8 @@ pub enum TrainEvent<'e> {
 }
 
 const STATE: &str = "state.json";
+/// The initial parameters θ₀ of a run, for its distance from initialisation.
+const INIT: &str = "init.safetensors";
 const SCHEMA: &str = "gradscope.checkpoint/1";
 
 /// Epochs a checkpoint folder keeps: the latest complete one, which
@@ -182,19 +185,51 @@ impl Trainer<'_> {
             });
             history.logs.push(log);
         }
+        let recorder = self.stats_recorder(&history)?;
+        if let Some(r) = &recorder
+            && history.stats.weight_edges.is_empty()
+        {
+            history.stats = r.empty();
+        }
         let mut step = start * self.config.steps_per_epoch();
         if start > 0 {
             tell(TrainEvent::Restored { epoch: start, step });
         }
         'epochs: for epoch in start..p.epochs {
-            for batch in epoch_batches(
+            for (b, batch) in epoch_batches(
                 self.train.len(),
                 p.batch_size,
                 derive_seed(p.seed, &format!("epoch{epoch}")),
-            ) {
+            )
+            .into_iter()
+            .enumerate()
+            {
                 let lr = self.config.lr(step);
-                let steps::Step::Taken(loss) = steps::step(be, self.train, &batch, &mut opt, lr)?
-                else {
+                let mut record = match &recorder {
+                    Some(r) if self.config.records_stats(step + 1, b) => {
+                        let gsnr = layer_gsnr(be, self.train, &batch, &history.layers)?;
+                        Some((r.begin(step + 1, lr), gsnr))
+                    }
+                    _ => None,
+                };
+                let recording = record.is_some();
+                let mut hook = |name: &str, before: &[T], after: &[T], g: &[T]| {
+                    if let Some((r, _)) = &mut record {
+                        r.parameter(name, before, after, g);
+                    }
+                };
+                let taken = steps::step(
+                    be,
+                    self.train,
+                    &batch,
+                    &mut opt,
+                    lr,
+                    recording.then_some(&mut hook as _),
+                )?;
+                if let (Some((r, gsnr)), steps::Step::Taken(_)) = (record, taken) {
+                    history.stats.steps.push(r.finish(gsnr));
+                }
+                let steps::Step::Taken(loss) = taken else {
                     history.diverged_at = Some(step);
                     tell(TrainEvent::Diverged { step });
                     break 'epochs;
@@ -253,6 +288,72 @@ impl Trainer<'_> {
         }
         be.sync()?;
         Ok(history)
+    }
+
+    /// The statistics recorder of the run (none when `stats_every` is 0):
+    /// θ₀ from the net before its first step, or from the checkpoint
+    /// folder's `init.safetensors` when the run resumes (without it the
+    /// distance from initialisation is not recorded).
+    fn stats_recorder(&self, history: &History) -> Result<Option<Recorder>> {
+        if self.config.params().stats_every == Some(0) {
+            return Ok(None);
+        }
+        let fresh = history.epochs.is_empty();
+        let init = if fresh {
+            let mut init = BTreeMap::new();
+            for (name, var) in self.model.parameters() {
+                let v = var
+                    .as_tensor()
+                    .flatten_all()?
+                    .to_dtype(candle_core::DType::F64)?
+                    .to_vec1::<f64>()?;
+                init.insert(name, v);
+            }
+            if let Some(dir) = &self.checkpoint {
+                self.save_init(dir, &init)?;
+            }
+            init
+        } else {
+            self.load_init()
+        };
+        Ok(Some(Recorder::new(self.model, &history.layers, init)?))
+    }
+
+    fn save_init(&self, dir: &Path, init: &BTreeMap<String, Vec<f64>>) -> Result<()> {
+        let path = dir.join(INIT);
+        let err = |reason: String| TrainError::Checkpoint {
+            path: path.clone(),
+            reason,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+        let tensors = init
+            .iter()
+            .map(|(k, v)| {
+                Ok((
+                    k.clone(),
+                    candle_core::Tensor::from_slice(v, v.len(), &Device::Cpu)?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let bytes = safetensors::serialize(tensors.iter().map(|(k, v)| (k.as_str(), v)), None)
+            .map_err(|e| err(e.to_string()))?;
+        write_atomic(&path, &bytes).map_err(|e| err(e.to_string()))
+    }
+
+    fn load_init(&self) -> BTreeMap<String, Vec<f64>> {
+        let Some(dir) = &self.checkpoint else {
+            return BTreeMap::new();
+        };
+        let Ok(bytes) = std::fs::read(dir.join(INIT)) else {
+            return BTreeMap::new();
+        };
+        let Ok(tensors) = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu) else {
+            return BTreeMap::new();
+        };
+        tensors
+            .into_iter()
+            .filter_map(|(k, t)| Some((k, t.to_vec1::<f64>().ok()?)))
+            .collect()
     }
 
     /// A fixed batch of training examples (seeded), the same at every log.
@@ -425,11 +526,6 @@ impl Trainer<'_> {
         opt.restore(tensors.into_iter().collect(), state.optimizer_steps)?;
         Ok(Some((state.history, state.epoch)))
     }
-}
-
-/// `layers.3.fc1.weight` → `layers.3.fc1`.
-fn layer_of(name: &str) -> &str {
-    name.rsplit_once('.').map_or(name, |(l, _)| l)
 }
 
 fn layer_names(params: &[(String, Var)]) -> Vec<String> {

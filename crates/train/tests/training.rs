@@ -275,7 +275,7 @@ fn an_interrupted_run_resumes_to_the_same_result() {
             "{n}"
         );
     }
-    // Only the latest epoch's files are kept.
+    // Only the latest epoch's files are kept, with θ₀ for the distance from init.
     let mut files: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -284,6 +284,7 @@ fn an_interrupted_run_resumes_to_the_same_result() {
     assert_eq!(
         files,
         [
+            "init.safetensors",
             "model-e5.safetensors",
             "optimizer-e5.safetensors",
             "state.json"

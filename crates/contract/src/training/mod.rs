@@ -94,6 +94,7 @@ impl Default for TrainingParams {
                 log_every: 0,
                 probe_points: 128,
                 similarity_examples: 16,
+                stats_every: None,
             },
             dtype: Precision::F32,
             checkpoints: None,

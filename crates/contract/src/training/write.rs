@@ -20,7 +20,25 @@ impl TrainingResults {
     /// `summary.json` last.
     pub fn write(&self, dir: &Path) -> Result<()> {
         create_dir(dir)?;
-        write_json(&dir.join(files::RUNS), &self.cells)?;
+        // The gradient statistics go to their own tables, not runs.json.
+        let mut runs = self.cells.clone();
+        for c in &mut runs {
+            c.output.history.stats = Default::default();
+        }
+        write_json(&dir.join(files::RUNS), &runs)?;
+        let stats: Vec<_> = self
+            .cells
+            .iter()
+            .filter(|c| !c.output.history.stats.is_empty())
+            .map(|c| {
+                let h = &c.output.history;
+                let id = vec![c.arch.clone(), c.depth.to_string(), c.seed.to_string()];
+                (id, h.layers.as_slice(), &h.stats)
+            })
+            .collect();
+        if !stats.is_empty() {
+            crate::train_stats::write_csv(dir, &["arch", "depth", "seed"], &stats)?;
+        }
         let mut curves = Csv::new(&[
             "arch",
             "depth",

@@ -15,8 +15,10 @@ use crate::{ReportError, Result};
 
 mod heatmap;
 mod legend;
+mod table_map;
 pub use heatmap::{ColorBar, Heatmap, HeatmapGrid, Raster, reduce_matrix};
 pub use legend::LegendEntry;
+pub use table_map::TableMap;
 
 /// Anything that can draw itself into a drawing area.
 pub trait Plot {

@@ -26,6 +26,7 @@ pub fn decide(dir: &Path, id: &str) -> Option<bool> {
         "correlation" => correlation(dir, claim),
         "landscape" => landscape(dir, claim),
         "curvature" => curvature(dir, claim),
+        "trainability" => trainability(dir, claim),
         _ => None,
     }
 }
@@ -577,4 +578,39 @@ fn landscape(dir: &Path, claim: &str) -> Option<bool> {
         .filter_map(|(a, b)| Some(at(b, col)? - at(a, col)?))
         .collect();
     Some(!diffs.is_empty() && diffs.iter().all(|d| *d <= 0.0))
+}
+
+/// `<arch>@<depth>-<stem>`: the variant's best final training error in
+/// `verdicts.csv` against the report's bound (NaN: every lr diverged).
+fn trainability(dir: &Path, claim: &str) -> Option<bool> {
+    let (arch, rest) = claim.split_once('@')?;
+    let (depth, stem) = rest.split_once('-')?;
+    let text = std::fs::read_to_string(dir.join("verdicts.csv")).unwrap();
+    let mut lines = text.lines().map(split_quoted);
+    let header = lines.next()?;
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let (a, d, e) = (col("arch"), col("depth"), col("best_train_error"));
+    let row = lines.find(|r| r[a] == arch && r[d] == depth)?;
+    let err: f64 = row[e].parse().unwrap();
+    let bound = gradscope_report::trainability::TRAINS_BELOW;
+    Some(if stem.ends_with("-fails") {
+        err.is_nan() || err > bound
+    } else {
+        stem.ends_with("-trains").then_some(())?;
+        err <= bound
+    })
+}
+
+/// One CSV line with quoted cells (arch specs hold commas).
+fn split_quoted(line: &str) -> Vec<String> {
+    let (mut out, mut cell, mut quoted) = (Vec::new(), String::new(), false);
+    for c in line.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            ',' if !quoted => out.push(std::mem::take(&mut cell)),
+            _ => cell.push(c),
+        }
+    }
+    out.push(cell);
+    out
 }
