@@ -223,7 +223,7 @@ fn against_depth(s: &CurvatureSummary, dir: &Path) -> Result<Block> {
     for phase in &s.phases {
         for (name, label, of, log) in &quantities {
             let mut ch = LineChart::new(format!("{name}, {phase}"), "depth (blocks)", *label)
-                .legend(Legend::UpperLeft);
+                .legend(Legend::Outside);
             if *log {
                 ch = ch.log_y();
             }
@@ -328,7 +328,7 @@ fn densities(s: &CurvatureSummary, density: &ndarray::Array2<f64>, dir: &Path) -
         let arch = arch.to_string();
         let mut ch = LineChart::new(&arch, "eigenvalue λ", "density (log)")
             .log_y()
-            .legend(Legend::UpperRight);
+            .legend(Legend::Outside);
         for (k, g) in s.density_grids.iter().enumerate() {
             if g.arch != arch {
                 continue;
