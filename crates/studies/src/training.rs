@@ -307,17 +307,24 @@ impl TrainingConfig {
     /// Peak memory of `threads` nets training at once, plus the data and
     /// the process: per net, its parameters four times (weights, gradients,
     /// two optimiser moments) and the activations of a batch kept for the
-    /// backward pass (about eight tensors per layer); the examples in f32;
-    /// and [`PROCESS_MIB`] for the program itself. Measured against the peak
-    /// resident set of `gradscope train` (`tests/runs.rs`): resnet-bn depth
-    /// 32 width 256 estimated 0.106 GiB, peak 0.117 GiB; width 1024
-    /// estimated 1.14 GiB, peak 1.57 GiB; conv-resnet depth 20 on the digits
-    /// estimated 36 MiB, peak 39 MiB; conv-plain depth 56 estimated 86 MiB,
-    /// peak 64 MiB (release build, one thread).
+    /// backward pass (about eight tensors per layer); with the training
+    /// statistics on, θ₀ in f64 and the weights before a step once more,
+    /// and for a conv net the per-example gradients of its Gram pass;
+    /// the examples in f32; and [`PROCESS_MIB`] for the program itself.
+    /// Measured against the peak resident set of `gradscope train`
+    /// (`tests/runs.rs`, statistics on): resnet-bn depth 32 width 256
+    /// estimated 0.153 GiB, peak 0.168 GiB (without θ₀ and the copy the
+    /// estimate was 0.106); width 1024 estimated 1.90 GiB, peak 2.29 GiB;
+    /// conv-resnet depth 20 on the digits estimated 75 MiB, peak 91 MiB
+    /// (batch 128: 132 and 163 MiB); conv-plain depth 56 estimated 132 MiB,
+    /// peak 113 MiB (release build, one thread).
     pub fn memory_estimate_gib(&self, threads: usize) -> f64 {
         let p = &self.params;
         let bytes = if p.dtype == Precision::F32 { 4.0 } else { 8.0 };
         let batch = p.train.batch_size as f64;
+        // Statistics keep θ₀ in f64 and the weights before the step.
+        let stats = p.train.stats_every != Some(0);
+        let (copies, init_bytes) = if stats { (5.0, 8.0) } else { (4.0, 0.0) };
         let per_net = p
             .archs
             .iter()
@@ -326,7 +333,9 @@ impl TrainingConfig {
                 |(arch, depth)| match net_params(arch, depth, p.width, p.dtype, 0, &self.train) {
                     Ok(NetChoice::Mlp(n)) => {
                         let layers = (depth * n.arch.layers_per_block() + 2) as f64;
-                        4.0 * n.parameter_count() as f64 + 8.0 * layers * batch * p.width as f64
+                        let params = n.parameter_count() as f64;
+                        (copies + init_bytes / bytes) * params
+                            + 8.0 * layers * batch * p.width as f64
                     }
                     Ok(NetChoice::Conv(c)) => {
                         // Three stages of (depth − 2)/3 layers at full, half and quarter size.
@@ -341,7 +350,18 @@ impl TrainingConfig {
                             .iter()
                             .map(|&w| per_stage * 9.0 * (w * w) as f64)
                             .sum();
-                        4.0 * params + 8.0 * per_stage * batch * acts
+                        // The statistics' Gram pass: about two f64 copies of the
+                        // largest layer's per-example gradients (measured on the
+                        // digits: +51 MB at batch 64, +123 MB at 128).
+                        let widest = c.widths.iter().map(|&w| 9.0 * (w * w) as f64);
+                        let per_example = if stats {
+                            2.0 * 8.0 / bytes * batch * widest.fold(0.0, f64::max)
+                        } else {
+                            0.0
+                        };
+                        (copies + init_bytes / bytes) * params
+                            + per_example
+                            + 8.0 * per_stage * batch * acts
                     }
                     Err(_) => 0.0,
                 },
