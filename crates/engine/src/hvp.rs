@@ -22,7 +22,7 @@ use crate::engine::Engine;
 use crate::ops::Want;
 use crate::{EngineError, Real, Result};
 
-/// The loss L(θ) = −(1/B) Σᵢ log softmax(f(xᵢ; θ))[yᵢ] of one batch (the
+/// The loss L(θ) = −(1/B) Σᵢ log softmax(f(xᵢ; θ))\[yᵢ\] of one batch (the
 /// training loss), on a net loaded into dual numbers over F (f32 or f64,
 /// the net's own type); vectors over the parameters are f64, in the
 /// state-dict order of [`Engine::update_params`].

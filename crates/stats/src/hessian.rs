@@ -190,7 +190,7 @@ pub fn lanczos_top<E: From<StatsError>>(
 }
 
 /// Hutchinson's estimate of tr H: the mean of vᵀHv over `probes`
-/// Rademacher vectors v (entries ±1, so E[vᵀHv] = tr H exactly), with its
+/// Rademacher vectors v (entries ±1, so E\[vᵀHv\] = tr H exactly), with its
 /// standard error s/√n (Hutchinson 1989; Avron and Toledo 2011).
 #[derive(Clone, Debug, PartialEq)]
 pub struct TraceEstimate {
