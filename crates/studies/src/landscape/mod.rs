@@ -19,7 +19,7 @@ pub use gradscope_contract::landscape::{
     LandscapeSummary, NAME, PointSummary, SCHEMA, SMOOTHNESS_COLUMNS, SmoothnessSummary, files,
     read_summary,
 };
-pub use study::{Cell, CellOutput, FD_STEP, LandscapeConfig, PointOutput, check, hessian_method};
+pub use study::{Cell, CellOutput, LandscapeConfig, PointOutput, check, hessian_method};
 
 #[cfg(test)]
 mod engine_tests;

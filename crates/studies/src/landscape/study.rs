@@ -7,8 +7,8 @@
 
 use std::path::Path;
 
-use gradscope_engine::{Engine, Options, Real, Task};
-use gradscope_nets::{BnMode, Model, Precision, derive_seed};
+use gradscope_engine::{Curvature, Engine, Options, Real, Task};
+use gradscope_nets::{BnMode, Model, Net, Precision, derive_seed};
 use gradscope_spec::ModelArch;
 use gradscope_stats::MeanStd;
 use gradscope_train::{Examples, TrainConfig, TrainParams, epoch_batches};
@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::directions::filter_normalised;
 use super::objective::{EngineLoss, Objective, dot};
 use super::smoothness::{MeasuredRun, train_measured};
-use super::surface::{Extremes, curve, eigen_grid, fd_hvp, surface, symmetric_grid};
+use super::surface::{Extremes, curve, eigen_grid, surface, symmetric_grid};
 use crate::provenance::Provenance;
 use crate::study::{Study, StudyResults};
 use crate::training::{build_net, check_net, view_for};
@@ -29,18 +29,10 @@ pub(super) use gradscope_contract::landscape::{
     PointSummary, SCHEMA, SMOOTHNESS_COLUMNS, SmoothnessSummary,
 };
 
-/// The central-difference step of the Hessian-vector products, relative
-/// to ‖v‖: small, so that a difference of gradients of a ReLU net seldom
-/// straddles a kink (a jump of the gradient over 2ε reads as a huge
-/// curvature), and in f64 still far above the gradients' rounding.
-pub const FD_STEP: f64 = 1e-7;
-
 /// How the curvature and the Hessian's extreme eigenvalues are obtained
 /// (stated in the data).
 pub fn hessian_method() -> String {
-    format!(
-        "power iteration on Hessian-vector products from central differences of gradients, Hv ≈ (∇L(θ + εv) − ∇L(θ − εv))/2ε with ε = {FD_STEP:e}/‖v‖"
-    )
+    "power iteration on exact Hessian-vector products (forward over reverse on dual numbers, gradscope_engine::Curvature), the loss with BN on the batch statistics".into()
 }
 
 impl crate::Params for LandscapeParams {
@@ -112,7 +104,7 @@ pub fn check(params: &LandscapeParams) -> Result<LandscapeConfig> {
     if p.dtype != Precision::F64 {
         return Err(StudyError::config(
             "dtype",
-            "the curvature and the eigenvalues come from finite differences of gradients, which need f64",
+            "the smoothness measures compare losses and gradients at nearby points, which need f64",
         ));
     }
     let (train, _) = crate::data::load(&gradscope_spec::DataSource::Digits)?;
@@ -205,8 +197,19 @@ impl LandscapeConfig {
     }
 
     /// The landscape around the parameters `engine` holds now.
-    fn landscape<T: Real>(&self, engine: &mut dyn Engine<T>, cell: &Cell) -> Result<PointOutput> {
+    fn landscape<T: Real>(
+        &self,
+        engine: &mut dyn Engine<T>,
+        net: &Net,
+        cell: &Cell,
+    ) -> Result<PointOutput> {
         let p = &self.params;
+        // H·v exactly, on the loss the curves draw: the same batch, BN mode
+        // and parameter order, moved to each point by `set_parameters`.
+        let mut hessian = {
+            let (x, y) = self.train.matrix::<f64>(&self.batch);
+            Curvature::<f64>::new(net, BnMode::Full, x.view(), &y)?
+        };
         let (x, y) = self.train.matrix::<T>(&self.batch);
         let mut obj = EngineLoss::new(engine, x, y, BnMode::Full)?;
         let theta = obj.origin().to_vec();
@@ -229,12 +232,13 @@ impl LandscapeConfig {
         ];
         let plane = symmetric_grid(p.surface_points, p.extent);
         let surface = surface(&mut obj, &theta, (&d1, &d2), &plane, &plane)?;
-        let curvature = {
-            let mut hvp = fd_hvp(&mut obj, &theta, FD_STEP);
-            dot(&d1, &hvp(&d1)?)
+        obj.restore()?;
+        let mut hvp_at = |at: &[f64], v: &[f64]| -> Result<Vec<f64>> {
+            hessian.set_parameters(at)?;
+            Ok(hessian.hvp(v)?)
         };
+        let curvature = dot(&d1, &hvp_at(&theta, &d1)?);
         let coarse = symmetric_grid(p.ratio_points, p.extent);
-        let mut hvp_at = |at: &[f64], v: &[f64]| fd_hvp(&mut obj, at, FD_STEP)(v);
         let extremes = eigen_grid(
             &mut hvp_at,
             &theta,
@@ -243,7 +247,6 @@ impl LandscapeConfig {
             p.ratio_iterations,
             derive_seed(p.seed, &format!("power{}", cell.seed)),
         )?;
-        obj.restore()?;
         Ok(PointOutput {
             loss,
             curves,
@@ -257,15 +260,16 @@ impl LandscapeConfig {
 /// One cell's work on its net's engine.
 struct CellTask<'a> {
     config: &'a LandscapeConfig,
+    net: &'a Net,
     cell: Cell,
 }
 
 impl Task for CellTask<'_> {
     type Output = Result<([Option<PointOutput>; 2], MeasuredRun)>;
     fn run<T: Real>(self, engine: &mut dyn Engine<T>) -> gradscope_engine::Result<Self::Output> {
-        let (c, cell) = (self.config, self.cell);
+        let (c, cell, net) = (self.config, self.cell, self.net);
         Ok((|| {
-            let init = c.landscape(engine, &cell)?;
+            let init = c.landscape(engine, net, &cell)?;
             let train = TrainParams {
                 seed: derive_seed(c.params.seed, &format!("batches{}", cell.seed)),
                 ..c.params.train.clone()
@@ -281,7 +285,7 @@ impl Task for CellTask<'_> {
                 &c.params.step_sizes,
             )?;
             let trained = match run.diverged_at {
-                None => Some(c.landscape(engine, &cell)?),
+                None => Some(c.landscape(engine, net, &cell)?),
                 Some(_) => None,
             };
             Ok(([Some(init), trained], run))
@@ -330,6 +334,7 @@ impl Study for LandscapeConfig {
         let parameters = net.parameters().iter().map(|(_, v)| v.elem_count()).sum();
         let task = CellTask {
             config: self,
+            net: &net,
             cell: *cell,
         };
         let (points, run) = gradscope_engine::run(&net, Options::repeated(BnMode::Train), task)??;
