@@ -461,6 +461,101 @@ def reproduce():
     return run
 
 
+class CurvatureNet(nn.Module):
+    """resnet-bn as gradscope builds it (pre-activation two-layer branch, a
+    linear stem and head), with nn.BatchNorm1d in training mode: the batch's
+    statistics, differentiated through."""
+
+    def __init__(self, depth=8, width=256, inp=64, out=10):
+        super().__init__()
+        self.stem = he_linear(inp, width)
+        self.blocks = nn.ModuleList()
+        for _ in range(depth):
+            self.blocks.append(nn.ModuleDict({
+                "bn1": nn.BatchNorm1d(width), "fc1": he_linear(width, width, bias=False),
+                "bn2": nn.BatchNorm1d(width), "fc2": he_linear(width, width),
+            }))
+        self.head = he_linear(width, out)
+
+    def forward(self, x):
+        h = self.stem(x)
+        for b in self.blocks:
+            u = b["fc1"](torch.relu(b["bn1"](h)))
+            h = h + b["fc2"](torch.relu(b["bn2"](u)))
+        return self.head(h)
+
+
+def curvature_setup():
+    net = CurvatureNet().train()
+    x = torch.rand(256, 64) * 2 - 1
+    y = torch.arange(256) % 10
+    params = [p for p in net.parameters() if p.requires_grad]
+    return net, x, y, params
+
+
+def curvature_gradient():
+    net, x, y, params = curvature_setup()
+
+    def run():
+        return torch.autograd.grad(nn.functional.cross_entropy(net(x), y), params)
+
+    return run
+
+
+def hvp_of(net, x, y, params):
+    """H·v by double backward (Pearlmutter's trick as PyHessian writes it)."""
+
+    def hvp(v):
+        grads = torch.autograd.grad(nn.functional.cross_entropy(net(x), y), params, create_graph=True)
+        return torch.autograd.grad(grads, params, grad_outputs=v)
+
+    return hvp
+
+
+def curvature_hvp():
+    net, x, y, params = curvature_setup()
+    hvp = hvp_of(net, x, y, params)
+    v = [torch.randn_like(p) for p in params]
+
+    def run():
+        return hvp(v)
+
+    return run
+
+
+def curvature_lanczos(steps=20):
+    """The top eigenvalue by `steps` Lanczos steps with full reorthogonalisation,
+    as PyHessian's SLQ Lanczos loop does (vectors as lists of tensors)."""
+    net, x, y, params = curvature_setup()
+    hvp = hvp_of(net, x, y, params)
+    start = [torch.randn_like(p) for p in params]
+
+    def dot(a, b):
+        return sum((u * w).sum() for u, w in zip(a, b))
+
+    def run():
+        n = math.sqrt(dot(start, start))
+        v = [s / n for s in start]
+        basis, alpha, beta = [v], [], []
+        for i in range(steps):
+            w = list(hvp(v))
+            a = dot(w, v)
+            alpha.append(a.item())
+            for q in basis:  # full reorthogonalisation
+                c = dot(w, q)
+                w = [wi - c * qi for wi, qi in zip(w, q)]
+            b = math.sqrt(dot(w, w))
+            if i + 1 == steps or b == 0.0:
+                break
+            beta.append(b)
+            v = [wi / b for wi in w]
+            basis.append(v)
+        t = np.diag(alpha) + np.diag(beta[: len(alpha) - 1], 1) + np.diag(beta[: len(alpha) - 1], -1)
+        return np.linalg.eigvalsh(t)[-1]
+
+    return run
+
+
 WARM_UP_S = 0.5
 
 WORKLOADS = {
@@ -476,6 +571,9 @@ WORKLOADS = {
     "conv-plain20-step": lambda: conv_step(20, False),
     "conv-resnet56-step": lambda: conv_step(56, True),
     "conv-resnet110-step": lambda: conv_step(110, True),
+    "curvature-gradient": curvature_gradient,
+    "curvature-hvp": curvature_hvp,
+    "curvature-lanczos": curvature_lanczos,
 }
 
 

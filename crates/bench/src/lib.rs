@@ -33,6 +33,12 @@ pub enum BenchError {
 /// its first timed runs in that spell.
 pub const WARM_UP: std::time::Duration = std::time::Duration::from_millis(500);
 
+impl From<gradscope_stats::StatsError> for BenchError {
+    fn from(e: gradscope_stats::StatsError) -> Self {
+        BenchError::Run(e.to_string())
+    }
+}
+
 /// Result with a [`BenchError`].
 pub type Result<T> = std::result::Result<T, BenchError>;
 
@@ -279,13 +285,7 @@ pub fn workloads() -> Vec<Workload> {
                     // Per-example cross-entropy: ∂ℓᵢ/∂zᵢ = softmax(zᵢ) − e_{yᵢ}.
                     let z = dense.output(&fwd, 8).map_err(run_err)?;
                     let mut g = z.clone();
-                    for (i, mut row) in g.axis_iter_mut(Axis(0)).enumerate() {
-                        let m = row.fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-                        row.mapv_inplace(|v| (v - m).exp());
-                        let s = row.sum();
-                        row.mapv_inplace(|v| v / s);
-                        row[labels[i]] -= 1.0;
-                    }
+                    softmax_cross_entropy_gradient(&mut g, &labels, 1.0);
                     let grads = dense
                         .backward(
                             &fwd,
@@ -335,6 +335,49 @@ pub fn workloads() -> Vec<Workload> {
             setup: |_| conv_step(110, true),
         },
         Workload {
+            name: "curvature-gradient",
+            about: "the gradient of the mean cross-entropy of resnet-bn, 8 blocks, width 256, 64 inputs, 10 classes, batch 256 (f32, BN on the batch statistics): forward and backward",
+            flops: Some(3.0 * 2.0 * CURVATURE_MACS),
+            peers: &["curvature-gradient"],
+            setup: |_| curvature_gradient(),
+        },
+        Workload {
+            name: "curvature-hvp",
+            about: "one exact Hessian-vector product H·v of the same loss and net (forward over reverse on dual numbers; the peer: double backward)",
+            flops: None,
+            peers: &["curvature-hvp"],
+            setup: |_| {
+                let mut c = curvature()?;
+                let v = random_direction(c.dim());
+                Ok(Box::new(move || {
+                    std::hint::black_box(c.hvp(&v).map_err(run_err)?);
+                    Ok(())
+                }))
+            },
+        },
+        Workload {
+            name: "curvature-lanczos",
+            about: "the top Hessian eigenvalue of the same loss by 20 Lanczos steps with full reorthogonalisation (20 H·v; the peer: PyHessian's method with double backward)",
+            flops: None,
+            peers: &["curvature-lanczos"],
+            setup: |_| {
+                let mut c = curvature()?;
+                let start = random_direction(c.dim());
+                Ok(Box::new(move || {
+                    // A tolerance no residual reaches: every run takes all 20 steps.
+                    let l = gradscope_stats::lanczos_top(
+                        &start,
+                        1,
+                        LANCZOS_STEPS,
+                        f64::MIN_POSITIVE,
+                        |v| c.hvp(v).map_err(run_err),
+                    )?;
+                    std::hint::black_box(l.eigenvalues);
+                    Ok(())
+                }))
+            },
+        },
+        Workload {
             name: REPRODUCE,
             about: "`gradscope reproduce` end to end: every default study (six) and report, against the six written in PyTorch",
             flops: None,
@@ -368,6 +411,69 @@ fn dense_training_step(arch: Arch, depth: usize, width: usize) -> Result<Run> {
         std::hint::black_box(grads.params.len());
         Ok(())
     }))
+}
+
+/// Multiply–adds of one forward pass of the curvature workloads' net:
+/// stem 64 → 256, 16 layers 256 → 256, head 256 → 10, at batch 256.
+const CURVATURE_MACS: f64 = 256.0 * (64.0 * 256.0 + 16.0 * 256.0 * 256.0 + 256.0 * 10.0);
+const LANCZOS_STEPS: usize = 20;
+const CURVATURE_BATCH: usize = 256;
+
+fn curvature_net() -> Result<(Net, Array2<f32>, Vec<u32>)> {
+    let net = mlp(Arch::RESNET_BN, 8, 256, 64, 10, Precision::F32, 4)?;
+    let x = random_inputs(CURVATURE_BATCH, 64, 4);
+    let labels = (0..CURVATURE_BATCH).map(|i| (i % 10) as u32).collect();
+    Ok((Net::Mlp(net), x, labels))
+}
+
+/// The loss of the curvature workloads, BN on the batch statistics
+/// differentiated through (a training step's loss).
+fn curvature() -> Result<gradscope_engine::Curvature<f32>> {
+    let (net, x, labels) = curvature_net()?;
+    gradscope_engine::Curvature::new(&net, BnMode::Full, x.mapv(f64::from).view(), &labels)
+        .map_err(run_err)
+}
+
+/// A unit vector of `n` entries of both signs.
+fn random_direction(n: usize) -> Vec<f64> {
+    let v = random_inputs(1, n, 5).mapv(f64::from);
+    let norm = v.iter().map(|a| a * a).sum::<f64>().sqrt();
+    v.iter().map(|a| a / norm).collect()
+}
+
+/// ∇L of the mean cross-entropy on the engine's kernels (forward, loss
+/// gradient, backward with parameter gradients): the cost an HVP is
+/// compared with.
+fn curvature_gradient() -> Result<Run> {
+    let (net, x, labels) = curvature_net()?;
+    let engine = for_net::<f32>(&net, Options::repeated(BnMode::Full)).map_err(run_err)?;
+    let labels: Vec<usize> = labels.iter().map(|&y| y as usize).collect();
+    Ok(Box::new(move || {
+        let fwd = engine.forward(x.view(), true).map_err(run_err)?;
+        let mut g = engine.output(&fwd, 8).map_err(run_err)?;
+        softmax_cross_entropy_gradient(&mut g, &labels, 1.0 / CURVATURE_BATCH as f32);
+        let want = Want {
+            params: true,
+            ..Want::default()
+        };
+        let grads = engine
+            .backward(&fwd, 8, Some(g.view()), want)
+            .map_err(run_err)?;
+        std::hint::black_box(grads.params.len());
+        Ok(())
+    }))
+}
+
+/// Logits z → ∂ℓ/∂z of the cross-entropy, (softmax(z) − one-hot)·`scale`
+/// per example: `scale` 1/B for the batch mean, 1 for per-example losses.
+fn softmax_cross_entropy_gradient(g: &mut Array2<f32>, labels: &[usize], scale: f32) {
+    for (i, mut row) in g.axis_iter_mut(Axis(0)).enumerate() {
+        let m = row.fold(f32::NEG_INFINITY, |a, &v| a.max(v));
+        row.mapv_inplace(|v| (v - m).exp());
+        let s = row.sum();
+        row.mapv_inplace(|v| v / s * scale);
+        row[labels[i]] -= scale;
+    }
 }
 
 /// The convolutions' arithmetic in one SGD step of a 6n + 2-layer CIFAR net at
@@ -413,14 +519,7 @@ fn conv_step(depth: usize, residual: bool) -> Result<Run> {
         engine.update_running_stats(&fwd);
         let depth = engine.depth();
         let mut g = engine.output(&fwd, depth).map_err(run_err)?;
-        // Mean cross-entropy: (softmax − one-hot)/B.
-        for (i, mut row) in g.axis_iter_mut(Axis(0)).enumerate() {
-            let m = row.fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-            row.mapv_inplace(|v| (v - m).exp());
-            let s = row.sum();
-            row.mapv_inplace(|v| v / s / 128.0);
-            row[labels[i]] -= 1.0 / 128.0;
-        }
+        softmax_cross_entropy_gradient(&mut g, &labels, 1.0 / 128.0);
         let want = Want {
             params: true,
             ..Want::default()
