@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """PyTorch's loss, gradient, Hessian-vector product and Gauss-Newton product
-for the small MLPs of `crates/engine/tests/hvp_pytorch.rs`, on the weights,
+for the small MLPs and conv nets of `crates/engine/tests/hvp_pytorch.rs`, on the weights,
 batch and direction that test exports (f64), written as the test's fixture.
 
     GRADSCOPE_HVP_INPUTS=/tmp/in.json cargo test -p gradscope-engine --test hvp_pytorch
@@ -9,7 +9,10 @@ batch and direction that test exports (f64), written as the test's fixture.
 The nets are written here from their definitions, not from gradscope's code:
 plain: h <- act(BN(W h [+ b])); resnet: h <- h + W2 act(BN2(W1 act(BN1(h)) [+ b1])) + b2
 (pre-activation, BN only in the -bn variants, where the layer before a BN has no
-bias); a linear stem and head; mean cross-entropy. BN "full" mode normalises with
+bias); a linear stem and head. Conv nets (He et al. 2016a): conv1-bn1-relu, then per
+stage blocks relu(bn2(conv2(relu(bn1(conv1 x)))) + shortcut(x)) (no shortcut in
+`plain`; option A: x[:, :, ::2, ::2] with zero channels, option B: a 1x1 conv and BN),
+global average pooling, fc. Mean cross-entropy. BN "full" mode normalises with
 the batch's mean and biased variance, differentiated through; "eval" with the
 running statistics. H.v is double backward, d/dtheta <grad L, v>; G.v is
 J^T H_L J v with J v from torch.func.jvp of the logits.
@@ -43,13 +46,54 @@ def linear(h, p, prefix):
     return out
 
 
+def bn2d(h, p, prefix, mode):
+    shape = (1, -1, 1, 1)
+    if mode == "eval":
+        mean, var = p[prefix + ".running_mean"], p[prefix + ".running_var"]
+    else:
+        mean, var = h.mean((0, 2, 3)), h.var((0, 2, 3), unbiased=False)
+    return (h - mean.reshape(shape)) / torch.sqrt(var.reshape(shape) + EPS) * p[
+        prefix + ".weight"
+    ].reshape(shape) + p[prefix + ".bias"].reshape(shape)
+
+
+def conv_logits(p, net, mode, x):
+    conv = torch.nn.functional.conv2d
+    x = x.reshape(x.shape[0], net["channels"], net["image"], net["image"])
+    h = torch.relu(bn2d(conv(x, p["conv1.weight"], padding=1), p, "bn1", mode))
+    n = (net["depth"] - 2) // 6
+    residual = net["arch"].startswith("resnet")
+    option_b = "shortcut=b" in net["arch"]
+    for stage in (1, 2, 3):
+        for b in range(n):
+            pre = f"layer{stage}.{b}"
+            stride = 2 if stage > 1 and b == 0 else 1
+            u = torch.relu(bn2d(conv(h, p[pre + ".conv1.weight"], stride=stride, padding=1), p, pre + ".bn1", mode))
+            u = bn2d(conv(u, p[pre + ".conv2.weight"], padding=1), p, pre + ".bn2", mode)
+            if residual:
+                if pre + ".downsample.0.weight" in p and option_b:
+                    s = bn2d(conv(h, p[pre + ".downsample.0.weight"], stride=stride), p, pre + ".downsample.1", mode)
+                elif stride > 1 or h.shape[1] != u.shape[1]:
+                    s = h[:, :, ::stride, ::stride]
+                    extra = u.shape[1] - h.shape[1]
+                    s = torch.nn.functional.pad(s, (0, 0, 0, 0, extra // 2, extra - extra // 2))
+                else:
+                    s = h
+                u = u + s
+            h = torch.relu(u)
+    return linear(h.mean((2, 3)), p, "fc")
+
+
 def logits(p, case, x):
-    phi = act(case["activation"])
-    bn = case["arch"].endswith("-bn")
+    net = case["net"]
+    if net["kind"] == "conv":
+        return conv_logits(p, net, case["mode"], x)
+    phi = act(net["activation"])
+    bn = net["arch"].endswith("-bn")
     h = linear(x, p, "stem")
-    for layer in range(case["depth"]):
+    for layer in range(net["depth"]):
         pre = f"layers.{layer}"
-        if case["arch"].startswith("plain"):
+        if net["arch"].startswith("plain"):
             h = linear(h, p, pre + ".fc")
             if bn:
                 h = batch_norm(h, p, pre + ".bn", case["mode"])

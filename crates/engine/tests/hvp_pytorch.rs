@@ -1,6 +1,8 @@
 //! Hessian-vector and Gauss–Newton products against PyTorch's on identical
-//! weights: `tests/fixtures/hvp_pytorch.json` holds small MLPs (weights,
-//! batch, labels, direction v) exported from here and, for each, the loss,
+//! weights: `tests/fixtures/hvp_pytorch.json` holds small MLPs and conv nets
+//! of He et al. 2016a (option A and B shortcuts, plain), with BN on the batch
+//! statistics and in eval mode (weights, batch, labels, direction v),
+//! exported from here and, for each, the loss,
 //! ∇L, H·v (double backward: ∂/∂θ ⟨∇L, v⟩) and G·v (`torch.func.jvp` of
 //! the logits, then their vector–Jacobian product) that
 //! `benches/peer/peer_hvp.py` computed with PyTorch in f64.
@@ -26,22 +28,112 @@ const BATCH: usize = 12;
 const INPUTS: usize = 4;
 const CLASSES: usize = 3;
 
-/// (arch, depth, width, activation, BN mode) of each net in the fixture.
-fn cases() -> Vec<(&'static str, usize, usize, Activation, BnMode)> {
+/// One net of the fixture: an MLP (arch, depth, width, activation) or a
+/// conv net of He et al. 2016a (arch, depth) on small images, with the BN
+/// mode of its loss.
+#[derive(Clone, Copy)]
+enum Case {
+    Mlp(&'static str, usize, usize, Activation, BnMode),
+    Conv(&'static str, usize, BnMode),
+}
+
+fn cases() -> Vec<Case> {
+    use Case::{Conv, Mlp};
     vec![
-        ("plain", 3, 6, Activation::Tanh, BnMode::Full),
-        ("plain", 3, 6, Activation::Relu, BnMode::Full),
-        ("resnet", 3, 6, Activation::Tanh, BnMode::Full),
-        ("plain-bn", 3, 6, Activation::Relu, BnMode::Full),
-        ("resnet-bn", 3, 6, Activation::Tanh, BnMode::Full),
-        ("resnet-bn", 2, 5, Activation::Relu, BnMode::Eval),
+        Mlp("plain", 3, 6, Activation::Tanh, BnMode::Full),
+        Mlp("plain", 3, 6, Activation::Relu, BnMode::Full),
+        Mlp("resnet", 3, 6, Activation::Tanh, BnMode::Full),
+        Mlp("plain-bn", 3, 6, Activation::Relu, BnMode::Full),
+        Mlp("resnet-bn", 3, 6, Activation::Tanh, BnMode::Full),
+        Mlp("resnet-bn", 2, 5, Activation::Relu, BnMode::Eval),
+        Conv("resnet", 8, BnMode::Full),
+        Conv("plain", 8, BnMode::Full),
+        Conv("resnet:shortcut=b", 8, BnMode::Full),
+        Conv("resnet", 8, BnMode::Eval),
     ]
 }
 
-fn inputs() -> Array2<f64> {
-    Array2::from_shape_fn((BATCH, INPUTS), |(i, j)| {
+/// Conv cases: 2 × 6 × 6 images, stage widths 2, 3, 4.
+const CHANNELS: usize = 2;
+const IMAGE: usize = 6;
+
+fn inputs(width: usize) -> Array2<f64> {
+    Array2::from_shape_fn((BATCH, width), |(i, j)| {
         ((i * 5 + j * 3) as f64 * 0.37).sin() * 1.3
     })
+}
+
+impl Case {
+    fn input_width(self) -> usize {
+        match self {
+            Case::Mlp(..) => INPUTS,
+            Case::Conv(..) => CHANNELS * IMAGE * IMAGE,
+        }
+    }
+
+    fn mode(self) -> BnMode {
+        match self {
+            Case::Mlp(.., mode) | Case::Conv(.., mode) => mode,
+        }
+    }
+
+    fn describe(self) -> String {
+        match self {
+            Case::Mlp(arch, depth, _, act, mode) => {
+                format!("{arch} depth {depth} {act} in {mode} mode")
+            }
+            Case::Conv(arch, depth, mode) => format!("conv {arch} depth {depth} in {mode} mode"),
+        }
+    }
+
+    /// The net, in f64, and its state dict.
+    fn build(self) -> (Net, Vec<(String, candle_core::Var)>) {
+        match self {
+            Case::Mlp(arch, depth, width, act, _) => {
+                let m = net(arch, depth, width, act);
+                let dict = m.state_dict();
+                (Net::Mlp(m), dict)
+            }
+            Case::Conv(arch, depth, _) => {
+                use gradscope_nets::{ConvNet, ConvNetParams, Model};
+                let p = ConvNetParams {
+                    arch: arch.parse().unwrap(),
+                    depth,
+                    widths: [2, 3, 4],
+                    in_channels: CHANNELS,
+                    image_size: IMAGE,
+                    classes: CLASSES,
+                    precision: Precision::F64,
+                    seed: 13,
+                    ..Default::default()
+                };
+                let c = ConvNet::new(&p.check().unwrap()).unwrap();
+                perturb(&c.parameters());
+                // Running statistics off (0, 1), so eval mode is not γx + β.
+                for (k, (name, var)) in c.buffers().iter().enumerate() {
+                    let n = var.as_tensor().dims1().unwrap();
+                    let s = |i: usize| ((k * 13 + i * 5) as f64).sin();
+                    let v: Vec<f64> = if name.ends_with("running_var") {
+                        (0..n).map(|i| 1.0 + 0.5 * s(i) * s(i)).collect()
+                    } else {
+                        (0..n).map(|i| 0.2 * s(i)).collect()
+                    };
+                    var.set(&Tensor::from_vec(v, n, &Device::Cpu).unwrap())
+                        .unwrap();
+                }
+                let mut dict = c.parameters();
+                dict.extend(c.buffers());
+                (Net::Conv(c), dict)
+            }
+        }
+    }
+}
+
+fn tensor(x: &Array2<f64>) -> Tensor {
+    Tensor::from_iter(x.iter().copied(), &Device::Cpu)
+        .unwrap()
+        .reshape(x.dim())
+        .unwrap()
 }
 
 fn labels() -> Vec<u32> {
@@ -52,10 +144,9 @@ fn direction(n: usize) -> Vec<f64> {
     (0..n).map(|i| ((i * 11 + 2) as f64 * 0.29).cos()).collect()
 }
 
-/// The net of one case, in f64: BN running statistics set to the batch's
-/// (so the eval-mode case is not the identity map), then every vector
-/// parameter (γ, β, biases) moved off its initial 1 or 0 so that each
-/// enters the products with a value of its own.
+/// An MLP of one case, in f64: BN running statistics set to the batch's
+/// (so the eval-mode case is not the identity map), then its vector
+/// parameters perturbed.
 fn net(arch: &str, depth: usize, width: usize, activation: Activation) -> Mlp {
     let p = NetParams {
         arch: arch.parse().unwrap(),
@@ -69,13 +160,15 @@ fn net(arch: &str, depth: usize, width: usize, activation: Activation) -> Mlp {
         ..Default::default()
     };
     let m = Mlp::new(&p.check().unwrap()).unwrap();
-    let x = inputs();
-    let xt = Tensor::from_iter(x.iter().copied(), &Device::Cpu)
-        .unwrap()
-        .reshape(x.dim())
-        .unwrap();
-    m.calibrate_batch_norm(&xt).unwrap();
-    for (k, (name, var)) in m.parameters().iter().enumerate() {
+    m.calibrate_batch_norm(&tensor(&inputs(INPUTS))).unwrap();
+    perturb(&m.parameters());
+    m
+}
+
+/// Every vector parameter (γ, β, biases) moved off its initial 1 or 0, so
+/// that each enters the products with a value of its own.
+fn perturb(params: &[(String, candle_core::Var)]) {
+    for (k, (name, var)) in params.iter().enumerate() {
         let t = var.as_tensor();
         if t.rank() != 1 {
             continue;
@@ -88,7 +181,6 @@ fn net(arch: &str, depth: usize, width: usize, activation: Activation) -> Mlp {
         var.set(&Tensor::from_vec(v, n, &Device::Cpu).unwrap())
             .unwrap();
     }
-    m
 }
 
 fn values(v: &candle_core::Var) -> (Vec<usize>, Vec<f64>) {
@@ -99,11 +191,11 @@ fn values(v: &candle_core::Var) -> (Vec<usize>, Vec<f64>) {
 
 /// One case as the peer reads it: every tensor of the state dict by name
 /// (shape, values), the parameters' order, the batch, labels and v.
-fn export(arch: &str, depth: usize, width: usize, activation: Activation, mode: BnMode) -> Value {
-    let m = net(arch, depth, width, activation);
-    let c = Curvature::<f64>::new(&Net::Mlp(m.clone()), mode, inputs().view(), &labels()).unwrap();
-    let tensors: serde_json::Map<String, Value> = m
-        .state_dict()
+fn export(case: Case) -> Value {
+    let (net, dict) = case.build();
+    let x = inputs(case.input_width());
+    let c = Curvature::<f64>::new(&net, case.mode(), x.view(), &labels()).unwrap();
+    let tensors: serde_json::Map<String, Value> = dict
         .iter()
         .map(|(name, var)| {
             let (shape, data) = values(var);
@@ -115,15 +207,21 @@ fn export(arch: &str, depth: usize, width: usize, activation: Activation, mode: 
         .iter()
         .map(|(n, _)| n.as_str())
         .collect();
+    let net = match case {
+        Case::Mlp(arch, depth, width, act, _) => json!({
+            "kind": "mlp", "arch": arch, "depth": depth, "width": width,
+            "activation": act.to_string(),
+        }),
+        Case::Conv(arch, depth, _) => json!({
+            "kind": "conv", "arch": arch, "depth": depth, "channels": CHANNELS, "image": IMAGE,
+        }),
+    };
     json!({
-        "arch": arch,
-        "depth": depth,
-        "width": width,
-        "activation": activation.to_string(),
-        "mode": mode.to_string(),
+        "net": net,
+        "mode": case.mode().to_string(),
         "tensors": tensors,
         "parameters": order,
-        "x": { "shape": [BATCH, INPUTS], "values": inputs().iter().copied().collect::<Vec<_>>() },
+        "x": { "shape": [BATCH, case.input_width()], "values": x.iter().copied().collect::<Vec<_>>() },
         "labels": labels(),
         "v": direction(c.dim()),
     })
@@ -156,10 +254,7 @@ fn fixture() -> Vec<Value> {
 /// exactly). With `GRADSCOPE_HVP_INPUTS` set, writes them for the peer.
 #[test]
 fn the_fixture_holds_the_nets_built_here() {
-    let now: Vec<Value> = cases()
-        .into_iter()
-        .map(|(a, d, w, act, mode)| export(a, d, w, act, mode))
-        .collect();
+    let now: Vec<Value> = cases().into_iter().map(export).collect();
     if let Ok(path) = std::env::var("GRADSCOPE_HVP_INPUTS") {
         std::fs::write(
             &path,
@@ -196,13 +291,14 @@ fn the_fixture_holds_the_nets_built_here() {
 /// different orders).
 #[test]
 fn hessian_vector_products_equal_pytorch_double_backward() {
-    for (case, (arch, depth, width, act, mode)) in fixture().iter().zip(cases()) {
-        let m = net(arch, depth, width, act);
-        let mut c = Curvature::<f64>::new(&Net::Mlp(m), mode, inputs().view(), &labels()).unwrap();
-        let torch = &case["pytorch"];
-        let v = floats(&case["v"]);
+    for (stored, case) in fixture().iter().zip(cases()) {
+        let (net, _) = case.build();
+        let x = inputs(case.input_width());
+        let mut c = Curvature::<f64>::new(&net, case.mode(), x.view(), &labels()).unwrap();
+        let torch = &stored["pytorch"];
+        let v = floats(&stored["v"]);
         let (loss, grad) = c.loss_gradient().unwrap();
-        let what = format!("{arch} depth {depth} {act} in {mode} mode");
+        let what = case.describe();
         let loss_err = (loss - torch["loss"].as_f64().unwrap()).abs() / loss.abs();
         assert!(loss_err < 1e-13, "{what}: loss {loss} vs {}", torch["loss"]);
         let e = relative_error(&grad, &floats(&torch["gradient"]));
