@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use gradscope_spec::{Arch, DataSource, Precision, TrainParams};
+use gradscope_spec::{Arch, DataSource, ModelArch, Precision, TrainParams};
 use ndarray::{Array3, Array4};
 use serde::{Deserialize, Serialize};
 
@@ -27,9 +27,10 @@ pub const PHASES: [&str; 2] = ["init", "trained"];
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields, default)]
 pub struct CurvatureParams {
-    /// MLP architectures (the grammar's, e.g. plain, resnet, plain-bn, resnet-bn).
-    #[arg(long, value_parser = crate::args::arch_list, value_name = "LIST")]
-    pub archs: ::std::vec::Vec<Arch>,
+    /// Architectures: MLPs of the grammar (plain, resnet, plain-bn, resnet-bn, …) or conv
+    /// nets (conv-plain, conv-resnet; depth 6n + 2).
+    #[arg(long, value_parser = crate::args::model_arch_list, value_name = "LIST")]
+    pub archs: ::std::vec::Vec<ModelArch>,
     /// Depths (blocks).
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub depths: Vec<usize>,
@@ -80,7 +81,9 @@ pub struct CurvatureParams {
 impl Default for CurvatureParams {
     fn default() -> Self {
         CurvatureParams {
-            archs: vec![Arch::PLAIN, Arch::RESNET, Arch::PLAIN_BN, Arch::RESNET_BN],
+            archs: [Arch::PLAIN, Arch::RESNET, Arch::PLAIN_BN, Arch::RESNET_BN]
+                .map(ModelArch::Mlp)
+                .to_vec(),
             depths: vec![2, 4, 8],
             width: 16,
             seeds: 2,

@@ -8,6 +8,7 @@ use gradscope_contract::curvature::{
     self, CurvatureParams, CurvaturePoint, CurvatureSummary, read_density, read_summary,
 };
 use gradscope_contract::io::create_dir;
+use gradscope_spec::ModelArch;
 
 use crate::card::StudyCard;
 use crate::claims::{Check, Claims};
@@ -38,14 +39,45 @@ pub fn point<'a>(
 }
 
 /// Pairs (plain, residual) of the configured archs with the same norm:
-/// `plain`/`resnet` and `plain-bn`/`resnet-bn`.
+/// `plain`/`resnet`, `plain-bn`/`resnet-bn` and `conv-plain`/`conv-resnet`.
 pub fn pairs(s: &CurvatureSummary) -> Vec<(String, String)> {
     let names: Vec<String> = s.config.archs.iter().map(|a| a.to_string()).collect();
-    [("plain", "resnet"), ("plain-bn", "resnet-bn")]
-        .into_iter()
-        .filter(|(p, r)| names.iter().any(|n| n == p) && names.iter().any(|n| n == r))
-        .map(|(p, r)| (p.to_string(), r.to_string()))
-        .collect()
+    [
+        ("plain", "resnet"),
+        ("plain-bn", "resnet-bn"),
+        ("conv-plain", "conv-resnet"),
+    ]
+    .into_iter()
+    .filter(|(p, r)| names.iter().any(|n| n == p) && names.iter().any(|n| n == r))
+    .map(|(p, r)| (p.to_string(), r.to_string()))
+    .collect()
+}
+
+/// "m ± se" (in brackets inside a sentence), or m alone when there is no
+/// standard error (one seed).
+fn with_error(mean: f64, se: f64, bracket: bool) -> String {
+    match (se.is_finite(), bracket) {
+        (false, _) => num(mean),
+        (true, false) => format!("{} ± {}", num(mean), num(se)),
+        (true, true) => format!("{} (± {})", num(mean), num(se)),
+    }
+}
+
+/// What the nets are: MLPs of the configured width, conv nets of He et
+/// al. 2016a (whose widths are the paper's), or both.
+fn nets(c: &gradscope_contract::curvature::CurvatureParams) -> String {
+    let conv = c
+        .archs
+        .iter()
+        .filter(|a| matches!(a, ModelArch::Conv(_)))
+        .count();
+    let mlps = format!("MLPs of width {}", c.width);
+    let convs = "conv nets of He et al. 2016a (stages of 16, 32 and 64 channels)";
+    match conv {
+        0 => mlps,
+        n if n == c.archs.len() => convs.to_string(),
+        _ => format!("{mlps} and {convs}"),
+    }
 }
 
 fn num(v: f64) -> String {
@@ -99,11 +131,9 @@ pub fn finding(s: &CurvatureSummary, claims: &mut Claims) -> String {
         };
         let ratio = p.top_eigenvalue.mean / r.top_eigenvalue.mean;
         let numbers = format!(
-            "At initialisation and depth {deep}, λ_max of the loss's Hessian is {} (± {}) for {plain} and {} (± {}) for {res}",
-            num(p.top_eigenvalue.mean),
-            num(p.top_eigenvalue.se),
-            num(r.top_eigenvalue.mean),
-            num(r.top_eigenvalue.se)
+            "At initialisation and depth {deep}, λ_max of the loss's Hessian is {} for {plain} and {} for {res}",
+            with_error(p.top_eigenvalue.mean, p.top_eigenvalue.se, true),
+            with_error(r.top_eigenvalue.mean, r.top_eigenvalue.se, true),
         );
         parts.push(claims.decide(
             &format!("{plain}-sharper"),
@@ -171,12 +201,12 @@ fn setup(c: &CurvatureParams) -> String {
         "at initialisation".into()
     };
     format!(
-        "Setup: MLPs of width {} on {}, {} seed(s) per architecture and depth; the loss is the mean cross-entropy of a fixed batch of {} training examples with BN in training mode, measured {training}. \
+        "Setup: {} on {}, {} seed(s) per architecture and depth; the loss is the mean cross-entropy of a fixed batch of {} training examples with BN in training mode, measured {training}. \
          Every number comes from exact Hessian-vector products (forward-over-reverse on dual numbers through the engine's kernels, {}). \
          λ_max: Lanczos with full reorthogonalisation, at most {} steps, stopped at a residual of {} relative. \
          Trace: Hutchinson's estimator with {} Rademacher probes. Spectral density: stochastic Lanczos quadrature (Ghorbani, Krishnan & Xiao 2019; Yao et al. 2020, PyHessian), {} probe(s) of {} steps, broadened by a Gaussian. \
          Negative mass: Σ_{{λ<0}}|λ| / Σ|λ| from the quadrature, so the many eigenvalues near 0 do not count. Error bars: standard errors over seeds.",
-        c.width,
+        nets(c),
         c.data,
         c.seeds,
         c.batch,
@@ -285,17 +315,9 @@ fn table(s: &CurvatureSummary) -> Block {
                 p.phase.clone(),
                 p.parameters.to_string(),
                 decimals(p.loss.mean, 3),
-                format!(
-                    "{} ± {}",
-                    num(p.top_eigenvalue.mean),
-                    num(p.top_eigenvalue.se)
-                ),
-                format!("{} ± {}", num(p.trace.mean), num(p.trace.se)),
-                format!(
-                    "{} ± {}",
-                    num(p.negative_mass.mean),
-                    num(p.negative_mass.se)
-                ),
+                with_error(p.top_eigenvalue.mean, p.top_eigenvalue.se, false),
+                with_error(p.trace.mean, p.trace.se, false),
+                with_error(p.negative_mass.mean, p.negative_mass.se, false),
                 format!(
                     "{}/{} in ≤ {}",
                     p.converged, s.config.seeds, p.lanczos_iterations
@@ -417,7 +439,9 @@ mod tests {
     /// (plain at depths 2 and 8, resnet at depths 2 and 8).
     fn summary(top: [f64; 4]) -> CurvatureSummary {
         let config = CurvatureParams {
-            archs: vec![gradscope_spec::Arch::PLAIN, gradscope_spec::Arch::RESNET],
+            archs: [gradscope_spec::Arch::PLAIN, gradscope_spec::Arch::RESNET]
+                .map(gradscope_spec::ModelArch::Mlp)
+                .to_vec(),
             depths: vec![2, 8],
             ..CurvatureParams::default()
         };

@@ -13,7 +13,7 @@
 
 use gradscope_engine::{Curvature, Engine, Options, Real, Task};
 use gradscope_nets::{BnMode, Net, derive_seed};
-use gradscope_spec::{ModelArch, Precision, TrainParams};
+use gradscope_spec::{Precision, TrainParams};
 use gradscope_stats::{hutchinson_trace, lanczos_top, spectral_density};
 use gradscope_train::{Examples, epoch_batches, misclassified};
 use ndarray::{Array2, Array3, Array4};
@@ -101,7 +101,7 @@ pub fn check(params: &CurvatureParams) -> Result<CurvatureConfig> {
     }
     for arch in &p.archs {
         for &d in &p.depths {
-            check_net(ModelArch::Mlp(*arch), d, p.width, p.dtype, &train)?;
+            check_net(*arch, d, p.width, p.dtype, &train)?;
         }
     }
     Ok(CurvatureConfig {
@@ -170,7 +170,7 @@ impl CurvatureConfig {
     /// whose mean cross-entropy is the loss the study takes the Hessian of.
     pub fn problem(&self, cell: &Cell) -> Result<(Net, Batch)> {
         let p = &self.params;
-        let arch = ModelArch::Mlp(p.archs[cell.arch]);
+        let arch = p.archs[cell.arch];
         let net = build_net(
             arch,
             p.depths[cell.depth],
@@ -313,7 +313,7 @@ impl Study for CurvatureConfig {
 
     fn run_cell(&self, cell: &Cell) -> Result<NetCurvature> {
         let p = &self.params;
-        let arch = ModelArch::Mlp(p.archs[cell.arch]);
+        let arch = p.archs[cell.arch];
         let key = self.key(cell);
         let (net, batch) = self.problem(cell)?;
         let (train, test) = (view_for(arch, &self.train)?, view_for(arch, &self.test)?);

@@ -5,7 +5,7 @@
 
 use gradscope_engine::Curvature;
 use gradscope_nets::{Arch, BnMode};
-use gradscope_spec::TrainParams;
+use gradscope_spec::{ModelArch, TrainParams};
 use gradscope_stats::symmetric_eigen;
 use gradscope_studies::RunOptions;
 use gradscope_studies::curvature::{Cell, CurvatureParams, read_density, read_summary};
@@ -15,7 +15,7 @@ use ndarray::Array2;
 #[test]
 fn lanczos_trace_and_density_match_the_dense_hessian() {
     let p = CurvatureParams {
-        archs: vec![Arch::PLAIN, Arch::RESNET_BN],
+        archs: vec![ModelArch::Mlp(Arch::PLAIN), ModelArch::Mlp(Arch::RESNET_BN)],
         depths: vec![2],
         width: 4,
         seeds: 1,
@@ -100,6 +100,28 @@ fn lanczos_trace_and_density_match_the_dense_hessian() {
         assert!((integral - 1.0).abs() < 1e-3, "{}: ∫ = {integral}", g.arch);
     }
     assert_eq!(s.points.len(), 2);
+}
+
+#[test]
+fn conv_nets_are_accepted_and_a_conv_depth_that_is_not_6n_plus_2_is_refused() {
+    let conv = |depth| CurvatureParams {
+        archs: vec![
+            "conv-plain".parse().unwrap(),
+            "conv-resnet".parse().unwrap(),
+        ],
+        depths: vec![depth],
+        ..CurvatureParams::default()
+    };
+    let config = conv(8).check().unwrap();
+    // The loss of a conv cell is the one its engine computes, on images.
+    let (net, (x, y)) = config.problem(&config.cells()[1]).unwrap();
+    assert_eq!(net.input_dims(), vec![1, 8, 8]);
+    let mut c = Curvature::<f64>::new(&net, BnMode::Train, x.view(), &y).unwrap();
+    let (loss, _) = c.loss_gradient().unwrap();
+    // Ten classes at initialisation: near ln 10.
+    assert!((loss - 10f64.ln()).abs() < 1.0, "loss {loss}");
+    let err = conv(9).check().unwrap_err().to_string();
+    assert!(err.contains("6n") || err.contains("6·n"), "{err}");
 }
 
 /// H of the study's loss for `cell`, column i = H e_i.
