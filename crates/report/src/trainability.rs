@@ -8,7 +8,7 @@ use std::path::Path;
 use gradscope_contract::io::create_dir;
 use gradscope_contract::train_stats::StatsRow;
 use gradscope_contract::trainability::{self, Trainability, TrainabilityData, TrainabilitySummary};
-use gradscope_spec::{Arch, BranchInit, Norm};
+use gradscope_spec::{Arch, BranchInit, Norm, Skip};
 
 use crate::card::StudyCard;
 use crate::claims::{Check, Claims};
@@ -16,7 +16,7 @@ use crate::doc::{Block, Doc};
 use crate::figure::{
     ColorBar, HeatmapGrid, Legend, LineChart, Mark, Panels, Raster, Series, TableMap, save,
 };
-use crate::format::pct;
+use crate::format::{na, pct};
 use crate::style::{self, color};
 use crate::{Result, pages};
 
@@ -49,6 +49,14 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
 
     doc.heading("Learning curves");
     doc.push(learning_curves(&d, report_dir)?);
+
+    if let Some(table) = learned_lambda_table(&d) {
+        doc.heading("Learned shortcut scales");
+        doc.paragraph(
+            "Liu et al. 2020 suggest learning the shortcut scale λ of λx + F(x). Each run of a variant that learns it (`lambda=learn(λ₀)`, `skip=scale(learn(λ₀))`), with λ per block after training: the first block's, and the mean, smallest and largest over the blocks (n/a: the run diverged).",
+        );
+        doc.push(table);
+    }
 
     if !d.stats.is_empty() {
         doc.heading("Gradient statistics during training");
@@ -367,6 +375,66 @@ fn divergence_table(s: &TrainabilitySummary) -> Block {
             .to_vec(),
         rows,
     }
+}
+
+/// The initial λ of an arch whose shortcut scale is trained.
+fn initial_lambda(arch: &str) -> Option<f64> {
+    match arch.parse().ok()? {
+        Arch::Residual {
+            skip: Skip::LearnedScale(l),
+            ..
+        } => Some(l),
+        _ => None,
+    }
+}
+
+/// Every run that learned its shortcut scales: λ₀ and λ per block after
+/// training (the first block's; mean, least and largest over blocks).
+fn learned_lambda_table(d: &TrainabilityData) -> Option<Block> {
+    let rows: Vec<Vec<String>> = d
+        .runs
+        .iter()
+        .filter(|r| !r.history.learned_lambda.is_empty())
+        .map(|r| {
+            let l = &r.history.learned_lambda;
+            let finite = l.iter().all(|v| v.is_finite());
+            let over = |f: fn(f64, f64) -> f64, start: f64| {
+                if finite {
+                    l.iter().copied().fold(start, f)
+                } else {
+                    f64::NAN
+                }
+            };
+            let mean = over(|a, b| a + b, 0.0) / l.len() as f64;
+            vec![
+                r.arch.clone(),
+                r.depth.to_string(),
+                r.lr.to_string(),
+                r.seed.to_string(),
+                initial_lambda(&r.arch).map_or("?".into(), |v| v.to_string()),
+                na::f3(l[0]),
+                na::f3(mean),
+                na::f3(over(f64::min, f64::INFINITY)),
+                na::f3(over(f64::max, f64::NEG_INFINITY)),
+            ]
+        })
+        .collect();
+    (!rows.is_empty()).then(|| Block::Table {
+        header: [
+            "arch",
+            "depth",
+            "lr",
+            "seed",
+            "λ₀",
+            "λ block 1",
+            "λ mean",
+            "λ least",
+            "λ largest",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows,
+    })
 }
 
 /// One panel per variant: mean training error per epoch at each depth (at
