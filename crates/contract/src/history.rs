@@ -71,7 +71,8 @@ pub struct History {
     #[serde(default)]
     pub stats: crate::TrainStats,
     /// The trainable shortcut scales λ per block at the end of the run
-    /// (`skip=scale(learn(λ))`, Liu et al. 2020; NaN once diverged), empty
+    /// (`skip=scale(learn(λ))`, Liu et al. 2020; at the divergence for a
+    /// run that diverged, and then possibly not finite), empty
     /// for nets without them (and absent from their files).
     #[serde(default, deserialize_with = "gradscope_stats::nan::vec::deserialize")]
     pub learned_lambda: Vec<f64>,
