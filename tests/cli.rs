@@ -226,7 +226,7 @@ fn archs_lists_every_preset_option_and_example() {
         "branch=1..8",
         "bottleneck=r",
         "alpha=<branch scale>",
-        "skip=identity|scale(λ)|gate(b)|shortcut-gate(b)|proj|dropout(p)",
+        "skip=identity|scale(λ)|scale(learn(λ))|gate(b)|shortcut-gate(b)|proj|dropout(p)",
         "init=standard|fixup|skipinit|rezero",
         "lambda=λ",
         "xskip, xskip-ln only",

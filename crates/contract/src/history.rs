@@ -49,7 +49,12 @@ pub struct GradLog {
 }
 
 /// Everything a run records.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+///
+/// The optional fields (`stats`, `learned_lambda`) are left out of
+/// human-readable files when empty, and always written in compact binary
+/// formats (the studies' cell store), which read fields by position and
+/// cannot tell a left-out field from the end of the input.
+#[derive(Clone, Debug, PartialEq, Deserialize, Default)]
 pub struct History {
     /// Layer names (parameter names without `.weight`/`.bias`), input to output.
     pub layers: Vec<String>,
@@ -63,8 +68,49 @@ pub struct History {
     pub diverged_at: Option<usize>,
     /// Gradient statistics per layer and step, when the run records them
     /// (absent from files of runs that did not).
-    #[serde(default, skip_serializing_if = "crate::TrainStats::is_empty")]
+    #[serde(default)]
     pub stats: crate::TrainStats,
+    /// The trainable shortcut scales λ per block at the end of the run
+    /// (`skip=scale(learn(λ))`, Liu et al. 2020; at the divergence for a
+    /// run that diverged, and then possibly not finite), empty
+    /// for nets without them (and absent from their files).
+    #[serde(default, deserialize_with = "gradscope_stats::nan::vec::deserialize")]
+    pub learned_lambda: Vec<f64>,
+}
+
+impl Serialize for History {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        /// λ with non-finite values as `null` in text formats.
+        struct Lambdas<'a>(&'a [f64]);
+        impl Serialize for Lambdas<'_> {
+            fn serialize<S: serde::Serializer>(
+                &self,
+                s: S,
+            ) -> std::result::Result<S::Ok, S::Error> {
+                gradscope_stats::nan::vec::serialize(self.0, s)
+            }
+        }
+        let readable = s.is_human_readable();
+        let stats = !(readable && self.stats.is_empty());
+        let lambda = !(readable && self.learned_lambda.is_empty());
+        let mut st = s.serialize_struct("History", 4 + usize::from(stats) + usize::from(lambda))?;
+        st.serialize_field("layers", &self.layers)?;
+        st.serialize_field("epochs", &self.epochs)?;
+        st.serialize_field("logs", &self.logs)?;
+        st.serialize_field("diverged_at", &self.diverged_at)?;
+        if stats {
+            st.serialize_field("stats", &self.stats)?;
+        } else {
+            st.skip_field("stats")?;
+        }
+        if lambda {
+            st.serialize_field("learned_lambda", &Lambdas(&self.learned_lambda))?;
+        } else {
+            st.skip_field("learned_lambda")?;
+        }
+        st.end()
+    }
 }
 
 impl History {

@@ -72,8 +72,8 @@ fn arch(s: &str) -> Arch {
 }
 
 impl TrainabilityParams {
-    /// The full sweep: 23 variants × depths 8, 32, 128 × four learning
-    /// rates × three seeds (828 runs).
+    /// The full sweep: 24 variants × depths 8, 32, 128 × four learning
+    /// rates × three seeds (864 runs).
     pub fn full() -> Self {
         TrainabilityParams {
             archs: [
@@ -99,6 +99,7 @@ impl TrainabilityParams {
                 "highway",
                 "xskip:lambda=0.5",
                 "xskip-ln:lambda=2",
+                "xskip-ln:lambda=learn(2)",
                 "rskip-ln:lambda=3",
             ]
             .into_iter()
@@ -425,7 +426,27 @@ impl TrainabilityData {
                 c.lrs.len()
             )
         })?;
-        let runs: Vec<RunRecord> = read_json(&dir.join(files::RUNS))?;
+        let runs_path = dir.join(files::RUNS);
+        let runs: Vec<RunRecord> = read_json(&runs_path)?;
+        let per_cell = cells * c.lrs.len() * c.seeds;
+        ensure(runs.len() == per_cell, &runs_path, || {
+            format!("{} runs for {per_cell} cells", runs.len())
+        })?;
+        // A run that learns its shortcut scales records one λ per block.
+        if let Some(r) = runs.iter().find(|r| {
+            let n = r.history.learned_lambda.len();
+            n != 0 && n != r.depth
+        }) {
+            return Err(crate::ContractError::data(
+                &runs_path,
+                format!(
+                    "run {} has {} learned shortcut scales for {} blocks",
+                    r.key,
+                    r.history.learned_lambda.len(),
+                    r.depth
+                ),
+            ));
+        }
         let stats = crate::train_stats::read_stats_csv(
             &dir.join(crate::train_stats::files::TRAIN_STATS_CSV),
             4,

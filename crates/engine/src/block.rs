@@ -1,7 +1,7 @@
 //! The blocks a net stacks between its stem and head: plain chains of ops,
 //! and residual blocks y = post(s(x) + α·c·F(x)), then yᵢ = Nᵢ(x + yᵢ₋₁) for
 //! each recursion (Liu et al. 2020's rSkip), with the shortcut s an identity
-//! or a scaling λx (xSkip), a gate (highway layers), a projection or dropout
+//! or a scaling λx (xSkip; λ constant or trained), a gate (highway layers), a projection or dropout
 //! (He et al. 2016b, Table 1), and c an optional trainable branch gain
 //! (SkipInit, ReZero, Fixup).
 
@@ -40,6 +40,8 @@ pub(crate) struct Residual<T> {
 enum Shortcut<T> {
     /// λx (λ = 1: the identity, x exactly).
     Scaled(T),
+    /// λx with λ a trainable parameter: ∂L/∂λ = Σᵢⱼ gᵢⱼxᵢⱼ, g = ∂L/∂(the sum).
+    Learned(Scale<T>),
     Gate(Gate<T>),
     /// A learnt projection of x: W_s x (MLPs), or a strided 1×1
     /// convolution and BN (He et al. 2016a's option B).
@@ -83,6 +85,8 @@ enum ShortcutSaved<T> {
     Dropout(Option<Array2<T>>),
     /// The input's width, for option A's adjoint.
     Pad(usize),
+    /// The block input x, when λ's gradient is wanted.
+    Learned(Option<Array2<T>>),
 }
 
 impl<T: Real> Unit<T> {
@@ -100,6 +104,9 @@ impl<T: Real> Unit<T> {
                 let shortcut = match r.shortcut() {
                     ResidualShortcut::Identity => Shortcut::Scaled(T::one()),
                     ResidualShortcut::Scale(l) => Shortcut::Scaled(T::of(*l)),
+                    ResidualShortcut::LearnedScale(l) => {
+                        Shortcut::Learned(Scale::from_var(format!("{prefix}.skip.lambda"), l)?)
+                    }
                     ResidualShortcut::Gate { gate, exclusive } => {
                         Shortcut::Gate(Gate::from_layer(prefix, gate, *exclusive, keep_wt)?)
                     }
@@ -195,6 +202,7 @@ impl<T: Real> Unit<T> {
         let zero = Array2::zeros(h.raw_dim());
         let sum = match &r.shortcut {
             Shortcut::Scaled(lambda) => add_skip(zero, &h, r.alpha, *lambda),
+            Shortcut::Learned(lambda) => add_skip(zero, &h, r.alpha, lambda.value()),
             Shortcut::Gate(gate) => gate.forward(zero, &h, r.alpha, false, mode).0,
             Shortcut::Projection(p) => {
                 chain::forward(p, Cur::In(h.view()), &mut Vec::new(), false, mode)
@@ -230,6 +238,7 @@ impl<T: Real> Unit<T> {
                 match &mut r.shortcut {
                     Shortcut::Gate(g) => g.ops.iter_mut().for_each(|op| op.params_mut(out)),
                     Shortcut::Projection(p) => p.iter_mut().for_each(|op| op.params_mut(out)),
+                    Shortcut::Learned(lambda) => lambda.params_mut(out),
                     Shortcut::Scaled(_) | Shortcut::Dropout(_) | Shortcut::Pad { .. } => {}
                 }
                 if let Some(c) = &mut r.gain {
@@ -253,6 +262,7 @@ impl<T: Real> Unit<T> {
                 match &r.shortcut {
                     Shortcut::Gate(g) => g.ops.iter().for_each(|op| op.params(out)),
                     Shortcut::Projection(p) => p.iter().for_each(|op| op.params(out)),
+                    Shortcut::Learned(lambda) => lambda.params(out),
                     Shortcut::Scaled(_) | Shortcut::Dropout(_) | Shortcut::Pad { .. } => {}
                 }
                 if let Some(c) = &r.gain {
@@ -273,6 +283,7 @@ impl<T: Real> Unit<T> {
                 match &r.shortcut {
                     Shortcut::Gate(g) => g.ops.iter().try_for_each(|op| op.write(w))?,
                     Shortcut::Projection(p) => p.iter().try_for_each(|op| op.write(w))?,
+                    Shortcut::Learned(lambda) => lambda.write(w)?,
                     Shortcut::Scaled(_) | Shortcut::Dropout(_) | Shortcut::Pad { .. } => {}
                 }
                 if let Some(c) = &r.gain {
@@ -383,6 +394,7 @@ impl<T: Real> Unit<T> {
         Some(match (&r.shortcut, &rs.shortcut) {
             (Shortcut::Scaled(l), _) if *l == T::one() => g.into_owned(),
             (Shortcut::Scaled(l), _) => g.mapv(|v| v * *l),
+            (Shortcut::Learned(l), ShortcutSaved::Learned(x)) => l.vjp(x.as_ref(), g.view(), sink),
             (
                 &Shortcut::Pad {
                     stride,
@@ -426,6 +438,10 @@ impl<T: Real> Residual<T> {
         }
         let (sum, shortcut) = match &self.shortcut {
             Shortcut::Scaled(lambda) => (add_skip(f, h, self.alpha, *lambda), ShortcutSaved::None),
+            Shortcut::Learned(lambda) => (
+                add_skip(f, h, self.alpha, lambda.value()),
+                ShortcutSaved::Learned(inputs.then(|| h.clone())),
+            ),
             Shortcut::Gate(gate) => {
                 let (sum, s) = gate.forward(f, h, self.alpha, inputs, mode);
                 (sum, ShortcutSaved::Gate(s))
@@ -526,6 +542,10 @@ impl<T: Real> Residual<T> {
                         },
                         &ShortcutSaved::Pad(cols),
                     ) => Some(unpad_channels(g_sum.view(), stride, extra, c_in, cols)),
+                    // λ·g, pushing ∂L/∂λ = Σ ⟨g, x⟩ after the gain's, before the branch's.
+                    (Shortcut::Learned(lambda), ShortcutSaved::Learned(x)) => {
+                        Some(lambda.vjp(x.as_ref(), g_sum.view(), sink))
+                    }
                     _ => None,
                 };
                 let mut through = chain::backward(&self.branch, &s.branch, df, sink);
@@ -585,6 +605,10 @@ impl<T: Real> Residual<T> {
             Shortcut::Scaled(lambda) => (
                 add_skip(fh, &h, alpha, *lambda),
                 add_skip(ft, &t, alpha, *lambda),
+            ),
+            Shortcut::Learned(lambda) => (
+                add_skip(fh, &h, alpha, lambda.value()),
+                add_skip(ft, &t, alpha, lambda.value()),
             ),
             Shortcut::Gate(gate) => gate.jvp((fh, ft), &h, &t, alpha, mode),
             Shortcut::Projection(p) => {

@@ -185,6 +185,19 @@ fn hessian_vector_products_equal_finite_differences_of_the_gradient() {
         &all,
         "plain-bn gelu",
     );
+    // The trainable shortcut scale λ, under the LN after the sum.
+    check_net(
+        &mlp(
+            "xskip-ln:lambda=learn(2)",
+            3,
+            6,
+            Activation::Tanh,
+            Precision::F64,
+        ),
+        &x,
+        &[BnMode::Train],
+        "xskip-ln learned λ tanh",
+    );
     let (net, images) = conv("resnet");
     check_net(
         &net,

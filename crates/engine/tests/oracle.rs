@@ -424,6 +424,78 @@ fn shortcuts() {
     );
 }
 
+/// The trainable shortcut scale λ (Liu et al. 2020) of each shortcut that
+/// takes one: against the oracle in every mode, with the branch gain.
+#[test]
+fn learned_shortcut_scales() {
+    check(
+        &[
+            "resnet:skip=scale(learn(0.7))",
+            "xskip:lambda=learn(0.5)",
+            "xskip-ln:lambda=learn(2),init=skipinit",
+        ],
+        &[Activation::Relu, Activation::Tanh],
+    );
+}
+
+/// ∂L/∂λ of every block against central finite differences of the nets'
+/// own (candle) forward pass in f64, with λ set through its variable, for
+/// the scaled shortcut and xSkip with and without the LN after the sum.
+#[test]
+fn learned_shortcut_scale_gradient_is_the_finite_difference() {
+    let x = inputs();
+    let xt = Tensor::from_iter(x.iter().copied(), &Device::Cpu)
+        .unwrap()
+        .reshape(x.dim())
+        .unwrap();
+    for arch in [
+        "resnet:skip=scale(learn(0.7))",
+        "xskip:lambda=learn(0.5)",
+        "xskip-ln:lambda=learn(2)",
+    ] {
+        let net = net(arch, Activation::Tanh, Precision::F64);
+        let Net::Mlp(m) = &net else { unreachable!() };
+        let engine = for_net::<f64>(&net, Options::once(BnMode::Eval)).unwrap();
+        let fwd = engine.forward(x.view(), true).unwrap();
+        let g = out_grad::<f64>(BATCH, OUTPUTS);
+        let want = Want {
+            params: true,
+            ..Want::default()
+        };
+        let grads = engine.backward(&fwd, DEPTH, Some(g.view()), want).unwrap();
+        let loss = || -> f64 {
+            let out = m.forward(&xt, BnMode::Eval).unwrap();
+            let out = Array2::from_shape_vec(
+                (BATCH, OUTPUTS),
+                out.flatten_all().unwrap().to_vec1().unwrap(),
+            )
+            .unwrap();
+            (&out * &g).sum()
+        };
+        let lambdas: Vec<_> = m
+            .parameters()
+            .into_iter()
+            .filter(|(n, _)| n.ends_with(".skip.lambda"))
+            .collect();
+        assert_eq!(lambdas.len(), DEPTH, "{arch}: one λ per block");
+        for (name, var) in lambdas {
+            let l0 = var.as_tensor().to_vec1::<f64>().unwrap()[0];
+            let at = |l: f64| {
+                var.set(&Tensor::new(&[l], &Device::Cpu).unwrap()).unwrap();
+                loss()
+            };
+            let h = 1e-6;
+            let fd = (at(l0 + h) - at(l0 - h)) / (2.0 * h);
+            at(l0);
+            let got = grads.params.iter().find(|(n, _)| *n == name).unwrap().1[0];
+            assert!(
+                (got - fd).abs() <= 1e-7 * fd.abs().max(1e-3),
+                "{arch}: ∂L/∂{name} = {got}, finite difference {fd}"
+            );
+        }
+    }
+}
+
 /// A small conv net of `arch` on 2 × 8 × 8 images, its vectors perturbed
 /// and its BN statistics calibrated on the inputs.
 fn conv_net(

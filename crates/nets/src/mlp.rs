@@ -384,6 +384,9 @@ impl Init<'_> {
                 let shortcut = match skip {
                     Skip::Identity => ResidualShortcut::Identity,
                     Skip::Scale(l) => ResidualShortcut::Scale(l),
+                    Skip::LearnedScale(l) => {
+                        ResidualShortcut::LearnedScale(self.var(vec![l], &[1])?)
+                    }
                     Skip::Gate(b) => ResidualShortcut::Gate {
                         gate: gate(b)?,
                         exclusive: true,

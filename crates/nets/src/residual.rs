@@ -23,6 +23,9 @@ pub enum ResidualShortcut {
     Identity,
     /// s(x) = λx (constant scaling; Liu et al. 2020's xSkip).
     Scale(f64),
+    /// s(x) = λx with λ trainable, a (1)-shaped `Var` named `skip.lambda`
+    /// (Liu et al. 2020 suggest learning λ).
+    LearnedScale(Var),
     /// g = σ(W_g x + b_g); exclusive gating y = g⊙F(x) + (1 − g)⊙x (a highway
     /// layer, Srivastava et al. 2015), or shortcut-only gating y = F(x) + (1 − g)⊙x.
     Gate {
@@ -210,6 +213,7 @@ impl Residual {
         let sum = match &self.shortcut {
             ResidualShortcut::Identity => (x + f)?,
             ResidualShortcut::Scale(lambda) => ((x * *lambda)? + f)?,
+            ResidualShortcut::LearnedScale(lambda) => (x.broadcast_mul(lambda.as_tensor())? + f)?,
             ResidualShortcut::Gate { gate, exclusive } => {
                 let g = Activation::Sigmoid.forward(&gate.forward(x)?)?;
                 let carry = (g.affine(-1.0, 1.0)? * x)?;
@@ -233,6 +237,7 @@ impl Residual {
                 gate.visit_parameters(&format!("{prefix}.gate"), f)
             }
             ResidualShortcut::Projection(p) => p.visit_parameters(&format!("{prefix}.proj"), f),
+            ResidualShortcut::LearnedScale(lambda) => f(format!("{prefix}.skip.lambda"), lambda),
             _ => {}
         }
         if let Some(c) = &self.gain {

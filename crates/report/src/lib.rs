@@ -19,6 +19,7 @@ pub mod pages;
 pub mod shattered;
 pub mod skips;
 pub mod style;
+pub mod train_stats;
 pub mod trainability;
 pub mod training;
 

@@ -6,18 +6,16 @@
 use std::path::Path;
 
 use gradscope_contract::io::create_dir;
-use gradscope_contract::train_stats::StatsRow;
 use gradscope_contract::trainability::{self, Trainability, TrainabilityData, TrainabilitySummary};
-use gradscope_spec::{Arch, BranchInit, Norm};
+use gradscope_spec::{Arch, BranchInit, Norm, Skip};
 
 use crate::card::StudyCard;
 use crate::claims::{Check, Claims};
 use crate::doc::{Block, Doc};
-use crate::figure::{
-    ColorBar, HeatmapGrid, Legend, LineChart, Mark, Panels, Raster, Series, TableMap, save,
-};
-use crate::format::pct;
+use crate::figure::{Legend, LineChart, Mark, Panels, Series, TableMap, save};
+use crate::format::{na, pct};
 use crate::style::{self, color};
+use crate::train_stats::{Runs, StatsPanel, push_maps};
 use crate::{Result, pages};
 
 /// A variant "trains" at a depth when its mean final training error, at its
@@ -50,21 +48,54 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
     doc.heading("Learning curves");
     doc.push(learning_curves(&d, report_dir)?);
 
+    if let Some(table) = learned_lambda_table(&d) {
+        doc.heading("Learned shortcut scales");
+        doc.paragraph(
+            "Liu et al. 2020 suggest learning the shortcut scale λ of λx + F(x). Each run of a variant that learns it (lambda=learn(λ₀), skip=scale(learn(λ₀))), with λ per block when the run ended (at its divergence, for a run that diverged): the first block's, and the mean, least and largest over the blocks (n/a: a λ is not finite).",
+        );
+        doc.push(table);
+    }
+
     if !d.stats.is_empty() {
         doc.heading("Gradient statistics during training");
-        for (column, label, name) in [
-            ("gsnr", "log₁₀ GSNR ‖E g‖²/E‖g − E g‖²", "gsnr_heatmaps"),
-            ("update_size", "log₁₀ ‖Δθ‖/‖θ‖", "update_size_heatmaps"),
-            (
-                "distance_from_init",
-                "log₁₀ ‖θ − θ₀‖/‖θ₀‖",
-                "distance_heatmaps",
+        let depth = deepest(s);
+        let panels: Vec<StatsPanel<'_>> = s
+            .config
+            .archs
+            .iter()
+            .map(|a| {
+                let arch = a.to_string();
+                let lr = verdict(s, &arch, depth)
+                    .and_then(|v| v.best_lr)
+                    .unwrap_or(s.config.lrs[0]);
+                let rows = d
+                    .stats
+                    .iter()
+                    .filter(|r| {
+                        r.id[0] == arch
+                            && r.id[1] == depth.to_string()
+                            && r.id[2].parse::<f64>().ok() == Some(lr)
+                            && r.id[3] == "0"
+                    })
+                    .collect();
+                StatsPanel {
+                    title: format!("{arch}, lr {lr}"),
+                    rows,
+                }
+            })
+            .collect();
+        let (title, caption) = (
+            format!("depth {depth} (seed 0)"),
+            format!(
+                "seed 0 at the variant's best stable learning rate at depth {depth} (the smallest when none is stable)"
             ),
-        ] {
-            if let Some(fig) = stats_maps(&d, column, label, name, report_dir)? {
-                doc.push(fig);
-            }
-        }
+        );
+        let runs = Runs {
+            title: &title,
+            caption: &caption,
+            cols: 3,
+        };
+        push_maps(&mut doc, &panels, &runs, report_dir)?;
     }
 
     pages::finish(
@@ -369,6 +400,70 @@ fn divergence_table(s: &TrainabilitySummary) -> Block {
     }
 }
 
+/// The initial λ of an arch whose shortcut scale is trained.
+fn initial_lambda(arch: &str) -> Option<f64> {
+    match arch.parse().ok()? {
+        Arch::Residual {
+            skip: Skip::LearnedScale(l),
+            ..
+        } => Some(l),
+        _ => None,
+    }
+}
+
+/// Every run that learned its shortcut scales: λ₀ and λ per block after
+/// training (the first block's; mean, least and largest over blocks).
+fn learned_lambda_table(d: &TrainabilityData) -> Option<Block> {
+    let rows: Vec<Vec<String>> = d
+        .runs
+        .iter()
+        .filter(|r| !r.history.learned_lambda.is_empty())
+        .map(|r| {
+            let l = &r.history.learned_lambda;
+            let finite = l.iter().all(|v| v.is_finite());
+            let over = |f: fn(f64, f64) -> f64, start: f64| {
+                if finite {
+                    l.iter().copied().fold(start, f)
+                } else {
+                    f64::NAN
+                }
+            };
+            let mean = over(|a, b| a + b, 0.0) / l.len() as f64;
+            vec![
+                r.arch.clone(),
+                r.depth.to_string(),
+                r.lr.to_string(),
+                r.seed.to_string(),
+                r.history
+                    .diverged_at
+                    .map_or("no".into(), |step| format!("at step {step}")),
+                initial_lambda(&r.arch).map_or("?".into(), |v| v.to_string()),
+                na::f3(l[0]),
+                na::f3(mean),
+                na::f3(over(f64::min, f64::INFINITY)),
+                na::f3(over(f64::max, f64::NEG_INFINITY)),
+            ]
+        })
+        .collect();
+    (!rows.is_empty()).then(|| Block::Table {
+        header: [
+            "arch",
+            "depth",
+            "lr",
+            "seed",
+            "diverged",
+            "λ₀",
+            "λ block 1",
+            "λ mean",
+            "λ least",
+            "λ largest",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows,
+    })
+}
+
 /// One panel per variant: mean training error per epoch at each depth (at
 /// the depth's best learning rate), with the seeds' range dashed.
 fn learning_curves(d: &TrainabilityData, dir: &Path) -> Result<Block> {
@@ -438,107 +533,6 @@ fn learning_curves(d: &TrainabilityData, dir: &Path) -> Result<Block> {
         "training error per epoch of every variant and depth",
         "Each panel one variant; a colour per depth, at that depth's best stable learning rate; the solid line is the mean over seeds and the dashed lines the lowest and highest seed.",
     ))
-}
-
-/// Layer × step maps of one statistic for each variant at the deepest depth
-/// (seed 0, best stable learning rate, or the smallest when none is stable).
-fn stats_maps(
-    d: &TrainabilityData,
-    column: &str,
-    label: &str,
-    name: &str,
-    dir: &Path,
-) -> Result<Option<Block>> {
-    let s = &d.summary;
-    let depth = deepest(s);
-    let mut rasters = Vec::new();
-    for arch in s.config.archs.iter().map(|a| a.to_string()) {
-        let lr = verdict(s, &arch, depth)
-            .and_then(|v| v.best_lr)
-            .unwrap_or(s.config.lrs[0]);
-        let rows: Vec<&StatsRow> = d
-            .stats
-            .iter()
-            .filter(|r| {
-                r.id[0] == arch
-                    && r.id[1] == depth.to_string()
-                    && r.id[2].parse::<f64>().ok() == Some(lr)
-                    && r.id[3] == "0"
-            })
-            .collect();
-        let mut steps: Vec<usize> = rows.iter().map(|r| r.step).collect();
-        steps.sort_unstable();
-        steps.dedup();
-        let layers = rows.iter().map(|r| r.layer + 1).max().unwrap_or(0);
-        if steps.is_empty() || layers == 0 {
-            continue;
-        }
-        let mut values = vec![f64::NAN; layers * steps.len()];
-        for r in &rows {
-            let c = steps.binary_search(&r.step).expect("listed");
-            values[r.layer * steps.len() + c] = r.get(column).unwrap_or(f64::NAN).log10();
-        }
-        let (first, last) = (steps[0] as f64, steps[steps.len() - 1] as f64);
-        let dx = if steps.len() > 1 {
-            (last - first) / (steps.len() - 1) as f64
-        } else {
-            1.0
-        };
-        rasters.push(Raster {
-            title: format!("{arch}, lr {lr}"),
-            x_label: "step".into(),
-            y_label: "layer".into(),
-            x_range: (first - dx / 2.0, last + dx / 2.0),
-            rows: layers,
-            cols: steps.len(),
-            values,
-            value_range: (0.0, 0.0),
-            color: style::ramp,
-            hline: None,
-        });
-    }
-    if rasters.is_empty() {
-        return Ok(None);
-    }
-    let mut finite: Vec<f64> = rasters
-        .iter()
-        .flat_map(|r| r.values.iter().copied())
-        .filter(|v| v.is_finite())
-        .collect();
-    finite.sort_by(f64::total_cmp);
-    // The 2nd and 98th percentiles, so one outlying layer does not wash out the rest.
-    let q = |p: f64| finite[((finite.len() - 1) as f64 * p).round() as usize];
-    let range = if finite.is_empty() {
-        (-1.0, 1.0)
-    } else if q(0.02) < q(0.98) {
-        (q(0.02), q(0.98))
-    } else {
-        (q(0.5) - 1.0, q(0.5) + 1.0)
-    };
-    for r in &mut rasters {
-        r.value_range = range;
-    }
-    let cols = 3.min(rasters.len());
-    let rows = rasters.len().div_ceil(cols);
-    let files = save(
-        &HeatmapGrid {
-            title: format!("{label} by layer and step, depth {depth} (seed 0)"),
-            rows,
-            cols,
-            maps: rasters,
-            bar: ColorBar::sequential(label, range),
-        },
-        dir,
-        name,
-        (560 * cols as u32, 400 * rows as u32 + 150),
-    )?;
-    Ok(Some(Block::figure(
-        files,
-        format!("{label} by layer and training step for each variant"),
-        format!(
-            "{label} of each layer (stem at the bottom, head at the top) at each recorded step, seed 0 at the variant's best stable learning rate at depth {depth}. Grey: not defined (a layer initialised at zero has no relative distance; a gain has no per-example Gram matrix)."
-        ),
-    )))
 }
 
 fn data_files(data_dir: &Path) -> Block {

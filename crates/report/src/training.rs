@@ -16,6 +16,7 @@ use crate::doc::{Block, Doc};
 use crate::figure::{ColorBar, HeatmapGrid, Legend, LineChart, Mark, Panels, Raster, Series, save};
 use crate::format::{decimals, mean_ci, pct};
 use crate::style::{self, color};
+use crate::train_stats::{Runs, StatsPanel, push_maps};
 use crate::{Result, pages};
 
 /// The data with the depths and runs the page refers to.
@@ -115,6 +116,29 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
         doc.push(fig);
     }
     doc.push(gradient_probes(&run, report_dir)?);
+
+    if !d.stats.is_empty() {
+        doc.heading("Gradient statistics during training");
+        let panels: Vec<StatsPanel<'_>> = run
+            .archs
+            .iter()
+            .flat_map(|a| run.depths().iter().map(move |&depth| (a, depth)))
+            .map(|(arch, depth)| StatsPanel {
+                title: format!("{arch}, depth {depth}"),
+                rows: d
+                    .stats
+                    .iter()
+                    .filter(|r| r.id[0] == *arch && r.id[1] == depth.to_string() && r.id[2] == "0")
+                    .collect(),
+            })
+            .collect();
+        let runs = Runs {
+            title: "seed 0",
+            caption: "seed 0 of each net (a row per arch, a column per depth)",
+            cols: run.depths().len(),
+        };
+        push_maps(&mut doc, &panels, &runs, report_dir)?;
+    }
 
     doc.heading("Reproducing He et al. 2016a on CIFAR-10");
     doc.paragraph(
@@ -605,6 +629,9 @@ fn data_files(data_dir: &Path) -> Block {
             training::files::FINAL_CSV,
             training::files::GRAD_NORMS_CSV,
             training::files::PROBES_CSV,
+            gradscope_contract::train_stats::files::TRAIN_STATS_CSV,
+            gradscope_contract::train_stats::files::GRAD_HISTOGRAMS_CSV,
+            gradscope_contract::train_stats::files::WEIGHT_HISTOGRAMS_CSV,
         ]
         .iter()
         .map(|f| format!("{}/{}", data_dir.display(), f))

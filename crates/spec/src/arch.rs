@@ -26,9 +26,10 @@ use crate::{BranchInit, Norm, Order, Result, Skip, SpecError};
 /// plain: `norm`, `init=standard|looks-linear`. Residual:
 /// `norm=none|bn|ln|gn(g)|rms|wn`, `order=pre|post|postnorm`, `branch=1..8`,
 /// `bottleneck=r` (inner width W/r), `alpha=<branch scale>`,
-/// `skip=identity|scale(λ)|gate(b)|shortcut-gate(b)|proj|dropout(p)`,
+/// `skip=identity|scale(λ)|scale(learn(λ))|gate(b)|shortcut-gate(b)|proj|dropout(p)`,
 /// `init=standard|fixup|skipinit|rezero`; `lambda` for the xskip and rskip
-/// presets. Highway: `bias=<gate bias>`.
+/// presets (`xskip-ln:lambda=learn(2)`: a trainable λ from 2, as Liu et al.
+/// 2020 suggest). Highway: `bias=<gate bias>`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Arch {
     /// Linear → (N) → φ per block; or CReLU → Linear → (N) with looks-linear weights.

@@ -73,8 +73,8 @@ const OPTIONS: [ArchOption; 12] = [
         family: Family::Residual,
         only: &["xskip", "xskip-ln"],
         key: "lambda",
-        values: &["λ"],
-        about: "the shortcut scale in λx + F(x)",
+        values: &["λ", "learn(λ)"],
+        about: "the shortcut scale in λx + F(x); learn(λ): trained, from λ",
     },
     ArchOption {
         family: Family::Residual,
@@ -220,6 +220,9 @@ impl Arch {
                         Skip::Scale(l) if name.starts_with("xskip") => {
                             opts.push(format!("lambda={l}"))
                         }
+                        Skip::LearnedScale(l) if name.starts_with("xskip") => {
+                            opts.push(format!("lambda=learn({l})"))
+                        }
                         Skip::Identity if name.starts_with("xskip") => opts.push("lambda=1".into()),
                         _ => opts.push(format!("skip={skip}")),
                     }
@@ -335,7 +338,7 @@ impl FromStr for Arch {
                 (Arch::Residual { skip, .. }, "skip") => *skip = value.parse()?,
                 (Arch::Residual { init, .. }, "init") => *init = value.parse()?,
                 (Arch::Residual { skip, .. }, "lambda") if name.starts_with("xskip") => {
-                    *skip = Skip::Scale(finite(WHAT, input, value)?).normalised()
+                    *skip = Skip::scale(WHAT, input, value)?
                 }
                 (Arch::Residual { repeat, .. }, "lambda") if name == "rskip-ln" => {
                     *repeat = value.parse().ok().filter(|&k| k >= 1).ok_or_else(|| {
@@ -434,6 +437,9 @@ mod tests {
             "rskip-ln:lambda=2",
             "highway:bias=-3",
             "plain-bn:init=looks-linear",
+            "resnet:skip=scale(learn(1))",
+            "resnet-bn:skip=scale(learn(-0.5))",
+            "xskip:lambda=learn(0.5)",
         ]
         .into_iter()
         .chain(Arch::VARIANTS)
@@ -449,6 +455,11 @@ mod tests {
             ("resnet:order=postnorm,skip=scale(0.5)", "xskip:lambda=0.5"),
             ("plain:init=looks-linear", "looks-linear"),
             ("resnet:skip=gate", "resnet:skip=gate(-2)"),
+            (
+                "resnet:order=postnorm,skip=scale(learn(2))",
+                "xskip:lambda=learn(2)",
+            ),
+            ("xskip-ln:skip=scale(learn(1))", "xskip-ln:lambda=learn(1)"),
         ] {
             assert_eq!(s.parse::<Arch>().unwrap().to_string(), canonical, "{s}");
         }
@@ -480,6 +491,14 @@ mod tests {
             "rskip-ln:lambda=1.5",
             "rskip-ln:lambda=100",
             "xskip:lambda=inf",
+            "xskip:lambda=learn",
+            "xskip:lambda=learn()",
+            "xskip:lambda=learn(inf)",
+            "xskip:lambda=learn(x)",
+            "xskip:lambda=lean(2)",
+            "resnet:skip=scale(learn)",
+            "resnet:skip=scale(learn(nan))",
+            "resnet:skip=scale(learn(1)",
             "resnet:skip=dropout(1)",
             "resnet:skip=scale",
             "resnet:skip=wormhole",
@@ -573,9 +592,9 @@ mod tests {
             );
         }
         assert!(help.contains("  block=basic|bottleneck") && help.contains("  shortcut=a|b"));
-        assert!(
-            help.contains("  skip=identity|scale(λ)|gate(b)|shortcut-gate(b)|proj|dropout(p)\n")
-        );
+        assert!(help.contains(
+            "  skip=identity|scale(λ)|scale(learn(λ))|gate(b)|shortcut-gate(b)|proj|dropout(p)\n"
+        ));
         assert!(help.contains("  norm=none|bn|ln|gn(<groups>)|rms|wn"));
         assert!(help.contains("  order=pre|post|postnorm"));
         assert!(

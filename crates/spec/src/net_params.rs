@@ -113,6 +113,7 @@ impl NetParams {
                 let shortcut = match skip {
                     Skip::Gate(_) | Skip::ShortcutGate(_) => w * w + w,
                     Skip::Projection => w * w,
+                    Skip::LearnedScale(_) => 1,
                     _ => 0,
                 };
                 let post = if order == Order::PostNorm {

@@ -171,6 +171,9 @@ pub enum Skip {
     Identity,
     /// s(x) = λx, constant scaling.
     Scale(f64),
+    /// s(x) = λx with λ a trainable scalar starting at the given value
+    /// (Liu et al. 2020: "the skip connection's scale can be learned").
+    LearnedScale(f64),
     /// Exclusive gating: y = g⊙F(x) + (1 − g)⊙x, g = σ(W_g x + b_g), b_g
     /// initialised to the given value.
     Gate(f64),
@@ -184,9 +187,10 @@ pub enum Skip {
 
 impl Skip {
     /// Every shortcut as the grammar writes it.
-    pub const FORMS: [&'static str; 6] = [
+    pub const FORMS: [&'static str; 7] = [
         "identity",
         "scale(λ)",
+        "scale(learn(λ))",
         "gate(b)",
         "shortcut-gate(b)",
         "proj",
@@ -199,6 +203,7 @@ impl fmt::Display for Skip {
         match self {
             Skip::Identity => f.write_str("identity"),
             Skip::Scale(v) => write!(f, "scale({v})"),
+            Skip::LearnedScale(v) => write!(f, "scale(learn({v}))"),
             Skip::Gate(b) => write!(f, "gate({b})"),
             Skip::ShortcutGate(b) => write!(f, "shortcut-gate({b})"),
             Skip::Projection => f.write_str("proj"),
@@ -225,10 +230,16 @@ impl FromStr for Skip {
                 no_arg(WHAT, s, arg)?;
                 Skip::Projection
             }
-            "scale" => Skip::Scale(match arg {
-                Some(a) => finite(WHAT, s, a)?,
-                None => return Err(SpecError::parse(WHAT, s, "scale needs λ, e.g. scale(0.5)")),
-            }),
+            "scale" => match arg {
+                Some(a) => Skip::scale(WHAT, s, a)?,
+                None => {
+                    return Err(SpecError::parse(
+                        WHAT,
+                        s,
+                        "scale needs λ, e.g. scale(0.5) or scale(learn(0.5))",
+                    ));
+                }
+            },
             "gate" => Skip::Gate(value(GATE_BIAS)?),
             "shortcut-gate" => Skip::ShortcutGate(value(GATE_BIAS)?),
             "dropout" => Skip::Dropout(value(0.5)?),
@@ -245,6 +256,32 @@ impl FromStr for Skip {
 }
 
 impl Skip {
+    /// The scaled shortcut of `value`, `λ` (a constant) or `learn(λ)` (a
+    /// trainable λ starting there): the argument of `scale(…)` and the value
+    /// of the xskip presets' `lambda`; `input` is the whole string, for errors.
+    pub(crate) fn scale(what: &'static str, input: &str, value: &str) -> Result<Skip> {
+        let (name, arg) = split_call(what, value)?;
+        match (name, arg) {
+            ("learn", Some(a)) => Ok(Skip::LearnedScale(finite(what, input, a)?)),
+            ("learn", None) => Err(SpecError::parse(
+                what,
+                input,
+                "learn needs the initial λ, e.g. learn(0.5)",
+            )),
+            (_, None) => Ok(Skip::Scale(finite(what, input, value)?).normalised()),
+            (_, Some(_)) => Err(SpecError::parse(
+                what,
+                input,
+                format!("`{value}` is neither λ nor learn(λ)"),
+            )),
+        }
+    }
+
+    /// Whether λ is a parameter of the net (trained).
+    pub fn learns_scale(self) -> bool {
+        matches!(self, Skip::LearnedScale(_))
+    }
+
     /// scale(1) is the identity: one value for one net.
     pub(crate) fn normalised(self) -> Skip {
         match self {
@@ -259,9 +296,14 @@ impl Skip {
                 "arch",
                 format!("shortcut dropout p must be in [0, 1), got {p}"),
             )),
-            Skip::Scale(v) | Skip::Gate(v) | Skip::ShortcutGate(v) if !v.is_finite() => Err(
-                SpecError::invalid("arch", format!("skip value must be finite, got {v}")),
-            ),
+            Skip::Scale(v) | Skip::LearnedScale(v) | Skip::Gate(v) | Skip::ShortcutGate(v)
+                if !v.is_finite() =>
+            {
+                Err(SpecError::invalid(
+                    "arch",
+                    format!("skip value must be finite, got {v}"),
+                ))
+            }
             _ => Ok(()),
         }
     }

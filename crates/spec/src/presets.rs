@@ -85,7 +85,7 @@ impl Arch {
 
     /// One spec string per block kind, normaliser, shortcut and init the nets
     /// crate builds: what the tests run every check on, and `gradscope archs` shows.
-    pub const VARIANTS: [&'static str; 29] = [
+    pub const VARIANTS: [&'static str; 30] = [
         "plain",
         "plain-bn",
         "plain:norm=ln",
@@ -114,6 +114,7 @@ impl Arch {
         "highway",
         "xskip:lambda=0.5",
         "xskip-ln:lambda=2",
+        "xskip-ln:lambda=learn(2)",
         "rskip-ln:lambda=3",
     ];
 

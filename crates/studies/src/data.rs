@@ -27,6 +27,21 @@ pub fn load(source: &DataSource) -> Result<(Examples, Examples)> {
     }
 }
 
+/// At most `max_train` of the training examples `train`: the first
+/// `max_train` of a shuffle seeded by the study's `seed` (the same subset at
+/// every learning rate, arch and depth of a study), or all of them when
+/// `max_train` is unset or not smaller; 0 is refused.
+pub fn subset(train: Examples, max_train: Option<usize>, seed: u64) -> Result<Examples> {
+    Ok(match max_train {
+        Some(0) => return Err(StudyError::config("max_train", "must be at least 1")),
+        Some(m) if m < train.len() => {
+            let order = epoch_batches(train.len(), train.len(), derive_seed(seed, "subset"));
+            train.select(&order[0][..m])
+        }
+        _ => train,
+    })
+}
+
 fn examples(d: gradscope_data::LabelledImages) -> Result<Examples> {
     Examples::new(
         d.images,

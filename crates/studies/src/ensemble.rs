@@ -108,13 +108,7 @@ pub fn check(params: &EnsembleParams) -> Result<EnsembleConfig> {
         ));
     }
     let (train, test) = crate::data::load(&p.data)?;
-    let train = match p.max_train {
-        Some(0) => return Err(StudyError::config("max_train", "must be at least 1")),
-        Some(m) if m < train.len() => train.select(
-            &epoch_batches(train.len(), train.len(), derive_seed(p.seed, "subset"))[0][..m],
-        ),
-        _ => train,
-    };
+    let train = crate::data::subset(train, p.max_train, p.seed)?;
     p.train
         .check(train.len())
         .map_err(|e| StudyError::config("train", e.to_string()))?;

@@ -16,7 +16,7 @@ use std::path::Path;
 use gradscope_nets::derive_seed;
 use gradscope_spec::{ModelArch, OptimizerParams, TrainParams};
 use gradscope_stats::MeanStd;
-use gradscope_train::{Examples, History, epoch_batches};
+use gradscope_train::{Examples, History};
 
 use crate::provenance::Provenance;
 use crate::study::{Study, StudyResults};
@@ -73,16 +73,7 @@ pub fn check(params: &TrainabilityParams) -> Result<TrainabilityConfig> {
         ));
     }
     let (train, test) = crate::data::load(&p.data)?;
-    let train = match p.max_train {
-        Some(0) => return Err(StudyError::config("max_train", "must be at least 1")),
-        Some(m) if m < train.len() => {
-            let idx = epoch_batches(train.len(), train.len(), derive_seed(p.seed, "subset"))[0]
-                [..m]
-                .to_vec();
-            train.select(&idx)
-        }
-        _ => train,
-    };
+    let train = crate::data::subset(train, p.max_train, p.seed)?;
     // The recipe's own learning rate is replaced by each of `lrs`, but a
     // non-finite one is still a mistake in the file, refused like any other.
     p.train

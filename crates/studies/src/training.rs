@@ -11,7 +11,7 @@ use std::path::Path;
 
 use gradscope_nets::{ConvNet, ConvNetParams, Mlp, Model, Net, NetParams, Precision, derive_seed};
 use gradscope_stats::MeanStd;
-use gradscope_train::{Examples, History, TrainParams, Trainer, epoch_batches};
+use gradscope_train::{Examples, History, TrainParams, Trainer};
 
 use crate::output::create_dir;
 use crate::provenance::Provenance;
@@ -46,16 +46,7 @@ pub fn check(params: &TrainingParams) -> Result<TrainingConfig> {
         ));
     }
     let (train, test) = crate::data::load(&p.data)?;
-    let train = match p.max_train {
-        Some(0) => return Err(StudyError::config("max_train", "must be at least 1")),
-        Some(m) if m < train.len() => {
-            let idx = epoch_batches(train.len(), train.len(), derive_seed(p.seed, "subset"))[0]
-                [..m]
-                .to_vec();
-            train.select(&idx)
-        }
-        _ => train,
-    };
+    let train = crate::data::subset(train, p.max_train, p.seed)?;
     p.train
         .check(train.len())
         .map_err(|e| StudyError::config("train", e.to_string()))?;

@@ -261,3 +261,43 @@ fn a_second_writer_of_a_study_folder_is_refused_naming_the_first() {
     );
     assert!(e.unwrap_err().to_string().contains("exclusive lock"));
 }
+
+/// A run's history survives the cell store with and without its optional
+/// parts: the statistics (off for every seed but the first of the
+/// trainability study) and the learned shortcut scales λ (NaN once
+/// diverged). The compact format reads fields by position, so a part left
+/// out would read as the end of the input and the cell be recomputed, or
+/// refused by `merge`.
+#[test]
+fn histories_without_their_optional_parts_round_trip_through_the_cell_store() {
+    use gradscope_studies::cells::{decode, encode};
+    use gradscope_studies::trainability::TrainabilityConfig;
+    use gradscope_train::History;
+    let base = History {
+        layers: vec!["stem".into(), "head".into()],
+        diverged_at: Some(3),
+        ..Default::default()
+    };
+    let learned = History {
+        learned_lambda: vec![0.5, f64::NAN],
+        ..base.clone()
+    };
+    for h in [base, learned] {
+        let bytes = encode::<TrainabilityConfig>("k", &h).unwrap();
+        let back = decode::<TrainabilityConfig>("k", &bytes).unwrap();
+        assert_eq!(back.layers, h.layers);
+        assert_eq!(back.diverged_at, h.diverged_at);
+        assert!(back.stats.is_empty());
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&back.learned_lambda), bits(&h.learned_lambda));
+        // In JSON the empty parts are left out, and NaN is null.
+        let json = serde_json::to_string(&h).unwrap();
+        assert!(!json.contains("stats"), "{json}");
+        assert_eq!(
+            json.contains("learned_lambda"),
+            !h.learned_lambda.is_empty()
+        );
+        let back: History = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.learned_lambda.len(), h.learned_lambda.len());
+    }
+}

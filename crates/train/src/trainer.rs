@@ -287,6 +287,7 @@ impl Trainer<'_> {
             }
         }
         be.sync()?;
+        history.learned_lambda = learned_lambda(&self.model.parameters())?;
         Ok(history)
     }
 
@@ -526,6 +527,18 @@ impl Trainer<'_> {
         opt.restore(tensors.into_iter().collect(), state.optimizer_steps)?;
         Ok(Some((state.history, state.epoch)))
     }
+}
+
+/// The trainable shortcut scales λ (`….skip.lambda`, one per block), in block order.
+fn learned_lambda(params: &[(String, Var)]) -> Result<Vec<f64>> {
+    params
+        .iter()
+        .filter(|(n, _)| n.ends_with(".skip.lambda"))
+        .map(|(_, v)| {
+            let t = v.as_tensor().to_dtype(candle_core::DType::F64)?;
+            Ok(t.flatten_all()?.to_vec1::<f64>()?[0])
+        })
+        .collect()
 }
 
 fn layer_names(params: &[(String, Var)]) -> Vec<String> {

@@ -12,8 +12,10 @@ use crate::io::{ensure, read_json, read_summary};
 pub struct TrainingData {
     /// The summary.
     pub summary: TrainingSummary,
-    /// Every run's history.
+    /// Every run's history (without its statistics).
     pub runs: Vec<CellRecord>,
+    /// Statistics rows of `train_stats.csv` (empty when the runs recorded none).
+    pub stats: Vec<crate::train_stats::StatsRow>,
 }
 
 impl TrainingData {
@@ -41,7 +43,15 @@ impl TrainingData {
                 },
             )?;
         }
-        Ok(TrainingData { summary, runs })
+        let stats = crate::train_stats::read_stats_csv(
+            &dir.join(crate::train_stats::files::TRAIN_STATS_CSV),
+            3,
+        )?;
+        Ok(TrainingData {
+            summary,
+            runs,
+            stats,
+        })
     }
 }
 

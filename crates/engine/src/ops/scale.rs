@@ -1,6 +1,7 @@
 //! y = c·x with c a trainable scalar: the branch multiplier of SkipInit
 //! (De & Smith 2020), ReZero (Bachlechner et al. 2020) and Fixup (Zhang et
-//! al. 2019), at the end of a residual branch.
+//! al. 2019), at the end of a residual branch; and the trainable shortcut
+//! scale λ of s(x) = λx (Liu et al. 2020).
 
 use ndarray::{Array1, Array2, ArrayView2, Axis, Zip};
 
@@ -22,6 +23,11 @@ impl<T: Real> Scale<T> {
             name,
             c: array1(c.as_tensor())?,
         })
+    }
+
+    /// c.
+    pub(crate) fn value(&self) -> T {
+        self.c[0]
     }
 
     /// y = c·x.
