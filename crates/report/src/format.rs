@@ -106,6 +106,22 @@ pub fn mean_sd(m: &MeanStd, f: fn(f64) -> String) -> String {
 
 /// Tick label: plain decimals in a readable range, otherwise 1e-5 style.
 pub fn tick(v: f64) -> String {
+    tick_with(v, 3)
+}
+
+/// Decimals a linear axis over `range` needs so that its (about eight)
+/// ticks read as different numbers: 3, or more on a range narrower than
+/// a few thousandths. Log axes keep 3.
+pub fn tick_decimals((lo, hi): (f64, f64), log: bool) -> usize {
+    let step = (hi - lo).abs() / 8.0;
+    if log || !step.is_finite() || step <= 0.0 {
+        return 3;
+    }
+    (-step.log10()).ceil().clamp(3.0, 12.0) as usize
+}
+
+/// [`tick`] with `decimals` in the fixed-point range.
+pub fn tick_with(v: f64, decimals: usize) -> String {
     if v == 0.0 {
         return "0".into();
     }
@@ -118,13 +134,31 @@ pub fn tick(v: f64) -> String {
         }
         return format!("{m:.1}e{e}");
     }
-    let s = format!("{v:.3}");
+    let s = format!("{v:.decimals$}");
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ticks_of_a_narrow_axis_differ() {
+        // 0.4889 … 0.4910 in eight steps: three decimals would repeat 0.489.
+        let d = tick_decimals((0.4889, 0.4910), false);
+        let labels: Vec<String> = (0..=8)
+            .map(|i| tick_with(0.4889 + i as f64 * 0.0021 / 8.0, d))
+            .collect();
+        let mut unique = labels.clone();
+        unique.dedup();
+        assert_eq!(unique, labels, "{labels:?}");
+        // A wide axis keeps three decimals, as before.
+        assert_eq!(tick_decimals((0.0, 1.0), false), 3);
+        assert_eq!(
+            tick_with(0.25, tick_decimals((0.0, 1.0), false)),
+            tick(0.25)
+        );
+    }
 
     #[test]
     fn tick_labels_are_short() {

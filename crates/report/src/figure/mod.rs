@@ -386,7 +386,14 @@ impl LineChart {
                     10f64.powf((h + d).min(307.0)),
                 )
             } else {
-                let d = ((hi - lo).abs() * 0.05).max(1e-9 * lo.abs().max(1.0));
+                let scale = lo.abs().max(hi.abs()).max(1.0);
+                // One value (a single depth): 5 % of it either side, so its
+                // ticks are distinct numbers.
+                let d = if (hi - lo).abs() <= 1e-9 * scale {
+                    0.05 * scale
+                } else {
+                    (hi - lo).abs() * 0.05
+                };
                 (lo - d, hi + d)
             }
         };
@@ -457,6 +464,16 @@ impl Plot for LineChart {
         area: &DrawingArea<DB, Shift>,
     ) -> std::result::Result<(), String> {
         let r @ ((x0, x1), (y0, y1)) = self.ranges();
+        // A log axis within one decade gets no labelled tick (they fall on
+        // powers of ten): such an axis is drawn linear over the same range.
+        let narrow = |(lo, hi): (f64, f64), log: bool| log && (hi / lo).log10() < 1.0;
+        if narrow(r.0, self.x_log) || narrow(r.1, self.y_log) {
+            let mut linear = self.clone();
+            linear.x_log &= !narrow(r.0, self.x_log);
+            linear.y_log &= !narrow(r.1, self.y_log);
+            (linear.x_range, linear.y_range) = (Some(r.0), Some(r.1));
+            return linear.draw_plot(area);
+        }
         match (self.x_log, self.y_log) {
             (false, false) => draw_chart(self, area, r, x0..x1, y0..y1),
             (true, false) => draw_chart(
@@ -519,7 +536,14 @@ where
         .y_label_area_size(80)
         .build_cartesian_2d(x, y)
         .map_err(|x| e(&x))?;
-    let fmt = |v: &f64| format::tick(*v);
+    let (xd, yd) = (
+        format::tick_decimals(ranges.0, c.x_log),
+        format::tick_decimals(ranges.1, c.y_log),
+    );
+    let (fmt_x, fmt_y) = (
+        |v: &f64| format::tick_with(*v, xd),
+        |v: &f64| format::tick_with(*v, yd),
+    );
     chart
         .configure_mesh()
         .light_line_style(style::GRID)
@@ -528,8 +552,8 @@ where
         .y_desc(&c.y_label)
         .axis_desc_style((FONT, style::AXIS_DESC_SIZE))
         .label_style((FONT, style::LABEL_SIZE))
-        .x_label_formatter(&fmt)
-        .y_label_formatter(&fmt)
+        .x_label_formatter(&fmt_x)
+        .y_label_formatter(&fmt_y)
         .x_labels(8)
         .y_labels(8)
         .draw()
