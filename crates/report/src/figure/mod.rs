@@ -466,11 +466,16 @@ impl Plot for LineChart {
         let r @ ((x0, x1), (y0, y1)) = self.ranges();
         // A log axis within one decade gets no labelled tick (they fall on
         // powers of ten): such an axis is drawn linear over the same range.
-        let narrow = |(lo, hi): (f64, f64), log: bool| log && (hi / lo).log10() < 1.0;
-        if narrow(r.0, self.x_log) || narrow(r.1, self.y_log) {
+        // (Powers of the axis's base: 2 on some x axes.)
+        let narrow = |(lo, hi): (f64, f64), log: bool, base: f64| log && (hi / lo).ln() < base.ln();
+        let (nx, ny) = (
+            narrow(r.0, self.x_log, self.x_base),
+            narrow(r.1, self.y_log, 10.0),
+        );
+        if nx || ny {
             let mut linear = self.clone();
-            linear.x_log &= !narrow(r.0, self.x_log);
-            linear.y_log &= !narrow(r.1, self.y_log);
+            linear.x_log &= !nx;
+            linear.y_log &= !ny;
             (linear.x_range, linear.y_range) = (Some(r.0), Some(r.1));
             return linear.draw_plot(area);
         }
