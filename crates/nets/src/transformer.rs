@@ -12,13 +12,16 @@
 //! hidden state is (B, T, d), flattened per example to T·d values, token
 //! after token; the output is (B, T, V), flattened to T·V.
 //!
-//! Weights as PyTorch's `nn.TransformerEncoderLayer` draws them, under its
-//! `state_dict` names: `embed.weight` and `pos_embed.weight` N(0, 1);
-//! `layers.{l}.self_attn.in_proj_weight` (3d × d, Xavier uniform) and
-//! `in_proj_bias` (0); `self_attn.out_proj.{weight, bias}` (U(±1/√d), 0);
-//! `linear1`, `linear2` (U(±1/√fan_in)); `norm1`, `norm2` (γ = 1, β = 0);
-//! ReZero's `alpha1`, `alpha2` (0); the final `norm` (pre-LN) and `head`
-//! (U(±1/√d)).
+//! Under PyTorch's `nn.TransformerEncoderLayer` `state_dict` names, every
+//! block weight Xavier uniform, U(±√(6/(fan_in + fan_out))), and every block
+//! bias 0 — the initialisation Xiong et al. 2020 analyse (and fairseq's),
+//! so each sublayer adds a contribution of the order of its input:
+//! `embed.weight` and `pos_embed.weight` N(0, 1);
+//! `layers.{l}.self_attn.in_proj_weight` (3d × d, Xavier as one matrix, as
+//! PyTorch) and `in_proj_bias`; `self_attn.out_proj.{weight, bias}`;
+//! `linear1`, `linear2`; `norm1`, `norm2` (γ = 1, β = 0); ReZero's
+//! `alpha1`, `alpha2` (0); the final `norm` (pre-LN) and `head` (PyTorch's
+//! `nn.Linear` default, U(±1/√d)).
 
 use candle_core::{D, DType, Device, Tensor, Var};
 use rand::Rng;
@@ -261,6 +264,11 @@ pub struct Transformer {
     head: (Var, Var),
 }
 
+/// Xavier (Glorot) uniform's bound √(6/(fan_in + fan_out)).
+fn xavier_bound(fan_in: usize, fan_out: usize) -> f64 {
+    (6.0 / (fan_in + fan_out) as f64).sqrt()
+}
+
 /// Draws a net's tensors from its seed, per tensor name.
 struct Draw<'a> {
     spec: &'a TransformerSpec,
@@ -317,7 +325,7 @@ impl Draw<'_> {
         let s = self.spec;
         let (d, ff) = (s.width, s.ff_width);
         let p = format!("layers.{l}");
-        let xavier = (6.0 / (d + 3 * d) as f64).sqrt();
+        let xavier = xavier_bound(d, 3 * d);
         let attn = Attention {
             in_proj_weight: self.uniform(
                 &format!("{p}.self_attn.in_proj_weight"),
@@ -327,7 +335,7 @@ impl Draw<'_> {
             in_proj_bias: self.constant(0.0, &[3 * d])?,
             out_proj_weight: self.uniform(
                 &format!("{p}.self_attn.out_proj.weight"),
-                1.0 / (d as f64).sqrt(),
+                xavier_bound(d, d),
                 &[d, d],
             )?,
             out_proj_bias: self.constant(0.0, &[d])?,
@@ -335,10 +343,13 @@ impl Draw<'_> {
             causal: s.arch.causal,
         };
         let linear = |name: &str, fan_in: usize, fan_out: usize| -> Result<(Var, Var)> {
-            let bound = 1.0 / (fan_in as f64).sqrt();
             Ok((
-                self.uniform(&format!("{p}.{name}.weight"), bound, &[fan_out, fan_in])?,
-                self.uniform(&format!("{p}.{name}.bias"), bound, &[fan_out])?,
+                self.uniform(
+                    &format!("{p}.{name}.weight"),
+                    xavier_bound(fan_in, fan_out),
+                    &[fan_out, fan_in],
+                )?,
+                self.constant(0.0, &[fan_out])?,
             ))
         };
         let mlp = if s.arch.mlp {
