@@ -21,6 +21,7 @@ pub mod skips;
 pub mod style;
 pub mod trainability;
 pub mod training;
+pub mod transformers;
 
 use std::path::Path;
 
