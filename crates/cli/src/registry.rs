@@ -38,6 +38,7 @@ pub static STUDIES: &[&dyn StudyEntry] = &[
     &CORRELATION,
     &LANDSCAPE,
     &CURVATURE,
+    &TRANSFORMERS,
 ];
 
 static SHATTERED: Entry<gradscope_studies::shattered::ShatteredParams> = Entry {
@@ -119,6 +120,15 @@ static CURVATURE: Entry<gradscope_studies::curvature::CurvatureParams> = Entry {
     report: gradscope_report::curvature::build,
     summary: summary::curvature,
     training: Some(|p| (&mut p.train, &mut p.checkpoints)),
+    params: PhantomData,
+};
+
+static TRANSFORMERS: Entry<gradscope_studies::transformers::TransformersParams> = Entry {
+    about: "Transformers at initialisation: the output layer's gradient against depth for post-LN, pre-LN, no LN and ReZero (Xiong et al. 2020), and rank collapse with and without skips and MLPs (Dong et al. 2021)",
+    aliases: &[],
+    report: gradscope_report::transformers::build,
+    summary: summary::transformers,
+    training: None,
     params: PhantomData,
 };
 

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use gradscope_contract::io::read_summary;
 use gradscope_contract::{
-    correlation, curvature, ensemble, landscape, norms, shattered, skips, training,
+    correlation, curvature, ensemble, landscape, norms, shattered, skips, training, transformers,
 };
 use gradscope_stats::MeanStd;
 
@@ -381,6 +381,43 @@ pub fn landscape(dir: &Path) -> Result<String> {
         "landscape: effective β-smoothness in training / |λ_min/λ_max| after",
         cells,
     ))
+}
+
+/// Transformers: the last block's ‖∂L/∂W²‖ per placement × depth, the
+/// log-log slopes, and res(h_L)/res(h_0) per rank variant.
+pub fn transformers(dir: &Path) -> Result<String> {
+    let s: transformers::TransformersSummary = read(
+        dir,
+        transformers::SCHEMA,
+        |s: &transformers::TransformersSummary| &s.schema,
+    )?;
+    let cells = s
+        .grads
+        .iter()
+        .map(|r| (r.arch.clone(), r.depth, fixed(r.last_ffn_grad.mean, 4)))
+        .collect();
+    let mut out = by_arch_and_depth(
+        "transformers: the last block's ‖∂L/∂W²‖ at initialisation",
+        cells,
+    );
+    let mut t = Table::new("slope of log ‖∂L/∂W²‖ against log L", &["arch", "slope"]);
+    for r in &s.slopes {
+        t.row(vec![r.arch.clone(), fixed(r.slope, 2)]);
+    }
+    out += &t.render();
+    let mut t = Table::new(
+        format!("rank collapse: res(h_{}) / res(h_0)", s.config.rank_depth),
+        &["arch", "ratio"],
+    );
+    for r in &s.rank {
+        let v = &r.residual;
+        t.row(vec![
+            r.arch.clone(),
+            fixed(v[v.len() - 1].mean / v[0].mean, 4),
+        ]);
+    }
+    out += &t.render();
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! at every comma: a piece holding `=` and no `:` continues the options of
 //! the spec before it (spec names never contain `=`).
 
-use gradscope_spec::{Arch, ModelArch};
+use gradscope_spec::{Arch, ModelArch, TransformerArch};
 
 /// `plain-bn,resnet:branch=1,norm=bn` as a list of MLP architectures.
 pub fn arch_list(s: &str) -> Result<Vec<Arch>, String> {
@@ -22,6 +22,14 @@ pub fn model_arch_list(s: &str) -> Result<Vec<ModelArch>, String> {
     split_specs(s)?
         .iter()
         .map(|i| i.parse::<ModelArch>().map_err(|e| e.to_string()))
+        .collect()
+}
+
+/// Like [`arch_list`], for transformer architectures (`transformer:ln=pre`).
+pub fn transformer_arch_list(s: &str) -> Result<Vec<TransformerArch>, String> {
+    split_specs(s)?
+        .iter()
+        .map(|i| i.parse::<TransformerArch>().map_err(|e| e.to_string()))
         .collect()
 }
 

@@ -49,6 +49,7 @@ pub mod train_stats;
 pub mod trainability;
 pub mod training;
 pub mod transaction;
+pub mod transformers;
 
 pub use error::{ContractError, Result};
 pub use history::{EpochRecord, GradLog, History};

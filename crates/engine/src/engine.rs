@@ -241,6 +241,11 @@ pub fn for_net<T: Real>(net: &Net, opts: Options) -> Result<Box<dyn Engine<T>>> 
                 opts.repeated,
             )?));
         }
+        (Request::Auto, Net::Transformer(_)) => {
+            let why = "attention is not an engine op yet".to_string();
+            note_fallback(&format!("{}: {why}", net.describe()));
+            why
+        }
         (Request::Auto, Net::Custom { .. }) => {
             let why = "a custom model is not made of engine ops".to_string();
             note_fallback(&format!("{}: {why}", net.describe()));

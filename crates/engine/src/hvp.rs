@@ -51,9 +51,9 @@ impl<F: Real> Curvature<F> {
         let net = match net {
             Net::Mlp(m) => DenseNet::build(m, mode, false)?,
             Net::Conv(c) => DenseNet::build_conv(c, mode, false)?,
-            Net::Custom { .. } => {
+            Net::Transformer(_) | Net::Custom { .. } => {
                 return Err(EngineError::Input(
-                    "Hessian-vector products need a net of engine ops (an MLP or a conv net), not a custom model".into(),
+                    "Hessian-vector products need a net of engine ops (an MLP or a conv net), not a custom model or a transformer".into(),
                 ));
             }
         };

@@ -54,5 +54,6 @@ pub use error::{EngineError, Result};
 pub use hvp::Curvature;
 pub use kernels::{frobenius, slice_norm, slice_squares, to_f64};
 pub use ops::Want;
+pub use ops::attention::{AttentionGrads, AttentionOp, AttentionSaved};
 pub use pool::{TeamStats, product_threads, set_product_threads, team_stats};
 pub use real::Real;

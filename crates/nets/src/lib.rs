@@ -33,6 +33,7 @@ mod net;
 mod precision;
 mod residual;
 mod sequential;
+mod transformer;
 mod weight_norm;
 mod weights;
 
@@ -51,6 +52,10 @@ pub use net::Net;
 pub use precision::PrecisionExt;
 pub use residual::{Residual, ResidualShortcut, ShortcutDropout};
 pub use sequential::{Layer, Sequential};
+pub use transformer::{
+    Attention, FeedForward, Join, LN_EPS, LayerNorm, Sublayer, Transformer, TransformerBlock,
+    softmax_last,
+};
 pub use weight_norm::WeightNormLinear;
 pub use weights::{
     SPEC_METADATA_KEY, WeightsSpec, load_safetensors, read_spec, spec_json, spec_of_bytes,
@@ -59,9 +64,10 @@ pub use weights::{
 
 pub use gradscope_spec::{
     Activation, Arch, BN_EPS, BN_MOMENTUM, BiasInit, BnMode, BranchInit, ConvArch, ConvBlock,
-    ConvNetParams, ConvNetSpec, DrawCache, FeatureNormKind, GATE_BIAS, GELU_C, MAX_DEPTH,
+    ConvNetParams, ConvNetSpec, DrawCache, FeatureNormKind, GATE_BIAS, GELU_C, LnPlace, MAX_DEPTH,
     MAX_PARAMETERS, MAX_WIDTH, NORM_EPS, NetParams, NetSpec, Norm, Order, Precision, SELU_ALPHA,
-    SELU_LAMBDA, Shortcut, Skip, SpecError, Step, WeightInit, derive_seed, tensor_rng,
+    SELU_LAMBDA, Shortcut, Skip, SpecError, Step, TransformerArch, TransformerParams,
+    TransformerSpec, WeightInit, derive_seed, tensor_rng,
 };
 
 pub use candle_core;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use candle_core::{DType, Tensor, Var};
 
-use crate::{BlockNet, BnMode, ConvNet, Mlp, Model, NetError, Result};
+use crate::{BlockNet, BnMode, ConvNet, Mlp, Model, NetError, Result, Transformer};
 
 /// An MLP, a convolutional net, or a model of your own.
 #[derive(Clone)]
@@ -13,6 +13,8 @@ pub enum Net {
     Mlp(Mlp),
     /// A CIFAR-style ResNet or plain conv net (He et al. 2016a).
     Conv(ConvNet),
+    /// A transformer encoder: embeddings, attention blocks, a per-token head.
+    Transformer(Transformer),
     /// Any candle model, seen as one block-free map from input to output.
     Custom {
         /// The model, as a net without blocks.
@@ -27,6 +29,7 @@ impl std::fmt::Debug for Net {
         match self {
             Net::Mlp(m) => m.fmt(f),
             Net::Conv(c) => c.fmt(f),
+            Net::Transformer(t) => t.fmt(f),
             Net::Custom { input_dims, .. } => write!(f, "Custom {{ input_dims: {input_dims:?} }}"),
         }
     }
@@ -42,7 +45,8 @@ impl Net {
         }
     }
 
-    /// The shape of one input example: `[input_dim]`, or `[channels, size, size]`.
+    /// The shape of one input example: `[input_dim]`, `[channels, size,
+    /// size]`, or `[seq_len]` token ids.
     pub fn input_dims(&self) -> Vec<usize> {
         match self {
             Net::Mlp(m) => vec![m.spec().input_dim],
@@ -50,6 +54,7 @@ impl Net {
                 let s = c.spec();
                 vec![s.in_channels, s.image_size, s.image_size]
             }
+            Net::Transformer(t) => vec![t.spec().seq_len],
             Net::Custom { input_dims, .. } => input_dims.clone(),
         }
     }
@@ -59,6 +64,7 @@ impl Net {
         match self {
             Net::Mlp(m) => format!("{} depth {}", m.spec().arch, m.depth()),
             Net::Conv(c) => format!("{} depth {}", c.spec().arch, c.spec().depth),
+            Net::Transformer(t) => format!("{} depth {}", t.spec().arch, t.spec().depth),
             Net::Custom { .. } => "a custom model".into(),
         }
     }
@@ -67,6 +73,7 @@ impl Net {
         match self {
             Net::Mlp(m) => m,
             Net::Conv(c) => c,
+            Net::Transformer(t) => t,
             Net::Custom { model, .. } => model.as_ref(),
         }
     }
@@ -135,6 +142,12 @@ impl From<Mlp> for Net {
 impl From<ConvNet> for Net {
     fn from(c: ConvNet) -> Self {
         Net::Conv(c)
+    }
+}
+
+impl From<Transformer> for Net {
+    fn from(t: Transformer) -> Self {
+        Net::Transformer(t)
     }
 }
 

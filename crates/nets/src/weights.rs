@@ -30,12 +30,13 @@ pub enum WeightsSpec {
 }
 
 impl WeightsSpec {
-    /// The spec of `net`; None for a custom model.
+    /// The spec of `net`; None for a custom model or a transformer (not yet
+    /// in weights files).
     pub fn of(net: &Net) -> Option<WeightsSpec> {
         match net {
             Net::Mlp(m) => Some(WeightsSpec::Mlp(m.spec().params().clone())),
             Net::Conv(c) => Some(WeightsSpec::Conv((**c.spec()).clone())),
-            Net::Custom { .. } => None,
+            Net::Transformer(_) | Net::Custom { .. } => None,
         }
     }
 

@@ -22,6 +22,7 @@ pub mod style;
 pub mod train_stats;
 pub mod trainability;
 pub mod training;
+pub mod transformers;
 
 use std::path::Path;
 

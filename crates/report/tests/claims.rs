@@ -97,6 +97,14 @@ fn landscape_claims_hold() {
 }
 
 #[test]
+fn transformers_claims_hold() {
+    check(
+        gradscope_contract::transformers::NAME,
+        gradscope_report::transformers::build,
+    );
+}
+
+#[test]
 fn curvature_claims_hold() {
     check(
         gradscope_contract::curvature::NAME,

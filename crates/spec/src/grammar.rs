@@ -8,7 +8,9 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::parse::{finite, serde_via_str};
-use crate::{Arch, BranchInit, ConvArch, ModelArch, Norm, Order, Result, Skip, SpecError};
+use crate::{
+    Arch, BranchInit, ConvArch, ModelArch, Norm, Order, Result, Skip, SpecError, TransformerArch,
+};
 
 /// The values of a plain net's `init`.
 const PLAIN_INITS: [&str; 2] = ["standard", "looks-linear"];
@@ -403,6 +405,19 @@ pub fn grammar_help() -> String {
     s += "\noptions of the convolutional presets:\n";
     for (key, values, about) in ConvArch::OPTIONS {
         option_line(&mut s, key, values, about);
+    }
+    s += &format!(
+        "\ntransformer architectures: {}, or {}:key=value,…\n",
+        TransformerArch::NAME,
+        TransformerArch::NAME
+    );
+    s += "  (token and position embeddings, blocks of multi-head attention and a\n   feed-forward sublayer, a linear head on every token)\n";
+    for (key, values, about) in TransformerArch::OPTIONS {
+        option_line(&mut s, key, values, about);
+    }
+    s += "examples:\n";
+    for v in TransformerArch::VARIANTS {
+        s += &format!("  {v}\n");
     }
     s
 }

@@ -36,6 +36,7 @@ mod presets;
 mod schedule;
 mod seed;
 mod train;
+mod transformer;
 
 pub use activation::{Activation, GELU_C, SELU_ALPHA, SELU_LAMBDA};
 pub use arch::Arch;
@@ -54,3 +55,4 @@ pub use options::{BranchInit, GATE_BIAS, Norm, Order, Precision, Skip};
 pub use schedule::{Decay, Schedule};
 pub use seed::derive_seed;
 pub use train::{TrainConfig, TrainParams};
+pub use transformer::{LnPlace, TransformerArch, TransformerParams, TransformerSpec};

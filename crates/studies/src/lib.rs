@@ -29,6 +29,7 @@ pub mod skips;
 pub mod study;
 pub mod trainability;
 pub mod training;
+pub mod transformers;
 mod validate;
 
 pub use error::{Result, StudyError};

@@ -4,6 +4,7 @@
 //! [`crate::chain`] run them in order.
 
 pub(crate) mod activation;
+pub mod attention;
 pub(crate) mod batch_norm;
 pub(crate) mod conv;
 pub(crate) mod crelu;

@@ -26,6 +26,7 @@ pub fn decide(dir: &Path, id: &str) -> Option<bool> {
         "correlation" => correlation(dir, claim),
         "landscape" => landscape(dir, claim),
         "curvature" => curvature(dir, claim),
+        "transformers" => transformers(dir, claim),
         "trainability" => trainability(dir, claim),
         _ => None,
     }
@@ -435,6 +436,94 @@ fn curvature(dir: &Path, claim: &str) -> Option<bool> {
     }
     let arch = claim.strip_suffix("-grows")?;
     Some(top(arch, deep)? / top(arch, shallow)? >= cc::GROWS_BY)
+}
+
+fn transformers(dir: &Path, claim: &str) -> Option<bool> {
+    use gradscope_report::transformers as tc;
+    use gradscope_spec::{LnPlace, TransformerArch};
+    let arch = |r: &std::collections::BTreeMap<String, String>| -> TransformerArch {
+        r["arch"].parse().unwrap()
+    };
+    let output = Csv::read(&dir.join("output_layer.csv"));
+    // ‖∂L/∂W²‖ at the deepest over the shallowest depth of the full block
+    // with LN placement `ln`.
+    let growth = |ln: LnPlace| {
+        let rows: Vec<_> = output
+            .0
+            .iter()
+            .filter(|r| {
+                let a = arch(r);
+                a.ln == ln && a.skip && a.mlp
+            })
+            .collect();
+        let at = |pick: fn(f64, f64) -> bool| {
+            rows.iter()
+                .copied()
+                .reduce(|a, b| {
+                    if pick(num(b, "depth"), num(a, "depth")) {
+                        b
+                    } else {
+                        a
+                    }
+                })
+                .map(|r| num(r, "last_ffn_grad_mean"))
+        };
+        Some(at(|b, a| b > a)? / at(|b, a| b < a)?)
+    };
+    let rank = Csv::read(&dir.join("rank.csv"));
+    // res(h_L)/res(h_0) of every variant that `keep` selects.
+    let ratios = |keep: fn(&TransformerArch) -> bool| -> Vec<f64> {
+        let mut names: Vec<&String> = Vec::new();
+        for r in &rank.0 {
+            if keep(&arch(r)) && !names.contains(&&r["arch"]) {
+                names.push(&r["arch"]);
+            }
+        }
+        names
+            .iter()
+            .map(|n| {
+                let rows = rank.rows(&[("arch", n.as_str())]);
+                let first = rows.iter().find(|r| num(r, "layer") == 0.0).unwrap();
+                let last = rows
+                    .iter()
+                    .copied()
+                    .reduce(|a, b| {
+                        if num(b, "layer") > num(a, "layer") {
+                            b
+                        } else {
+                            a
+                        }
+                    })
+                    .unwrap();
+                num(last, "res_mean") / num(first, "res_mean")
+            })
+            .collect()
+    };
+    Some(match claim {
+        "post-ln-keeps" => growth(LnPlace::Post)? >= tc::POST_KEEPS,
+        "pre-ln-shrinks" => growth(LnPlace::Pre)? <= tc::PRE_SHRINKS,
+        "pre-ln-sqrt" => {
+            let slopes = Csv::read(&dir.join("slopes.csv"));
+            let slope = slopes
+                .0
+                .iter()
+                .find(|r| {
+                    let a = arch(r);
+                    a.ln == LnPlace::Pre && a.skip && a.mlp
+                })
+                .map(|r| num(r, "slope"))?;
+            (slope + 0.5).abs() <= tc::SLOPE_TOLERANCE
+        }
+        "pure-attention-collapses" => {
+            let r = ratios(|a| !a.skip && !a.mlp);
+            !r.is_empty() && r.iter().all(|&v| v <= tc::COLLAPSED)
+        }
+        "skips-keep-rank" => {
+            let r = ratios(|a| a.skip);
+            !r.is_empty() && r.iter().all(|&v| v >= tc::KEPT)
+        }
+        _ => return None,
+    })
 }
 
 fn training(dir: &Path, claim: &str) -> Option<bool> {

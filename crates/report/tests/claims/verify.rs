@@ -18,13 +18,7 @@ impl Csv {
         let header: Vec<String> = lines.next().unwrap().split(',').map(String::from).collect();
         Csv(lines
             .filter(|l| !l.is_empty())
-            .map(|l| {
-                header
-                    .iter()
-                    .cloned()
-                    .zip(l.split(',').map(String::from))
-                    .collect()
-            })
+            .map(|l| header.iter().cloned().zip(fields(l)).collect())
             .collect())
     }
 
@@ -35,6 +29,26 @@ impl Csv {
             .filter(|r| eq.iter().all(|(k, v)| r[*k] == *v))
             .collect()
     }
+}
+
+/// The fields of one CSV line: a field in double quotes may hold commas
+/// (arch strings with options), and "" inside it is one quote.
+fn fields(line: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                chars.next();
+                out.last_mut().unwrap().push('"');
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => out.push(String::new()),
+            (c, _) => out.last_mut().unwrap().push(c),
+        }
+    }
+    out
 }
 
 /// A column as a number (`NaN`, `inf` included).

@@ -1,0 +1,338 @@
+//! The transformers study's data: at initialisation, on a synthetic
+//! sequence task, the per-block parameter-gradient norms of transformers
+//! whose layer norm sits after the sum (post-LN), before the sublayer
+//! (pre-LN), nowhere, or is replaced by ReZero, across depths (Xiong et al.
+//! 2020); and the rank collapse of the token representations through depth
+//! with and without skips and MLPs (Dong et al. 2021).
+
+use std::path::Path;
+
+use gradscope_spec::TransformerArch;
+use serde::{Deserialize, Serialize};
+
+use crate::Result;
+use crate::curvature::MeanSe;
+use crate::io::{Csv, create_dir, ensure, num, write_json};
+use crate::provenance::Provenance;
+
+/// Folder name under the data and report roots.
+pub const NAME: &str = "transformers";
+/// Layout version of `summary.json`.
+pub const SCHEMA: &str = "gradscope.transformers/1";
+
+fn archs(list: &[&str]) -> Vec<TransformerArch> {
+    list.iter()
+        .map(|s| s.parse().expect("default archs parse"))
+        .collect()
+}
+
+/// The layer-norm placements compared by default: post-LN, pre-LN, none, ReZero.
+pub fn default_placements() -> Vec<TransformerArch> {
+    archs(&[
+        "transformer",
+        "transformer:ln=pre",
+        "transformer:ln=none",
+        "transformer:ln=rezero",
+    ])
+}
+
+/// The rank-collapse variants (no layer norm, as Dong et al. 2021 analyse):
+/// pure attention, attention + skip, attention + MLP, the full block.
+pub fn default_rank_archs() -> Vec<TransformerArch> {
+    archs(&[
+        "transformer:ln=none,skip=off,mlp=off",
+        "transformer:ln=none,mlp=off",
+        "transformer:ln=none,skip=off",
+        "transformer:ln=none",
+    ])
+}
+
+/// Unchecked parameters; the defaults fit `reproduce`'s budget (seconds).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransformersParams {
+    /// Layer-norm placements of the gradient-norm part (see `gradscope archs`).
+    #[arg(long, value_parser = crate::args::transformer_arch_list, value_name = "LIST")]
+    pub placements: ::std::vec::Vec<TransformerArch>,
+    /// Depths (blocks) of the gradient-norm part.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub depths: Vec<usize>,
+    /// Variants of the rank-collapse part.
+    #[arg(long, value_parser = crate::args::transformer_arch_list, value_name = "LIST")]
+    pub rank_archs: ::std::vec::Vec<TransformerArch>,
+    /// Depth of the rank-collapse part (every block's output is measured).
+    #[arg(long)]
+    pub rank_depth: usize,
+    /// Model width d.
+    #[arg(long)]
+    pub width: usize,
+    /// Attention heads.
+    #[arg(long)]
+    pub heads: usize,
+    /// Tokens per sequence T.
+    #[arg(long)]
+    pub seq_len: usize,
+    /// Vocabulary V of the task's tokens.
+    #[arg(long)]
+    pub vocab: usize,
+    /// Sequences in the batch.
+    #[arg(long)]
+    pub batch: usize,
+    /// Nets per (arch, depth).
+    #[arg(long)]
+    pub seeds: usize,
+    /// Base seed (weights and data).
+    #[arg(long)]
+    pub seed: u64,
+}
+
+impl Default for TransformersParams {
+    fn default() -> Self {
+        TransformersParams {
+            placements: default_placements(),
+            depths: vec![2, 4, 8, 16],
+            rank_archs: default_rank_archs(),
+            rank_depth: 12,
+            width: 32,
+            heads: 4,
+            seq_len: 16,
+            vocab: 16,
+            batch: 16,
+            seeds: 3,
+            seed: 0,
+        }
+    }
+}
+
+impl TransformersParams {
+    /// Small sizes, for tests and a first look.
+    pub fn quick() -> Self {
+        TransformersParams {
+            depths: vec![2, 8],
+            rank_depth: 6,
+            width: 16,
+            seq_len: 8,
+            vocab: 8,
+            batch: 8,
+            seeds: 2,
+            ..Self::default()
+        }
+    }
+}
+
+/// What one net at initialisation shows (one cell of the gradient part).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GradOutput {
+    /// The task's loss (mean token cross-entropy).
+    #[serde(with = "gradscope_stats::nan")]
+    pub loss: f64,
+    /// ‖∂L/∂θ_b‖ over all parameters of block b, b = 0 … L−1.
+    #[serde(with = "gradscope_stats::nan::vec")]
+    pub block_grad: Vec<f64>,
+    /// ‖∂L/∂W₂‖ of the last block's second feed-forward layer (Xiong et
+    /// al.'s W^{2,L}); NaN without an MLP.
+    #[serde(with = "gradscope_stats::nan")]
+    pub last_ffn_grad: f64,
+    /// ‖∂L/∂h_l‖ of the hidden states, l = 0 … L.
+    #[serde(with = "gradscope_stats::nan::vec")]
+    pub hidden_grad: Vec<f64>,
+}
+
+/// res(h_l) of one net's hidden states (one cell of the rank part).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RankOutput {
+    /// res(h_l) for l = 0 … L, mean over the batch's sequences.
+    #[serde(with = "gradscope_stats::nan::vec")]
+    pub residual: Vec<f64>,
+}
+
+/// A cell's output.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum CellOutput {
+    /// Gradient norms at initialisation.
+    Grad(GradOutput),
+    /// Rank collapse through depth.
+    Rank(RankOutput),
+}
+
+/// One placement at one depth, over seeds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GradRow {
+    /// Architecture spec.
+    pub arch: String,
+    /// Blocks L.
+    pub depth: usize,
+    /// The loss at initialisation.
+    pub loss: MeanSe,
+    /// ‖∂L/∂θ_b‖ per block.
+    pub block_grad: Vec<MeanSe>,
+    /// ‖∂L/∂W^{2,L}‖.
+    pub last_ffn_grad: MeanSe,
+    /// ‖∂L/∂h_l‖, l = 0 … L.
+    pub hidden_grad: Vec<MeanSe>,
+}
+
+/// The scaling of the output layer's gradient with depth, per placement.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SlopeRow {
+    /// Architecture spec.
+    pub arch: String,
+    /// Least-squares slope of log ‖∂L/∂W^{2,L}‖ (seed mean) against log L:
+    /// 0 for a norm independent of depth (post-LN), −½ for 1/√L (pre-LN);
+    /// NaN when a norm is 0 (ReZero at init) or missing.
+    #[serde(with = "gradscope_stats::nan")]
+    pub slope: f64,
+}
+
+/// One rank-collapse variant, over seeds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RankRow {
+    /// Architecture spec.
+    pub arch: String,
+    /// res(h_l), l = 0 … rank_depth.
+    pub residual: Vec<MeanSe>,
+}
+
+/// `summary.json` of the transformers study.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TransformersSummary {
+    /// Layout version.
+    pub schema: String,
+    /// Study name.
+    pub study: String,
+    /// Version, commit, time, threads and run time.
+    pub provenance: Provenance,
+    /// The validated parameters the run used.
+    pub config: TransformersParams,
+    /// Per (placement, depth), placements outermost.
+    pub grads: Vec<GradRow>,
+    /// Per placement.
+    pub slopes: Vec<SlopeRow>,
+    /// Per rank-collapse variant.
+    pub rank: Vec<RankRow>,
+}
+
+/// Everything a run produced, before it is written.
+#[derive(Clone, Debug)]
+pub struct TransformersResults {
+    /// What goes into summary.json.
+    pub summary: TransformersSummary,
+}
+
+/// Files of the study folder.
+pub mod files {
+    /// Summary with provenance.
+    pub const SUMMARY: &str = "summary.json";
+    /// Per (placement, depth, block): ‖∂L/∂θ_b‖.
+    pub const BLOCKS_CSV: &str = "blocks.csv";
+    /// Per (placement, depth): the loss and ‖∂L/∂W^{2,L}‖.
+    pub const OUTPUT_CSV: &str = "output_layer.csv";
+    /// Per placement: the slope of log ‖∂L/∂W^{2,L}‖ against log L.
+    pub const SLOPES_CSV: &str = "slopes.csv";
+    /// Per (variant, layer): res(h_l).
+    pub const RANK_CSV: &str = "rank.csv";
+}
+
+impl TransformersResults {
+    /// Write the study folder `dir` (created if missing); every file
+    /// atomically, `summary.json` last.
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        create_dir(dir)?;
+        let s = &self.summary;
+        let mut blocks = Csv::new(&["arch", "depth", "block", "grad_norm_mean", "grad_norm_se"]);
+        let mut output = Csv::new(&[
+            "arch",
+            "depth",
+            "loss_mean",
+            "last_ffn_grad_mean",
+            "last_ffn_grad_se",
+        ]);
+        for r in &s.grads {
+            for (b, g) in r.block_grad.iter().enumerate() {
+                blocks.row(&[
+                    r.arch.clone(),
+                    r.depth.to_string(),
+                    b.to_string(),
+                    num(g.mean),
+                    num(g.se),
+                ]);
+            }
+            output.row(&[
+                r.arch.clone(),
+                r.depth.to_string(),
+                num(r.loss.mean),
+                num(r.last_ffn_grad.mean),
+                num(r.last_ffn_grad.se),
+            ]);
+        }
+        blocks.write(&dir.join(files::BLOCKS_CSV))?;
+        output.write(&dir.join(files::OUTPUT_CSV))?;
+        let mut slopes = Csv::new(&["arch", "slope"]);
+        for r in &s.slopes {
+            slopes.row(&[r.arch.clone(), num(r.slope)]);
+        }
+        slopes.write(&dir.join(files::SLOPES_CSV))?;
+        let mut rank = Csv::new(&["arch", "layer", "res_mean", "res_se"]);
+        for r in &s.rank {
+            for (l, v) in r.residual.iter().enumerate() {
+                rank.row(&[r.arch.clone(), l.to_string(), num(v.mean), num(v.se)]);
+            }
+        }
+        rank.write(&dir.join(files::RANK_CSV))?;
+        write_json(&dir.join(files::SUMMARY), s)
+    }
+}
+
+/// Read the summary of a study folder, refusing one whose rows do not
+/// cover every placement × depth and rank variant once, at their lengths.
+pub fn read_summary(dir: &Path) -> Result<TransformersSummary> {
+    let path = dir.join(files::SUMMARY);
+    let s: TransformersSummary =
+        crate::io::read_summary(&path, SCHEMA, |s: &TransformersSummary| &s.schema)?;
+    let c = &s.config;
+    ensure(
+        s.grads.len() == c.placements.len() * c.depths.len(),
+        &path,
+        || {
+            format!(
+                "{} gradient rows for {} placements × {} depths",
+                s.grads.len(),
+                c.placements.len(),
+                c.depths.len()
+            )
+        },
+    )?;
+    for (i, r) in s.grads.iter().enumerate() {
+        let (a, d) = (i / c.depths.len(), i % c.depths.len());
+        ensure(
+            r.arch == c.placements[a].to_string()
+                && r.depth == c.depths[d]
+                && r.block_grad.len() == r.depth
+                && r.hidden_grad.len() == r.depth + 1,
+            &path,
+            || {
+                format!(
+                    "gradient row {i} ({} depth {}) is out of place",
+                    r.arch, r.depth
+                )
+            },
+        )?;
+    }
+    ensure(s.slopes.len() == c.placements.len(), &path, || {
+        format!(
+            "{} slopes for {} placements",
+            s.slopes.len(),
+            c.placements.len()
+        )
+    })?;
+    ensure(
+        s.rank.len() == c.rank_archs.len()
+            && s.rank
+                .iter()
+                .zip(&c.rank_archs)
+                .all(|(r, a)| r.arch == a.to_string() && r.residual.len() == c.rank_depth + 1),
+        &path,
+        || "the rank rows are not one per variant over rank_depth + 1 layers".into(),
+    )?;
+    Ok(s)
+}

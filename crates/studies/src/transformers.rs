@@ -1,0 +1,475 @@
+//! Transformers at initialisation: where the layer norm goes, and rank
+//! collapse without skips.
+//!
+//! Gradient norms (Xiong et al. 2020, "On Layer Normalization in the
+//! Transformer Architecture"): with the layer norm after the residual sum
+//! (post-LN) the gradient of the parameters near the output, ‖∂L/∂W^{2,L}‖,
+//! does not shrink with depth L, which is why post-LN needs learning-rate
+//! warm-up; with the norm before each sublayer (pre-LN) the final LN sees a
+//! sum of L branches, of scale √L, and the same gradient scales like
+//! 1/√L. Measured per block and at the last block's second feed-forward
+//! layer, on the loss of a synthetic task, for each placement and depth; the
+//! slope of log ‖∂L/∂W^{2,L}‖ against log L is fitted per placement.
+//!
+//! Rank collapse (Dong, Cordonnier and Loukas 2021, "Attention is not all you
+//! need: pure attention loses rank doubly exponentially with depth"):
+//! res(X) = ‖X − 1x̄ᵀ‖_F / ‖X‖_F, x̄ the token mean (the nearest matrix of
+//! the form 1xᵀ), of the token representations after every block, for pure
+//! attention, attention with skips, attention with MLPs and the full block.
+//!
+//! The task (generated from the seed, no download): reverse a sequence of T
+//! uniform random tokens of a vocabulary of V; the loss is the mean
+//! cross-entropy over every token. Nets run in f64 on the engine's interface
+//! (candle's autograd behind it until attention is an engine op).
+
+use gradscope_engine::{Options, Want, for_net};
+use gradscope_nets::{BnMode, Net, Precision, Transformer, TransformerParams, derive_seed};
+use ndarray::{Array2, ArrayView2};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::provenance::Provenance;
+use crate::study::{Study, StudyResults};
+use crate::{Result, StudyError};
+
+pub use gradscope_contract::curvature::MeanSe;
+pub use gradscope_contract::transformers::{
+    CellOutput, GradOutput, GradRow, NAME, RankOutput, RankRow, SCHEMA, SlopeRow,
+    TransformersParams, TransformersResults, TransformersSummary, default_placements,
+    default_rank_archs, files, read_summary,
+};
+
+impl crate::Params for TransformersParams {
+    type Config = TransformersConfig;
+    fn quick() -> Self {
+        TransformersParams::quick()
+    }
+    fn check(&self) -> Result<TransformersConfig> {
+        check(self)
+    }
+}
+
+/// Largest depth of either part.
+const MAX_BLOCKS: usize = 256;
+
+/// Validate `params`: the only way to a runnable study.
+pub fn check(params: &TransformersParams) -> Result<TransformersConfig> {
+    let p = params.clone();
+    if p.placements.is_empty() || p.depths.is_empty() || p.rank_archs.is_empty() {
+        return Err(StudyError::config(
+            "placements",
+            "list at least one placement, one depth and one rank variant",
+        ));
+    }
+    for &d in p.depths.iter().chain([&p.rank_depth]) {
+        if !(1..=MAX_BLOCKS).contains(&d) {
+            return Err(StudyError::config(
+                "depths",
+                format!("each depth must be 1..={MAX_BLOCKS}, got {d}"),
+            ));
+        }
+    }
+    for (i, d) in p.depths.iter().enumerate() {
+        if p.depths[..i].contains(d) {
+            return Err(StudyError::config("depths", format!("{d} is listed twice")));
+        }
+    }
+    if !(1..=100).contains(&p.seeds) {
+        return Err(StudyError::config(
+            "seeds",
+            format!("must be 1..=100, got {}", p.seeds),
+        ));
+    }
+    if !(1..=4096).contains(&p.batch) {
+        return Err(StudyError::config(
+            "batch",
+            format!("must be 1..=4096, got {}", p.batch),
+        ));
+    }
+    if !(1..=1024).contains(&p.seq_len) || !(2..=4096).contains(&p.vocab) {
+        return Err(StudyError::config(
+            "seq_len",
+            format!(
+                "seq_len must be 1..=1024 and vocab 2..=4096, got {} and {}",
+                p.seq_len, p.vocab
+            ),
+        ));
+    }
+    if p.width > 1024 {
+        return Err(StudyError::config(
+            "width",
+            format!("must be at most 1024, got {}", p.width),
+        ));
+    }
+    // Every net the study builds passes the spec's own check.
+    let deepest = *p.depths.iter().max().expect("non-empty");
+    for arch in p.placements.iter().chain(&p.rank_archs) {
+        net_params(&p, *arch, deepest.max(p.rank_depth), 0).check()?;
+    }
+    Ok(TransformersConfig { params: p })
+}
+
+fn net_params(
+    p: &TransformersParams,
+    arch: gradscope_nets::TransformerArch,
+    depth: usize,
+    seed: u64,
+) -> TransformerParams {
+    TransformerParams {
+        arch,
+        depth,
+        width: p.width,
+        heads: p.heads,
+        seq_len: p.seq_len,
+        vocab: p.vocab,
+        ff_width: 0,
+        precision: Precision::F64,
+        seed,
+    }
+}
+
+/// A validated transformers configuration.
+#[derive(Clone, Debug)]
+pub struct TransformersConfig {
+    params: TransformersParams,
+}
+
+/// One net: a placement at a depth, or a rank variant; and a seed index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cell {
+    /// Gradient norms of placement `arch` (index) at depth `depth` (index).
+    Grad {
+        /// Index into `placements`.
+        arch: usize,
+        /// Index into `depths`.
+        depth: usize,
+        /// Seed index.
+        seed: usize,
+    },
+    /// Rank collapse of variant `arch` (index into `rank_archs`).
+    Rank {
+        /// Index into `rank_archs`.
+        arch: usize,
+        /// Seed index.
+        seed: usize,
+    },
+}
+
+/// The reversal task's batch: token ids (B × T) and targets (reversed).
+pub fn reversal_batch(
+    batch: usize,
+    seq_len: usize,
+    vocab: usize,
+    seed: u64,
+) -> (Array2<f64>, Vec<u32>) {
+    let mut rng = StdRng::seed_from_u64(derive_seed(seed, "transformers/data"));
+    let x = Array2::from_shape_fn((batch, seq_len), |_| rng.random_range(0..vocab) as f64);
+    let y = (0..batch)
+        .flat_map(|i| {
+            let row = x.row(i).to_vec();
+            row.into_iter().rev().map(|v| v as u32)
+        })
+        .collect();
+    (x, y)
+}
+
+/// Mean token cross-entropy of logits (B × T·V) against targets (B·T), and
+/// its gradient (softmax − onehot)/(B·T).
+pub fn token_cross_entropy(
+    logits: ArrayView2<f64>,
+    targets: &[u32],
+    vocab: usize,
+) -> (f64, Array2<f64>) {
+    let n = targets.len() as f64;
+    let mut grad = Array2::zeros(logits.raw_dim());
+    let mut loss = 0.0;
+    let flat = logits.as_standard_layout().to_owned();
+    let rows = flat.as_slice().expect("standard layout").chunks(vocab);
+    let gflat = grad.as_slice_mut().expect("standard layout");
+    for ((z, g), &y) in rows.zip(gflat.chunks_mut(vocab)).zip(targets) {
+        let m = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let s: f64 = z.iter().map(|v| (v - m).exp()).sum();
+        loss += s.ln() + m - z[y as usize];
+        for (k, (gk, zk)) in g.iter_mut().zip(z).enumerate() {
+            *gk = ((zk - m).exp() / s - f64::from(u8::from(k == y as usize))) / n;
+        }
+    }
+    (loss / n, grad)
+}
+
+/// res(X) = ‖X − 1x̄ᵀ‖_F / ‖X‖_F of one sequence's representation X (T × d,
+/// a row of T·d values), x̄ the mean token (Dong et al. 2021's residual
+/// from the nearest 1xᵀ, in the Frobenius norm).
+pub fn rank_residual(row: &[f64], seq_len: usize) -> f64 {
+    let d = row.len() / seq_len;
+    let mut mean = vec![0.0; d];
+    for t in row.chunks(d) {
+        for (m, v) in mean.iter_mut().zip(t) {
+            *m += v / seq_len as f64;
+        }
+    }
+    let (mut num, mut den) = (0.0, 0.0);
+    for t in row.chunks(d) {
+        for (m, v) in mean.iter().zip(t) {
+            num += (v - m).powi(2);
+            den += v * v;
+        }
+    }
+    (num / den).sqrt()
+}
+
+/// Least-squares slope of ln y against ln x; NaN unless every y is positive
+/// and finite and there are two distinct x.
+pub fn log_log_slope(x: &[f64], y: &[f64]) -> f64 {
+    if x.len() < 2 || y.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
+        return f64::NAN;
+    }
+    let lx: Vec<f64> = x.iter().map(|v| v.ln()).collect();
+    let ly: Vec<f64> = y.iter().map(|v| v.ln()).collect();
+    let n = lx.len() as f64;
+    let (mx, my) = (lx.iter().sum::<f64>() / n, ly.iter().sum::<f64>() / n);
+    let sxy: f64 = lx.iter().zip(&ly).map(|(a, b)| (a - mx) * (b - my)).sum();
+    let sxx: f64 = lx.iter().map(|a| (a - mx).powi(2)).sum();
+    sxy / sxx
+}
+
+impl TransformersConfig {
+    /// The validated parameters.
+    pub fn params(&self) -> &TransformersParams {
+        &self.params
+    }
+
+    /// The net of a seed index: the same seed for every placement and
+    /// depth (paired comparisons; the depth-L net is the first L blocks).
+    fn net(&self, arch: gradscope_nets::TransformerArch, depth: usize, seed: usize) -> Result<Net> {
+        let s = derive_seed(self.params.seed, &format!("transformers/net{seed}"));
+        let spec = net_params(&self.params, arch, depth, s).check()?;
+        Ok(Net::Transformer(Transformer::new(&spec)?))
+    }
+
+    fn grads(&self, arch: usize, depth: usize, seed: usize) -> Result<GradOutput> {
+        let p = &self.params;
+        let depth = p.depths[depth];
+        let net = self.net(p.placements[arch], depth, seed)?;
+        let engine = for_net::<f64>(&net, Options::once(BnMode::Eval))?;
+        let (x, y) = reversal_batch(p.batch, p.seq_len, p.vocab, p.seed);
+        let fwd = engine.forward(x.view(), true)?;
+        let out = engine.output(&fwd, depth)?;
+        let (loss, g) = token_cross_entropy(out.view(), &y, p.vocab);
+        let want = Want {
+            hidden: false,
+            params: true,
+            gram: false,
+        };
+        let grads = engine.backward(&fwd, depth, Some(g.view()), want)?;
+        let mut block = vec![0.0; depth];
+        let mut last_ffn = f64::NAN;
+        let last = format!("layers.{}.linear2.weight", depth - 1);
+        for (name, v) in &grads.params {
+            let sq: f64 = v.iter().map(|a| a * a).sum();
+            if let Some(b) = name
+                .strip_prefix("layers.")
+                .and_then(|r| r.split('.').next())
+                .and_then(|i| i.parse::<usize>().ok())
+            {
+                block[b] += sq;
+            }
+            if *name == last {
+                last_ffn = sq.sqrt();
+            }
+        }
+        Ok(GradOutput {
+            loss,
+            block_grad: block.into_iter().map(f64::sqrt).collect(),
+            last_ffn_grad: last_ffn,
+            hidden_grad: grads.hidden_norms,
+        })
+    }
+
+    fn rank(&self, arch: usize, seed: usize) -> Result<RankOutput> {
+        let p = &self.params;
+        let net = self.net(p.rank_archs[arch], p.rank_depth, seed)?;
+        let engine = for_net::<f64>(&net, Options::once(BnMode::Eval))?;
+        let (x, _) = reversal_batch(p.batch, p.seq_len, p.vocab, p.seed);
+        let fwd = engine.forward(x.view(), false)?;
+        let residual = fwd
+            .hidden
+            .iter()
+            .map(|h| {
+                let rows: Vec<f64> = h
+                    .rows()
+                    .into_iter()
+                    .map(|r| rank_residual(&r.to_vec(), p.seq_len))
+                    .collect();
+                rows.iter().sum::<f64>() / rows.len() as f64
+            })
+            .collect();
+        Ok(RankOutput { residual })
+    }
+
+    fn arch_name(&self, cell: &Cell) -> String {
+        match *cell {
+            Cell::Grad { arch, .. } => self.params.placements[arch].to_string(),
+            Cell::Rank { arch, .. } => self.params.rank_archs[arch].to_string(),
+        }
+    }
+}
+
+/// Mean and standard error per position over the seeds' vectors.
+fn per_position<'a>(vs: impl Iterator<Item = &'a Vec<f64>> + Clone, len: usize) -> Vec<MeanSe> {
+    (0..len)
+        .map(|i| MeanSe::of(vs.clone().map(|v| v[i])))
+        .collect()
+}
+
+impl Study for TransformersConfig {
+    const NAME: &'static str = NAME;
+    type Cell = Cell;
+    type CellOutput = CellOutput;
+    type Results = TransformersResults;
+
+    fn cells(&self) -> Vec<Cell> {
+        let p = &self.params;
+        let mut out = Vec::new();
+        for arch in 0..p.placements.len() {
+            for depth in 0..p.depths.len() {
+                for seed in 0..p.seeds {
+                    out.push(Cell::Grad { arch, depth, seed });
+                }
+            }
+        }
+        for arch in 0..p.rank_archs.len() {
+            for seed in 0..p.seeds {
+                out.push(Cell::Rank { arch, seed });
+            }
+        }
+        out
+    }
+
+    fn cell_key(&self, cell: &Cell) -> String {
+        let arch = self.arch_name(cell);
+        match *cell {
+            Cell::Grad { depth, seed, .. } => format!(
+                "grad:arch={arch},depth={},seed={seed}",
+                self.params.depths[depth]
+            ),
+            Cell::Rank { seed, .. } => format!("rank:arch={arch},seed={seed}"),
+        }
+    }
+
+    fn run_cell(&self, cell: &Cell) -> Result<CellOutput> {
+        Ok(match *cell {
+            Cell::Grad { arch, depth, seed } => CellOutput::Grad(self.grads(arch, depth, seed)?),
+            Cell::Rank { arch, seed } => CellOutput::Rank(self.rank(arch, seed)?),
+        })
+    }
+
+    fn cell_faults(&self, cell: &Cell, output: &CellOutput) -> Vec<String> {
+        let bad = match output {
+            CellOutput::Grad(g) => {
+                !g.loss.is_finite() || g.block_grad.iter().any(|v| !v.is_finite())
+            }
+            CellOutput::Rank(r) => r.residual.iter().any(|v| !v.is_finite()),
+        };
+        if bad {
+            vec![format!("{}: a non-finite value", self.cell_key(cell))]
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn summarise(
+        &self,
+        outputs: Vec<CellOutput>,
+        provenance: Provenance,
+    ) -> Result<TransformersResults> {
+        let p = &self.params;
+        let cells = self.cells();
+        let grad_of = |a: usize, d: usize| -> Vec<&GradOutput> {
+            cells
+                .iter()
+                .zip(&outputs)
+                .filter_map(|(c, o)| match (c, o) {
+                    (Cell::Grad { arch, depth, .. }, CellOutput::Grad(g))
+                        if *arch == a && *depth == d =>
+                    {
+                        Some(g)
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        let mut grads = Vec::new();
+        let mut slopes = Vec::new();
+        for (a, arch) in p.placements.iter().enumerate() {
+            let mut last = Vec::new();
+            for (d, &depth) in p.depths.iter().enumerate() {
+                let g = grad_of(a, d);
+                let row = GradRow {
+                    arch: arch.to_string(),
+                    depth,
+                    loss: MeanSe::of(g.iter().map(|o| o.loss)),
+                    block_grad: per_position(g.iter().map(|o| &o.block_grad), depth),
+                    last_ffn_grad: MeanSe::of(g.iter().map(|o| o.last_ffn_grad)),
+                    hidden_grad: per_position(g.iter().map(|o| &o.hidden_grad), depth + 1),
+                };
+                last.push(row.last_ffn_grad.mean);
+                grads.push(row);
+            }
+            let ls: Vec<f64> = p.depths.iter().map(|&d| d as f64).collect();
+            slopes.push(SlopeRow {
+                arch: arch.to_string(),
+                slope: log_log_slope(&ls, &last),
+            });
+        }
+        let rank = p
+            .rank_archs
+            .iter()
+            .enumerate()
+            .map(|(a, arch)| {
+                let r: Vec<&Vec<f64>> = cells
+                    .iter()
+                    .zip(&outputs)
+                    .filter_map(|(c, o)| match (c, o) {
+                        (Cell::Rank { arch, .. }, CellOutput::Rank(r)) if *arch == a => {
+                            Some(&r.residual)
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                RankRow {
+                    arch: arch.to_string(),
+                    residual: per_position(r.into_iter(), p.rank_depth + 1),
+                }
+            })
+            .collect();
+        Ok(TransformersResults {
+            summary: TransformersSummary {
+                schema: SCHEMA.into(),
+                study: NAME.into(),
+                provenance,
+                config: p.clone(),
+                grads,
+                slopes,
+                rank,
+            },
+        })
+    }
+
+    fn config_json(&self) -> serde_json::Value {
+        serde_json::to_value(&self.params).expect("parameters serialise")
+    }
+}
+
+impl StudyResults for TransformersResults {
+    fn write(&self, dir: &std::path::Path) -> Result<()> {
+        Ok(TransformersResults::write(self, dir)?)
+    }
+}
+
+impl TransformersConfig {
+    /// Run every cell and summarise.
+    pub fn run(&self, opts: &crate::RunOptions) -> Result<TransformersResults> {
+        crate::study::run_study(self, opts)
+    }
+}
