@@ -3,6 +3,9 @@
 //! the Gauss–Newton product against Jᵀ H_L J formed densely, and Lanczos on
 //! a Hessian formed column by column.
 
+mod common;
+use common::perturb_vectors;
+
 use candle_core::{Device, Tensor};
 use gradscope_engine::Curvature;
 use gradscope_nets::{Activation, BnMode, Mlp, Net, NetParams, Precision};
@@ -57,25 +60,6 @@ fn mlp(
         .unwrap();
     m.calibrate_batch_norm(&xt).unwrap();
     Net::Mlp(m)
-}
-
-fn perturb_vectors(params: &[(String, candle_core::Var)]) {
-    for (k, (name, var)) in params.iter().enumerate() {
-        let t = var.as_tensor();
-        if t.rank() != 1 {
-            continue;
-        }
-        let n = t.dims1().unwrap();
-        let base = if name.ends_with(".weight") { 1.0 } else { 0.0 };
-        let v: Vec<f64> = (0..n)
-            .map(|i| base + 0.3 * ((k * 31 + i * 7) as f64).sin())
-            .collect();
-        let new = Tensor::from_vec(v, n, t.device())
-            .unwrap()
-            .to_dtype(t.dtype())
-            .unwrap();
-        var.set(&new).unwrap();
-    }
 }
 
 /// A small conv net (ResNet of depth 8 on 2 × 6 × 6 images, 3 classes).

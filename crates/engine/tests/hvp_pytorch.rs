@@ -14,6 +14,9 @@
 //! python3 benches/peer/peer_hvp.py /tmp/hvp_inputs.json crates/engine/tests/fixtures/hvp_pytorch.json
 //! ```
 
+mod common;
+use common::perturb_vectors;
+
 use candle_core::{Device, Tensor};
 use gradscope_engine::Curvature;
 use gradscope_nets::{Activation, BnMode, Mlp, Net, NetParams, Precision};
@@ -108,7 +111,7 @@ impl Case {
                     ..Default::default()
                 };
                 let c = ConvNet::new(&p.check().unwrap()).unwrap();
-                perturb(&c.parameters());
+                perturb_vectors(&c.parameters());
                 // Running statistics off (0, 1), so eval mode is not γx + β.
                 for (k, (name, var)) in c.buffers().iter().enumerate() {
                     let n = var.as_tensor().dims1().unwrap();
@@ -161,26 +164,8 @@ fn net(arch: &str, depth: usize, width: usize, activation: Activation) -> Mlp {
     };
     let m = Mlp::new(&p.check().unwrap()).unwrap();
     m.calibrate_batch_norm(&tensor(&inputs(INPUTS))).unwrap();
-    perturb(&m.parameters());
+    perturb_vectors(&m.parameters());
     m
-}
-
-/// Every vector parameter (γ, β, biases) moved off its initial 1 or 0, so
-/// that each enters the products with a value of its own.
-fn perturb(params: &[(String, candle_core::Var)]) {
-    for (k, (name, var)) in params.iter().enumerate() {
-        let t = var.as_tensor();
-        if t.rank() != 1 {
-            continue;
-        }
-        let n = t.dims1().unwrap();
-        let base = if name.ends_with(".weight") { 1.0 } else { 0.0 };
-        let v: Vec<f64> = (0..n)
-            .map(|i| base + 0.3 * ((k * 31 + i * 7) as f64).sin())
-            .collect();
-        var.set(&Tensor::from_vec(v, n, &Device::Cpu).unwrap())
-            .unwrap();
-    }
 }
 
 fn values(v: &candle_core::Var) -> (Vec<usize>, Vec<f64>) {

@@ -4,6 +4,9 @@
 //! and per-example Gram matrices, in f32 and f64 and in every BN mode. One
 //! test per op, each on the nets that use it.
 
+mod common;
+use common::perturb_vectors;
+
 use candle_core::{Device, Tensor};
 use gradscope_engine::{Engine, Grads, Kernels, Options, Real, Want, for_net};
 use gradscope_nets::{Activation, Arch, BiasInit, BnMode, Mlp, Net, NetParams, Precision};
@@ -13,27 +16,6 @@ const DEPTH: usize = 4;
 const BATCH: usize = 12;
 const INPUTS: usize = 3;
 const OUTPUTS: usize = 2;
-
-/// Every rank-1 parameter (γ, β, biases, gains) set away from its initial
-/// 1 or 0, so that an op that dropped or misplaced one would show.
-fn perturb_vectors(m: &Mlp) {
-    for (k, (name, var)) in m.parameters().iter().enumerate() {
-        let t = var.as_tensor();
-        if t.rank() != 1 {
-            continue;
-        }
-        let n = t.dims1().unwrap();
-        let base = if name.ends_with(".weight") { 1.0 } else { 0.0 };
-        let v: Vec<f64> = (0..n)
-            .map(|i| base + 0.3 * ((k * 31 + i * 7) as f64).sin())
-            .collect();
-        let new = Tensor::from_vec(v, n, t.device())
-            .unwrap()
-            .to_dtype(t.dtype())
-            .unwrap();
-        var.set(&new).unwrap();
-    }
-}
 
 fn inputs() -> Array2<f64> {
     Array2::from_shape_fn((BATCH, INPUTS), |(i, j)| {
@@ -57,7 +39,7 @@ fn net(arch: &str, activation: Activation, precision: Precision) -> Net {
         ..Default::default()
     };
     let m = Mlp::new(&p.check().unwrap()).unwrap();
-    perturb_vectors(&m);
+    perturb_vectors(&m.parameters());
     let x = inputs();
     let xt = Tensor::from_iter(x.iter().copied(), &Device::Cpu)
         .unwrap()
@@ -518,25 +500,7 @@ fn conv_net(
         ..Default::default()
     };
     let net = ConvNet::new(&p.check().unwrap()).unwrap();
-    let vars = gradscope_nets::Model::parameters(&net);
-    for (k, (name, var)) in vars.iter().enumerate() {
-        let t = var.as_tensor();
-        if t.rank() != 1 {
-            continue;
-        }
-        let n = t.dims1().unwrap();
-        let base = if name.ends_with(".weight") { 1.0 } else { 0.0 };
-        let v: Vec<f64> = (0..n)
-            .map(|i| base + 0.3 * ((k * 31 + i * 7) as f64).sin())
-            .collect();
-        var.set(
-            &Tensor::from_vec(v, n, t.device())
-                .unwrap()
-                .to_dtype(t.dtype())
-                .unwrap(),
-        )
-        .unwrap();
-    }
+    perturb_vectors(&gradscope_nets::Model::parameters(&net));
     let xt = Tensor::from_iter(x.iter().copied(), &Device::Cpu)
         .unwrap()
         .reshape((x.nrows(), 2, 8, 8))
