@@ -414,7 +414,7 @@ impl Transformer {
         &self.blocks
     }
 
-    /// h₀ = E[ids] + P for ids (B × T) stored as floats.
+    /// h₀ = E\[ids\] + P for ids (B × T) stored as floats.
     pub fn embed(&self, ids: &Tensor) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
         if t != self.spec.seq_len {
