@@ -279,13 +279,13 @@ pub fn workloads() -> Vec<Workload> {
                 let net = mlp(Arch::PLAIN, 8, 256, 64, 10, Precision::F32, 3)?;
                 let dense = engine(&net)?;
                 let x = random_inputs(256, 64, 3);
-                let labels: Vec<usize> = (0..256).map(|i| i % 10).collect();
+                let labels: Vec<u32> = (0..256).map(|i| i % 10).collect();
                 Ok(Box::new(move || {
                     let fwd = dense.forward(x.view(), true).map_err(run_err)?;
                     // Per-example cross-entropy: ∂ℓᵢ/∂zᵢ = softmax(zᵢ) − e_{yᵢ}.
                     let z = dense.output(&fwd, 8).map_err(run_err)?;
                     let mut g = z.clone();
-                    softmax_cross_entropy_gradient(&mut g, &labels, 1.0);
+                    loss_gradient(&mut g, &labels, 1.0);
                     let grads = dense
                         .backward(
                             &fwd,
@@ -447,11 +447,10 @@ fn random_direction(n: usize) -> Vec<f64> {
 fn curvature_gradient() -> Result<Run> {
     let (net, x, labels) = curvature_net()?;
     let engine = for_net::<f32>(&net, Options::repeated(BnMode::Full)).map_err(run_err)?;
-    let labels: Vec<usize> = labels.iter().map(|&y| y as usize).collect();
     Ok(Box::new(move || {
         let fwd = engine.forward(x.view(), true).map_err(run_err)?;
         let mut g = engine.output(&fwd, 8).map_err(run_err)?;
-        softmax_cross_entropy_gradient(&mut g, &labels, 1.0 / CURVATURE_BATCH as f32);
+        loss_gradient(&mut g, &labels, 1.0 / CURVATURE_BATCH as f32);
         let want = Want {
             params: true,
             ..Want::default()
@@ -464,15 +463,13 @@ fn curvature_gradient() -> Result<Run> {
     }))
 }
 
-/// Logits z → ∂ℓ/∂z of the cross-entropy, (softmax(z) − one-hot)·`scale`
-/// per example: `scale` 1/B for the batch mean, 1 for per-example losses.
-fn softmax_cross_entropy_gradient(g: &mut Array2<f32>, labels: &[usize], scale: f32) {
-    for (i, mut row) in g.axis_iter_mut(Axis(0)).enumerate() {
-        let m = row.fold(f32::NEG_INFINITY, |a, &v| a.max(v));
-        row.mapv_inplace(|v| (v - m).exp());
-        let s = row.sum();
-        row.mapv_inplace(|v| v / s * scale);
-        row[labels[i]] -= scale;
+/// Logits z → ∂ℓ/∂z of the cross-entropy (the training code's, softmax(z)
+/// − one-hot per example) times `scale`: 1/B for the batch mean, 1 for
+/// per-example losses.
+fn loss_gradient(g: &mut Array2<f32>, labels: &[u32], scale: f32) {
+    gradscope_train::cross_entropy_gradient(g, labels);
+    if scale != 1.0 {
+        g.mapv_inplace(|v| v * scale);
     }
 }
 
@@ -513,13 +510,13 @@ fn conv_step(depth: usize, residual: bool) -> Result<Run> {
     let net = Net::Conv(ConvNet::new(&p.check().map_err(run_err)?).map_err(run_err)?);
     let mut engine = for_net::<f32>(&net, Options::repeated(BnMode::Train)).map_err(run_err)?;
     let x = random_inputs(128, 3 * 32 * 32, 3);
-    let labels: Vec<usize> = (0..128).map(|i| i % 10).collect();
+    let labels: Vec<u32> = (0..128).map(|i| i % 10).collect();
     Ok(Box::new(move || {
         let fwd = engine.forward(x.view(), true).map_err(run_err)?;
         engine.update_running_stats(&fwd);
         let depth = engine.depth();
         let mut g = engine.output(&fwd, depth).map_err(run_err)?;
-        softmax_cross_entropy_gradient(&mut g, &labels, 1.0 / 128.0);
+        loss_gradient(&mut g, &labels, 1.0 / 128.0);
         let want = Want {
             params: true,
             ..Want::default()
