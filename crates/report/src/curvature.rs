@@ -14,7 +14,7 @@ use crate::card::StudyCard;
 use crate::claims::{Check, Claims};
 use crate::doc::{Block, Doc};
 use crate::figure::{Legend, LineChart, Mark, Panels, Series, save};
-use crate::format::decimals;
+use crate::format::{decimals, mean_se};
 use crate::style::{self, color};
 use crate::{Result, pages};
 
@@ -51,16 +51,6 @@ pub fn pairs(s: &CurvatureSummary) -> Vec<(String, String)> {
     .filter(|(p, r)| names.iter().any(|n| n == p) && names.iter().any(|n| n == r))
     .map(|(p, r)| (p.to_string(), r.to_string()))
     .collect()
-}
-
-/// "m ± se" (in brackets inside a sentence), or m alone when there is no
-/// standard error (one seed).
-fn with_error(mean: f64, se: f64, bracket: bool) -> String {
-    match (se.is_finite(), bracket) {
-        (false, _) => num(mean),
-        (true, false) => format!("{} ± {}", num(mean), num(se)),
-        (true, true) => format!("{} (± {})", num(mean), num(se)),
-    }
 }
 
 /// What the nets are: MLPs of the configured width, conv nets of He et
@@ -132,8 +122,8 @@ pub fn finding(s: &CurvatureSummary, claims: &mut Claims) -> String {
         let ratio = p.top_eigenvalue.mean / r.top_eigenvalue.mean;
         let numbers = format!(
             "At initialisation and depth {deep}, λ_max of the loss's Hessian is {} for {plain} and {} for {res}",
-            with_error(p.top_eigenvalue.mean, p.top_eigenvalue.se, true),
-            with_error(r.top_eigenvalue.mean, r.top_eigenvalue.se, true),
+            mean_se(p.top_eigenvalue.mean, p.top_eigenvalue.se, num, true),
+            mean_se(r.top_eigenvalue.mean, r.top_eigenvalue.se, num, true),
         );
         parts.push(claims.decide(
             &format!("{plain}-sharper"),
@@ -315,9 +305,9 @@ fn table(s: &CurvatureSummary) -> Block {
                 p.phase.clone(),
                 p.parameters.to_string(),
                 decimals(p.loss.mean, 3),
-                with_error(p.top_eigenvalue.mean, p.top_eigenvalue.se, false),
-                with_error(p.trace.mean, p.trace.se, false),
-                with_error(p.negative_mass.mean, p.negative_mass.se, false),
+                mean_se(p.top_eigenvalue.mean, p.top_eigenvalue.se, num, false),
+                mean_se(p.trace.mean, p.trace.se, num, false),
+                mean_se(p.negative_mass.mean, p.negative_mass.se, num, false),
                 format!(
                     "{}/{} in ≤ {}",
                     p.converged, s.config.seeds, p.lanczos_iterations

@@ -104,6 +104,17 @@ pub fn mean_sd(m: &MeanStd, f: fn(f64) -> String) -> String {
     format!("{} ± {}", f(m.mean), f(m.std))
 }
 
+/// `mean ± se`, both printed by `f` (`6.197 ± 0.041`; `6.197 (± 0.041)`
+/// with `bracket`, inside a sentence), or the mean alone when there is no
+/// standard error (one seed).
+pub fn mean_se(mean: f64, se: f64, f: fn(f64) -> String, bracket: bool) -> String {
+    match (se.is_finite(), bracket) {
+        (false, _) => f(mean),
+        (true, false) => format!("{} ± {}", f(mean), f(se)),
+        (true, true) => format!("{} (± {})", f(mean), f(se)),
+    }
+}
+
 /// Tick label: plain decimals in a readable range, otherwise 1e-5 style.
 pub fn tick(v: f64) -> String {
     tick_with(v, 3)

@@ -15,7 +15,7 @@ use crate::card::StudyCard;
 use crate::claims::{Check, Claims};
 use crate::doc::{Block, Doc};
 use crate::figure::{Legend, LineChart, Mark, Panels, Series, save};
-use crate::format::decimals;
+use crate::format::{decimals, mean_se};
 use crate::style::{self, color};
 use crate::{Result, pages};
 
@@ -340,11 +340,7 @@ fn table(s: &TransformersSummary) -> Block {
                 r.arch.clone(),
                 r.depth.to_string(),
                 decimals(r.loss.mean, 3),
-                format!(
-                    "{} ± {}",
-                    sci(r.last_ffn_grad.mean),
-                    sci(r.last_ffn_grad.se)
-                ),
+                mean_se(r.last_ffn_grad.mean, r.last_ffn_grad.se, sci, false),
                 sci(r.block_grad[0].mean),
                 decimals(slope, 2),
             ]
