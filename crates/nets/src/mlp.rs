@@ -482,16 +482,8 @@ impl crate::BlockNet for Mlp {
         })
     }
 
-    fn block_post(&self, _b: usize, pre: &Tensor) -> Result<Tensor> {
-        Ok(pre.clone())
-    }
-
     fn keeps_shape(&self, _b: usize) -> bool {
         true
-    }
-
-    fn block_group(&self, _b: usize) -> usize {
-        0
     }
 
     fn head_forward(&self, h: &Tensor, _mode: BnMode) -> Result<Tensor> {

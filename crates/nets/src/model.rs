@@ -32,17 +32,31 @@ pub trait BlockNet: Model {
     /// h_{b+1} = block_b(h_b).
     fn block_forward(&self, b: usize, h: &Tensor, mode: BnMode) -> Result<Tensor>;
     /// For a residual block, its branch and shortcut outputs (F(h), s(h)); the
-    /// block computes post(F(h) + s(h)). `None` for a block without a shortcut.
-    fn block_parts(&self, b: usize, h: &Tensor, mode: BnMode) -> Result<Option<(Tensor, Tensor)>>;
-    /// The activation applied after a residual block's addition (identity for
-    /// pre-activation blocks, ReLU for the post-activation blocks of He 2016a).
-    fn block_post(&self, b: usize, pre: &Tensor) -> Result<Tensor>;
+    /// block computes post(F(h) + s(h)). `None` (the default) for a block
+    /// without one such split.
+    fn block_parts(
+        &self,
+        _b: usize,
+        _h: &Tensor,
+        _mode: BnMode,
+    ) -> Result<Option<(Tensor, Tensor)>> {
+        Ok(None)
+    }
+    /// The activation applied after a residual block's addition (identity, the
+    /// default, for pre-activation blocks; ReLU for the post-activation blocks
+    /// of He 2016a).
+    fn block_post(&self, _b: usize, pre: &Tensor) -> Result<Tensor> {
+        Ok(pre.clone())
+    }
     /// Whether block b maps its input shape to itself (so a plain block can be
     /// dropped, and two such blocks swapped).
     fn keeps_shape(&self, b: usize) -> bool;
     /// Blocks in the same group see inputs of the same shape (the stage of a
-    /// conv net; every block of an MLP): shape-keeping blocks of one group can trade places.
-    fn block_group(&self, b: usize) -> usize;
+    /// conv net; every block of an MLP): shape-keeping blocks of one group can
+    /// trade places. One group by default.
+    fn block_group(&self, _b: usize) -> usize {
+        0
+    }
     /// The output from the last hidden state.
     fn head_forward(&self, h: &Tensor, mode: BnMode) -> Result<Tensor>;
 }

@@ -111,22 +111,8 @@ impl<M: Model> BlockNet for Whole<M> {
             format!("a custom model has no block {b}"),
         ))
     }
-    fn block_parts(
-        &self,
-        _b: usize,
-        _h: &Tensor,
-        _mode: BnMode,
-    ) -> Result<Option<(Tensor, Tensor)>> {
-        Ok(None)
-    }
-    fn block_post(&self, _b: usize, pre: &Tensor) -> Result<Tensor> {
-        Ok(pre.clone())
-    }
     fn keeps_shape(&self, _b: usize) -> bool {
         false
-    }
-    fn block_group(&self, _b: usize) -> usize {
-        0
     }
     fn head_forward(&self, h: &Tensor, _mode: BnMode) -> Result<Tensor> {
         Ok(h.clone())

@@ -492,6 +492,8 @@ impl Model for Transformer {
     }
 }
 
+// block_parts stays the default None: two sublayers per block, each with
+// its own sum, so there is no single F(h) + s(h) split.
 impl crate::BlockNet for Transformer {
     fn num_blocks(&self) -> usize {
         self.blocks.len()
@@ -508,24 +510,8 @@ impl crate::BlockNet for Transformer {
             )),
         }
     }
-    fn block_parts(
-        &self,
-        _b: usize,
-        _h: &Tensor,
-        _mode: BnMode,
-    ) -> Result<Option<(Tensor, Tensor)>> {
-        // Two sublayers per block, each with its own sum: no single
-        // F(h) + s(h) split.
-        Ok(None)
-    }
-    fn block_post(&self, _b: usize, pre: &Tensor) -> Result<Tensor> {
-        Ok(pre.clone())
-    }
     fn keeps_shape(&self, _b: usize) -> bool {
         true
-    }
-    fn block_group(&self, _b: usize) -> usize {
-        0
     }
     fn head_forward(&self, h: &Tensor, _mode: BnMode) -> Result<Tensor> {
         self.unembed(h)
