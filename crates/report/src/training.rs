@@ -247,6 +247,7 @@ fn finding(run: &Run, claims: &mut Claims) -> String {
     if any {
         text += " A deeper net fitting its training set worse than a shallower one is the degradation problem that motivated residual learning (He et al. 2016a); the training error, not the test error, shows it is an optimisation failure rather than overfitting.";
     }
+    text += &flatness(run, claims);
     let bad = non_finite_list(run);
     if !bad.is_empty() {
         text += &format!(
@@ -254,6 +255,56 @@ fn finding(run: &Run, claims: &mut Claims) -> String {
             bad.len(),
             bad.join("; ")
         );
+    }
+    text
+}
+
+/// Whether each (arch, depth)'s mean training-error curve flattened over its
+/// last quarter of epochs ([`training::late_drop`]): final errors compare
+/// what nets can fit only where the curves are flat.
+fn flatness(run: &Run, claims: &mut Claims) -> String {
+    let mut parts = Vec::new();
+    let mut falling = false;
+    for (a, arch) in run.archs.iter().enumerate() {
+        for (di, &depth) in run.depths().iter().enumerate() {
+            let curve = &run.result(a, di).train_error_curve;
+            let Some((k, drop)) = training::late_drop(curve) else {
+                continue;
+            };
+            if !drop.is_finite() {
+                continue;
+            }
+            let n = curve.len();
+            let span = format!(
+                "{} → {} from epoch {} to {n}",
+                pct(curve[n - 1 - k]),
+                pct(curve[n - 1]),
+                n - k
+            );
+            let check = Check::at_most(
+                &format!("{arch}, depth {depth}: training-error drop over the last {k} epochs"),
+                drop,
+                training::FLAT_DROP,
+            );
+            falling |= !check.holds;
+            parts.push(claims.decide(
+                &format!("{arch}-{depth}-flat"),
+                check,
+                format!("{arch} at depth {depth} flat ({span})"),
+                format!("{arch} at depth {depth} still falling ({span})"),
+            ));
+        }
+    }
+    if parts.is_empty() {
+        return String::new();
+    }
+    let mut text = format!(
+        " Converged? A curve counts as flat when its mean training error fell by at most {} over the last quarter of the epochs: {}.",
+        pct(training::FLAT_DROP),
+        parts.join("; ")
+    );
+    if falling {
+        text += " A curve still falling ends above what the recipe would reach with more epochs, so a comparison that involves it is of training speed as much as of what the nets can fit.";
     }
     text
 }

@@ -126,6 +126,22 @@ impl TrainingParams {
 /// shallower one's by more than this (absolute error rate).
 pub const DEGRADATION_MARGIN: f64 = 0.02;
 
+/// A training-error curve counts as flat when it fell by at most this
+/// (absolute error rate) over its last quarter of epochs ([`late_drop`]).
+pub const FLAT_DROP: f64 = 0.01;
+
+/// How far a curve fell over its last quarter of epochs (at least one):
+/// `(k, curve[n−1−k] − curve[n−1])`, positive while it still falls; `None`
+/// for a curve of fewer than two epochs. A comparison of final errors is
+/// a comparison of what the nets can fit only where both are flat.
+pub fn late_drop(curve: &[f64]) -> Option<(usize, f64)> {
+    let n = curve.len();
+    (n >= 2).then(|| {
+        let k = (n / 4).max(1);
+        (k, curve[n - 1 - k] - curve[n - 1])
+    })
+}
+
 /// Files of the study folder.
 pub mod files {
     /// Summary with provenance.
@@ -140,4 +156,21 @@ pub mod files {
     pub const GRAD_NORMS_CSV: &str = "grad_norms.csv";
     /// Shattering and similarity probes over training.
     pub const PROBES_CSV: &str = "probes.csv";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::late_drop;
+
+    #[test]
+    fn the_late_drop_is_the_fall_over_the_last_quarter_of_the_epochs() {
+        // Falling by 0.01 per epoch over 20 epochs: the last 5 fall by 0.05.
+        let linear: Vec<f64> = (0..20).map(|e| 0.5 - 0.01 * e as f64).collect();
+        let (k, drop) = late_drop(&linear).unwrap();
+        assert_eq!(k, 5);
+        assert!((drop - 0.05).abs() < 1e-12);
+        // Fewer than 8 epochs look back one epoch; a rise is a negative drop.
+        assert_eq!(late_drop(&[0.2, 0.3]), Some((1, 0.2 - 0.3)));
+        assert_eq!(late_drop(&[0.2]), None);
+    }
 }

@@ -527,6 +527,9 @@ fn transformers(dir: &Path, claim: &str) -> Option<bool> {
 }
 
 fn training(dir: &Path, claim: &str) -> Option<bool> {
+    if let Some(run) = claim.strip_suffix("-flat") {
+        return training_flat(dir, run);
+    }
     let arch = claim.strip_suffix("-degrades")?;
     let last = Csv::read(&dir.join("final.csv"));
     let rows = last.rows(&[("arch", arch)]);
@@ -545,6 +548,26 @@ fn training(dir: &Path, claim: &str) -> Option<bool> {
     let deep = by_depth(&|b, a| b > a)?;
     let shallow = by_depth(&|b, a| b < a)?;
     Some(deep - shallow >= gradscope_contract::training::DEGRADATION_MARGIN)
+}
+
+/// `ARCH-DEPTH-flat`: the seed-mean training error of curves.csv fell by
+/// at most `FLAT_DROP` over the last quarter of the epochs.
+fn training_flat(dir: &Path, run: &str) -> Option<bool> {
+    let (arch, depth) = run.rsplit_once('-')?;
+    let curves = Csv::read(&dir.join("curves.csv"));
+    let rows = curves.rows(&[("arch", arch), ("depth", depth)]);
+    let epochs = rows.iter().map(|r| num(r, "epoch") as usize).max()?;
+    let mean_at = |e: usize| {
+        let at: Vec<f64> = rows
+            .iter()
+            .filter(|r| num(r, "epoch") as usize == e)
+            .map(|r| num(r, "train_error"))
+            .collect();
+        at.iter().sum::<f64>() / at.len() as f64
+    };
+    let k = (epochs / 4).max(1);
+    let drop = mean_at(epochs - k) - mean_at(epochs);
+    Some(drop <= gradscope_contract::training::FLAT_DROP)
 }
 
 fn correlation(dir: &Path, claim: &str) -> Option<bool> {
