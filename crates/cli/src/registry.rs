@@ -389,7 +389,7 @@ pub fn command() -> Command {
 /// `--arch` and `--depth` instead of the lists, one seed.
 fn train_flags(cmd: Command) -> Command {
     use gradscope_studies::training::TrainingParams;
-    let defaults = TrainingParams::default();
+    let defaults = crate::run::train_defaults();
     // augment_args would put the parameters' doc in place of the command's.
     let about = cmd.get_about().cloned().unwrap_or_default();
     let mut cmd = show_defaults(TrainingParams::augment_args(cmd), &defaults)

@@ -402,6 +402,15 @@ fn archs_text() -> String {
         + "\n(conv nets train in `degradation`, `train` and `ensemble` on image data)\n"
 }
 
+/// `gradscope train`'s defaults: the degradation study's, at a constant
+/// rate (the study's ÷10 milestones belong to its 20 epochs, and a run of
+/// fewer epochs would refuse them).
+pub(crate) fn train_defaults() -> TrainingParams {
+    let mut p = TrainingParams::default();
+    p.train.schedule = gradscope_spec::Schedule::default();
+    p
+}
+
 /// `gradscope train`: one cell of the degradation study in its own run
 /// folder, named from its configuration (see [`crate::runs`]).
 fn train_command(ctx: &Ctx, a: TrainArgs, m: &ArgMatches) -> Result<()> {
@@ -410,7 +419,7 @@ fn train_command(ctx: &Ctx, a: TrainArgs, m: &ArgMatches) -> Result<()> {
         (p.archs, p.depths, p.seeds) = (vec![a.arch], vec![a.depth], 1);
         p
     };
-    let mut p = one(given_flags(&one(TrainingParams::default()), m)?);
+    let mut p = one(given_flags(&one(train_defaults()), m)?);
     RecipeFlags::given(m)?.apply(&mut p.train)?;
     let mut config = p.check()?;
     config.set_save_weights(a.save_weights.clone())?;

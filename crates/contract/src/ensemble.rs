@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use gradscope_spec::{DataSource, ModelArch, Precision, TrainParams};
+use gradscope_spec::{DataSource, ModelArch, Precision, Schedule, TrainParams};
 use gradscope_stats::MeanStd;
 use serde::{Deserialize, Serialize};
 
@@ -80,6 +80,7 @@ impl Default for EnsembleParams {
             train: TrainParams {
                 probe_points: 0,
                 similarity_examples: 0,
+                schedule: Schedule::default(),
                 ..t.train
             },
             dtype: Precision::F32,

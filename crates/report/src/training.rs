@@ -8,7 +8,7 @@ use gradscope_contract::io::create_dir;
 use gradscope_contract::training::{
     self, ArchDepthResult, CellRecord, TrainingData, TrainingSummary,
 };
-use gradscope_spec::OptimizerParams;
+use gradscope_spec::{Decay, OptimizerParams, Schedule};
 
 use crate::card::StudyCard;
 use crate::claims::{Check, Claims};
@@ -63,12 +63,15 @@ impl<'a> Run<'a> {
             .find(|r| r.arch == arch && r.depth == depth)
     }
 
-    /// The deepest nets solid, the others dashed.
+    /// The deepest nets solid, the shallowest dashed, those between with
+    /// markers.
     fn mark_of(&self, depth: usize) -> Mark {
         if depth == self.deep && self.depths().len() > 1 {
             Mark::Line
-        } else {
+        } else if depth == self.shallow {
             Mark::Dashed
+        } else {
+            Mark::LinePoints
         }
     }
 
@@ -313,7 +316,7 @@ fn flatness(run: &Run, claims: &mut Claims) -> String {
 fn setup(s: &TrainingSummary) -> String {
     let c = &s.config;
     format!(
-        "Setup: {} ({} training and {} test examples of shape {:?}, {} classes); MLP width {} (conv nets: 16/32/64 channels); {} epochs, batch {}, {}; {} seed(s) per net; BN nets train with batch statistics and are evaluated with running statistics. Errors are measured on the whole training and test sets after each epoch.",
+        "Setup: {} ({} training and {} test examples of shape {:?}, {} classes); MLP width {} (conv nets: 16/32/64 channels); {} epochs, batch {}, {}, {}; {} seed(s) per net; BN nets train with batch statistics and are evaluated with running statistics. Errors are measured on the whole training and test sets after each epoch.",
         s.data.source,
         s.data.train,
         s.data.test,
@@ -323,8 +326,33 @@ fn setup(s: &TrainingSummary) -> String {
         c.train.epochs,
         c.train.batch_size,
         optimizer_text(&c.train.optimizer),
+        schedule_text(&c.train.schedule),
         c.seeds
     )
+}
+
+/// The learning-rate schedule in words.
+fn schedule_text(s: &Schedule) -> String {
+    let decay = match &s.decay {
+        Decay::Constant => "constant rate".to_string(),
+        Decay::Step { milestones, gamma } => format!(
+            "rate × {gamma} at epochs {}",
+            milestones
+                .iter()
+                .map(|m| m.to_string())
+                .collect::<Vec<_>>()
+                .join(" and ")
+        ),
+        Decay::Cosine { min_lr } => format!("cosine decay to {min_lr}"),
+    };
+    if s.warmup_epochs > 0 {
+        format!(
+            "{} epoch(s) of linear warm-up, then {decay}",
+            s.warmup_epochs
+        )
+    } else {
+        decay
+    }
 }
 
 /// Training and test error against epoch, one curve per (arch, depth).
@@ -371,9 +399,10 @@ fn error_curves(run: &Run, dir: &Path) -> Result<Block> {
         )
     } else {
         format!(
-            "The shape of He et al. 2016a's Figure 1: dashed lines are the shallower nets, solid the deepest (depth {deep}), one colour per architecture. \
+            "The shape of He et al. 2016a's Figure 1: dashed lines are the shallowest nets (depth {shallow}), solid the deepest (depth {deep}), lines with markers any depth between, one colour per architecture. \
              In the paper, plain-56 has higher training and test error than plain-20 on CIFAR-10 while ResNet-56 beats ResNet-20; here the same \
-             comparison runs at depths {shallow} and {deep} on {}.",
+             comparison runs at depths {} on {}.",
+            and_list(run.depths()),
             run.d.summary.data.source
         )
     };
@@ -382,6 +411,15 @@ fn error_curves(run: &Run, dir: &Path) -> Result<Block> {
         "Training and test error against epoch for plain and residual nets at each depth",
         caption,
     ))
+}
+
+/// `4, 16 and 32`.
+fn and_list(depths: &[usize]) -> String {
+    let text: Vec<String> = depths.iter().map(|d| d.to_string()).collect();
+    match text.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => text.join(""),
+    }
 }
 
 /// Training loss against epoch, log scale.

@@ -45,7 +45,8 @@ impl Default for Schedule {
 }
 
 impl Schedule {
-    /// Refuse milestones beyond `epochs`, bad factors and warm-ups longer than the run.
+    /// Refuse bad factors, milestones out of order and warm-ups longer than the
+    /// run; a milestone past the last epoch is allowed and never reached.
     pub fn check(&self, epochs: usize) -> Result<()> {
         if self.warmup_epochs > epochs {
             return Err(SpecError::invalid(

@@ -55,7 +55,7 @@ fn conv_nets_train_on_the_digit_images() {
             batch_size: 32,
             probe_points: 32,
             similarity_examples: 4,
-            ..TrainingParams::default().train
+            ..TrainingParams::quick().train
         },
         ..TrainingParams::quick()
     };

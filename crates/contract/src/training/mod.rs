@@ -71,9 +71,9 @@ impl Default for TrainingParams {
                 ModelArch::Mlp(Arch::PLAIN_BN),
                 ModelArch::Mlp(Arch::RESNET_BN),
             ],
-            depths: vec![4, 32],
+            depths: vec![4, 16, 32],
             width: 64,
-            seeds: 2,
+            seeds: 4,
             seed: 0,
             data: DataSource::Digits,
             max_train: None,
@@ -86,8 +86,13 @@ impl Default for TrainingParams {
                     weight_decay: 0.0,
                     nesterov: false,
                 },
+                // ÷10 at half and three quarters of the run, as He et al.
+                // 2016a do, so that the curves flatten by the last epochs.
                 schedule: Schedule {
-                    decay: Decay::Constant,
+                    decay: Decay::Step {
+                        milestones: vec![10, 15],
+                        gamma: 0.1,
+                    },
                     warmup_epochs: 0,
                 },
                 seed: 0,
@@ -115,6 +120,7 @@ impl TrainingParams {
                 epochs: 6,
                 probe_points: 64,
                 similarity_examples: 8,
+                schedule: Schedule::default(),
                 ..d.train.clone()
             },
             ..d
