@@ -1,6 +1,7 @@
 //! The shattered report's image part: nets on images along the straight
 //! path between two images — r₁ against depth, the gradient pictures along
-//! the path, and the comparison of plain and residual nets decided on the data.
+//! the path, the gradient norm per block, and the comparison of plain and
+//! residual nets decided on the data.
 
 use std::path::Path;
 
@@ -108,6 +109,7 @@ pub(super) fn section(
     )));
     out.push(table(&im, &|a, i| mean_ci(im.slope(a, i), f2)));
     out.push(pictures(&im, dir)?);
+    out.push(layer_norms(&im, dir)?);
     Ok(Some(out))
 }
 
@@ -284,5 +286,56 @@ fn pictures(im: &Images, dir: &Path) -> Result<Block> {
         "Each panel is one net (seed 0): a row per point of the path from x₀ (bottom) to x₁ (top), a column per pixel, coloured by ∂f/∂x \
          over the panel's largest |∂f/∂x|. A gradient that changes smoothly along the path shows as vertical stripes; a shattered one as \
          speckle that changes from row to row.",
+    ))
+}
+
+/// ‖∂L/∂h_l‖ per block l of each image net at initialisation, mean over seeds.
+fn layer_norms(im: &Images, dir: &Path) -> Result<Block> {
+    let mut ch = LineChart::new(
+        "Nets on images: gradient norm per block at initialisation",
+        "block l (0: the stem's output)",
+        "‖∂L/∂h_l‖ / ‖∂L/∂h_last‖ (means over seeds)",
+    )
+    .log_y()
+    .legend(Legend::Outside);
+    for (a, name) in im.archs.iter().enumerate() {
+        for (di, &depth) in im.depths.iter().enumerate() {
+            let r = &im.s.results[a * im.depths.len() + di];
+            let n = &r.layer_grad_norm_mean;
+            let last = n[n.len() - 1];
+            let pts = n
+                .iter()
+                .enumerate()
+                .map(|(l, &v)| (l as f64, v / last))
+                .collect();
+            let mut s = Series::line(format!("{name} L={depth}"), pts, color(a));
+            if di + 1 < im.depths.len() {
+                s = s.mark(Mark::Dashed);
+            }
+            ch.push(s);
+        }
+    }
+    let fig = save(&ch, dir, "images_layer_norms", style::SIZE)?;
+    let deepest = im.depths.len() - 1;
+    let ratio = |a: usize| {
+        let n = &im.s.results[a * im.depths.len() + deepest].layer_grad_norm_mean;
+        n[0] / n[n.len() - 1]
+    };
+    let ratios = im
+        .archs
+        .iter()
+        .enumerate()
+        .map(|(a, name)| format!("{name} {}", f2(ratio(a))))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok(Block::figure(
+        fig,
+        "Gradient norm per block of the image nets at initialisation",
+        format!(
+            "‖∂L/∂h_l‖ of L = Σ f over the path's points, for each block's output h_l (l = 0 the stem's), mean over seeds, over its \
+             value at the last block: the growth of the backward gradient towards the input. Solid the deepest net, dashed the shallower \
+             ones. ‖∂L/∂h₀‖/‖∂L/∂h_last‖ at depth {}: {ratios}.",
+            im.depths[deepest]
+        ),
     ))
 }
