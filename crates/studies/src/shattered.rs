@@ -105,6 +105,11 @@ impl crate::Params for ShatteredParams {
             self.seeds = 1;
             took.push("seeds 1".into());
         }
+        // The weights are one MLP on the scalar grid: no nets on images beside it.
+        if !given("image_archs") {
+            self.image_archs = Vec::new();
+            took.push("image_archs (none)".into());
+        }
         Ok(took)
     }
 }
