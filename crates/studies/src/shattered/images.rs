@@ -145,12 +145,15 @@ pub(super) fn check(p: &mut ShatteredParams) -> Result<Option<ImageSetup>> {
             net(p, arch, d, &shape, 0)?;
         }
     }
+    let band = Band::default_for(p.image_points);
+    band.check(p.image_points / 2 + 1)
+        .map_err(|e| StudyError::config("image_points", e.to_string()))?;
     let (x, labels) = test.matrix::<f64>(&[i, j]);
     Ok(Some(ImageSetup {
         endpoints: x,
         shape,
         labels,
-        band: Band::default_for(p.image_points),
+        band,
         max_lag: (p.image_points / 4).min(32),
     }))
 }
