@@ -112,6 +112,9 @@ const SIZES: &[&str] = &[
 /// (study, key) where 0 is a documented setting, not a bad size: the
 /// curvature study with no training measures at initialisation only.
 const ZERO_IS_A_SETTING: &[(&str, &str)] = &[("curvature", "train.epochs")];
+/// (study, key) where an empty list is a documented setting: the shattered
+/// study with no image archs measures no nets on images.
+const EMPTY_IS_A_SETTING: &[(&str, &str)] = &[("shattered", "image_archs")];
 /// Keys whose value is free text (paths): any string is valid at validation.
 const PATHS: &[&str] = &["save_weights", "load_weights", "checkpoints"];
 
@@ -220,8 +223,11 @@ fn every_key_of_every_study_refuses_bad_values_with_one_line() {
                 .clone();
             let study = table.get("study").and_then(|s| s.as_str()).unwrap_or("");
             let zero_is_a_setting = ZERO_IS_A_SETTING.contains(&(study, key.join(".").as_str()));
+            let empty_is_a_setting = EMPTY_IS_A_SETTING.contains(&(study, key.join(".").as_str()));
             for (what, value, must_refuse) in mutations(name, &original) {
-                let must_refuse = must_refuse && !(zero_is_a_setting && what == "0");
+                let must_refuse = must_refuse
+                    && !(zero_is_a_setting && what == "0")
+                    && !(empty_is_a_setting && what == "an empty list");
                 let mut t = table.clone();
                 set(&mut t, key, value);
                 let label = format!("{origin}: {} = {what}", key.join("."));

@@ -133,10 +133,26 @@ pub fn shattered(dir: &Path) -> Result<String> {
             (r.arch.clone(), r.depth, v)
         })
         .collect();
-    Ok(by_arch_and_depth(
-        "shattered: r₁ / spectral slope (mean over seeds)",
-        cells,
-    ))
+    let mut out = by_arch_and_depth("shattered: r₁ / spectral slope (mean over seeds)", cells);
+    if let Some(images) = &s.images {
+        let cells = images
+            .results
+            .iter()
+            .map(|r| {
+                let v = format!(
+                    "{} / {}",
+                    fixed(r.adjacent_correlation.mean, 3),
+                    fixed(r.spectral_slope.mean, 2)
+                );
+                (r.arch.clone(), r.depth, v)
+            })
+            .collect();
+        out.push_str(&by_arch_and_depth(
+            "shattered on images (path between two images): r₁ / spectral slope",
+            cells,
+        ));
+    }
+    Ok(out)
 }
 
 /// Gradient norms: the measured per-layer backward growth beside the

@@ -96,6 +96,87 @@ pub fn autocorrelation(g: ArrayView1<f64>, max_lag: usize) -> Result<Array1<f64>
     }))
 }
 
+/// r₁ of a vector signal g(t₁), …, g(t_N) ∈ Rᵈ (the rows of `g`, N × d),
+/// pooled over its components j:
+///
+/// r₁ = Σⱼ Σᵢ (a_ij − ā_j)(b_ij − b̄_j) / √(Σⱼ Σᵢ (a_ij − ā_j)² · Σⱼ Σᵢ (b_ij − b̄_j)²),
+///
+/// a = rows 1 … N−1, b = rows 2 … N: the correlation of consecutive
+/// gradients ∂f/∂x of an image net along a path of images, each pixel
+/// centred on its own mean. With d = 1 it is [`adjacent_correlation`], and
+/// like it a non-zero constant signal has r₁ = 1 and zero has none (NaN).
+pub fn adjacent_correlation_pooled(g: ArrayView2<f64>) -> Result<f64> {
+    let n = g.nrows();
+    if n < 3 {
+        return Err(StatsError::TooShort {
+            what: "adjacent correlation",
+            need: 3,
+            got: n,
+        });
+    }
+    let constant: Vec<bool> = g.columns().into_iter().map(is_constant).collect();
+    if constant.iter().all(|&c| c) {
+        return Ok(if g.iter().any(|&v| v != 0.0) {
+            1.0
+        } else {
+            f64::NAN
+        });
+    }
+    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
+    for (col, &c) in g.columns().into_iter().zip(&constant) {
+        if c {
+            continue;
+        }
+        let (a, b) = (col.slice(ndarray::s![..n - 1]), col.slice(ndarray::s![1..]));
+        let (ma, mb) = (a.mean().unwrap_or(0.0), b.mean().unwrap_or(0.0));
+        for (x, y) in a.iter().zip(b.iter()) {
+            let (dx, dy) = (x - ma, y - mb);
+            sab += dx * dy;
+            saa += dx * dx;
+            sbb += dy * dy;
+        }
+    }
+    if saa == 0.0 || sbb == 0.0 {
+        return Ok(f64::NAN);
+    }
+    Ok(sab / (saa * sbb).sqrt())
+}
+
+/// The autocorrelation function of a vector signal (rows of `g`, N × d),
+/// pooled over components, each centred on its own mean:
+///
+/// ρ(k) = Σⱼ Σᵢ (g_ij − ḡ_j)(g_{i+k,j} − ḡ_j) / Σⱼ Σᵢ (g_ij − ḡ_j)²;
+///
+/// with d = 1 it is [`autocorrelation`]. NaN everywhere when no component varies.
+pub fn autocorrelation_pooled(g: ArrayView2<f64>, max_lag: usize) -> Result<Array1<f64>> {
+    let n = g.nrows();
+    if n < 2 {
+        return Err(StatsError::TooShort {
+            what: "autocorrelation",
+            need: 2,
+            got: n,
+        });
+    }
+    let max_lag = max_lag.min(n - 1);
+    let mut sums = Array1::<f64>::zeros(max_lag + 1);
+    for col in g.columns() {
+        if is_constant(col) {
+            continue;
+        }
+        let mean = col.mean().unwrap_or(0.0);
+        let d: Vec<f64> = col.iter().map(|v| v - mean).collect();
+        for (k, s) in sums.iter_mut().enumerate() {
+            *s += d[..n - k]
+                .iter()
+                .zip(&d[k..])
+                .map(|(a, b)| a * b)
+                .sum::<f64>();
+        }
+    }
+    let c0 = sums[0];
+    Ok(sums.mapv(|s| if c0 > 0.0 { s / c0 } else { f64::NAN }))
+}
+
 /// Covariance across realisations: `samples` is (S realisations × N points);
 /// C[i, j] = Σₛ (g_s(xᵢ) − ḡ(xᵢ))(g_s(xⱼ) − ḡ(xⱼ)) / (S − 1).
 pub fn covariance_matrix(samples: ArrayView2<f64>) -> Result<Array2<f64>> {
@@ -172,6 +253,39 @@ mod tests {
                 (n - k) as f64 / n as f64 * (2.0 * std::f64::consts::PI * f * k as f64).cos();
             assert!((acf[k] - want).abs() < 0.02, "k={k}: {} vs {want}", acf[k]);
         }
+    }
+
+    #[test]
+    fn pooled_statistics_of_one_component_are_the_scalar_ones_and_pool_by_sums() {
+        let g = Array1::from_shape_fn(64, |i| ((i * i) as f64 * 0.37).sin() + 0.01 * i as f64);
+        let col = g.view().insert_axis(Axis(1));
+        let r1 = adjacent_correlation(g.view()).unwrap();
+        assert!((adjacent_correlation_pooled(col).unwrap() - r1).abs() < 1e-14);
+        let acf = autocorrelation(g.view(), 10).unwrap();
+        let pooled = autocorrelation_pooled(col, 10).unwrap();
+        assert!(acf.iter().zip(&pooled).all(|(a, b)| (a - b).abs() < 1e-14));
+        // Two components: the same signal twice and a scaled copy keep r₁ and
+        // the ACF (sums of equal shapes); a constant component adds nothing.
+        let two = ndarray::stack![Axis(1), g.view(), g.mapv(|v| 3.0 * v - 1.0).view()];
+        assert!((adjacent_correlation_pooled(two.view()).unwrap() - r1).abs() < 1e-14);
+        let with_const = ndarray::stack![Axis(1), g.view(), Array1::from_elem(64, 2.0).view()];
+        assert!((adjacent_correlation_pooled(with_const.view()).unwrap() - r1).abs() < 1e-14);
+        // A smooth and an alternating component of equal variance cancel: r₁ ≈ 0.
+        let line = Array1::from_shape_fn(64, |i| i as f64 - 31.5);
+        let alt = Array1::from_shape_fn(64, |i| if i % 2 == 0 { 1.0 } else { -1.0 });
+        let scale = (line.mapv(|v| v * v).sum() / 64.0).sqrt();
+        let mix = ndarray::stack![Axis(1), line.view(), alt.mapv(|v| v * scale).view()];
+        let r = adjacent_correlation_pooled(mix.view()).unwrap();
+        assert!(r.abs() < 0.05, "{r}");
+        assert!(
+            adjacent_correlation_pooled(Array2::<f64>::zeros((8, 3)).view())
+                .unwrap()
+                .is_nan()
+        );
+        assert_eq!(
+            adjacent_correlation_pooled(Array2::from_elem((8, 3), 0.5).view()).unwrap(),
+            1.0
+        );
     }
 
     #[test]

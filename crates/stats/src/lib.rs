@@ -67,7 +67,8 @@ pub mod theory;
 mod training;
 
 pub use correlation::{
-    adjacent_correlation, autocorrelation, correlation_matrix, covariance_matrix, pearson,
+    adjacent_correlation, adjacent_correlation_pooled, autocorrelation, autocorrelation_pooled,
+    correlation_matrix, covariance_matrix, pearson,
 };
 pub use distribution::{
     normal_cdf, normal_pdf, normal_quantile, normal_sf, student_t_cdf, student_t_pdf,

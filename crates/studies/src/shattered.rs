@@ -10,6 +10,11 @@
 //!
 //! A depth-L net of seed s is the first L blocks of the deepest net of seed s
 //! (weights are drawn per tensor name), so one net per (arch, seed) serves every depth.
+//!
+//! Nets on images (`image_archs`, conv nets of He et al. 2016a by default)
+//! are measured along the straight path between two images ([`images`]).
+
+pub mod images;
 
 use std::path::Path;
 
@@ -37,8 +42,9 @@ use crate::{Result, StudyError};
 
 pub use gradscope_contract::io::read_npy;
 pub use gradscope_contract::shattered::{
-    ArchFits, DepthSummary, FaultRecord, NAME, NoiseReference, SCHEMA, SeedRow, ShatteredData,
-    ShatteredParams, ShatteredResults, ShatteredSummary, files, seed_mean,
+    ArchFits, DepthSummary, FaultRecord, ImageArrays, ImageDepthSummary, ImageSeedRow,
+    ImageSummary, NAME, NoiseReference, SCHEMA, SeedRow, ShatteredData, ShatteredParams,
+    ShatteredResults, ShatteredSummary, files, seed_mean,
 };
 
 /// The net of `arch` at `depth` that a shattered run of `p` measures (seed filled in per cell).
@@ -99,6 +105,11 @@ impl crate::Params for ShatteredParams {
             self.seeds = 1;
             took.push("seeds 1".into());
         }
+        // The weights are one MLP on the scalar grid: no nets on images beside it.
+        if !given("image_archs") {
+            self.image_archs = Vec::new();
+            took.push("image_archs (none)".into());
+        }
         Ok(took)
     }
 }
@@ -150,6 +161,7 @@ pub fn check(params: &ShatteredParams) -> Result<ShatteredConfig> {
             "a weights file is one net: give exactly one arch, one depth and seeds = 1",
         ));
     }
+    let images = images::check(&mut p)?;
     let max_depth = *p.depths.last().expect("non-empty");
     let nets = p
         .archs
@@ -161,6 +173,7 @@ pub fn check(params: &ShatteredParams) -> Result<ShatteredConfig> {
         nets,
         band,
         draws: None,
+        images,
     };
     let need = config.memory_estimate_gib(1);
     if need > config.params.memory_limit_gib {
@@ -185,6 +198,8 @@ pub struct ShatteredConfig {
     /// Gaussian weight draws shared between cells, when set
     /// ([`ShatteredConfig::sharing_draws`]).
     draws: Option<std::sync::Arc<DrawCache>>,
+    /// The two images and their nets' shapes, with `image_archs`.
+    images: Option<images::ImageSetup>,
 }
 
 impl ShatteredConfig {
@@ -204,10 +219,12 @@ impl ShatteredConfig {
 /// One unit of work: every depth of one (arch, seed).
 #[derive(Clone, Debug)]
 pub struct Cell {
-    /// Index into the configured archs.
+    /// Index into the configured archs (the image archs when `images`).
     pub arch: usize,
     /// Seed index, 0-based.
     pub seed: usize,
+    /// A net on images (`image_archs`) rather than on the scalar grid.
+    pub images: bool,
 }
 
 /// Results of one depth of one cell.
@@ -227,6 +244,9 @@ pub struct DepthResult {
     #[serde(with = "gradscope_stats::nan::vec")]
     activation_norms: Vec<f64>,
     faults: Vec<FaultRecord>,
+    /// RMS over the path of ‖∂f/∂x‖ (image cells; 0 on the grid).
+    #[serde(default)]
+    path_grad_norm: f64,
 }
 
 impl ShatteredConfig {
@@ -259,7 +279,11 @@ impl ShatteredConfig {
                 3.0 * params + 8.0 * layers * (self.params.points * n.width) as f64
             })
             .fold(0.0, f64::max);
-        threads.max(1) as f64 * per_net * bytes / GIB
+        let image_net = self
+            .images
+            .as_ref()
+            .map_or(0.0, |i| i.working_bytes(&self.params) / bytes);
+        threads.max(1) as f64 * per_net.max(image_net) * bytes / GIB
     }
 
     /// Peak memory of a run on `threads` threads, GiB: the shared draw cache
@@ -282,7 +306,11 @@ impl ShatteredConfig {
         let n = p.points;
         let layers = p.depths.iter().map(|d| d + 1).sum::<usize>();
         let per_seed = p.depths.len() * (n + n / 2 + 1 + self.max_lag() + 1) + 2 * layers;
-        (p.archs.len() * p.seeds * per_seed * 8) as f64 / GIB
+        let images = self
+            .images
+            .as_ref()
+            .map_or(0.0, |i| i.output_bytes(&self.params));
+        ((p.archs.len() * p.seeds * per_seed * 8) as f64 + images) / GIB
     }
 
     /// The summary phase, GiB: the (arch, depth, seed, N) arrays in f64 and,
@@ -338,7 +366,12 @@ impl ShatteredConfig {
         let mut power_spectra = Array4::<f64>::zeros((na, nd, ns, bins));
         let mut acfs = Array4::<f64>::zeros((na, nd, ns, self.max_lag() + 1));
         let mut by_cell: Vec<Vec<Option<DepthResult>>> = vec![vec![None; ns]; na * nd];
+        let mut image_outputs = Vec::new();
         for (cell, per_depth) in cells.iter().zip(results) {
+            if cell.images {
+                image_outputs.push(((cell.arch, cell.seed), per_depth));
+                continue;
+            }
             for (d, r) in per_depth.into_iter().enumerate() {
                 input_gradients
                     .slice_mut(s![cell.arch, d, cell.seed, ..])
@@ -458,6 +491,13 @@ impl ShatteredConfig {
             None
         };
 
+        let (image_summary, image_arrays) = match self.images {
+            Some(_) => {
+                let (s, a) = self.summarise_images(image_outputs);
+                (Some(s), Some(a))
+            }
+            None => (None, None),
+        };
         Ok(ShatteredResults {
             summary: ShatteredSummary {
                 schema: SCHEMA.into(),
@@ -468,6 +508,7 @@ impl ShatteredConfig {
                 references: references.summaries,
                 results: rows,
                 fits,
+                images: image_summary,
             },
             per_seed,
             grid: scalar_grid(n, p.x_min, p.x_max).column(0).to_owned(),
@@ -476,6 +517,7 @@ impl ShatteredConfig {
             autocorrelation: acfs,
             correlation,
             noise: references.signals,
+            images: image_arrays,
         })
     }
 }
@@ -487,13 +529,29 @@ impl Study for ShatteredConfig {
     type Results = ShatteredResults;
 
     fn cells(&self) -> Vec<Cell> {
-        (0..self.params.archs.len())
-            .flat_map(|arch| (0..self.params.seeds).map(move |seed| Cell { arch, seed }))
+        let seeds = self.params.seeds;
+        let image_archs = if self.images.is_some() {
+            self.params.image_archs.len()
+        } else {
+            0
+        };
+        let on = |images: bool, archs: usize| {
+            (0..archs).flat_map(move |arch| (0..seeds).map(move |seed| Cell { arch, seed, images }))
+        };
+        on(false, self.params.archs.len())
+            .chain(on(true, image_archs))
             .collect()
     }
 
     fn cell_key(&self, c: &Cell) -> String {
-        format!("arch={},seed={}", self.params.archs[c.arch], c.seed)
+        if c.images {
+            format!(
+                "images,arch={},seed={}",
+                self.params.image_archs[c.arch], c.seed
+            )
+        } else {
+            format!("arch={},seed={}", self.params.archs[c.arch], c.seed)
+        }
     }
 
     fn memory_estimate_gib(&self, threads: usize) -> Option<f64> {
@@ -501,14 +559,25 @@ impl Study for ShatteredConfig {
     }
 
     fn cell_faults(&self, cell: &Cell, output: &Vec<DepthResult>) -> Vec<String> {
+        let (arch, depths) = if cell.images {
+            (
+                self.params.image_archs[cell.arch].to_string(),
+                &self.params.image_depths,
+            )
+        } else {
+            (
+                self.params.archs[cell.arch].to_string(),
+                &self.params.depths,
+            )
+        };
         output
             .iter()
-            .zip(&self.params.depths)
+            .zip(depths)
             .flat_map(|(r, depth)| {
+                let arch = arch.clone();
                 r.faults.iter().map(move |f| {
                     format!(
-                        "{} at depth {depth}, seed {}: {} in the {} pass, first at layer {} ({})",
-                        self.params.archs[cell.arch],
+                        "{arch} at depth {depth}, seed {}: {} in the {} pass, first at layer {} ({})",
                         f.seed,
                         if f.nan { "NaN" } else { "inf" },
                         f.pass,
@@ -521,6 +590,9 @@ impl Study for ShatteredConfig {
     }
 
     fn run_cell(&self, cell: &Cell) -> Result<Vec<DepthResult>> {
+        if cell.images {
+            return self.run_image_cell(cell.arch, cell.seed);
+        }
         let p = &self.params;
         let net = self.cell_net(cell)?;
         self.save_weights(cell, &net)?;
@@ -576,6 +648,7 @@ impl Study for ShatteredConfig {
                         })
                         .collect(),
                     input_grads: g.to_vec(),
+                    path_grad_norm: 0.0,
                 })
             })
             .collect()
@@ -612,7 +685,7 @@ impl Study for ShatteredConfig {
 
     /// A reused cell's weights are saved as a computed cell's would be.
     fn rewrite_cell_files(&self, cell: &Cell) -> Result<()> {
-        if self.params.save_weights.is_some() {
+        if self.params.save_weights.is_some() && !cell.images {
             self.save_weights(cell, &self.cell_net(cell)?)?;
         }
         Ok(())

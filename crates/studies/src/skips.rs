@@ -42,6 +42,7 @@ fn shattered_params(p: &SkipsParams, archs: Vec<Arch>, depths: Vec<usize>) -> Sh
         bn_mode: p.bn_mode,
         weight_init: p.weight_init,
         bias_init: p.bias_init,
+        image_archs: Vec::new(),
         ..Default::default()
     }
 }

@@ -13,6 +13,7 @@ fn paper_setup() -> ShatteredParams {
         archs: vec![Arch::PLAIN_BN, Arch::RESNET_BN],
         depths: vec![1, 16],
         seeds: 4,
+        image_archs: vec![],
         ..Default::default()
     }
 }
@@ -68,6 +69,7 @@ fn decay_fits_leave_out_white_noise_depths_and_say_why() {
         depths: vec![1, 2, 4, 8, 24],
         seeds: 4,
         points: 128,
+        image_archs: vec![],
         ..Default::default()
     }
     .check()
@@ -109,6 +111,7 @@ fn full_bn_gradients_decorrelate_faster_than_per_sample_ones() {
         depths: vec![16],
         seeds: 4,
         width: 128,
+        image_archs: vec![],
         ..Default::default()
     };
     let run = |bn_mode| {
@@ -187,6 +190,14 @@ fn a_written_folder_reads_back_identically() {
             "correlation_matrices.npy",
             "fits.csv",
             "grid.npy",
+            "images_autocorrelation.npy",
+            "images_endpoints.npy",
+            "images_gradients.npy",
+            "images_layer_norms.csv",
+            "images_path.npy",
+            "images_per_seed.csv",
+            "images_power_spectra.npy",
+            "images_summary.csv",
             "input_gradients.npy",
             "layer_norms.csv",
             "noise.npy",

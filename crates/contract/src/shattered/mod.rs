@@ -4,18 +4,25 @@
 //! For each architecture, depth and seed the study measures the input
 //! gradient g(x) = df/dx of a scalar net over an evenly spaced grid, its
 //! lag-1 correlation r₁, ACF and power spectrum, the per-layer gradient
-//! norms, and, over seeds, the covariance of g across inputs.
+//! norms, and, over seeds, the covariance of g across inputs. Nets on
+//! images (`image_archs`: conv nets of He et al. 2016a) are measured the same
+//! way along the straight path between two images ([`images`]); their files
+//! start with `images_`.
 
+pub mod images;
 mod read;
 mod summary;
 mod write;
 
 use std::path::PathBuf;
 
-use gradscope_spec::{Arch, BiasInit, BnMode, Precision, WeightInit};
+use gradscope_spec::{
+    Arch, BiasInit, BnMode, ConvArch, DataSource, ModelArch, Precision, WeightInit,
+};
 use gradscope_stats::Band;
 use serde::{Deserialize, Serialize};
 
+pub use images::{ImageArrays, ImageDepthSummary, ImageSeedRow, ImageSummary};
 pub(crate) use read::check_rows;
 pub use read::{ShatteredData, seed_mean};
 pub use summary::{ArchFits, DepthSummary, FaultRecord, NoiseReference, SeedRow, ShatteredSummary};
@@ -83,6 +90,24 @@ pub struct ShatteredParams {
     /// Refuse runs whose estimated memory exceeds this many GiB.
     #[arg(long, value_name = "GIB")]
     pub memory_limit_gib: f64,
+    /// Nets on images, ∂f/∂x along the straight path between two images:
+    /// conv nets (conv-plain, conv-resnet, depth 6n + 2) or MLPs of the grammar
+    /// (on the flattened image); empty for none.
+    #[arg(long, value_parser = crate::args::model_arch_list, value_name = "LIST")]
+    pub image_archs: ::std::vec::Vec<ModelArch>,
+    /// Depths of the nets on images (weighted layers of a conv net, 6n + 2);
+    /// the default fits `reproduce`, He et al.'s setting is 20,56,110.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub image_depths: Vec<usize>,
+    /// Points N on the path between the two images.
+    #[arg(long)]
+    pub image_points: usize,
+    /// Where the images come from: the embedded 8 × 8 digits, or MNIST / CIFAR-10 files.
+    #[arg(long, value_name = "SOURCE")]
+    pub image_data: DataSource,
+    /// The two test-set images the path joins (indices).
+    #[arg(long, value_delimiter = ',', value_name = "I,J")]
+    pub image_pair: Vec<usize>,
 }
 
 impl Default for ShatteredParams {
@@ -105,6 +130,14 @@ impl Default for ShatteredParams {
             load_weights: None,
             save_weights: None,
             memory_limit_gib: 8.0,
+            image_archs: vec![
+                ModelArch::Conv(ConvArch::PLAIN),
+                ModelArch::Conv(ConvArch::RESNET),
+            ],
+            image_depths: vec![8, 20],
+            image_points: 64,
+            image_data: DataSource::Digits,
+            image_pair: vec![0, 1],
         }
     }
 }
@@ -117,6 +150,8 @@ impl ShatteredParams {
             width: 48,
             points: 128,
             seeds: 4,
+            image_depths: vec![8, 14],
+            image_points: 64,
             ..Default::default()
         }
     }

@@ -27,6 +27,8 @@ pub struct ShatteredData {
     pub correlation: Option<Array4<f32>>,
     /// Calibration noise, (2, seeds, N).
     pub noise: Array3<f64>,
+    /// The nets on images' arrays, when the run had any (`summary.images`).
+    pub images: Option<super::ImageArrays>,
 }
 
 impl ShatteredData {
@@ -55,6 +57,10 @@ impl ShatteredData {
                 None
             },
             noise: read_npy_shaped(&dir.join(files::NOISE), &[2, ns, n])?,
+            images: match &summary.images {
+                Some(s) => Some(super::ImageArrays::read(dir, s, c)?),
+                None => None,
+            },
             summary,
         })
     }
@@ -123,6 +129,9 @@ pub(crate) fn check_summary(s: &ShatteredSummary, path: &Path) -> Result<()> {
     ensure(s.fits.len() == c.archs.len(), path, || {
         format!("{} fits for {} archs", s.fits.len(), c.archs.len())
     })?;
+    if let Some(images) = &s.images {
+        super::images::check_summary(images, c, path)?;
+    }
     check_rows(&s.results, c, path)
 }
 

@@ -25,6 +25,9 @@ pub struct ShatteredSummary {
     pub results: Vec<DepthSummary>,
     /// Decay laws against depth, per arch.
     pub fits: Vec<ArchFits>,
+    /// The nets on images, when the run had any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images: Option<super::ImageSummary>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -27,6 +27,8 @@ pub struct ShatteredResults {
     pub correlation: Option<Array4<f32>>,
     /// (2, seeds, N): white and brown noise.
     pub noise: Array3<f64>,
+    /// The arrays of the nets on images (with `summary.images`).
+    pub images: Option<super::ImageArrays>,
 }
 
 impl ShatteredResults {
@@ -48,6 +50,10 @@ impl ShatteredResults {
         self.layer_norms_csv()
             .write(&dir.join(files::LAYER_NORMS_CSV))?;
         self.fits_csv().write(&dir.join(files::FITS_CSV))?;
+        match (&self.images, &self.summary.images) {
+            (Some(a), Some(s)) => a.write(s, dir)?,
+            _ => super::ImageArrays::remove(dir)?,
+        }
         write_json(&dir.join(files::SUMMARY), &self.summary)
     }
 

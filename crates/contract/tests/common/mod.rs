@@ -86,6 +86,7 @@ pub fn shattered(archs: &[Arch], depths: &[usize], correlation: bool) -> Shatter
                     input_grad_norm: None,
                 })
                 .collect(),
+            images: None,
         },
         per_seed: vec![],
         grid: Array1::linspace(-2.0, 2.0, n),
@@ -94,6 +95,7 @@ pub fn shattered(archs: &[Arch], depths: &[usize], correlation: bool) -> Shatter
         autocorrelation: index4((na, nd, ns, lags)),
         correlation: correlation.then(|| Array4::from_elem((na, nd, n, n), 0.25f32)),
         noise: Array3::from_shape_fn((2, ns, n), |(k, s, i)| (k * 100 + s * 10 + i) as f64),
+        images: None,
     }
 }
 

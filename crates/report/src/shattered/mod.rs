@@ -3,6 +3,7 @@
 
 pub mod claims;
 mod figures;
+pub mod images;
 pub mod laws;
 
 use std::path::Path;
@@ -167,6 +168,13 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
     if let Some(fig) = figures::correlation(&run, report_dir)? {
         doc.heading("Covariance across inputs");
         doc.push(fig);
+    }
+
+    if let Some(blocks) = images::section(&d, report_dir, &mut said)? {
+        doc.heading("On images: conv nets along a path between two images");
+        for b in blocks {
+            doc.push(b);
+        }
     }
 
     doc.heading("Gradient norms by layer");
@@ -382,6 +390,8 @@ fn data_files(data_dir: &Path) -> Block {
             "autocorrelation.npy (archs, depths, seeds, max_lag+1)",
             "correlation_matrices.npy (archs, depths, N, N), float32",
             "noise.npy (2: white, brown; seeds; N)",
+            "images_summary.csv, images_per_seed.csv, images_layer_norms.csv (nets on images, when run)",
+            "images_gradients.npy (image archs, depths, N, C·H·W), seed 0; images_power_spectra.npy, images_autocorrelation.npy (image archs, depths, seeds, ·); images_path.npy (N,); images_endpoints.npy (2, C·H·W)",
         ]
         .iter()
         .map(|f| format!("{}/{}", data_dir.display(), f))

@@ -187,9 +187,54 @@ fn shattered_picks(archs: &[String]) -> (Option<usize>, Option<usize>, Option<us
     (ff, res, res1)
 }
 
+/// The image part's claims: plain against residual image nets, from
+/// `images_summary.csv` and the config's image archs and depths.
+fn shattered_images(dir: &Path, summary: &serde_json::Value, claim: &str) -> Option<bool> {
+    let list = |k: &str| summary["config"][k].as_array().unwrap().clone();
+    let archs: Vec<String> = list("image_archs")
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    let depths: Vec<f64> = list("image_depths")
+        .iter()
+        .map(|d| d.as_f64().unwrap())
+        .collect();
+    let residual = |a: &String| {
+        a.parse::<gradscope_spec::ModelArch>()
+            .unwrap()
+            .is_residual()
+    };
+    let plain = archs.iter().position(|a| !residual(a))?;
+    let res = archs.iter().position(residual)?;
+    let table = Csv::read(&dir.join("images_summary.csv"));
+    let stat = |a: usize, depth: f64| {
+        let r = table
+            .0
+            .iter()
+            .find(|r| r["arch"] == archs[a] && num(r, "depth") == depth)
+            .unwrap();
+        let n = num(r, "seeds") - num(r, "excluded");
+        Stat {
+            mean: num(r, "r1_mean"),
+            se: num(r, "r1_std") / n.max(1.0).sqrt(),
+        }
+    };
+    let (lo, hi) = (depths[0], *depths.last().unwrap());
+    Some(match claim {
+        "images-plain-falls-faster" => {
+            stat(plain, lo).mean - stat(plain, hi).mean > stat(res, lo).mean - stat(res, hi).mean
+        }
+        "images-residual-above-plain" => above(&stat(res, hi), &stat(plain, hi), sc::MARGIN_SE),
+        _ => return None,
+    })
+}
+
 fn shattered(dir: &Path, claim: &str) -> Option<bool> {
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
+    if claim.starts_with("images-") {
+        return shattered_images(dir, &summary, claim);
+    }
     let archs: Vec<String> = summary["config"]["archs"]
         .as_array()
         .unwrap()
