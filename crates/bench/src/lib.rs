@@ -357,7 +357,7 @@ pub fn workloads() -> Vec<Workload> {
         },
         Workload {
             name: "curvature-lanczos",
-            about: "the top Hessian eigenvalue of the same loss by 20 Lanczos steps with full reorthogonalisation (20 H·v; the peer: PyHessian's method with double backward)",
+            about: "the top Hessian eigenvalue of the same loss by 20 Lanczos steps with full reorthogonalisation (20 H·v, each new vector orthogonalised against the whole basis once, again only when that cancelled much of it; the peer: PyHessian's method with double backward, one pass)",
             flops: None,
             peers: &["curvature-lanczos"],
             setup: |_| {

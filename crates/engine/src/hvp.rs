@@ -33,11 +33,11 @@ pub struct Curvature<F: Real> {
     sizes: Vec<(String, usize)>,
 }
 
-/// The loss and the gradient's value and tangent at one point.
-struct Pass {
+/// The loss and the parameters' gradients in duals (value ∇L, tangent
+/// H·v) at one point.
+struct Pass<F> {
     loss: f64,
-    gradient: Vec<f64>,
-    tangent: Vec<f64>,
+    params: Vec<(String, Vec<Dual<F>>)>,
 }
 
 impl<F: Real> Curvature<F> {
@@ -117,12 +117,12 @@ impl<F: Real> Curvature<F> {
     pub fn loss_gradient(&mut self) -> Result<(f64, Vec<f64>)> {
         let zero = vec![0.0; self.dim()];
         let pass = self.pass(&zero)?;
-        Ok((pass.loss, pass.gradient))
+        Ok((pass.loss, flatten(&pass.params, |d| d.value)))
     }
 
     /// H·v, with H = ∇²L(θ): the tangent of the gradient along v.
     pub fn hvp(&mut self, v: &[f64]) -> Result<Vec<f64>> {
-        Ok(self.pass(v)?.tangent)
+        Ok(flatten(&self.pass(v)?.params, |d| d.tangent))
     }
 
     /// J·v: the logits' tangent along v (examples × classes).
@@ -191,8 +191,9 @@ impl<F: Real> Curvature<F> {
     }
 
     /// Forward and reverse pass on duals with tangents v: the mean
-    /// cross-entropy, its gradient, and the gradient's tangent.
-    fn pass(&mut self, v: &[f64]) -> Result<Pass> {
+    /// cross-entropy and its gradient in duals (each caller converts only
+    /// the part it returns).
+    fn pass(&mut self, v: &[f64]) -> Result<Pass<F>> {
         self.check_len(v.len())?;
         self.set_tangents(v);
         let fwd = self.net.forward(self.x.view(), true)?;
@@ -208,18 +209,18 @@ impl<F: Real> Curvature<F> {
         let grads = self.net.backward(&fwd, depth, Some(g.view()), want)?;
         Ok(Pass {
             loss,
-            gradient: flatten(&grads.params, |d| d.value),
-            tangent: flatten(&grads.params, |d| d.tangent),
+            params: grads.params,
         })
     }
 }
 
 /// The parameters' gradients (or their tangents) as one f64 vector.
 fn flatten<F: Real>(params: &[(String, Vec<Dual<F>>)], part: impl Fn(&Dual<F>) -> F) -> Vec<f64> {
-    params
-        .iter()
-        .flat_map(|(_, g)| g.iter().map(|d| part(d).f64()))
-        .collect()
+    let mut out = Vec::with_capacity(params.iter().map(|(_, g)| g.len()).sum());
+    for (_, g) in params {
+        out.extend(g.iter().map(|d| part(d).f64()));
+    }
+    out
 }
 
 /// The mean cross-entropy of logits z (in f64, by log-sum-exp) and, in
