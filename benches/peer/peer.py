@@ -556,6 +556,37 @@ def curvature_lanczos(steps=20):
     return run
 
 
+class Transformer(nn.Module):
+    """Pre-LN transformer encoder as a PyTorch user writes it: token and position
+    embeddings, nn.TransformerEncoderLayer (norm_first, ReLU, no dropout), the final
+    LayerNorm and a per-token linear head."""
+
+    def __init__(self, depth=6, d=128, heads=4, seq=64, vocab=128):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, d)
+        self.pos = nn.Parameter(torch.randn(seq, d))
+        layer = nn.TransformerEncoderLayer(d, heads, 4 * d, dropout=0.0, batch_first=True, norm_first=True)
+        self.layers = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d)
+        self.head = nn.Linear(d, vocab)
+
+    def forward(self, ids):
+        return self.head(self.norm(self.layers(self.embed(ids) + self.pos)))
+
+
+def transformer_step():
+    vocab = 128
+    net = Transformer(vocab=vocab)
+    ids = torch.randint(0, vocab, (32, 64))
+    y = (vocab - 1 - ids).reshape(-1)
+
+    def run():
+        net.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(net(ids).reshape(-1, vocab), y).backward()
+
+    return run
+
+
 WARM_UP_S = 0.5
 
 WORKLOADS = {
@@ -565,6 +596,7 @@ WORKLOADS = {
     "depth-sweep-per-depth": depth_sweep_backward,
     "mlp-512x10": lambda: training_step("plain", 10, 512),
     "resnet-256x50": lambda: training_step("resnet", 50, 256),
+    "transformer-6x128": transformer_step,
     "gram-256x8": gram_trick,
     "gram-256x8-vmap": gram_vmap,
     "conv-resnet20-step": lambda: conv_step(20, True),

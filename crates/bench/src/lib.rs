@@ -264,6 +264,13 @@ pub fn workloads() -> Vec<Workload> {
             setup: |_| dense_training_step(Arch::PLAIN, 10, 512),
         },
         Workload {
+            name: "transformer-6x128",
+            about: "pre-LN transformer, 6 blocks, d = 128, 4 heads, T = 64, batch 32, vocabulary 128 (f32): forward and backward of the mean token cross-entropy with parameter gradients",
+            flops: Some(3.0 * TF_FORWARD_FLOPS),
+            peers: &["transformer-6x128"],
+            setup: |_| transformer_step(),
+        },
+        Workload {
             name: "resnet-256x50",
             about: "residual MLP (two-layer branch), width 256, 50 blocks, batch 256 (f32): forward and backward with weight gradients",
             flops: Some(3.0 * 100.0 * gemm_flops(256, 256, 256)),
@@ -407,6 +414,65 @@ fn dense_training_step(arch: Arch, depth: usize, width: usize) -> Result<Run> {
                     ..Want::default()
                 },
             )
+            .map_err(run_err)?;
+        std::hint::black_box(grads.params.len());
+        Ok(())
+    }))
+}
+
+const TF_DEPTH: usize = 6;
+const TF_WIDTH: usize = 128;
+const TF_SEQ: usize = 64;
+const TF_BATCH: usize = 32;
+const TF_VOCAB: usize = 128;
+/// One forward pass of `transformer-6x128`: per block and token the
+/// projections (3d² + d²) and the FFN (2·4d²) multiply–adds, the T × T
+/// products (2·T·d), and the head (d·V); two flops each.
+const TF_FORWARD_FLOPS: f64 = 2.0
+    * (TF_BATCH * TF_SEQ) as f64
+    * (TF_DEPTH as f64 * (12 * TF_WIDTH * TF_WIDTH + 2 * TF_SEQ * TF_WIDTH) as f64
+        + (TF_WIDTH * TF_VOCAB) as f64);
+
+/// A training step's gradient of a pre-LN transformer on the engine's
+/// kernels: forward, the mean token cross-entropy's gradient (the training
+/// code's, over all B·T tokens), backward with parameter gradients.
+fn transformer_step() -> Result<Run> {
+    let p = gradscope_nets::TransformerParams {
+        arch: "transformer:ln=pre".parse().map_err(run_err)?,
+        depth: TF_DEPTH,
+        width: TF_WIDTH,
+        heads: 4,
+        seq_len: TF_SEQ,
+        vocab: TF_VOCAB,
+        ff_width: 0,
+        precision: Precision::F32,
+        seed: 6,
+    };
+    let net = gradscope_nets::Transformer::new(&p.check().map_err(run_err)?).map_err(run_err)?;
+    let engine =
+        for_net::<f32>(&Net::Transformer(net), Options::repeated(BnMode::Eval)).map_err(run_err)?;
+    let ids = random_inputs(TF_BATCH, TF_SEQ, 6).mapv(|v| ((v + 1.0) * 63.99).floor());
+    let targets: Vec<u32> = ids
+        .iter()
+        .map(|&v| (TF_VOCAB as u32 - 1) - v as u32)
+        .collect();
+    let tokens = TF_BATCH * TF_SEQ;
+    Ok(Box::new(move || {
+        let fwd = engine.forward(ids.view(), true).map_err(run_err)?;
+        let out = engine.output(&fwd, TF_DEPTH).map_err(run_err)?;
+        let mut g = out
+            .into_shape_with_order((tokens, TF_VOCAB))
+            .expect("T·V logits per example");
+        loss_gradient(&mut g, &targets, 1.0 / tokens as f32);
+        let g = g
+            .into_shape_with_order((TF_BATCH, TF_SEQ * TF_VOCAB))
+            .expect("B·T rows of V");
+        let want = Want {
+            params: true,
+            ..Want::default()
+        };
+        let grads = engine
+            .backward(&fwd, TF_DEPTH, Some(g.view()), want)
             .map_err(run_err)?;
         std::hint::black_box(grads.params.len());
         Ok(())

@@ -241,10 +241,12 @@ pub fn for_net<T: Real>(net: &Net, opts: Options) -> Result<Box<dyn Engine<T>>> 
                 opts.repeated,
             )?));
         }
-        (Request::Auto, Net::Transformer(_)) => {
-            let why = "attention is not an engine op yet".to_string();
-            note_fallback(&format!("{}: {why}", net.describe()));
-            why
+        (Request::Auto, Net::Transformer(t)) => {
+            return Ok(Box::new(crate::transformer::TransformerNet::<T>::build(
+                t,
+                opts.mode,
+                opts.repeated,
+            )?));
         }
         (Request::Auto, Net::Custom { .. }) => {
             let why = "a custom model is not made of engine ops".to_string();

@@ -45,6 +45,7 @@ mod kernels;
 mod ops;
 pub mod pool;
 mod real;
+mod transformer;
 
 pub use dual::Dual;
 pub use engine::{

@@ -19,8 +19,8 @@
 //!
 //! The task (generated from the seed, no download): reverse a sequence of T
 //! uniform random tokens of a vocabulary of V; the loss is the mean
-//! cross-entropy over every token. Nets run in f64 on the engine's interface
-//! (candle's autograd behind it until attention is an engine op).
+//! cross-entropy over every token. Nets run in f64 on the engine's kernels
+//! (attention, layer norm and the feed-forward sublayer as engine ops).
 
 use gradscope_engine::{Options, Want, for_net};
 use gradscope_nets::{BnMode, Net, Precision, Transformer, TransformerParams, derive_seed};

@@ -1,6 +1,6 @@
 //! Multi-head scaled dot-product self-attention (Vaswani et al. 2017) as an
-//! engine op: forward, VJP and parameter gradients, per example, on rows of
-//! T·d values (token after token).
+//! engine op: forward, VJP, JVP and parameter gradients, on rows of T·d
+//! values (token after token).
 //!
 //! Forward, per example X (T × d) and head h (columns h·d_h … of q, k, v):
 //! [Q K V] = X W_inᵀ + b_in, S_h = Q_h K_hᵀ/√d_h (+ −∞ above the diagonal
@@ -13,12 +13,16 @@
 //! ∂b_in = Σ_t ∂[Q K V]_t, ∂X = ∂[Q K V] W_in. Masked scores have P = 0,
 //! so they pass no gradient.
 //!
-//! Not yet wired into [`for_net`](crate::for_net): transformers still run on
-//! candle, which is this op's oracle in the tests.
+//! The projections run as GEMMs over all B·T tokens of the batch; only the
+//! T × T products run per example and head (split between the product
+//! threads). Forward mode: [`AttentionOp::jvp_tokens`]. candle's layer is
+//! the oracle in the tests.
 
 use ndarray::{Array1, Array2, ArrayView2, Axis, s};
 
+use crate::kernels::{matmul, matmul_on};
 use crate::ops::{array1, array2};
+use crate::pool::{self, product_threads};
 use crate::{Real, Result};
 
 /// The attention op's parameters, copied from a net's layer.
@@ -38,15 +42,15 @@ pub struct AttentionOp<T> {
     pub causal: bool,
 }
 
-/// What the forward pass keeps for the backward pass, per example.
+/// What the forward pass keeps for the backward pass.
 #[derive(Clone, Debug)]
 pub struct AttentionSaved<T> {
-    /// [Q K V] per example (T × 3d).
-    qkv: Vec<Array2<T>>,
+    /// [Q K V] of every token (B·T × 3d).
+    qkv: Array2<T>,
     /// P_h per example and head (T × T).
     probs: Vec<Vec<Array2<T>>>,
-    /// C per example (T × d).
-    concat: Vec<Array2<T>>,
+    /// C of every token (B·T × d).
+    concat: Array2<T>,
 }
 
 /// Parameter gradients of the op, in the layer's shapes.
@@ -62,6 +66,46 @@ pub struct AttentionGrads<T> {
     pub b_out: Array1<T>,
 }
 
+/// Rows (B × T·d) as token rows (B·T × d), sharing memory when row-major.
+fn tokens<T: Real>(x: ArrayView2<'_, T>, d: usize) -> ndarray::CowArray<'_, T, ndarray::Ix2> {
+    let n = x.len() / d;
+    match x.to_slice() {
+        Some(s) => ArrayView2::from_shape((n, d), s)
+            .expect("T·d values")
+            .into(),
+        None => x
+            .to_owned()
+            .into_shape_with_order((n, d))
+            .expect("T·d values")
+            .into(),
+    }
+}
+
+/// Token rows (B·T × d) as rows (B × T·d).
+fn per_example<T: Real>(y: Array2<T>, b: usize) -> Array2<T> {
+    let n = y.len() / b.max(1);
+    y.into_shape_with_order((b, n)).expect("B·T·d values")
+}
+
+/// `f(b)` for every example b, split between the product threads.
+fn per_examples<R: Send>(b: usize, f: impl Fn(usize) -> R + Sync) -> Vec<R> {
+    if product_threads() > 1 {
+        pool::map(b, f)
+    } else {
+        (0..b).map(f).collect()
+    }
+}
+
+/// Copies per-example blocks (T × w) into one array (B·T × w).
+fn stack<T: Real>(blocks: &[Array2<T>], w: usize) -> Array2<T> {
+    let t = blocks.first().map_or(0, |a| a.nrows());
+    let mut out = Array2::zeros((blocks.len() * t, w));
+    for (i, a) in blocks.iter().enumerate() {
+        out.slice_mut(s![i * t..(i + 1) * t, ..]).assign(a);
+    }
+    out
+}
+
 impl<T: Real> AttentionOp<T> {
     /// The engine's copy of a net's attention layer.
     pub fn from_layer(a: &gradscope_nets::Attention) -> Result<Self> {
@@ -75,65 +119,148 @@ impl<T: Real> AttentionOp<T> {
         })
     }
 
-    fn width(&self) -> usize {
+    /// The width d.
+    pub fn width(&self) -> usize {
         self.w_out.nrows()
+    }
+
+    /// √d_h, the scores' divisor (divided, as the candle layer does).
+    fn root(&self) -> T {
+        T::from_usize(self.width() / self.heads)
+            .expect("head width")
+            .sqrt()
+    }
+
+    /// Q_h, K_h, V_h of one example's [Q K V] (T × 3d).
+    fn head<'a>(&self, qkv: ArrayView2<'a, T>, h: usize) -> [ArrayView2<'a, T>; 3] {
+        let (d, dh) = (self.width(), self.width() / self.heads);
+        [0, 1, 2].map(|i| qkv.slice_move(s![.., i * d + h * dh..i * d + (h + 1) * dh]))
+    }
+
+    /// P = softmax_rows(S) in place (the masked scores 0).
+    fn softmax(&self, p: &mut Array2<T>) {
+        let t = p.ncols();
+        for (r, mut prow) in p.rows_mut().into_iter().enumerate() {
+            let visible = if self.causal { r + 1 } else { t };
+            let m = prow
+                .iter()
+                .take(visible)
+                .fold(T::neg_infinity(), |a, &b| a.max(b));
+            let mut z = T::zero();
+            for (c, e) in prow.iter_mut().enumerate() {
+                *e = if c < visible {
+                    (*e - m).exp()
+                } else {
+                    T::zero()
+                };
+                z += *e;
+            }
+            prow.mapv_inplace(|e| e / z);
+        }
+    }
+
+    /// One example's P_h (per head) and C (T × d) from its [Q K V].
+    fn core(&self, qkv: ArrayView2<T>) -> (Vec<Array2<T>>, Array2<T>) {
+        let (t, d) = (qkv.nrows(), self.width());
+        let dh = d / self.heads;
+        let root = self.root();
+        let mut concat = Array2::zeros((t, d));
+        let mut probs = Vec::with_capacity(self.heads);
+        for h in 0..self.heads {
+            let [q, k, v] = self.head(qkv, h);
+            let mut p = matmul_on(q, k.t(), None, 1);
+            p.mapv_inplace(|e| e / root);
+            self.softmax(&mut p);
+            concat
+                .slice_mut(s![.., h * dh..(h + 1) * dh])
+                .assign(&matmul_on(p.view(), v, None, 1));
+            probs.push(p);
+        }
+        (probs, concat)
+    }
+
+    /// Y for token rows x (B·T × d, `t` tokens per example), and what the
+    /// backward pass needs: the projections are GEMMs over all B·T tokens,
+    /// only the T × T products run per example and head.
+    pub fn forward_tokens(&self, x: ArrayView2<T>, t: usize) -> (Array2<T>, AttentionSaved<T>) {
+        let b = x.nrows() / t.max(1);
+        let d = self.width();
+        let qkv = matmul_on(x, self.w_in.t(), self.b_in.as_slice(), product_threads());
+        let parts = per_examples(b, |i| self.core(qkv.slice(s![i * t..(i + 1) * t, ..])));
+        let mut probs = Vec::with_capacity(b);
+        let mut blocks = Vec::with_capacity(b);
+        for (p, c) in parts {
+            probs.push(p);
+            blocks.push(c);
+        }
+        let concat = stack(&blocks, d);
+        let y = matmul_on(
+            concat.view(),
+            self.w_out.t(),
+            self.b_out.as_slice(),
+            product_threads(),
+        );
+        (y, AttentionSaved { qkv, probs, concat })
     }
 
     /// Y for a batch of rows x (B × T·d), and what the backward pass needs.
     pub fn forward(&self, x: ArrayView2<T>) -> (Array2<T>, AttentionSaved<T>) {
         let d = self.width();
         let t = x.ncols() / d;
+        let (y, saved) = self.forward_tokens(tokens(x, d).view(), t);
+        (per_example(y, x.nrows()), saved)
+    }
+
+    /// One example's ∂[Q K V] (T × 3d) from its ∂C (T × d).
+    fn core_vjp(&self, qkv: ArrayView2<T>, probs: &[Array2<T>], gc: ArrayView2<T>) -> Array2<T> {
+        let (t, d) = (qkv.nrows(), self.width());
         let dh = d / self.heads;
-        let scale = T::of(1.0 / (dh as f64).sqrt());
-        let mut y = Array2::zeros(x.raw_dim());
-        let mut saved = AttentionSaved {
-            qkv: Vec::with_capacity(x.nrows()),
-            probs: Vec::with_capacity(x.nrows()),
-            concat: Vec::with_capacity(x.nrows()),
-        };
-        for (i, row) in x.rows().into_iter().enumerate() {
-            let xi = row
-                .to_owned()
-                .into_shape_with_order((t, d))
-                .expect("T·d values");
-            let qkv = xi.dot(&self.w_in.t()) + &self.b_in;
-            let mut concat = Array2::zeros((t, d));
-            let mut probs = Vec::with_capacity(self.heads);
-            for h in 0..self.heads {
-                let q = qkv.slice(s![.., h * dh..(h + 1) * dh]);
-                let k = qkv.slice(s![.., d + h * dh..d + (h + 1) * dh]);
-                let v = qkv.slice(s![.., 2 * d + h * dh..2 * d + (h + 1) * dh]);
-                let mut p = q.dot(&k.t()).mapv(|v| v * scale);
-                for (r, mut prow) in p.rows_mut().into_iter().enumerate() {
-                    let visible = if self.causal { r + 1 } else { t };
-                    let m = prow
-                        .iter()
-                        .take(visible)
-                        .fold(T::neg_infinity(), |a, &b| a.max(b));
-                    let mut z = T::zero();
-                    for (c, e) in prow.iter_mut().enumerate() {
-                        *e = if c < visible {
-                            (*e - m).exp()
-                        } else {
-                            T::zero()
-                        };
-                        z += *e;
-                    }
-                    prow.mapv_inplace(|e| e / z);
-                }
-                concat
-                    .slice_mut(s![.., h * dh..(h + 1) * dh])
-                    .assign(&p.dot(&v));
-                probs.push(p);
+        let root = self.root();
+        let mut gqkv = Array2::zeros((t, 3 * d));
+        for (h, p) in probs.iter().enumerate() {
+            let [q, k, v] = self.head(qkv, h);
+            let go = gc.slice(s![.., h * dh..(h + 1) * dh]);
+            let mut gs = matmul_on(go, v.t(), None, 1);
+            let gv = matmul_on(p.t(), go, None, 1);
+            for (mut gsr, pr) in gs.rows_mut().into_iter().zip(p.rows()) {
+                let dot = gsr.iter().zip(pr).fold(T::zero(), |a, (&x, &y)| a + x * y);
+                gsr.zip_mut_with(&pr, |a, &pv| *a = pv * (*a - dot) / root);
             }
-            let yi = concat.dot(&self.w_out.t()) + &self.b_out;
-            y.row_mut(i)
-                .assign(&yi.into_shape_with_order(t * d).expect("T·d values"));
-            saved.qkv.push(qkv);
-            saved.probs.push(probs);
-            saved.concat.push(concat);
+            let gq = matmul_on(gs.view(), k, None, 1);
+            let gk = matmul_on(gs.t(), q, None, 1);
+            gqkv.slice_mut(s![.., h * dh..(h + 1) * dh]).assign(&gq);
+            gqkv.slice_mut(s![.., d + h * dh..d + (h + 1) * dh])
+                .assign(&gk);
+            gqkv.slice_mut(s![.., 2 * d + h * dh..2 * d + (h + 1) * dh])
+                .assign(&gv);
         }
-        (y, saved)
+        gqkv
+    }
+
+    /// ∂L/∂x for token rows (B·T × d) from ∂L/∂y = g at the forward pass of
+    /// x, and with `params` the parameter gradients (summed over tokens).
+    pub fn backward_tokens(
+        &self,
+        x: ArrayView2<T>,
+        saved: &AttentionSaved<T>,
+        g: ArrayView2<T>,
+        params: bool,
+    ) -> (Array2<T>, Option<AttentionGrads<T>>) {
+        let b = saved.probs.len();
+        let t = x.nrows() / b.max(1);
+        let gc = matmul(g, self.w_out.view());
+        let parts = per_examples(b, |i| {
+            let rows = s![i * t..(i + 1) * t, ..];
+            self.core_vjp(saved.qkv.slice(rows), &saved.probs[i], gc.slice(rows))
+        });
+        let gqkv = stack(&parts, 3 * self.width());
+        let grads = params.then(|| AttentionGrads {
+            w_in: matmul(gqkv.t(), x),
+            b_in: gqkv.sum_axis(Axis(0)),
+            w_out: matmul(g.t(), saved.concat.view()),
+            b_out: g.sum_axis(Axis(0)),
+        });
+        (matmul(gqkv.view(), self.w_in.view()), grads)
     }
 
     /// ∂L/∂x (B × T·d) and the parameter gradients (summed over the batch)
@@ -145,61 +272,47 @@ impl<T: Real> AttentionOp<T> {
         g: ArrayView2<T>,
     ) -> (Array2<T>, AttentionGrads<T>) {
         let d = self.width();
-        let t = x.ncols() / d;
-        let dh = d / self.heads;
-        let scale = T::of(1.0 / (dh as f64).sqrt());
-        let mut gx = Array2::zeros(x.raw_dim());
-        let mut grads = AttentionGrads {
-            w_in: Array2::zeros(self.w_in.raw_dim()),
-            b_in: Array1::zeros(self.b_in.raw_dim()),
-            w_out: Array2::zeros(self.w_out.raw_dim()),
-            b_out: Array1::zeros(self.b_out.raw_dim()),
-        };
-        for (i, (row, grow)) in x.rows().into_iter().zip(g.rows()).enumerate() {
-            let xi = row
-                .to_owned()
-                .into_shape_with_order((t, d))
-                .expect("T·d values");
-            let gi = grow
-                .to_owned()
-                .into_shape_with_order((t, d))
-                .expect("T·d values");
-            let (qkv, concat) = (&saved.qkv[i], &saved.concat[i]);
-            grads.w_out = grads.w_out + gi.t().dot(concat);
-            grads.b_out = grads.b_out + gi.sum_axis(Axis(0));
-            let gc = gi.dot(&self.w_out);
-            let mut gqkv = Array2::zeros((t, 3 * d));
-            for h in 0..self.heads {
-                let p = &saved.probs[i][h];
-                let q = qkv.slice(s![.., h * dh..(h + 1) * dh]);
-                let k = qkv.slice(s![.., d + h * dh..d + (h + 1) * dh]);
-                let v = qkv.slice(s![.., 2 * d + h * dh..2 * d + (h + 1) * dh]);
-                let go = gc.slice(s![.., h * dh..(h + 1) * dh]);
-                let gp = go.dot(&v.t());
-                let gv = p.t().dot(&go);
-                let mut gs = gp;
-                for (mut gsr, pr) in gs.rows_mut().into_iter().zip(p.rows()) {
-                    let dot = gsr.iter().zip(pr).fold(T::zero(), |a, (&x, &y)| a + x * y);
-                    gsr.zip_mut_with(&pr, |a, &pv| *a = pv * (*a - dot));
+        let (gx, grads) =
+            self.backward_tokens(tokens(x, d).view(), saved, tokens(g, d).view(), true);
+        (
+            per_example(gx, x.nrows()),
+            grads.expect("asked for the parameters"),
+        )
+    }
+
+    /// Forward mode on token rows (`t` tokens per example): (x, ẋ) ↦ (y, ẏ),
+    /// ẏ = Ċ W_outᵀ with, per head, [Q̇ K̇ V̇] = ẋ W_inᵀ,
+    /// Ṡ = (Q̇ Kᵀ + Q K̇ᵀ)/√d_h, Ṗ = P ⊙ (Ṡ − rowsum(P ⊙ Ṡ)), Ȯ = Ṗ V + P V̇.
+    pub fn jvp_tokens(
+        &self,
+        x: ArrayView2<T>,
+        tx: ArrayView2<T>,
+        t: usize,
+    ) -> (Array2<T>, Array2<T>) {
+        let (y, saved) = self.forward_tokens(x, t);
+        let (d, dh) = (self.width(), self.width() / self.heads);
+        let root = self.root();
+        let tqkv = matmul(tx, self.w_in.t());
+        let b = saved.probs.len();
+        let parts = per_examples(b, |i| {
+            let rows = s![i * t..(i + 1) * t, ..];
+            let (qkv, tq) = (saved.qkv.slice(rows), tqkv.slice(rows));
+            let mut tc = Array2::zeros((t, d));
+            for (h, p) in saved.probs[i].iter().enumerate() {
+                let [q, k, v] = self.head(qkv, h);
+                let [dq, dk, dv] = self.head(tq, h);
+                let mut ts = matmul_on(dq, k.t(), None, 1) + matmul_on(q, dk.t(), None, 1);
+                for (mut tsr, pr) in ts.rows_mut().into_iter().zip(p.rows()) {
+                    let dot = tsr.iter().zip(pr).fold(T::zero(), |a, (&x, &y)| a + x * y);
+                    tsr.zip_mut_with(&pr, |a, &pv| *a = pv * (*a - dot) / root);
                 }
-                let gq = gs.dot(&k).mapv(|v| v * scale);
-                let gk = gs.t().dot(&q).mapv(|v| v * scale);
-                gqkv.slice_mut(s![.., h * dh..(h + 1) * dh]).assign(&gq);
-                gqkv.slice_mut(s![.., d + h * dh..d + (h + 1) * dh])
-                    .assign(&gk);
-                gqkv.slice_mut(s![.., 2 * d + h * dh..2 * d + (h + 1) * dh])
-                    .assign(&gv);
+                let to = matmul_on(ts.view(), v, None, 1) + matmul_on(p.view(), dv, None, 1);
+                tc.slice_mut(s![.., h * dh..(h + 1) * dh]).assign(&to);
             }
-            grads.w_in = grads.w_in + gqkv.t().dot(&xi);
-            grads.b_in = grads.b_in + gqkv.sum_axis(Axis(0));
-            gx.row_mut(i).assign(
-                &gqkv
-                    .dot(&self.w_in)
-                    .into_shape_with_order(t * d)
-                    .expect("T·d values"),
-            );
-        }
-        (gx, grads)
+            tc
+        });
+        let tc = stack(&parts, d);
+        (y, matmul(tc.view(), self.w_out.t()))
     }
 }
 
@@ -354,6 +467,30 @@ mod tests {
                     "∂b_in",
                 );
             }
+        }
+    }
+    #[test]
+    fn forward_mode_equals_central_differences_in_f64() {
+        for causal in [false, true] {
+            let op = AttentionOp::<f64>::from_layer(&layer(causal)).unwrap();
+            let x = inputs().into_shape_with_order((15, 8)).unwrap();
+            let v = weights().into_shape_with_order((15, 8)).unwrap();
+            let (y, ty) = op.jvp_tokens(x.view(), v.view(), 5);
+            assert!(
+                (&y - &op.forward_tokens(x.view(), 5).0)
+                    .iter()
+                    .all(|d| *d == 0.0)
+            );
+            let h = 1e-6;
+            let up = op.forward_tokens((&x + &(&v * h)).view(), 5).0;
+            let down = op.forward_tokens((&x - &(&v * h)).view(), 5).0;
+            let fd = (up - down) / (2.0 * h);
+            let e = max_diff(fd.as_slice().unwrap(), ty.as_slice().unwrap());
+            let scale = ty.iter().fold(0.0f64, |a, b| a.max(b.abs()));
+            assert!(
+                scale > 0.1 && e < 1e-7 * (1.0 + scale),
+                "causal {causal}: max |Δ| = {e:e}"
+            );
         }
     }
 }

@@ -47,6 +47,19 @@ impl<T: Real> FeatureNorm<T> {
         })
     }
 
+    /// A layer norm over each row, from γ, β and ε (a transformer's LN,
+    /// run on token rows).
+    pub(crate) fn layer(name: String, gamma: Array1<T>, beta: Array1<T>, eps: f64) -> Self {
+        FeatureNorm {
+            name,
+            gamma,
+            beta: Some(beta),
+            groups: 1,
+            centre: true,
+            eps: T::of(eps),
+        }
+    }
+
     /// y = γ·x̂ + β of x (owned, normalised in place); saves x̂ and 1/σ.
     pub(crate) fn forward(&self, mut xhat: Array2<T>) -> (Array2<T>, Saved<T>) {
         let inv_std = self.normalise(&mut xhat);

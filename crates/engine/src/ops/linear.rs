@@ -41,6 +41,16 @@ impl<T: Real> Linear<T> {
         })
     }
 
+    /// y = x Wᵀ + b from its arrays; `keep_wt`: with its row-major Wᵀ.
+    pub(crate) fn new(name: String, w: Array2<T>, b: Option<Array1<T>>, keep_wt: bool) -> Self {
+        Linear {
+            name,
+            wt: keep_wt.then(|| OnceLock::from(transposed(&w))),
+            w,
+            b,
+        }
+    }
+
     /// Output features.
     pub(crate) fn outputs(&self) -> usize {
         self.w.nrows()
