@@ -384,7 +384,8 @@ pub fn landscape(dir: &Path) -> Result<String> {
 }
 
 /// Transformers: the last block's ‖∂L/∂W²‖ per placement × depth, the
-/// log-log slopes, and res(h_L)/res(h_0) per rank variant.
+/// log-log slopes, res(h_L)/res(h_0) per rank variant, and the training
+/// runs' final losses and divergences.
 pub fn transformers(dir: &Path) -> Result<String> {
     let s: transformers::TransformersSummary = read(
         dir,
@@ -414,6 +415,31 @@ pub fn transformers(dir: &Path) -> Result<String> {
         t.row(vec![
             r.arch.clone(),
             fixed(v[v.len() - 1].mean / v[0].mean, 4),
+        ]);
+    }
+    out += &t.render();
+    let mut t = Table::new(
+        format!(
+            "training, {} steps: final loss (seed mean) and runs diverged",
+            s.config.steps
+        ),
+        &["arch", "lr", "warm-up", "final loss", "diverged"],
+    );
+    for r in &s.train {
+        let finite: Vec<f64> = r
+            .final_loss
+            .iter()
+            .copied()
+            .filter(|v| v.is_finite())
+            .collect();
+        let mean = finite.iter().sum::<f64>() / finite.len() as f64;
+        let diverged = r.diverged_at.iter().filter(|d| d.is_some()).count();
+        t.row(vec![
+            r.arch.clone(),
+            format!("{}", r.lr),
+            r.warmup.to_string(),
+            fixed(mean, 3),
+            format!("{diverged}/{}", r.diverged_at.len()),
         ]);
     }
     out += &t.render();

@@ -17,13 +17,23 @@
 //! the form 1xᵀ), of the token representations after every block, for pure
 //! attention, attention with skips, attention with MLPs and the full block.
 //!
+//! Training (Xiong et al. 2020): post-LN and pre-LN nets trained with Adam
+//! (β = 0.9, 0.98, ε = 10⁻⁹, as Vaswani et al. 2017) at a grid of peak
+//! rates, each with a constant rate from the first step and with a linear
+//! warm-up from 0; per run the loss curve, its final value and the step of
+//! divergence (a non-finite loss, or one above the initial loss by
+//! [`DIVERGENCE_MARGIN`] nats). The rank-collapse variants are measured
+//! again after the same training.
+//!
 //! The task (generated from the seed, no download): reverse a sequence of T
 //! uniform random tokens of a vocabulary of V; the loss is the mean
 //! cross-entropy over every token. Nets run in f64 on the engine's interface
 //! (candle's autograd behind it until attention is an engine op).
 
+use gradscope_engine::Engine;
 use gradscope_engine::{Options, Want, for_net};
 use gradscope_nets::{BnMode, Net, Precision, Transformer, TransformerParams, derive_seed};
+use gradscope_train::{Decay, Optimizer, OptimizerParams, Schedule};
 use ndarray::{Array2, ArrayView2};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -34,9 +44,9 @@ use crate::{Result, StudyError};
 
 pub use gradscope_contract::curvature::MeanSe;
 pub use gradscope_contract::transformers::{
-    CellOutput, GradOutput, GradRow, NAME, RankOutput, RankRow, SCHEMA, SlopeRow,
-    TransformersParams, TransformersResults, TransformersSummary, default_placements,
-    default_rank_archs, files, read_summary,
+    CellOutput, DIVERGENCE_MARGIN, GradOutput, GradRow, NAME, RankOutput, RankRow, SCHEMA,
+    SlopeRow, TrainOutput, TrainRow, TransformersParams, TransformersResults, TransformersSummary,
+    default_placements, default_rank_archs, default_train_placements, files, read_summary,
 };
 
 impl crate::Params for TransformersParams {
@@ -101,10 +111,48 @@ pub fn check(params: &TransformersParams) -> Result<TransformersConfig> {
             format!("must be at most 1024, got {}", p.width),
         ));
     }
+    if !(1..=MAX_BLOCKS).contains(&p.train_depth) {
+        return Err(StudyError::config(
+            "train_depth",
+            format!("must be 1..={MAX_BLOCKS}, got {}", p.train_depth),
+        ));
+    }
+    if p.lrs.is_empty() || p.lrs.iter().any(|r| !(r.is_finite() && *r > 0.0)) {
+        return Err(StudyError::config(
+            "lrs",
+            "list at least one learning rate, each finite and positive",
+        ));
+    }
+    if !(p.rank_lr.is_finite() && p.rank_lr >= 0.0) {
+        return Err(StudyError::config(
+            "rank_lr",
+            format!("must be finite and ≥ 0, got {}", p.rank_lr),
+        ));
+    }
+    if !(1..=100_000).contains(&p.steps) || p.warmup > p.steps {
+        return Err(StudyError::config(
+            "steps",
+            format!(
+                "steps must be 1..=100000 and the warm-up at most the steps, got {} and {}",
+                p.steps, p.warmup
+            ),
+        ));
+    }
+    if !(1..=100).contains(&p.train_seeds) {
+        return Err(StudyError::config(
+            "train_seeds",
+            format!("must be 1..=100, got {}", p.train_seeds),
+        ));
+    }
     // Every net the study builds passes the spec's own check.
     let deepest = *p.depths.iter().max().expect("non-empty");
-    for arch in p.placements.iter().chain(&p.rank_archs) {
-        net_params(&p, *arch, deepest.max(p.rank_depth), 0).check()?;
+    for arch in p
+        .placements
+        .iter()
+        .chain(&p.rank_archs)
+        .chain(&p.train_placements)
+    {
+        net_params(&p, *arch, deepest.max(p.rank_depth).max(p.train_depth), 0).check()?;
     }
     Ok(TransformersConfig { params: p })
 }
@@ -150,6 +198,17 @@ pub enum Cell {
     Rank {
         /// Index into `rank_archs`.
         arch: usize,
+        /// Seed index.
+        seed: usize,
+    },
+    /// A training run of placement `arch` at rate `lr`.
+    Train {
+        /// Index into `train_placements`.
+        arch: usize,
+        /// Index into `lrs`.
+        lr: usize,
+        /// Whether the rate warms up linearly over `warmup` steps.
+        warm: bool,
         /// Seed index.
         seed: usize,
     },
@@ -286,13 +345,12 @@ impl TransformersConfig {
         })
     }
 
-    fn rank(&self, arch: usize, seed: usize) -> Result<RankOutput> {
+    /// res(h_l), l = 0 … L, of the evaluation batch, mean over its sequences.
+    fn residuals(&self, engine: &dyn Engine<f64>) -> Result<Vec<f64>> {
         let p = &self.params;
-        let net = self.net(p.rank_archs[arch], p.rank_depth, seed)?;
-        let engine = for_net::<f64>(&net, Options::once(BnMode::Eval))?;
         let (x, _) = reversal_batch(p.batch, p.seq_len, p.vocab, p.seed);
         let fwd = engine.forward(x.view(), false)?;
-        let residual = fwd
+        Ok(fwd
             .hidden
             .iter()
             .map(|h| {
@@ -303,14 +361,95 @@ impl TransformersConfig {
                     .collect();
                 rows.iter().sum::<f64>() / rows.len() as f64
             })
-            .collect();
-        Ok(RankOutput { residual })
+            .collect())
+    }
+
+    fn rank(&self, arch: usize, seed: usize) -> Result<RankOutput> {
+        let p = &self.params;
+        let net = self.net(p.rank_archs[arch], p.rank_depth, seed)?;
+        let mut engine = for_net::<f64>(&net, Options::repeated(BnMode::Eval))?;
+        let residual = self.residuals(engine.as_ref())?;
+        if p.rank_lr == 0.0 {
+            return Ok(RankOutput {
+                residual,
+                trained: Vec::new(),
+                final_loss: f64::NAN,
+            });
+        }
+        let run = self.train(engine.as_mut(), p.rank_lr, p.warmup)?;
+        Ok(RankOutput {
+            residual,
+            trained: self.residuals(engine.as_ref())?,
+            final_loss: run.final_loss,
+        })
+    }
+
+    /// Train on a fresh batch of the task per step with Adam (β = 0.9,
+    /// 0.98, ε = 10⁻⁹) at peak rate `lr`, warmed up linearly from 0 over
+    /// `warmup` steps; stop at a non-finite loss.
+    fn train(&self, engine: &mut dyn Engine<f64>, lr: f64, warmup: usize) -> Result<TrainOutput> {
+        let p = &self.params;
+        let depth = engine.depth();
+        let mut opt = Optimizer::new(OptimizerParams::Adam {
+            lr,
+            beta1: 0.9,
+            beta2: 0.98,
+            eps: 1e-9,
+            weight_decay: 0.0,
+        })?;
+        let schedule = Schedule {
+            decay: Decay::Constant,
+            warmup_epochs: warmup,
+        };
+        let want = Want {
+            hidden: false,
+            params: true,
+            gram: false,
+        };
+        let mut losses = Vec::with_capacity(p.steps);
+        let mut diverged_at = None;
+        for k in 0..p.steps {
+            let data = derive_seed(p.seed, &format!("transformers/train{k}"));
+            let (x, y) = reversal_batch(p.batch, p.seq_len, p.vocab, data);
+            let fwd = engine.forward(x.view(), true)?;
+            let out = engine.output(&fwd, depth)?;
+            let (loss, g) = token_cross_entropy(out.view(), &y, p.vocab);
+            losses.push(loss);
+            if !loss.is_finite() || loss > losses[0] + DIVERGENCE_MARGIN {
+                diverged_at.get_or_insert(k);
+            }
+            if !loss.is_finite() {
+                break;
+            }
+            let grads = engine.backward(&fwd, depth, Some(g.view()), want)?;
+            let rate = schedule.lr(lr, k, 1, p.steps);
+            opt.begin_step();
+            engine.update_params(&grads, &mut |name, dims, w, g| {
+                opt.update(name, dims, w, g, rate)
+            })?;
+        }
+        losses.resize(p.steps, f64::NAN);
+        let tail = &losses[p.steps - (p.steps / 10).max(1)..];
+        Ok(TrainOutput {
+            final_loss: tail.iter().sum::<f64>() / tail.len() as f64,
+            losses,
+            diverged_at,
+        })
+    }
+
+    fn train_run(&self, arch: usize, lr: usize, warm: bool, seed: usize) -> Result<TrainOutput> {
+        let p = &self.params;
+        let net = self.net(p.train_placements[arch], p.train_depth, seed)?;
+        let mut engine = for_net::<f64>(&net, Options::repeated(BnMode::Eval))?;
+        let warmup = if warm { p.warmup } else { 0 };
+        self.train(engine.as_mut(), p.lrs[lr], warmup)
     }
 
     fn arch_name(&self, cell: &Cell) -> String {
         match *cell {
             Cell::Grad { arch, .. } => self.params.placements[arch].to_string(),
             Cell::Rank { arch, .. } => self.params.rank_archs[arch].to_string(),
+            Cell::Train { arch, .. } => self.params.train_placements[arch].to_string(),
         }
     }
 }
@@ -331,6 +470,21 @@ impl Study for TransformersConfig {
     fn cells(&self) -> Vec<Cell> {
         let p = &self.params;
         let mut out = Vec::new();
+        // The longest cells first, so the pool's threads finish together.
+        for arch in 0..p.train_placements.len() {
+            for lr in 0..p.lrs.len() {
+                for warm in [false, true] {
+                    for seed in 0..p.train_seeds {
+                        out.push(Cell::Train {
+                            arch,
+                            lr,
+                            warm,
+                            seed,
+                        });
+                    }
+                }
+            }
+        }
         for arch in 0..p.placements.len() {
             for depth in 0..p.depths.len() {
                 for seed in 0..p.seeds {
@@ -354,6 +508,11 @@ impl Study for TransformersConfig {
                 self.params.depths[depth]
             ),
             Cell::Rank { seed, .. } => format!("rank:arch={arch},seed={seed}"),
+            Cell::Train { lr, warm, seed, .. } => format!(
+                "train:arch={arch},lr={},warmup={},seed={seed}",
+                self.params.lrs[lr],
+                if warm { self.params.warmup } else { 0 }
+            ),
         }
     }
 
@@ -361,6 +520,12 @@ impl Study for TransformersConfig {
         Ok(match *cell {
             Cell::Grad { arch, depth, seed } => CellOutput::Grad(self.grads(arch, depth, seed)?),
             Cell::Rank { arch, seed } => CellOutput::Rank(self.rank(arch, seed)?),
+            Cell::Train {
+                arch,
+                lr,
+                warm,
+                seed,
+            } => CellOutput::Train(self.train_run(arch, lr, warm, seed)?),
         })
     }
 
@@ -370,6 +535,8 @@ impl Study for TransformersConfig {
                 !g.loss.is_finite() || g.block_grad.iter().any(|v| !v.is_finite())
             }
             CellOutput::Rank(r) => r.residual.iter().any(|v| !v.is_finite()),
+            // A diverging run is a finding of the training part, not a fault.
+            CellOutput::Train(_) => false,
         };
         if bad {
             vec![format!("{}: a non-finite value", self.cell_key(cell))]
@@ -427,22 +594,56 @@ impl Study for TransformersConfig {
             .iter()
             .enumerate()
             .map(|(a, arch)| {
-                let r: Vec<&Vec<f64>> = cells
+                let r: Vec<&RankOutput> = cells
                     .iter()
                     .zip(&outputs)
                     .filter_map(|(c, o)| match (c, o) {
-                        (Cell::Rank { arch, .. }, CellOutput::Rank(r)) if *arch == a => {
-                            Some(&r.residual)
-                        }
+                        (Cell::Rank { arch, .. }, CellOutput::Rank(r)) if *arch == a => Some(r),
                         _ => None,
                     })
                     .collect();
+                let trained = if p.rank_lr > 0.0 {
+                    per_position(r.iter().map(|o| &o.trained), p.rank_depth + 1)
+                } else {
+                    Vec::new()
+                };
                 RankRow {
                     arch: arch.to_string(),
-                    residual: per_position(r.into_iter(), p.rank_depth + 1),
+                    residual: per_position(r.iter().map(|o| &o.residual), p.rank_depth + 1),
+                    trained,
+                    final_loss: (p.rank_lr > 0.0)
+                        .then(|| MeanSe::of(r.iter().map(|o| o.final_loss))),
                 }
             })
             .collect();
+        let mut train = Vec::new();
+        for (a, arch) in p.train_placements.iter().enumerate() {
+            for (l, &lr) in p.lrs.iter().enumerate() {
+                for warm in [false, true] {
+                    let runs: Vec<&TrainOutput> = cells
+                        .iter()
+                        .zip(&outputs)
+                        .filter_map(|(c, o)| match (c, o) {
+                            (
+                                Cell::Train {
+                                    arch, lr, warm: w, ..
+                                },
+                                CellOutput::Train(t),
+                            ) if *arch == a && *lr == l && *w == warm => Some(t),
+                            _ => None,
+                        })
+                        .collect();
+                    train.push(TrainRow {
+                        arch: arch.to_string(),
+                        lr,
+                        warmup: if warm { p.warmup } else { 0 },
+                        curve: per_position(runs.iter().map(|t| &t.losses), p.steps),
+                        final_loss: runs.iter().map(|t| t.final_loss).collect(),
+                        diverged_at: runs.iter().map(|t| t.diverged_at).collect(),
+                    });
+                }
+            }
+        }
         Ok(TransformersResults {
             summary: TransformersSummary {
                 schema: SCHEMA.into(),
@@ -452,6 +653,7 @@ impl Study for TransformersConfig {
                 grads,
                 slopes,
                 rank,
+                train,
             },
         })
     }
