@@ -384,8 +384,8 @@ pub fn landscape(dir: &Path) -> Result<String> {
 }
 
 /// Transformers: the last block's ‖∂L/∂W²‖ per placement × depth, the
-/// log-log slopes, res(h_L)/res(h_0) per rank variant, and the training
-/// runs' final losses and divergences.
+/// log-log slopes, res(h_L)/res(h_0) per rank variant, the training
+/// runs' final losses and divergences, and r₁ along the interpolation.
 pub fn transformers(dir: &Path) -> Result<String> {
     let s: transformers::TransformersSummary = read(
         dir,
@@ -443,6 +443,15 @@ pub fn transformers(dir: &Path) -> Result<String> {
         ]);
     }
     out += &t.render();
+    let cells = s
+        .interp
+        .iter()
+        .map(|r| (r.arch.clone(), r.depth, fixed(r.r1.mean, 3)))
+        .collect();
+    out += &by_arch_and_depth(
+        "interpolation between two sequences' embeddings: r₁ of ∂f/∂e_s along s",
+        cells,
+    );
     Ok(out)
 }
 

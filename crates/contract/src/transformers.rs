@@ -58,6 +58,12 @@ pub fn default_train_placements() -> Vec<TransformerArch> {
     archs(&["transformer", "transformer:ln=pre"])
 }
 
+/// The variants whose input gradient is followed along an interpolation:
+/// pre-LN with and without skips.
+pub fn default_interp_archs() -> Vec<TransformerArch> {
+    archs(&["transformer:ln=pre", "transformer:ln=pre,skip=off"])
+}
+
 /// Unchecked parameters; the defaults fit `reproduce`'s budget (seconds).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields, default)]
@@ -114,10 +120,20 @@ pub struct TransformersParams {
     /// Nets per (placement, rate, warm-up).
     #[arg(long)]
     pub train_seeds: usize,
-    /// Peak learning rate (with warm-up) at which the rank variants are
-    /// trained for `steps` steps; 0 measures them at initialisation only.
+    /// Peak learning rate (with warm-up) at which the first `train_seeds`
+    /// nets of each rank variant are trained for `steps` steps; 0 measures
+    /// them at initialisation only.
     #[arg(long)]
     pub rank_lr: f64,
+    /// Variants of the interpolation part (the shattered-gradients view).
+    #[arg(long, value_parser = crate::args::transformer_arch_list, value_name = "LIST")]
+    pub interp_archs: ::std::vec::Vec<TransformerArch>,
+    /// Depths of the interpolation part.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub interp_depths: Vec<usize>,
+    /// Points s of the grid from one sequence's embedding to another's.
+    #[arg(long)]
+    pub interp_points: usize,
 }
 
 impl Default for TransformersParams {
@@ -126,7 +142,7 @@ impl Default for TransformersParams {
             placements: default_placements(),
             depths: vec![2, 4, 8, 16],
             rank_archs: default_rank_archs(),
-            rank_depth: 12,
+            rank_depth: 8,
             width: 32,
             heads: 4,
             seq_len: 16,
@@ -135,12 +151,15 @@ impl Default for TransformersParams {
             seeds: 3,
             seed: 0,
             train_placements: default_train_placements(),
-            train_depth: 4,
-            lrs: vec![3e-3, 1e-2, 3e-2],
-            warmup: 30,
-            steps: 100,
+            train_depth: 2,
+            lrs: vec![1e-2, 3e-2],
+            warmup: 20,
+            steps: 60,
             train_seeds: 1,
-            rank_lr: 3e-3,
+            rank_lr: 1e-2,
+            interp_archs: default_interp_archs(),
+            interp_depths: vec![1, 2, 4, 8],
+            interp_points: 32,
         }
     }
 }
@@ -160,6 +179,8 @@ impl TransformersParams {
             lrs: vec![1e-2, 3e-2],
             warmup: 10,
             steps: 30,
+            interp_depths: vec![1, 4],
+            interp_points: 16,
             ..Self::default()
         }
     }
@@ -212,6 +233,19 @@ pub struct TrainOutput {
     pub diverged_at: Option<usize>,
 }
 
+/// The gradient of a fixed output with respect to the embedded input along
+/// e_s = (1 − s)E(x) + sE(x′) (one cell of the interpolation part).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InterpOutput {
+    /// r₁ per depth of `interp_depths`: the lag-1 correlation along s of
+    /// each coordinate of ∂f/∂e_s, averaged over the coordinates.
+    #[serde(with = "gradscope_stats::nan::vec")]
+    pub r1: Vec<f64>,
+    /// The first coordinate of ∂f/∂e_s along s, at the deepest depth.
+    #[serde(with = "gradscope_stats::nan::vec")]
+    pub trace: Vec<f64>,
+}
+
 /// A cell's output.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum CellOutput {
@@ -221,6 +255,8 @@ pub enum CellOutput {
     Rank(RankOutput),
     /// A training run.
     Train(TrainOutput),
+    /// Input gradients along an interpolation.
+    Interp(InterpOutput),
 }
 
 /// One placement at one depth, over seeds.
@@ -283,6 +319,27 @@ pub struct TrainRow {
     pub diverged_at: Vec<Option<usize>>,
 }
 
+/// One interpolation variant at one depth, over seeds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InterpRow {
+    /// Architecture spec.
+    pub arch: String,
+    /// Blocks L.
+    pub depth: usize,
+    /// r₁ of the input gradient along s.
+    pub r1: MeanSe,
+}
+
+/// One variant's input-gradient coordinate along s (seed 0, deepest depth).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InterpTrace {
+    /// Architecture spec.
+    pub arch: String,
+    /// ∂f/∂e_s, first coordinate, per grid point.
+    #[serde(with = "gradscope_stats::nan::vec")]
+    pub trace: Vec<f64>,
+}
+
 /// `summary.json` of the transformers study.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TransformersSummary {
@@ -303,6 +360,10 @@ pub struct TransformersSummary {
     /// Per (placement, rate, warm-up): placements outermost, then rates,
     /// then without before with warm-up.
     pub train: Vec<TrainRow>,
+    /// Per (interpolation variant, depth), variants outermost.
+    pub interp: Vec<InterpRow>,
+    /// Per interpolation variant.
+    pub interp_traces: Vec<InterpTrace>,
 }
 
 /// Everything a run produced, before it is written.
@@ -329,6 +390,10 @@ pub mod files {
     pub const TRAIN_CSV: &str = "train.csv";
     /// Per (placement, rate, warm-up, step): the mean loss over seeds.
     pub const CURVES_CSV: &str = "train_curves.csv";
+    /// Per (variant, depth): r₁ of the input gradient along the interpolation.
+    pub const INTERP_CSV: &str = "interpolation.csv";
+    /// Per (variant, grid point): one coordinate of the input gradient.
+    pub const TRACES_CSV: &str = "interpolation_traces.csv";
 }
 
 impl TransformersResults {
@@ -431,6 +496,24 @@ impl TransformersResults {
         }
         train.write(&dir.join(files::TRAIN_CSV))?;
         curves.write(&dir.join(files::CURVES_CSV))?;
+        let mut interp = Csv::new(&["arch", "depth", "r1_mean", "r1_se"]);
+        for r in &s.interp {
+            interp.row(&[
+                r.arch.clone(),
+                r.depth.to_string(),
+                num(r.r1.mean),
+                num(r.r1.se),
+            ]);
+        }
+        interp.write(&dir.join(files::INTERP_CSV))?;
+        let mut traces = Csv::new(&["arch", "s", "grad"]);
+        for r in &s.interp_traces {
+            let n = r.trace.len().max(2) - 1;
+            for (k, g) in r.trace.iter().enumerate() {
+                traces.row(&[r.arch.clone(), num(k as f64 / n as f64), num(*g)]);
+            }
+        }
+        traces.write(&dir.join(files::TRACES_CSV))?;
         write_json(&dir.join(files::SUMMARY), s)
     }
 }
@@ -502,6 +585,19 @@ pub fn read_summary(dir: &Path) -> Result<TransformersSummary> {
             "the training rows are not one per placement × rate × warm-up over every step and seed"
                 .into()
         },
+    )?;
+    ensure(
+        s.interp.len() == c.interp_archs.len() * c.interp_depths.len()
+            && s.interp.iter().enumerate().all(|(i, r)| {
+                r.arch == c.interp_archs[i / c.interp_depths.len()].to_string()
+                    && r.depth == c.interp_depths[i % c.interp_depths.len()]
+            })
+            && s.interp_traces.len() == c.interp_archs.len()
+            && s.interp_traces
+                .iter()
+                .all(|t| t.trace.len() == c.interp_points),
+        &path,
+        || "the interpolation rows are not one per variant × depth".into(),
     )?;
     Ok(s)
 }

@@ -42,7 +42,7 @@ pub const FAILED_SHARE: f64 = 0.9;
 /// Whether one seed's run failed: diverged, or a final loss (NaN when it
 /// went non-finite) not below `FAILED_SHARE`·ln V.
 pub fn run_failed(final_loss: f64, diverged: bool, vocab: usize) -> bool {
-    diverged || !(final_loss < FAILED_SHARE * (vocab as f64).ln())
+    diverged || final_loss.is_nan() || final_loss >= FAILED_SHARE * (vocab as f64).ln()
 }
 
 /// Whether a (placement, rate, warm-up) fails: more than half its seeds do.
@@ -118,6 +118,11 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
 
     doc.heading("Rank collapse through depth");
     doc.push(rank(&s, report_dir)?);
+
+    if !s.interp.is_empty() {
+        doc.heading("Input gradients along an interpolation between two sequences");
+        doc.push(interpolation(&s, report_dir)?);
+    }
 
     if !s.train.is_empty() {
         doc.heading("Training with and without learning-rate warm-up");
@@ -282,11 +287,90 @@ pub fn finding(s: &TransformersSummary, claims: &mut Claims) -> String {
             ),
         ));
     }
+    interp_finding(s, claims, &mut parts);
     training_finding(s, claims, &mut parts);
     if parts.is_empty() {
         return "These runs hold neither a post-LN or pre-LN placement at two depths nor a rank variant: the report shows the measurements without comparing them.".into();
     }
     parts.join(" ")
+}
+
+/// r₁ at the deepest and the shallowest interpolation depth, per variant:
+/// (arch, skip, shallow r₁, deep r₁).
+pub fn interp_ends(s: &TransformersSummary) -> Vec<(String, bool, f64, f64)> {
+    let c = &s.config;
+    let (Some(&lo), Some(&hi)) = (c.interp_depths.iter().min(), c.interp_depths.iter().max())
+    else {
+        return Vec::new();
+    };
+    c.interp_archs
+        .iter()
+        .filter_map(|a| {
+            let name = a.to_string();
+            let at = |d: usize| {
+                s.interp
+                    .iter()
+                    .find(|r| r.arch == name && r.depth == d)
+                    .map(|r| r.r1.mean)
+            };
+            Some((name.clone(), a.skip, at(lo)?, at(hi)?))
+        })
+        .collect()
+}
+
+/// Skips against none at the deepest depth, and the decay without skips.
+fn interp_finding(s: &TransformersSummary, claims: &mut Claims, parts: &mut Vec<String>) {
+    let c = &s.config;
+    let ends = interp_ends(s);
+    let (Some(&lo), Some(&hi)) = (c.interp_depths.iter().min(), c.interp_depths.iter().max())
+    else {
+        return;
+    };
+    let with: Vec<f64> = ends.iter().filter(|e| e.1).map(|e| e.3).collect();
+    let without: Vec<&(String, bool, f64, f64)> = ends.iter().filter(|e| !e.1).collect();
+    if !with.is_empty() && !without.is_empty() {
+        let least = with.iter().copied().fold(f64::INFINITY, f64::min);
+        let most = without
+            .iter()
+            .map(|e| e.3)
+            .fold(f64::NEG_INFINITY, f64::max);
+        parts.push(claims.decide(
+            "interp-skips-smoother",
+            Check::that(
+                least > most,
+                format!("smallest r₁ at depth {hi} with skips ({}) above the largest without ({})", decimals(least, 3), decimals(most, 3)),
+            ),
+            format!(
+                "Along a line from one sequence's embeddings to another's, the input gradient of a stack of {hi} blocks with skips is more correlated from point to point (r₁ ≥ {}) than without skips (r₁ ≤ {}), the direction of Balduzzi et al. 2017's shattered-gradients contrast.",
+                decimals(least, 2),
+                decimals(most, 2)
+            ),
+            format!(
+                "Along a line from one sequence's embeddings to another's, the input gradient of a stack of {hi} blocks is not more correlated with skips (r₁ down to {}) than without (up to {}).",
+                decimals(least, 2),
+                decimals(most, 2)
+            ),
+        ));
+    }
+    if lo < hi && !without.is_empty() {
+        let decays = without.iter().all(|e| e.3 < e.2);
+        let list = without
+            .iter()
+            .map(|e| format!("{} → {}", decimals(e.2, 3), decimals(e.3, 3)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        parts.push(claims.decide(
+            "interp-no-skip-decays",
+            Check::that(
+                decays,
+                format!("r₁ without skips, depth {lo} → {hi}: {list}"),
+            ),
+            format!("Without skips r₁ falls with depth ({list} from {lo} to {hi} blocks)."),
+            format!(
+                "Without skips r₁ does not fall with depth here ({list} from {lo} to {hi} blocks)."
+            ),
+        ));
+    }
 }
 
 fn train_placement(s: &TransformersSummary, ln: LnPlace) -> Option<String> {
@@ -389,7 +473,7 @@ fn setup(c: &TransformersParams) -> String {
          res(X) = ‖X − 1x̄ᵀ‖_F / ‖X‖_F, x̄ the mean token, averaged over the batch's sequences. Error bars: standard errors over seeds. \
          Training: nets of {} blocks, Adam (β = 0.9, 0.98, ε = 10⁻⁹), {} steps of a fresh batch each, at peak rates {}, each with a constant rate and with a linear warm-up from 0 over {} steps; {} seed(s) per run. \
          A run diverges at the first step whose loss is not finite or exceeds its initial loss by {} nat; it fails when it diverges or its final loss (the mean over the last tenth of the steps) is at least {}·ln V, and a rate fails when more than half its seeds do. \
-         The rank variants are measured again after {} such steps at peak rate {} with the warm-up.",
+         The first {} net(s) of each rank variant are measured again after {} such steps at peak rate {} with the warm-up.",
         c.width,
         c.heads,
         c.seq_len,
@@ -403,6 +487,7 @@ fn setup(c: &TransformersParams) -> String {
         c.train_seeds,
         DIVERGENCE_MARGIN,
         decimals(FAILED_SHARE, 1),
+        c.train_seeds,
         c.steps,
         c.rank_lr
     )
@@ -580,7 +665,7 @@ fn rank(s: &TransformersSummary, dir: &Path) -> Result<Block> {
     let mut panels = vec![ch];
     if s.rank.iter().any(|r| !r.trained.is_empty()) {
         let mut tr = LineChart::new(
-            &format!(
+            format!(
                 "after {} training steps (peak rate {})",
                 s.config.steps, s.config.rank_lr
             ),
@@ -738,6 +823,82 @@ fn training(s: &TransformersSummary, dir: &Path) -> Result<Block> {
     ))
 }
 
+/// r₁ against depth per variant, and one coordinate of ∂f/∂e_s along s at
+/// the deepest depth.
+fn interpolation(s: &TransformersSummary, dir: &Path) -> Result<Block> {
+    let c = &s.config;
+    let mut first = LineChart::new(
+        "r₁ of ∂f/∂e_s along s against depth",
+        "depth L (blocks)",
+        "r₁",
+    )
+    .log2_x()
+    .legend(Legend::Outside);
+    for (i, arch) in c.interp_archs.iter().enumerate() {
+        let arch = arch.to_string();
+        let (xy, err): (Vec<(f64, f64)>, Vec<f64>) = s
+            .interp
+            .iter()
+            .filter(|r| r.arch == arch && r.r1.mean.is_finite())
+            .map(|r| {
+                (
+                    (r.depth as f64, r.r1.mean),
+                    if r.r1.se.is_finite() { r.r1.se } else { 0.0 },
+                )
+            })
+            .unzip();
+        first.push(
+            Series::line(arch, xy, color(i))
+                .mark(Mark::LinePoints)
+                .errors(err),
+        );
+    }
+    first.title_size = style::PANEL_TITLE_SIZE;
+    let deep = c.interp_depths.iter().copied().max().unwrap_or(0);
+    let mut second = LineChart::new(
+        format!("one coordinate of ∂f/∂e_s, depth {deep}"),
+        "s (0: sequence x, 1: sequence x′)",
+        "∂f/∂e_s (first coordinate)",
+    )
+    .legend(Legend::Outside);
+    for (i, t) in s.interp_traces.iter().enumerate() {
+        // Scaled to unit maximum: the variants' gradients differ in scale.
+        let m = t.trace.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+        let n = t.trace.len().max(2) - 1;
+        let xy = t
+            .trace
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.is_finite())
+            .map(|(k, v)| (k as f64 / n as f64, if m > 0.0 { v / m } else { *v }))
+            .collect();
+        second.push(Series::line(t.arch.clone(), xy, color(i)).mark(Mark::LinePoints));
+    }
+    second.title_size = style::PANEL_TITLE_SIZE;
+    let fig = save(
+        &Panels {
+            title: "Input gradients along an interpolation between two sequences' embeddings"
+                .into(),
+            rows: 1,
+            cols: 2,
+            panels: vec![first, second],
+        },
+        dir,
+        "interpolation",
+        (1600, 500),
+    )?;
+    Ok(Block::figure(
+        fig,
+        "r₁ of the input gradient along the interpolation against depth, and one coordinate of it along s",
+        format!(
+            "e_s = (1 − s)E(x) + sE(x′) over {} points s, x and x′ two random sequences of the task; f = ⟨u, logits⟩ for a fixed N(0, 1) direction u; \
+             r₁ is the lag-1 correlation along s of each of the T·d coordinates of ∂f/∂e_s, averaged over the coordinates (Balduzzi et al. 2017's measure); means and standard errors over {} seed(s). \
+             Right: seed 0's first coordinate, each curve divided by its largest magnitude.",
+            c.interp_points, c.seeds
+        ),
+    ))
+}
+
 fn train_table(s: &TransformersSummary) -> Block {
     let rows = s
         .train
@@ -819,6 +980,8 @@ fn data_files(data_dir: &Path) -> Block {
             files::RANK_CSV,
             files::TRAIN_CSV,
             files::CURVES_CSV,
+            files::INTERP_CSV,
+            files::TRACES_CSV,
         ]
         .iter()
         .map(|f| format!("{}/{}", data_dir.display(), f))

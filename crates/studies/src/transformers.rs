@@ -25,6 +25,17 @@
 //! [`DIVERGENCE_MARGIN`] nats). The rank-collapse variants are measured
 //! again after the same training.
 //!
+//! The shattered-gradients view (Balduzzi et al. 2017) for transformers:
+//! the gradient of a fixed output f = ⟨u, logits⟩ with respect to the
+//! embedded input along e_s = (1 − s)E(x) + sE(x′), s on a grid from one
+//! sequence's token embeddings to another's; r₁ (the lag-1 correlation
+//! along s, per coordinate, averaged) per depth, with and without skips.
+//! The interpolated embeddings are written into spare rows of the token
+//! table (the net's vocabulary extended by one row per grid point and
+//! token, the first V rows and every other weight unchanged), so every
+//! grid point is one sequence of the batch and the engine's own backward
+//! pass gives ∂f/∂h₀ = ∂f/∂e_s.
+//!
 //! The task (generated from the seed, no download): reverse a sequence of T
 //! uniform random tokens of a vocabulary of V; the loss is the mean
 //! cross-entropy over every token. Nets run in f64 on the engine's interface
@@ -44,9 +55,10 @@ use crate::{Result, StudyError};
 
 pub use gradscope_contract::curvature::MeanSe;
 pub use gradscope_contract::transformers::{
-    CellOutput, DIVERGENCE_MARGIN, GradOutput, GradRow, NAME, RankOutput, RankRow, SCHEMA,
-    SlopeRow, TrainOutput, TrainRow, TransformersParams, TransformersResults, TransformersSummary,
-    default_placements, default_rank_archs, default_train_placements, files, read_summary,
+    CellOutput, DIVERGENCE_MARGIN, GradOutput, GradRow, InterpOutput, InterpRow, InterpTrace, NAME,
+    RankOutput, RankRow, SCHEMA, SlopeRow, TrainOutput, TrainRow, TransformersParams,
+    TransformersResults, TransformersSummary, default_interp_archs, default_placements,
+    default_rank_archs, default_train_placements, files, read_summary,
 };
 
 impl crate::Params for TransformersParams {
@@ -138,6 +150,26 @@ pub fn check(params: &TransformersParams) -> Result<TransformersConfig> {
             ),
         ));
     }
+    for &d in &p.interp_depths {
+        if !(1..=MAX_BLOCKS).contains(&d) {
+            return Err(StudyError::config(
+                "interp_depths",
+                format!("each depth must be 1..={MAX_BLOCKS}, got {d}"),
+            ));
+        }
+    }
+    if !p.interp_archs.is_empty()
+        && (p.interp_depths.is_empty() || !(3..=1024).contains(&p.interp_points))
+    {
+        return Err(StudyError::config(
+            "interp_points",
+            format!(
+                "list at least one interpolation depth and 3..=1024 points, got {} depths and {} points",
+                p.interp_depths.len(),
+                p.interp_points
+            ),
+        ));
+    }
     if !(1..=100).contains(&p.train_seeds) {
         return Err(StudyError::config(
             "train_seeds",
@@ -197,6 +229,13 @@ pub enum Cell {
     /// Rank collapse of variant `arch` (index into `rank_archs`).
     Rank {
         /// Index into `rank_archs`.
+        arch: usize,
+        /// Seed index.
+        seed: usize,
+    },
+    /// Input gradients of variant `arch` along the interpolation.
+    Interp {
+        /// Index into `interp_archs`.
         arch: usize,
         /// Seed index.
         seed: usize,
@@ -369,7 +408,9 @@ impl TransformersConfig {
         let net = self.net(p.rank_archs[arch], p.rank_depth, seed)?;
         let mut engine = for_net::<f64>(&net, Options::repeated(BnMode::Eval))?;
         let residual = self.residuals(engine.as_ref())?;
-        if p.rank_lr == 0.0 {
+        // Only the first `train_seeds` nets are trained (training costs
+        // `steps` passes).
+        if p.rank_lr == 0.0 || seed >= p.train_seeds {
             return Ok(RankOutput {
                 residual,
                 trained: Vec::new(),
@@ -445,11 +486,93 @@ impl TransformersConfig {
         self.train(engine.as_mut(), p.lrs[lr], warmup)
     }
 
+    /// ∂f/∂e_s along the interpolation for every depth of `interp_depths`
+    /// (the depth-L net is the first L blocks of the deepest, with its head).
+    fn interp(&self, arch: usize, seed: usize) -> Result<InterpOutput> {
+        use rand_distr::{Distribution, StandardNormal};
+        let p = &self.params;
+        let (t, d, n, v) = (p.seq_len, p.width, p.interp_points, p.vocab);
+        let deepest = *p.interp_depths.iter().max().expect("checked");
+        let s = derive_seed(self.params.seed, &format!("transformers/net{seed}"));
+        // Spare token rows V + k·T + t hold grid point k's token t.
+        let wide = v + n * t;
+        let spec = TransformerParams {
+            vocab: wide,
+            ..net_params(p, p.interp_archs[arch], deepest, s)
+        }
+        .check()?;
+        let net = Net::Transformer(Transformer::new(&spec)?);
+        let mut engine = for_net::<f64>(&net, Options::repeated(BnMode::Eval))?;
+        let (pair, _) = reversal_batch(
+            2,
+            t,
+            v,
+            derive_seed(p.seed, &format!("transformers/interp{seed}")),
+        );
+        let ids = Array2::from_shape_fn((n, t), |(k, j)| (v + k * t + j) as f64);
+        // f = ⟨u, logits⟩ over the task's V logits per token (the spare
+        // rows' logits get weight 0).
+        let mut rng =
+            StdRng::seed_from_u64(derive_seed(p.seed, &format!("transformers/interp-u{seed}")));
+        let mut u = Array2::zeros((n, t * wide));
+        for j in 0..t {
+            for c in 0..v {
+                let w: f64 = StandardNormal.sample(&mut rng);
+                u.column_mut(j * wide + c).fill(w);
+            }
+        }
+        let fwd = engine.forward(ids.view(), true)?;
+        let all = Want {
+            hidden: false,
+            params: true,
+            gram: false,
+        };
+        let grads = engine.backward(&fwd, deepest, Some(u.view()), all)?;
+        engine.update_params(&grads, &mut |name, _, w, _| {
+            if name != "embed.weight" {
+                return;
+            }
+            for k in 0..n {
+                let s = k as f64 / (n - 1) as f64;
+                for j in 0..t {
+                    let (a, b) = (pair[[0, j]] as usize, pair[[1, j]] as usize);
+                    for c in 0..d {
+                        w[(v + k * t + j) * d + c] = (1.0 - s) * w[a * d + c] + s * w[b * d + c];
+                    }
+                }
+            }
+        })?;
+        let fwd = engine.forward(ids.view(), false)?;
+        let hidden = Want {
+            hidden: true,
+            params: false,
+            gram: false,
+        };
+        let mut r1 = Vec::new();
+        let mut trace = Vec::new();
+        for &depth in &p.interp_depths {
+            let g = engine.backward(&fwd, depth, Some(u.view()), hidden)?;
+            let h0 = &g.hidden[0];
+            let rs: Vec<f64> = h0
+                .columns()
+                .into_iter()
+                .map(|c| gradscope_stats::adjacent_correlation(c).unwrap_or(f64::NAN))
+                .filter(|r| r.is_finite())
+                .collect();
+            r1.push(rs.iter().sum::<f64>() / rs.len() as f64);
+            if depth == deepest {
+                trace = h0.column(0).to_vec();
+            }
+        }
+        Ok(InterpOutput { r1, trace })
+    }
+
     fn arch_name(&self, cell: &Cell) -> String {
         match *cell {
             Cell::Grad { arch, .. } => self.params.placements[arch].to_string(),
             Cell::Rank { arch, .. } => self.params.rank_archs[arch].to_string(),
             Cell::Train { arch, .. } => self.params.train_placements[arch].to_string(),
+            Cell::Interp { arch, .. } => self.params.interp_archs[arch].to_string(),
         }
     }
 }
@@ -485,6 +608,11 @@ impl Study for TransformersConfig {
                 }
             }
         }
+        for arch in 0..p.interp_archs.len() {
+            for seed in 0..p.seeds {
+                out.push(Cell::Interp { arch, seed });
+            }
+        }
         for arch in 0..p.placements.len() {
             for depth in 0..p.depths.len() {
                 for seed in 0..p.seeds {
@@ -508,6 +636,7 @@ impl Study for TransformersConfig {
                 self.params.depths[depth]
             ),
             Cell::Rank { seed, .. } => format!("rank:arch={arch},seed={seed}"),
+            Cell::Interp { seed, .. } => format!("interp:arch={arch},seed={seed}"),
             Cell::Train { lr, warm, seed, .. } => format!(
                 "train:arch={arch},lr={},warmup={},seed={seed}",
                 self.params.lrs[lr],
@@ -526,6 +655,7 @@ impl Study for TransformersConfig {
                 warm,
                 seed,
             } => CellOutput::Train(self.train_run(arch, lr, warm, seed)?),
+            Cell::Interp { arch, seed } => CellOutput::Interp(self.interp(arch, seed)?),
         })
     }
 
@@ -537,6 +667,7 @@ impl Study for TransformersConfig {
             CellOutput::Rank(r) => r.residual.iter().any(|v| !v.is_finite()),
             // A diverging run is a finding of the training part, not a fault.
             CellOutput::Train(_) => false,
+            CellOutput::Interp(o) => o.trace.iter().any(|v| !v.is_finite()),
         };
         if bad {
             vec![format!("{}: a non-finite value", self.cell_key(cell))]
@@ -603,7 +734,8 @@ impl Study for TransformersConfig {
                     })
                     .collect();
                 let trained = if p.rank_lr > 0.0 {
-                    per_position(r.iter().map(|o| &o.trained), p.rank_depth + 1)
+                    let t = r.iter().filter(|o| !o.trained.is_empty());
+                    per_position(t.map(|o| &o.trained), p.rank_depth + 1)
                 } else {
                     Vec::new()
                 };
@@ -611,11 +743,44 @@ impl Study for TransformersConfig {
                     arch: arch.to_string(),
                     residual: per_position(r.iter().map(|o| &o.residual), p.rank_depth + 1),
                     trained,
-                    final_loss: (p.rank_lr > 0.0)
-                        .then(|| MeanSe::of(r.iter().map(|o| o.final_loss))),
+                    final_loss: (p.rank_lr > 0.0).then(|| {
+                        MeanSe::of(
+                            r.iter()
+                                .filter(|o| !o.trained.is_empty())
+                                .map(|o| o.final_loss),
+                        )
+                    }),
                 }
             })
             .collect();
+        let mut interp = Vec::new();
+        let mut interp_traces = Vec::new();
+        for (a, arch) in p.interp_archs.iter().enumerate() {
+            let runs: Vec<(usize, &InterpOutput)> = cells
+                .iter()
+                .zip(&outputs)
+                .filter_map(|(c, o)| match (c, o) {
+                    (Cell::Interp { arch, seed }, CellOutput::Interp(r)) if *arch == a => {
+                        Some((*seed, r))
+                    }
+                    _ => None,
+                })
+                .collect();
+            for (i, &depth) in p.interp_depths.iter().enumerate() {
+                interp.push(InterpRow {
+                    arch: arch.to_string(),
+                    depth,
+                    r1: MeanSe::of(runs.iter().map(|(_, r)| r.r1[i])),
+                });
+            }
+            interp_traces.push(InterpTrace {
+                arch: arch.to_string(),
+                trace: runs
+                    .iter()
+                    .find(|(s, _)| *s == 0)
+                    .map_or_else(Vec::new, |(_, r)| r.trace.clone()),
+            });
+        }
         let mut train = Vec::new();
         for (a, arch) in p.train_placements.iter().enumerate() {
             for (l, &lr) in p.lrs.iter().enumerate() {
@@ -654,6 +819,8 @@ impl Study for TransformersConfig {
                 slopes,
                 rank,
                 train,
+                interp,
+                interp_traces,
             },
         })
     }

@@ -518,7 +518,9 @@ fn transformers(dir: &Path, claim: &str) -> Option<bool> {
             .iter()
             .filter(|r| {
                 let f = num(r, "final_loss");
-                !r["diverged_at"].is_empty() || !(f < tc::FAILED_SHARE * num(r, "chance_loss"))
+                !r["diverged_at"].is_empty()
+                    || f.is_nan()
+                    || f >= tc::FAILED_SHARE * num(r, "chance_loss")
             })
             .count();
         Some(2 * failed > rows.len())
@@ -534,7 +536,53 @@ fn transformers(dir: &Path, claim: &str) -> Option<bool> {
             .filter(|lr| fails(t, LnPlace::Post, lr, false) == Some(true))
             .collect()
     };
+    // r₁ at the shallowest and deepest interpolation depth per variant.
+    let interp_ends = || -> Vec<(bool, f64, f64)> {
+        let t = Csv::read(&dir.join("interpolation.csv"));
+        let mut names: Vec<&String> = Vec::new();
+        for r in &t.0 {
+            if !names.contains(&&r["arch"]) {
+                names.push(&r["arch"]);
+            }
+        }
+        names
+            .iter()
+            .map(|n| {
+                let rows = t.rows(&[("arch", n.as_str())]);
+                let by = |deeper: bool| {
+                    rows.iter()
+                        .copied()
+                        .reduce(|a, b| {
+                            if (num(b, "depth") > num(a, "depth")) == deeper {
+                                b
+                            } else {
+                                a
+                            }
+                        })
+                        .map(|r| num(r, "r1_mean"))
+                        .unwrap()
+                };
+                let a: TransformerArch = n.parse().unwrap();
+                (a.skip, by(false), by(true))
+            })
+            .collect()
+    };
     Some(match claim {
+        "interp-skips-smoother" => {
+            let e = interp_ends();
+            let least = e
+                .iter()
+                .filter(|x| x.0)
+                .map(|x| x.2)
+                .fold(f64::INFINITY, f64::min);
+            let most = e
+                .iter()
+                .filter(|x| !x.0)
+                .map(|x| x.2)
+                .fold(f64::NEG_INFINITY, f64::max);
+            least > most
+        }
+        "interp-no-skip-decays" => interp_ends().iter().filter(|x| !x.0).all(|x| x.2 < x.1),
         "post-ln-fails-without-warmup" => !failing(&train()).is_empty(),
         "pre-ln-trains-without-warmup" => {
             let t = train();
