@@ -83,6 +83,12 @@ pub fn check(params: &TransformersParams) -> Result<TransformersConfig> {
             "list at least one placement, one depth and one rank variant",
         ));
     }
+    if p.train_placements.is_empty() || p.interp_archs.is_empty() {
+        return Err(StudyError::config(
+            "train_placements",
+            "list at least one trained placement and one interpolation variant",
+        ));
+    }
     for &d in p.depths.iter().chain([&p.rank_depth]) {
         if !(1..=MAX_BLOCKS).contains(&d) {
             return Err(StudyError::config(

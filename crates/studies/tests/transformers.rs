@@ -24,9 +24,17 @@ fn params() -> TransformersParams {
         ],
         rank_depth: 8,
         seeds: 3,
-        train_placements: vec![],
+        train_placements: vec!["transformer:ln=pre".parse().unwrap()],
+        lrs: vec![0.01],
+        steps: 2,
+        warmup: 1,
+        // Two seeds: the curves' standard errors are finite, so the
+        // summary read back compares with ==.
+        train_seeds: 2,
         rank_lr: 0.0,
-        interp_archs: vec![],
+        interp_archs: vec!["transformer:ln=pre".parse().unwrap()],
+        interp_depths: vec![1],
+        interp_points: 3,
         ..TransformersParams::default()
     }
 }
@@ -40,7 +48,10 @@ fn input_gradients_along_an_interpolation_stay_correlated_with_skips_and_shatter
         depths: vec![2],
         rank_archs: vec!["transformer:ln=none".parse().unwrap()],
         rank_depth: 2,
-        train_placements: vec![],
+        train_placements: vec!["transformer:ln=pre".parse().unwrap()],
+        lrs: vec![0.01],
+        steps: 2,
+        warmup: 1,
         rank_lr: 0.0,
         interp_depths: vec![1, 8],
         interp_points: 64,
@@ -100,7 +111,9 @@ fn pre_ln_trains_at_a_rate_where_post_ln_stalls_and_training_keeps_pure_attentio
         steps: 60,
         train_seeds: 1,
         rank_lr: 0.01,
-        interp_archs: vec![],
+        interp_archs: vec!["transformer:ln=pre".parse().unwrap()],
+        interp_depths: vec![1],
+        interp_points: 3,
         ..TransformersParams::default()
     };
     let dir = tempfile::tempdir().unwrap();
