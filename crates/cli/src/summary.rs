@@ -400,7 +400,8 @@ pub fn landscape(dir: &Path) -> Result<String> {
 }
 
 /// Transformers: the last block's ‖∂L/∂W²‖ per placement × depth, the
-/// log-log slopes, and res(h_L)/res(h_0) per rank variant.
+/// log-log slopes, res(h_L)/res(h_0) per rank variant, the training
+/// runs' final losses and divergences, and r₁ along the interpolation.
 pub fn transformers(dir: &Path) -> Result<String> {
     let s: transformers::TransformersSummary = read(
         dir,
@@ -433,6 +434,40 @@ pub fn transformers(dir: &Path) -> Result<String> {
         ]);
     }
     out += &t.render();
+    let mut t = Table::new(
+        format!(
+            "training, {} steps: final loss (seed mean) and runs diverged",
+            s.config.steps
+        ),
+        &["arch", "lr", "warm-up", "final loss", "diverged"],
+    );
+    for r in &s.train {
+        let finite: Vec<f64> = r
+            .final_loss
+            .iter()
+            .copied()
+            .filter(|v| v.is_finite())
+            .collect();
+        let mean = finite.iter().sum::<f64>() / finite.len() as f64;
+        let diverged = r.diverged_at.iter().filter(|d| d.is_some()).count();
+        t.row(vec![
+            r.arch.clone(),
+            format!("{}", r.lr),
+            r.warmup.to_string(),
+            fixed(mean, 3),
+            format!("{diverged}/{}", r.diverged_at.len()),
+        ]);
+    }
+    out += &t.render();
+    let cells = s
+        .interp
+        .iter()
+        .map(|r| (r.arch.clone(), r.depth, fixed(r.r1.mean, 3)))
+        .collect();
+    out += &by_arch_and_depth(
+        "interpolation between two sequences' embeddings: r₁ of ∂f/∂e_s along s",
+        cells,
+    );
     Ok(out)
 }
 

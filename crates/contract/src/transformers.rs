@@ -3,7 +3,10 @@
 //! whose layer norm sits after the sum (post-LN), before the sublayer
 //! (pre-LN), nowhere, or is replaced by ReZero, across depths (Xiong et al.
 //! 2020); and the rank collapse of the token representations through depth
-//! with and without skips and MLPs (Dong et al. 2021).
+//! with and without skips and MLPs (Dong et al. 2021), at initialisation
+//! and after training; and training itself: post-LN against pre-LN with
+//! Adam, with and without learning-rate warm-up, over a grid of rates
+//! (Xiong et al. 2020).
 
 use std::path::Path;
 
@@ -18,7 +21,10 @@ use crate::provenance::Provenance;
 /// Folder name under the data and report roots.
 pub const NAME: &str = "transformers";
 /// Layout version of `summary.json`.
-pub const SCHEMA: &str = "gradscope.transformers/1";
+pub const SCHEMA: &str = "gradscope.transformers/2";
+/// A run has diverged at the first step whose loss is not finite or exceeds
+/// its initial loss by this many nats.
+pub const DIVERGENCE_MARGIN: f64 = 1.0;
 
 fn archs(list: &[&str]) -> Vec<TransformerArch> {
     list.iter()
@@ -45,6 +51,17 @@ pub fn default_rank_archs() -> Vec<TransformerArch> {
         "transformer:ln=none,skip=off",
         "transformer:ln=none",
     ])
+}
+
+/// The placements trained with and without warm-up: post-LN and pre-LN.
+pub fn default_train_placements() -> Vec<TransformerArch> {
+    archs(&["transformer", "transformer:ln=pre"])
+}
+
+/// The variants whose input gradient is followed along an interpolation:
+/// pre-LN with and without skips.
+pub fn default_interp_archs() -> Vec<TransformerArch> {
+    archs(&["transformer:ln=pre", "transformer:ln=pre,skip=off"])
 }
 
 /// Unchecked parameters; the defaults fit `reproduce`'s budget (seconds).
@@ -84,6 +101,39 @@ pub struct TransformersParams {
     /// Base seed (weights and data).
     #[arg(long)]
     pub seed: u64,
+    /// Placements trained with and without warm-up (Xiong et al. 2020).
+    #[arg(long, value_parser = crate::args::transformer_arch_list, value_name = "LIST")]
+    pub train_placements: ::std::vec::Vec<TransformerArch>,
+    /// Depth of the trained nets.
+    #[arg(long)]
+    pub train_depth: usize,
+    /// Peak learning rates of Adam (β = 0.9, 0.98), each run with and
+    /// without warm-up.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub lrs: Vec<f64>,
+    /// Steps of linear warm-up from 0 in the warm-up runs.
+    #[arg(long)]
+    pub warmup: usize,
+    /// Training steps (a fresh batch of the task each step).
+    #[arg(long)]
+    pub steps: usize,
+    /// Nets per (placement, rate, warm-up).
+    #[arg(long)]
+    pub train_seeds: usize,
+    /// Peak learning rate (with warm-up) at which the first `train_seeds`
+    /// nets of each rank variant are trained for `steps` steps; 0 measures
+    /// them at initialisation only.
+    #[arg(long)]
+    pub rank_lr: f64,
+    /// Variants of the interpolation part (the shattered-gradients view).
+    #[arg(long, value_parser = crate::args::transformer_arch_list, value_name = "LIST")]
+    pub interp_archs: ::std::vec::Vec<TransformerArch>,
+    /// Depths of the interpolation part.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub interp_depths: Vec<usize>,
+    /// Points s of the grid from one sequence's embedding to another's.
+    #[arg(long)]
+    pub interp_points: usize,
 }
 
 impl Default for TransformersParams {
@@ -92,7 +142,7 @@ impl Default for TransformersParams {
             placements: default_placements(),
             depths: vec![2, 4, 8, 16],
             rank_archs: default_rank_archs(),
-            rank_depth: 12,
+            rank_depth: 8,
             width: 32,
             heads: 4,
             seq_len: 16,
@@ -100,6 +150,16 @@ impl Default for TransformersParams {
             batch: 16,
             seeds: 3,
             seed: 0,
+            train_placements: default_train_placements(),
+            train_depth: 2,
+            lrs: vec![1e-2, 3e-2],
+            warmup: 20,
+            steps: 60,
+            train_seeds: 1,
+            rank_lr: 1e-2,
+            interp_archs: default_interp_archs(),
+            interp_depths: vec![1, 2, 4, 8],
+            interp_points: 32,
         }
     }
 }
@@ -115,6 +175,12 @@ impl TransformersParams {
             vocab: 8,
             batch: 8,
             seeds: 2,
+            train_depth: 2,
+            lrs: vec![1e-2, 3e-2],
+            warmup: 10,
+            steps: 30,
+            interp_depths: vec![1, 4],
+            interp_points: 16,
             ..Self::default()
         }
     }
@@ -141,9 +207,43 @@ pub struct GradOutput {
 /// res(h_l) of one net's hidden states (one cell of the rank part).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RankOutput {
-    /// res(h_l) for l = 0 … L, mean over the batch's sequences.
+    /// res(h_l) for l = 0 … L, mean over the batch's sequences, at init.
     #[serde(with = "gradscope_stats::nan::vec")]
     pub residual: Vec<f64>,
+    /// The same after training (empty when `rank_lr` is 0).
+    #[serde(with = "gradscope_stats::nan::vec")]
+    pub trained: Vec<f64>,
+    /// The training run's final loss (NaN untrained).
+    #[serde(with = "gradscope_stats::nan")]
+    pub final_loss: f64,
+}
+
+/// One training run: a placement at a peak rate, with or without warm-up.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainOutput {
+    /// The loss of every step's batch, before its update (NaN after a
+    /// non-finite loss stopped the run).
+    #[serde(with = "gradscope_stats::nan::vec")]
+    pub losses: Vec<f64>,
+    /// Mean loss over the last tenth of the steps (NaN if any was not finite).
+    #[serde(with = "gradscope_stats::nan")]
+    pub final_loss: f64,
+    /// First step whose loss was not finite or above the initial loss by
+    /// [`DIVERGENCE_MARGIN`].
+    pub diverged_at: Option<usize>,
+}
+
+/// The gradient of a fixed output with respect to the embedded input along
+/// e_s = (1 − s)E(x) + sE(x′) (one cell of the interpolation part).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InterpOutput {
+    /// r₁ per depth of `interp_depths`: the lag-1 correlation along s of
+    /// each coordinate of ∂f/∂e_s, averaged over the coordinates.
+    #[serde(with = "gradscope_stats::nan::vec")]
+    pub r1: Vec<f64>,
+    /// The first coordinate of ∂f/∂e_s along s, at the deepest depth.
+    #[serde(with = "gradscope_stats::nan::vec")]
+    pub trace: Vec<f64>,
 }
 
 /// A cell's output.
@@ -153,6 +253,10 @@ pub enum CellOutput {
     Grad(GradOutput),
     /// Rank collapse through depth.
     Rank(RankOutput),
+    /// A training run.
+    Train(TrainOutput),
+    /// Input gradients along an interpolation.
+    Interp(InterpOutput),
 }
 
 /// One placement at one depth, over seeds.
@@ -189,8 +293,51 @@ pub struct SlopeRow {
 pub struct RankRow {
     /// Architecture spec.
     pub arch: String,
-    /// res(h_l), l = 0 … rank_depth.
+    /// res(h_l), l = 0 … rank_depth, at initialisation.
     pub residual: Vec<MeanSe>,
+    /// res(h_l) after training (empty untrained).
+    pub trained: Vec<MeanSe>,
+    /// The final training loss (None untrained).
+    pub final_loss: Option<MeanSe>,
+}
+
+/// One (placement, peak rate, warm-up) of the training part, over seeds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainRow {
+    /// Architecture spec.
+    pub arch: String,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Steps of warm-up (0: none).
+    pub warmup: usize,
+    /// Mean loss per step over the seeds whose loss stayed finite.
+    pub curve: Vec<MeanSe>,
+    /// Per seed: the final loss (NaN when it went non-finite).
+    #[serde(with = "gradscope_stats::nan::vec")]
+    pub final_loss: Vec<f64>,
+    /// Per seed: the step of divergence, if any.
+    pub diverged_at: Vec<Option<usize>>,
+}
+
+/// One interpolation variant at one depth, over seeds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InterpRow {
+    /// Architecture spec.
+    pub arch: String,
+    /// Blocks L.
+    pub depth: usize,
+    /// r₁ of the input gradient along s.
+    pub r1: MeanSe,
+}
+
+/// One variant's input-gradient coordinate along s (seed 0, deepest depth).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InterpTrace {
+    /// Architecture spec.
+    pub arch: String,
+    /// ∂f/∂e_s, first coordinate, per grid point.
+    #[serde(with = "gradscope_stats::nan::vec")]
+    pub trace: Vec<f64>,
 }
 
 /// `summary.json` of the transformers study.
@@ -210,6 +357,13 @@ pub struct TransformersSummary {
     pub slopes: Vec<SlopeRow>,
     /// Per rank-collapse variant.
     pub rank: Vec<RankRow>,
+    /// Per (placement, rate, warm-up): placements outermost, then rates,
+    /// then without before with warm-up.
+    pub train: Vec<TrainRow>,
+    /// Per (interpolation variant, depth), variants outermost.
+    pub interp: Vec<InterpRow>,
+    /// Per interpolation variant.
+    pub interp_traces: Vec<InterpTrace>,
 }
 
 /// Everything a run produced, before it is written.
@@ -229,8 +383,17 @@ pub mod files {
     pub const OUTPUT_CSV: &str = "output_layer.csv";
     /// Per placement: the slope of log ‖∂L/∂W^{2,L}‖ against log L.
     pub const SLOPES_CSV: &str = "slopes.csv";
-    /// Per (variant, layer): res(h_l).
+    /// Per (variant, layer): res(h_l) at init and trained.
     pub const RANK_CSV: &str = "rank.csv";
+    /// Per (placement, rate, warm-up, seed): final loss, divergence and
+    /// the chance loss ln V.
+    pub const TRAIN_CSV: &str = "train.csv";
+    /// Per (placement, rate, warm-up, step): the mean loss over seeds.
+    pub const CURVES_CSV: &str = "train_curves.csv";
+    /// Per (variant, depth): r₁ of the input gradient along the interpolation.
+    pub const INTERP_CSV: &str = "interpolation.csv";
+    /// Per (variant, grid point): one coordinate of the input gradient.
+    pub const TRACES_CSV: &str = "interpolation_traces.csv";
 }
 
 impl TransformersResults {
@@ -272,13 +435,85 @@ impl TransformersResults {
             slopes.row(&[r.arch.clone(), num(r.slope)]);
         }
         slopes.write(&dir.join(files::SLOPES_CSV))?;
-        let mut rank = Csv::new(&["arch", "layer", "res_mean", "res_se"]);
+        let mut rank = Csv::new(&[
+            "arch",
+            "layer",
+            "res_mean",
+            "res_se",
+            "trained_res_mean",
+            "trained_res_se",
+        ]);
         for r in &s.rank {
             for (l, v) in r.residual.iter().enumerate() {
-                rank.row(&[r.arch.clone(), l.to_string(), num(v.mean), num(v.se)]);
+                let t = r.trained.get(l).copied().unwrap_or(MeanSe {
+                    mean: f64::NAN,
+                    se: f64::NAN,
+                });
+                rank.row(&[
+                    r.arch.clone(),
+                    l.to_string(),
+                    num(v.mean),
+                    num(v.se),
+                    num(t.mean),
+                    num(t.se),
+                ]);
             }
         }
         rank.write(&dir.join(files::RANK_CSV))?;
+        let mut train = Csv::new(&[
+            "arch",
+            "lr",
+            "warmup",
+            "seed",
+            "final_loss",
+            "diverged_at",
+            "chance_loss",
+        ]);
+        let chance = (s.config.vocab as f64).ln();
+        let mut curves = Csv::new(&["arch", "lr", "warmup", "step", "loss_mean", "loss_se"]);
+        for r in &s.train {
+            for (k, (f, d)) in r.final_loss.iter().zip(&r.diverged_at).enumerate() {
+                train.row(&[
+                    r.arch.clone(),
+                    num(r.lr),
+                    r.warmup.to_string(),
+                    k.to_string(),
+                    num(*f),
+                    d.map_or(String::new(), |d| d.to_string()),
+                    num(chance),
+                ]);
+            }
+            for (k, v) in r.curve.iter().enumerate() {
+                curves.row(&[
+                    r.arch.clone(),
+                    num(r.lr),
+                    r.warmup.to_string(),
+                    k.to_string(),
+                    num(v.mean),
+                    num(v.se),
+                ]);
+            }
+        }
+        train.write(&dir.join(files::TRAIN_CSV))?;
+        curves.write(&dir.join(files::CURVES_CSV))?;
+        let mut interp = Csv::new(&["arch", "depth", "r1_mean", "r1_se"]);
+        for r in &s.interp {
+            interp.row(&[
+                r.arch.clone(),
+                r.depth.to_string(),
+                num(r.r1.mean),
+                num(r.r1.se),
+            ]);
+        }
+        interp.write(&dir.join(files::INTERP_CSV))?;
+        let mut traces = Csv::new(&["arch", "s", "grad"]);
+        for r in &s.interp_traces {
+            let n = r.trace.len().max(2) - 1;
+            for (k, g) in r.trace.iter().enumerate() {
+                traces.row(&[r.arch.clone(), num(k as f64 / n as f64), num(*g)]);
+            }
+        }
+        traces.write(&dir.join(files::TRACES_CSV))?;
         write_json(&dir.join(files::SUMMARY), s)
     }
 }
@@ -333,6 +568,36 @@ pub fn read_summary(dir: &Path) -> Result<TransformersSummary> {
                 .all(|(r, a)| r.arch == a.to_string() && r.residual.len() == c.rank_depth + 1),
         &path,
         || "the rank rows are not one per variant over rank_depth + 1 layers".into(),
+    )?;
+    let runs = c.train_placements.len() * c.lrs.len() * 2;
+    ensure(
+        s.train.len() == runs
+            && s.train.iter().enumerate().all(|(i, r)| {
+                r.arch == c.train_placements[i / (2 * c.lrs.len())].to_string()
+                    && r.lr == c.lrs[(i / 2) % c.lrs.len()]
+                    && r.warmup == if i % 2 == 0 { 0 } else { c.warmup }
+                    && r.curve.len() == c.steps
+                    && r.final_loss.len() == c.train_seeds
+                    && r.diverged_at.len() == c.train_seeds
+            }),
+        &path,
+        || {
+            "the training rows are not one per placement × rate × warm-up over every step and seed"
+                .into()
+        },
+    )?;
+    ensure(
+        s.interp.len() == c.interp_archs.len() * c.interp_depths.len()
+            && s.interp.iter().enumerate().all(|(i, r)| {
+                r.arch == c.interp_archs[i / c.interp_depths.len()].to_string()
+                    && r.depth == c.interp_depths[i % c.interp_depths.len()]
+            })
+            && s.interp_traces.len() == c.interp_archs.len()
+            && s.interp_traces
+                .iter()
+                .all(|t| t.trace.len() == c.interp_points),
+        &path,
+        || "the interpolation rows are not one per variant × depth".into(),
     )?;
     Ok(s)
 }

@@ -17,13 +17,34 @@
 //! the form 1xᵀ), of the token representations after every block, for pure
 //! attention, attention with skips, attention with MLPs and the full block.
 //!
+//! Training (Xiong et al. 2020): post-LN and pre-LN nets trained with Adam
+//! (β = 0.9, 0.98, ε = 10⁻⁹, as Vaswani et al. 2017) at a grid of peak
+//! rates, each with a constant rate from the first step and with a linear
+//! warm-up from 0; per run the loss curve, its final value and the step of
+//! divergence (a non-finite loss, or one above the initial loss by
+//! [`DIVERGENCE_MARGIN`] nats). The rank-collapse variants are measured
+//! again after the same training.
+//!
+//! The shattered-gradients view (Balduzzi et al. 2017) for transformers:
+//! the gradient of a fixed output f = ⟨u, logits⟩ with respect to the
+//! embedded input along e_s = (1 − s)E(x) + sE(x′), s on a grid from one
+//! sequence's token embeddings to another's; r₁ (the lag-1 correlation
+//! along s, per coordinate, averaged) per depth, with and without skips.
+//! The interpolated embeddings are written into spare rows of the token
+//! table (the net's vocabulary extended by one row per grid point and
+//! token, the first V rows and every other weight unchanged), so every
+//! grid point is one sequence of the batch and the engine's own backward
+//! pass gives ∂f/∂h₀ = ∂f/∂e_s.
+//!
 //! The task (generated from the seed, no download): reverse a sequence of T
 //! uniform random tokens of a vocabulary of V; the loss is the mean
 //! cross-entropy over every token. Nets run in f64 on the engine's kernels
 //! (attention, layer norm and the feed-forward sublayer as engine ops).
 
+use gradscope_engine::Engine;
 use gradscope_engine::{Options, Want, for_net};
 use gradscope_nets::{BnMode, Net, Precision, Transformer, TransformerParams, derive_seed};
+use gradscope_train::{Decay, Optimizer, OptimizerParams, Schedule};
 use ndarray::{Array2, ArrayView2};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -34,9 +55,10 @@ use crate::{Result, StudyError};
 
 pub use gradscope_contract::curvature::MeanSe;
 pub use gradscope_contract::transformers::{
-    CellOutput, GradOutput, GradRow, NAME, RankOutput, RankRow, SCHEMA, SlopeRow,
-    TransformersParams, TransformersResults, TransformersSummary, default_placements,
-    default_rank_archs, files, read_summary,
+    CellOutput, DIVERGENCE_MARGIN, GradOutput, GradRow, InterpOutput, InterpRow, InterpTrace, NAME,
+    RankOutput, RankRow, SCHEMA, SlopeRow, TrainOutput, TrainRow, TransformersParams,
+    TransformersResults, TransformersSummary, default_interp_archs, default_placements,
+    default_rank_archs, default_train_placements, files, read_summary,
 };
 
 impl crate::Params for TransformersParams {
@@ -59,6 +81,12 @@ pub fn check(params: &TransformersParams) -> Result<TransformersConfig> {
         return Err(StudyError::config(
             "placements",
             "list at least one placement, one depth and one rank variant",
+        ));
+    }
+    if p.train_placements.is_empty() || p.interp_archs.is_empty() {
+        return Err(StudyError::config(
+            "train_placements",
+            "list at least one trained placement and one interpolation variant",
         ));
     }
     for &d in p.depths.iter().chain([&p.rank_depth]) {
@@ -101,10 +129,68 @@ pub fn check(params: &TransformersParams) -> Result<TransformersConfig> {
             format!("must be at most 1024, got {}", p.width),
         ));
     }
+    if !(1..=MAX_BLOCKS).contains(&p.train_depth) {
+        return Err(StudyError::config(
+            "train_depth",
+            format!("must be 1..={MAX_BLOCKS}, got {}", p.train_depth),
+        ));
+    }
+    if p.lrs.is_empty() || p.lrs.iter().any(|r| !(r.is_finite() && *r > 0.0)) {
+        return Err(StudyError::config(
+            "lrs",
+            "list at least one learning rate, each finite and positive",
+        ));
+    }
+    if !(p.rank_lr.is_finite() && p.rank_lr >= 0.0) {
+        return Err(StudyError::config(
+            "rank_lr",
+            format!("must be finite and ≥ 0, got {}", p.rank_lr),
+        ));
+    }
+    if !(1..=100_000).contains(&p.steps) || p.warmup > p.steps {
+        return Err(StudyError::config(
+            "steps",
+            format!(
+                "steps must be 1..=100000 and the warm-up at most the steps, got {} and {}",
+                p.steps, p.warmup
+            ),
+        ));
+    }
+    for &d in &p.interp_depths {
+        if !(1..=MAX_BLOCKS).contains(&d) {
+            return Err(StudyError::config(
+                "interp_depths",
+                format!("each depth must be 1..={MAX_BLOCKS}, got {d}"),
+            ));
+        }
+    }
+    if !p.interp_archs.is_empty()
+        && (p.interp_depths.is_empty() || !(3..=1024).contains(&p.interp_points))
+    {
+        return Err(StudyError::config(
+            "interp_points",
+            format!(
+                "list at least one interpolation depth and 3..=1024 points, got {} depths and {} points",
+                p.interp_depths.len(),
+                p.interp_points
+            ),
+        ));
+    }
+    if !(1..=100).contains(&p.train_seeds) {
+        return Err(StudyError::config(
+            "train_seeds",
+            format!("must be 1..=100, got {}", p.train_seeds),
+        ));
+    }
     // Every net the study builds passes the spec's own check.
     let deepest = *p.depths.iter().max().expect("non-empty");
-    for arch in p.placements.iter().chain(&p.rank_archs) {
-        net_params(&p, *arch, deepest.max(p.rank_depth), 0).check()?;
+    for arch in p
+        .placements
+        .iter()
+        .chain(&p.rank_archs)
+        .chain(&p.train_placements)
+    {
+        net_params(&p, *arch, deepest.max(p.rank_depth).max(p.train_depth), 0).check()?;
     }
     Ok(TransformersConfig { params: p })
 }
@@ -150,6 +236,24 @@ pub enum Cell {
     Rank {
         /// Index into `rank_archs`.
         arch: usize,
+        /// Seed index.
+        seed: usize,
+    },
+    /// Input gradients of variant `arch` along the interpolation.
+    Interp {
+        /// Index into `interp_archs`.
+        arch: usize,
+        /// Seed index.
+        seed: usize,
+    },
+    /// A training run of placement `arch` at rate `lr`.
+    Train {
+        /// Index into `train_placements`.
+        arch: usize,
+        /// Index into `lrs`.
+        lr: usize,
+        /// Whether the rate warms up linearly over `warmup` steps.
+        warm: bool,
         /// Seed index.
         seed: usize,
     },
@@ -286,13 +390,12 @@ impl TransformersConfig {
         })
     }
 
-    fn rank(&self, arch: usize, seed: usize) -> Result<RankOutput> {
+    /// res(h_l), l = 0 … L, of the evaluation batch, mean over its sequences.
+    fn residuals(&self, engine: &dyn Engine<f64>) -> Result<Vec<f64>> {
         let p = &self.params;
-        let net = self.net(p.rank_archs[arch], p.rank_depth, seed)?;
-        let engine = for_net::<f64>(&net, Options::once(BnMode::Eval))?;
         let (x, _) = reversal_batch(p.batch, p.seq_len, p.vocab, p.seed);
         let fwd = engine.forward(x.view(), false)?;
-        let residual = fwd
+        Ok(fwd
             .hidden
             .iter()
             .map(|h| {
@@ -303,14 +406,179 @@ impl TransformersConfig {
                     .collect();
                 rows.iter().sum::<f64>() / rows.len() as f64
             })
-            .collect();
-        Ok(RankOutput { residual })
+            .collect())
+    }
+
+    fn rank(&self, arch: usize, seed: usize) -> Result<RankOutput> {
+        let p = &self.params;
+        let net = self.net(p.rank_archs[arch], p.rank_depth, seed)?;
+        let mut engine = for_net::<f64>(&net, Options::repeated(BnMode::Eval))?;
+        let residual = self.residuals(engine.as_ref())?;
+        // Only the first `train_seeds` nets are trained (training costs
+        // `steps` passes).
+        if p.rank_lr == 0.0 || seed >= p.train_seeds {
+            return Ok(RankOutput {
+                residual,
+                trained: Vec::new(),
+                final_loss: f64::NAN,
+            });
+        }
+        let run = self.train(engine.as_mut(), p.rank_lr, p.warmup)?;
+        Ok(RankOutput {
+            residual,
+            trained: self.residuals(engine.as_ref())?,
+            final_loss: run.final_loss,
+        })
+    }
+
+    /// Train on a fresh batch of the task per step with Adam (β = 0.9,
+    /// 0.98, ε = 10⁻⁹) at peak rate `lr`, warmed up linearly from 0 over
+    /// `warmup` steps; stop at a non-finite loss.
+    fn train(&self, engine: &mut dyn Engine<f64>, lr: f64, warmup: usize) -> Result<TrainOutput> {
+        let p = &self.params;
+        let depth = engine.depth();
+        let mut opt = Optimizer::new(OptimizerParams::Adam {
+            lr,
+            beta1: 0.9,
+            beta2: 0.98,
+            eps: 1e-9,
+            weight_decay: 0.0,
+        })?;
+        let schedule = Schedule {
+            decay: Decay::Constant,
+            warmup_epochs: warmup,
+        };
+        let want = Want {
+            hidden: false,
+            params: true,
+            gram: false,
+        };
+        let mut losses = Vec::with_capacity(p.steps);
+        let mut diverged_at = None;
+        for k in 0..p.steps {
+            let data = derive_seed(p.seed, &format!("transformers/train{k}"));
+            let (x, y) = reversal_batch(p.batch, p.seq_len, p.vocab, data);
+            let fwd = engine.forward(x.view(), true)?;
+            let out = engine.output(&fwd, depth)?;
+            let (loss, g) = token_cross_entropy(out.view(), &y, p.vocab);
+            losses.push(loss);
+            if !loss.is_finite() || loss > losses[0] + DIVERGENCE_MARGIN {
+                diverged_at.get_or_insert(k);
+            }
+            if !loss.is_finite() {
+                break;
+            }
+            let grads = engine.backward(&fwd, depth, Some(g.view()), want)?;
+            let rate = schedule.lr(lr, k, 1, p.steps);
+            opt.begin_step();
+            engine.update_params(&grads, &mut |name, dims, w, g| {
+                opt.update(name, dims, w, g, rate)
+            })?;
+        }
+        losses.resize(p.steps, f64::NAN);
+        let tail = &losses[p.steps - (p.steps / 10).max(1)..];
+        Ok(TrainOutput {
+            final_loss: tail.iter().sum::<f64>() / tail.len() as f64,
+            losses,
+            diverged_at,
+        })
+    }
+
+    fn train_run(&self, arch: usize, lr: usize, warm: bool, seed: usize) -> Result<TrainOutput> {
+        let p = &self.params;
+        let net = self.net(p.train_placements[arch], p.train_depth, seed)?;
+        let mut engine = for_net::<f64>(&net, Options::repeated(BnMode::Eval))?;
+        let warmup = if warm { p.warmup } else { 0 };
+        self.train(engine.as_mut(), p.lrs[lr], warmup)
+    }
+
+    /// ∂f/∂e_s along the interpolation for every depth of `interp_depths`
+    /// (the depth-L net is the first L blocks of the deepest, with its head).
+    fn interp(&self, arch: usize, seed: usize) -> Result<InterpOutput> {
+        use rand_distr::{Distribution, StandardNormal};
+        let p = &self.params;
+        let (t, d, n, v) = (p.seq_len, p.width, p.interp_points, p.vocab);
+        let deepest = *p.interp_depths.iter().max().expect("checked");
+        let s = derive_seed(self.params.seed, &format!("transformers/net{seed}"));
+        // Spare token rows V + k·T + t hold grid point k's token t.
+        let wide = v + n * t;
+        let spec = TransformerParams {
+            vocab: wide,
+            ..net_params(p, p.interp_archs[arch], deepest, s)
+        }
+        .check()?;
+        let net = Net::Transformer(Transformer::new(&spec)?);
+        let mut engine = for_net::<f64>(&net, Options::repeated(BnMode::Eval))?;
+        let (pair, _) = reversal_batch(
+            2,
+            t,
+            v,
+            derive_seed(p.seed, &format!("transformers/interp{seed}")),
+        );
+        let ids = Array2::from_shape_fn((n, t), |(k, j)| (v + k * t + j) as f64);
+        // f = ⟨u, logits⟩ over the task's V logits per token (the spare
+        // rows' logits get weight 0).
+        let mut rng =
+            StdRng::seed_from_u64(derive_seed(p.seed, &format!("transformers/interp-u{seed}")));
+        let mut u = Array2::zeros((n, t * wide));
+        for j in 0..t {
+            for c in 0..v {
+                let w: f64 = StandardNormal.sample(&mut rng);
+                u.column_mut(j * wide + c).fill(w);
+            }
+        }
+        let fwd = engine.forward(ids.view(), true)?;
+        let all = Want {
+            hidden: false,
+            params: true,
+            gram: false,
+        };
+        let grads = engine.backward(&fwd, deepest, Some(u.view()), all)?;
+        engine.update_params(&grads, &mut |name, _, w, _| {
+            if name != "embed.weight" {
+                return;
+            }
+            for k in 0..n {
+                let s = k as f64 / (n - 1) as f64;
+                for j in 0..t {
+                    let (a, b) = (pair[[0, j]] as usize, pair[[1, j]] as usize);
+                    for c in 0..d {
+                        w[(v + k * t + j) * d + c] = (1.0 - s) * w[a * d + c] + s * w[b * d + c];
+                    }
+                }
+            }
+        })?;
+        let fwd = engine.forward(ids.view(), false)?;
+        let hidden = Want {
+            hidden: true,
+            params: false,
+            gram: false,
+        };
+        let mut r1 = Vec::new();
+        let mut trace = Vec::new();
+        for &depth in &p.interp_depths {
+            let g = engine.backward(&fwd, depth, Some(u.view()), hidden)?;
+            let h0 = &g.hidden[0];
+            let rs: Vec<f64> = h0
+                .columns()
+                .into_iter()
+                .map(|c| gradscope_stats::adjacent_correlation(c).unwrap_or(f64::NAN))
+                .filter(|r| r.is_finite())
+                .collect();
+            r1.push(rs.iter().sum::<f64>() / rs.len() as f64);
+            if depth == deepest {
+                trace = h0.column(0).to_vec();
+            }
+        }
+        Ok(InterpOutput { r1, trace })
     }
 
     fn arch_name(&self, cell: &Cell) -> String {
         match *cell {
             Cell::Grad { arch, .. } => self.params.placements[arch].to_string(),
             Cell::Rank { arch, .. } => self.params.rank_archs[arch].to_string(),
+            Cell::Train { arch, .. } => self.params.train_placements[arch].to_string(),
+            Cell::Interp { arch, .. } => self.params.interp_archs[arch].to_string(),
         }
     }
 }
@@ -331,6 +599,26 @@ impl Study for TransformersConfig {
     fn cells(&self) -> Vec<Cell> {
         let p = &self.params;
         let mut out = Vec::new();
+        // The longest cells first, so the pool's threads finish together.
+        for arch in 0..p.train_placements.len() {
+            for lr in 0..p.lrs.len() {
+                for warm in [false, true] {
+                    for seed in 0..p.train_seeds {
+                        out.push(Cell::Train {
+                            arch,
+                            lr,
+                            warm,
+                            seed,
+                        });
+                    }
+                }
+            }
+        }
+        for arch in 0..p.interp_archs.len() {
+            for seed in 0..p.seeds {
+                out.push(Cell::Interp { arch, seed });
+            }
+        }
         for arch in 0..p.placements.len() {
             for depth in 0..p.depths.len() {
                 for seed in 0..p.seeds {
@@ -354,6 +642,12 @@ impl Study for TransformersConfig {
                 self.params.depths[depth]
             ),
             Cell::Rank { seed, .. } => format!("rank:arch={arch},seed={seed}"),
+            Cell::Interp { seed, .. } => format!("interp:arch={arch},seed={seed}"),
+            Cell::Train { lr, warm, seed, .. } => format!(
+                "train:arch={arch},lr={},warmup={},seed={seed}",
+                self.params.lrs[lr],
+                if warm { self.params.warmup } else { 0 }
+            ),
         }
     }
 
@@ -361,6 +655,13 @@ impl Study for TransformersConfig {
         Ok(match *cell {
             Cell::Grad { arch, depth, seed } => CellOutput::Grad(self.grads(arch, depth, seed)?),
             Cell::Rank { arch, seed } => CellOutput::Rank(self.rank(arch, seed)?),
+            Cell::Train {
+                arch,
+                lr,
+                warm,
+                seed,
+            } => CellOutput::Train(self.train_run(arch, lr, warm, seed)?),
+            Cell::Interp { arch, seed } => CellOutput::Interp(self.interp(arch, seed)?),
         })
     }
 
@@ -370,6 +671,9 @@ impl Study for TransformersConfig {
                 !g.loss.is_finite() || g.block_grad.iter().any(|v| !v.is_finite())
             }
             CellOutput::Rank(r) => r.residual.iter().any(|v| !v.is_finite()),
+            // A diverging run is a finding of the training part, not a fault.
+            CellOutput::Train(_) => false,
+            CellOutput::Interp(o) => o.trace.iter().any(|v| !v.is_finite()),
         };
         if bad {
             vec![format!("{}: a non-finite value", self.cell_key(cell))]
@@ -427,22 +731,90 @@ impl Study for TransformersConfig {
             .iter()
             .enumerate()
             .map(|(a, arch)| {
-                let r: Vec<&Vec<f64>> = cells
+                let r: Vec<&RankOutput> = cells
                     .iter()
                     .zip(&outputs)
                     .filter_map(|(c, o)| match (c, o) {
-                        (Cell::Rank { arch, .. }, CellOutput::Rank(r)) if *arch == a => {
-                            Some(&r.residual)
-                        }
+                        (Cell::Rank { arch, .. }, CellOutput::Rank(r)) if *arch == a => Some(r),
                         _ => None,
                     })
                     .collect();
+                let trained = if p.rank_lr > 0.0 {
+                    let t = r.iter().filter(|o| !o.trained.is_empty());
+                    per_position(t.map(|o| &o.trained), p.rank_depth + 1)
+                } else {
+                    Vec::new()
+                };
                 RankRow {
                     arch: arch.to_string(),
-                    residual: per_position(r.into_iter(), p.rank_depth + 1),
+                    residual: per_position(r.iter().map(|o| &o.residual), p.rank_depth + 1),
+                    trained,
+                    final_loss: (p.rank_lr > 0.0).then(|| {
+                        MeanSe::of(
+                            r.iter()
+                                .filter(|o| !o.trained.is_empty())
+                                .map(|o| o.final_loss),
+                        )
+                    }),
                 }
             })
             .collect();
+        let mut interp = Vec::new();
+        let mut interp_traces = Vec::new();
+        for (a, arch) in p.interp_archs.iter().enumerate() {
+            let runs: Vec<(usize, &InterpOutput)> = cells
+                .iter()
+                .zip(&outputs)
+                .filter_map(|(c, o)| match (c, o) {
+                    (Cell::Interp { arch, seed }, CellOutput::Interp(r)) if *arch == a => {
+                        Some((*seed, r))
+                    }
+                    _ => None,
+                })
+                .collect();
+            for (i, &depth) in p.interp_depths.iter().enumerate() {
+                interp.push(InterpRow {
+                    arch: arch.to_string(),
+                    depth,
+                    r1: MeanSe::of(runs.iter().map(|(_, r)| r.r1[i])),
+                });
+            }
+            interp_traces.push(InterpTrace {
+                arch: arch.to_string(),
+                trace: runs
+                    .iter()
+                    .find(|(s, _)| *s == 0)
+                    .map_or_else(Vec::new, |(_, r)| r.trace.clone()),
+            });
+        }
+        let mut train = Vec::new();
+        for (a, arch) in p.train_placements.iter().enumerate() {
+            for (l, &lr) in p.lrs.iter().enumerate() {
+                for warm in [false, true] {
+                    let runs: Vec<&TrainOutput> = cells
+                        .iter()
+                        .zip(&outputs)
+                        .filter_map(|(c, o)| match (c, o) {
+                            (
+                                Cell::Train {
+                                    arch, lr, warm: w, ..
+                                },
+                                CellOutput::Train(t),
+                            ) if *arch == a && *lr == l && *w == warm => Some(t),
+                            _ => None,
+                        })
+                        .collect();
+                    train.push(TrainRow {
+                        arch: arch.to_string(),
+                        lr,
+                        warmup: if warm { p.warmup } else { 0 },
+                        curve: per_position(runs.iter().map(|t| &t.losses), p.steps),
+                        final_loss: runs.iter().map(|t| t.final_loss).collect(),
+                        diverged_at: runs.iter().map(|t| t.diverged_at).collect(),
+                    });
+                }
+            }
+        }
         Ok(TransformersResults {
             summary: TransformersSummary {
                 schema: SCHEMA.into(),
@@ -452,6 +824,9 @@ impl Study for TransformersConfig {
                 grads,
                 slopes,
                 rank,
+                train,
+                interp,
+                interp_traces,
             },
         })
     }

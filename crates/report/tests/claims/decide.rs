@@ -544,7 +544,103 @@ fn transformers(dir: &Path, claim: &str) -> Option<bool> {
             })
             .collect()
     };
+    let train = || Csv::read(&dir.join("train.csv"));
+    // Per (arch, rate, warm-up): whether more than half its seeds failed
+    // (diverged, or a final loss not below FAILED_SHARE · ln V).
+    let fails = |t: &Csv, ln: LnPlace, lr: &str, warm: bool| -> Option<bool> {
+        let rows: Vec<_> = t
+            .0
+            .iter()
+            .filter(|r| {
+                let a = arch(r);
+                a.ln == ln && a.skip && a.mlp && r["lr"] == lr && (num(r, "warmup") > 0.0) == warm
+            })
+            .collect();
+        if rows.is_empty() {
+            return None;
+        }
+        let failed = rows
+            .iter()
+            .filter(|r| {
+                let f = num(r, "final_loss");
+                !r["diverged_at"].is_empty()
+                    || f.is_nan()
+                    || f >= tc::FAILED_SHARE * num(r, "chance_loss")
+            })
+            .count();
+        Some(2 * failed > rows.len())
+    };
+    let failing = |t: &Csv| -> Vec<String> {
+        let mut lrs: Vec<String> = Vec::new();
+        for r in &t.0 {
+            if !lrs.contains(&r["lr"]) {
+                lrs.push(r["lr"].clone());
+            }
+        }
+        lrs.into_iter()
+            .filter(|lr| fails(t, LnPlace::Post, lr, false) == Some(true))
+            .collect()
+    };
+    // r₁ at the shallowest and deepest interpolation depth per variant.
+    let interp_ends = || -> Vec<(bool, f64, f64)> {
+        let t = Csv::read(&dir.join("interpolation.csv"));
+        let mut names: Vec<&String> = Vec::new();
+        for r in &t.0 {
+            if !names.contains(&&r["arch"]) {
+                names.push(&r["arch"]);
+            }
+        }
+        names
+            .iter()
+            .map(|n| {
+                let rows = t.rows(&[("arch", n.as_str())]);
+                let by = |deeper: bool| {
+                    rows.iter()
+                        .copied()
+                        .reduce(|a, b| {
+                            if (num(b, "depth") > num(a, "depth")) == deeper {
+                                b
+                            } else {
+                                a
+                            }
+                        })
+                        .map(|r| num(r, "r1_mean"))
+                        .unwrap()
+                };
+                let a: TransformerArch = n.parse().unwrap();
+                (a.skip, by(false), by(true))
+            })
+            .collect()
+    };
     Some(match claim {
+        "interp-skips-smoother" => {
+            let e = interp_ends();
+            let least = e
+                .iter()
+                .filter(|x| x.0)
+                .map(|x| x.2)
+                .fold(f64::INFINITY, f64::min);
+            let most = e
+                .iter()
+                .filter(|x| !x.0)
+                .map(|x| x.2)
+                .fold(f64::NEG_INFINITY, f64::max);
+            least > most
+        }
+        "interp-no-skip-decays" => interp_ends().iter().filter(|x| !x.0).all(|x| x.2 < x.1),
+        "post-ln-fails-without-warmup" => !failing(&train()).is_empty(),
+        "pre-ln-trains-without-warmup" => {
+            let t = train();
+            failing(&t)
+                .iter()
+                .all(|lr| fails(&t, LnPlace::Pre, lr, false) == Some(false))
+        }
+        "warmup-rescues-post-ln" => {
+            let t = train();
+            failing(&t)
+                .iter()
+                .all(|lr| fails(&t, LnPlace::Post, lr, true) == Some(false))
+        }
         "post-ln-keeps" => growth(LnPlace::Post)? >= tc::POST_KEEPS,
         "pre-ln-shrinks" => growth(LnPlace::Pre)? <= tc::PRE_SHRINKS,
         "pre-ln-sqrt" => {
@@ -558,6 +654,23 @@ fn transformers(dir: &Path, claim: &str) -> Option<bool> {
                 })
                 .map(|r| num(r, "slope"))?;
             (slope + 0.5).abs() <= tc::SLOPE_TOLERANCE
+        }
+        "trained-pure-attention-collapses" => {
+            let mut last: std::collections::BTreeMap<&str, (f64, f64)> = Default::default();
+            for r in rank.0.iter().filter(|r| {
+                let a = arch(r);
+                !a.skip && !a.mlp
+            }) {
+                let e = last
+                    .entry(r["arch"].as_str())
+                    .or_insert((f64::NAN, f64::NAN));
+                if num(r, "layer") == 0.0 {
+                    e.0 = num(r, "trained_res_mean");
+                } else {
+                    e.1 = num(r, "trained_res_mean");
+                }
+            }
+            !last.is_empty() && last.values().all(|(a, b)| b / a <= tc::COLLAPSED)
         }
         "pure-attention-collapses" => {
             let r = ratios(|a| !a.skip && !a.mlp);
