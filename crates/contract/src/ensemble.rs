@@ -80,6 +80,7 @@ impl Default for EnsembleParams {
             train: TrainParams {
                 probe_points: 0,
                 similarity_examples: 0,
+                epochs: 20,
                 schedule: Schedule::default(),
                 ..t.train
             },

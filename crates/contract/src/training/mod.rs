@@ -78,7 +78,7 @@ impl Default for TrainingParams {
             data: DataSource::Digits,
             max_train: None,
             train: TrainParams {
-                epochs: 20,
+                epochs: 12,
                 batch_size: 64,
                 optimizer: OptimizerParams::Sgd {
                     lr: 0.01,
@@ -90,7 +90,7 @@ impl Default for TrainingParams {
                 // 2016a do, so that the curves flatten by the last epochs.
                 schedule: Schedule {
                     decay: Decay::Step {
-                        milestones: vec![10, 15],
+                        milestones: vec![6, 9],
                         gamma: 0.1,
                     },
                     warmup_epochs: 0,
