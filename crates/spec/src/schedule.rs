@@ -45,8 +45,8 @@ impl Default for Schedule {
 }
 
 impl Schedule {
-    /// Refuse bad factors, milestones out of order and warm-ups longer than the
-    /// run; a milestone past the last epoch is allowed and never reached.
+    /// Refuse bad factors, no or unordered milestones and warm-ups longer than
+    /// the run; a milestone past the last epoch is allowed and never reached.
     pub fn check(&self, epochs: usize) -> Result<()> {
         if self.warmup_epochs > epochs {
             return Err(SpecError::invalid(
@@ -60,6 +60,12 @@ impl Schedule {
                     return Err(SpecError::invalid(
                         "gamma",
                         format!("must be a positive number, got {gamma}"),
+                    ));
+                }
+                if milestones.is_empty() {
+                    return Err(SpecError::invalid(
+                        "milestones",
+                        "a step schedule needs at least one epoch (or use constant)",
                     ));
                 }
                 if milestones.windows(2).any(|w| w[0] >= w[1]) {
