@@ -202,8 +202,10 @@ fn configurations_keep_their_own_cells_and_merge_picks_one() {
 fn saved_weights_are_written_on_a_rerun_from_stored_cells() {
     let tmp = tempfile::tempdir().unwrap();
     let weights = tmp.path().join("weights");
+    // The MLPs on the grid only: the image nets save no weights yet.
     let p = ShatteredParams {
         save_weights: Some(weights.clone()),
+        image_archs: vec![],
         ..ShatteredParams::quick()
     };
     let cells = tmp.path().join("shattered/cells");
