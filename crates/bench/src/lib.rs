@@ -350,12 +350,28 @@ pub fn workloads() -> Vec<Workload> {
         },
         Workload {
             name: "curvature-hvp",
-            about: "one exact Hessian-vector product H·v of the same loss and net (forward over reverse on dual numbers; the peer: double backward)",
+            about: "the first exact Hessian-vector product H·v of the same loss and net at a point (forward over reverse on dual numbers, every product formed; the peer: the gradient's graph built, then double backward)",
             flops: None,
             peers: &["curvature-hvp"],
             setup: |_| {
                 let mut c = curvature()?;
                 let v = random_direction(c.dim());
+                Ok(Box::new(move || {
+                    c.forget_value_products();
+                    std::hint::black_box(c.hvp(&v).map_err(run_err)?);
+                    Ok(())
+                }))
+            },
+        },
+        Workload {
+            name: "curvature-hvp-again",
+            about: "one more H·v at the same point, as Lanczos, Hutchinson and SLQ use it (the value products kept from the first; the peer: double backward through the gradient's retained graph, as PyHessian does)",
+            flops: None,
+            peers: &["curvature-hvp-again"],
+            setup: |_| {
+                let mut c = curvature()?;
+                let v = random_direction(c.dim());
+                c.hvp(&v).map_err(run_err)?;
                 Ok(Box::new(move || {
                     std::hint::black_box(c.hvp(&v).map_err(run_err)?);
                     Ok(())
@@ -364,13 +380,14 @@ pub fn workloads() -> Vec<Workload> {
         },
         Workload {
             name: "curvature-lanczos",
-            about: "the top Hessian eigenvalue of the same loss by 20 Lanczos steps with full reorthogonalisation (20 H·v, each new vector orthogonalised against the whole basis once, again only when that cancelled much of it; the peer: PyHessian's method with double backward, one pass)",
+            about: "the top Hessian eigenvalue of the same loss by 20 Lanczos steps with full reorthogonalisation from a fresh point (20 H·v, the value products kept from the first; each new vector orthogonalised against the whole basis once, again only when that cancelled much of it; the peer: PyHessian's method, the gradient's graph built once and retained for 20 double backward passes, one orthogonalisation pass)",
             flops: None,
             peers: &["curvature-lanczos"],
             setup: |_| {
                 let mut c = curvature()?;
                 let start = random_direction(c.dim());
                 Ok(Box::new(move || {
+                    c.forget_value_products();
                     // A tolerance no residual reaches: every run takes all 20 steps.
                     let l = gradscope_stats::lanczos_top(
                         &start,

@@ -11,6 +11,10 @@
 //! J·v of the logits, the softmax cross-entropy's Hessian
 //! H_L = (diag(p) − ppᵀ)/B per example, then a reverse pass with that as
 //! the output cotangent.
+//!
+//! The value parts of a pass depend on (θ, x) alone, so the value products
+//! of the first H·v at a point are kept ([`crate::memo`]) and every later
+//! H·v there forms only the tangent products: two thirds of the first's.
 
 use gradscope_nets::{BnMode, Net};
 use ndarray::{Array2, ArrayView2, Zip};
@@ -19,6 +23,7 @@ use num_traits::Float;
 use crate::dense::DenseNet;
 use crate::dual::Dual;
 use crate::engine::Engine;
+use crate::memo::{self, ValueProducts};
 use crate::ops::Want;
 use crate::{EngineError, Real, Result};
 
@@ -31,6 +36,8 @@ pub struct Curvature<F: Real> {
     x: Array2<Dual<F>>,
     labels: Vec<u32>,
     sizes: Vec<(String, usize)>,
+    /// The value products of the passes at the current θ.
+    values: std::sync::Arc<ValueProducts>,
 }
 
 /// The loss and the parameters' gradients in duals (value ∇L, tangent
@@ -70,6 +77,7 @@ impl<F: Real> Curvature<F> {
             x,
             labels: labels.to_vec(),
             sizes: Vec::new(),
+            values: Default::default(),
         };
         out.sizes = out
             .net
@@ -110,7 +118,15 @@ impl<F: Real> Curvature<F> {
     pub fn set_parameters(&mut self, theta: &[f64]) -> Result<()> {
         self.check_len(theta.len())?;
         self.each_param(theta, |d, v| d.value = F::of(v));
+        self.values.clear();
         Ok(())
+    }
+
+    /// Drops the value products kept from the passes at this θ (the memory
+    /// they hold: about three values per product operand element); the next
+    /// H·v forms them again.
+    pub fn forget_value_products(&mut self) {
+        self.values.clear();
     }
 
     /// (L(θ), ∇L(θ)).
@@ -196,6 +212,11 @@ impl<F: Real> Curvature<F> {
     fn pass(&mut self, v: &[f64]) -> Result<Pass<F>> {
         self.check_len(v.len())?;
         self.set_tangents(v);
+        let values = self.values.clone();
+        memo::within(Some(&values), || self.pass_at_tangents())
+    }
+
+    fn pass_at_tangents(&self) -> Result<Pass<F>> {
         let fwd = self.net.forward(self.x.view(), true)?;
         let depth = self.net.depth();
         let mut g = self.net.output(&fwd, depth)?;
@@ -245,6 +266,86 @@ fn softmax_minus_label<F: Real>(z: &mut Array2<Dual<F>>, labels: &[u32]) -> f64 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gradscope_nets::{ConvNet, ConvNetParams, Mlp, NetParams, Precision};
+
+    fn direction(n: usize, seed: usize) -> Vec<f64> {
+        (0..n)
+            .map(|i| ((i * 31 + seed * 17) % 29) as f64 / 14.0 - 1.0)
+            .collect()
+    }
+
+    /// H·v at a point: the first pass keeps its value products, every later
+    /// one recalls all of them (and forms none), and gives what a fresh
+    /// `Curvature` gives; moving θ forgets them.
+    fn later_products_at_a_point_recall_the_first_ones(net: &Net, x: Array2<f64>) {
+        let labels: Vec<u32> = (0..x.nrows()).map(|i| (i % 3) as u32).collect();
+        let mut c = Curvature::<f64>::new(net, BnMode::Full, x.view(), &labels).unwrap();
+        let n = c.dim();
+        let (v1, v2) = (direction(n, 1), direction(n, 2));
+        c.hvp(&v1).unwrap();
+        let (hits, products) = c.values.counts();
+        assert_eq!(hits, 0);
+        assert!(products > 0);
+        let again = c.hvp(&v2).unwrap();
+        assert_eq!(c.values.counts(), (products, products));
+        let close = |a: &[f64], b: &[f64]| {
+            let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            let worst = a
+                .iter()
+                .zip(b)
+                .fold(0.0f64, |m, (p, q)| m.max((p - q).abs()));
+            assert!(worst <= 1e-12 * scale, "{worst} against {scale}");
+        };
+        let mut fresh = Curvature::<f64>::new(net, BnMode::Full, x.view(), &labels).unwrap();
+        close(&again, &fresh.hvp(&v2).unwrap());
+        // A new point: nothing kept is served there.
+        let theta: Vec<f64> = c
+            .parameters()
+            .iter()
+            .zip(&v1)
+            .map(|(t, v)| t + 0.05 * v)
+            .collect();
+        c.set_parameters(&theta).unwrap();
+        assert_eq!(c.values.counts(), (0, 0));
+        fresh.set_parameters(&theta).unwrap();
+        close(&c.hvp(&v2).unwrap(), &fresh.hvp(&v2).unwrap());
+        assert_eq!(c.values.counts(), (0, products));
+    }
+
+    #[test]
+    fn later_products_at_a_point_recall_the_first_ones_in_an_mlp() {
+        let p = NetParams {
+            arch: "resnet-bn".parse().unwrap(),
+            depth: 3,
+            width: 6,
+            input_dim: 4,
+            output_dim: 3,
+            precision: Precision::F64,
+            seed: 3,
+            ..Default::default()
+        };
+        let net = Net::Mlp(Mlp::new(&p.check().unwrap()).unwrap());
+        let x = Array2::from_shape_fn((9, 4), |(i, j)| ((i * 5 + j * 3) % 11) as f64 / 5.0 - 1.0);
+        later_products_at_a_point_recall_the_first_ones(&net, x);
+    }
+
+    #[test]
+    fn later_products_at_a_point_recall_the_first_ones_in_a_conv_net() {
+        let p = ConvNetParams {
+            arch: "resnet".parse().unwrap(),
+            depth: 8,
+            widths: [2, 3, 4],
+            in_channels: 2,
+            image_size: 6,
+            classes: 3,
+            precision: Precision::F64,
+            seed: 4,
+            ..Default::default()
+        };
+        let net = Net::Conv(ConvNet::new(&p.check().unwrap()).unwrap());
+        let x = Array2::from_shape_fn((5, 72), |(i, j)| ((i * 7 + j * 3) % 13) as f64 / 6.0 - 1.0);
+        later_products_at_a_point_recall_the_first_ones(&net, x);
+    }
 
     #[test]
     fn the_loss_gradient_in_the_logits_is_softmax_minus_the_label_with_its_derivative() {

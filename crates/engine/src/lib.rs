@@ -42,6 +42,7 @@ mod engine;
 mod error;
 mod hvp;
 mod kernels;
+mod memo;
 mod ops;
 pub mod pool;
 mod real;

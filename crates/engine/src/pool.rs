@@ -99,6 +99,8 @@ struct Job {
     members: usize,
     done: AtomicUsize,
     panicked: AtomicBool,
+    /// The caller's store of value products, which its parts use too.
+    values: Option<Arc<crate::memo::ValueProducts>>,
 }
 
 // SAFETY: `f` is Sync, and it is called only while the caller waits in `run`.
@@ -115,15 +117,17 @@ impl Job {
     /// Runs member `p`'s parts.
     fn work(&self, p: usize) {
         let outer = IN_PART.with(|f| f.replace(true));
-        for i in (p..self.parts).step_by(self.members) {
-            // SAFETY: part i is not done yet, so the caller is still waiting
-            // in `run` and `f` is alive.
-            let f = unsafe { &*self.f };
-            if catch_unwind(AssertUnwindSafe(|| f(i))).is_err() {
-                self.panicked.store(true, Ordering::Relaxed);
+        crate::memo::within(self.values.as_ref(), || {
+            for i in (p..self.parts).step_by(self.members) {
+                // SAFETY: part i is not done yet, so the caller is still waiting
+                // in `run` and `f` is alive.
+                let f = unsafe { &*self.f };
+                if catch_unwind(AssertUnwindSafe(|| f(i))).is_err() {
+                    self.panicked.store(true, Ordering::Relaxed);
+                }
+                self.done.fetch_add(1, Ordering::Release);
             }
-            self.done.fetch_add(1, Ordering::Release);
-        }
+        });
         IN_PART.with(|f| f.set(outer));
     }
 }
@@ -205,6 +209,7 @@ impl Team {
             members: self.helpers + 1,
             done: AtomicUsize::new(0),
             panicked: AtomicBool::new(false),
+            values: crate::memo::current(),
         });
         {
             let mut s = self.slot.lock().unwrap_or_else(|e| e.into_inner());

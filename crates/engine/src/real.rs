@@ -5,6 +5,7 @@ use gradscope_nets::{BnMode, Net};
 use num_traits::{Float, FromPrimitive, ToPrimitive};
 
 use crate::dual::Dual;
+use crate::memo;
 use crate::{Engine, EngineError};
 
 /// The scalar types the engine runs in: f32, f64, and dual numbers over
@@ -315,7 +316,8 @@ unsafe fn merge<F: Float>(
 /// copies of the parts: GEMM on the interleaved parts through strides (C's
 /// above all) took 3.0× the time of one product for the three, on
 /// contiguous planes 1.8× (256-wide f32, one thread), and the copies are
-/// O(mk + kn + mn) beside the products' O(mkn).
+/// O(mk + kn + mn) beside the products' O(mkn). Inside a store of value
+/// products ([`memo`]) a product whose C.v is kept forms only C.t.
 impl<F: Real> Real for Dual<F> {
     const STORED: DType = F::STORED;
 
@@ -375,6 +377,7 @@ impl<F: Real> Real for Dual<F> {
         let (mk, kn, mn) = (m * k, k * n, m * n);
         let len = 2 * (mk + kn + mn);
         debug_assert!(std::mem::align_of::<F>() <= std::mem::align_of::<u64>());
+        let store = memo::current();
         let mut planes = PLANES.take();
         let words = (len * std::mem::size_of::<F>()).div_ceil(8);
         if planes.len() < words {
@@ -394,9 +397,23 @@ impl<F: Real> Real for Dual<F> {
             split(m, k, a, a_planes, a_planes.add(mk));
             split(k, n, b, bv, bt);
             let a_rows = (a_planes.cast_const(), k as isize, 1);
-            // [C.v; C.t] = [A.v; A.t]·B.v in one product of twice the rows,
-            // then C.t += A.v·B.t.
-            F::gemm_into(2 * m, n, k, c_planes, a_rows, (bv, n as isize, 1));
+            let dims = [m, n, k];
+            let (av, bv_bytes) = (memo::bytes(a_planes, mk), memo::bytes(bv, kn));
+            if store
+                .as_ref()
+                .is_some_and(|s| s.recall(dims, av, bv_bytes, memo::bytes_mut(c_planes, mn)))
+            {
+                // C.v kept from an earlier pass at this point: C.t = A.t·B.v.
+                let a_tangent = (a_planes.add(mk).cast_const(), k as isize, 1);
+                F::gemm_into(m, n, k, c_planes.add(mn), a_tangent, (bv, n as isize, 1));
+            } else {
+                // [C.v; C.t] = [A.v; A.t]·B.v in one product of twice the rows.
+                F::gemm_into(2 * m, n, k, c_planes, a_rows, (bv, n as isize, 1));
+                if let Some(s) = &store {
+                    s.keep(dims, av, bv_bytes, memo::bytes(c_planes, mn));
+                }
+            }
+            // C.t += A.v·B.t.
             F::gemm_add(m, n, k, c_planes.add(mn), a_rows, (bt, n as isize, 1));
             merge(m, n, c_planes, c_planes.add(mn), c, accumulate);
         }
