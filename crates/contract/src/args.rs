@@ -25,6 +25,15 @@ pub fn model_arch_list(s: &str) -> Result<Vec<ModelArch>, String> {
         .collect()
 }
 
+/// Like [`model_arch_list`], where no architecture at all is a choice
+/// (`""` or `none`: that part of the study is not run).
+pub fn model_arch_list_or_none(s: &str) -> Result<Vec<ModelArch>, String> {
+    match s.trim() {
+        "" | "none" => Ok(Vec::new()),
+        _ => model_arch_list(s),
+    }
+}
+
 /// Like [`arch_list`], for transformer architectures (`transformer:ln=pre`).
 pub fn transformer_arch_list(s: &str) -> Result<Vec<TransformerArch>, String> {
     split_specs(s)?
@@ -72,5 +81,10 @@ mod tests {
         assert!(arch_list("plain,mlp").unwrap_err().contains("mlp"));
         let m = model_arch_list("conv-resnet,resnet-bn").unwrap();
         assert_eq!(m.len(), 2);
+        assert!(model_arch_list("").is_err());
+        assert_eq!(model_arch_list_or_none(" none ").unwrap(), []);
+        assert_eq!(model_arch_list_or_none("").unwrap(), []);
+        assert_eq!(model_arch_list_or_none("conv-plain").unwrap().len(), 1);
+        assert!(model_arch_list_or_none("conv-mlp").is_err());
     }
 }

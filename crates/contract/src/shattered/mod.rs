@@ -92,8 +92,8 @@ pub struct ShatteredParams {
     pub memory_limit_gib: f64,
     /// Nets on images, ∂f/∂x along the straight path between two images:
     /// conv nets (conv-plain, conv-resnet, depth 6n + 2) or MLPs of the grammar
-    /// (on the flattened image); empty for none.
-    #[arg(long, value_parser = crate::args::model_arch_list, value_name = "LIST")]
+    /// (on the flattened image); empty or `none` for none.
+    #[arg(long, value_parser = crate::args::model_arch_list_or_none, value_name = "LIST")]
     pub image_archs: ::std::vec::Vec<ModelArch>,
     /// Depths of the nets on images (weighted layers of a conv net, 6n + 2);
     /// the default fits `reproduce`, He et al.'s setting is 20,56,110.
