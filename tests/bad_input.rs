@@ -108,13 +108,15 @@ const SIZES: &[&str] = &[
     "epochs",
     "batch_size",
     "path_batch",
+    "image_batch",
 ];
 /// (study, key) where 0 is a documented setting, not a bad size: the
 /// curvature study with no training measures at initialisation only.
 const ZERO_IS_A_SETTING: &[(&str, &str)] = &[("curvature", "train.epochs")];
 /// (study, key) where an empty list is a documented setting: the shattered
-/// study with no image archs measures no nets on images.
-const EMPTY_IS_A_SETTING: &[(&str, &str)] = &[("shattered", "image_archs")];
+/// and norms studies with no image archs measure no nets on images.
+const EMPTY_IS_A_SETTING: &[(&str, &str)] =
+    &[("shattered", "image_archs"), ("norms", "image_archs")];
 /// Keys whose value is free text (paths): any string is valid at validation.
 const PATHS: &[&str] = &["save_weights", "load_weights", "checkpoints"];
 
@@ -384,6 +386,12 @@ fn the_binary_refuses_bad_study_files_and_command_lines_and_writes_nothing() {
         (
             "study = \"degradation\"\narchs = [\"conv-resnet\"]\ndepths = [21]\n",
             "depth",
+        ),
+        ("study = \"norms\"\nimage_depths = [21]\n", "image_depths"),
+        ("study = \"norms\"\nimage_batch = 0\n", "image_batch"),
+        (
+            "study = \"norms\"\nimage_data = \"mnist:/nonexistent\"\n",
+            "nonexistent",
         ),
         ("study = \"ensemble\"\ndepth = 0\n", "depth"),
         (

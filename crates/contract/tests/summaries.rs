@@ -44,6 +44,7 @@ fn norms_results() -> NormsResults {
             chains: vec![],
             phase,
             jacobian: vec![],
+            images: None,
         },
     }
 }

@@ -1,15 +1,22 @@
 //! The norms study's data: its parameters, `summary.json` and the CSV and
 //! NPY files beside it. Four parts, each optional: per-layer gradient norms
 //! against the mean-field prediction, the scalar chain, the σ_w² × depth
-//! phase diagram, and the singular values of input–output Jacobians.
+//! phase diagram, and the singular values of input–output Jacobians. Nets on
+//! images (`image_archs`: conv nets of He et al. 2016a by default) are
+//! measured on a batch of real images with the cross-entropy loss
+//! ([`images`]); their files start with `images_`.
 
+pub mod images;
 mod read;
 mod summary;
 mod write;
 
-use gradscope_spec::{Activation, Arch, BiasInit, Precision, WeightInit};
+use gradscope_spec::{
+    Activation, Arch, BiasInit, ConvArch, DataSource, ModelArch, Precision, WeightInit,
+};
 use serde::{Deserialize, Serialize};
 
+pub use images::{GrowthFit, ImageDepthSummary, ImageSummary};
 pub use read::read_summary;
 pub use summary::{
     ChainSummary, FaultRow, JacobianRow, LayerStat, LayerSummary, NormsSummary, PhaseRow,
@@ -96,6 +103,22 @@ pub struct NormsParams {
     // Left out of the serialised defaults the flags' defaults are read from.
     #[arg(long, value_name = "GIB", default_value_t = DEFAULT_MEMORY_LIMIT_GIB)]
     pub memory_limit_gib: f64,
+    /// Nets on images at initialisation, ‖∂L/∂h_l‖ per block and ‖∂L/∂W‖
+    /// per weighted layer of the cross-entropy on a batch of real images:
+    /// conv nets (conv-plain, conv-resnet, depth 6n + 2) or MLPs of the
+    /// grammar (on the flattened image); empty for none.
+    #[arg(long, value_parser = crate::args::model_arch_list, value_name = "LIST")]
+    pub image_archs: ::std::vec::Vec<ModelArch>,
+    /// Depths of the nets on images (weighted layers of a conv net, 6n + 2);
+    /// the default fits `reproduce`, He et al.'s setting is 20,56,110.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub image_depths: Vec<usize>,
+    /// Images in the batch of the image part (drawn from the training set per seed).
+    #[arg(long)]
+    pub image_batch: usize,
+    /// Where the images come from: the embedded 8 × 8 digits, or MNIST / CIFAR-10 files.
+    #[arg(long, value_name = "SOURCE")]
+    pub image_data: DataSource,
 }
 
 /// The default of [`NormsParams::memory_limit_gib`].
@@ -129,6 +152,13 @@ impl Default for NormsParams {
             jacobian_depths: vec![1, 4, 16, 64],
             jacobian_activations: vec![Activation::Identity, Activation::Relu, Activation::Tanh],
             memory_limit_gib: DEFAULT_MEMORY_LIMIT_GIB,
+            image_archs: vec![
+                ModelArch::Conv(ConvArch::PLAIN),
+                ModelArch::Conv(ConvArch::RESNET),
+            ],
+            image_depths: vec![8, 20],
+            image_batch: 64,
+            image_data: DataSource::Digits,
         }
     }
 }

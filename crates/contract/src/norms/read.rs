@@ -69,6 +69,9 @@ fn check(s: &NormsSummary, path: &Path) -> Result<()> {
             })?;
         }
     }
+    if let Some(images) = &s.images {
+        super::images::check_summary(images, c, path)?;
+    }
     ensure(
         s.jacobian.is_empty() || !c.jacobian_depths.is_empty(),
         path,

@@ -166,4 +166,7 @@ pub struct NormsSummary {
     pub phase: Vec<PhaseRow>,
     /// The Jacobian spectra.
     pub jacobian: Vec<JacobianRow>,
+    /// The nets on images, when the run had any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images: Option<super::ImageSummary>,
 }

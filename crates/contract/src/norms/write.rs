@@ -167,6 +167,10 @@ impl NormsResults {
             s.phase[i].log10_ratio.get(l).copied().unwrap_or(f64::NAN)
         });
         write_npy(&dir.join(files::PHASE), &ph)?;
+        match &s.images {
+            Some(images) => super::images::write(images, dir)?,
+            None => super::images::remove(dir)?,
+        }
         write_json(&dir.join(files::SUMMARY), &self.summary)
     }
 }

@@ -2,6 +2,7 @@
 //! the scalar chain, the σ_w² × depth phase diagram and Jacobian spectra.
 
 pub mod claims;
+pub mod images;
 
 use std::path::Path;
 
@@ -94,13 +95,19 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
         doc.push(jacobian(&s, report_dir, &mut said)?);
         doc.push(jacobian_moments(&s, report_dir)?);
     }
+    if let Some(blocks) = images::section(&s, report_dir, &mut said)? {
+        doc.heading("Conv nets on images: plain against residual");
+        for b in blocks {
+            doc.push(b);
+        }
+    }
 
     pages::finish(
         &mut doc,
         &said,
         &s.provenance,
         &s.config,
-        data_files(data_dir),
+        data_files(data_dir, s.images.is_some()),
         report_dir,
     )?;
     Ok(card(&s, &quoted, finding))
@@ -587,7 +594,8 @@ fn jacobian_moments(s: &NormsSummary, dir: &Path) -> Result<Block> {
 }
 
 /// The data files behind the page.
-fn data_files(data_dir: &Path) -> Block {
+/// (The image files with `images`, when the run had nets on images.)
+fn data_files(data_dir: &Path, images: bool) -> Block {
     Block::List(
         [
             norms::files::SUMMARY,
@@ -601,6 +609,8 @@ fn data_files(data_dir: &Path) -> Block {
             norms::files::PHASE,
         ]
         .iter()
+        .chain(&norms::images::files::ALL)
+        .filter(|f| images || !f.starts_with("images_"))
         .map(|f| format!("{}/{}", data_dir.display(), f))
         .collect(),
     )

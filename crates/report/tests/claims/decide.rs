@@ -37,6 +37,9 @@ fn within(v: f64, centre: f64, rel: f64) -> bool {
 }
 
 fn norms(dir: &Path, claim: &str) -> Option<bool> {
+    if let Some(c) = claim.strip_prefix("images-") {
+        return norms_images(dir, c);
+    }
     let ratios = Csv::read(&dir.join("ratios.csv"));
     let ratio = |arch: &str, act: &str, s2: &str| {
         ratios
@@ -161,6 +164,100 @@ fn norms(dir: &Path, claim: &str) -> Option<bool> {
             }
             ok
         }
+        _ => return None,
+    })
+}
+
+/// The norms study's image claims, from `images_per_seed.csv` alone: the
+/// per-block growth refitted by hand (ordinary least squares of the seed mean
+/// of ln ‖∂L/∂h_l‖ on l = 1 … blocks, Student-t interval of the slope) and
+/// the first-block / last-block weight-gradient ratio per seed.
+fn norms_images(dir: &Path, claim: &str) -> Option<bool> {
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
+    let list = |k: &str| summary["config"][k].as_array().unwrap().clone();
+    let archs: Vec<String> = list("image_archs")
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    let depths: Vec<String> = list("image_depths")
+        .iter()
+        .map(|d| d.as_u64().unwrap().to_string())
+        .collect();
+    let residual = |a: &String| {
+        a.parse::<gradscope_spec::ModelArch>()
+            .unwrap()
+            .is_residual()
+    };
+    let plain = &archs[archs.iter().position(|a| !residual(a))?];
+    let res = &archs[archs.iter().position(residual)?];
+    let seeds = Csv::read(&dir.join("images_per_seed.csv"));
+    // (growth, lo, hi) of e^(−slope).
+    let growth = |arch: &str, depth: &str| {
+        let rows = seeds.rows(&[("arch", arch), ("depth", depth), ("kind", "hidden")]);
+        let blocks = rows.iter().map(|r| num(r, "index") as usize).max().unwrap();
+        let (x, y): (Vec<f64>, Vec<f64>) = (1..=blocks)
+            .map(|l| {
+                let v: Vec<f64> = rows
+                    .iter()
+                    .filter(|r| num(r, "index") as usize == l)
+                    .map(|r| num(r, "grad_norm").ln())
+                    .collect();
+                (l as f64, v.iter().sum::<f64>() / v.len() as f64)
+            })
+            .unzip();
+        let n = x.len() as f64;
+        let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
+        let sxx: f64 = x.iter().map(|a| (a - mx).powi(2)).sum();
+        let slope = x
+            .iter()
+            .zip(&y)
+            .map(|(a, b)| (a - mx) * (b - my))
+            .sum::<f64>()
+            / sxx;
+        let rss: f64 = x
+            .iter()
+            .zip(&y)
+            .map(|(a, b)| (b - my - slope * (a - mx)).powi(2))
+            .sum();
+        let se = (rss / (n - 2.0) / sxx).sqrt();
+        let t = gradscope_stats::student_t_quantile(0.975, n - 2.0);
+        (
+            (-slope).exp(),
+            (-slope - t * se).exp(),
+            (-slope + t * se).exp(),
+        )
+    };
+    let weight_ratio = |arch: &str, depth: &str| {
+        let rows = seeds.rows(&[("arch", arch), ("depth", depth), ("kind", "weight")]);
+        let blocks = seeds
+            .rows(&[("arch", arch), ("depth", depth), ("kind", "hidden")])
+            .iter()
+            .map(|r| num(r, "index") as usize)
+            .max()
+            .unwrap();
+        let n_seeds = rows.iter().map(|r| num(r, "seed") as usize).max().unwrap() + 1;
+        let ratios: Vec<f64> = (0..n_seeds)
+            .map(|s| {
+                let mine: Vec<_> = rows
+                    .iter()
+                    .filter(|r| num(r, "seed") as usize == s)
+                    .collect();
+                let at = |b: usize, first: bool| {
+                    let mut it = mine.iter().filter(|r| num(r, "block") as usize == b);
+                    let r = if first { it.next() } else { it.next_back() };
+                    num(r.unwrap(), "grad_norm")
+                };
+                at(1, true) / at(blocks, false)
+            })
+            .collect();
+        ratios.iter().sum::<f64>() / ratios.len() as f64
+    };
+    let deepest = depths.last()?;
+    Some(match claim {
+        "plain-grows-faster" => depths.iter().all(|d| growth(plain, d).0 > growth(res, d).0),
+        "growth-apart" => growth(plain, deepest).1 > growth(res, deepest).2,
+        "weight-ratio" => weight_ratio(plain, deepest) > weight_ratio(res, deepest),
         _ => return None,
     })
 }

@@ -18,7 +18,12 @@ impl NormsConfig {
         } else {
             0.0
         };
-        self.draws_estimate_gib() + threads.max(1) as f64 * self.net_estimate_gib().max(jacobian)
+        let images = self
+            .images
+            .as_ref()
+            .map_or(0.0, |im| im.working_bytes(&self.params) / GIB);
+        self.draws_estimate_gib()
+            + threads.max(1) as f64 * self.net_estimate_gib().max(jacobian).max(images)
     }
 
     /// The draw cache, GiB: one f64 per weight of every net seed of the

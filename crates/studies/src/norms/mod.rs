@@ -20,11 +20,16 @@
 //!   2017): Gaussian vs orthogonal weights at the critical σ_w², linear vs
 //!   ReLU vs tanh, plain vs residual, at several depths; mean and variance of
 //!   σ² against depth.
+//! - **images** (with `image_archs`, beside the parts): per-block ‖∂L/∂h_l‖
+//!   and per-layer ‖∂L/∂W‖ of conv nets of He et al. 2016a (plain and
+//!   residual, BN) at initialisation, for the cross-entropy of a batch of real
+//!   images, and the per-block growth towards the input ([`images`]).
 //!
 //! NaN or ±inf (e.g. f32 overflow) are recorded with the layer where they
 //! first appear; `dtype = "f64"` reruns the same nets without them.
 
 mod cells;
+pub mod images;
 mod memory;
 mod summary;
 
@@ -40,8 +45,9 @@ use crate::{Result, StudyError};
 pub use gradscope_stats::singular_values;
 
 pub use gradscope_contract::norms::{
-    ChainSummary, FaultRow, JacobianInit, JacobianRow, LayerStat, LayerSummary, NAME, NormsParams,
-    NormsResults, NormsSummary, PARTS, PhaseRow, SCHEMA, critical_sigma_w2, files, read_summary,
+    ChainSummary, FaultRow, GrowthFit, ImageDepthSummary, ImageSummary, JacobianInit, JacobianRow,
+    LayerStat, LayerSummary, NAME, NormsParams, NormsResults, NormsSummary, PARTS, PhaseRow,
+    SCHEMA, critical_sigma_w2, files, read_summary,
 };
 
 impl crate::Params for NormsParams {
@@ -152,9 +158,11 @@ pub fn check(params: &NormsParams) -> Result<NormsConfig> {
             format!("must be a positive number, got {}", p.memory_limit_gib),
         ));
     }
+    let images = images::check(&mut p)?;
     let config = NormsConfig {
         params: p,
         draws: Default::default(),
+        images,
     };
     // Refused before anything is allocated.
     let need = config.memory_estimate_gib(1);
@@ -199,6 +207,8 @@ pub struct NormsConfig {
     /// nets of one seed differ in activation and init scale (layers) or σ_w²
     /// (phase), and drawing was a fifth of building and running each.
     draws: std::sync::Arc<DrawCache>,
+    /// Each seed's batch of images and the nets' shapes, with `image_archs`.
+    images: Option<images::ImageSetup>,
 }
 
 /// One unit of work.
@@ -239,6 +249,15 @@ pub enum Cell {
         /// Seed index.
         seed: usize,
     },
+    /// One net on images.
+    Images {
+        /// Index into image_archs.
+        arch: usize,
+        /// Index into image_depths.
+        depth: usize,
+        /// Seed index.
+        seed: usize,
+    },
 }
 
 /// What a cell produces.
@@ -275,6 +294,19 @@ pub enum CellOutput {
     Jacobian {
         /// One list per depth, descending.
         singular_values: Vec<Vec<f64>>,
+    },
+    /// Per-block and per-layer norms of one net on images.
+    Images {
+        /// The mean cross-entropy.
+        #[serde(with = "gradscope_stats::nan")]
+        loss: f64,
+        /// ‖∂L/∂h_l‖, l = 0 … blocks.
+        #[serde(with = "gradscope_stats::nan::vec")]
+        grad: Vec<f64>,
+        /// (name, block, ‖∂L/∂W‖) of every weighted layer.
+        weights: Vec<(String, usize, f64)>,
+        /// First NaN/inf: (pass, layer, name, nan).
+        fault: Option<(String, usize, String, bool)>,
     },
 }
 
@@ -347,6 +379,15 @@ impl Study for NormsConfig {
                 }
             }
         }
+        if self.images.is_some() {
+            for arch in 0..p.image_archs.len() {
+                for depth in 0..p.image_depths.len() {
+                    for seed in 0..p.seeds {
+                        c.push(Cell::Images { arch, depth, seed });
+                    }
+                }
+            }
+        }
         c
     }
 
@@ -380,6 +421,10 @@ impl Study for NormsConfig {
             } => format!(
                 "jacobian,residual={residual},act={},init={init:?},seed={seed}",
                 p.jacobian_activations[activation]
+            ),
+            Cell::Images { arch, depth, seed } => format!(
+                "images,arch={},depth={},seed={seed}",
+                p.image_archs[arch], p.image_depths[depth]
             ),
         }
     }
@@ -416,12 +461,19 @@ impl Study for NormsConfig {
                 init,
                 seed,
             } => self.jacobian_cell(residual, p.jacobian_activations[activation], init, seed),
+            Cell::Images { arch, depth, seed } => {
+                self.image_cell(p.image_archs[arch], p.image_depths[depth], seed)
+            }
         }
     }
 
     fn cell_faults(&self, c: &Cell, out: &CellOutput) -> Vec<String> {
         match out {
             CellOutput::Layers {
+                fault: Some((pass, layer, name, nan)),
+                ..
+            }
+            | CellOutput::Images {
                 fault: Some((pass, layer, name, nan)),
                 ..
             } => vec![format!(

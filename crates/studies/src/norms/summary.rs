@@ -49,6 +49,7 @@ impl NormsConfig {
                     init,
                     ..
                 } => format!("j{}-{activation:03}-{init:?}", u8::from(residual)),
+                Cell::Images { arch, depth, .. } => format!("i{arch:03}-{depth:03}"),
             };
             groups
                 .entry(key)
@@ -56,8 +57,10 @@ impl NormsConfig {
                 .1
                 .push(o);
         }
+        let mut image_groups = vec![];
         for (_, (cell, outs)) in groups {
             match cell {
+                Cell::Images { arch, depth, .. } => image_groups.push(((arch, depth), outs)),
                 Cell::Layers {
                     arch,
                     activation,
@@ -157,6 +160,10 @@ impl NormsConfig {
                 chains,
                 phase,
                 jacobian: jac,
+                images: self
+                    .images
+                    .is_some()
+                    .then(|| self.summarise_images(image_groups)),
             },
         })
     }
