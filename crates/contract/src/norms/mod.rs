@@ -106,8 +106,8 @@ pub struct NormsParams {
     /// Nets on images at initialisation, ‖∂L/∂h_l‖ per block and ‖∂L/∂W‖
     /// per weighted layer of the cross-entropy on a batch of real images:
     /// conv nets (conv-plain, conv-resnet, depth 6n + 2) or MLPs of the
-    /// grammar (on the flattened image); empty for none.
-    #[arg(long, value_parser = crate::args::model_arch_list, value_name = "LIST")]
+    /// grammar (on the flattened image); empty or `none` for none.
+    #[arg(long, value_parser = crate::args::model_arch_list_or_none, value_name = "LIST")]
     pub image_archs: ::std::vec::Vec<ModelArch>,
     /// Depths of the nets on images (weighted layers of a conv net, 6n + 2);
     /// the default fits `reproduce`, He et al.'s setting is 20,56,110.
@@ -177,6 +177,8 @@ impl NormsParams {
             phase_sigma_w2: vec![0.5, 1.0, 2.0, 4.0],
             jacobian_width: 32,
             jacobian_depths: vec![1, 4, 16],
+            image_depths: vec![8, 14],
+            image_batch: 16,
             ..Default::default()
         }
     }
