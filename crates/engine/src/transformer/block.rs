@@ -1,11 +1,13 @@
 //! One transformer block: attention ([`AttentionOp`]) then the
 //! feed-forward sublayer W₂ ReLU(W₁x + b₁) + b₂, each joined to its input
 //! as the arch places the layer norm (post: LN(λx + F(x)); pre:
-//! x + F(LN(x)); none: x + F(x); ReZero: x + α·F(x); without the skip the
-//! x term is dropped): forward, VJP with parameter gradients, parameters.
+//! x + F(LN(x)); none: x + F(x); ReZero: x + α·F(x); rSkip+LN:
+//! y₁ = LN₁(x + F(x)), yᵢ = LNᵢ(x + yᵢ₋₁) up to i = λ; without the skip
+//! every x term is dropped): forward, VJP with parameter gradients,
+//! parameters.
 //! Everything runs on B·T token rows of d values.
 
-use gradscope_nets::{Join, LN_EPS, TransformerBlock};
+use gradscope_nets::{Join, LN_EPS, TransformerBlock, norm_name};
 use ndarray::{Array2, ArrayView2, CowArray};
 
 use crate::kernels::{add_skip, map_inplace, map_slope};
@@ -38,6 +40,9 @@ enum Place<T> {
     Plain,
     /// x + α·F(x), α's state-dict name.
     ReZero(String, T),
+    /// y₁ = LN₁(x + F(x)), yᵢ = LNᵢ(x + yᵢ₋₁), i = 2 … λ (Liu et al.
+    /// 2020's rSkip+LN): the λ norms, each with its own γ, β.
+    RSkip(Vec<FeatureNorm<T>>),
 }
 
 struct Sub<T> {
@@ -55,7 +60,8 @@ pub(super) struct SubSaved<T> {
     map: MapSaved<T>,
     /// F(x), for α's gradient (ReZero).
     out: Option<Array2<T>>,
-    norm: Option<NormSaved<T>>,
+    /// Each layer norm's saved state, in order.
+    norms: Vec<NormSaved<T>>,
 }
 
 /// The attention sublayer's saved state, and the FFN's.
@@ -184,7 +190,7 @@ impl<T: Real> Sub<T> {
                     input: x.to_owned(),
                     map,
                     out: None,
-                    norm: Some(ns),
+                    norms: vec![ns],
                 };
                 (out, saved)
             }
@@ -195,7 +201,7 @@ impl<T: Real> Sub<T> {
                     input: n,
                     map,
                     out: None,
-                    norm: Some(ns),
+                    norms: vec![ns],
                 };
                 (joined(y, one, one), saved)
             }
@@ -205,7 +211,7 @@ impl<T: Real> Sub<T> {
                     input: x.to_owned(),
                     map,
                     out: None,
-                    norm: None,
+                    norms: Vec::new(),
                 };
                 (joined(y, one, one), saved)
             }
@@ -216,9 +222,25 @@ impl<T: Real> Sub<T> {
                     input: x.to_owned(),
                     map,
                     out: Some(y),
-                    norm: None,
+                    norms: Vec::new(),
                 };
                 (out, saved)
+            }
+            Place::RSkip(lns) => {
+                let (mut y, map) = self.f.forward(x, t);
+                let mut norms = Vec::with_capacity(lns.len());
+                for ln in lns {
+                    let (next, ns) = ln.forward(joined(y, one, one));
+                    y = next;
+                    norms.push(ns);
+                }
+                let saved = SubSaved {
+                    input: x.to_owned(),
+                    map,
+                    out: None,
+                    norms,
+                };
+                (y, saved)
             }
         }
     }
@@ -228,7 +250,7 @@ impl<T: Real> Sub<T> {
         let through = |g: Array2<T>, sink: &mut Sink<T>| {
             self.f.backward(&self.prefix, &s.input, &s.map, g, sink)
         };
-        let norm = || s.norm.as_ref().expect("a normalised sublayer");
+        let norm = || s.norms.first().expect("a normalised sublayer");
         match &self.place {
             Place::Post(ln, lambda) => {
                 ln.vjp(norm(), &mut g, sink);
@@ -257,6 +279,27 @@ impl<T: Real> Sub<T> {
                 let gx = through(g.mapv(|v| v * *alpha), sink);
                 if self.skip { gx + &g } else { gx }
             }
+            Place::RSkip(lns) => {
+                // Back through LN_λ … LN₂: each passes g on to yᵢ₋₁ and,
+                // with the skip, to x.
+                let mut to_x: Option<Array2<T>> = None;
+                for (ln, ns) in lns.iter().zip(&s.norms).skip(1).rev() {
+                    ln.vjp(ns, &mut g, sink);
+                    if self.skip {
+                        to_x = Some(match to_x {
+                            Some(a) => a + &g,
+                            None => g.clone(),
+                        });
+                    }
+                }
+                lns[0].vjp(norm(), &mut g, sink);
+                let gx = through(g.clone(), sink);
+                let gx = if self.skip { gx + &g } else { gx };
+                match to_x {
+                    Some(a) => gx + &a,
+                    None => gx,
+                }
+            }
         }
     }
 
@@ -265,6 +308,7 @@ impl<T: Real> Sub<T> {
         match &mut self.place {
             Place::Post(ln, _) | Place::Pre(ln) => ln.params_mut(out),
             Place::ReZero(name, alpha) => out.push((name.clone(), std::slice::from_mut(alpha))),
+            Place::RSkip(lns) => lns.iter_mut().for_each(|ln| ln.params_mut(out)),
             Place::Plain => {}
         }
     }
@@ -363,6 +407,7 @@ impl<T: Real> Block<T> {
             match &s.place {
                 Place::Post(ln, _) | Place::Pre(ln) => ln.params(borrowed),
                 Place::ReZero(n, a) => owned.push((n.clone(), vec![*a])),
+                Place::RSkip(lns) => lns.iter().for_each(|ln| ln.params(borrowed)),
                 Place::Plain => {}
             }
         }
@@ -376,10 +421,17 @@ fn sub<T: Real, F>(
     f: Map<T>,
     s: &gradscope_nets::Sublayer<F>,
 ) -> Result<Sub<T>> {
-    let norm = format!("layers.{l}.norm{k}");
+    let prefix_l = format!("layers.{l}");
+    let norm = norm_name(&prefix_l, k, 1);
     let place = match &s.join {
         Join::Post(ln, lambda) => Place::Post(ln_of(&norm, ln)?, T::of(*lambda)),
         Join::Pre(ln) => Place::Pre(ln_of(&norm, ln)?),
+        Join::RSkip(lns) => Place::RSkip(
+            lns.iter()
+                .enumerate()
+                .map(|(i, ln)| ln_of(&norm_name(&prefix_l, k, i + 1), ln))
+                .collect::<Result<_>>()?,
+        ),
         Join::Plain => Place::Plain,
         Join::ReZero(a) => Place::ReZero(format!("layers.{l}.alpha{k}"), scalar(a)?),
     };
