@@ -178,6 +178,22 @@ pub(super) fn plot(s: &TransformersSummary, dir: &Path) -> Result<Block> {
         }
         panels.push(ch);
     }
+    // The placements beyond the four the caption defines, said only when run.
+    let mut more = String::new();
+    if s.config
+        .placements
+        .iter()
+        .any(|a| matches!(a.ln, LnPlace::XSkip { .. }))
+    {
+        more += " xSkip+LN (Liu et al. 2020): LN(λx + F(x)).";
+    }
+    if s.config
+        .placements
+        .iter()
+        .any(|a| matches!(a.ln, LnPlace::RSkip { .. }))
+    {
+        more += " rSkip+LN (Liu et al. 2020): y₁ = LN₁(x + F(x)), yᵢ = LNᵢ(x + yᵢ₋₁) up to i = λ, each LN its own γ, β.";
+    }
     let f = Figure {
         name: "gradients",
         title: "Gradients at initialisation per layer-norm placement",
@@ -185,7 +201,8 @@ pub(super) fn plot(s: &TransformersSummary, dir: &Path) -> Result<Block> {
         caption: "Means over seeds (standard errors on the first panel). Post-LN: LN(x + F(x)); pre-LN: x + F(LN(x)) and a final LN; none: x + F(x); \
          ReZero: x + α·F(x) with α = 0 at initialisation, so every branch weight's gradient is exactly 0: its ‖∂L/∂W²‖ is absent from the first panel's log scale, and its block panel shows the gradients of the α's alone. \
          The dashed line falls like 1/√L from pre-LN's shallowest point."
-            .into(),
+            .to_string()
+            + &more,
     };
     figure(dir, f, panels, 3, |c, r| (600 * c, 450 * r))
 }
