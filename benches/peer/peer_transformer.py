@@ -12,7 +12,9 @@ The nets are written here from their definition (Vaswani et al. 2017; Xiong et a
 when asked) and, unless mlp=off, a feed-forward sublayer W2 relu(W1 x + b1) + b2,
 each joined to its input x as
   post: LN(x + F(x)); xskip: LN(lambda x + F(x)); pre: x + F(LN(x));
-  none: x + F(x); rezero: x + alpha F(x); with skip=off the x term is dropped;
+  none: x + F(x); rezero: x + alpha F(x); rskip (Liu et al. 2020):
+  y1 = LN1(x + F(x)), yi = LNi(x + y(i-1)) for i = 2..lambda, each LNi its own
+  weights (norm{k}, then norm{k}_i); with skip=off every x term is dropped;
 then the final LN (pre only) and a per-token linear head. LN eps 1e-5. The loss is
 the mean cross-entropy over every token of the batch.
 """
@@ -50,6 +52,12 @@ def attention(x, p, prefix, heads, causal):
 
 def join(x, f, p, prefix, k, net):
     ln, skip = net["ln"], net["skip"]
+    if ln == "rskip":
+        y = f(x)
+        for i in range(1, int(net["lambda"]) + 1):
+            name = f"{prefix}.norm{k}" if i == 1 else f"{prefix}.norm{k}_{i}"
+            y = layer_norm(x + y if skip else y, p, name)
+        return y
     if ln in ("post", "xskip"):
         lam = net["lambda"] if ln == "xskip" else 1.0
         y = f(x)

@@ -32,13 +32,15 @@ fn archs(list: &[&str]) -> Vec<TransformerArch> {
         .collect()
 }
 
-/// The layer-norm placements compared by default: post-LN, pre-LN, none, ReZero.
+/// The layer-norm placements compared by default: post-LN, pre-LN, none,
+/// ReZero, and rSkip+LN with λ = 2 (Liu et al. 2020).
 pub fn default_placements() -> Vec<TransformerArch> {
     archs(&[
         "transformer",
         "transformer:ln=pre",
         "transformer:ln=none",
         "transformer:ln=rezero",
+        "transformer:ln=rskip,lambda=2",
     ])
 }
 

@@ -56,6 +56,8 @@ fn all_archs() -> Vec<&'static str> {
         "transformer:ln=pre,skip=off",
         "transformer:ln=rezero,mlp=off,causal=on",
         "transformer:ln=xskip,lambda=0.5,skip=off",
+        "transformer:ln=rskip,lambda=3",
+        "transformer:ln=rskip,lambda=2,skip=off,causal=on",
     ]);
     v
 }

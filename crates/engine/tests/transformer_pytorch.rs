@@ -1,6 +1,6 @@
 //! Transformers against PyTorch on identical weights (f64):
 //! `tests/fixtures/transformer_pytorch.json` holds small transformers of
-//! every placement (post-LN, pre-LN, none, ReZero, xSkip(λ)) and the
+//! every placement (post-LN, pre-LN, none, ReZero, xSkip(λ), rSkip(λ)) and the
 //! no-skip, no-MLP and causal variants (weights, token ids, targets),
 //! exported from here, and for each the loss (mean token cross-entropy),
 //! the logits and every parameter gradient that
@@ -33,7 +33,7 @@ const WIDTH: usize = 16;
 const HEADS: usize = 2;
 
 /// (arch, depth) of every case.
-const CASES: [(&str, usize); 9] = [
+const CASES: [(&str, usize); 10] = [
     ("transformer", 2),
     ("transformer:ln=pre", 3),
     ("transformer:ln=none", 2),
@@ -43,6 +43,7 @@ const CASES: [(&str, usize); 9] = [
     ("transformer:ln=post,mlp=off", 2),
     ("transformer:ln=pre,causal=on", 2),
     ("transformer:ln=none,skip=off,mlp=off,causal=on", 2),
+    ("transformer:ln=rskip,lambda=2", 1),
 ];
 
 /// A case's net in f64, its vector parameters (biases, γ, β, α) moved off
@@ -108,6 +109,7 @@ fn export(arch: &str, depth: usize) -> Value {
     let order: Vec<String> = t.parameters().into_iter().map(|(n, _)| n).collect();
     let lambda = match a.ln {
         LnPlace::XSkip { lambda } => lambda,
+        LnPlace::RSkip { recursions } => recursions as f64,
         _ => 1.0,
     };
     json!({

@@ -54,7 +54,7 @@ pub use residual::{Residual, ResidualShortcut, ShortcutDropout};
 pub use sequential::{Layer, Sequential};
 pub use transformer::{
     Attention, FeedForward, Join, LN_EPS, LayerNorm, Sublayer, Transformer, TransformerBlock,
-    softmax_last,
+    norm_name, softmax_last,
 };
 pub use weight_norm::WeightNormLinear;
 pub use weights::{

@@ -19,7 +19,8 @@
 //! `embed.weight` and `pos_embed.weight` N(0, 1);
 //! `layers.{l}.self_attn.in_proj_weight` (3d × d, Xavier as one matrix, as
 //! PyTorch) and `in_proj_bias`; `self_attn.out_proj.{weight, bias}`;
-//! `linear1`, `linear2`; `norm1`, `norm2` (γ = 1, β = 0); ReZero's
+//! `linear1`, `linear2`; `norm1`, `norm2` (γ = 1, β = 0), and rSkip+LN's
+//! further norms of recursion i = 2 … λ `norm1_i`, `norm2_i`; ReZero's
 //! `alpha1`, `alpha2` (0); the final `norm` (pre-LN) and `head` (PyTorch's
 //! `nn.Linear` default, U(±1/√d)).
 
@@ -155,6 +156,20 @@ pub enum Join {
     Plain,
     /// x + α·F(x).
     ReZero(Var),
+    /// Liu et al. 2020's rSkip+LN with λ = the number of norms:
+    /// y₁ = LN₁(x + F(x)), yᵢ = LNᵢ(x + yᵢ₋₁) for i = 2 … λ, output y_λ;
+    /// each LNᵢ its own γ, β (as the MLP's `rskip-ln`).
+    RSkip(Vec<LayerNorm>),
+}
+
+/// The state-dict name of sublayer k's i-th layer norm (i from 1):
+/// `norm{k}`, then rSkip's `norm{k}_{i}`.
+pub fn norm_name(prefix: &str, k: usize, i: usize) -> String {
+    if i == 1 {
+        format!("{prefix}.norm{k}")
+    } else {
+        format!("{prefix}.norm{k}_{i}")
+    }
 }
 
 /// One sublayer with its residual and layer norm.
@@ -187,6 +202,13 @@ impl<F> Sublayer<F> {
                 let y = f(&self.f, x)?.broadcast_mul(alpha.as_tensor())?;
                 if self.skip { (x + y)? } else { y }
             }
+            Join::RSkip(norms) => {
+                let mut y = f(&self.f, x)?;
+                for ln in norms {
+                    y = ln.forward(&if self.skip { (x + y)? } else { y })?;
+                }
+                y
+            }
         })
     }
 
@@ -195,6 +217,13 @@ impl<F> Sublayer<F> {
             Join::Post(ln, _) | Join::Pre(ln) => {
                 out.push((format!("{prefix}.norm{k}.weight"), ln.weight.clone()));
                 out.push((format!("{prefix}.norm{k}.bias"), ln.bias.clone()));
+            }
+            Join::RSkip(norms) => {
+                for (i, ln) in norms.iter().enumerate() {
+                    let name = norm_name(prefix, k, i + 1);
+                    out.push((format!("{name}.weight"), ln.weight.clone()));
+                    out.push((format!("{name}.bias"), ln.bias.clone()));
+                }
             }
             Join::ReZero(a) => out.push((format!("{prefix}.alpha{k}"), a.clone())),
             Join::Plain => {}
@@ -318,6 +347,9 @@ impl Draw<'_> {
             LnPlace::Pre => Join::Pre(self.ln(d)?),
             LnPlace::None => Join::Plain,
             LnPlace::ReZero => Join::ReZero(self.constant(0.0, &[1])?),
+            LnPlace::RSkip { recursions } => {
+                Join::RSkip((0..recursions).map(|_| self.ln(d)).collect::<Result<_>>()?)
+            }
         })
     }
 

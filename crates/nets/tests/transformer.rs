@@ -137,12 +137,14 @@ fn loss(out: &Tensor) -> Tensor {
     (out * w).unwrap().sum_all().unwrap()
 }
 
-const PLACEMENTS: [&str; 8] = [
+const PLACEMENTS: [&str; 10] = [
     "transformer",
     "transformer:ln=pre",
     "transformer:ln=none",
     "transformer:ln=rezero",
     "transformer:ln=xskip,lambda=0.5",
+    "transformer:ln=rskip,lambda=2",
+    "transformer:ln=rskip,lambda=3",
     "transformer:ln=pre,causal=on",
     "transformer:ln=post,skip=off",
     "transformer:ln=none,skip=off,mlp=off",
@@ -281,6 +283,65 @@ fn gradients_equal_central_differences_in_f64() {
         }
         assert!(worst.is_finite());
     }
+}
+
+/// rSkip+LN's recursions: λ = 1 is post-LN (the same weights under the
+/// same names, the same outputs); λ = 2 adds LN₂(x + y₁) after each
+/// sublayer, with its own γ, β (`norm{k}_2`), computed here by hand from
+/// post-LN's blocks.
+#[test]
+fn rskip_recursions_are_post_ln_then_ln_of_x_plus_y() {
+    let x = ids(2, 5, 7);
+    let post = net("transformer", 1);
+    let one = net("transformer:ln=rskip", 1);
+    let names = |n: &Transformer| {
+        n.parameters()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(&post), names(&one));
+    let (a, b) = (
+        values(&post.forward(&x, BnMode::Eval).unwrap()),
+        values(&one.forward(&x, BnMode::Eval).unwrap()),
+    );
+    assert_eq!(a, b, "rskip with λ = 1 is post-LN");
+    let two = net("transformer:ln=rskip,lambda=2", 1);
+    let n2 = names(&two);
+    for extra in ["layers.0.norm1_2.weight", "layers.0.norm2_2.bias"] {
+        assert!(n2.iter().any(|n| n == extra), "{extra} in {n2:?}");
+    }
+    assert_eq!(n2.len(), names(&post).len() + 4);
+    // Distinct γ, β per recursion, so sharing one would show.
+    let mut rng = StdRng::seed_from_u64(5);
+    for (name, v) in two.parameters() {
+        if name.contains("norm") {
+            let r: Vec<f64> = (0..8).map(|_| rng.random_range(0.5..1.5)).collect();
+            v.set(&Tensor::from_vec(r, 8, &Device::Cpu).unwrap())
+                .unwrap();
+        }
+    }
+    let h0 = two.stem_forward(&x, BnMode::Eval).unwrap();
+    let b = &two.blocks()[0];
+    let ln = |j: &gradscope_nets::Join, i: usize| match j {
+        gradscope_nets::Join::RSkip(v) => v[i].clone(),
+        _ => panic!("an rSkip join"),
+    };
+    let step = |h: &Tensor, f: &Tensor, j: &gradscope_nets::Join| {
+        let y1 = ln(j, 0).forward(&(h + f).unwrap()).unwrap();
+        ln(j, 1).forward(&(h + y1).unwrap()).unwrap()
+    };
+    let h1 = step(&h0, &b.attn.f.forward(&h0).unwrap(), &b.attn.join);
+    let m = b.mlp.as_ref().unwrap();
+    let h2 = step(&h1, &m.f.forward(&h1).unwrap(), &m.join);
+    let ours = values(&two.block_forward(0, &h0, BnMode::Eval).unwrap());
+    let by_hand = values(&h2);
+    let err = ours
+        .iter()
+        .zip(&by_hand)
+        .map(|(p, q)| (p - q).abs())
+        .fold(0.0, f64::max);
+    assert!(err < 1e-12, "max |Δ| = {err:e}");
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! Transformer encoders (Vaswani et al. 2017) as the gradient studies of
 //! layer-norm placement and rank collapse need them: the arch string
-//! `transformer:ln=post|pre|none|rezero|xskip,lambda=λ,skip=on|off,mlp=on|off,causal=on|off`
+//! `transformer:ln=post|pre|none|rezero|xskip|rskip,lambda=λ,skip=on|off,mlp=on|off,causal=on|off`
 //! ([`TransformerArch`]), and the sizes ([`TransformerParams`] →
 //! [`TransformerSpec`]).
 //!
@@ -8,9 +8,11 @@
 //! post-LN x ← LN(x + F(x)) (Vaswani et al. 2017); pre-LN x ← x + F(LN(x))
 //! with a final LN before the head (Xiong et al. 2020); none x ← x + F(x);
 //! ReZero x ← x + α·F(x), α learned, 0 at init (Bachlechner et al. 2021);
-//! xSkip+LN x ← LN(λx + F(x)) (Liu et al. 2020). Without the skip the sum
-//! loses its x (post: LN(F(x)); pre: F(LN(x)); none: F(x); ReZero: α·F(x)),
-//! the pure-attention stacks of Dong et al. 2021 when the MLP is off too.
+//! xSkip+LN x ← LN(λx + F(x)) and rSkip+LN y₁ = LN(x + F(x)),
+//! yᵢ = LN(x + yᵢ₋₁) for i = 2 … λ, x ← y_λ (Liu et al. 2020). Without the
+//! skip every sum loses its x (post: LN(F(x)); pre: F(LN(x)); none: F(x);
+//! ReZero: α·F(x); rSkip: yᵢ = LN(yᵢ₋₁)), the pure-attention stacks of
+//! Dong et al. 2021 when the MLP is off too.
 
 use std::fmt;
 use std::ops::Deref;
@@ -37,15 +39,28 @@ pub enum LnPlace {
         /// The shortcut scale λ.
         lambda: f64,
     },
+    /// Liu et al. 2020's rSkip+LN: y₁ = LN(x + F(x)), yᵢ = LN(x + yᵢ₋₁)
+    /// for i = 2 … λ, x ← y_λ; each of the λ layer norms has its own γ, β
+    /// (as the MLP's `rskip-ln`); λ = 1 is post-LN.
+    RSkip {
+        /// The number of layer norms λ, 1 ..= 64.
+        recursions: usize,
+    },
 }
+
+/// The most recursions rSkip+LN takes (as the MLP's `rskip-ln`).
+const MAX_RECURSIONS: usize = 64;
 
 impl LnPlace {
     /// The forms of `ln=`.
-    pub const FORMS: [&'static str; 5] = ["post", "pre", "none", "rezero", "xskip"];
+    pub const FORMS: [&'static str; 6] = ["post", "pre", "none", "rezero", "xskip", "rskip"];
 
     /// Whether the sublayers end in a layer norm after the sum.
     pub fn is_post(self) -> bool {
-        matches!(self, LnPlace::Post | LnPlace::XSkip { .. })
+        matches!(
+            self,
+            LnPlace::Post | LnPlace::XSkip { .. } | LnPlace::RSkip { .. }
+        )
     }
 
     /// The name in `ln=` (without λ).
@@ -56,6 +71,16 @@ impl LnPlace {
             LnPlace::None => "none",
             LnPlace::ReZero => "rezero",
             LnPlace::XSkip { .. } => "xskip",
+            LnPlace::RSkip { .. } => "rskip",
+        }
+    }
+
+    /// The layer norms of each sublayer (λ for rSkip+LN).
+    pub fn norms_per_sublayer(self) -> usize {
+        match self {
+            LnPlace::Pre | LnPlace::Post | LnPlace::XSkip { .. } => 1,
+            LnPlace::RSkip { recursions } => recursions,
+            LnPlace::None | LnPlace::ReZero => 0,
         }
     }
 }
@@ -89,12 +114,12 @@ impl TransformerArch {
         (
             "ln",
             &LnPlace::FORMS,
-            "LN(x+F(x)) | x+F(LN(x)), final LN | x+F(x) | x+α·F(x), α=0 | LN(λx+F(x))",
+            "LN(x+F(x)) | x+F(LN(x)), final LN | x+F(x) | x+α·F(x), α=0 | LN(λx+F(x)) | y₁=LN(x+F(x)), yᵢ=LN(x+yᵢ₋₁) up to i=λ",
         ),
         (
             "lambda",
             &["λ"],
-            "xskip only: the shortcut scale (default 1)",
+            "xskip: the shortcut scale (default 1); rskip: the recursions, 1..64 (default 1)",
         ),
         ("skip", &["on", "off"], "off: each sublayer drops its x"),
         ("mlp", &["on", "off"], "off: attention-only blocks"),
@@ -105,12 +130,13 @@ impl TransformerArch {
         ),
     ];
     /// One example of each kind, for the help and the tests.
-    pub const VARIANTS: [&'static str; 7] = [
+    pub const VARIANTS: [&'static str; 8] = [
         "transformer",
         "transformer:ln=pre",
         "transformer:ln=none",
         "transformer:ln=rezero",
         "transformer:ln=xskip,lambda=2",
+        "transformer:ln=rskip,lambda=2",
         "transformer:ln=pre,causal=on",
         "transformer:ln=none,skip=off,mlp=off",
     ];
@@ -125,6 +151,12 @@ impl fmt::Display for TransformerArch {
                 opts.push("ln=xskip".to_string());
                 if lambda != 1.0 {
                     opts.push(format!("lambda={lambda}"));
+                }
+            }
+            LnPlace::RSkip { recursions } => {
+                opts.push("ln=rskip".to_string());
+                if recursions != 1 {
+                    opts.push(format!("lambda={recursions}"));
                 }
             }
             other => opts.push(format!("ln={}", other.name())),
@@ -190,6 +222,7 @@ impl FromStr for TransformerArch {
                         "none" => LnPlace::None,
                         "rezero" => LnPlace::ReZero,
                         "xskip" => LnPlace::XSkip { lambda: 1.0 },
+                        "rskip" => LnPlace::RSkip { recursions: 1 },
                         _ => {
                             return Err(SpecError::parse(
                                 WHAT,
@@ -199,7 +232,7 @@ impl FromStr for TransformerArch {
                         }
                     }
                 }
-                "lambda" => lambda = Some(finite(WHAT, input, v)?),
+                "lambda" => lambda = Some(v),
                 "skip" => arch.skip = on_off(input, key, v)?,
                 "mlp" => arch.mlp = on_off(input, key, v)?,
                 "causal" => arch.causal = on_off(input, key, v)?,
@@ -213,14 +246,35 @@ impl FromStr for TransformerArch {
                 }
             }
         }
-        if let Some(l) = lambda {
+        if let Some(v) = lambda {
             match &mut arch.ln {
-                LnPlace::XSkip { lambda } => *lambda = l,
+                LnPlace::XSkip { lambda } => *lambda = finite(WHAT, input, v)?,
+                LnPlace::RSkip { recursions } => {
+                    let k: usize = v.parse().ok().filter(|&k| k >= 1).ok_or_else(|| {
+                        SpecError::parse(
+                            WHAT,
+                            input,
+                            format!(
+                                "rskip's lambda counts recursions: a whole number ≥ 1, got `{v}`"
+                            ),
+                        )
+                    })?;
+                    if k > MAX_RECURSIONS {
+                        return Err(SpecError::parse(
+                            WHAT,
+                            input,
+                            format!(
+                                "rskip lambda (recursions) must be a whole number 1..={MAX_RECURSIONS}, got {k}"
+                            ),
+                        ));
+                    }
+                    *recursions = k;
+                }
                 _ => {
                     return Err(SpecError::parse(
                         WHAT,
                         input,
-                        "`lambda` applies to ln=xskip only",
+                        "`lambda` applies to ln=xskip and ln=rskip only",
                     ));
                 }
             }
@@ -324,12 +378,10 @@ impl TransformerParams {
         } else {
             0
         };
+        let sublayers = 1 + u64::from(self.arch.mlp);
         let norms = match self.arch.ln {
-            LnPlace::Pre | LnPlace::Post | LnPlace::XSkip { .. } => {
-                2 * d * (1 + u64::from(self.arch.mlp))
-            }
-            LnPlace::ReZero => 1 + u64::from(self.arch.mlp),
-            LnPlace::None => 0,
+            LnPlace::ReZero => sublayers,
+            ln => 2 * d * ln.norms_per_sublayer() as u64 * sublayers,
         };
         let final_norm = if self.arch.ln == LnPlace::Pre {
             2 * d
@@ -402,6 +454,27 @@ mod tests {
             LnPlace::XSkip { lambda: 1.0 },
             "λ = 1 is xskip's default"
         );
+        // rSkip's λ counts layer norms; 1 is its default, and the order of
+        // the options does not matter.
+        for (s, k, printed) in [
+            ("transformer:ln=rskip", 1, "transformer:ln=rskip"),
+            ("transformer:ln=rskip,lambda=1", 1, "transformer:ln=rskip"),
+            (
+                "transformer:lambda=3,ln=rskip,causal=on",
+                3,
+                "transformer:ln=rskip,lambda=3,causal=on",
+            ),
+            (
+                "transformer:ln=rskip,lambda=64",
+                64,
+                "transformer:ln=rskip,lambda=64",
+            ),
+        ] {
+            let a: TransformerArch = s.parse().unwrap();
+            assert_eq!(a.ln, LnPlace::RSkip { recursions: k }, "{s}");
+            assert_eq!(a.to_string(), printed);
+            assert!(a.ln.is_post() && a.ln.norms_per_sublayer() == k);
+        }
     }
 
     #[test]
@@ -409,8 +482,14 @@ mod tests {
         for (s, why) in [
             ("transformers", "the name"),
             ("transformer:ln=mid", "`ln` is one of"),
-            ("transformer:lambda=2", "ln=xskip only"),
+            ("transformer:lambda=2", "ln=xskip and ln=rskip only"),
+            ("transformer:ln=pre,lambda=2", "ln=xskip and ln=rskip only"),
             ("transformer:ln=xskip,lambda=inf", "not finite"),
+            ("transformer:ln=rskip,lambda=0", "a whole number ≥ 1"),
+            ("transformer:ln=rskip,lambda=-1", "a whole number ≥ 1"),
+            ("transformer:ln=rskip,lambda=1.5", "a whole number ≥ 1"),
+            ("transformer:ln=rskip,lambda=x", "a whole number ≥ 1"),
+            ("transformer:ln=rskip,lambda=65", "1..=64"),
             ("transformer:skip=maybe", "on or off"),
             ("transformer:depth=3", "unknown option"),
             ("transformer:pre", "key=value"),
@@ -433,6 +512,15 @@ mod tests {
         assert_eq!(
             p.num_parameters(),
             16 * 32 + 8 * 32 + 4 * block + 32 * 16 + 16
+        );
+        // rSkip+LN(λ = 3): three LNs (2d each) per sublayer instead of one.
+        let r = TransformerParams {
+            arch: "transformer:ln=rskip,lambda=3".parse().unwrap(),
+            ..p.clone()
+        };
+        assert_eq!(
+            r.num_parameters(),
+            p.num_parameters() + 4 * 2 * (2 * 2 * 32)
         );
         let bad = TransformerParams {
             heads: 5,

@@ -40,11 +40,17 @@
 //! uniform random tokens of a vocabulary of V; the loss is the mean
 //! cross-entropy over every token. Nets run in f64 on the engine's kernels
 //! (attention, layer norm and the feed-forward sublayer as engine ops).
+//!
+//! The training loop in `training.rs`, the interpolation in
+//! `interpolation.rs`; here the parameters' check, the cells at
+//! initialisation and the summary.
+
+mod interpolation;
+mod training;
 
 use gradscope_engine::Engine;
 use gradscope_engine::{Options, Want, for_net};
 use gradscope_nets::{BnMode, Net, Precision, Transformer, TransformerParams, derive_seed};
-use gradscope_train::{Decay, Optimizer, OptimizerParams, Schedule};
 use ndarray::{Array2, ArrayView2};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -429,148 +435,6 @@ impl TransformersConfig {
             trained: self.residuals(engine.as_ref())?,
             final_loss: run.final_loss,
         })
-    }
-
-    /// Train on a fresh batch of the task per step with Adam (β = 0.9,
-    /// 0.98, ε = 10⁻⁹) at peak rate `lr`, warmed up linearly from 0 over
-    /// `warmup` steps; stop at a non-finite loss.
-    fn train(&self, engine: &mut dyn Engine<f64>, lr: f64, warmup: usize) -> Result<TrainOutput> {
-        let p = &self.params;
-        let depth = engine.depth();
-        let mut opt = Optimizer::new(OptimizerParams::Adam {
-            lr,
-            beta1: 0.9,
-            beta2: 0.98,
-            eps: 1e-9,
-            weight_decay: 0.0,
-        })?;
-        let schedule = Schedule {
-            decay: Decay::Constant,
-            warmup_epochs: warmup,
-        };
-        let want = Want {
-            hidden: false,
-            params: true,
-            gram: false,
-        };
-        let mut losses = Vec::with_capacity(p.steps);
-        let mut diverged_at = None;
-        for k in 0..p.steps {
-            let data = derive_seed(p.seed, &format!("transformers/train{k}"));
-            let (x, y) = reversal_batch(p.batch, p.seq_len, p.vocab, data);
-            let fwd = engine.forward(x.view(), true)?;
-            let out = engine.output(&fwd, depth)?;
-            let (loss, g) = token_cross_entropy(out.view(), &y, p.vocab);
-            losses.push(loss);
-            if !loss.is_finite() || loss > losses[0] + DIVERGENCE_MARGIN {
-                diverged_at.get_or_insert(k);
-            }
-            if !loss.is_finite() {
-                break;
-            }
-            let grads = engine.backward(&fwd, depth, Some(g.view()), want)?;
-            let rate = schedule.lr(lr, k, 1, p.steps);
-            opt.begin_step();
-            engine.update_params(&grads, &mut |name, dims, w, g| {
-                opt.update(name, dims, w, g, rate)
-            })?;
-        }
-        losses.resize(p.steps, f64::NAN);
-        let tail = &losses[p.steps - (p.steps / 10).max(1)..];
-        Ok(TrainOutput {
-            final_loss: tail.iter().sum::<f64>() / tail.len() as f64,
-            losses,
-            diverged_at,
-        })
-    }
-
-    fn train_run(&self, arch: usize, lr: usize, warm: bool, seed: usize) -> Result<TrainOutput> {
-        let p = &self.params;
-        let net = self.net(p.train_placements[arch], p.train_depth, seed)?;
-        let mut engine = for_net::<f64>(&net, Options::repeated(BnMode::Eval))?;
-        let warmup = if warm { p.warmup } else { 0 };
-        self.train(engine.as_mut(), p.lrs[lr], warmup)
-    }
-
-    /// ∂f/∂e_s along the interpolation for every depth of `interp_depths`
-    /// (the depth-L net is the first L blocks of the deepest, with its head).
-    fn interp(&self, arch: usize, seed: usize) -> Result<InterpOutput> {
-        use rand_distr::{Distribution, StandardNormal};
-        let p = &self.params;
-        let (t, d, n, v) = (p.seq_len, p.width, p.interp_points, p.vocab);
-        let deepest = *p.interp_depths.iter().max().expect("checked");
-        let s = derive_seed(self.params.seed, &format!("transformers/net{seed}"));
-        // Spare token rows V + k·T + t hold grid point k's token t.
-        let wide = v + n * t;
-        let spec = TransformerParams {
-            vocab: wide,
-            ..net_params(p, p.interp_archs[arch], deepest, s)
-        }
-        .check()?;
-        let net = Net::Transformer(Transformer::new(&spec)?);
-        let mut engine = for_net::<f64>(&net, Options::repeated(BnMode::Eval))?;
-        let (pair, _) = reversal_batch(
-            2,
-            t,
-            v,
-            derive_seed(p.seed, &format!("transformers/interp{seed}")),
-        );
-        let ids = Array2::from_shape_fn((n, t), |(k, j)| (v + k * t + j) as f64);
-        // f = ⟨u, logits⟩ over the task's V logits per token (the spare
-        // rows' logits get weight 0).
-        let mut rng =
-            StdRng::seed_from_u64(derive_seed(p.seed, &format!("transformers/interp-u{seed}")));
-        let mut u = Array2::zeros((n, t * wide));
-        for j in 0..t {
-            for c in 0..v {
-                let w: f64 = StandardNormal.sample(&mut rng);
-                u.column_mut(j * wide + c).fill(w);
-            }
-        }
-        let fwd = engine.forward(ids.view(), true)?;
-        let all = Want {
-            hidden: false,
-            params: true,
-            gram: false,
-        };
-        let grads = engine.backward(&fwd, deepest, Some(u.view()), all)?;
-        engine.update_params(&grads, &mut |name, _, w, _| {
-            if name != "embed.weight" {
-                return;
-            }
-            for k in 0..n {
-                let s = k as f64 / (n - 1) as f64;
-                for j in 0..t {
-                    let (a, b) = (pair[[0, j]] as usize, pair[[1, j]] as usize);
-                    for c in 0..d {
-                        w[(v + k * t + j) * d + c] = (1.0 - s) * w[a * d + c] + s * w[b * d + c];
-                    }
-                }
-            }
-        })?;
-        let fwd = engine.forward(ids.view(), false)?;
-        let hidden = Want {
-            hidden: true,
-            params: false,
-            gram: false,
-        };
-        let mut r1 = Vec::new();
-        let mut trace = Vec::new();
-        for &depth in &p.interp_depths {
-            let g = engine.backward(&fwd, depth, Some(u.view()), hidden)?;
-            let h0 = &g.hidden[0];
-            let rs: Vec<f64> = h0
-                .columns()
-                .into_iter()
-                .map(|c| gradscope_stats::adjacent_correlation(c).unwrap_or(f64::NAN))
-                .filter(|r| r.is_finite())
-                .collect();
-            r1.push(rs.iter().sum::<f64>() / rs.len() as f64);
-            if depth == deepest {
-                trace = h0.column(0).to_vec();
-            }
-        }
-        Ok(InterpOutput { r1, trace })
     }
 
     fn arch_name(&self, cell: &Cell) -> String {
