@@ -17,6 +17,7 @@ pub mod data;
 pub mod ensemble;
 mod error;
 pub mod folder;
+mod image_nets;
 pub mod landscape;
 pub mod live;
 pub mod norms;

@@ -12,8 +12,7 @@
 
 use gradscope_engine::{Engine, Options, Real, Request, Task, Want};
 use gradscope_nets::{
-    Activation, BnMode, ConvNet, ConvNetParams, Mlp, Model, Net, NetParams, Precision, WeightInit,
-    derive_seed,
+    Activation, BnMode, ConvNetParams, Model, Net, NetParams, Precision, WeightInit, derive_seed,
 };
 use gradscope_spec::ModelArch;
 use gradscope_stats::{Confidence, FitInput, FitScale, MeanStd};
@@ -21,6 +20,7 @@ use gradscope_train::{cross_entropy_gradient, epoch_batches};
 use ndarray::{Array2, ArrayView2};
 
 use super::{CellOutput, FaultRow, NormsConfig, NormsParams};
+use crate::image_nets::{ImageNet, check_image_part};
 use crate::{Result, StudyError};
 use gradscope_contract::norms::{GrowthFit, ImageDepthSummary, ImageSummary};
 
@@ -53,7 +53,7 @@ impl ImageSetup {
 }
 
 /// The net of `arch` at `depth` on images of `shape` with `classes` outputs,
-/// its weights drawn from `seed`.
+/// its weights drawn from `seed` (He init; an MLP's activation ReLU).
 pub fn net(
     p: &NormsParams,
     arch: ModelArch,
@@ -62,67 +62,24 @@ pub fn net(
     classes: usize,
     seed: u64,
 ) -> Result<Net> {
-    let bad = |e: gradscope_spec::SpecError| {
-        StudyError::config("image_depths", format!("{arch} at depth {depth}: {e}"))
-    };
-    Ok(match arch {
-        ModelArch::Conv(c) => {
-            if shape[1] != shape[2] {
-                return Err(StudyError::config(
-                    "image_data",
-                    format!("{arch} needs square images; the data's are {shape:?}"),
-                ));
-            }
-            let spec = ConvNetParams {
-                arch: c,
-                depth,
-                in_channels: shape[0],
-                image_size: shape[1],
-                classes,
-                weight_init: WeightInit::He,
-                precision: p.dtype,
-                seed,
-                ..Default::default()
-            }
-            .check()
-            .map_err(bad)?;
-            Net::Conv(ConvNet::new(&spec)?)
-        }
-        ModelArch::Mlp(a) => {
-            let spec = NetParams {
-                arch: a,
-                depth,
-                width: p.width,
-                input_dim: shape.iter().product(),
-                output_dim: classes,
-                activation: Activation::Relu,
-                weight_init: WeightInit::He,
-                bias_init: p.bias_init,
-                precision: p.dtype,
-                seed,
-            }
-            .check()
-            .map_err(bad)?;
-            Net::Mlp(Mlp::new(&spec)?)
-        }
-    })
+    ImageNet {
+        shape,
+        outputs: classes,
+        width: p.width,
+        activation: Activation::Relu,
+        weight_init: WeightInit::He,
+        bias_init: p.bias_init,
+        precision: p.dtype,
+        seed,
+    }
+    .build(arch, depth)
 }
 
 /// Check the image part of `p` (depths sorted in place) and draw each seed's batch.
 pub(super) fn check(p: &mut NormsParams) -> Result<Option<ImageSetup>> {
-    if p.image_archs.is_empty() {
+    if !check_image_part(&p.image_archs, &mut p.image_depths)? {
         return Ok(None);
     }
-    crate::validate::check_archs(&p.image_archs, true)
-        .map_err(|e| StudyError::config("image_archs", e.to_string()))?;
-    if p.image_depths.is_empty() {
-        return Err(StudyError::config(
-            "image_depths",
-            "list at least one depth",
-        ));
-    }
-    p.image_depths.sort_unstable();
-    p.image_depths.dedup();
     if !(2..=8192).contains(&p.image_batch) {
         return Err(StudyError::config(
             "image_batch",

@@ -10,7 +10,7 @@
 //! the grammar on the flattened image, each with one output, drawn afresh per
 //! (arch, depth, seed) (a conv net's stages depend on its depth).
 
-use gradscope_nets::{ConvNet, ConvNetParams, Mlp, Net, NetParams, Precision};
+use gradscope_nets::{Net, Precision};
 use gradscope_probe::{CaptureOpts, capture, scalar_grid};
 use gradscope_spec::ModelArch;
 use gradscope_stats::{
@@ -19,6 +19,7 @@ use gradscope_stats::{
 use ndarray::{Array1, Array2, Array4, Axis, s};
 
 use super::{DepthResult, FaultRecord, ShatteredConfig, ShatteredParams};
+use crate::image_nets::{ImageNet, check_image_part};
 use crate::{Result, StudyError};
 use gradscope_contract::shattered::{ImageArrays, ImageDepthSummary, ImageSeedRow, ImageSummary};
 
@@ -43,67 +44,24 @@ pub fn net(
     shape: &[usize],
     seed: u64,
 ) -> Result<Net> {
-    let bad = |e: gradscope_spec::SpecError| {
-        StudyError::config("image_depths", format!("{arch} at depth {depth}: {e}"))
-    };
-    Ok(match arch {
-        ModelArch::Conv(c) => {
-            if shape[1] != shape[2] {
-                return Err(StudyError::config(
-                    "image_data",
-                    format!("{arch} needs square images; the data's are {shape:?}"),
-                ));
-            }
-            let spec = ConvNetParams {
-                arch: c,
-                depth,
-                in_channels: shape[0],
-                image_size: shape[1],
-                classes: 1,
-                weight_init: p.weight_init,
-                precision: p.dtype,
-                seed,
-                ..Default::default()
-            }
-            .check()
-            .map_err(bad)?;
-            Net::Conv(ConvNet::new(&spec)?)
-        }
-        ModelArch::Mlp(a) => {
-            let spec = NetParams {
-                arch: a,
-                depth,
-                width: p.width,
-                input_dim: shape.iter().product(),
-                output_dim: 1,
-                activation: Default::default(),
-                weight_init: p.weight_init,
-                bias_init: p.bias_init,
-                precision: p.dtype,
-                seed,
-            }
-            .check()
-            .map_err(bad)?;
-            Net::Mlp(Mlp::new(&spec)?)
-        }
-    })
+    ImageNet {
+        shape,
+        outputs: 1,
+        width: p.width,
+        activation: Default::default(),
+        weight_init: p.weight_init,
+        bias_init: p.bias_init,
+        precision: p.dtype,
+        seed,
+    }
+    .build(arch, depth)
 }
 
 /// Check the image part of `p` (depths sorted in place) and load its two images.
 pub(super) fn check(p: &mut ShatteredParams) -> Result<Option<ImageSetup>> {
-    if p.image_archs.is_empty() {
+    if !check_image_part(&p.image_archs, &mut p.image_depths)? {
         return Ok(None);
     }
-    crate::validate::check_archs(&p.image_archs, true)
-        .map_err(|e| StudyError::config("image_archs", e.to_string()))?;
-    if p.image_depths.is_empty() {
-        return Err(StudyError::config(
-            "image_depths",
-            "list at least one depth",
-        ));
-    }
-    p.image_depths.sort_unstable();
-    p.image_depths.dedup();
     if !(16..=1 << 14).contains(&p.image_points) {
         return Err(StudyError::config(
             "image_points",
