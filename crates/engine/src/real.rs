@@ -317,7 +317,7 @@ unsafe fn merge<F: Float>(
 /// above all) took 3.0× the time of one product for the three, on
 /// contiguous planes 1.8× (256-wide f32, one thread), and the copies are
 /// O(mk + kn + mn) beside the products' O(mkn). Inside a store of value
-/// products ([`memo`]) a product whose C.v is kept forms only C.t.
+/// products (`memo.rs`) a product whose C.v is kept forms only C.t.
 impl<F: Real> Real for Dual<F> {
     const STORED: DType = F::STORED;
 

@@ -1,6 +1,6 @@
 //! The image part of a norms run: nets on a batch of real images (conv nets
 //! of He et al. 2016a, or MLPs on the flattened image) at initialisation,
-//! L = (1/B)·Σᵢ −log softmax(f(xᵢ))[yᵢ] on their labels, BN on the batch's
+//! L = (1/B)·Σᵢ −log softmax(f(xᵢ))\[yᵢ\] on their labels, BN on the batch's
 //! statistics with the gradient through them (training mode). Per block l
 //! ‖∂L/∂h_l‖ (l = 0 the stem's output), per weighted layer ‖∂L/∂W‖ (conv
 //! kernels and the classifier; BN's γ and β are left out), over seeds, and

@@ -1,7 +1,7 @@
 //! The norms study on images: per-block ‖∂L/∂h_l‖ and per-layer ‖∂L/∂W‖ of
 //! conv nets (He et al. 2016a: conv-plain and conv-resnet, BN, depth 6n + 2)
 //! or MLPs on the flattened image, at initialisation, for the mean
-//! cross-entropy L = (1/B)·Σᵢ −log softmax(f(xᵢ))[yᵢ] of a batch of real
+//! cross-entropy L = (1/B)·Σᵢ −log softmax(f(xᵢ))\[yᵢ\] of a batch of real
 //! images and their labels. BN normalises with the batch's statistics and
 //! the gradient goes through them (training mode, `BnMode::Full`), so ∂L/∂W
 //! is the gradient a first SGD step would take.
