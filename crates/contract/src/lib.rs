@@ -36,6 +36,7 @@ pub mod ensemble;
 mod error;
 pub mod fault;
 mod history;
+mod image_cells;
 pub mod io;
 pub mod landscape;
 pub mod lock;

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{FaultRow, NormsParams};
 use crate::Result;
+use crate::image_cells::check_image_cells;
 use crate::io::{Csv, ensure, num, remove_stale};
 
 /// Files of the image part (absent when the run had no image archs).
@@ -236,33 +237,20 @@ pub(crate) fn remove(dir: &Path) -> Result<()> {
 /// One row per (image arch, depth) in config order, each with a norm per
 /// block and per weighted layer for every seed.
 pub(crate) fn check_summary(s: &ImageSummary, c: &NormsParams, path: &Path) -> Result<()> {
-    ensure(s.image_shape.len() == 3, path, || {
-        format!(
-            "image shape {:?}, expected (channels, height, width)",
-            s.image_shape
-        )
-    })?;
-    ensure(
-        s.results.len() == c.image_archs.len() * c.image_depths.len(),
-        path,
-        || {
-            format!(
-                "{} image results for {} archs × {} depths",
-                s.results.len(),
-                c.image_archs.len(),
-                c.image_depths.len()
-            )
-        },
-    )?;
-    let cells = c
-        .image_archs
+    let labels: Vec<(&str, usize)> = s
+        .results
         .iter()
-        .flat_map(|a| c.image_depths.iter().map(move |&d| (a.to_string(), d)));
-    for (r, (arch, depth)) in s.results.iter().zip(cells) {
+        .map(|r| (r.arch.as_str(), r.depth))
+        .collect();
+    check_image_cells(
+        &s.image_shape,
+        &labels,
+        &c.image_archs,
+        &c.image_depths,
+        path,
+    )?;
+    for r in &s.results {
         let what = || format!("image result ({}, depth {})", r.arch, r.depth);
-        ensure(r.arch == arch && r.depth == depth, path, || {
-            format!("{} where ({arch}, depth {depth}) belongs", what())
-        })?;
         let (hidden, weights) = (r.grad_norm.len(), r.weight_grad_norm.len());
         ensure(hidden >= 2, path, || {
             format!("{} has {hidden} block norms, expected at least 2", what())

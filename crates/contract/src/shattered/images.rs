@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{FaultRecord, ShatteredParams};
 use crate::Result;
-use crate::io::{Csv, ensure, num, read_npy_shaped, remove_stale, write_npy};
+use crate::image_cells::check_image_cells;
+use crate::io::{Csv, num, read_npy_shaped, remove_stale, write_npy};
 
 /// Files of the image part (absent when the run had no image archs).
 pub mod files {
@@ -220,35 +221,16 @@ impl ImageArrays {
 
 /// One row per (image arch, depth) in config order.
 pub(crate) fn check_summary(s: &ImageSummary, c: &ShatteredParams, path: &Path) -> Result<()> {
-    ensure(s.image_shape.len() == 3, path, || {
-        format!(
-            "image shape {:?}, expected (channels, height, width)",
-            s.image_shape
-        )
-    })?;
-    ensure(
-        s.results.len() == c.image_archs.len() * c.image_depths.len(),
-        path,
-        || {
-            format!(
-                "{} image results for {} archs × {} depths",
-                s.results.len(),
-                c.image_archs.len(),
-                c.image_depths.len()
-            )
-        },
-    )?;
-    let cells = c
-        .image_archs
+    let labels: Vec<(&str, usize)> = s
+        .results
         .iter()
-        .flat_map(|a| c.image_depths.iter().map(move |&d| (a.to_string(), d)));
-    for (r, (arch, depth)) in s.results.iter().zip(cells) {
-        ensure(r.arch == arch && r.depth == depth, path, || {
-            format!(
-                "image result ({}, depth {}) where ({arch}, depth {depth}) belongs",
-                r.arch, r.depth
-            )
-        })?;
-    }
-    Ok(())
+        .map(|r| (r.arch.as_str(), r.depth))
+        .collect();
+    check_image_cells(
+        &s.image_shape,
+        &labels,
+        &c.image_archs,
+        &c.image_depths,
+        path,
+    )
 }
