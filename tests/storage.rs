@@ -379,9 +379,23 @@ fn every_study_s_data_survives_a_kill_at_every_write() {
             tmp.path().join(format!("{name}-base")),
         );
         assert_ok(&gradscope(&out(&new, &new_data)));
+        // The same command again takes every cell from the store.
+        let again = gradscope(
+            &out(&new, &new_data)[..]
+                .iter()
+                .filter(|a| **a != "-q")
+                .copied()
+                .collect::<Vec<_>>(),
+        );
+        assert_ok(&again);
+        let log = String::from_utf8_lossy(&again.stderr);
+        assert!(
+            log.contains("computing 0") && !log.contains("recomputing"),
+            "{name}: a rerun recomputes stored cells: {log}"
+        );
         // A finished old configuration whose cells folder holds the new one's
         // cells too, so the runs below are only the write phase.
-        assert_ok(&gradscope(&out(&new, &base)));
+        copy_dir(&new_data, &base);
         assert_ok(&gradscope(&out(&old, &base)));
         let (old_d, new_d) = (results(&base.join(name)), results(&new_data.join(name)));
         assert_ne!(

@@ -260,9 +260,9 @@ pub enum Cell {
     },
 }
 
-/// What a cell produces.
+/// What a cell produces. Externally tagged (serde's default): the cell
+/// store's binary format cannot read an internally tagged enum back.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(tag = "part", rename_all = "snake_case")]
 pub enum CellOutput {
     /// Per-layer norms of one net.
     Layers {
