@@ -224,7 +224,7 @@ impl Axis {
     fn log_ticks(&self, base: f64, extent: &dyn Fn(&str) -> f64) -> (Vec<f64>, Vec<f64>) {
         // The span in powers of the base (decades, or octaves on base 2).
         let span = (self.hi / self.lo).ln() / base.ln();
-        // Powers of the base: every one if they fit, else every 2nd, 3rd, …
+        // Powers of the base: every one if they fit, else every 2nd, 5th, 10th, …
         let powers = [1, 2, 5, 10, 20, 50, 100]
             .into_iter()
             .find_map(|s| self.fit(self.multiples(base, &[1.0], s), extent));
