@@ -573,9 +573,11 @@ fn similarity(run: &Run, dir: &Path, said: &mut Claims) -> Result<Block> {
         "depth",
         "mean cos(gᵢ, gⱼ), i ≠ j",
     )
+    .integer_x()
     .log2_x()
     .legend(Legend::Outside);
     let mut coh = LineChart::new("Gradient coherence", "depth", "‖ḡ‖² / mean ‖gᵢ‖²")
+        .integer_x()
         .log2_x()
         .log_y()
         .legend(Legend::Outside);

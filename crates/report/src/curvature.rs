@@ -243,6 +243,7 @@ fn against_depth(s: &CurvatureSummary, dir: &Path) -> Result<Block> {
     for phase in &s.phases {
         for (name, label, of, log) in &quantities {
             let mut ch = LineChart::new(format!("{name}, {phase}"), "depth (blocks)", *label)
+                .integer_x()
                 .legend(Legend::Outside);
             if *log {
                 ch = ch.log_y();

@@ -200,6 +200,7 @@ fn lesions(archs: &[ArchEnsemble], dir: &Path) -> Result<Block> {
         "deleted block",
         "test error (%)",
     )
+    .integer_x()
     .legend(Legend::Outside)
     .x_range(-0.5, blocks as f64 - 0.5);
     for (i, a) in archs.iter().enumerate() {
@@ -233,12 +234,14 @@ fn lesions(archs: &[ArchEnsemble], dir: &Path) -> Result<Block> {
         "blocks deleted",
         "test error (%), mean ± sd",
     )
+    .integer_x()
     .legend(Legend::Outside);
     let mut swaps = LineChart::new(
         "Swapping pairs of blocks",
         "swaps",
         "test error (%), mean ± sd",
     )
+    .integer_x()
     .log2_x()
     .legend(Legend::Outside);
     for (i, a) in archs.iter().enumerate() {
@@ -332,8 +335,10 @@ fn paths(s: &EnsembleSummary, dir: &Path) -> Result<Option<Block>> {
         "path length k (branches taken)",
         "share of the 2^n paths",
     )
+    .integer_x()
     .legend(Legend::Outside);
     let mut per_path = LineChart::new("Gradient of one path", "path length k", "mean ‖∂L/∂x‖")
+        .integer_x()
         .log_y()
         .legend(Legend::Outside);
     let mut total = LineChart::new(
@@ -341,6 +346,7 @@ fn paths(s: &EnsembleSummary, dir: &Path) -> Result<Option<Block>> {
         "path length k",
         "C(n, k) · mean ‖∂L/∂x‖",
     )
+    .integer_x()
     .log_y()
     .legend(Legend::Outside);
     let pts = |v: &[f64]| -> Vec<(f64, f64)> {

@@ -120,56 +120,47 @@ pub fn tick(v: f64) -> String {
     tick_with(v, 3)
 }
 
-/// Decimals a linear axis over `range` needs so that its (about eight)
-/// ticks read as different numbers: 3, or more on a range narrower than
-/// a few thousandths. Log axes keep 3.
-pub fn tick_decimals((lo, hi): (f64, f64), log: bool) -> usize {
-    let step = (hi - lo).abs() / 8.0;
-    if log || !step.is_finite() || step <= 0.0 {
-        return 3;
-    }
-    (-step.log10()).ceil().clamp(3.0, 12.0) as usize
+/// Whether [`tick_with`] prints `v` in fixed point (0 and magnitudes in
+/// [0.001, 100000)) rather than as an exponent.
+pub fn tick_fixed(v: f64) -> bool {
+    v == 0.0 || (1e-3..1e5).contains(&v.abs())
 }
 
 /// [`tick`] with `decimals` in the fixed-point range.
 pub fn tick_with(v: f64, decimals: usize) -> String {
+    if !tick_fixed(v) {
+        return tick_exponent(v);
+    }
     if v == 0.0 {
         return "0".into();
     }
-    let a = v.abs();
-    if !(1e-3..1e5).contains(&a) {
-        let e = a.log10().floor() as i32;
-        let m = v / 10f64.powi(e);
-        if (m.abs() - 1.0).abs() < 1e-9 {
-            return format!("{}1e{e}", if v < 0.0 { "-" } else { "" });
-        }
-        return format!("{m:.1}e{e}");
-    }
     let s = format!("{v:.decimals$}");
+    if !s.contains('.') {
+        return s;
+    }
     s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// `v` as m × 10^e, `me` + `e`, with at most three decimals in m and its
+/// trailing zeros dropped: `5e-4`, `2.5e7`, `1e0` (not `5.0e-4`); `0` for 0.
+pub fn tick_exponent(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return tick_with(v, 0);
+    }
+    let mut e = v.abs().log10().floor() as i32;
+    let mut m = v / 10f64.powi(e);
+    // 9.9996e-5 would print as 10e-5.
+    if m.abs() >= 9.9995 {
+        (m, e) = (m / 10.0, e + 1);
+    }
+    let s = format!("{m:.3}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    format!("{s}e{e}")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ticks_of_a_narrow_axis_differ() {
-        // 0.4889 … 0.4910 in eight steps: three decimals would repeat 0.489.
-        let d = tick_decimals((0.4889, 0.4910), false);
-        let labels: Vec<String> = (0..=8)
-            .map(|i| tick_with(0.4889 + i as f64 * 0.0021 / 8.0, d))
-            .collect();
-        let mut unique = labels.clone();
-        unique.dedup();
-        assert_eq!(unique, labels, "{labels:?}");
-        // A wide axis keeps three decimals, as before.
-        assert_eq!(tick_decimals((0.0, 1.0), false), 3);
-        assert_eq!(
-            tick_with(0.25, tick_decimals((0.0, 1.0), false)),
-            tick(0.25)
-        );
-    }
 
     #[test]
     fn tick_labels_are_short() {
@@ -179,6 +170,17 @@ mod tests {
         assert_eq!(tick(1e-5), "1e-5");
         assert_eq!(tick(2.5e7), "2.5e7");
         assert_eq!(tick(-0.25), "-0.25");
+        assert_eq!(tick(5e-4), "5e-4");
+        // No decimals: the zeros of a whole number stay.
+        assert_eq!(tick_with(20.0, 0), "20");
+        assert_eq!(tick_with(100.0, 0), "100");
+        assert_eq!(tick(3e-4), "3e-4");
+        assert_eq!(tick(-1.5e-7), "-1.5e-7");
+        assert_eq!(tick(9.9999999999999e-5), "1e-4");
+        assert_eq!(tick(1.25e9), "1.25e9");
+        assert_eq!(tick_exponent(1.0), "1e0");
+        assert_eq!(tick_exponent(0.02), "2e-2");
+        assert_eq!(tick_exponent(-300.0), "-3e2");
     }
 
     #[test]

@@ -33,8 +33,11 @@ pub const PALETTE: [RGBColor; 8] = [
     RGBColor(0, 0, 0),
 ];
 
-/// Colour of grid lines.
+/// Colour of grid lines at labelled ticks.
 pub const GRID: RGBColor = RGBColor(225, 225, 225);
+/// Colour of the finer grid between them (a log axis's unlabelled powers
+/// and multiples).
+pub const GRID_MINOR: RGBColor = RGBColor(242, 242, 242);
 /// Colour of theory curves.
 pub const THEORY: RGBColor = RGBColor(60, 60, 60);
 

@@ -471,6 +471,7 @@ fn learning_curves(d: &TrainabilityData, dir: &Path) -> Result<Block> {
     let mut panels = Vec::new();
     for arch in s.config.archs.iter().map(|a| a.to_string()) {
         let mut chart = LineChart::new(arch.clone(), "epoch", "training error")
+            .integer_x()
             .legend(Legend::Outside)
             .y_range(0.0, 1.0);
         chart.title_size = style::PANEL_TITLE_SIZE;

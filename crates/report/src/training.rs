@@ -359,7 +359,9 @@ fn schedule_text(s: &Schedule) -> String {
 fn error_curves(run: &Run, dir: &Path) -> Result<Block> {
     let mut panels = Vec::new();
     for (title, pick) in [("Training error", 0usize), ("Test error", 1)] {
-        let mut ch = LineChart::new(title, "epoch", "error (%)").legend(Legend::Outside);
+        let mut ch = LineChart::new(title, "epoch", "error (%)")
+            .integer_x()
+            .legend(Legend::Outside);
         ch.title_size = style::PANEL_TITLE_SIZE;
         for a in 0..run.archs.len() {
             for (di, &depth) in run.depths().iter().enumerate() {
@@ -425,6 +427,7 @@ fn and_list(depths: &[usize]) -> String {
 /// Training loss against epoch, log scale.
 fn loss_curves(run: &Run, dir: &Path) -> Result<Block> {
     let mut loss = LineChart::new("Training loss (mean over seeds)", "epoch", "cross-entropy")
+        .integer_x()
         .log_y()
         .legend(Legend::Outside);
     for a in 0..run.archs.len() {
@@ -519,6 +522,7 @@ fn layer_grad_norms(run: &Run, dir: &Path) -> Result<Option<Block>> {
             "weight layer (input → output)",
             "‖∂L/∂θ‖ of the layer",
         )
+        .integer_x()
         .log_y()
         .legend(Legend::Outside);
         ch.title_size = style::PANEL_TITLE_SIZE;
@@ -661,7 +665,9 @@ fn gradient_probes(run: &Run, dir: &Path) -> Result<Block> {
         ("Shattering along an input line", "r₁ of df/dt", 0usize),
         ("Per-example gradient similarity", "mean cosine", 1),
     ] {
-        let mut ch = LineChart::new(title, "epoch", y_label).legend(Legend::Outside);
+        let mut ch = LineChart::new(title, "epoch", y_label)
+            .integer_x()
+            .legend(Legend::Outside);
         ch.title_size = style::PANEL_TITLE_SIZE;
         for (a, name) in run.archs.iter().enumerate() {
             for &depth in run.depths() {

@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use plotters::coord::Shift;
-use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
+use plotters::coord::ranged1d::Ranged;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use crate::axis;
@@ -16,6 +17,7 @@ use crate::{ReportError, Result};
 mod heatmap;
 mod legend;
 mod table_map;
+pub mod ticks;
 pub use heatmap::{ColorBar, Heatmap, HeatmapGrid, Raster, reduce_matrix};
 pub use legend::LegendEntry;
 pub use table_map::TableMap;
@@ -241,6 +243,8 @@ pub struct LineChart {
     pub y_log: bool,
     /// Base of the log x axis' ticks (2 suits depths and frequency bins).
     pub x_base: f64,
+    /// The x axis counts (blocks, depths, epochs): whole-number ticks only.
+    pub x_integer: bool,
     /// Fixed x range (default: the data's).
     pub x_range: Option<(f64, f64)>,
     /// Fixed y range (default: the data's).
@@ -267,6 +271,7 @@ impl LineChart {
             x_log: false,
             y_log: false,
             x_base: 10.0,
+            x_integer: false,
             x_range: None,
             y_range: None,
             series: Vec::new(),
@@ -285,6 +290,13 @@ impl LineChart {
     pub fn log2_x(mut self) -> Self {
         self.x_log = true;
         self.x_base = 2.0;
+        self
+    }
+
+    /// The x axis counts (block index, depth, layer, epoch, lag): only
+    /// whole numbers are labelled.
+    pub fn integer_x(mut self) -> Self {
+        self.x_integer = true;
         self
     }
 
@@ -464,38 +476,13 @@ impl Plot for LineChart {
         area: &DrawingArea<DB, Shift>,
     ) -> std::result::Result<(), String> {
         let r @ ((x0, x1), (y0, y1)) = self.ranges();
-        // A log axis within one decade gets no labelled tick (they fall on
-        // powers of ten): such an axis is drawn linear over the same range.
-        // (Powers of the axis's base: 2 on some x axes.)
-        let narrow = |(lo, hi): (f64, f64), log: bool, base: f64| log && (hi / lo).ln() < base.ln();
-        let (nx, ny) = (
-            narrow(r.0, self.x_log, self.x_base),
-            narrow(r.1, self.y_log, 10.0),
-        );
-        if nx || ny {
-            let mut linear = self.clone();
-            linear.x_log &= !nx;
-            linear.y_log &= !ny;
-            (linear.x_range, linear.y_range) = (Some(r.0), Some(r.1));
-            return linear.draw_plot(area);
-        }
+        let linear = RangedCoordf64::from;
+        let log = |lo: f64, hi: f64| LogCoord::from((lo..hi).log_scale());
         match (self.x_log, self.y_log) {
-            (false, false) => draw_chart(self, area, r, x0..x1, y0..y1),
-            (true, false) => draw_chart(
-                self,
-                area,
-                r,
-                (x0..x1).log_scale().base(self.x_base),
-                y0..y1,
-            ),
-            (false, true) => draw_chart(self, area, r, x0..x1, (y0..y1).log_scale()),
-            (true, true) => draw_chart(
-                self,
-                area,
-                r,
-                (x0..x1).log_scale().base(self.x_base),
-                (y0..y1).log_scale(),
-            ),
+            (false, false) => draw_chart(self, area, r, linear(x0..x1), linear(y0..y1)),
+            (true, false) => draw_chart(self, area, r, log(x0, x1), linear(y0..y1)),
+            (false, true) => draw_chart(self, area, r, linear(x0..x1), log(y0, y1)),
+            (true, true) => draw_chart(self, area, r, log(x0, x1), log(y0, y1)),
         }?;
         let excluded = self.excluded();
         if excluded > 0 {
@@ -519,6 +506,33 @@ impl Plot for LineChart {
 /// The x and y ranges of a chart.
 type Ranges = ((f64, f64), (f64, f64));
 
+/// Width and height in pixels of the plotting area `ChartBuilder` leaves
+/// inside `area` with a caption, margins and label areas as [`draw_chart`]
+/// sets them (the axes' ticks are chosen for these lengths).
+fn plotting_size<DB: DrawingBackend>(
+    c: &LineChart,
+    area: &DrawingArea<DB, Shift>,
+) -> std::result::Result<(f64, f64), String> {
+    let (w, h) = area.dim_in_pixel();
+    // As `DrawingArea::titled` takes it: the text and padding of
+    // min(height / 2, 5) above and below.
+    let (_, th) = area
+        .estimate_text_size(&c.title, &(FONT, c.title_size).into_text_style(area))
+        .map_err(|e| e.to_string())?;
+    let title = th + 2 * (th / 2).min(5);
+    Ok((
+        w as f64 - 2.0 * MARGIN as f64 - Y_LABEL_AREA as f64,
+        h as f64 - 2.0 * MARGIN as f64 - X_LABEL_AREA as f64 - title as f64,
+    ))
+}
+
+/// Margin around a chart, in pixels.
+const MARGIN: u32 = 12;
+/// Height of the x axis's label area (tick labels and description).
+const X_LABEL_AREA: u32 = 52;
+/// Width of the y axis's label area.
+const Y_LABEL_AREA: u32 = 80;
+
 fn draw_chart<DB, X, Y>(
     c: &LineChart,
     area: &DrawingArea<DB, Shift>,
@@ -528,30 +542,54 @@ fn draw_chart<DB, X, Y>(
 ) -> std::result::Result<(), String>
 where
     DB: DrawingBackend,
-    X: AsRangedCoord<Value = f64>,
-    Y: AsRangedCoord<Value = f64>,
-    X::CoordDescType: ValueFormatter<f64>,
-    Y::CoordDescType: ValueFormatter<f64>,
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
 {
     let e = |e: &dyn std::fmt::Display| e.to_string();
+    let (w, h) = plotting_size(c, area)?;
+    let label_font = (FONT, style::LABEL_SIZE).into_text_style(area);
+    // A label's width (x) and height (y) as the backend draws it, with room
+    // to read each apart.
+    let size = |s: &str| area.estimate_text_size(s, &label_font).unwrap_or((0, 0));
+    let width = |s: &str| size(s).0 as f64 + 0.6 * style::LABEL_SIZE as f64;
+    let height = |s: &str| size(s).1 as f64 + 0.5 * style::LABEL_SIZE as f64;
+    let scale = |log: bool, base: f64| {
+        if log {
+            ticks::Scale::Log(base)
+        } else {
+            ticks::Scale::Linear
+        }
+    };
+    let xt = ticks::Axis {
+        lo: ranges.0.0,
+        hi: ranges.0.1,
+        scale: scale(c.x_log, c.x_base),
+        integer: c.x_integer,
+        px: w,
+        overhang: MARGIN as f64,
+    }
+    .ticks(&width);
+    let yt = ticks::Axis {
+        lo: ranges.1.0,
+        hi: ranges.1.1,
+        scale: scale(c.y_log, 10.0),
+        integer: false,
+        px: h,
+        overhang: MARGIN as f64,
+    }
+    .ticks(&height);
+    let (xp, yp) = (xt.print, yt.print);
     let mut chart = ChartBuilder::on(area)
         .caption(&c.title, (FONT, c.title_size))
-        .margin(12)
-        .x_label_area_size(52)
-        .y_label_area_size(80)
-        .build_cartesian_2d(x, y)
+        .margin(MARGIN)
+        .x_label_area_size(X_LABEL_AREA)
+        .y_label_area_size(Y_LABEL_AREA)
+        .build_cartesian_2d(ticks::Ticked::new(x, xt), ticks::Ticked::new(y, yt))
         .map_err(|x| e(&x))?;
-    let (xd, yd) = (
-        format::tick_decimals(ranges.0, c.x_log),
-        format::tick_decimals(ranges.1, c.y_log),
-    );
-    let (fmt_x, fmt_y) = (
-        |v: &f64| format::tick_with(*v, xd),
-        |v: &f64| format::tick_with(*v, yd),
-    );
+    let (fmt_x, fmt_y) = (|v: &f64| xp.label(*v), |v: &f64| yp.label(*v));
     chart
         .configure_mesh()
-        .light_line_style(style::GRID)
+        .light_line_style(style::GRID_MINOR)
         .bold_line_style(style::GRID)
         .x_desc(&c.x_label)
         .y_desc(&c.y_label)
@@ -559,8 +597,6 @@ where
         .label_style((FONT, style::LABEL_SIZE))
         .x_label_formatter(&fmt_x)
         .y_label_formatter(&fmt_y)
-        .x_labels(8)
-        .y_labels(8)
         .draw()
         .map_err(|x| e(&x))?;
 

@@ -213,6 +213,7 @@ fn panels(
         .enumerate()
         .map(|(di, &d)| {
             let mut ch = LineChart::new(format!("depth {d}"), x_label, y_label)
+                .integer_x()
                 .log_y()
                 .legend(Legend::Outside);
             ch.title_size = style::PANEL_TITLE_SIZE;

@@ -133,6 +133,7 @@ fn rows_of(s: &NormsSummary, arch: String, act: Activation) -> Vec<&LayerSummary
 /// A panel per activation, with `title_size` set for a row of panels.
 fn activation_panel(act: Activation, x_label: &str, y_label: &str) -> LineChart {
     let mut ch = LineChart::new(format!("{act}"), x_label, y_label)
+        .integer_x()
         .log_y()
         .legend(Legend::Outside);
     ch.title_size = style::PANEL_TITLE_SIZE;
@@ -307,6 +308,7 @@ fn chain(chains: &[ChainSummary], dir: &Path, said: &mut Claims) -> Result<Block
         "chain length L",
         "|dF/dw₁|",
     )
+    .integer_x()
     .log_y()
     .legend(Legend::Outside);
     for (i, ch) in chains.iter().enumerate() {
@@ -518,10 +520,12 @@ fn jacobian_moments(s: &NormsSummary, dir: &Path) -> Result<Block> {
     let c = &s.config;
     let deepest = *c.jacobian_depths.last().unwrap_or(&1);
     let mut mean_ch = LineChart::new("Mean of σ²", "depth L", "mean σ²")
+        .integer_x()
         .log2_x()
         .log_y()
         .legend(Legend::Outside);
     let mut var_ch = LineChart::new("Variance of σ²", "depth L", "var σ²")
+        .integer_x()
         .log2_x()
         .log_y()
         .legend(Legend::Outside);

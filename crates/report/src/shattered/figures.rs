@@ -145,6 +145,7 @@ pub(super) fn r1_vs_depth(run: &Run, dir: &Path, said: &mut Claims) -> Result<Bl
         "depth L (blocks)",
         "r₁ (mean, 95 % t interval over seeds)",
     )
+    .integer_x()
     .log2_x()
     .y_range(-0.25, 1.08)
     .legend(Legend::Outside);
@@ -222,6 +223,7 @@ pub(super) fn decay_fits(run: &Run, dir: &Path) -> Result<Block> {
             "depth L",
             label,
         )
+        .integer_x()
         .log2_x();
         ch.title_size = style::PANEL_TITLE_SIZE;
         if log_y {
@@ -308,8 +310,9 @@ pub(super) fn acf(run: &Run, dir: &Path) -> Result<Block> {
         .iter()
         .enumerate()
         .map(|(a, name)| {
-            let mut ch =
-                LineChart::new(name.clone(), "lag k (grid steps)", "ρ(k)").y_range(-0.3, 1.05);
+            let mut ch = LineChart::new(name.clone(), "lag k (grid steps)", "ρ(k)")
+                .integer_x()
+                .y_range(-0.3, 1.05);
             ch.title_size = style::PANEL_TITLE_SIZE;
             for (i, l) in run.depths().iter().enumerate() {
                 let acf = seed_mean(&run.d.autocorrelation, a, i);
@@ -357,6 +360,7 @@ pub(super) fn spectra(run: &Run, dir: &Path, said: &mut Claims) -> Result<Block>
         .enumerate()
         .map(|(a, name)| {
             let mut ch = LineChart::new(name.clone(), "frequency bin k", "power (normalised)")
+                .integer_x()
                 .log2_x()
                 .log_y()
                 .legend(Legend::Outside);
@@ -492,6 +496,7 @@ pub(super) fn layer_norms(run: &Run, dir: &Path) -> Result<Block> {
         "hidden state l (0 = stem output)",
         "‖∂L/∂h_l‖ / ‖∂L/∂h_L‖",
     )
+    .integer_x()
     .log_y()
     .legend(Legend::Outside);
     for (a, name) in run.archs.iter().enumerate() {

@@ -182,6 +182,7 @@ fn r1_figure(im: &Images, dir: &Path, seeds: usize, comparison: &str) -> Result<
         "depth (weighted layers)",
         "r₁ (mean, 95 % t interval over seeds)",
     )
+    .integer_x()
     .y_range(-0.25, 1.08)
     .legend(Legend::Outside);
     for (a, name) in im.archs.iter().enumerate() {
@@ -296,6 +297,7 @@ fn layer_norms(im: &Images, dir: &Path) -> Result<Block> {
         "block l (0: the stem's output)",
         "‖∂L/∂h_l‖ / ‖∂L/∂h_last‖ (means over seeds)",
     )
+    .integer_x()
     .log_y()
     .legend(Legend::Outside);
     for (a, name) in im.archs.iter().enumerate() {

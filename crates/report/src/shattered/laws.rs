@@ -153,6 +153,7 @@ pub(super) fn section(run: &Run, dir: &Path, claims: &mut Claims) -> Result<Vec<
             "depth L",
             "correlation over nets",
         )
+        .integer_x()
         .log2_x()
         .y_range(-1.05, 1.05)
         .legend(Legend::Outside);

@@ -171,6 +171,7 @@ fn r1_vs_depth(run: &Run, dir: &Path) -> Result<Block> {
         "depth (blocks)",
         "r₁ (mean over seeds)",
     )
+    .integer_x()
     .log2_x()
     .legend(Legend::Outside);
     for (a, name) in run.archs.iter().enumerate() {
@@ -204,6 +205,7 @@ fn layer_norms(run: &Run, dir: &Path, said: &mut Claims) -> Result<Block> {
         "block l (input → output)",
         "‖∂L/∂h_l‖ (mean over seeds)",
     )
+    .integer_x()
     .log_y()
     .legend(Legend::Outside);
     for (a, name) in run.archs.iter().enumerate() {
@@ -298,6 +300,7 @@ fn sweep(run: &Run, dir: &Path, said: &mut Claims) -> Result<Block> {
         "λ (LN recursions)",
         "value",
     )
+    .integer_x()
     .legend(Legend::Outside);
     k.title_size = style::PANEL_TITLE_SIZE;
     g.push(

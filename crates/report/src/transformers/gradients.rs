@@ -120,6 +120,7 @@ pub(super) fn plot(s: &TransformersSummary, dir: &Path) -> Result<Block> {
         "depth L (blocks)",
         "‖∂L/∂W²‖",
     )
+    .integer_x()
     .log2_x()
     .log_y()
     .legend(Legend::Outside);
@@ -150,22 +151,10 @@ pub(super) fn plot(s: &TransformersSummary, dir: &Path) -> Result<Block> {
     panels.push(ch);
     for arch in &s.config.placements {
         let arch = arch.to_string();
-        // A log scale only where the norms span more than a decade (a
-        // narrower log axis would carry no tick labels).
-        let positive: Vec<f64> = s
-            .grads
-            .iter()
-            .filter(|r| r.arch == arch)
-            .flat_map(|r| r.block_grad.iter().map(|g| g.mean))
-            .filter(|v| *v > 0.0 && v.is_finite())
-            .collect();
-        let (lo, hi) = positive
-            .iter()
-            .fold((f64::INFINITY, 0.0f64), |(a, b), &v| (a.min(v), b.max(v)));
-        let mut ch = LineChart::new(&arch, "block b", "‖∂L/∂θ_b‖").legend(Legend::Outside);
-        if hi > 10.0 * lo {
-            ch = ch.log_y();
-        }
+        let mut ch = LineChart::new(&arch, "block b", "‖∂L/∂θ_b‖")
+            .integer_x()
+            .log_y()
+            .legend(Legend::Outside);
         for (k, r) in s.grads.iter().filter(|r| r.arch == arch).enumerate() {
             let xy: Vec<(f64, f64)> = r
                 .block_grad

@@ -102,6 +102,7 @@ pub(super) fn plot(s: &TransformersSummary, dir: &Path) -> Result<Block> {
         "depth L (blocks)",
         "r₁",
     )
+    .integer_x()
     .log2_x()
     .legend(Legend::Outside);
     for (i, arch) in c.interp_archs.iter().enumerate() {

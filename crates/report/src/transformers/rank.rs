@@ -115,6 +115,7 @@ fn panel(s: &TransformersSummary, title: String, trained: bool) -> LineChart {
         "block l (0: the embedding)",
         "distance from rank one",
     )
+    .integer_x()
     .legend(Legend::Outside);
     for (i, r) in s.rank.iter().enumerate() {
         let values = if trained { &r.trained } else { &r.residual };

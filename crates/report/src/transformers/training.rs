@@ -199,8 +199,9 @@ pub(super) fn plot(s: &TransformersSummary, dir: &Path) -> Result<Block> {
     let mut panels = vec![first];
     for arch in &c.train_placements {
         let arch = arch.to_string();
-        let mut ch =
-            LineChart::new(&arch, "step", "loss (mean over seeds)").legend(Legend::Outside);
+        let mut ch = LineChart::new(&arch, "step", "loss (mean over seeds)")
+            .integer_x()
+            .legend(Legend::Outside);
         for (k, &lr) in c.lrs.iter().enumerate() {
             for warm in [false, true] {
                 let Some(r) = s
