@@ -64,9 +64,9 @@ pub use weights::{
 
 pub use gradscope_spec::{
     Activation, Arch, BN_EPS, BN_MOMENTUM, BiasInit, BnMode, BranchInit, ConvArch, ConvBlock,
-    ConvNetParams, ConvNetSpec, DrawCache, FeatureNormKind, GATE_BIAS, GELU_C, LnPlace, MAX_DEPTH,
-    MAX_PARAMETERS, MAX_WIDTH, NORM_EPS, NetParams, NetSpec, Norm, Order, Precision, SELU_ALPHA,
-    SELU_LAMBDA, Shortcut, Skip, SpecError, Step, TransformerArch, TransformerParams,
+    ConvNetParams, ConvNetSpec, DepthNets, DrawCache, FeatureNormKind, GATE_BIAS, GELU_C, LnPlace,
+    MAX_DEPTH, MAX_PARAMETERS, MAX_WIDTH, NORM_EPS, NetParams, NetSpec, Norm, Order, Precision,
+    SELU_ALPHA, SELU_LAMBDA, Shortcut, Skip, SpecError, Step, TransformerArch, TransformerParams,
     TransformerSpec, WeightInit, derive_seed, tensor_rng,
 };
 

@@ -9,7 +9,8 @@
 //! noise within ~16 layers; resnets with BN keep it brown far longer.
 //!
 //! A depth-L net of seed s is the first L blocks of the deepest net of seed s
-//! (weights are drawn per tensor name), so one net per (arch, seed) serves every depth.
+//! (weights are drawn per tensor name), so one net per (arch, seed) serves
+//! every depth; with `depth_nets = independent` each depth draws its own net.
 //!
 //! Nets on images (`image_archs`, conv nets of He et al. 2016a by default)
 //! are measured along the straight path between two images ([`images`]).
@@ -18,7 +19,9 @@ pub mod images;
 
 use std::path::Path;
 
-use gradscope_nets::{Arch, DrawCache, Mlp, Net, NetParams, NetSpec, Precision, derive_seed};
+use gradscope_nets::{
+    Arch, DepthNets, DrawCache, Mlp, Net, NetParams, NetSpec, Precision, derive_seed,
+};
 use gradscope_probe::{Pass, capture_depths, scalar_grid};
 use gradscope_stats::{
     Band, Confidence, ExclusionRule, FitInput, LineFit, MeanStd, Saturation, Spectrum,
@@ -153,6 +156,19 @@ pub fn check(params: &ShatteredParams) -> Result<ShatteredConfig> {
         return Err(StudyError::config(
             "memory_limit_gib",
             format!("must be a positive number, got {}", p.memory_limit_gib),
+        ));
+    }
+    if p.depth_nets == DepthNets::Independent
+        && let Some(key) = [
+            ("load_weights", p.load_weights.is_some()),
+            ("save_weights", p.save_weights.is_some()),
+        ]
+        .into_iter()
+        .find_map(|(k, on)| on.then_some(k))
+    {
+        return Err(StudyError::config(
+            key,
+            "a weights file is one (arch, seed)'s deepest net, which depth_nets = independent does not have: use depth_nets = nested",
         ));
     }
     if p.load_weights.is_some() && (p.archs.len() != 1 || p.depths.len() != 1 || p.seeds != 1) {
@@ -594,12 +610,24 @@ impl Study for ShatteredConfig {
             return self.run_image_cell(cell.arch, cell.seed);
         }
         let p = &self.params;
-        let net = self.cell_net(cell)?;
-        self.save_weights(cell, &net)?;
         let grid = scalar_grid(p.points, p.x_min, p.x_max);
         let plan = Spectrum::new(p.points)?;
-        // One forward pass of the deepest net serves every depth.
-        let caps = capture_depths(&Net::Mlp(net), grid.view(), &p.depths, p.bn_mode)?;
+        let caps = match p.depth_nets {
+            DepthNets::Nested => {
+                let net = self.cell_net(cell)?;
+                self.save_weights(cell, &net)?;
+                // One forward pass of the deepest net serves every depth.
+                capture_depths(&Net::Mlp(net), grid.view(), &p.depths, p.bn_mode)?
+            }
+            DepthNets::Independent => {
+                let mut caps = Vec::with_capacity(p.depths.len());
+                for &depth in &p.depths {
+                    let net = Net::Mlp(self.independent_net(cell, depth)?);
+                    caps.extend(capture_depths(&net, grid.view(), &[depth], p.bn_mode)?);
+                }
+                caps
+            }
+        };
         caps.into_iter()
             .map(|cap| {
                 let g = cap.input_grads.column(0).to_owned();
@@ -704,6 +732,17 @@ impl ShatteredConfig {
             net.load_safetensors(path)?;
         }
         Ok(net)
+    }
+
+    /// The cell's net of `depth` drawn on its own (`depth_nets = independent`),
+    /// from a seed derived from the cell's seed and the depth.
+    fn independent_net(&self, cell: &Cell, depth: usize) -> Result<Mlp> {
+        let p = &self.params;
+        let seed = derive_seed(self.net_seed(cell.seed), &format!("depth{depth}"));
+        let spec = net_params(p, p.archs[cell.arch], depth)
+            .check()?
+            .with_seed(seed);
+        Ok(Mlp::new(&spec)?)
     }
 
     /// With `save_weights`: `<arch>-depth<L>-seed<s>.safetensors` there.

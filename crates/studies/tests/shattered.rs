@@ -1,7 +1,7 @@
 //! The shattered-gradients study reproduces the paper's orderings, is
 //! deterministic, and refuses bad configurations.
 
-use gradscope_nets::{Arch, BnMode};
+use gradscope_nets::{Arch, BnMode, DepthNets, Mlp, Net, NetParams, derive_seed};
 use gradscope_stats::{DecayLaw, ExclusionReason};
 use gradscope_studies::Params;
 use gradscope_studies::RunOptions;
@@ -347,6 +347,14 @@ fn bad_configurations_are_clear_errors() {
             },
             "one arch",
         ),
+        (
+            ShatteredParams {
+                depth_nets: DepthNets::Independent,
+                save_weights: Some("w".into()),
+                ..ok.clone()
+            },
+            "depth_nets = nested",
+        ),
     ];
     for (p, needle) in cases {
         let e = p.check().unwrap_err().to_string();
@@ -383,4 +391,62 @@ fn shared_draws_give_the_same_results_within_their_memory_estimate() {
         held >= 0.25 * bound,
         "{held} B held, bound {bound} B: too loose"
     );
+}
+
+/// With `depth_nets = independent`, the gradient at each depth is that of a
+/// net of exactly that depth, drawn from its own seed (derived from the
+/// seed index's and the depth), measured here through the probe alone; the
+/// nested default's shallow nets are other nets (prefixes of the deepest).
+#[test]
+fn independent_depth_nets_are_nets_of_their_own_depth_and_seed() {
+    let base = ShatteredParams {
+        archs: vec![Arch::PLAIN_BN, Arch::RESNET],
+        depths: vec![1, 3, 6],
+        width: 16,
+        points: 64,
+        seeds: 2,
+        image_archs: vec![],
+        ..Default::default()
+    };
+    let independent = ShatteredParams {
+        depth_nets: DepthNets::Independent,
+        ..base.clone()
+    };
+    let config = independent.check().unwrap();
+    let res = config.run(&RunOptions::with_threads(2)).unwrap();
+    let nested = base
+        .check()
+        .unwrap()
+        .run(&RunOptions::with_threads(2))
+        .unwrap();
+    let grid = gradscope_probe::scalar_grid(base.points, base.x_min, base.x_max);
+    for (a, &arch) in base.archs.iter().enumerate() {
+        for (d, &depth) in base.depths.iter().enumerate() {
+            for s in 0..base.seeds {
+                let spec = NetParams {
+                    arch,
+                    depth,
+                    width: base.width,
+                    input_dim: 1,
+                    output_dim: 1,
+                    activation: Default::default(),
+                    weight_init: base.weight_init,
+                    bias_init: base.bias_init,
+                    precision: base.dtype,
+                    seed: 0,
+                }
+                .check()
+                .unwrap()
+                .with_seed(derive_seed(config.net_seed(s), &format!("depth{depth}")));
+                let net = Net::Mlp(Mlp::new(&spec).unwrap());
+                let cap =
+                    gradscope_probe::capture_depths(&net, grid.view(), &[depth], base.bn_mode)
+                        .unwrap();
+                let g = res.input_gradients.slice(ndarray::s![a, d, s, ..]);
+                assert_eq!(g, cap[0].input_grads.column(0), "{arch} L={depth} seed {s}");
+                let prefix = nested.input_gradients.slice(ndarray::s![a, d, s, ..]);
+                assert_ne!(g, prefix, "{arch} L={depth} seed {s}: the nested net's");
+            }
+        }
+    }
 }

@@ -17,7 +17,7 @@ mod write;
 use std::path::PathBuf;
 
 use gradscope_spec::{
-    Arch, BiasInit, BnMode, ConvArch, DataSource, ModelArch, Precision, WeightInit,
+    Arch, BiasInit, BnMode, ConvArch, DataSource, DepthNets, ModelArch, Precision, WeightInit,
 };
 use gradscope_stats::Band;
 use serde::{Deserialize, Serialize};
@@ -55,9 +55,15 @@ pub struct ShatteredParams {
     /// Right end of the input grid.
     #[arg(long)]
     pub x_max: f64,
-    /// Independent nets per (arch, depth).
+    /// Nets per (arch, depth): seed s's nets of every depth are one net's
+    /// prefixes (`depth_nets = nested`) or drawn apart (`independent`).
     #[arg(long)]
     pub seeds: usize,
+    /// `nested`: a depth-L net is the first L blocks of the deepest net of
+    /// its seed (one pass serves every depth); `independent`: each depth's
+    /// net is drawn from a seed of its own, so depths are independent samples.
+    #[arg(long, value_name = "nested|independent")]
+    pub depth_nets: DepthNets,
     /// Base seed; each net's seed is derived from it.
     #[arg(long)]
     pub seed: u64,
@@ -120,6 +126,7 @@ impl Default for ShatteredParams {
             x_min: -2.0,
             x_max: 2.0,
             seeds: 8,
+            depth_nets: DepthNets::Nested,
             seed: 0,
             dtype: Precision::F64,
             bn_mode: BnMode::PerSample,

@@ -204,7 +204,7 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
 /// The setup paragraph: what was run, in the paper's terms.
 fn setup(c: &ShatteredParams) -> String {
     format!(
-        "Setup (Balduzzi et al. 2017, “The Shattered Gradients Problem”, ICML): scalar input on {} evenly spaced points in [{}, {}], width {}, {} weights, {} biases, {} precision, {} seeds per net; BN gradients in “{}” mode ({}). A depth-L net is the first L blocks of the deepest net of the same seed.",
+        "Setup (Balduzzi et al. 2017, “The Shattered Gradients Problem”, ICML): scalar input on {} evenly spaced points in [{}, {}], width {}, {} weights, {} biases, {} precision, {} seeds per net; BN gradients in “{}” mode ({}). {}",
         c.points,
         c.x_min,
         c.x_max,
@@ -222,6 +222,14 @@ fn setup(c: &ShatteredParams) -> String {
                 "gradient taken through the batch statistics, so samples are coupled; nets decorrelate faster in this mode"
             }
             _ => "running statistics: BN is a fixed affine map",
+        },
+        match c.depth_nets {
+            gradscope_spec::DepthNets::Nested => {
+                "A depth-L net is the first L blocks of the deepest net of the same seed, so the depths' values are correlated."
+            }
+            gradscope_spec::DepthNets::Independent => {
+                "Each depth's nets are drawn on their own (depth_nets = independent), so the depths' values are independent samples."
+            }
         }
     )
 }
