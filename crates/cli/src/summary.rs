@@ -201,6 +201,22 @@ pub fn norms(dir: &Path) -> Result<String> {
         }
         out.push_str(&j.render());
     }
+    if let Some(images) = &s.images {
+        let mut t = Table::new(
+            "norms on images: per-block growth of ‖∂L/∂h_l‖ towards the input (95 % interval)",
+            &["arch", "depth", "growth", "interval", "loss"],
+        );
+        for r in &images.results {
+            t.row(vec![
+                r.arch.clone(),
+                r.depth.to_string(),
+                fixed(r.growth.growth, 3),
+                format!("[{}, {}]", fixed(r.growth.lo, 3), fixed(r.growth.hi, 3)),
+                mean_sd(&r.loss, 3),
+            ]);
+        }
+        out.push_str(&t.render());
+    }
     if out.is_empty() {
         out = format!("norms: parts {}\n", s.config.parts.join(", "));
     }
@@ -490,5 +506,33 @@ mod tests {
             "t\n  arch \\ depth  2    16\n  plain         0.5  0.125\n  resnet-bn     0.9  —\n"
         );
         assert_eq!(fixed(f64::NAN, 2), "n/a");
+    }
+
+    /// The committed norms run's conv nets on images: a row per (arch,
+    /// depth) with its growth and interval as summary.json has them.
+    #[test]
+    fn norms_prints_the_image_part() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../notebooks-data/norms");
+        let s: norms::NormsSummary =
+            read(&dir, norms::SCHEMA, |s: &norms::NormsSummary| &s.schema).unwrap();
+        let images = s.images.expect("the committed run has an image part");
+        let out = norms(&dir).unwrap();
+        assert!(out.contains("norms on images"), "{out}");
+        for r in &images.results {
+            let g = &r.growth;
+            let row = out
+                .lines()
+                .find(|l| {
+                    let cols: Vec<&str> = l.split_whitespace().collect();
+                    cols.first() == Some(&r.arch.as_str())
+                        && cols.get(1) == Some(&&*r.depth.to_string())
+                })
+                .unwrap_or_else(|| panic!("no row for {} {}: {out}", r.arch, r.depth));
+            assert!(
+                row.contains(&format!("{:.3}", g.growth))
+                    && row.contains(&format!("[{:.3}, {:.3}]", g.lo, g.hi)),
+                "{row}"
+            );
+        }
     }
 }
