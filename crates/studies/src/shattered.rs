@@ -12,9 +12,11 @@
 //! (weights are drawn per tensor name), so one net per (arch, seed) serves every depth.
 //!
 //! Nets on images (`image_archs`, conv nets of He et al. 2016a by default)
-//! are measured along the straight path between two images ([`images`]).
+//! are measured along the straight path between two images ([`images`]) and
+//! over the plane spanned by three ([`plane`]).
 
 pub mod images;
+pub mod plane;
 
 use std::path::Path;
 
@@ -247,6 +249,9 @@ pub struct DepthResult {
     /// RMS over the path of ‖∂f/∂x‖ (image cells; 0 on the grid).
     #[serde(default)]
     path_grad_norm: f64,
+    /// The pictures over the plane of images (image cells with a plane).
+    #[serde(default)]
+    plane: Option<plane::PlaneResult>,
 }
 
 impl ShatteredConfig {
@@ -649,6 +654,7 @@ impl Study for ShatteredConfig {
                         .collect(),
                     input_grads: g.to_vec(),
                     path_grad_norm: 0.0,
+                    plane: None,
                 })
             })
             .collect()
