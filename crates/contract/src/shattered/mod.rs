@@ -110,9 +110,9 @@ pub struct ShatteredParams {
     /// The two test-set images the path joins (indices).
     #[arg(long, value_delimiter = ',', value_name = "I,J")]
     pub image_pair: Vec<usize>,
-    /// Grid points H along each side of the plane of images x₀ + a·(x₁ − x₀)
-    /// + b·(x₂ − x₀), a, b ∈ [0, 1] (x₀, x₁ the pair, x₂ `image_plane_third`):
-    /// 8..=128, or 0 for no plane.
+    /// Grid points H along each side of the plane of images
+    /// x₀ + a·(x₁ − x₀) + b·(x₂ − x₀), a, b ∈ [0, 1] (x₀, x₁ the pair,
+    /// x₂ `image_plane_third`): 8..=128, or 0 for no plane.
     #[arg(long, value_name = "H")]
     pub image_plane_side: usize,
     /// The test-set image x₂ spanning the plane with the pair (index).
