@@ -15,9 +15,12 @@ use super::images::Images;
 use crate::Result;
 use crate::claims::{Check, Claims, clearly_above};
 use crate::doc::Block;
-use crate::figure::{ColorBar, Heatmap, HeatmapGrid, save};
+use crate::figure::{
+    ColorBar, Heatmap, HeatmapGrid, Legend, LineChart, Mark, Panels, Series, save,
+};
 use crate::format::mean_ci;
 use crate::format::na::{f2, f3};
+use crate::style::{self, color};
 
 /// The plane as read, beside the image part it belongs to.
 struct Plane<'a> {
@@ -113,7 +116,109 @@ pub(super) fn blocks(
     )));
     out.push(table(&pl, &|a, di, k| mean_ci(pl.r1(a, di, k), f3)));
     out.push(table(&pl, &|a, di, k| mean_ci(pl.slope(a, di, k), f2)));
+    out.push(spectra(&pl, dir)?);
     Ok(out)
+}
+
+/// Radial power spectra of the pictures per arch (log-log, mean over the
+/// plane's seeds), and their radial autocorrelation against distance.
+fn spectra(pl: &Plane, dir: &Path) -> Result<Block> {
+    let (lo, hi) = (pl.s.radial_band[0], pl.s.radial_band[1]);
+    let nd = pl.depths.len();
+    let mark = |k: usize| if k == 0 { Mark::Line } else { Mark::Dashed };
+    let mut panels = Vec::new();
+    for (a, arch) in pl.archs.iter().enumerate() {
+        let mut ch = LineChart::new(
+            arch.clone(),
+            "radial frequency k (cycles per side)",
+            "power (mean over seeds)",
+        )
+        .log_x()
+        .log_y()
+        .legend(Legend::Outside);
+        ch.title_size = style::PANEL_TITLE_SIZE;
+        for (di, &depth) in pl.depths.iter().enumerate() {
+            for k in 0..PICTURES.len() {
+                let sp = pl.a.radial_spectra.slice(s![a, di, .., k, ..]);
+                let pts: Vec<(f64, f64)> = (1..sp.ncols())
+                    .map(|r| {
+                        let v: Vec<f64> = sp
+                            .column(r)
+                            .iter()
+                            .copied()
+                            .filter(|v| v.is_finite())
+                            .collect();
+                        (r as f64, v.iter().sum::<f64>() / v.len().max(1) as f64)
+                    })
+                    .filter(|(_, y)| *y > 0.0)
+                    .collect();
+                ch.push(
+                    Series::line(
+                        format!(
+                            "L = {depth}, {} (slope {})",
+                            derivative(k),
+                            f2(pl.slope(a, di, k).mean)
+                        ),
+                        pts,
+                        style::ramp(di as f64 / (nd.max(2) - 1) as f64),
+                    )
+                    .mark(mark(k))
+                    .width(2),
+                );
+            }
+        }
+        panels.push(ch);
+    }
+    let mut acf = LineChart::new(
+        "Correlation against distance",
+        "distance (grid steps)",
+        "radially averaged autocorrelation",
+    )
+    .legend(Legend::Outside);
+    acf.title_size = style::PANEL_TITLE_SIZE;
+    for (a, arch) in pl.archs.iter().enumerate() {
+        for (di, &depth) in pl.depths.iter().enumerate() {
+            for k in 0..PICTURES.len() {
+                acf.push(
+                    Series::line(
+                        format!("{arch}, L = {depth}, {}", derivative(k)),
+                        pl.picture(a, di, k)
+                            .radial_acf_mean
+                            .iter()
+                            .enumerate()
+                            .map(|(i, v)| (i as f64, *v))
+                            .collect(),
+                        color(a),
+                    )
+                    .mark(mark(k))
+                    .width(1 + di as u32),
+                );
+            }
+        }
+    }
+    panels.push(acf);
+    let n = panels.len();
+    let fig = save(
+        &Panels {
+            title: "Radially averaged power spectra and autocorrelation of ∂f/∂a and ∂f/∂b over the plane".into(),
+            rows: 1,
+            cols: n,
+            panels,
+        },
+        dir,
+        "images_plane_spectra",
+        (600 * n as u32, 560),
+    )?;
+    Ok(Block::figure(
+        fig,
+        "Radial power spectra of the pictures over the plane of images (log-log) and their autocorrelation against distance",
+        format!(
+            "The 2-D power spectrum |FFT₂(g − ḡ)|²/H² of each picture averaged over rings of radius k, mean over seeds (solid ∂f/∂a, \
+             dashed ∂f/∂b; lighter the shallower net); the slopes in the legends are fitted over k = {lo}…{hi}, mean over seeds. The \
+             last panel is the inverse transform of the same spectrum averaged over rings: the correlation of the picture at two grid \
+             points against their distance (thicker the deeper net)."
+        ),
+    ))
 }
 
 /// The plain against the residual net at the deepest depth, on both
