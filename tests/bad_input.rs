@@ -109,6 +109,7 @@ const SIZES: &[&str] = &[
     "batch_size",
     "path_batch",
     "image_batch",
+    "image_plane_seeds",
 ];
 /// (study, key) where 0 is a documented setting, not a bad size: the
 /// curvature study with no training measures at initialisation only.
@@ -386,6 +387,14 @@ fn the_binary_refuses_bad_study_files_and_command_lines_and_writes_nothing() {
         (
             "study = \"degradation\"\narchs = [\"conv-resnet\"]\ndepths = [21]\n",
             "depth",
+        ),
+        (
+            "study = \"shattered\"\nimage_plane_side = 4\n",
+            "image_plane_side",
+        ),
+        (
+            "study = \"shattered\"\nimage_plane_third = 1\n",
+            "image_plane_third",
         ),
         ("study = \"norms\"\nimage_depths = [21]\n", "image_depths"),
         ("study = \"norms\"\nimage_batch = 0\n", "image_batch"),

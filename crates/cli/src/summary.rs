@@ -151,6 +151,27 @@ pub fn shattered(dir: &Path) -> Result<String> {
             "shattered on images (path between two images): r₁ / spectral slope",
             cells,
         ));
+        if let Some(plane) = &images.plane {
+            let cells = plane
+                .results
+                .iter()
+                .map(|r| {
+                    let both = |f: &dyn Fn(&shattered::PictureSummary) -> String| {
+                        r.pictures.iter().map(f).collect::<Vec<_>>().join(", ")
+                    };
+                    let v = format!(
+                        "{} / {}",
+                        both(&|p| fixed(p.adjacent_correlation.mean, 3)),
+                        both(&|p| fixed(p.radial_slope.mean, 2))
+                    );
+                    (r.arch.clone(), r.depth, v)
+                })
+                .collect();
+            out.push_str(&by_arch_and_depth(
+                "shattered on images (plane of three images): r₁ of ∂f/∂a, ∂f/∂b / radial slope",
+                cells,
+            ));
+        }
     }
     Ok(out)
 }

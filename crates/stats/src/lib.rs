@@ -88,8 +88,8 @@ pub use pair_correlation::{
     DistanceBinCorrelation, correlation_decay, pair_correlation_by_distance,
 };
 pub use plane::{
-    adjacent_correlation_2d, power_law_field, power_spectrum_2d, radial_autocorrelation,
-    radial_average, radial_power_spectrum, radial_slope,
+    PictureStats, adjacent_correlation_2d, power_law_field, power_law_reference, power_spectrum_2d,
+    radial_autocorrelation, radial_average, radial_band, radial_power_spectrum, radial_slope,
 };
 pub use regression::{LineFitInterval, least_squares_line, weighted_least_squares_line};
 pub use screened_fit::{

@@ -13,6 +13,7 @@ use rustfft::FftPlanner;
 use rustfft::num_complex::Complex;
 
 use crate::fit::{LineFit, linear_fit};
+use crate::summary::MeanStd;
 use crate::{Result, StatsError, pearson};
 
 /// |FFT₂(g − mean)|² / (H·W), frequencies in FFT order (index 0 = zero frequency).
@@ -98,6 +99,13 @@ pub fn radial_slope(radial: &Array1<f64>, lo: usize, hi: usize) -> Result<LineFi
         .map(|k| ((k as f64).ln(), radial[k].ln()))
         .unzip();
     linear_fit(&x, &y)
+}
+
+/// The radii of the slope fit over an H × H picture: 2 ..= max(H/4, 3).
+/// Radius 1 is a ring of four cells; beyond H/4 the rings reach the grid's
+/// corners and the Nyquist frequency, where pixelation bends the spectrum.
+pub fn radial_band(side: usize) -> (usize, usize) {
+    (2, (side / 4).max(3))
 }
 
 /// Circular autocorrelation of the mean-removed picture (inverse FFT of the
@@ -188,6 +196,69 @@ pub fn power_law_field(n: usize, beta: f64, rng: &mut impl rand::Rng) -> Array2<
     Array2::from_shape_fn((n, n), |(i, j)| data[i * n + j].re)
 }
 
+/// The statistics of one picture: what a study reports of ∂f/∂x over a plane.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PictureStats {
+    /// Lag-1 correlation along both axes ([`adjacent_correlation_2d`]).
+    pub r1: f64,
+    /// Log-log slope of the radial spectrum over the band (None where it cannot be fitted).
+    pub slope: Option<LineFit>,
+    /// Radially averaged power spectrum, radii 0 … H/2 ([`radial_power_spectrum`]).
+    pub radial_spectrum: Array1<f64>,
+    /// Radially averaged autocorrelation ([`radial_autocorrelation`]); empty for a constant picture.
+    pub radial_acf: Array1<f64>,
+}
+
+impl PictureStats {
+    /// The statistics of `g`, the slope fitted over radii `band` ([`radial_band`]).
+    /// A picture with a NaN or infinite value measures nothing: r₁ NaN, no
+    /// slope, empty spectrum and ACF.
+    pub fn of(g: ArrayView2<f64>, band: (usize, usize)) -> Result<PictureStats> {
+        if !g.iter().all(|v| v.is_finite()) {
+            return Ok(PictureStats {
+                r1: f64::NAN,
+                slope: None,
+                radial_spectrum: Array1::zeros(0),
+                radial_acf: Array1::zeros(0),
+            });
+        }
+        let radial_spectrum = radial_power_spectrum(g)?;
+        Ok(PictureStats {
+            r1: adjacent_correlation_2d(g)?,
+            slope: radial_slope(&radial_spectrum, band.0, band.1).ok(),
+            radial_acf: radial_autocorrelation(g).unwrap_or_else(|_| Array1::zeros(0)),
+            radial_spectrum,
+        })
+    }
+}
+
+/// r₁ ([`adjacent_correlation_2d`]) and radial slope ([`radial_slope`] over
+/// `band`) of `draws` fields of side `n` with power ∝ |k|^−β
+/// ([`power_law_field`], drawn first, in order): the white (β = 0) and brown
+/// (β = 2) references a picture of that side is set against. A statistic
+/// that cannot be computed is NaN (excluded from its summary).
+pub fn power_law_reference(
+    n: usize,
+    beta: f64,
+    draws: usize,
+    band: (usize, usize),
+    rng: &mut impl rand::Rng,
+) -> (MeanStd, MeanStd) {
+    let fields: Vec<Array2<f64>> = (0..draws).map(|_| power_law_field(n, beta, rng)).collect();
+    (
+        MeanStd::of(
+            fields
+                .iter()
+                .map(|f| adjacent_correlation_2d(f.view()).unwrap_or(f64::NAN)),
+        ),
+        MeanStd::of(fields.iter().map(|f| {
+            radial_power_spectrum(f.view())
+                .and_then(|r| radial_slope(&r, band.0, band.1))
+                .map_or(f64::NAN, |l| l.slope)
+        })),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,6 +310,30 @@ mod tests {
         }
         assert!(s.abs() < 0.1, "{s}");
         assert!(r1.abs() < 0.02, "{r1}");
+    }
+
+    #[test]
+    fn picture_stats_of_a_ramp_a_field_and_a_broken_picture() {
+        // g = i + j: each step along either axis adds 1, so r₁ = 1 exactly.
+        let ramp = Array2::from_shape_fn((16, 16), |(i, j)| (i + j) as f64);
+        let st = PictureStats::of(ramp.view(), radial_band(16)).unwrap();
+        assert!((st.r1 - 1.0).abs() < 1e-12, "{}", st.r1);
+        assert_eq!(st.radial_spectrum.len(), 9);
+        // On a field, the same numbers as the functions it gathers.
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let g = power_law_field(32, 2.0, &mut rng);
+        let band = radial_band(32);
+        assert_eq!(band, (2, 8));
+        let st = PictureStats::of(g.view(), band).unwrap();
+        let spectrum = radial_power_spectrum(g.view()).unwrap();
+        assert_eq!(st.r1, adjacent_correlation_2d(g.view()).unwrap());
+        assert_eq!(st.slope, radial_slope(&spectrum, 2, 8).ok());
+        assert_eq!(st.radial_acf, radial_autocorrelation(g.view()).unwrap());
+        // A NaN anywhere measures nothing.
+        let mut broken = g.clone();
+        broken[[3, 4]] = f64::NAN;
+        let st = PictureStats::of(broken.view(), band).unwrap();
+        assert!(st.r1.is_nan() && st.slope.is_none() && st.radial_spectrum.is_empty());
     }
 
     #[test]

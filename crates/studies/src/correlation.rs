@@ -24,9 +24,8 @@ use gradscope_engine::{Engine, Options, Real, Task, Want};
 use gradscope_nets::{Arch, BnMode, Mlp, Net, NetParams, Precision, derive_seed};
 use gradscope_probe::capture_depths;
 use gradscope_stats::{
-    LineFit, MeanStd, adjacent_correlation_2d, coherence, cosine_from_gram, gradient_snr,
-    mean_off_diagonal, power_law_field, quantile, radial_autocorrelation, radial_power_spectrum,
-    radial_slope,
+    LineFit, MeanStd, PictureStats, coherence, cosine_from_gram, gradient_snr, mean_off_diagonal,
+    power_law_reference, quantile,
 };
 use ndarray::{Array1, Array2, Array4, Array5, ArrayView2, s};
 use rand::SeedableRng;
@@ -259,9 +258,9 @@ impl CorrelationConfig {
         run_study(self, opts)
     }
 
-    /// Radial band of the slope fits: radii 2 ..= side/4.
+    /// Radial band of the slope fits ([`gradscope_stats::radial_band`]).
     pub fn radial_band(&self) -> (usize, usize) {
-        (2, (self.params.side / 4).max(3))
+        gradscope_stats::radial_band(self.params.side)
     }
 
     /// Centres of the grid's cells along one axis.
@@ -359,20 +358,7 @@ impl Study for CorrelationConfig {
             .into_iter()
             .zip(grams)
             .map(|((d1, norm), layers)| {
-                let finite = d1.iter().all(|v| v.is_finite());
-                let (r1, slope, radial_spectrum, radial_acf) = if finite {
-                    let spectrum = radial_power_spectrum(d1.view())?;
-                    (
-                        adjacent_correlation_2d(d1.view())?,
-                        radial_slope(&spectrum, lo, hi).ok(),
-                        spectrum.to_vec(),
-                        radial_autocorrelation(d1.view())
-                            .map(|a| a.to_vec())
-                            .unwrap_or_default(),
-                    )
-                } else {
-                    (f64::NAN, None, vec![], vec![])
-                };
+                let st = PictureStats::of(d1.view(), (lo, hi))?;
                 let b = self.params.examples;
                 let total = layers
                     .iter()
@@ -387,10 +373,10 @@ impl Study for CorrelationConfig {
                 Ok(DepthOutput {
                     picture: d1.iter().copied().collect(),
                     norm_picture: norm.iter().copied().collect(),
-                    r1,
-                    slope,
-                    radial_spectrum,
-                    radial_acf,
+                    r1: st.r1,
+                    slope: st.slope,
+                    radial_spectrum: st.radial_spectrum.to_vec(),
+                    radial_acf: st.radial_acf.to_vec(),
                     mean_cosine: mean_off_diagonal(cos.view())?,
                     layer_cosine,
                     layer_names: layers.iter().map(|(n, _)| n.clone()).collect(),
@@ -487,25 +473,16 @@ impl Study for CorrelationConfig {
         let references = [("white", 0.0), ("brown", 2.0)]
             .into_iter()
             .map(|(name, beta)| {
-                let fields: Vec<Array2<f64>> = (0..ns)
-                    .map(|_| power_law_field(n, beta, &mut rng))
-                    .collect();
-                Ok(PlaneReference {
+                let (adjacent_correlation, radial_slope) =
+                    power_law_reference(n, beta, ns, (lo, hi), &mut rng);
+                PlaneReference {
                     name: name.into(),
                     beta,
-                    adjacent_correlation: MeanStd::of(
-                        fields
-                            .iter()
-                            .map(|f| adjacent_correlation_2d(f.view()).unwrap_or(f64::NAN)),
-                    ),
-                    radial_slope: MeanStd::of(fields.iter().map(|f| {
-                        radial_power_spectrum(f.view())
-                            .and_then(|r| radial_slope(&r, lo, hi))
-                            .map_or(f64::NAN, |l| l.slope)
-                    })),
-                })
+                    adjacent_correlation,
+                    radial_slope,
+                }
             })
-            .collect::<Result<Vec<_>>>()?;
+            .collect();
         Ok(CorrelationResults {
             summary: CorrelationSummary {
                 schema: SCHEMA.into(),

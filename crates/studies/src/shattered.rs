@@ -13,9 +13,11 @@
 //! every depth; with `depth_nets = independent` each depth draws its own net.
 //!
 //! Nets on images (`image_archs`, conv nets of He et al. 2016a by default)
-//! are measured along the straight path between two images ([`images`]).
+//! are measured along the straight path between two images ([`images`]) and
+//! over the plane spanned by three ([`plane`]).
 
 pub mod images;
+pub mod plane;
 
 use std::path::Path;
 
@@ -263,6 +265,9 @@ pub struct DepthResult {
     /// RMS over the path of ‖∂f/∂x‖ (image cells; 0 on the grid).
     #[serde(default)]
     path_grad_norm: f64,
+    /// The pictures over the plane of images (image cells with a plane).
+    #[serde(default)]
+    plane: Option<plane::PlaneResult>,
 }
 
 impl ShatteredConfig {
@@ -677,6 +682,7 @@ impl Study for ShatteredConfig {
                         .collect(),
                     input_grads: g.to_vec(),
                     path_grad_norm: 0.0,
+                    plane: None,
                 })
             })
             .collect()

@@ -25,6 +25,7 @@ fn on_images(depths: Vec<usize>, seeds: usize) -> ShatteredParams {
         image_archs: vec![PLAIN, RESNET],
         image_depths: depths,
         image_points: 128,
+        image_plane_side: 0,
         ..Default::default()
     }
 }

@@ -63,6 +63,10 @@ pub struct ImageSummary {
     pub max_lag: usize,
     /// One entry per (arch, depth), archs in config order, depths ascending.
     pub results: Vec<ImageDepthSummary>,
+    /// The plane spanned by x₀, x₁ and a third image, when the run had one
+    /// (`image_plane_side` > 0; see [`super::plane`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plane: Option<super::PlaneSummary>,
 }
 
 /// Statistics of one (image arch, depth) over seeds.
@@ -119,11 +123,17 @@ pub struct ImageArrays {
     pub power_spectra: Array4<f64>,
     /// (archs, depths, seeds, max_lag + 1).
     pub autocorrelation: Array4<f64>,
+    /// The plane's arrays (with `ImageSummary::plane`).
+    pub plane: Option<super::PlaneArrays>,
 }
 
 impl ImageArrays {
     /// Write the image files beside the 1-D ones (summary.json is written after).
     pub(crate) fn write(&self, summary: &ImageSummary, dir: &Path) -> Result<()> {
+        match (&self.plane, &summary.plane) {
+            (Some(a), Some(s)) => a.write(s, dir)?,
+            _ => super::PlaneArrays::remove(dir)?,
+        }
         write_npy(&dir.join(files::PATH), &self.path)?;
         write_npy(&dir.join(files::ENDPOINTS), &self.endpoints)?;
         write_npy(&dir.join(files::GRADIENTS), &self.gradients)?;
@@ -188,6 +198,7 @@ impl ImageArrays {
 
     /// Remove the image files a previous run may have left.
     pub(crate) fn remove(dir: &Path) -> Result<()> {
+        super::PlaneArrays::remove(dir)?;
         files::ALL
             .iter()
             .try_for_each(|f| remove_stale(&dir.join(f)))
@@ -215,6 +226,10 @@ impl ImageArrays {
                 &dir.join(files::AUTOCORRELATION),
                 &[na, nd, ns, s.max_lag + 1],
             )?,
+            plane: match &s.plane {
+                Some(plane) => Some(super::PlaneArrays::read(dir, plane, c, pixels)?),
+                None => None,
+            },
         })
     }
 }
@@ -232,5 +247,9 @@ pub(crate) fn check_summary(s: &ImageSummary, c: &ShatteredParams, path: &Path) 
         &c.image_archs,
         &c.image_depths,
         path,
-    )
+    )?;
+    match &s.plane {
+        Some(plane) => super::plane::check_summary(plane, &s.image_shape, c, path),
+        None => Ok(()),
+    }
 }

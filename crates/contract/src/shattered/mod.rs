@@ -6,10 +6,11 @@
 //! lag-1 correlation r₁, ACF and power spectrum, the per-layer gradient
 //! norms, and, over seeds, the covariance of g across inputs. Nets on
 //! images (`image_archs`: conv nets of He et al. 2016a) are measured the same
-//! way along the straight path between two images ([`images`]); their files
-//! start with `images_`.
+//! way along the straight path between two images ([`images`]) and over the
+//! plane spanned by three ([`plane`]); their files start with `images_`.
 
 pub mod images;
+pub mod plane;
 mod read;
 mod summary;
 mod write;
@@ -23,6 +24,7 @@ use gradscope_stats::Band;
 use serde::{Deserialize, Serialize};
 
 pub use images::{ImageArrays, ImageDepthSummary, ImageSeedRow, ImageSummary};
+pub use plane::{PictureSummary, PlaneArrays, PlaneDepthSummary, PlaneSeedRow, PlaneSummary};
 pub(crate) use read::check_rows;
 pub use read::{ShatteredData, seed_mean};
 pub use summary::{ArchFits, DepthSummary, FaultRecord, NoiseReference, SeedRow, ShatteredSummary};
@@ -114,6 +116,18 @@ pub struct ShatteredParams {
     /// The two test-set images the path joins (indices).
     #[arg(long, value_delimiter = ',', value_name = "I,J")]
     pub image_pair: Vec<usize>,
+    /// Grid points H along each side of the plane of images
+    /// x₀ + a·(x₁ − x₀) + b·(x₂ − x₀), a, b ∈ [0, 1] (x₀, x₁ the pair,
+    /// x₂ `image_plane_third`): 8..=128, or 0 for no plane.
+    #[arg(long, value_name = "H")]
+    pub image_plane_side: usize,
+    /// The test-set image x₂ spanning the plane with the pair (index).
+    #[arg(long, value_name = "K")]
+    pub image_plane_third: usize,
+    /// Nets measured over the plane per (image arch, depth): the first of
+    /// the seeds, 1..=seeds (a plane of H² images costs H²/N paths).
+    #[arg(long)]
+    pub image_plane_seeds: usize,
 }
 
 impl Default for ShatteredParams {
@@ -145,6 +159,9 @@ impl Default for ShatteredParams {
             image_points: 64,
             image_data: DataSource::Digits,
             image_pair: vec![0, 1],
+            image_plane_side: 16,
+            image_plane_third: 2,
+            image_plane_seeds: 4,
         }
     }
 }
@@ -159,6 +176,8 @@ impl ShatteredParams {
             seeds: 4,
             image_depths: vec![8, 14],
             image_points: 64,
+            image_plane_side: 8,
+            image_plane_seeds: 2,
             ..Default::default()
         }
     }

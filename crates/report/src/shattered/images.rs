@@ -110,6 +110,7 @@ pub(super) fn section(
     out.push(table(&im, &|a, i| mean_ci(im.slope(a, i), f2)));
     out.push(pictures(&im, dir)?);
     out.push(layer_norms(&im, dir)?);
+    out.extend(super::plane::blocks(d, &im, dir, said)?);
     Ok(Some(out))
 }
 

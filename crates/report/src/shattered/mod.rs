@@ -5,6 +5,7 @@ pub mod claims;
 mod figures;
 pub mod images;
 pub mod laws;
+mod plane;
 
 use std::path::Path;
 
@@ -171,7 +172,12 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
     }
 
     if let Some(blocks) = images::section(&d, report_dir, &mut said)? {
-        doc.heading("On images: conv nets along a path between two images");
+        let plane = d.summary.images.as_ref().is_some_and(|i| i.plane.is_some());
+        doc.heading(if plane {
+            "On images: conv nets along a path between two images and over a plane of three"
+        } else {
+            "On images: conv nets along a path between two images"
+        });
         for b in blocks {
             doc.push(b);
         }
@@ -400,6 +406,8 @@ fn data_files(data_dir: &Path) -> Block {
             "noise.npy (2: white, brown; seeds; N)",
             "images_summary.csv, images_per_seed.csv, images_layer_norms.csv (nets on images, when run)",
             "images_gradients.npy (image archs, depths, N, C·H·W), seed 0; images_power_spectra.npy, images_autocorrelation.npy (image archs, depths, seeds, ·); images_path.npy (N,); images_endpoints.npy (2, C·H·W)",
+            "images_plane_summary.csv, images_plane_per_seed.csv (the plane of images, when run)",
+            "images_plane_pictures.npy (image archs, depths, plane seeds, 2: ∂f/∂a, ∂f/∂b; H, H); images_plane_spectra.npy (image archs, depths, plane seeds, 2, H/2+1); images_plane_corners.npy (3, C·H·W)",
         ]
         .iter()
         .map(|f| format!("{}/{}", data_dir.display(), f))

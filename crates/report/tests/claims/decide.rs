@@ -317,11 +317,46 @@ fn shattered_images(dir: &Path, summary: &serde_json::Value, claim: &str) -> Opt
         }
     };
     let (lo, hi) = (depths[0], *depths.last().unwrap());
+    if claim.starts_with("images-plane-") {
+        return shattered_plane(dir, &archs[plain], &archs[res], hi, claim);
+    }
     Some(match claim {
         "images-plain-falls-faster" => {
             stat(plain, lo).mean - stat(plain, hi).mean > stat(res, lo).mean - stat(res, hi).mean
         }
         "images-residual-above-plain" => above(&stat(res, hi), &stat(plain, hi), sc::MARGIN_SE),
+        _ => return None,
+    })
+}
+
+/// The plane's claims, from `images_plane_summary.csv`: at the deepest
+/// depth, on both pictures (∂f/∂a, ∂f/∂b), the residual net's r₁ clearly
+/// above the plain net's, its radial slope clearly below.
+fn shattered_plane(dir: &Path, plain: &str, res: &str, deepest: f64, claim: &str) -> Option<bool> {
+    let table = Csv::read(&dir.join("images_plane_summary.csv"));
+    let stat = |arch: &str, picture: &str, q: &str| {
+        let r = table
+            .0
+            .iter()
+            .find(|r| r["arch"] == arch && r["picture"] == picture && num(r, "depth") == deepest)
+            .unwrap();
+        Stat {
+            mean: num(r, &format!("{q}_mean")),
+            se: num(r, &format!("{q}_std")) / num(r, &format!("{q}_n")).max(1.0).sqrt(),
+        }
+    };
+    let pictures = ["a", "b"];
+    Some(match claim {
+        "images-plane-residual-smoother" => pictures
+            .iter()
+            .all(|k| above(&stat(res, k, "r1"), &stat(plain, k, "r1"), sc::MARGIN_SE)),
+        "images-plane-residual-steeper" => pictures.iter().all(|k| {
+            above(
+                &stat(plain, k, "slope"),
+                &stat(res, k, "slope"),
+                sc::MARGIN_SE,
+            )
+        }),
         _ => return None,
     })
 }

@@ -33,6 +33,8 @@ pub struct ImageSetup {
     pub(super) labels: Vec<u32>,
     pub(super) band: Band,
     pub(super) max_lag: usize,
+    /// The plane of x₀, x₁ and a third image, with `image_plane_side` > 0.
+    pub(super) plane: Option<super::plane::PlaneSetup>,
 }
 
 /// The net of `arch` at `depth` on images of `shape`, with one output
@@ -107,12 +109,14 @@ pub(super) fn check(p: &mut ShatteredParams) -> Result<Option<ImageSetup>> {
     band.check(p.image_points / 2 + 1)
         .map_err(|e| StudyError::config("image_points", e.to_string()))?;
     let (x, labels) = test.matrix::<f64>(&[i, j]);
+    let plane = super::plane::check(p, &test, &x)?;
     Ok(Some(ImageSetup {
         endpoints: x,
         shape,
         labels,
         band,
         max_lag: (p.image_points / 4).min(32),
+        plane,
     }))
 }
 
@@ -130,28 +134,39 @@ impl ImageSetup {
         &self.shape
     }
 
+    /// The plane of three images, when the run has one.
+    pub fn plane(&self) -> Option<&super::plane::PlaneSetup> {
+        self.plane.as_ref()
+    }
+
     /// Pixels per image.
     pub fn pixels(&self) -> usize {
         self.shape.iter().product()
     }
 
-    /// Rough peak bytes of one net in flight over the path: the hidden
-    /// states a backward pass keeps, ~6 tensors of (N × 16 × H × W) per layer
-    /// (stage 1's size bounds the later stages'), and the gradients.
+    /// Rough peak bytes of one net in flight over the path or the plane,
+    /// whichever batch is larger: the hidden states a backward pass keeps,
+    /// ~6 tensors of (N × 16 × H × W) per layer (stage 1's size bounds the
+    /// later stages'), and the inputs and their gradients.
     pub fn working_bytes(&self, p: &ShatteredParams) -> f64 {
         let bytes = if p.dtype == Precision::F32 { 4.0 } else { 8.0 };
         let depth = p.image_depths.iter().copied().max().unwrap_or(0) as f64;
         let hw = (self.shape[1] * self.shape[2]) as f64;
         let width = (p.width as f64).max(16.0 * hw);
-        6.0 * depth * width * p.image_points as f64 * bytes
-            + (p.image_points * self.pixels()) as f64 * 8.0
+        let batch = p
+            .image_points
+            .max(self.plane.as_ref().map_or(0, |pl| pl.side().pow(2)));
+        6.0 * depth * width * batch as f64 * bytes + (2 * batch * self.pixels()) as f64 * 8.0
     }
 
     /// Bytes of every image cell's outputs: seed 0's gradients and the
     /// spectra and ACFs of every seed, f64.
     pub fn output_bytes(&self, p: &ShatteredParams) -> f64 {
         let (na, nd, n) = (p.image_archs.len(), p.image_depths.len(), p.image_points);
-        (na * nd * (n * self.pixels() + p.seeds * (n / 2 + 1 + self.max_lag + 1)) * 8) as f64
+        let plane = self.plane.as_ref().map_or(0, |pl| pl.output_bytes());
+        (na * nd
+            * ((n * self.pixels() + p.seeds * (n / 2 + 1 + self.max_lag + 1)) * 8
+                + p.image_plane_seeds * plane)) as f64
     }
 }
 
@@ -217,6 +232,10 @@ impl ShatteredConfig {
                         vec![f64::NAN; setup.max_lag + 1],
                     )
                 };
+                let plane = match &setup.plane {
+                    Some(pl) if seed < p.image_plane_seeds => Some(pl.measure(&net, &opts)?),
+                    _ => None,
+                };
                 let path_grad_norm = (g
                     .map_axis(Axis(1), |r| r.dot(&r))
                     .mean()
@@ -237,6 +256,7 @@ impl ShatteredConfig {
                     activation_norms,
                     faults,
                     path_grad_norm,
+                    plane,
                 })
             })
             .collect()
@@ -313,6 +333,13 @@ impl ShatteredConfig {
             }
         }
         let (t, _) = setup.path(n);
+        let (plane_summary, plane_arrays) = match &setup.plane {
+            Some(pl) => {
+                let (s, a) = self.summarise_plane(pl, &by);
+                (Some(s), Some(a))
+            }
+            None => (None, None),
+        };
         (
             ImageSummary {
                 image_shape: setup.shape.clone(),
@@ -321,6 +348,7 @@ impl ShatteredConfig {
                 band: setup.band,
                 max_lag: setup.max_lag,
                 results,
+                plane: plane_summary,
             },
             ImageArrays {
                 per_seed,
@@ -329,6 +357,7 @@ impl ShatteredConfig {
                 gradients,
                 power_spectra: spectra,
                 autocorrelation: acfs,
+                plane: plane_arrays,
             },
         )
     }
