@@ -102,7 +102,7 @@ impl Default for CorrelationParams {
                 ModelArch::Conv(ConvArch::RESNET),
             ],
             image_depths: vec![8, 20],
-            image_batch: 64,
+            image_batch: 48,
             image_data: DataSource::Digits,
         }
     }
