@@ -114,10 +114,13 @@ const SIZES: &[&str] = &[
 /// (study, key) where 0 is a documented setting, not a bad size: the
 /// curvature study with no training measures at initialisation only.
 const ZERO_IS_A_SETTING: &[(&str, &str)] = &[("curvature", "train.epochs")];
-/// (study, key) where an empty list is a documented setting: the shattered
-/// and norms studies with no image archs measure no nets on images.
-const EMPTY_IS_A_SETTING: &[(&str, &str)] =
-    &[("shattered", "image_archs"), ("norms", "image_archs")];
+/// (study, key) where an empty list is a documented setting: the shattered,
+/// norms and correlation studies with no image archs measure no nets on images.
+const EMPTY_IS_A_SETTING: &[(&str, &str)] = &[
+    ("shattered", "image_archs"),
+    ("norms", "image_archs"),
+    ("correlation", "image_archs"),
+];
 /// Keys whose value is free text (paths): any string is valid at validation.
 const PATHS: &[&str] = &["save_weights", "load_weights", "checkpoints"];
 
@@ -400,6 +403,15 @@ fn the_binary_refuses_bad_study_files_and_command_lines_and_writes_nothing() {
         ("study = \"norms\"\nimage_batch = 0\n", "image_batch"),
         (
             "study = \"norms\"\nimage_data = \"mnist:/nonexistent\"\n",
+            "nonexistent",
+        ),
+        (
+            "study = \"correlation\"\nimage_depths = [21]\n",
+            "image_depths",
+        ),
+        ("study = \"correlation\"\nimage_batch = 1\n", "image_batch"),
+        (
+            "study = \"correlation\"\nimage_data = \"mnist:/nonexistent\"\n",
             "nonexistent",
         ),
         ("study = \"ensemble\"\ndepth = 0\n", "depth"),

@@ -405,10 +405,30 @@ pub fn correlation(dir: &Path) -> Result<String> {
             (r.arch.clone(), r.depth, v)
         })
         .collect();
-    Ok(by_arch_and_depth(
+    let mut out = by_arch_and_depth(
         "correlation: 2-D r₁ / mean per-example gradient cosine",
         cells,
-    ))
+    );
+    if let Some(images) = &s.images {
+        let cells = images
+            .results
+            .iter()
+            .map(|r| {
+                let v = format!(
+                    "{} / {} / {}",
+                    fixed(r.mean_cosine.mean, 3),
+                    fixed(r.same_class.mean, 3),
+                    fixed(r.different_class.mean, 3)
+                );
+                (r.arch.clone(), r.depth, v)
+            })
+            .collect();
+        out.push_str(&by_arch_and_depth(
+            "correlation on images: mean gradient cosine, all / same-class / different-class pairs",
+            cells,
+        ));
+    }
+    Ok(out)
 }
 
 /// Landscape: the effective β-smoothness during training and |λ_min/λ_max|

@@ -193,6 +193,7 @@ fn correlation_results() -> CorrelationResults {
             distance_edges: vec![0.0, 1.0, 2.0, 3.0],
             references: vec![],
             results,
+            images: None,
         },
         per_seed: vec![],
         axis: Array1::linspace(-2.0, 2.0, n),
@@ -200,6 +201,7 @@ fn correlation_results() -> CorrelationResults {
         norm_pictures: Array5::from_elem((na, nd, ns, n, n), 1.5),
         radial_spectra: Array4::from_elem((na, nd, ns, n / 2 + 1), 0.1),
         cosines: Array4::from_elem((na, nd, b, b), 0.25f32),
+        image_cosines: Array4::zeros((0, 0, 0, 0)),
     }
 }
 
@@ -225,6 +227,83 @@ fn a_correlation_folder_reads_back_and_wrong_shapes_are_refused() {
     gradscope_contract::io::write_json(&summary, &r.summary).unwrap();
     let e = refusal(CorrelationData::read(dir.path()));
     assert!(e.contains("3 distance edges for 3 bins"), "{e}");
+}
+
+/// The image part: written, read back, and refused when its labels or a
+/// seed's block cosines disagree with the config; written without it, no
+/// image file is left.
+#[test]
+fn a_correlation_image_part_reads_back_and_bad_rows_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = correlation_results();
+    let c = r.summary.config.clone();
+    let (na, nd, b) = (c.image_archs.len(), c.image_depths.len(), c.image_batch);
+    let seed = || correlation::ImageSeed {
+        mean_cosine: 0.1,
+        same_class: 0.3,
+        different_class: 0.0,
+        coherence: 0.05,
+        block_cosine: vec![0.1, 0.2],
+    };
+    let results = c
+        .image_archs
+        .iter()
+        .flat_map(|a| {
+            c.image_depths
+                .iter()
+                .map(move |&depth| correlation::ImageDepthSummary {
+                    arch: a.to_string(),
+                    depth,
+                    mean_cosine: stat(0.1),
+                    same_class: stat(0.3),
+                    different_class: stat(0.0),
+                    coherence: stat(0.05),
+                    block_names: vec!["stem".into(), "head".into()],
+                    block_cosine: vec![stat(0.1), stat(0.2)],
+                    per_seed: vec![seed()],
+                })
+        })
+        .collect();
+    r.summary.images = Some(correlation::ImageSummary {
+        image_shape: vec![1, 8, 8],
+        classes: 10,
+        labels: (0..b as u32).map(|i| i % 10).collect(),
+        results,
+    });
+    r.image_cosines = Array4::from_elem((na, nd, b, b), 0.5f32);
+    r.write(dir.path()).unwrap();
+    let d = CorrelationData::read(dir.path()).unwrap();
+    assert_eq!(d.summary, r.summary);
+    assert_eq!(d.image_cosines.as_ref(), Some(&r.image_cosines));
+    let summary = dir.path().join(correlation::files::SUMMARY);
+    let mut bad = r.summary.clone();
+    bad.images.as_mut().unwrap().labels.pop();
+    gradscope_contract::io::write_json(&summary, &bad).unwrap();
+    let e = refusal(CorrelationData::read(dir.path()));
+    assert!(
+        e.contains(&format!("{} image labels for a batch of {b}", b - 1)),
+        "{e}"
+    );
+    let mut bad = r.summary.clone();
+    bad.images.as_mut().unwrap().results[1].per_seed[0]
+        .block_cosine
+        .pop();
+    gradscope_contract::io::write_json(&summary, &bad).unwrap();
+    let e = refusal(CorrelationData::read(dir.path()));
+    assert!(e.contains("does not hold 2 block cosines"), "{e}");
+    r.summary.images = None;
+    r.write(dir.path()).unwrap();
+    assert!(
+        correlation::images::files::ALL
+            .iter()
+            .all(|f| !dir.path().join(f).exists())
+    );
+    assert!(
+        CorrelationData::read(dir.path())
+            .unwrap()
+            .image_cosines
+            .is_none()
+    );
 }
 
 fn ensemble_results(blocks: usize) -> EnsembleResults {

@@ -1,14 +1,19 @@
 //! The correlation study's data: its parameters, `summary.json`, and the
 //! CSV and NPY files beside it (2-D gradient pictures, their radial spectra,
-//! and per-example gradient cosines on the digits).
+//! and per-example gradient cosines on the digits). Nets on images
+//! (`image_archs`: conv nets of He et al. 2016a by default) are compared the
+//! same way on a batch of real images ([`images`]); their files start with
+//! `images_`.
 
+pub mod images;
 mod read;
 mod summary;
 mod write;
 
-use gradscope_spec::{Arch, BiasInit, Precision, WeightInit};
+use gradscope_spec::{Arch, BiasInit, ConvArch, DataSource, ModelArch, Precision, WeightInit};
 use serde::{Deserialize, Serialize};
 
+pub use images::{ImageDepthSummary, ImageSeed, ImageSummary};
 pub use read::CorrelationData;
 pub use summary::{CorrelationSummary, DepthSummary, PlaneReference, SeedRow};
 pub use write::CorrelationResults;
@@ -58,6 +63,23 @@ pub struct CorrelationParams {
     /// Bias initialisation.
     #[arg(long)]
     pub bias_init: BiasInit,
+    /// Nets on images at initialisation, the cosine similarity of the
+    /// per-example loss gradients of a batch of real images: conv nets
+    /// (conv-plain, conv-resnet, depth 6n + 2) or MLPs of the grammar (on
+    /// the flattened image); empty or `none` for none.
+    #[arg(long, value_parser = crate::args::model_arch_list_or_none, value_name = "LIST")]
+    pub image_archs: ::std::vec::Vec<ModelArch>,
+    /// Depths of the nets on images (weighted layers of a conv net, 6n + 2);
+    /// the default fits `reproduce`, He et al.'s setting is 20,56,110.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub image_depths: Vec<usize>,
+    /// Images B whose pairwise gradient similarity is measured (a fixed,
+    /// seeded draw from the training set, the same for every net).
+    #[arg(long)]
+    pub image_batch: usize,
+    /// Where the images come from: the embedded 8 × 8 digits, or MNIST / CIFAR-10 files.
+    #[arg(long, value_name = "SOURCE")]
+    pub image_data: DataSource,
 }
 
 impl Default for CorrelationParams {
@@ -75,6 +97,13 @@ impl Default for CorrelationParams {
             dtype: Precision::F64,
             weight_init: WeightInit::He,
             bias_init: BiasInit::Torch,
+            image_archs: vec![
+                ModelArch::Conv(ConvArch::PLAIN),
+                ModelArch::Conv(ConvArch::RESNET),
+            ],
+            image_depths: vec![8, 20],
+            image_batch: 48,
+            image_data: DataSource::Digits,
         }
     }
 }
@@ -89,6 +118,8 @@ impl CorrelationParams {
             examples: 32,
             distance_bins: 4,
             seeds: 2,
+            image_depths: vec![8, 14],
+            image_batch: 32,
             ..Default::default()
         }
     }

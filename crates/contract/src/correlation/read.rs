@@ -25,6 +25,9 @@ pub struct CorrelationData {
     pub radial_spectra: Array4<f64>,
     /// Cosine matrices of seed 0, (archs, depths, B, B).
     pub cosines: Array4<f32>,
+    /// The image nets' cosine matrices of seed 0, (image archs, image
+    /// depths, B, B), with `summary.images`.
+    pub image_cosines: Option<Array4<f32>>,
 }
 
 impl CorrelationData {
@@ -37,7 +40,20 @@ impl CorrelationData {
         check(&summary, &path)?;
         let c = &summary.config;
         let (na, nd, ns, n, b) = (c.archs.len(), c.depths.len(), c.seeds, c.side, c.examples);
+        let image_cosines = match &summary.images {
+            Some(_) => Some(read_npy_shaped(
+                &dir.join(super::images::files::COSINES),
+                &[
+                    c.image_archs.len(),
+                    c.image_depths.len(),
+                    c.image_batch,
+                    c.image_batch,
+                ],
+            )?),
+            None => None,
+        };
         Ok(CorrelationData {
+            image_cosines,
             axis: read_npy_shaped(&dir.join(files::AXIS), &[n])?,
             pictures: read_npy_shaped(&dir.join(files::PICTURES), &[na, nd, ns, n, n])?,
             norm_pictures: read_npy_shaped(&dir.join(files::NORM_PICTURES), &[na, nd, ns, n, n])?,
@@ -101,6 +117,9 @@ fn check(s: &CorrelationSummary, path: &Path) -> Result<()> {
                 )
             },
         )?;
+    }
+    if let Some(images) = &s.images {
+        super::images::check_summary(images, c, path)?;
     }
     Ok(())
 }

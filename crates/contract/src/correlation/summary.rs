@@ -68,6 +68,9 @@ pub struct CorrelationSummary {
     pub references: Vec<PlaneReference>,
     /// One entry per (arch, depth), archs in config order, depths ascending.
     pub results: Vec<DepthSummary>,
+    /// The nets on images, when the run had any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images: Option<super::ImageSummary>,
 }
 
 /// One row of `per_seed.csv`.

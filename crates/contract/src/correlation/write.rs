@@ -25,6 +25,9 @@ pub struct CorrelationResults {
     pub radial_spectra: Array4<f64>,
     /// Whole-net cosine matrices of seed 0, (archs, depths, B, B), f32.
     pub cosines: Array4<f32>,
+    /// The image nets' cosine matrices of seed 0, (image archs, image
+    /// depths, B, B), f32; written only with `summary.images`.
+    pub image_cosines: Array4<f32>,
 }
 
 impl CorrelationResults {
@@ -124,6 +127,10 @@ impl CorrelationResults {
             }
         }
         c.write(&dir.join(files::COSINE_DISTANCE_CSV))?;
+        match &self.summary.images {
+            Some(images) => super::images::write(images, &self.image_cosines, dir)?,
+            None => super::images::remove(dir)?,
+        }
         write_json(&dir.join(files::SUMMARY), &self.summary)
     }
 }

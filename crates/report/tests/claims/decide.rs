@@ -860,8 +860,67 @@ fn training_flat(dir: &Path, run: &str) -> Option<bool> {
     Some(drop <= gradscope_contract::training::FLAT_DROP)
 }
 
+/// The image part's claims, from `images_summary.csv` and the config's
+/// image archs and depths.
+fn correlation_images(dir: &Path, s: &serde_json::Value, claim: &str) -> Option<bool> {
+    let list = |k: &str| s["config"][k].as_array().unwrap().clone();
+    let archs: Vec<String> = list("image_archs")
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    let depths: Vec<f64> = list("image_depths")
+        .iter()
+        .map(|d| d.as_f64().unwrap())
+        .collect();
+    let table = Csv::read(&dir.join("images_summary.csv"));
+    let stat = |arch: &str, depth: f64, what: &str| {
+        let r = table
+            .0
+            .iter()
+            .find(|r| r["arch"] == arch && num(r, "depth") == depth)
+            .unwrap();
+        Stat {
+            mean: num(r, &format!("{what}_mean")),
+            se: num(r, &format!("{what}_se")),
+        }
+    };
+    let residual = |a: &String| {
+        a.parse::<gradscope_spec::ModelArch>()
+            .unwrap()
+            .is_residual()
+    };
+    let (lo, hi) = (depths[0], *depths.last().unwrap());
+    if claim == "same-class-above" {
+        return Some(archs.iter().all(|a| {
+            depths.iter().all(|&d| {
+                above(
+                    &stat(a, d, "same_class"),
+                    &stat(a, d, "different_class"),
+                    sc::MARGIN_SE,
+                )
+            })
+        }));
+    }
+    let plain = &archs[archs.iter().position(|a| !residual(a))?];
+    let res = &archs[archs.iter().position(residual)?];
+    let same = |a: &str, d: f64| stat(a, d, "same_class");
+    Some(match claim {
+        "same-class-falls" => [plain, res]
+            .iter()
+            .all(|a| above(&same(a, lo), &same(a, hi), sc::MARGIN_SE)),
+        "residual-keeps-more" => {
+            same(res, hi).mean / same(res, lo).mean > same(plain, hi).mean / same(plain, lo).mean
+        }
+        "residual-above-plain" => above(&same(res, hi), &same(plain, hi), sc::MARGIN_SE),
+        _ => return None,
+    })
+}
+
 fn correlation(dir: &Path, claim: &str) -> Option<bool> {
     let s = json(&dir.join("summary.json"));
+    if let Some(c) = claim.strip_prefix("images-") {
+        return correlation_images(dir, &s, c);
+    }
     let archs: Vec<String> = s["config"]["archs"]
         .as_array()?
         .iter()

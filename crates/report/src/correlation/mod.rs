@@ -1,5 +1,8 @@
 //! The correlation report: 2-D gradient pictures and per-example gradient
-//! similarity on the digits.
+//! similarity on the digits; with image nets, the same similarity for conv
+//! nets on real images ([`images`]).
+
+mod images;
 
 use std::path::Path;
 
@@ -105,12 +108,19 @@ pub fn build(data_dir: &Path, report_dir: &Path) -> Result<StudyCard> {
     doc.push(similarity(&run, report_dir, &mut said)?);
     doc.push(layer_cosine_table(s));
 
+    if let Some(blocks) = images::section(&d, report_dir, &mut said)? {
+        doc.heading("Per-example gradient similarity of conv nets on images");
+        for b in blocks {
+            doc.push(b);
+        }
+    }
+
     pages::finish(
         &mut doc,
         &said,
         &s.provenance,
         &s.config,
-        data_files(data_dir),
+        data_files(data_dir, s.images.is_some()),
         report_dir,
     )?;
     Ok(card(&run, finding))
@@ -703,8 +713,9 @@ fn layer_cosine_table(s: &CorrelationSummary) -> Block {
     }
 }
 
-/// The data files behind the page.
-fn data_files(data_dir: &Path) -> Block {
+/// The data files behind the page (the image part's with `images`).
+fn data_files(data_dir: &Path, images: bool) -> Block {
+    let image_files = correlation::images::files::ALL;
     Block::List(
         [
             correlation::files::SUMMARY,
@@ -718,6 +729,7 @@ fn data_files(data_dir: &Path) -> Block {
             correlation::files::COSINES,
         ]
         .iter()
+        .chain(image_files.iter().filter(|_| images))
         .map(|f| format!("{}/{}", data_dir.display(), f))
         .collect(),
     )

@@ -17,8 +17,15 @@
 //!   gradient coherence ‖ḡ‖²/mean‖gᵢ‖² and the signal-to-noise ratio of the
 //!   mean gradient, and the cosine as a function of the distance between inputs.
 //!
+//! - **Images** (with `image_archs`): the same per-example similarity for
+//!   conv nets of He et al. 2016a (plain and residual, BN) on a batch of real
+//!   images, same-class against different-class pairs ([`images`]).
+//!
 //! A cell is one (arch, seed): one net per view serves every depth (the
-//! depth-L net is the first L blocks of the deepest one).
+//! depth-L net is the first L blocks of the deepest one); an image cell is
+//! one (image arch, depth, seed).
+
+pub mod images;
 
 use gradscope_engine::{Engine, Options, Real, Task, Want};
 use gradscope_nets::{Arch, BnMode, Mlp, Net, NetParams, Precision, derive_seed};
@@ -88,6 +95,7 @@ pub fn check(params: &CorrelationParams) -> Result<CorrelationConfig> {
             format!("must be 1..=64, got {}", p.distance_bins),
         ));
     }
+    let images = images::check(&mut p)?;
     let max_depth = *p.depths.last().expect("non-empty");
     let (mut plane_nets, mut digit_nets) = (vec![], vec![]);
     for &arch in &p.archs {
@@ -117,6 +125,7 @@ pub fn check(params: &CorrelationParams) -> Result<CorrelationConfig> {
         x,
         y,
         edges,
+        images,
     })
 }
 
@@ -205,15 +214,42 @@ pub struct CorrelationConfig {
     y: Vec<usize>,
     /// Edges of the distance bins (distance_bins + 1 values).
     edges: Vec<f64>,
+    /// The batch of images and its shape, with `image_archs`.
+    images: Option<images::ImageSetup>,
 }
 
-/// One unit of work: every depth of one (arch, seed).
+/// One unit of work.
 #[derive(Clone, Debug)]
-pub struct Cell {
+pub enum Cell {
+    /// Every depth of one MLP (arch, seed).
+    Mlp(MlpCell),
+    /// One net on images.
+    Images {
+        /// Index into image_archs.
+        arch: usize,
+        /// Index into image_depths.
+        depth: usize,
+        /// Seed index.
+        seed: usize,
+    },
+}
+
+/// Every depth of one (arch, seed) of the plane and the digits.
+#[derive(Clone, Debug)]
+pub struct MlpCell {
     /// Index into the configured archs.
     pub arch: usize,
     /// Seed index.
     pub seed: usize,
+}
+
+/// What a cell gives.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum CellOutput {
+    /// Every depth of one MLP.
+    Mlp(Vec<DepthOutput>),
+    /// One net on images.
+    Images(images::ImageOutput),
 }
 
 /// What one depth of one cell gives.
@@ -273,7 +309,12 @@ impl CorrelationConfig {
         derive_seed(self.params.seed, &format!("seed{s}"))
     }
 
-    fn plane(&self, cell: &Cell) -> Result<Vec<(Array2<f64>, Array2<f64>)>> {
+    /// The weights' seed of seed index `s` of `part`.
+    fn net_seed_of(&self, part: &str, s: usize) -> u64 {
+        derive_seed(self.params.seed, &format!("{part}-seed{s}"))
+    }
+
+    fn plane(&self, cell: &MlpCell) -> Result<Vec<(Array2<f64>, Array2<f64>)>> {
         let p = &self.params;
         let net = Net::Mlp(Mlp::new(
             &self.plane_nets[cell.arch].with_seed(self.net_seed(cell.seed)),
@@ -300,7 +341,7 @@ impl CorrelationConfig {
     }
 
     /// Per-example loss gradients' Gram matrices per layer at every depth.
-    fn grams(&self, cell: &Cell) -> Result<Vec<LayerGrams>> {
+    fn grams(&self, cell: &MlpCell) -> Result<Vec<LayerGrams>> {
         let net = Net::Mlp(Mlp::new(
             &self.digit_nets[cell.arch].with_seed(self.net_seed(cell.seed)),
         )?);
@@ -337,20 +378,94 @@ impl CorrelationConfig {
 impl Study for CorrelationConfig {
     const NAME: &'static str = NAME;
     type Cell = Cell;
-    type CellOutput = Vec<DepthOutput>;
+    type CellOutput = CellOutput;
     type Results = CorrelationResults;
 
     fn cells(&self) -> Vec<Cell> {
-        (0..self.params.archs.len())
-            .flat_map(|arch| (0..self.params.seeds).map(move |seed| Cell { arch, seed }))
-            .collect()
+        let p = &self.params;
+        let seeds = p.seeds;
+        let mut cells: Vec<Cell> = (0..p.archs.len())
+            .flat_map(|arch| (0..seeds).map(move |seed| Cell::Mlp(MlpCell { arch, seed })))
+            .collect();
+        if self.images.is_some() {
+            for arch in 0..p.image_archs.len() {
+                for depth in 0..p.image_depths.len() {
+                    cells.extend((0..seeds).map(|seed| Cell::Images { arch, depth, seed }));
+                }
+            }
+        }
+        cells
     }
 
     fn cell_key(&self, c: &Cell) -> String {
-        format!("arch={},seed={}", self.params.archs[c.arch], c.seed)
+        let p = &self.params;
+        match c {
+            Cell::Mlp(c) => format!("arch={},seed={}", p.archs[c.arch], c.seed),
+            Cell::Images { arch, depth, seed } => format!(
+                "image_arch={},depth={},seed={seed}",
+                p.image_archs[*arch], p.image_depths[*depth]
+            ),
+        }
     }
 
-    fn run_cell(&self, cell: &Cell) -> Result<Vec<DepthOutput>> {
+    fn run_cell(&self, cell: &Cell) -> Result<CellOutput> {
+        match cell {
+            Cell::Mlp(c) => Ok(CellOutput::Mlp(self.mlp_cell(c)?)),
+            Cell::Images { arch, depth, seed } => {
+                Ok(CellOutput::Images(self.image_cell(*arch, *depth, *seed)?))
+            }
+        }
+    }
+
+    fn summarise(
+        &self,
+        outputs: Vec<CellOutput>,
+        provenance: Provenance,
+    ) -> Result<CorrelationResults> {
+        let (mut mlp, mut groups) = (Vec::new(), Vec::<((usize, usize), Vec<_>)>::new());
+        for (cell, out) in self.cells().into_iter().zip(outputs) {
+            match (cell, out) {
+                (Cell::Mlp(_), CellOutput::Mlp(o)) => mlp.push(o),
+                (Cell::Images { arch, depth, .. }, CellOutput::Images(o)) => {
+                    match groups.last_mut() {
+                        Some((key, outs)) if *key == (arch, depth) => outs.push(o),
+                        _ => groups.push(((arch, depth), vec![o])),
+                    }
+                }
+                _ => {
+                    return Err(StudyError::Data {
+                        path: "cell".into(),
+                        reason: "a stored cell's output is of another part".into(),
+                    });
+                }
+            }
+        }
+        let mut results = self.summarise_mlp(mlp, provenance)?;
+        if self.images.is_some() {
+            let (images, cosines) = self.summarise_images(groups)?;
+            results.summary.images = Some(images);
+            results.image_cosines = cosines;
+        }
+        Ok(results)
+    }
+
+    fn config_json(&self) -> serde_json::Value {
+        serde_json::to_value(&self.params).expect("parameters serialise")
+    }
+
+    fn memory_estimate_gib(&self, threads: usize) -> Option<f64> {
+        let p = &self.params;
+        let bytes = if p.dtype == Precision::F32 { 4.0 } else { 8.0 };
+        let layers = (*p.depths.last().unwrap_or(&1) * 2 + 2) as f64;
+        // The dense path keeps about three (points × width) buffers per layer (measured: 1.2 GiB per net at the defaults).
+        let per_net = 3.0 * layers * (p.side * p.side).max(p.examples) as f64 * p.width as f64;
+        Some(threads.max(1) as f64 * per_net * bytes / (1u64 << 30) as f64)
+    }
+}
+
+impl CorrelationConfig {
+    /// Every depth of one MLP cell: the pictures and the digits' Grams.
+    fn mlp_cell(&self, cell: &MlpCell) -> Result<Vec<DepthOutput>> {
         let (lo, hi) = self.radial_band();
         let pictures = self.plane(cell)?;
         let grams = self.grams(cell)?;
@@ -389,7 +504,7 @@ impl Study for CorrelationConfig {
             .collect()
     }
 
-    fn summarise(
+    fn summarise_mlp(
         &self,
         outputs: Vec<Vec<DepthOutput>>,
         provenance: Provenance,
@@ -402,7 +517,8 @@ impl Study for CorrelationConfig {
         let mut spectra = Array4::<f64>::from_elem((na, nd, ns, radii), f64::NAN);
         let mut cosines = Array4::<f32>::from_elem((na, nd, b, b), f32::NAN);
         let mut by: Vec<Vec<Option<DepthOutput>>> = vec![vec![None; ns]; na * nd];
-        for (cell, per_depth) in self.cells().iter().zip(outputs) {
+        let cells = (0..na).flat_map(|arch| (0..ns).map(move |seed| MlpCell { arch, seed }));
+        for (cell, per_depth) in cells.zip(outputs) {
             for (d, o) in per_depth.into_iter().enumerate() {
                 let to2 =
                     |v: &[f64]| ndarray::ArrayView2::from_shape((n, n), v).map(|a| a.to_owned());
@@ -493,6 +609,7 @@ impl Study for CorrelationConfig {
                 distance_edges: self.edges.clone(),
                 references,
                 results,
+                images: None,
             },
             per_seed,
             axis: self.axis(),
@@ -500,20 +617,8 @@ impl Study for CorrelationConfig {
             norm_pictures,
             radial_spectra: spectra,
             cosines,
+            image_cosines: Array4::zeros((0, 0, 0, 0)),
         })
-    }
-
-    fn config_json(&self) -> serde_json::Value {
-        serde_json::to_value(&self.params).expect("parameters serialise")
-    }
-
-    fn memory_estimate_gib(&self, threads: usize) -> Option<f64> {
-        let p = &self.params;
-        let bytes = if p.dtype == Precision::F32 { 4.0 } else { 8.0 };
-        let layers = (*p.depths.last().unwrap_or(&1) * 2 + 2) as f64;
-        // The dense path keeps about three (points × width) buffers per layer (measured: 1.2 GiB per net at the defaults).
-        let per_net = 3.0 * layers * (p.side * p.side).max(p.examples) as f64 * p.width as f64;
-        Some(threads.max(1) as f64 * per_net * bytes / (1u64 << 30) as f64)
     }
 }
 
@@ -551,7 +656,7 @@ mod tests {
         };
         let c = check(&p).unwrap();
         for arch in 0..3 {
-            let cell = Cell { arch, seed: 0 };
+            let cell = MlpCell { arch, seed: 0 };
             let dense = c.grams(&cell).unwrap();
             let net = Net::Mlp(Mlp::new(&c.digit_nets[arch].with_seed(c.net_seed(0))).unwrap());
             let task = DepthGrams {
