@@ -125,7 +125,8 @@ pub struct ShatteredParams {
     #[arg(long, value_name = "K")]
     pub image_plane_third: usize,
     /// Nets measured over the plane per (image arch, depth): the first of
-    /// the seeds, 1..=seeds (a plane of H² images costs H²/N paths).
+    /// the seeds, 1..=10000, at most `seeds` (more is taken as `seeds`; a
+    /// plane of H² images costs H²/N paths).
     #[arg(long)]
     pub image_plane_seeds: usize,
 }

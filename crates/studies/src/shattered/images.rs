@@ -109,6 +109,18 @@ pub(super) fn check(p: &mut ShatteredParams) -> Result<Option<ImageSetup>> {
     band.check(p.image_points / 2 + 1)
         .map_err(|e| StudyError::config("image_points", e.to_string()))?;
     let (x, labels) = test.matrix::<f64>(&[i, j]);
+    if p.image_plane_side > 0 && !(1..=10_000).contains(&p.image_plane_seeds) {
+        return Err(StudyError::config(
+            "image_plane_seeds",
+            format!(
+                "must be 1..=10000 (more than seeds means all of them), got {}",
+                p.image_plane_seeds
+            ),
+        ));
+    }
+    // "The first k seeds" of fewer seeds are all of them: `--seeds 2` needs
+    // no `--image-plane-seeds` beside it.
+    p.image_plane_seeds = p.image_plane_seeds.min(p.seeds);
     let plane = super::plane::check(p, &test, &x)?;
     Ok(Some(ImageSetup {
         endpoints: x,

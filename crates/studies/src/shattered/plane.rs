@@ -62,15 +62,6 @@ pub(super) fn check(
             format!("must be 0 (no plane) or 8..={MAX_SIDE}, got {side}"),
         ));
     }
-    if !(1..=p.seeds).contains(&p.image_plane_seeds) {
-        return Err(StudyError::config(
-            "image_plane_seeds",
-            format!(
-                "must be 1..={} (seeds), got {}",
-                p.seeds, p.image_plane_seeds
-            ),
-        ));
-    }
     let k = p.image_plane_third;
     if k >= test.len() {
         return Err(StudyError::config(
