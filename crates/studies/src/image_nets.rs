@@ -5,9 +5,10 @@
 use gradscope_nets::{
     Activation, BiasInit, ConvNet, ConvNetParams, Mlp, Net, NetParams, Precision, WeightInit,
 };
-use gradscope_spec::ModelArch;
+use gradscope_spec::{DataSource, ModelArch};
 
 use crate::{Result, StudyError};
+use gradscope_train::Examples;
 
 /// What an image net is drawn with beside its arch and depth.
 pub(crate) struct ImageNet<'a> {
@@ -93,4 +94,42 @@ pub(crate) fn check_image_part(archs: &[ModelArch], depths: &mut Vec<usize>) -> 
     depths.sort_unstable();
     depths.dedup();
     Ok(true)
+}
+
+/// The training images of `data` from which a batch of `batch` images is
+/// drawn (2 ≤ batch ≤ `max_batch` and the set's size), and one image's
+/// shape (channels, height, width); bad settings name `image_batch` or
+/// `image_data`.
+pub(crate) fn training_images(
+    data: &DataSource,
+    batch: usize,
+    max_batch: usize,
+) -> Result<(Examples, Vec<usize>)> {
+    if !(2..=max_batch).contains(&batch) {
+        return Err(StudyError::config(
+            "image_batch",
+            format!("must be 2..={max_batch}, got {batch}"),
+        ));
+    }
+    let (train, _) = crate::data::load(data).map_err(|e| match e {
+        StudyError::Config { reason, .. } => StudyError::config("image_data", reason),
+        e => e,
+    })?;
+    if batch > train.len() {
+        return Err(StudyError::config(
+            "image_batch",
+            format!(
+                "{batch} images asked for, the training set of {data} has {}",
+                train.len()
+            ),
+        ));
+    }
+    let shape = train.shape().to_vec();
+    if shape.len() != 3 {
+        return Err(StudyError::config(
+            "image_data",
+            format!("needs images (channels, height, width), got shape {shape:?}"),
+        ));
+    }
+    Ok((train, shape))
 }

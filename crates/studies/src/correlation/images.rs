@@ -20,8 +20,8 @@ use ndarray::{Array2, Array4, ArrayView2, s};
 use serde::{Deserialize, Serialize};
 
 use super::{CorrelationConfig, CorrelationParams};
-use crate::image_nets::{ImageNet, check_image_part};
-use crate::{Result, StudyError};
+use crate::image_nets::{ImageNet, check_image_part, training_images};
+use crate::Result;
 use gradscope_contract::correlation::{ImageDepthSummary, ImageSeed, ImageSummary};
 
 /// The validated image part: the batch, sorted by class, and its shape.
@@ -71,34 +71,7 @@ pub(super) fn check(p: &mut CorrelationParams) -> Result<Option<ImageSetup>> {
     if !check_image_part(&p.image_archs, &mut p.image_depths)? {
         return Ok(None);
     }
-    if !(2..=1024).contains(&p.image_batch) {
-        return Err(StudyError::config(
-            "image_batch",
-            format!("must be 2..=1024, got {}", p.image_batch),
-        ));
-    }
-    let (train, _) = crate::data::load(&p.image_data).map_err(|e| match e {
-        StudyError::Config { reason, .. } => StudyError::config("image_data", reason),
-        e => e,
-    })?;
-    if p.image_batch > train.len() {
-        return Err(StudyError::config(
-            "image_batch",
-            format!(
-                "{} images asked for, the training set of {} has {}",
-                p.image_batch,
-                p.image_data,
-                train.len()
-            ),
-        ));
-    }
-    let shape = train.shape().to_vec();
-    if shape.len() != 3 {
-        return Err(StudyError::config(
-            "image_data",
-            format!("needs images (channels, height, width), got shape {shape:?}"),
-        ));
-    }
+    let (train, shape) = training_images(&p.image_data, p.image_batch, 1024)?;
     for &arch in &p.image_archs {
         for &d in &p.image_depths {
             net(p, arch, d, &shape, train.classes(), 0)?;

@@ -20,7 +20,7 @@ use gradscope_train::{cross_entropy_gradient, epoch_batches};
 use ndarray::{Array2, ArrayView2};
 
 use super::{CellOutput, FaultRow, NormsConfig, NormsParams};
-use crate::image_nets::{ImageNet, check_image_part};
+use crate::image_nets::{ImageNet, check_image_part, training_images};
 use crate::{Result, StudyError};
 use gradscope_contract::norms::{GrowthFit, ImageDepthSummary, ImageSummary};
 
@@ -80,34 +80,7 @@ pub(super) fn check(p: &mut NormsParams) -> Result<Option<ImageSetup>> {
     if !check_image_part(&p.image_archs, &mut p.image_depths)? {
         return Ok(None);
     }
-    if !(2..=8192).contains(&p.image_batch) {
-        return Err(StudyError::config(
-            "image_batch",
-            format!("must be 2..=8192, got {}", p.image_batch),
-        ));
-    }
-    let (train, _) = crate::data::load(&p.image_data).map_err(|e| match e {
-        StudyError::Config { reason, .. } => StudyError::config("image_data", reason),
-        e => e,
-    })?;
-    if p.image_batch > train.len() {
-        return Err(StudyError::config(
-            "image_batch",
-            format!(
-                "{} images asked for, the training set of {} has {}",
-                p.image_batch,
-                p.image_data,
-                train.len()
-            ),
-        ));
-    }
-    let shape = train.shape().to_vec();
-    if shape.len() != 3 {
-        return Err(StudyError::config(
-            "image_data",
-            format!("needs images (channels, height, width), got shape {shape:?}"),
-        ));
-    }
+    let (train, shape) = training_images(&p.image_data, p.image_batch, 8192)?;
     for &arch in &p.image_archs {
         for &d in &p.image_depths {
             // The spec alone: building every net here would draw every weight.
