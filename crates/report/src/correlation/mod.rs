@@ -1,6 +1,6 @@
 //! The correlation report: 2-D gradient pictures and per-example gradient
 //! similarity on the digits; with image nets, the same similarity for conv
-//! nets on real images ([`images`]).
+//! nets on real images (the `images` module).
 
 mod images;
 

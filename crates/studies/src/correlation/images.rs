@@ -20,8 +20,8 @@ use ndarray::{Array2, Array4, ArrayView2, s};
 use serde::{Deserialize, Serialize};
 
 use super::{CorrelationConfig, CorrelationParams};
-use crate::image_nets::{ImageNet, check_image_part, training_images};
 use crate::Result;
+use crate::image_nets::{ImageNet, check_image_part, training_images};
 use gradscope_contract::correlation::{ImageDepthSummary, ImageSeed, ImageSummary};
 
 /// The validated image part: the batch, sorted by class, and its shape.
