@@ -65,6 +65,11 @@ pub fn remove_stale(path: &Path) -> Result<()> {
     }
 }
 
+/// [`remove_stale`] for each of `names` in `dir`.
+pub fn remove_stale_files(dir: &Path, names: &[&str]) -> Result<()> {
+    names.iter().try_for_each(|f| remove_stale(&dir.join(f)))
+}
+
 /// Pretty JSON, written atomically.
 pub fn write_json<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
     let mut bytes =

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::CorrelationParams;
 use crate::Result;
 use crate::image_cells::check_image_cells;
-use crate::io::{Csv, ensure, num, remove_stale, write_npy};
+use crate::io::{Csv, ensure, num, remove_stale_files, write_npy};
 
 /// Files of the image part (absent when the run had no image archs).
 pub mod files {
@@ -172,9 +172,7 @@ pub(crate) fn write(s: &ImageSummary, cosines: &Array4<f32>, dir: &Path) -> Resu
 
 /// Remove the image files a previous run may have left.
 pub(crate) fn remove(dir: &Path) -> Result<()> {
-    files::ALL
-        .iter()
-        .try_for_each(|f| remove_stale(&dir.join(f)))
+    remove_stale_files(dir, &files::ALL)
 }
 
 /// One row per (image arch, depth) in config order, B labels, and for every

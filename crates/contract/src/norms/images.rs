@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::{FaultRow, NormsParams};
 use crate::Result;
 use crate::image_cells::check_image_cells;
-use crate::io::{Csv, ensure, num, remove_stale};
+use crate::io::{Csv, ensure, num, remove_stale_files};
 
 /// Files of the image part (absent when the run had no image archs).
 pub mod files {
@@ -229,9 +229,7 @@ pub(crate) fn write(s: &ImageSummary, dir: &Path) -> Result<()> {
 
 /// Remove the image files a previous run may have left.
 pub(crate) fn remove(dir: &Path) -> Result<()> {
-    files::ALL
-        .iter()
-        .try_for_each(|f| remove_stale(&dir.join(f)))
+    remove_stale_files(dir, &files::ALL)
 }
 
 /// One row per (image arch, depth) in config order, each with a norm per

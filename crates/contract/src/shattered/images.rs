@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::{FaultRecord, ShatteredParams};
 use crate::Result;
 use crate::image_cells::check_image_cells;
-use crate::io::{Csv, num, read_npy_shaped, remove_stale, write_npy};
+use crate::io::{Csv, num, read_npy_shaped, remove_stale_files, write_npy};
 
 /// Files of the image part (absent when the run had no image archs).
 pub mod files {
@@ -199,9 +199,7 @@ impl ImageArrays {
     /// Remove the image files a previous run may have left.
     pub(crate) fn remove(dir: &Path) -> Result<()> {
         super::PlaneArrays::remove(dir)?;
-        files::ALL
-            .iter()
-            .try_for_each(|f| remove_stale(&dir.join(f)))
+        remove_stale_files(dir, &files::ALL)
     }
 
     /// Read the image files, shapes checked against `summary` and `config`.

@@ -20,7 +20,7 @@ use super::ShatteredParams;
 use crate::Result;
 use crate::correlation::PlaneReference;
 use crate::image_cells::check_image_cells;
-use crate::io::{Csv, ensure, num, read_npy_shaped, remove_stale, write_npy};
+use crate::io::{Csv, ensure, num, read_npy_shaped, remove_stale_files, write_npy};
 
 /// Files of the plane (absent when the run had no plane).
 pub mod files {
@@ -169,9 +169,7 @@ impl PlaneArrays {
 
     /// Remove the plane's files a previous run may have left.
     pub(crate) fn remove(dir: &Path) -> Result<()> {
-        files::ALL
-            .iter()
-            .try_for_each(|f| remove_stale(&dir.join(f)))
+        remove_stale_files(dir, &files::ALL)
     }
 
     /// Read the plane's arrays, shapes checked against the summary and config.
